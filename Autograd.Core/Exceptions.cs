@@ -1,0 +1,34 @@
+// Typed exceptions for misuse. Each message names the op, the shapes or devices involved, and the fix.
+namespace AutogradNet;
+
+/// <summary>Operands' shapes do not fit the op (non-broadcastable, wrong rank, inner sizes differ).</summary>
+public sealed class ShapeMismatchException : ArgumentException
+{
+    /// <summary>Creates the exception.</summary>
+    /// <param name="message">What op, which shapes, and how to fix it.</param>
+    public ShapeMismatchException(string message) : base(message) { }
+}
+
+/// <summary>Tensors on two different devices were combined in one op.</summary>
+public sealed class DeviceMismatchException : InvalidOperationException
+{
+    /// <summary>Creates the exception.</summary>
+    /// <param name="message">What op, which devices, and how to fix it.</param>
+    public DeviceMismatchException(string message) : base(message) { }
+}
+
+/// <summary>A device was asked for that this machine does not have or ILGPU cannot use.</summary>
+public sealed class DeviceNotFoundException : InvalidOperationException
+{
+    /// <summary>Creates the exception.</summary>
+    /// <param name="message">What was asked for and what exists.</param>
+    public DeviceNotFoundException(string message) : base(message) { }
+}
+
+/// <summary>Autograd misuse: backward of a non-scalar without a gradient, a missing rule, a released graph.</summary>
+public sealed class AutogradException : InvalidOperationException
+{
+    /// <summary>Creates the exception.</summary>
+    /// <param name="message">What went wrong and how to fix it.</param>
+    public AutogradException(string message) : base(message) { }
+}

@@ -1,0 +1,195 @@
+// Device memory: a caching allocator per device, reference-counted storage, and public counters.
+//
+// Why a cache: allocating and freeing device memory per op costs far more than the op on a GPU
+// (cuMemFree also synchronises the device). Freed buffers go back to a free list keyed by a rounded
+// size and are handed out again; Memory.EmptyCache() gives them back to the driver.
+// Why finalizers: a tensor the user drops without Dispose (a temporary like `lr * w.Grad`) must not
+// leak. Its finalizer returns the storage to the free list, which touches no device API, so it is
+// safe on the finalizer thread; every launch is on one in-order stream, so a reused buffer is
+// written only after earlier kernels that read it. Dispose, scopes and Backward release
+// deterministically; the finalizer is the safety net.
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace AutogradNet;
+
+/// <summary>Counters and controls of the device memory the library holds.</summary>
+public static class Memory
+{
+    private static long _liveBuffers, _liveBytes, _allocations;
+
+    /// <summary>Device buffers held by tensors now (shared views count once).</summary>
+    public static long LiveBuffers => Interlocked.Read(ref _liveBuffers);
+
+    /// <summary>Bytes of the device buffers held by tensors now.</summary>
+    public static long LiveBytes => Interlocked.Read(ref _liveBytes);
+
+    /// <summary>Buffers taken from the driver so far (cache hits excluded).</summary>
+    public static long DeviceAllocations => Interlocked.Read(ref _allocations);
+
+    /// <summary>Bytes held in free lists of every device, ready for reuse.</summary>
+    public static long CachedBytes => Device.AllCreated().Sum(d => d.Allocator.CachedBytes);
+
+    /// <summary>Returns every cached (unused) buffer of every device to the driver.</summary>
+    public static void EmptyCache()
+    {
+        foreach (var d in Device.AllCreated()) d.Allocator.EmptyCache();
+    }
+
+    /// <summary>
+    /// Runs the garbage collector and finalizers so that tensors dropped without Dispose give their
+    /// storage back now (it happens anyway, later). For tests and memory reports.
+    /// </summary>
+    public static void Collect()
+    {
+        GC.Collect();
+        GC.WaitForPendingFinalizers();
+        GC.Collect();
+    }
+
+    internal static void OnTake(long bytes)
+    {
+        Interlocked.Increment(ref _liveBuffers);
+        Interlocked.Add(ref _liveBytes, bytes);
+    }
+
+    internal static void OnGive(long bytes)
+    {
+        Interlocked.Decrement(ref _liveBuffers);
+        Interlocked.Add(ref _liveBytes, -bytes);
+    }
+
+    internal static void OnDeviceAllocation() => Interlocked.Increment(ref _allocations);
+}
+
+/// <summary>A device buffer with a reference count: tensors and their reshaped views share one.</summary>
+internal sealed class Storage
+{
+    private int _refs = 1;
+
+    internal Storage(Allocator owner, MemoryBuffer1D<float, Stride1D.Dense> buffer, long length)
+    {
+        Owner = owner;
+        Buffer = buffer;
+        Length = length;
+        View = buffer.View.SubView(0, length);
+    }
+
+    internal Allocator Owner { get; }
+
+    internal MemoryBuffer1D<float, Stride1D.Dense> Buffer { get; }
+
+    internal long Length { get; }
+
+    internal ArrayView<float> View { get; }
+
+    internal void AddRef() => Interlocked.Increment(ref _refs);
+
+    internal void Release()
+    {
+        int r = Interlocked.Decrement(ref _refs);
+        if (r == 0) Owner.Return(this);
+        else if (r < 0) throw new InvalidOperationException("Storage released more often than referenced.");
+    }
+}
+
+/// <summary>Free lists of device buffers for one device.</summary>
+internal sealed class Allocator
+{
+    private readonly Device _device;
+    private readonly Dictionary<long, Stack<MemoryBuffer1D<float, Stride1D.Dense>>> _free = new();
+    // Buffers handed out stay reachable from here: ILGPU buffers have finalizers of their own, and a
+    // dropped tensor and its buffer would otherwise be finalized in the same collection, in any order.
+    private readonly HashSet<MemoryBuffer1D<float, Stride1D.Dense>> _taken = new(ReferenceEqualityComparer.Instance);
+    private readonly object _lock = new();
+    private long _cachedBytes;
+
+    internal Allocator(Device device) => _device = device;
+
+    internal long CachedBytes { get { lock (_lock) return _cachedBytes; } }
+
+    /// <summary>Element count actually allocated for a request: few size classes, little waste.</summary>
+    internal static long RoundUp(long n)
+    {
+        if (n <= 64) return 64;
+        // Four classes per power of two: waste at most 25%.
+        long p = 1L << (63 - (int)long.LeadingZeroCount(n - 1));
+        long step = Math.Max(1, p / 4);
+        return (n + step - 1) / step * step;
+    }
+
+    internal Storage Take(long length)
+    {
+        long cap = RoundUp(length);
+        MemoryBuffer1D<float, Stride1D.Dense>? buf = null;
+        lock (_lock)
+        {
+            if (_free.TryGetValue(cap, out var stack) && stack.Count > 0)
+            {
+                buf = stack.Pop();
+                _cachedBytes -= cap * sizeof(float);
+            }
+        }
+        buf ??= AllocateFromDevice(cap);
+        lock (_lock) _taken.Add(buf);
+        Memory.OnTake(cap * sizeof(float));
+        GC.AddMemoryPressure(cap * sizeof(float));
+        return new Storage(this, buf, length);
+    }
+
+    private MemoryBuffer1D<float, Stride1D.Dense> AllocateFromDevice(long cap)
+    {
+        try
+        {
+            var b = _device.Accelerator.Allocate1D<float>(cap);
+            Memory.OnDeviceAllocation();
+            return b;
+        }
+        catch (Exception)
+        {
+            // Out of memory (or a transient driver refusal): give the cache back and try once more.
+            EmptyCache();
+            Memory.Collect();
+            try
+            {
+                var b = _device.Accelerator.Allocate1D<float>(cap);
+                Memory.OnDeviceAllocation();
+                return b;
+            }
+            catch (Exception e)
+            {
+                throw new OutOfMemoryException(
+                    $"Allocating {cap * sizeof(float):N0} bytes on {_device} failed ({e.Message}). " +
+                    $"In use by tensors: {Memory.LiveBytes:N0} bytes in {Memory.LiveBuffers} buffers. " +
+                    "Dispose tensors you no longer need, use smaller shapes, or pick another device.", e);
+            }
+        }
+    }
+
+    internal void Return(Storage s)
+    {
+        long cap = s.Buffer.Length;
+        lock (_lock)
+        {
+            _taken.Remove(s.Buffer);
+            if (!_free.TryGetValue(cap, out var stack)) _free[cap] = stack = new();
+            stack.Push(s.Buffer);
+            _cachedBytes += cap * sizeof(float);
+        }
+        Memory.OnGive(cap * sizeof(float));
+        GC.RemoveMemoryPressure(cap * sizeof(float));
+    }
+
+    internal void EmptyCache()
+    {
+        List<MemoryBuffer1D<float, Stride1D.Dense>> all;
+        lock (_lock)
+        {
+            all = _free.Values.SelectMany(s => s).ToList();
+            _free.Clear();
+            _cachedBytes = 0;
+        }
+        if (all.Count > 0) _device.Synchronize();
+        foreach (var b in all) b.Dispose();
+    }
+}

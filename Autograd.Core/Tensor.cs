@@ -1,0 +1,133 @@
+// Tensor: a float32 array of rank 0 to 4 in a contiguous row-major device buffer, with the autograd
+// fields (RequiresGrad, Grad, the node that made it). Ops live in the Tensor.*.cs files by theme.
+using System.Collections.ObjectModel;
+using ILGPU;
+
+namespace AutogradNet;
+
+/// <summary>A float32 tensor on a device, with PyTorch-style autograd.</summary>
+public sealed partial class Tensor : IDisposable
+{
+    /// <summary>Largest rank supported.</summary>
+    public const int MaxRank = 4;
+
+    private readonly int[] _shape;
+    private Storage? _storage;
+    private string? _releasedBy;
+    private bool _requiresGrad;
+
+    internal Tensor(Device device, int[] shape, Storage storage, bool fromOp)
+    {
+        Device = device;
+        _shape = shape;
+        Shape = new ReadOnlyCollection<int>(shape);
+        _storage = storage;
+        FromOp = fromOp;
+    }
+
+    /// <summary>Finalizer: returns the storage of a tensor that was dropped without Dispose.</summary>
+    ~Tensor()
+    {
+        _storage?.Release();
+    }
+
+    /// <summary>The extents, outermost first; empty for a scalar.</summary>
+    public IReadOnlyList<int> Shape { get; }
+
+    /// <summary>Number of dimensions (0 to 4).</summary>
+    public int Rank => _shape.Length;
+
+    /// <summary>Number of elements.</summary>
+    public long NumElements => Elements(_shape);
+
+    /// <summary>The device the data lives on.</summary>
+    public Device Device { get; }
+
+    /// <summary>Whether Dispose (or Backward, for an intermediate) released the data.</summary>
+    public bool IsDisposed => _storage == null;
+
+    /// <summary>
+    /// Whether gradients flow to this tensor. Set it on leaves (parameters); results of ops on such
+    /// tensors require grad automatically while grad mode is on.
+    /// </summary>
+    public bool RequiresGrad
+    {
+        get => _requiresGrad;
+        set
+        {
+            if (!IsLeaf && !value)
+                throw new AutogradException(
+                    $"RequiresGrad: cannot turn off gradients of a non-leaf tensor {ShapeText(_shape)} made by {GradFn!.Op.Kind}. Use Detach() for a copy without history.");
+            _requiresGrad = value;
+        }
+    }
+
+    /// <summary>The accumulated gradient of a leaf after Backward; null until then.</summary>
+    public Tensor? Grad { get; internal set; }
+
+    /// <summary>True for tensors not produced by a recorded op (user-created, or made under NoGrad).</summary>
+    public bool IsLeaf => GradFn == null;
+
+    /// <summary>The recorded op that produced this tensor, when autograd is tracking it.</summary>
+    internal Node? GradFn { get; set; }
+
+    /// <summary>Made by an op (rather than a factory): Backward may release it.</summary>
+    internal bool FromOp { get; }
+
+    internal int[] ShapeArray => _shape;
+
+    internal ArrayView<float> View => Live("use").View;
+
+    internal Storage Storage => Live("use");
+
+    /// <summary>Extent of one dimension; negative dims count from the end.</summary>
+    /// <param name="dim">The dimension.</param>
+    public int Size(int dim) => _shape[NormalizeDim(dim, "Size")];
+
+    /// <summary>Releases the device buffer (idempotent). The gradient, if any, is released too.</summary>
+    public void Dispose()
+    {
+        Release(null);
+        var g = Grad;
+        Grad = null;
+        g?.Dispose();
+        GC.SuppressFinalize(this);
+    }
+
+    internal void Release(string? reason)
+    {
+        var s = Interlocked.Exchange(ref _storage, null);
+        if (s == null) return;
+        _releasedBy = reason;
+        s.Release();
+    }
+
+    internal Storage Live(string what)
+    {
+        var s = _storage;
+        if (s != null) return s;
+        string why = _releasedBy ?? "it was disposed";
+        throw new ObjectDisposedException(nameof(Tensor),
+            $"Cannot {what} tensor {ShapeText(_shape)} on {Device.Name}: {why}. " +
+            "Keep a tensor alive by not disposing it, or read it (Item/ToArray) before releasing it.");
+    }
+
+    internal static long Elements(ReadOnlySpan<int> shape)
+    {
+        long n = 1;
+        foreach (var d in shape) n *= d;
+        return n;
+    }
+
+    internal static string ShapeText(ReadOnlySpan<int> shape) => $"[{string.Join(", ", shape.ToArray())}]";
+
+    internal int NormalizeDim(int dim, string op)
+    {
+        int r = Rank;
+        int d = dim < 0 ? dim + r : dim;
+        if (d < 0 || d >= Math.Max(r, 1) || (r == 0))
+            throw new ArgumentOutOfRangeException(nameof(dim),
+                $"{op}: dimension {dim} is out of range for a tensor of shape {ShapeText(_shape)} (rank {r}); use -{r}..{r - 1}.");
+        return d;
+    }
+}

@@ -1,0 +1,221 @@
+// Elementwise ops as readonly structs. The kernels in Elementwise.cs are generic over them, so each
+// op gets its own fully inlined kernel (ILGPU's GenericKernel pattern) and a fused chain is just a
+// composed struct. Ops carrying data (a scale, clamp bounds) travel as a kernel argument.
+// The *Grad ops are the backward halves: (saved value, dOut) -> dIn, written beside their forward.
+using ILGPU.Algorithms;
+
+namespace AutogradNet.Kernels;
+
+/// <summary>A float -> float function applied elementwise on the device.</summary>
+public interface IUnaryOp
+{
+    /// <summary>Applies the op to one element.</summary>
+    /// <param name="x">The input element.</param>
+    float Apply(float x);
+}
+
+/// <summary>A (float, float) -> float function applied elementwise on the device.</summary>
+public interface IBinaryOp
+{
+    /// <summary>Applies the op to one pair of elements.</summary>
+    /// <param name="a">The element of the first operand.</param>
+    /// <param name="b">The element of the second operand.</param>
+    float Apply(float a, float b);
+}
+
+/// <summary>y = x (used for broadcasting copies).</summary>
+public readonly struct IdentityOp : IUnaryOp
+{
+    /// <inheritdoc/>
+    public float Apply(float x) => x;
+}
+
+/// <summary>y = -x.</summary>
+public readonly struct NegOp : IUnaryOp
+{
+    /// <inheritdoc/>
+    public float Apply(float x) => -x;
+}
+
+/// <summary>y = exp(x).</summary>
+public readonly struct ExpOp : IUnaryOp
+{
+    /// <inheritdoc/>
+    public float Apply(float x) => XMath.Exp(x);
+}
+
+/// <summary>y = ln(x).</summary>
+public readonly struct LogOp : IUnaryOp
+{
+    /// <inheritdoc/>
+    public float Apply(float x) => XMath.Log(x);
+}
+
+/// <summary>y = tanh(x), from exp so that PTX does not use tanh.approx (relative error 2^-11).</summary>
+public readonly struct TanhOp : IUnaryOp
+{
+    /// <inheritdoc/>
+    public float Apply(float x)
+    {
+        float ax = x < 0 ? -x : x;
+        // Near 0, (1 - t) / (1 + t) cancels; the odd series to x^9 is exact in float below 1/8.
+        if (ax < 0.125f)
+        {
+            float x2 = x * x;
+            return x * (1f + x2 * (-1f / 3f + x2 * (2f / 15f + x2 * (-17f / 315f + x2 * (62f / 2835f)))));
+        }
+        float t = XMath.Exp(-2f * ax);
+        float r = (1f - t) / (1f + t);
+        return x < 0 ? -r : r;
+    }
+}
+
+/// <summary>y = 1 / (1 + exp(-x)).</summary>
+public readonly struct SigmoidOp : IUnaryOp
+{
+    /// <inheritdoc/>
+    public float Apply(float x) => 1f / (1f + XMath.Exp(-x));
+}
+
+/// <summary>y = min(max(x, Min), Max); Relu is Clamp(0, +inf).</summary>
+/// <param name="Min">Lower bound (may be -inf).</param>
+/// <param name="Max">Upper bound (may be +inf).</param>
+public readonly record struct ClampOp(float Min, float Max) : IUnaryOp
+{
+    /// <inheritdoc/>
+    public float Apply(float x) => x < Min ? Min : (x > Max ? Max : x);
+}
+
+/// <summary>y = x^P. Integral exponents use repeated multiplication so negative bases work.</summary>
+public readonly struct PowOp : IUnaryOp
+{
+    /// <summary>Creates x^p.</summary>
+    /// <param name="p">The exponent.</param>
+    public PowOp(float p)
+    {
+        P = p;
+        IsInt = p == MathF.Round(p) && Math.Abs(p) <= 64 ? 1 : 0;
+        N = IsInt == 1 ? (int)p : 0;
+    }
+
+    /// <summary>The exponent.</summary>
+    public float P { get; }
+
+    /// <summary>1 when P is an integer of magnitude at most 64.</summary>
+    public int IsInt { get; }
+
+    /// <summary>P as an integer when IsInt is 1.</summary>
+    public int N { get; }
+
+    /// <inheritdoc/>
+    public float Apply(float x)
+    {
+        if (IsInt == 0) return XMath.Pow(x, P);
+        int n = N < 0 ? -N : N;
+        float r = 1f, b = x;
+        while (n > 0)
+        {
+            if ((n & 1) != 0) r *= b;
+            b *= b;
+            n >>= 1;
+        }
+        return N < 0 ? 1f / r : r;
+    }
+}
+
+/// <summary>y = x * S.</summary>
+/// <param name="S">The scale.</param>
+public readonly record struct ScaleOp(float S) : IUnaryOp
+{
+    /// <inheritdoc/>
+    public float Apply(float x) => x * S;
+}
+
+/// <summary>y = x + S.</summary>
+/// <param name="S">The added constant.</param>
+public readonly record struct AddScalarOp(float S) : IUnaryOp
+{
+    /// <inheritdoc/>
+    public float Apply(float x) => x + S;
+}
+
+/// <summary>c = a + b.</summary>
+public readonly struct AddOp : IBinaryOp
+{
+    /// <inheritdoc/>
+    public float Apply(float a, float b) => a + b;
+}
+
+/// <summary>c = a * b.</summary>
+public readonly struct MulOp : IBinaryOp
+{
+    /// <inheritdoc/>
+    public float Apply(float a, float b) => a * b;
+}
+
+/// <summary>c = a / b.</summary>
+public readonly struct DivOp : IBinaryOp
+{
+    /// <inheritdoc/>
+    public float Apply(float a, float b) => a / b;
+}
+
+/// <summary>c = a + Alpha * b (the in-place update of SGD and of gradient accumulation).</summary>
+/// <param name="Alpha">The factor on b.</param>
+public readonly record struct AxpyOp(float Alpha) : IBinaryOp
+{
+    /// <inheritdoc/>
+    public float Apply(float a, float b) => a + Alpha * b;
+}
+
+/// <summary>Backward of Clamp: dX = dOut where Min &lt;= x &lt;= Max, else 0 (PyTorch's rule).</summary>
+/// <param name="Min">Lower bound of the forward clamp.</param>
+/// <param name="Max">Upper bound of the forward clamp.</param>
+public readonly record struct ClampGradOp(float Min, float Max) : IBinaryOp
+{
+    /// <summary>a = x (the clamp's input), b = dOut.</summary>
+    /// <param name="a">The forward input x.</param>
+    /// <param name="b">The incoming gradient dOut.</param>
+    public float Apply(float a, float b) => a >= Min && a <= Max ? b : 0f;
+}
+
+/// <summary>Backward of Tanh from its output: dX = dOut * (1 - y^2).</summary>
+public readonly struct TanhGradOp : IBinaryOp
+{
+    /// <summary>a = y (the tanh's output), b = dOut.</summary>
+    /// <param name="a">The forward output y.</param>
+    /// <param name="b">The incoming gradient dOut.</param>
+    public float Apply(float a, float b) => b * (1f - a * a);
+}
+
+/// <summary>Backward of Sigmoid from its output: dX = dOut * y * (1 - y).</summary>
+public readonly struct SigmoidGradOp : IBinaryOp
+{
+    /// <summary>a = y (the sigmoid's output), b = dOut.</summary>
+    /// <param name="a">The forward output y.</param>
+    /// <param name="b">The incoming gradient dOut.</param>
+    public float Apply(float a, float b) => b * a * (1f - a);
+}
+
+/// <summary>Backward of Pow(p): dX = dOut * p * x^(p-1).</summary>
+public readonly struct PowGradOp : IBinaryOp
+{
+    /// <summary>The backward of x^p.</summary>
+    /// <param name="p">The forward exponent.</param>
+    public PowGradOp(float p)
+    {
+        P = p;
+        Pm1 = new PowOp(p - 1f);
+    }
+
+    /// <summary>The forward exponent.</summary>
+    public float P { get; }
+
+    /// <summary>x^(p-1).</summary>
+    public PowOp Pm1 { get; }
+
+    /// <summary>a = x (the pow's input), b = dOut.</summary>
+    /// <param name="a">The forward input x.</param>
+    /// <param name="b">The incoming gradient dOut.</param>
+    public float Apply(float a, float b) => b * P * Pm1.Apply(a);
+}

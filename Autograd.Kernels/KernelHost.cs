@@ -1,0 +1,99 @@
+// KernelHost: one per accelerator. It owns the stream every launch goes to, the launch geometry
+// derived from the accelerator's limits, and the cache of loaded kernels.
+//
+// Why a cache: loading an ILGPU kernel compiles it (100+ ms the first time, 1-5 ms after); a cached
+// delegate costs a dictionary lookup. Every launcher in this assembly goes through Load().
+// Why grid-stride geometry: on the CPU accelerator each simulated thread is an OS thread, so a grid
+// of a few groups looping over the data beats one thread per element by 10-50x (ilgpu-facts.md);
+// on a GPU the same loop with enough resident groups runs at full occupancy.
+using System.Collections.Concurrent;
+using ILGPU;
+using ILGPU.Runtime;
+using ILGPU.Runtime.CPU;
+
+namespace AutogradNet.Kernels;
+
+/// <summary>
+/// Per-accelerator state for the kernels: the stream, launch geometry and the loaded-kernel cache.
+/// </summary>
+public sealed class KernelHost
+{
+    private readonly ConcurrentDictionary<(string Name, Type? Op), Delegate> _cache = new();
+    private int _loads;
+
+    /// <summary>Wraps an accelerator; the host does not own it.</summary>
+    /// <param name="accelerator">The accelerator every kernel of this host runs on.</param>
+    public KernelHost(Accelerator accelerator)
+    {
+        Accelerator = accelerator ?? throw new ArgumentNullException(nameof(accelerator));
+        Stream = accelerator.DefaultStream;
+        IsCpu = accelerator.AcceleratorType == AcceleratorType.CPU;
+        int maxGroup = accelerator.MaxNumThreadsPerGroup;
+        GroupSize = Math.Min(256, maxGroup);
+        // Power of two for the tree reductions.
+        ReduceGroupSize = 1;
+        while (ReduceGroupSize * 2 <= GroupSize) ReduceGroupSize *= 2;
+        int groupsPerSm = Math.Max(1, accelerator.MaxNumThreadsPerMultiprocessor / GroupSize);
+        MaxGroups = Math.Max(1, accelerator.NumMultiprocessors * groupsPerSm);
+        // 256 threads as 16x16 with a 64x64 tile (4x4 per thread) needs a group of 256.
+        CanUseTiledMatMul = maxGroup >= MatMulKernels.TiledThreads;
+    }
+
+    /// <summary>The accelerator the kernels run on.</summary>
+    public Accelerator Accelerator { get; }
+
+    /// <summary>The stream every launch of this host is queued on (in order).</summary>
+    public AcceleratorStream Stream { get; }
+
+    /// <summary>True for ILGPU's CPU accelerator (a simulator of a GPU).</summary>
+    public bool IsCpu { get; }
+
+    /// <summary>Threads per group of the grid-stride kernels.</summary>
+    public int GroupSize { get; }
+
+    /// <summary>Threads per group of the tree reductions (a power of two).</summary>
+    public int ReduceGroupSize { get; }
+
+    /// <summary>Groups that fit on the device at once; grid-stride launches use at most this.</summary>
+    public int MaxGroups { get; }
+
+    /// <summary>Whether the shared-memory tiled SGEMM can run (group size of at least 256).</summary>
+    public bool CanUseTiledMatMul { get; }
+
+    /// <summary>When true, MatMul always takes the tiled kernel where it can run (tests use it).</summary>
+    public bool PreferTiledMatMul { get; set; }
+
+    /// <summary>Number of kernels compiled and loaded so far (each name and op type once).</summary>
+    public int KernelLoads => _loads;
+
+    /// <summary>Returns the cached kernel for (name, op), loading it on first use.</summary>
+    /// <typeparam name="T">The launcher delegate type.</typeparam>
+    /// <param name="name">Kernel name, unique within this assembly.</param>
+    /// <param name="op">The op struct the kernel is specialised on, if any.</param>
+    /// <param name="load">Loads the kernel; called once per key.</param>
+    public T Load<T>(string name, Type? op, Func<Accelerator, T> load) where T : Delegate
+    {
+        if (_cache.TryGetValue((name, op), out var d)) return (T)d;
+        return (T)_cache.GetOrAdd((name, op), _ =>
+        {
+            Interlocked.Increment(ref _loads);
+            return load(Accelerator);
+        });
+    }
+
+    /// <summary>Grid-stride launch geometry for n work items.</summary>
+    /// <param name="n">Number of work items.</param>
+    public KernelConfig GridStride(long n)
+    {
+        long groups = (n + GroupSize - 1) / GroupSize;
+        int g = (int)Math.Clamp(groups, 1, MaxGroups);
+        return new KernelConfig(g, GroupSize);
+    }
+
+    /// <summary>Waits until every queued launch has finished.</summary>
+    public void Synchronize() => Stream.Synchronize();
+
+    /// <summary>Whether an accelerator is ILGPU's CPU simulator.</summary>
+    /// <param name="accelerator">The accelerator.</param>
+    public static bool IsCpuAccelerator(Accelerator accelerator) => accelerator is CPUAccelerator;
+}

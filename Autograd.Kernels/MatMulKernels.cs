@@ -1,0 +1,213 @@
+// SGEMM: C = alpha * op(A) * op(B) + beta * C, with op = identity or transpose, all row-major.
+//
+// The backward of C = A B needs dA = dC B^T and dB = A^T dC; reading the operands through strides
+// gives those products without materialising a transpose. beta = 1 accumulates into an existing
+// gradient; beta = 0 never reads C, so a poisoned (NaN) output is fully overwritten.
+//
+// Two kernels:
+// - Small: each thread owns a 4x4 block of C in registers and grid-strides over blocks. No shared
+//   memory and no group-size demand, so it is the path on the CPU accelerator (group size 2 there).
+// - Tiled: 16x16 threads compute a 64x64 tile of C through 16-deep shared-memory slices of A and B,
+//   4x4 per thread with rows/cols strided by 16 so shared reads are conflict-free. Needs groups of 256.
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace AutogradNet.Kernels;
+
+/// <summary>Sizes, strides and epilogue scalars of one SGEMM.</summary>
+public readonly struct GemmArgs
+{
+    /// <summary>C is (M, N); the shared dimension is K.</summary>
+    public readonly int M, N, K;
+
+    /// <summary>A(i, k) = a[i * Am + k * Ak]; B(k, j) = b[k * Bk + j * Bn].</summary>
+    public readonly int Am, Ak, Bk, Bn;
+
+    /// <summary>C = Alpha * A B + Beta * C (Beta = 0 never reads C).</summary>
+    public readonly float Alpha, Beta;
+
+    /// <summary>Creates the arguments of C(M,N) = alpha op(A) op(B) + beta C.</summary>
+    /// <param name="m">Rows of C.</param>
+    /// <param name="n">Columns of C.</param>
+    /// <param name="k">Shared dimension.</param>
+    /// <param name="transA">A is stored (K, M) and used transposed.</param>
+    /// <param name="transB">B is stored (N, K) and used transposed.</param>
+    /// <param name="alpha">Scale of the product.</param>
+    /// <param name="beta">Scale of the existing C.</param>
+    public GemmArgs(int m, int n, int k, bool transA, bool transB, float alpha, float beta)
+    {
+        M = m; N = n; K = k;
+        if (transA) { Am = 1; Ak = m; } else { Am = k; Ak = 1; }
+        if (transB) { Bk = 1; Bn = k; } else { Bk = n; Bn = 1; }
+        Alpha = alpha; Beta = beta;
+    }
+}
+
+/// <summary>SGEMM kernels and the launcher that picks one.</summary>
+public static class MatMulKernels
+{
+    /// <summary>Threads per group of the tiled kernel (16 x 16).</summary>
+    public const int TiledThreads = 256;
+
+    private const int Tile = 64, Depth = 16, Side = 16;
+
+    // ---------------------------------------------------------------- kernels
+
+    /// <summary>Register-blocked SGEMM without shared memory: one 4x4 block of C per loop step.</summary>
+    internal static void SmallKernel(
+        ArrayView<float> a,   // (M, K) or (K, M) per g's strides
+        ArrayView<float> b,   // (K, N) or (N, K) per g's strides
+        ArrayView<float> c,   // (M, N) row-major
+        GemmArgs g)
+    {
+        int tilesN = (g.N + 3) / 4;
+        int total = ((g.M + 3) / 4) * tilesN;
+        int stride = Grid.DimX * Group.DimX;
+        for (int t = Grid.GlobalIndex.X; t < total; t += stride)
+        {
+            int i0 = (t / tilesN) * 4, j0 = (t % tilesN) * 4;
+            // Clamp to the last row/column so loads stay in bounds; stores are masked below.
+            int r0 = i0, r1 = Min(i0 + 1, g.M - 1), r2 = Min(i0 + 2, g.M - 1), r3 = Min(i0 + 3, g.M - 1);
+            int c0 = j0, c1 = Min(j0 + 1, g.N - 1), c2 = Min(j0 + 2, g.N - 1), c3 = Min(j0 + 3, g.N - 1);
+            int pa0 = r0 * g.Am, pa1 = r1 * g.Am, pa2 = r2 * g.Am, pa3 = r3 * g.Am;
+            int pb0 = c0 * g.Bn, pb1 = c1 * g.Bn, pb2 = c2 * g.Bn, pb3 = c3 * g.Bn;
+            float s00 = 0, s01 = 0, s02 = 0, s03 = 0, s10 = 0, s11 = 0, s12 = 0, s13 = 0;
+            float s20 = 0, s21 = 0, s22 = 0, s23 = 0, s30 = 0, s31 = 0, s32 = 0, s33 = 0;
+            for (int k = 0; k < g.K; k++)
+            {
+                int ka = k * g.Ak, kb = k * g.Bk;
+                float a0 = a[pa0 + ka], a1 = a[pa1 + ka], a2 = a[pa2 + ka], a3 = a[pa3 + ka];
+                float b0 = b[kb + pb0], b1 = b[kb + pb1], b2 = b[kb + pb2], b3 = b[kb + pb3];
+                s00 += a0 * b0; s01 += a0 * b1; s02 += a0 * b2; s03 += a0 * b3;
+                s10 += a1 * b0; s11 += a1 * b1; s12 += a1 * b2; s13 += a1 * b3;
+                s20 += a2 * b0; s21 += a2 * b1; s22 += a2 * b2; s23 += a2 * b3;
+                s30 += a3 * b0; s31 += a3 * b1; s32 += a3 * b2; s33 += a3 * b3;
+            }
+            Store4(c, g, i0, j0, s00, s01, s02, s03);
+            Store4(c, g, i0 + 1, j0, s10, s11, s12, s13);
+            Store4(c, g, i0 + 2, j0, s20, s21, s22, s23);
+            Store4(c, g, i0 + 3, j0, s30, s31, s32, s33);
+        }
+    }
+
+    private static int Min(int x, int y) => x < y ? x : y;
+
+    private static void Store4(ArrayView<float> c, GemmArgs g, int i, int j, float v0, float v1, float v2, float v3)
+    {
+        if (i >= g.M) return;
+        int row = i * g.N;
+        Store(c, g, row, j, v0);
+        if (j + 1 < g.N) Store(c, g, row, j + 1, v1);
+        if (j + 2 < g.N) Store(c, g, row, j + 2, v2);
+        if (j + 3 < g.N) Store(c, g, row, j + 3, v3);
+    }
+
+    private static void Store(ArrayView<float> c, GemmArgs g, int row, int j, float v)
+    {
+        int idx = row + j;
+        c[idx] = g.Beta == 0f ? g.Alpha * v : g.Alpha * v + g.Beta * c[idx];
+    }
+
+    /// <summary>Shared-memory tiled SGEMM: a 64x64 tile of C per group of 16x16 threads.</summary>
+    internal static void TiledKernel(
+        ArrayView<float> a,   // (M, K) or (K, M) per g's strides
+        ArrayView<float> b,   // (K, N) or (N, K) per g's strides
+        ArrayView<float> c,   // (M, N) row-major
+        GemmArgs g)
+    {
+        var tA = SharedMemory.Allocate<float>(Depth * Tile); // [k][m] slice of A
+        var tB = SharedMemory.Allocate<float>(Depth * Tile); // [k][n] slice of B
+        int tx = Group.IdxX, ty = Group.IdxY;
+        int tid = ty * Side + tx;
+        int rowBase = Grid.IdxY * Tile, colBase = Grid.IdxX * Tile;
+
+        float s00 = 0, s01 = 0, s02 = 0, s03 = 0, s10 = 0, s11 = 0, s12 = 0, s13 = 0;
+        float s20 = 0, s21 = 0, s22 = 0, s23 = 0, s30 = 0, s31 = 0, s32 = 0, s33 = 0;
+
+        for (int k0 = 0; k0 < g.K; k0 += Depth)
+        {
+            for (int l = 0; l < (Depth * Tile) / TiledThreads; l++)
+            {
+                int idx = tid + l * TiledThreads;
+                // Let consecutive threads walk the operand's contiguous dimension.
+                int kk, mm;
+                if (g.Ak == 1) { kk = idx % Depth; mm = idx / Depth; }
+                else { kk = idx / Tile; mm = idx % Tile; }
+                int gi = rowBase + mm, gk = k0 + kk;
+                tA[kk * Tile + mm] = gi < g.M && gk < g.K ? a[gi * g.Am + gk * g.Ak] : 0f;
+
+                int nn;
+                if (g.Bn == 1) { kk = idx / Tile; nn = idx % Tile; }
+                else { kk = idx % Depth; nn = idx / Depth; }
+                int gj = colBase + nn;
+                gk = k0 + kk;
+                tB[kk * Tile + nn] = gj < g.N && gk < g.K ? b[gk * g.Bk + gj * g.Bn] : 0f;
+            }
+            Group.Barrier();
+            for (int kk = 0; kk < Depth; kk++)
+            {
+                int pa = kk * Tile + ty, pb = kk * Tile + tx;
+                float a0 = tA[pa], a1 = tA[pa + 16], a2 = tA[pa + 32], a3 = tA[pa + 48];
+                float b0 = tB[pb], b1 = tB[pb + 16], b2 = tB[pb + 32], b3 = tB[pb + 48];
+                s00 += a0 * b0; s01 += a0 * b1; s02 += a0 * b2; s03 += a0 * b3;
+                s10 += a1 * b0; s11 += a1 * b1; s12 += a1 * b2; s13 += a1 * b3;
+                s20 += a2 * b0; s21 += a2 * b1; s22 += a2 * b2; s23 += a2 * b3;
+                s30 += a3 * b0; s31 += a3 * b1; s32 += a3 * b2; s33 += a3 * b3;
+            }
+            Group.Barrier();
+        }
+        int r = rowBase + ty, col = colBase + tx;
+        StoreStrided(c, g, r, col, s00, s01, s02, s03);
+        StoreStrided(c, g, r + 16, col, s10, s11, s12, s13);
+        StoreStrided(c, g, r + 32, col, s20, s21, s22, s23);
+        StoreStrided(c, g, r + 48, col, s30, s31, s32, s33);
+    }
+
+    private static void StoreStrided(ArrayView<float> c, GemmArgs g, int i, int j, float v0, float v1, float v2, float v3)
+    {
+        if (i >= g.M) return;
+        int row = i * g.N;
+        if (j < g.N) Store(c, g, row, j, v0);
+        if (j + 16 < g.N) Store(c, g, row, j + 16, v1);
+        if (j + 32 < g.N) Store(c, g, row, j + 32, v2);
+        if (j + 48 < g.N) Store(c, g, row, j + 48, v3);
+    }
+
+    // ---------------------------------------------------------------- launcher
+
+    /// <summary>C(M,N) = alpha * op(A) op(B) + beta * C.</summary>
+    /// <param name="host">The kernel host.</param>
+    /// <param name="a">A: (M, K) row-major, or (K, M) when transA.</param>
+    /// <param name="transA">Use A transposed.</param>
+    /// <param name="b">B: (K, N) row-major, or (N, K) when transB.</param>
+    /// <param name="transB">Use B transposed.</param>
+    /// <param name="c">C: (M, N) row-major; must not alias A or B.</param>
+    /// <param name="m">Rows of C.</param>
+    /// <param name="n">Columns of C.</param>
+    /// <param name="k">Shared dimension.</param>
+    /// <param name="alpha">Scale of the product.</param>
+    /// <param name="beta">Scale of the existing C (0: C is write-only).</param>
+    public static void MatMul(KernelHost host,
+        ArrayView<float> a, bool transA, ArrayView<float> b, bool transB, ArrayView<float> c,
+        int m, int n, int k, float alpha = 1f, float beta = 0f)
+    {
+        if (m < 0 || n < 0 || k < 0) throw new ArgumentException($"MatMul: negative size M={m}, N={n}, K={k}.");
+        Check.Length("MatMul", "a", a, (long)m * k);
+        Check.Length("MatMul", "b", b, (long)k * n);
+        Check.Length("MatMul", "c", c, (long)m * n);
+        if (m == 0 || n == 0) return;
+        var g = new GemmArgs(m, n, k, transA, transB, alpha, beta);
+        if (host.CanUseTiledMatMul && (!host.IsCpu || host.PreferTiledMatMul))
+        {
+            var kt = host.Load("MatMulTiled", null, acc =>
+                acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>(TiledKernel));
+            var grid = new Index2D((n + Tile - 1) / Tile, (m + Tile - 1) / Tile);
+            kt(host.Stream, new KernelConfig(grid, new Index2D(Side, Side)), a, b, c, g);
+            return;
+        }
+        var ks = host.Load("MatMulSmall", null, acc =>
+            acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>(SmallKernel));
+        long blocks = (long)((m + 3) / 4) * ((n + 3) / 4);
+        ks(host.Stream, host.GridStride(blocks), a, b, c, g);
+    }
+}

@@ -1,0 +1,153 @@
+// Sums: over all elements (two-stage tree: per-group partials, then one group) and over any set of
+// axes of a rank <= 4 tensor (one thread per output element walking the reduced sub-box).
+// Both are deterministic: a fixed grid sums in a fixed order, so the same input gives the same bits.
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace AutogradNet.Kernels;
+
+/// <summary>Geometry of a sum over axes: output extents and the input's strides and reduced extents.</summary>
+public readonly struct ReduceArgs
+{
+    /// <summary>Output extents of dims 1..3 with reduced dims as 1 (rank padded to 4).</summary>
+    public readonly int O1, O2, O3;
+
+    /// <summary>Input element strides of dims 0..3.</summary>
+    public readonly int S0, S1, S2, S3;
+
+    /// <summary>Extents walked per output element: the input extent on reduced dims, else 1.</summary>
+    public readonly int R1, R2, R3;
+
+    /// <summary>Elements summed per output element.</summary>
+    public readonly int RCount;
+
+    /// <summary>Builds the geometry for summing a tensor of shape inShape over axes.</summary>
+    /// <param name="inShape">Input shape (rank 0 to 4).</param>
+    /// <param name="axes">Axes to sum, each in [0, rank).</param>
+    public ReduceArgs(ReadOnlySpan<int> inShape, ReadOnlySpan<int> axes)
+    {
+        if (inShape.Length > 4) throw new ArgumentException($"Sum supports rank <= 4, got rank {inShape.Length}.");
+        var ext = new[] { 1, 1, 1, 1 };
+        for (int i = 0; i < inShape.Length; i++) ext[4 - inShape.Length + i] = inShape[i];
+        var red = new bool[4];
+        foreach (var ax in axes)
+        {
+            if (ax < 0 || ax >= inShape.Length) throw new ArgumentException($"Sum: axis {ax} out of range for rank {inShape.Length}.");
+            red[4 - inShape.Length + ax] = true;
+        }
+        var s = new int[4];
+        int st = 1;
+        for (int d = 3; d >= 0; d--) { s[d] = st; st *= ext[d]; }
+        S0 = s[0]; S1 = s[1]; S2 = s[2]; S3 = s[3];
+        O1 = red[1] ? 1 : ext[1]; O2 = red[2] ? 1 : ext[2]; O3 = red[3] ? 1 : ext[3];
+        int r0 = red[0] ? ext[0] : 1;
+        R1 = red[1] ? ext[1] : 1; R2 = red[2] ? ext[2] : 1; R3 = red[3] ? ext[3] : 1;
+        RCount = r0 * R1 * R2 * R3;
+    }
+}
+
+/// <summary>Sum kernels and their launchers.</summary>
+public static class Reduce
+{
+    private const int MaxGroup = 1024;
+
+    // ---------------------------------------------------------------- kernels
+
+    /// <summary>partial[group] = sum of this group's grid-stride share of x.</summary>
+    internal static void SumPartialsKernel(
+        ArrayView<float> x,        // (n)
+        ArrayView<float> partial,  // (gridDim) one sum per group
+        int n)
+    {
+        var shared = SharedMemory.Allocate<float>(MaxGroup);
+        int tid = Group.IdxX;
+        int stride = Grid.DimX * Group.DimX;
+        float s = 0f;
+        for (int i = Grid.GlobalIndex.X; i < n; i += stride) s += x[i];
+        shared[tid] = s;
+        Group.Barrier();
+        for (int half = Group.DimX / 2; half > 0; half /= 2)
+        {
+            if (tid < half) shared[tid] += shared[tid + half];
+            Group.Barrier();
+        }
+        if (tid == 0) partial[Grid.IdxX] = shared[0];
+    }
+
+    /// <summary>y[o] = sum of x over the reduced axes at output position o.</summary>
+    internal static void SumAxesKernel(
+        ArrayView<float> x,   // input, contiguous, rank <= 4
+        ArrayView<float> y,   // (outN) output with reduced dims of extent 1
+        int outN,
+        ReduceArgs r)
+    {
+        int stride = Grid.DimX * Group.DimX;
+        for (int o = Grid.GlobalIndex.X; o < outN; o += stride)
+        {
+            int o3 = o % r.O3; int t = o / r.O3;
+            int o2 = t % r.O2; t /= r.O2;
+            int o1 = t % r.O1; int o0 = t / r.O1;
+            int baseIdx = o0 * r.S0 + o1 * r.S1 + o2 * r.S2 + o3 * r.S3;
+            float s = 0f;
+            for (int q = 0; q < r.RCount; q++)
+            {
+                int q3 = q % r.R3; int u = q / r.R3;
+                int q2 = u % r.R2; u /= r.R2;
+                int q1 = u % r.R1; int q0 = u / r.R1;
+                s += x[baseIdx + q0 * r.S0 + q1 * r.S1 + q2 * r.S2 + q3 * r.S3];
+            }
+            y[o] = s;
+        }
+    }
+
+    // ---------------------------------------------------------------- launchers
+
+    /// <summary>Scratch elements SumAll needs on this host.</summary>
+    /// <param name="host">The kernel host.</param>
+    public static int SumAllScratch(KernelHost host) => host.MaxGroups;
+
+    /// <summary>y[0] = sum of all elements of x.</summary>
+    /// <param name="host">The kernel host.</param>
+    /// <param name="x">Input, n elements.</param>
+    /// <param name="y">Output, 1 element.</param>
+    /// <param name="scratch">At least SumAllScratch(host) elements; overwritten.</param>
+    public static void SumAll(KernelHost host, ArrayView<float> x, ArrayView<float> y, ArrayView<float> scratch)
+    {
+        Check.Length("SumAll", "y", y, 1);
+        if (scratch.Length < SumAllScratch(host))
+            throw new ArgumentException($"SumAll: scratch has {scratch.Length} elements, needs {SumAllScratch(host)}.");
+        int n = (int)x.Length;
+        var k = host.Load("SumPartials", null, acc =>
+            acc.LoadKernel<ArrayView<float>, ArrayView<float>, int>(SumPartialsKernel));
+        int gs = host.ReduceGroupSize;
+        int groups = (int)Math.Clamp((n + gs - 1) / gs, 1, host.MaxGroups);
+        if (groups == 1)
+        {
+            k(host.Stream, new KernelConfig(1, gs), x, y, n);
+            return;
+        }
+        k(host.Stream, new KernelConfig(groups, gs), x, scratch, n);
+        k(host.Stream, new KernelConfig(1, gs), scratch.SubView(0, groups), y, groups);
+    }
+
+    /// <summary>y = sum of x over axes; y has x's shape with the reduced axes of extent 1.</summary>
+    /// <param name="host">The kernel host.</param>
+    /// <param name="x">Input of shape xShape.</param>
+    /// <param name="xShape">Shape of x (rank 0 to 4).</param>
+    /// <param name="axes">Axes to sum.</param>
+    /// <param name="y">Output with the product of the kept extents as length.</param>
+    public static void SumAxes(KernelHost host, ArrayView<float> x, ReadOnlySpan<int> xShape,
+        ReadOnlySpan<int> axes, ArrayView<float> y)
+    {
+        Check.Length("SumAxes", "x", x, xShape);
+        var r = new ReduceArgs(xShape, axes);
+        long outN = Check.Elements(xShape) / Math.Max(1, r.RCount);
+        if (r.RCount == 0) outN = 1;
+        foreach (var ax in axes) if (xShape[ax] == 0) outN = y.Length; // empty reduced axis: sum is 0
+        Check.Length("SumAxes", "y", y, outN);
+        if (y.Length == 0) return;
+        var k = host.Load("SumAxes", null, acc =>
+            acc.LoadKernel<ArrayView<float>, ArrayView<float>, int, ReduceArgs>(SumAxesKernel));
+        k(host.Stream, host.GridStride(y.Length), x, y, (int)y.Length, r);
+    }
+}

@@ -1,0 +1,332 @@
+// Every kernel against its double-precision host twin, at awkward shapes, on random data, with the
+// output poisoned (NaN) before the kernel writes it.
+using AutogradNet.Kernels;
+using AutogradNet.Tests.Support;
+using FluentAssertions;
+using ILGPU;
+using ILGPU.Runtime;
+using Xunit;
+
+namespace AutogradNet.Tests;
+
+public sealed class KernelTests
+{
+    private static KernelHost Host => TestData.Device.Host;
+
+    private static MemoryBuffer1D<float, Stride1D.Dense> Upload(float[] data)
+    {
+        var b = Host.Accelerator.Allocate1D<float>(Math.Max(1, data.Length));
+        if (data.Length > 0) b.View.SubView(0, data.Length).CopyFromCPU(Host.Stream, data);
+        return b;
+    }
+
+    private static MemoryBuffer1D<float, Stride1D.Dense> Poisoned(int n) =>
+        Upload(Enumerable.Repeat(float.NaN, Math.Max(1, n)).ToArray());
+
+    private static float[] Download(MemoryBuffer1D<float, Stride1D.Dense> b, int n)
+    {
+        var r = new float[n];
+        if (n > 0) b.View.SubView(0, n).CopyToCPU(Host.Stream, r);
+        Host.Synchronize();
+        return r;
+    }
+
+    public static TheoryData<string, int> UnaryCases()
+    {
+        var d = new TheoryData<string, int>();
+        foreach (var op in new[] { "neg", "exp", "log", "tanh", "sigmoid", "clamp", "relu", "pow2", "pow3", "pow-1", "pow0.5", "scale", "addscalar", "identity" })
+            foreach (var n in new[] { 1, 7, 33, 65, 130, 4099 })
+                d.Add(op, n);
+        return d;
+    }
+
+    [Theory]
+    [MemberData(nameof(UnaryCases))]
+    public void Map_matches_host_twin(string op, int n)
+    {
+        var x = op is "log" or "pow0.5" ? TestData.Uniform(n, n, 0.05f, 4f) : TestData.Normal(n, n + 1, 2f);
+        if (op == "tanh") x = x.Select((v, i) => i % 3 == 0 ? v * 0.03f : v).ToArray(); // both branches
+        Func<double, double> f = op switch
+        {
+            "neg" => v => -v,
+            "exp" => Math.Exp,
+            "log" => Math.Log,
+            "tanh" => Math.Tanh,
+            "sigmoid" => v => 1 / (1 + Math.Exp(-v)),
+            "clamp" => v => Math.Clamp(v, -0.5, 0.7),
+            "relu" => v => Math.Max(v, 0),
+            "pow2" => v => v * v,
+            "pow3" => v => v * v * v,
+            "pow-1" => v => 1 / v,
+            "pow0.5" => Math.Sqrt,
+            "scale" => v => v * 1.7,
+            "addscalar" => v => v - 0.3,
+            _ => v => v,
+        };
+        using var xb = Upload(x);
+        using var yb = Poisoned(n);
+        var xv = xb.View.SubView(0, n);
+        var yv = yb.View.SubView(0, n);
+        switch (op)
+        {
+            case "neg": Elementwise.Map(Host, xv, yv, new NegOp()); break;
+            case "exp": Elementwise.Map(Host, xv, yv, new ExpOp()); break;
+            case "log": Elementwise.Map(Host, xv, yv, new LogOp()); break;
+            case "tanh": Elementwise.Map(Host, xv, yv, new TanhOp()); break;
+            case "sigmoid": Elementwise.Map(Host, xv, yv, new SigmoidOp()); break;
+            case "clamp": Elementwise.Map(Host, xv, yv, new ClampOp(-0.5f, 0.7f)); break;
+            case "relu": Elementwise.Map(Host, xv, yv, new ClampOp(0f, float.PositiveInfinity)); break;
+            case "pow2": Elementwise.Map(Host, xv, yv, new PowOp(2f)); break;
+            case "pow3": Elementwise.Map(Host, xv, yv, new PowOp(3f)); break;
+            case "pow-1": Elementwise.Map(Host, xv, yv, new PowOp(-1f)); break;
+            case "pow0.5": Elementwise.Map(Host, xv, yv, new PowOp(0.5f)); break;
+            case "scale": Elementwise.Map(Host, xv, yv, new ScaleOp(1.7f)); break;
+            case "addscalar": Elementwise.Map(Host, xv, yv, new AddScalarOp(-0.3f)); break;
+            default: Elementwise.Map(Host, xv, yv, new IdentityOp()); break;
+        }
+        var expected = x.Select(v => f(v)).ToArray();
+        TestData.ShouldMatch(Download(yb, n), expected, 2e-5, 1e-6, $"{op} n={n}");
+    }
+
+    public static TheoryData<string, int[], int[]> BinaryCases()
+    {
+        var shapes = new (int[], int[])[]
+        {
+            ([7, 33], [7, 33]), ([7, 33], [33]), ([7, 1], [1, 33]), ([2, 3, 4, 5], [3, 1, 5]),
+            ([1], [65]), ([], [7]), ([130, 65], [130, 1]), ([1, 1, 1, 1], [1]),
+        };
+        var d = new TheoryData<string, int[], int[]>();
+        foreach (var op in new[] { "add", "mul", "div", "axpy", "clampgrad", "tanhgrad", "sigmoidgrad", "powgrad" })
+            foreach (var (a, b) in shapes) d.Add(op, a, b);
+        return d;
+    }
+
+    [Theory]
+    [MemberData(nameof(BinaryCases))]
+    public void Zip_matches_host_twin_with_broadcasting(string op, int[] aShape, int[] bShape)
+    {
+        int na = TestData.Count(aShape), nb = TestData.Count(bShape);
+        var a = TestData.Normal(na, na * 3 + 1);
+        var b = op == "div" ? TestData.Uniform(nb, nb + 5, 0.5f, 2f) : TestData.Normal(nb, nb * 7 + 2);
+        var cShape = Reference.BroadcastShape(aShape, bShape);
+        int nc = TestData.Count(cShape);
+        Func<double, double, double> f = op switch
+        {
+            "add" => (p, q) => p + q,
+            "mul" => (p, q) => p * q,
+            "div" => (p, q) => p / q,
+            "axpy" => (p, q) => p - 0.25 * q,
+            "clampgrad" => (p, q) => p >= -0.5 && p <= 0.5 ? q : 0,
+            "tanhgrad" => (p, q) => q * (1 - p * p),
+            "sigmoidgrad" => (p, q) => q * p * (1 - p),
+            _ => (p, q) => q * 3 * p * p,
+        };
+        using var ab = Upload(a);
+        using var bb = Upload(b);
+        using var cb = Poisoned(nc);
+        var av = ab.View.SubView(0, na);
+        var bv = bb.View.SubView(0, nb);
+        var cv = cb.View.SubView(0, nc);
+        switch (op)
+        {
+            case "add": Elementwise.Zip(Host, av, aShape, bv, bShape, cv, cShape, new AddOp()); break;
+            case "mul": Elementwise.Zip(Host, av, aShape, bv, bShape, cv, cShape, new MulOp()); break;
+            case "div": Elementwise.Zip(Host, av, aShape, bv, bShape, cv, cShape, new DivOp()); break;
+            case "axpy": Elementwise.Zip(Host, av, aShape, bv, bShape, cv, cShape, new AxpyOp(-0.25f)); break;
+            case "clampgrad": Elementwise.Zip(Host, av, aShape, bv, bShape, cv, cShape, new ClampGradOp(-0.5f, 0.5f)); break;
+            case "tanhgrad": Elementwise.Zip(Host, av, aShape, bv, bShape, cv, cShape, new TanhGradOp()); break;
+            case "sigmoidgrad": Elementwise.Zip(Host, av, aShape, bv, bShape, cv, cShape, new SigmoidGradOp()); break;
+            default: Elementwise.Zip(Host, av, aShape, bv, bShape, cv, cShape, new PowGradOp(3f)); break;
+        }
+        var expected = Reference.Zip(Reference.ToDouble(a), aShape, Reference.ToDouble(b), bShape, f, out _);
+        TestData.ShouldMatch(Download(cb, nc), expected, 2e-5, 1e-6, $"{op} {string.Join('x', aShape)} with {string.Join('x', bShape)}");
+    }
+
+    [Theory]
+    [InlineData(new[] { 33 }, new[] { 7, 33 })]
+    [InlineData(new[] { 7, 1 }, new[] { 7, 65 })]
+    [InlineData(new int[0], new[] { 2, 3, 5 })]
+    [InlineData(new[] { 1, 4, 1 }, new[] { 3, 2, 4, 5 })]
+    public void MapBroadcast_expands_like_pytorch(int[] xShape, int[] yShape)
+    {
+        int nx = TestData.Count(xShape), ny = TestData.Count(yShape);
+        var x = TestData.Normal(nx, 11);
+        using var xb = Upload(x);
+        using var yb = Poisoned(ny);
+        Elementwise.MapBroadcast(Host, xb.View.SubView(0, nx), xShape, yb.View.SubView(0, ny), yShape, new IdentityOp());
+        var expected = Enumerable.Range(0, ny).Select(i => (double)x[Reference.BroadcastIndex(i, yShape, xShape)]).ToArray();
+        TestData.ShouldMatch(Download(yb, ny), expected, 0, 0, "expand");
+    }
+
+    public static TheoryData<int, int, int, bool, bool, bool> MatMulCases()
+    {
+        var d = new TheoryData<int, int, int, bool, bool, bool>();
+        var sizes = new (int, int, int)[] { (1, 1, 1), (7, 33, 65), (65, 7, 33), (130, 65, 7), (33, 130, 1), (1, 65, 130), (64, 100, 200) };
+        foreach (var tiled in new[] { false, true })
+            foreach (var (m, n, k) in sizes)
+                foreach (var ta in new[] { false, true })
+                    foreach (var tb in new[] { false, true })
+                        d.Add(m, n, k, ta, tb, tiled);
+        return d;
+    }
+
+    [Theory]
+    [MemberData(nameof(MatMulCases))]
+    public void MatMul_matches_host_twin_in_every_layout(int m, int n, int k, bool ta, bool tb, bool tiled)
+    {
+        // The tiled kernel needs groups of 256: on the CPU it runs on a simulator of that shape.
+        var host = tiled && !Host.CanUseTiledMatMul ? Device.CpuSimulator(16, 16, 1).Host : Host;
+        bool prefer = host.PreferTiledMatMul;
+        host.PreferTiledMatMul = tiled;
+        try
+        {
+            var a = TestData.Normal(m * k, m * 31 + k);
+            var b = TestData.Normal(k * n, n * 17 + k);
+            using var ab = Upload(host, a);
+            using var bb = Upload(host, b);
+            using var cb = Upload(host, Enumerable.Repeat(float.NaN, m * n).ToArray());
+            MatMulKernels.MatMul(host, ab.View, ta, bb.View, tb, cb.View, m, n, k);
+            var expected = Reference.MatMul(a, ta, b, tb, m, n, k);
+            TestData.ShouldMatch(Download(host, cb, m * n), expected, 1e-4, 2e-5 * Math.Sqrt(k), $"{(tiled ? "tiled" : "small")} {m}x{n}x{k} ta={ta} tb={tb}");
+        }
+        finally
+        {
+            host.PreferTiledMatMul = prefer;
+        }
+    }
+
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void MatMul_accumulates_with_alpha_and_beta(bool tiled)
+    {
+        var host = tiled && !Host.CanUseTiledMatMul ? Device.CpuSimulator(16, 16, 1).Host : Host;
+        bool prefer = host.PreferTiledMatMul;
+        host.PreferTiledMatMul = tiled;
+        try
+        {
+            int m = 33, n = 65, k = 7;
+            var a = TestData.Normal(m * k, 1);
+            var b = TestData.Normal(k * n, 2);
+            var c0 = TestData.Normal(m * n, 3);
+            using var ab = Upload(host, a);
+            using var bb = Upload(host, b);
+            using var cb = Upload(host, c0);
+            MatMulKernels.MatMul(host, ab.View, false, bb.View, false, cb.View, m, n, k, alpha: -0.5f, beta: 1f);
+            var p = Reference.MatMul(a, false, b, false, m, n, k);
+            var expected = p.Select((v, i) => -0.5 * v + c0[i]).ToArray();
+            TestData.ShouldMatch(Download(host, cb, m * n), expected, 1e-4, 1e-5, "C = -0.5 AB + C");
+        }
+        finally
+        {
+            host.PreferTiledMatMul = prefer;
+        }
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(7)]
+    [InlineData(33)]
+    [InlineData(130)]
+    [InlineData(4097)]
+    [InlineData(100_003)]
+    public void SumAll_matches_host_twin(int n)
+    {
+        var x = TestData.Normal(n, n);
+        using var xb = Upload(x);
+        using var yb = Poisoned(1);
+        using var scratch = Poisoned(Reduce.SumAllScratch(Host));
+        Reduce.SumAll(Host, xb.View.SubView(0, n), yb.View.SubView(0, 1), scratch.View);
+        double expected = x.Sum(v => (double)v);
+        TestData.ShouldMatch(Download(yb, 1), [expected], 1e-5, 1e-5 * Math.Sqrt(n), $"sum of {n}");
+    }
+
+    [Theory]
+    [InlineData(new[] { 7, 33 }, new[] { 0 })]
+    [InlineData(new[] { 7, 33 }, new[] { 1 })]
+    [InlineData(new[] { 130, 65 }, new[] { 0, 1 })]
+    [InlineData(new[] { 2, 3, 4, 5 }, new[] { 1, 3 })]
+    [InlineData(new[] { 2, 3, 4, 5 }, new[] { 0, 2 })]
+    [InlineData(new[] { 1, 65 }, new[] { 0 })]
+    public void SumAxes_matches_host_twin(int[] shape, int[] axes)
+    {
+        int n = TestData.Count(shape);
+        var x = TestData.Normal(n, n + axes.Sum());
+        var expected = Reference.SumAxes(Reference.ToDouble(x), shape, axes, out var keep);
+        int no = TestData.Count(keep);
+        using var xb = Upload(x);
+        using var yb = Poisoned(no);
+        Reduce.SumAxes(Host, xb.View.SubView(0, n), shape, axes, yb.View.SubView(0, no));
+        TestData.ShouldMatch(Download(yb, no), expected, 1e-5, 1e-5, $"sum {string.Join('x', shape)} over {string.Join(',', axes)}");
+    }
+
+    [Theory]
+    [InlineData(1, 1)]
+    [InlineData(7, 33)]
+    [InlineData(130, 65)]
+    public void Transpose_matches_host_twin(int m, int n)
+    {
+        var x = TestData.Normal(m * n, m + n);
+        using var xb = Upload(x);
+        using var yb = Poisoned(m * n);
+        Layout.Transpose(Host, xb.View.SubView(0, m * n), yb.View.SubView(0, m * n), m, n);
+        TestData.ShouldMatch(Download(yb, m * n), Reference.Transpose(Reference.ToDouble(x), m, n), 0, 0, "transpose");
+    }
+
+    [Theory]
+    [InlineData(1, 0UL)]
+    [InlineData(130, 12345UL)]
+    [InlineData(4099, 1UL << 40)]
+    public void Randn_matches_host_philox(int n, ulong offset)
+    {
+        using var yb = Poisoned(n);
+        RandomKernels.Randn(Host, yb.View.SubView(0, n), 0xDEADBEEFCAFEUL, offset);
+        var expected = Enumerable.Range(0, n).Select(i => Reference.Normal(0xDEADBEEFCAFEUL, offset + (ulong)i)).ToArray();
+        TestData.ShouldMatch(Download(yb, n), expected, 1e-6, 1e-6, "randn");
+    }
+
+    [Fact]
+    public void Randn_has_standard_normal_moments()
+    {
+        const int n = 200_000;
+        using var yb = Poisoned(n);
+        RandomKernels.Randn(Host, yb.View, 7, 0);
+        var y = Download(yb, n);
+        double mean = y.Average(v => (double)v);
+        double var = y.Average(v => (v - mean) * (v - mean));
+        mean.Should().BeApproximately(0, 0.01);
+        var.Should().BeApproximately(1, 0.02);
+    }
+
+    [Fact]
+    public void Fill_writes_every_element()
+    {
+        using var yb = Poisoned(1001);
+        Elementwise.Fill(Host, yb.View.SubView(0, 1001), 2.5f);
+        Download(yb, 1001).Should().AllSatisfy(v => v.Should().Be(2.5f));
+    }
+
+    [Fact]
+    public void Launchers_reject_wrong_lengths()
+    {
+        using var a = Poisoned(10);
+        using var b = Poisoned(12);
+        var act = () => MatMulKernels.MatMul(Host, a.View, false, b.View, false, a.View, 2, 3, 5);
+        act.Should().Throw<ArgumentException>().WithMessage("MatMul: buffer b has 12 elements, expected 15.");
+    }
+
+    private static MemoryBuffer1D<float, Stride1D.Dense> Upload(KernelHost host, float[] data)
+    {
+        var buf = host.Accelerator.Allocate1D<float>(Math.Max(1, data.Length));
+        if (data.Length > 0) buf.View.SubView(0, data.Length).CopyFromCPU(host.Stream, data);
+        return buf;
+    }
+
+    private static float[] Download(KernelHost host, MemoryBuffer1D<float, Stride1D.Dense> b, int n)
+    {
+        var r = new float[n];
+        b.View.SubView(0, n).CopyToCPU(host.Stream, r);
+        host.Synchronize();
+        return r;
+    }
+}
