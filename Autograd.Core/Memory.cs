@@ -47,6 +47,12 @@ public static class Memory
         GC.Collect();
     }
 
+    /// <summary>
+    /// When true, every buffer handed to a new tensor is first filled with NaN, so a kernel that fails
+    /// to write an element shows it. For tests; it costs one launch per allocation.
+    /// </summary>
+    public static bool PoisonNewBuffers { get; set; }
+
     internal static void OnTake(long bytes)
     {
         Interlocked.Increment(ref _liveBuffers);
@@ -134,7 +140,9 @@ internal sealed class Allocator
         lock (_lock) _taken.Add(buf);
         Memory.OnTake(cap * sizeof(float));
         GC.AddMemoryPressure(cap * sizeof(float));
-        return new Storage(this, buf, length);
+        var storage = new Storage(this, buf, length);
+        if (Memory.PoisonNewBuffers) Kernels.Elementwise.Fill(_device.Host, buf.View, float.NaN);
+        return storage;
     }
 
     private MemoryBuffer1D<float, Stride1D.Dense> AllocateFromDevice(long cap)

@@ -15,20 +15,24 @@ public sealed partial class Tensor
     /// <summary>this += alpha * other (other broadcasts to this shape).</summary>
     /// <param name="other">The increment.</param>
     /// <param name="alpha">Its factor.</param>
-    public Tensor AddInPlace(Tensor other, float alpha = 1f)
+    public Tensor AddInPlace(Tensor other, float alpha = 1f) => AddInPlace("AddInPlace", other, alpha);
+
+    private Tensor AddInPlace(string op, Tensor other, float alpha)
     {
-        CheckInPlace("AddInPlace", other);
-        Shapes.Broadcast("AddInPlace", other.ShapeArray, _shape, target: true);
+        ArgumentNullException.ThrowIfNull(other);
+        CheckInPlace(op, other);
+        Shapes.Broadcast(op, other.ShapeArray, _shape, target: true);
         var h = Device.Host;
         if (alpha == 1f) Elementwise.Zip(h, View, _shape, other.View, other.ShapeArray, View, _shape, new AddOp());
         else Elementwise.Zip(h, View, _shape, other.View, other.ShapeArray, View, _shape, new AxpyOp(alpha));
+        GC.KeepAlive(other);
         return this;
     }
 
     /// <summary>this -= alpha * other (PyTorch's sub_).</summary>
     /// <param name="other">The decrement.</param>
     /// <param name="alpha">Its factor.</param>
-    public Tensor SubInPlace(Tensor other, float alpha = 1f) => AddInPlace(other, -alpha);
+    public Tensor SubInPlace(Tensor other, float alpha = 1f) => AddInPlace("SubInPlace", other, -alpha);
 
     /// <summary>this *= s.</summary>
     /// <param name="s">The factor.</param>
