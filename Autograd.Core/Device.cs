@@ -69,6 +69,9 @@ public sealed class Device
 
     internal KernelHost Host { get; }
 
+    /// <summary>The kernel host of this device: its stream and loaded kernels (for benchmarks and custom launches).</summary>
+    public KernelHost Kernels => Host;
+
     internal Allocator Allocator { get; }
 
     /// <summary>The process's ILGPU context (algorithms enabled).</summary>

@@ -78,6 +78,12 @@ public sealed partial class Tensor : IDisposable
 
     internal ArrayView<float> View => Live("use").View;
 
+    /// <summary>
+    /// The device buffer (row-major, NumElements long) for custom ILGPU kernels and benchmarks. Valid
+    /// while this tensor lives; writes through it bypass autograd.
+    /// </summary>
+    public ArrayView<float> AsArrayView() => View;
+
     internal Storage Storage => Live("use");
 
     /// <summary>Extent of one dimension; negative dims count from the end.</summary>

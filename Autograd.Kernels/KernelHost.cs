@@ -13,6 +13,17 @@ using ILGPU.Runtime.CPU;
 
 namespace AutogradNet.Kernels;
 
+/// <summary>The SGEMM kernel choice.</summary>
+public enum MatMulPath
+{
+    /// <summary>Tiled where groups of 256 are possible and the device is a GPU, else register-blocked.</summary>
+    Auto,
+    /// <summary>The register-blocked kernel without shared memory.</summary>
+    Small,
+    /// <summary>The shared-memory tiled kernel (needs groups of 256).</summary>
+    Tiled,
+}
+
 /// <summary>
 /// Per-accelerator state for the kernels: the stream, launch geometry and the loaded-kernel cache.
 /// </summary>
@@ -60,8 +71,8 @@ public sealed class KernelHost
     /// <summary>Whether the shared-memory tiled SGEMM can run (group size of at least 256).</summary>
     public bool CanUseTiledMatMul { get; }
 
-    /// <summary>When true, MatMul always takes the tiled kernel where it can run (tests use it).</summary>
-    public bool PreferTiledMatMul { get; set; }
+    /// <summary>Which SGEMM kernel MatMul takes (tests and benchmarks pin one; Auto otherwise).</summary>
+    public MatMulPath MatMulPath { get; set; }
 
     /// <summary>Number of kernels compiled and loaded so far (each name and op type once).</summary>
     public int KernelLoads => _loads;

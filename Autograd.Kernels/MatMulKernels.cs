@@ -197,7 +197,14 @@ public static class MatMulKernels
         Check.Length("MatMul", "c", c, (long)m * n);
         if (m == 0 || n == 0) return;
         var g = new GemmArgs(m, n, k, transA, transB, alpha, beta);
-        if (host.CanUseTiledMatMul && (!host.IsCpu || host.PreferTiledMatMul))
+        bool tiled = host.MatMulPath switch
+        {
+            MatMulPath.Tiled => host.CanUseTiledMatMul ? true
+                : throw new InvalidOperationException($"MatMul: the tiled kernel needs groups of {TiledThreads} threads; this accelerator allows {host.Accelerator.MaxNumThreadsPerGroup}."),
+            MatMulPath.Small => false,
+            _ => host.CanUseTiledMatMul && !host.IsCpu,
+        };
+        if (tiled)
         {
             var kt = host.Load("MatMulTiled", null, acc =>
                 acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>(TiledKernel));

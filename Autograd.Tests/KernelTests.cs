@@ -176,8 +176,8 @@ public sealed class KernelTests
     {
         // The tiled kernel needs groups of 256: on the CPU it runs on a simulator of that shape.
         var host = tiled && !Host.CanUseTiledMatMul ? Device.CpuSimulator(16, 16, 1).Host : Host;
-        bool prefer = host.PreferTiledMatMul;
-        host.PreferTiledMatMul = tiled;
+        var path = host.MatMulPath;
+        host.MatMulPath = tiled ? MatMulPath.Tiled : MatMulPath.Small;
         try
         {
             var a = TestData.Normal(m * k, m * 31 + k);
@@ -191,7 +191,7 @@ public sealed class KernelTests
         }
         finally
         {
-            host.PreferTiledMatMul = prefer;
+            host.MatMulPath = path;
         }
     }
 
@@ -201,8 +201,8 @@ public sealed class KernelTests
     public void MatMul_accumulates_with_alpha_and_beta(bool tiled)
     {
         var host = tiled && !Host.CanUseTiledMatMul ? Device.CpuSimulator(16, 16, 1).Host : Host;
-        bool prefer = host.PreferTiledMatMul;
-        host.PreferTiledMatMul = tiled;
+        var path = host.MatMulPath;
+        host.MatMulPath = tiled ? MatMulPath.Tiled : MatMulPath.Small;
         try
         {
             int m = 33, n = 65, k = 7;
@@ -219,7 +219,7 @@ public sealed class KernelTests
         }
         finally
         {
-            host.PreferTiledMatMul = prefer;
+            host.MatMulPath = path;
         }
     }
 

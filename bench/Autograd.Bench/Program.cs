@@ -1,0 +1,61 @@
+// Autograd.Bench: the workloads of docs/PERF.md on one device. Each result is checked against a host
+// reference before it is timed; times are medians of several timed batches after a warm-up.
+//   dotnet run -c Release --project bench/Autograd.Bench -- [--device cpu|cuda] [--quick] [--json FILE]
+using System.Text.Json;
+using AutogradNet;
+using AutogradNet.Bench;
+
+string? deviceName = null, jsonPath = null;
+bool quick = false;
+for (int i = 0; i < args.Length; i++)
+{
+    switch (args[i])
+    {
+        case "--device": deviceName = args[++i]; break;
+        case "--json": jsonPath = args[++i]; break;
+        case "--quick": quick = true; break;
+        default: Console.Error.WriteLine("usage: Autograd.Bench [--device cpu|cuda|opencl] [--quick] [--json FILE]"); return 2;
+    }
+}
+var device = deviceName == null ? Device.Default : Device.Get(deviceName);
+Device.Default = device;
+bool gpu = device.Kind != DeviceKind.Cpu;
+quick |= !gpu; // the CPU simulator runs the seed-sized workloads only
+Console.WriteLine($"device: {device}  date: {DateTime.UtcNow:yyyy-MM-dd}  quick: {quick}");
+
+var results = new List<Result>();
+void Report(Result r)
+{
+    results.Add(r);
+    Console.WriteLine(r.ToRow());
+}
+
+Report(Workloads.SeedEager(device, steps: gpu ? 500 : 100));
+Report(Workloads.MatMul(device, 64, 100, 1000, false, false, "seed layer-1 forward 64x1000x100 NN"));
+Report(Workloads.MatMul(device, 1000, 100, 64, true, false, "seed dW1 = x^T dH (1000x64x100 TN)"));
+if (!quick)
+{
+    foreach (int n in new[] { 1024, 4096, 8192 })
+        foreach (var (ta, tb, name) in new[] { (false, false, "NN"), (false, true, "NT"), (true, false, "TN") })
+            Report(Workloads.MatMul(device, n, n, n, ta, tb, $"matmul {n}^3 {name}"));
+    Report(Workloads.BigStep(device));
+    Report(Workloads.Sum(device, 16 << 20));
+    Report(Workloads.Sum(device, 256 << 20));
+}
+else
+{
+    Report(Workloads.MatMul(device, 256, 256, 256, false, false, "matmul 256^3 NN"));
+    Report(Workloads.Sum(device, 1 << 20));
+}
+
+if (jsonPath != null)
+{
+    File.WriteAllText(jsonPath, JsonSerializer.Serialize(new
+    {
+        device = device.ToString(),
+        date = DateTime.UtcNow.ToString("yyyy-MM-dd"),
+        results,
+    }, new JsonSerializerOptions { WriteIndented = true }));
+    Console.WriteLine($"wrote {jsonPath}");
+}
+return 0;

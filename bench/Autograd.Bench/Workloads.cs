@@ -1,0 +1,185 @@
+// The benchmark workloads. Each checks its result against a host reference (in double) first.
+using System.Diagnostics;
+using AutogradNet.Kernels;
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace AutogradNet.Bench;
+
+/// <summary>One measured workload.</summary>
+/// <param name="Name">What was run.</param>
+/// <param name="MedianUs">Median time of one repetition, microseconds.</param>
+/// <param name="TflopS">Arithmetic rate, when it applies.</param>
+/// <param name="GbS">Memory rate (bytes read + written), when it applies.</param>
+/// <param name="Check">The correctness check that passed before timing.</param>
+public sealed record Result(string Name, double MedianUs, double? TflopS, double? GbS, string Check)
+{
+    /// <summary>A table row.</summary>
+    public string ToRow()
+    {
+        string rate = TflopS is { } t ? $"{t,8:F3} TFLOP/s" : GbS is { } g ? $"{g,8:F0} GB/s" : "";
+        return $"{Name,-40} {MedianUs,12:F1} us  {rate,-16}  check: {Check}";
+    }
+}
+
+/// <summary>The workloads.</summary>
+public static class Workloads
+{
+    /// <summary>Median of `batches` timings of `reps` calls of run (synchronised), per call in microseconds.</summary>
+    private static double Median(Device d, Action run, int reps, int batches = 5)
+    {
+        run();
+        d.Synchronize();
+        var times = new List<double>();
+        for (int b = 0; b < batches; b++)
+        {
+            var sw = Stopwatch.StartNew();
+            for (int i = 0; i < reps; i++) run();
+            d.Synchronize();
+            times.Add(sw.Elapsed.TotalMilliseconds * 1000 / reps);
+        }
+        times.Sort();
+        return times[times.Count / 2];
+    }
+
+    /// <summary>The seed's eager training step (forward, backward, SGD update, grad zeroing).</summary>
+    public static Result SeedEager(Device d, int steps)
+    {
+        Tensor.ManualSeed(0);
+        var x = Tensor.Randn([64, 1000], d);
+        var y = Tensor.Randn([64, 10], d);
+        var w1 = Tensor.Randn([1000, 100], d, requiresGrad: true);
+        var w2 = Tensor.Randn([100, 10], d, requiresGrad: true);
+        // Check: the first loss against the host in double.
+        double hostLoss = HostSeedLoss(x.ToArray(), y.ToArray(), w1.ToArray(), w2.ToArray());
+        float first = 0;
+        void Step(bool read)
+        {
+            var loss = (x.MatMul(w1).Clamp(min: 0).MatMul(w2) - y).Pow(2).Sum();
+            if (read) first = loss.Item();
+            loss.Backward();
+            using (Autograd.NoGrad())
+            {
+                w1.SubInPlace(w1.Grad!, 1e-6f);
+                w2.SubInPlace(w2.Grad!, 1e-6f);
+                w1.Grad!.ZeroInPlace();
+                w2.Grad!.ZeroInPlace();
+            }
+        }
+        Step(read: true);
+        double rel = Math.Abs(first - hostLoss) / hostLoss;
+        if (rel > 1e-4) throw new InvalidOperationException($"seed loss {first} vs host {hostLoss}");
+        double us = Median(d, () => Step(read: false), steps / 5);
+        return new Result("seed step eager (64,1000,100,10)", us, null, null, $"loss rel err {rel:E1}");
+    }
+
+    private static double HostSeedLoss(float[] x, float[] y, float[] w1, float[] w2)
+    {
+        double loss = 0;
+        var h = new double[100];
+        for (int i = 0; i < 64; i++)
+        {
+            Array.Clear(h);
+            for (int p = 0; p < 1000; p++)
+            {
+                double xv = x[i * 1000 + p];
+                for (int j = 0; j < 100; j++) h[j] += xv * w1[p * 100 + j];
+            }
+            for (int j = 0; j < 10; j++)
+            {
+                double s = 0;
+                for (int k = 0; k < 100; k++) s += Math.Max(h[k], 0) * w2[k * 10 + j];
+                loss += (s - y[i * 10 + j]) * (s - y[i * 10 + j]);
+            }
+        }
+        return loss;
+    }
+
+    /// <summary>C = op(A) op(B) through the SGEMM launcher into a preallocated C.</summary>
+    public static Result MatMul(Device d, int m, int n, int k, bool ta, bool tb, string name)
+    {
+        Tensor.ManualSeed(1);
+        using var a = Tensor.Randn(ta ? [k, m] : [m, k], d);
+        using var b = Tensor.Randn(tb ? [n, k] : [k, n], d);
+        using var c = Tensor.Zeros([m, n], d);
+        var h = d.Kernels;
+        void Run() => MatMulKernels.MatMul(h, View(a), ta, View(b), tb, View(c), m, n, k);
+        Run();
+        string check = CheckSamples(a.ToArray(), b.ToArray(), c.ToArray(), m, n, k, ta, tb);
+        double flops = 2.0 * m * n * k;
+        int reps = (int)Math.Clamp(2e10 / flops, 3, 2000);
+        double us = Median(d, Run, reps);
+        return new Result(name, us, flops / us / 1e6, null, check);
+    }
+
+    private static string CheckSamples(float[] a, float[] b, float[] c, int m, int n, int k, bool ta, bool tb)
+    {
+        var r = new Random(5);
+        double worst = 0;
+        for (int s = 0; s < 64; s++)
+        {
+            int i = r.Next(m), j = r.Next(n);
+            double sum = 0, mag = 0;
+            for (int p = 0; p < k; p++)
+            {
+                double av = ta ? a[p * m + i] : a[i * k + p];
+                double bv = tb ? b[j * k + p] : b[p * n + j];
+                sum += av * bv;
+                mag += Math.Abs(av * bv);
+            }
+            worst = Math.Max(worst, Math.Abs(c[i * n + j] - sum) / mag);
+        }
+        if (worst > 1e-5) throw new InvalidOperationException($"matmul {m}x{n}x{k}: error {worst} of sum|a b|");
+        return $"64 samples, err/sum|ab| {worst:E1}";
+    }
+
+    /// <summary>A big two-layer step (4096, 4096, 4096, 1024) in eager mode.</summary>
+    public static Result BigStep(Device d)
+    {
+        Tensor.ManualSeed(2);
+        using var x = Tensor.Randn([4096, 4096], d);
+        using var y = Tensor.Randn([4096, 1024], d);
+        using var w1 = Tensor.Randn([4096, 4096], d, requiresGrad: true);
+        using var w2 = Tensor.Randn([4096, 1024], d, requiresGrad: true);
+        float first = 0;
+        void Step()
+        {
+            using var loss = (x.MatMul(w1).Clamp(min: 0).MatMul(w2) - y).Pow(2).Sum();
+            loss.Backward();
+            first = first == 0 ? loss.Item() : first;
+            using (Autograd.NoGrad())
+            {
+                w1.SubInPlace(w1.Grad!, 1e-12f);
+                w2.SubInPlace(w2.Grad!, 1e-12f);
+                w1.Grad!.ZeroInPlace();
+                w2.Grad!.ZeroInPlace();
+            }
+        }
+        Step();
+        if (!float.IsFinite(first) || first <= 0) throw new InvalidOperationException($"big step loss {first}");
+        double us = Median(d, Step, 3, 3);
+        double flops = 3.0 * (2.0 * 4096 * 4096 * 4096 + 2.0 * 4096 * 4096 * 1024);
+        return new Result("big step eager (4096,4096,4096,1024)", us, flops / us / 1e6, null, $"loss finite ({first:E2})");
+    }
+
+    /// <summary>Sum of n floats (two-stage tree).</summary>
+    public static Result Sum(Device d, int n)
+    {
+        Tensor.ManualSeed(3);
+        using var x = Tensor.Randn([n], d);
+        using var y = Tensor.Zeros([1], d);
+        using var scratch = Tensor.Zeros([Reduce.SumAllScratch(d.Kernels)], d);
+        var h = d.Kernels;
+        void Run() => Reduce.SumAll(h, View(x), View(y), View(scratch));
+        Run();
+        double host = 0, mag = 0;
+        foreach (var v in x.ToArray()) { host += v; mag += Math.Abs(v); }
+        double err = Math.Abs(y.Item() - host) / mag;
+        if (err > 1e-6) throw new InvalidOperationException($"sum of {n}: {y.Item()} vs {host}");
+        int reps = (int)Math.Clamp(4e9 / (4.0 * n), 3, 2000);
+        double us = Median(d, Run, reps);
+        return new Result($"sum {n / (1 << 20)}M floats", us, null, 4.0 * n / us / 1e3, $"err/sum|x| {err:E1}");
+    }
+
+    private static ArrayView<float> View(Tensor t) => t.AsArrayView();
+}

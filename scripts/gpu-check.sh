@@ -1,0 +1,23 @@
+#!/bin/bash
+# One device call on a GPU machine: the CUDA test suite, the seed example, the benchmark, and the
+# PyTorch/JAX anchors, then a table of ratios (ours / theirs). Logs and JSON go to $OUT.
+# Prepare on the development machine first (from the repo root):
+#   ../shared/gpu/pack.sh Autograd.Tests/Autograd.Tests.csproj bench/Autograd.Bench/Autograd.Bench.csproj examples/TwoLayerNet/TwoLayerNet.csproj
+# then run through the device tool with carry [".gpu"]:  bash scripts/gpu-check.sh
+set -uo pipefail
+OUT=${OUT:-/tmp/gpu-out}
+mkdir -p "$OUT"
+source .gpu/env.sh
+export AUTOGRAD_DEVICE=cuda PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
+
+step() { local name=$1 limit=$2; shift 2; echo "=== $name"; local t0=$(date +%s)
+  timeout "$limit" "$@" > "$OUT/$name.log" 2>&1; local rc=$?
+  echo "=== $name rc=$rc ($(( $(date +%s) - t0 )) s)"; tail -n "${TAILN:-15}" "$OUT/$name.log"; }
+
+step tests 200 dotnet .gpu/Autograd.Tests/Autograd.Tests.dll
+grep -E "^\s+\[FAIL\]|Failed|Skipped" "$OUT/tests.log" | head -20
+TAILN=8 step example 60 dotnet .gpu/TwoLayerNet/TwoLayerNet.dll
+step bench 150 dotnet .gpu/Autograd.Bench/Autograd.Bench.dll --device cuda --json "$OUT/bench.json"
+[ "${SKIP_ANCHORS:-0}" = 1 ] || { TAILN=20 step torch 150 python3 .gpu/torch_seed.py; TAILN=8 step jax 150 python3 .gpu/jax_seed.py; }
+python3 scripts/ratios.py "$OUT" | tee "$OUT/ratios.txt"
