@@ -109,6 +109,13 @@ internal sealed class Allocator
     private readonly HashSet<MemoryBuffer1D<float, Stride1D.Dense>> _taken = new(ReferenceEqualityComparer.Instance);
     private readonly object _lock = new();
     private long _cachedBytes;
+    private int _takesSinceCollect;
+
+    // Tensors dropped without Dispose come back only when the GC finalizes them. On a cache miss, if
+    // enough buffers were handed out since the last collection for some to be such orphans, collect
+    // and look again before asking the driver: the cache then stays bounded by the orphans of a few
+    // dozen allocations instead of growing with the GC's schedule.
+    private const int TakesBeforeCollect = 64;
 
     internal Allocator(Device device) => _device = device;
 
@@ -127,14 +134,17 @@ internal sealed class Allocator
     internal Storage Take(long length)
     {
         long cap = RoundUp(length);
-        MemoryBuffer1D<float, Stride1D.Dense>? buf = null;
-        lock (_lock)
+        var buf = TryTakeCached(cap);
+        if (buf == null && Interlocked.Increment(ref _takesSinceCollect) >= TakesBeforeCollect)
         {
-            if (_free.TryGetValue(cap, out var stack) && stack.Count > 0)
-            {
-                buf = stack.Pop();
-                _cachedBytes -= cap * sizeof(float);
-            }
+            Interlocked.Exchange(ref _takesSinceCollect, 0);
+            GC.Collect();
+            GC.WaitForPendingFinalizers();
+            buf = TryTakeCached(cap);
+        }
+        else if (buf != null)
+        {
+            Interlocked.Increment(ref _takesSinceCollect);
         }
         buf ??= AllocateFromDevice(cap);
         lock (_lock) _taken.Add(buf);
@@ -143,6 +153,16 @@ internal sealed class Allocator
         var storage = new Storage(this, buf, length);
         if (Memory.PoisonNewBuffers) Kernels.Elementwise.Fill(_device.Host, buf.View, float.NaN);
         return storage;
+    }
+
+    private MemoryBuffer1D<float, Stride1D.Dense>? TryTakeCached(long cap)
+    {
+        lock (_lock)
+        {
+            if (!_free.TryGetValue(cap, out var stack) || stack.Count == 0) return null;
+            _cachedBytes -= cap * sizeof(float);
+            return stack.Pop();
+        }
     }
 
     private MemoryBuffer1D<float, Stride1D.Dense> AllocateFromDevice(long cap)

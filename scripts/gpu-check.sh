@@ -8,7 +8,7 @@ set -uo pipefail
 OUT=${OUT:-/tmp/gpu-out}
 mkdir -p "$OUT"
 source .gpu/env.sh
-export AUTOGRAD_DEVICE=cuda PYTHONUNBUFFERED=1
+export AUTOGRAD_DEVICE=${AUTOGRAD_DEVICE:-cuda} PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
 
 step() { local name=$1 limit=$2; shift 2; echo "=== $name"; local t0=$(date +%s)
@@ -18,6 +18,6 @@ step() { local name=$1 limit=$2; shift 2; echo "=== $name"; local t0=$(date +%s)
 step tests 200 dotnet .gpu/Autograd.Tests/Autograd.Tests.dll
 grep -E "^\s+\[FAIL\]|Failed|Skipped" "$OUT/tests.log" | head -20
 TAILN=8 step example 60 dotnet .gpu/TwoLayerNet/TwoLayerNet.dll
-step bench 150 dotnet .gpu/Autograd.Bench/Autograd.Bench.dll --device cuda --json "$OUT/bench.json"
+step bench 150 dotnet .gpu/Autograd.Bench/Autograd.Bench.dll --device "$AUTOGRAD_DEVICE" --json "$OUT/bench.json"
 [ "${SKIP_ANCHORS:-0}" = 1 ] || { TAILN=20 step torch 150 python3 .gpu/torch_seed.py; TAILN=8 step jax 150 python3 .gpu/jax_seed.py; }
 python3 scripts/ratios.py "$OUT" | tee "$OUT/ratios.txt"
