@@ -74,6 +74,9 @@ public sealed class KernelHost
     /// <summary>Which SGEMM kernel MatMul takes (tests and benchmarks pin one; Auto otherwise).</summary>
     public MatMulPath MatMulPath { get; set; }
 
+    /// <summary>Forces the number of K slices of the tiled SGEMM (tests); null chooses by shape.</summary>
+    public int? MatMulSplitK { get; set; }
+
     /// <summary>Number of kernels compiled and loaded so far (each name and op type once).</summary>
     public int KernelLoads => _loads;
 

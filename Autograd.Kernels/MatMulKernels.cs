@@ -9,6 +9,9 @@
 //   memory and no group-size demand, so it is the path on the CPU accelerator (group size 2 there).
 // - Tiled: 16x16 threads compute a 64x64 tile of C through 16-deep shared-memory slices of A and B,
 //   4x4 per thread with rows/cols strided by 16 so shared reads are conflict-free. Needs groups of 256.
+//   Split-K: when C has too few tiles to fill the device (the seed's 64x100 output is 2 tiles), the
+//   K range is cut into slices, one grid layer each, writing partial products to a scratch buffer
+//   that a second kernel sums in a fixed order (deterministic, unlike atomics).
 using ILGPU;
 using ILGPU.Runtime;
 
@@ -26,6 +29,9 @@ public readonly struct GemmArgs
     /// <summary>C = Alpha * A B + Beta * C (Beta = 0 never reads C).</summary>
     public readonly float Alpha, Beta;
 
+    /// <summary>Depth of one K slice (K when the product is not split).</summary>
+    public readonly int KPer;
+
     /// <summary>Creates the arguments of C(M,N) = alpha op(A) op(B) + beta C.</summary>
     /// <param name="m">Rows of C.</param>
     /// <param name="n">Columns of C.</param>
@@ -40,7 +46,19 @@ public readonly struct GemmArgs
         if (transA) { Am = 1; Ak = m; } else { Am = k; Ak = 1; }
         if (transB) { Bk = 1; Bn = k; } else { Bk = n; Bn = 1; }
         Alpha = alpha; Beta = beta;
+        KPer = k;
     }
+
+    private GemmArgs(GemmArgs g, int kPer)
+    {
+        this = g;
+        Alpha = 1f; Beta = 0f;
+        KPer = kPer;
+    }
+
+    /// <summary>The arguments of one split-K pass: slices of depth kPer, raw partial products.</summary>
+    /// <param name="kPer">Depth of each slice.</param>
+    public GemmArgs Sliced(int kPer) => new(this, kPer);
 }
 
 /// <summary>SGEMM kernels and the launcher that picks one.</summary>
@@ -120,11 +138,14 @@ public static class MatMulKernels
         int tx = Group.IdxX, ty = Group.IdxY;
         int tid = ty * Side + tx;
         int rowBase = Grid.IdxY * Tile, colBase = Grid.IdxX * Tile;
+        int kBegin = Grid.IdxZ * g.KPer;
+        int kEnd = Min(g.K, kBegin + g.KPer);
+        int cBase = Grid.IdxZ * g.M * g.N; // the slice's partial product when split
 
         float s00 = 0, s01 = 0, s02 = 0, s03 = 0, s10 = 0, s11 = 0, s12 = 0, s13 = 0;
         float s20 = 0, s21 = 0, s22 = 0, s23 = 0, s30 = 0, s31 = 0, s32 = 0, s33 = 0;
 
-        for (int k0 = 0; k0 < g.K; k0 += Depth)
+        for (int k0 = kBegin; k0 < kEnd; k0 += Depth)
         {
             for (int l = 0; l < (Depth * Tile) / TiledThreads; l++)
             {
@@ -134,14 +155,14 @@ public static class MatMulKernels
                 if (g.Ak == 1) { kk = idx % Depth; mm = idx / Depth; }
                 else { kk = idx / Tile; mm = idx % Tile; }
                 int gi = rowBase + mm, gk = k0 + kk;
-                tA[kk * Tile + mm] = gi < g.M && gk < g.K ? a[gi * g.Am + gk * g.Ak] : 0f;
+                tA[kk * Tile + mm] = gi < g.M && gk < kEnd ? a[gi * g.Am + gk * g.Ak] : 0f;
 
                 int nn;
                 if (g.Bn == 1) { kk = idx / Tile; nn = idx % Tile; }
                 else { kk = idx % Depth; nn = idx / Depth; }
                 int gj = colBase + nn;
                 gk = k0 + kk;
-                tB[kk * Tile + nn] = gj < g.N && gk < g.K ? b[gk * g.Bk + gj * g.Bn] : 0f;
+                tB[kk * Tile + nn] = gj < g.N && gk < kEnd ? b[gk * g.Bk + gj * g.Bn] : 0f;
             }
             Group.Barrier();
             for (int kk = 0; kk < Depth; kk++)
@@ -157,23 +178,84 @@ public static class MatMulKernels
             Group.Barrier();
         }
         int r = rowBase + ty, col = colBase + tx;
-        StoreStrided(c, g, r, col, s00, s01, s02, s03);
-        StoreStrided(c, g, r + 16, col, s10, s11, s12, s13);
-        StoreStrided(c, g, r + 32, col, s20, s21, s22, s23);
-        StoreStrided(c, g, r + 48, col, s30, s31, s32, s33);
+        StoreStrided(c, g, cBase, r, col, s00, s01, s02, s03);
+        StoreStrided(c, g, cBase, r + 16, col, s10, s11, s12, s13);
+        StoreStrided(c, g, cBase, r + 32, col, s20, s21, s22, s23);
+        StoreStrided(c, g, cBase, r + 48, col, s30, s31, s32, s33);
     }
 
-    private static void StoreStrided(ArrayView<float> c, GemmArgs g, int i, int j, float v0, float v1, float v2, float v3)
+    private static void StoreStrided(ArrayView<float> c, GemmArgs g, int cBase, int i, int j, float v0, float v1, float v2, float v3)
     {
         if (i >= g.M) return;
-        int row = i * g.N;
+        int row = cBase + i * g.N;
         if (j < g.N) Store(c, g, row, j, v0);
         if (j + 16 < g.N) Store(c, g, row, j + 16, v1);
         if (j + 32 < g.N) Store(c, g, row, j + 32, v2);
         if (j + 48 < g.N) Store(c, g, row, j + 48, v3);
     }
 
+    /// <summary>c[i] = alpha * sum over slices of partial[s * mn + i] + beta * c[i], slices in order.</summary>
+    internal static void SplitKSumKernel(
+        ArrayView<float> partial,  // (split, M, N) partial products
+        ArrayView<float> c,        // (M, N)
+        int mn,
+        int split,
+        float alpha,
+        float beta)
+    {
+        int stride = Grid.DimX * Group.DimX;
+        for (int i = Grid.GlobalIndex.X; i < mn; i += stride)
+        {
+            float s = 0f;
+            for (int z = 0; z < split; z++) s += partial[z * mn + i];
+            c[i] = beta == 0f ? alpha * s : alpha * s + beta * c[i];
+        }
+    }
+
     // ---------------------------------------------------------------- launcher
+
+    private static bool UsesTiled(KernelHost host) => host.MatMulPath switch
+    {
+        MatMulPath.Tiled => host.CanUseTiledMatMul ? true
+            : throw new InvalidOperationException($"MatMul: the tiled kernel needs groups of {TiledThreads} threads; this accelerator allows {host.Accelerator.MaxNumThreadsPerGroup}."),
+        MatMulPath.Small => false,
+        _ => host.CanUseTiledMatMul && !host.IsCpu,
+    };
+
+    /// <summary>Number of K slices MatMul uses for this shape (1: no split, no scratch needed).</summary>
+    /// <param name="host">The kernel host.</param>
+    /// <param name="m">Rows of C.</param>
+    /// <param name="n">Columns of C.</param>
+    /// <param name="k">Shared dimension.</param>
+    public static int SplitK(KernelHost host, int m, int n, int k)
+    {
+        if (m == 0 || n == 0 || k == 0 || !UsesTiled(host)) return 1;
+        int split;
+        if (host.MatMulSplitK is { } forced) split = forced;
+        else
+        {
+            // Aim for two groups per multiprocessor, each slice at least 4 shared-memory steps deep.
+            int tiles = ((m + Tile - 1) / Tile) * ((n + Tile - 1) / Tile);
+            int target = 2 * host.Accelerator.NumMultiprocessors;
+            split = Math.Min((target + tiles - 1) / tiles, k / (4 * Depth));
+        }
+        if (split < 2) return 1;
+        int kPer = SliceDepth(k, split);
+        return (k + kPer - 1) / kPer;
+    }
+
+    private static int SliceDepth(int k, int split) => ((k + split - 1) / split + Depth - 1) / Depth * Depth;
+
+    /// <summary>Scratch elements MatMul needs for this shape (0 when it does not split K).</summary>
+    /// <param name="host">The kernel host.</param>
+    /// <param name="m">Rows of C.</param>
+    /// <param name="n">Columns of C.</param>
+    /// <param name="k">Shared dimension.</param>
+    public static long SplitKScratch(KernelHost host, int m, int n, int k)
+    {
+        int split = SplitK(host, m, n, k);
+        return split == 1 ? 0 : (long)split * m * n;
+    }
 
     /// <summary>C(M,N) = alpha * op(A) op(B) + beta * C.</summary>
     /// <param name="host">The kernel host.</param>
@@ -187,9 +269,10 @@ public static class MatMulKernels
     /// <param name="k">Shared dimension.</param>
     /// <param name="alpha">Scale of the product.</param>
     /// <param name="beta">Scale of the existing C (0: C is write-only).</param>
+    /// <param name="scratch">SplitKScratch(host, m, n, k) elements when that is not 0; else unused.</param>
     public static void MatMul(KernelHost host,
         ArrayView<float> a, bool transA, ArrayView<float> b, bool transB, ArrayView<float> c,
-        int m, int n, int k, float alpha = 1f, float beta = 0f)
+        int m, int n, int k, float alpha = 1f, float beta = 0f, ArrayView<float> scratch = default)
     {
         if (m < 0 || n < 0 || k < 0) throw new ArgumentException($"MatMul: negative size M={m}, N={n}, K={k}.");
         Check.Length("MatMul", "a", a, (long)m * k);
@@ -197,19 +280,26 @@ public static class MatMulKernels
         Check.Length("MatMul", "c", c, (long)m * n);
         if (m == 0 || n == 0) return;
         var g = new GemmArgs(m, n, k, transA, transB, alpha, beta);
-        bool tiled = host.MatMulPath switch
-        {
-            MatMulPath.Tiled => host.CanUseTiledMatMul ? true
-                : throw new InvalidOperationException($"MatMul: the tiled kernel needs groups of {TiledThreads} threads; this accelerator allows {host.Accelerator.MaxNumThreadsPerGroup}."),
-            MatMulPath.Small => false,
-            _ => host.CanUseTiledMatMul && !host.IsCpu,
-        };
-        if (tiled)
+        if (UsesTiled(host))
         {
             var kt = host.Load("MatMulTiled", null, acc =>
                 acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>(TiledKernel));
-            var grid = new Index2D((n + Tile - 1) / Tile, (m + Tile - 1) / Tile);
-            kt(host.Stream, new KernelConfig(grid, new Index2D(Side, Side)), a, b, c, g);
+            var group = new Index3D(Side, Side, 1);
+            int gx = (n + Tile - 1) / Tile, gy = (m + Tile - 1) / Tile;
+            int split = SplitK(host, m, n, k);
+            if (split == 1)
+            {
+                kt(host.Stream, new KernelConfig(new Index3D(gx, gy, 1), group), a, b, c, g);
+                return;
+            }
+            long need = (long)split * m * n;
+            if (scratch.Length < need)
+                throw new ArgumentException($"MatMul: splitting K={k} into {split} slices needs a scratch of {need} elements, got {scratch.Length}. Ask SplitKScratch first.");
+            var partial = scratch.SubView(0, need);
+            kt(host.Stream, new KernelConfig(new Index3D(gx, gy, split), group), a, b, partial, g.Sliced(SliceDepth(k, split)));
+            var sum = host.Load("SplitKSum", null, acc =>
+                acc.LoadKernel<ArrayView<float>, ArrayView<float>, int, int, float, float>(SplitKSumKernel));
+            sum(host.Stream, host.GridStride((long)m * n), partial, c, m * n, split, alpha, beta);
             return;
         }
         var ks = host.Load("MatMulSmall", null, acc =>

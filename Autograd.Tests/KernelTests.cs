@@ -158,26 +158,28 @@ public sealed class KernelTests
         TestData.ShouldMatch(Download(yb, ny), expected, 0, 0, "expand");
     }
 
-    public static TheoryData<int, int, int, bool, bool, bool> MatMulCases()
+    public static TheoryData<int, int, int, bool, bool, string> MatMulCases()
     {
-        var d = new TheoryData<int, int, int, bool, bool, bool>();
+        var d = new TheoryData<int, int, int, bool, bool, string>();
         var sizes = new (int, int, int)[] { (1, 1, 1), (7, 33, 65), (65, 7, 33), (130, 65, 7), (33, 130, 1), (1, 65, 130), (64, 100, 200) };
-        foreach (var tiled in new[] { false, true })
+        foreach (var path in new[] { "small", "tiled", "split3" })
             foreach (var (m, n, k) in sizes)
                 foreach (var ta in new[] { false, true })
                     foreach (var tb in new[] { false, true })
-                        d.Add(m, n, k, ta, tb, tiled);
+                        d.Add(m, n, k, ta, tb, path);
         return d;
     }
 
     [Theory]
     [MemberData(nameof(MatMulCases))]
-    public void MatMul_matches_host_twin_in_every_layout(int m, int n, int k, bool ta, bool tb, bool tiled)
+    public void MatMul_matches_host_twin_in_every_layout(int m, int n, int k, bool ta, bool tb, string path)
     {
+        bool tiled = path != "small";
         // The tiled kernel needs groups of 256: on the CPU it runs on a simulator of that shape.
         var host = tiled && !Host.CanUseTiledMatMul ? Device.CpuSimulator(16, 16, 1).Host : Host;
-        var path = host.MatMulPath;
+        var saved = host.MatMulPath;
         host.MatMulPath = tiled ? MatMulPath.Tiled : MatMulPath.Small;
+        host.MatMulSplitK = path == "split3" ? 3 : 1;
         try
         {
             var a = TestData.Normal(m * k, m * 31 + k);
@@ -185,34 +187,41 @@ public sealed class KernelTests
             using var ab = Upload(host, a);
             using var bb = Upload(host, b);
             using var cb = Upload(host, Enumerable.Repeat(float.NaN, m * n).ToArray());
-            MatMulKernels.MatMul(host, ab.View, ta, bb.View, tb, cb.View, m, n, k);
+            long need = MatMulKernels.SplitKScratch(host, m, n, k);
+            using var scratch = Upload(host, Enumerable.Repeat(float.NaN, (int)Math.Max(1, need)).ToArray());
+            MatMulKernels.MatMul(host, ab.View, ta, bb.View, tb, cb.View, m, n, k, scratch: scratch.View);
             var expected = Reference.MatMul(a, ta, b, tb, m, n, k);
-            TestData.ShouldMatch(Download(host, cb, m * n), expected, 1e-4, 2e-5 * Math.Sqrt(k), $"{(tiled ? "tiled" : "small")} {m}x{n}x{k} ta={ta} tb={tb}");
+            TestData.ShouldMatch(Download(host, cb, m * n), expected, 1e-4, 2e-5 * Math.Sqrt(k), $"{path} (K in {MatMulKernels.SplitK(host, m, n, k)} slices) {m}x{n}x{k} ta={ta} tb={tb}");
         }
         finally
         {
-            host.MatMulPath = path;
+            host.MatMulPath = saved;
+            host.MatMulSplitK = null;
         }
     }
 
     [Theory]
-    [InlineData(false)]
-    [InlineData(true)]
-    public void MatMul_accumulates_with_alpha_and_beta(bool tiled)
+    [InlineData(false, 1)]
+    [InlineData(true, 1)]
+    [InlineData(true, 2)]
+    public void MatMul_accumulates_with_alpha_and_beta(bool tiled, int split)
     {
         var host = tiled && !Host.CanUseTiledMatMul ? Device.CpuSimulator(16, 16, 1).Host : Host;
         var path = host.MatMulPath;
         host.MatMulPath = tiled ? MatMulPath.Tiled : MatMulPath.Small;
+        host.MatMulSplitK = split;
         try
         {
-            int m = 33, n = 65, k = 7;
+            int m = 33, n = 65, k = 40;
             var a = TestData.Normal(m * k, 1);
             var b = TestData.Normal(k * n, 2);
             var c0 = TestData.Normal(m * n, 3);
             using var ab = Upload(host, a);
             using var bb = Upload(host, b);
             using var cb = Upload(host, c0);
-            MatMulKernels.MatMul(host, ab.View, false, bb.View, false, cb.View, m, n, k, alpha: -0.5f, beta: 1f);
+            using var scratch = Upload(host, new float[Math.Max(1, (int)MatMulKernels.SplitKScratch(host, m, n, k))]);
+            MatMulKernels.MatMul(host, ab.View, false, bb.View, false, cb.View, m, n, k, alpha: -0.5f, beta: 1f, scratch: scratch.View);
+            MatMulKernels.SplitK(host, m, n, k).Should().Be(split);
             var p = Reference.MatMul(a, false, b, false, m, n, k);
             var expected = p.Select((v, i) => -0.5 * v + c0[i]).ToArray();
             TestData.ShouldMatch(Download(host, cb, m * n), expected, 1e-4, 1e-5, "C = -0.5 AB + C");
@@ -220,6 +229,7 @@ public sealed class KernelTests
         finally
         {
             host.MatMulPath = path;
+            host.MatMulSplitK = null;
         }
     }
 

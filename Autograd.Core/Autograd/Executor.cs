@@ -35,7 +35,10 @@ internal static class Executor
                 {
                     var s = y.ShapeArray;
                     int k = op.Flag1 ? x[0].ShapeArray[0] : x[0].ShapeArray[1];
-                    MatMulKernels.MatMul(h, x[0].View, op.Flag1, x[1].View, op.Flag2, y.View, s[0], s[1], k);
+                    long need = MatMulKernels.SplitKScratch(h, s[0], s[1], k);
+                    using var scratch = need > 0 ? Tensor.Empty([(int)need], y.Device, "MatMul") : null;
+                    MatMulKernels.MatMul(h, x[0].View, op.Flag1, x[1].View, op.Flag2, y.View, s[0], s[1], k,
+                        scratch: scratch?.View ?? default);
                     break;
                 }
             case Prim.Sum:
