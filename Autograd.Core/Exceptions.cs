@@ -32,3 +32,19 @@ public sealed class AutogradException : InvalidOperationException
     /// <param name="message">What went wrong and how to fix it.</param>
     public AutogradException(string message) : base(message) { }
 }
+
+/// <summary>Something the traced function of Graph.Compile did cannot become part of a static graph.</summary>
+public sealed class GraphTraceException : InvalidOperationException
+{
+    /// <summary>Creates the exception.</summary>
+    /// <param name="message">What the function did and what to do instead.</param>
+    public GraphTraceException(string message) : base(message) { }
+}
+
+/// <summary>A compiled step was given an input that differs from the traced signature.</summary>
+public sealed class GraphSignatureException : ArgumentException
+{
+    /// <summary>Creates the exception.</summary>
+    /// <param name="message">Which input, the expected and the actual shape and device.</param>
+    public GraphSignatureException(string message) : base(message) { }
+}

@@ -102,7 +102,8 @@ public sealed partial class Tensor
     /// <summary>Copies the elements to a host array (row-major); waits for pending kernels.</summary>
     public float[] ToArray()
     {
-        var view = Live("read").View;
+        Tracer.ThrowIfTracing("read", this);
+        var view = View;
         var result = new float[NumElements];
         if (result.Length > 0) view.CopyToCPU(Device.Host.Stream, result);
         Device.Host.Synchronize();
@@ -129,6 +130,7 @@ public sealed partial class Tensor
     /// <summary>Shape, device and the first values, e.g. <c>Tensor[64, 10] on cpu [0.12, -1.3, ...]</c>.</summary>
     public override string ToString()
     {
+        if (IsSymbolic || Tracer.Current != null) return $"Tensor{ShapeText(_shape)} on {Device.Name} (traced)";
         var sb = new StringBuilder();
         sb.Append("Tensor").Append(ShapeText(_shape)).Append(" on ").Append(Device.Name);
         if (RequiresGrad) sb.Append(", requiresGrad");

@@ -79,6 +79,10 @@ public sealed partial class Tensor
 
     private void CheckInPlace(string op, Tensor? other)
     {
+        if (Tracer.Current != null)
+            throw new GraphTraceException(
+                $"{op} inside a function being compiled: a compiled step updates parameters through its optimizer. " +
+                "Pass optimizer: to Graph.Compile instead of updating tensors in the function.");
         Live(op);
         if (other != null)
         {

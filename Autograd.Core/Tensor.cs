@@ -25,6 +25,17 @@ public sealed partial class Tensor : IDisposable
         FromOp = fromOp;
     }
 
+    /// <summary>A symbolic tensor of a graph being compiled: a shape and a device, no data.</summary>
+    internal Tensor(Device device, int[] shape)
+    {
+        Device = device;
+        _shape = shape;
+        Shape = new ReadOnlyCollection<int>(shape);
+        IsSymbolic = true;
+        FromOp = true;
+        GC.SuppressFinalize(this);
+    }
+
     /// <summary>Finalizer: returns the storage of a tensor that was dropped without Dispose.</summary>
     ~Tensor()
     {
@@ -76,7 +87,10 @@ public sealed partial class Tensor : IDisposable
 
     internal int[] ShapeArray => _shape;
 
-    internal ArrayView<float> View => Live("use").View;
+    /// <summary>A value of a graph being compiled (see Graph.Compile): it has no data of its own.</summary>
+    internal bool IsSymbolic { get; }
+
+    internal ArrayView<float> View => Live("use").View.SubView(0, NumElements);
 
     /// <summary>
     /// The device buffer (row-major, NumElements long) for custom ILGPU kernels and benchmarks. Valid
@@ -112,6 +126,10 @@ public sealed partial class Tensor : IDisposable
     {
         var s = _storage;
         if (s != null) return s;
+        if (IsSymbolic)
+            throw new GraphTraceException(
+                $"Cannot {what} tensor {ShapeText(_shape)} inside a function being compiled: it has no value until the compiled step runs. " +
+                "Return it from the function and read the result of step.Run() instead.");
         string why = _releasedBy ?? "it was disposed";
         throw new ObjectDisposedException(nameof(Tensor),
             $"Cannot {what} tensor {ShapeText(_shape)} on {Device.Name}: {why}. " +

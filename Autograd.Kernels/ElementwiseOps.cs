@@ -219,3 +219,47 @@ public readonly struct PowGradOp : IBinaryOp
     /// <param name="b">The incoming gradient dOut.</param>
     public float Apply(float a, float b) => b * P * Pm1.Apply(a);
 }
+
+/// <summary>y = Next(First(x)): two unary ops as one (a fused kernel is Map over this).</summary>
+/// <typeparam name="T1">The op applied first.</typeparam>
+/// <typeparam name="T2">The op applied to its result.</typeparam>
+public readonly struct UnaryThen<T1, T2> : IUnaryOp
+    where T1 : struct, IUnaryOp
+    where T2 : struct, IUnaryOp
+{
+    /// <summary>Composes two ops.</summary>
+    /// <param name="first">Applied first.</param>
+    /// <param name="next">Applied to the result.</param>
+    public UnaryThen(T1 first, T2 next) { First = first; Next = next; }
+
+    /// <summary>Applied first.</summary>
+    public T1 First { get; }
+
+    /// <summary>Applied to the result.</summary>
+    public T2 Next { get; }
+
+    /// <inheritdoc/>
+    public float Apply(float x) => Next.Apply(First.Apply(x));
+}
+
+/// <summary>c = Next(First(a, b)): a binary op followed by a unary one (a fused kernel is Zip over this).</summary>
+/// <typeparam name="TB">The binary op.</typeparam>
+/// <typeparam name="TU">The unary op applied to its result.</typeparam>
+public readonly struct BinaryThen<TB, TU> : IBinaryOp
+    where TB : struct, IBinaryOp
+    where TU : struct, IUnaryOp
+{
+    /// <summary>Composes the ops.</summary>
+    /// <param name="first">The binary op.</param>
+    /// <param name="next">Applied to its result.</param>
+    public BinaryThen(TB first, TU next) { First = first; Next = next; }
+
+    /// <summary>The binary op.</summary>
+    public TB First { get; }
+
+    /// <summary>Applied to its result.</summary>
+    public TU Next { get; }
+
+    /// <inheritdoc/>
+    public float Apply(float a, float b) => Next.Apply(First.Apply(a, b));
+}

@@ -7,6 +7,7 @@
 // of a few groups looping over the data beats one thread per element by 10-50x (ilgpu-facts.md);
 // on a GPU the same loop with enough resident groups runs at full occupancy.
 using System.Collections.Concurrent;
+using System.Runtime.CompilerServices;
 using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.CPU;
@@ -29,14 +30,17 @@ public enum MatMulPath
 /// </summary>
 public sealed class KernelHost
 {
-    private readonly ConcurrentDictionary<(string Name, Type? Op), Delegate> _cache = new();
-    private int _loads;
+    private readonly ConcurrentDictionary<(string Name, Type? Op), Delegate> _cache;
+    private readonly StrongBox<int> _loads;
+    private long _launches;
 
     /// <summary>Wraps an accelerator; the host does not own it.</summary>
     /// <param name="accelerator">The accelerator every kernel of this host runs on.</param>
     public KernelHost(Accelerator accelerator)
     {
         Accelerator = accelerator ?? throw new ArgumentNullException(nameof(accelerator));
+        _cache = new();
+        _loads = new(0);
         Stream = accelerator.DefaultStream;
         IsCpu = accelerator.AcceleratorType == AcceleratorType.CPU;
         int maxGroup = accelerator.MaxNumThreadsPerGroup;
@@ -48,6 +52,30 @@ public sealed class KernelHost
         MaxGroups = Math.Max(1, accelerator.NumMultiprocessors * groupsPerSm);
         // 256 threads as 16x16 with a 64x64 tile (4x4 per thread) needs a group of 256.
         CanUseTiledMatMul = maxGroup >= MatMulKernels.TiledThreads;
+    }
+
+    private KernelHost(KernelHost other, AcceleratorStream stream)
+    {
+        Accelerator = other.Accelerator;
+        _cache = other._cache;
+        _loads = other._loads;
+        Stream = stream;
+        IsCpu = other.IsCpu;
+        GroupSize = other.GroupSize;
+        ReduceGroupSize = other.ReduceGroupSize;
+        MaxGroups = other.MaxGroups;
+        CanUseTiledMatMul = other.CanUseTiledMatMul;
+        MatMulPath = other.MatMulPath;
+        MatMulSplitK = other.MatMulSplitK;
+    }
+
+    /// <summary>A host that launches the same cached kernels on another stream (e.g. one being captured).</summary>
+    /// <param name="stream">A stream of the same accelerator.</param>
+    public KernelHost WithStream(AcceleratorStream stream)
+    {
+        ArgumentNullException.ThrowIfNull(stream);
+        if (stream.Accelerator != Accelerator) throw new ArgumentException("WithStream: the stream belongs to another accelerator.");
+        return new KernelHost(this, stream);
     }
 
     /// <summary>The accelerator the kernels run on.</summary>
@@ -78,7 +106,10 @@ public sealed class KernelHost
     public int? MatMulSplitK { get; set; }
 
     /// <summary>Number of kernels compiled and loaded so far (each name and op type once).</summary>
-    public int KernelLoads => _loads;
+    public int KernelLoads => _loads.Value;
+
+    /// <summary>Kernel launches issued through this host (each launcher call counts its launches).</summary>
+    public long Launches => Interlocked.Read(ref _launches);
 
     /// <summary>Returns the cached kernel for (name, op), loading it on first use.</summary>
     /// <typeparam name="T">The launcher delegate type.</typeparam>
@@ -87,10 +118,12 @@ public sealed class KernelHost
     /// <param name="load">Loads the kernel; called once per key.</param>
     public T Load<T>(string name, Type? op, Func<Accelerator, T> load) where T : Delegate
     {
+        // Every launcher loads right before it launches, so this also counts launches.
+        Interlocked.Increment(ref _launches);
         if (_cache.TryGetValue((name, op), out var d)) return (T)d;
         return (T)_cache.GetOrAdd((name, op), _ =>
         {
-            Interlocked.Increment(ref _loads);
+            Interlocked.Increment(ref _loads.Value);
             return load(Accelerator);
         });
     }

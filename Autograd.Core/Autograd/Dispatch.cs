@@ -7,15 +7,17 @@ internal static class Dispatch
     public static Tensor Apply(OpSpec op, params Tensor[] inputs)
     {
         var device = inputs[0].Device;
+        var tracer = Tracer.Current;
         foreach (var t in inputs)
         {
-            t.Live(op.Kind.ToString());
+            if (tracer == null || !t.IsSymbolic) t.Live(op.Kind.ToString());
             if (!ReferenceEquals(t.Device, device))
                 throw new DeviceMismatchException(
                     $"{op.Kind}: operands are on different devices ({device.Name} and {t.Device.Name}). " +
                     "Create both tensors on one device (the device: argument, or Device.Default).");
         }
         var shape = Shapes.Infer(op, inputs);
+        if (tracer != null) return tracer.Record(op, inputs, new Tensor(device, shape));
         Tensor y;
         if (op.Kind == Prim.Reshape)
         {

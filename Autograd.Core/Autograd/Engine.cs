@@ -121,7 +121,7 @@ internal static class Engine
         return s.Reshape(shape);
     }
 
-    private static List<Node> TopologicalOrder(Node root)
+    internal static List<Node> TopologicalOrder(Node root)
     {
         var order = new List<Node>();
         var seen = new HashSet<Node>(ReferenceEqualityComparer.Instance);

@@ -1,26 +1,49 @@
-// Eager execution: runs the kernel of one primitive on device buffers. The only place where
-// primitives meet kernels, so the op structs of Autograd.Kernels appear here and nowhere else.
+// Running one primitive's kernel on device buffers. The only place where primitives meet kernels:
+// eager ops call it with fresh buffers, the compiled graph with its planned buffers and scratch.
 using AutogradNet.Kernels;
+using ILGPU;
 
 namespace AutogradNet;
 
+/// <summary>A device buffer and the shape it holds.</summary>
+internal readonly record struct Operand(ArrayView<float> View, int[] Shape);
+
 internal static class Executor
 {
-    /// <summary>Writes op(x) into y (y already has the inferred shape).</summary>
+    /// <summary>Scratch elements the primitive needs beyond its output (0 for most).</summary>
+    public static long ScratchElements(KernelHost h, OpSpec op, int[][] xShapes, int[] yShape) => op.Kind switch
+    {
+        Prim.MatMul => MatMulKernels.SplitKScratch(h, yShape[0], yShape[1], op.Flag1 ? xShapes[0][0] : xShapes[0][1]),
+        Prim.Sum when IsSumAll(op, xShapes[0]) => Reduce.SumAllScratch(h),
+        _ => 0,
+    };
+
+    private static bool IsSumAll(OpSpec op, int[] xShape) => op.Ints!.Length == xShape.Length && Tensor.Elements(xShape) > 0;
+
+    /// <summary>Eager form: runs op(x) into y, with temporary scratch from the device's cache.</summary>
     public static void Run(OpSpec op, Tensor[] x, Tensor y)
     {
         var h = y.Device.Host;
+        var xs = x.Select(t => new Operand(t.View, t.ShapeArray)).ToArray();
+        long need = ScratchElements(h, op, x.Select(t => t.ShapeArray).ToArray(), y.ShapeArray);
+        using var scratch = need > 0 ? Tensor.Empty([(int)need], y.Device, op.Kind.ToString()) : null;
+        Run(h, op, xs, new Operand(y.View, y.ShapeArray), scratch?.View ?? default);
+    }
+
+    /// <summary>Writes op(x) into y (y has the inferred shape; scratch has ScratchElements elements).</summary>
+    public static void Run(KernelHost h, OpSpec op, Operand[] x, Operand y, ArrayView<float> scratch)
+    {
         switch (op.Kind)
         {
-            case Prim.Neg: Map(h, x[0], y, new NegOp()); break;
-            case Prim.Exp: Map(h, x[0], y, new ExpOp()); break;
-            case Prim.Log: Map(h, x[0], y, new LogOp()); break;
-            case Prim.Tanh: Map(h, x[0], y, new TanhOp()); break;
-            case Prim.Sigmoid: Map(h, x[0], y, new SigmoidOp()); break;
-            case Prim.Clamp: Map(h, x[0], y, new ClampOp(op.A, op.B)); break;
-            case Prim.Pow: Map(h, x[0], y, new PowOp(op.A)); break;
-            case Prim.Scale: Map(h, x[0], y, new ScaleOp(op.A)); break;
-            case Prim.AddScalar: Map(h, x[0], y, new AddScalarOp(op.A)); break;
+            case Prim.Neg: Map(h, x, y, new NegOp()); break;
+            case Prim.Exp: Map(h, x, y, new ExpOp()); break;
+            case Prim.Log: Map(h, x, y, new LogOp()); break;
+            case Prim.Tanh: Map(h, x, y, new TanhOp()); break;
+            case Prim.Sigmoid: Map(h, x, y, new SigmoidOp()); break;
+            case Prim.Clamp: Map(h, x, y, new ClampOp(op.A, op.B)); break;
+            case Prim.Pow: Map(h, x, y, new PowOp(op.A)); break;
+            case Prim.Scale: Map(h, x, y, new ScaleOp(op.A)); break;
+            case Prim.AddScalar: Map(h, x, y, new AddScalarOp(op.A)); break;
             case Prim.Add:
                 if (op.A == 1f) Zip(h, x, y, new AddOp());
                 else Zip(h, x, y, new AxpyOp(op.A));
@@ -33,42 +56,37 @@ internal static class Executor
             case Prim.PowGrad: Zip(h, x, y, new PowGradOp(op.A)); break;
             case Prim.MatMul:
                 {
-                    var s = y.ShapeArray;
-                    int k = op.Flag1 ? x[0].ShapeArray[0] : x[0].ShapeArray[1];
-                    long need = MatMulKernels.SplitKScratch(h, s[0], s[1], k);
-                    using var scratch = need > 0 ? Tensor.Empty([(int)need], y.Device, "MatMul") : null;
-                    MatMulKernels.MatMul(h, x[0].View, op.Flag1, x[1].View, op.Flag2, y.View, s[0], s[1], k,
-                        scratch: scratch?.View ?? default);
+                    int k = op.Flag1 ? x[0].Shape[0] : x[0].Shape[1];
+                    MatMulKernels.MatMul(h, x[0].View, op.Flag1, x[1].View, op.Flag2, y.View, y.Shape[0], y.Shape[1], k,
+                        scratch: scratch);
                     break;
                 }
             case Prim.Sum:
-                {
-                    var axes = op.Ints!;
-                    if (axes.Length == x[0].Rank && x[0].NumElements > 0)
-                    {
-                        using var scratch = Tensor.Empty([Reduce.SumAllScratch(h)], y.Device, "Sum");
-                        Reduce.SumAll(h, x[0].View, y.View, scratch.View);
-                    }
-                    else
-                    {
-                        Reduce.SumAxes(h, x[0].View, x[0].ShapeArray, axes, y.View);
-                    }
-                    break;
-                }
+                if (IsSumAll(op, x[0].Shape)) Reduce.SumAll(h, x[0].View, y.View, scratch);
+                else Reduce.SumAxes(h, x[0].View, x[0].Shape, op.Ints!, y.View);
+                break;
             case Prim.Expand:
-                Elementwise.MapBroadcast(h, x[0].View, x[0].ShapeArray, y.View, y.ShapeArray, new IdentityOp());
+                Elementwise.MapBroadcast(h, x[0].View, x[0].Shape, y.View, y.Shape, new IdentityOp());
                 break;
             case Prim.Transpose:
-                Layout.Transpose(h, x[0].View, y.View, x[0].ShapeArray[0], x[0].ShapeArray[1]);
+                Layout.Transpose(h, x[0].View, y.View, x[0].Shape[0], x[0].Shape[1]);
+                break;
+            case Prim.Fused:
+                ((FusedOp)op.Payload!).Launch(h, x, y);
                 break;
             default:
                 throw new NotSupportedException($"Executor: no kernel for primitive {op.Kind}.");
         }
     }
 
-    private static void Map<TOp>(KernelHost h, Tensor x, Tensor y, TOp op) where TOp : struct, IUnaryOp =>
-        Elementwise.Map(h, x.View, y.View, op);
+    /// <summary>Whether the primitive is elementwise (one output element from the same index of each input).</summary>
+    public static bool IsElementwise(Prim p) => p is Prim.Neg or Prim.Exp or Prim.Log or Prim.Tanh or Prim.Sigmoid
+        or Prim.Clamp or Prim.Pow or Prim.Scale or Prim.AddScalar or Prim.Add or Prim.Mul or Prim.Div
+        or Prim.ClampGrad or Prim.TanhGrad or Prim.SigmoidGrad or Prim.PowGrad;
 
-    private static void Zip<TOp>(KernelHost h, Tensor[] x, Tensor y, TOp op) where TOp : struct, IBinaryOp =>
-        Elementwise.Zip(h, x[0].View, x[0].ShapeArray, x[1].View, x[1].ShapeArray, y.View, y.ShapeArray, op);
+    private static void Map<TOp>(KernelHost h, Operand[] x, Operand y, TOp op) where TOp : struct, IUnaryOp =>
+        Elementwise.Map(h, x[0].View, y.View, op);
+
+    private static void Zip<TOp>(KernelHost h, Operand[] x, Operand y, TOp op) where TOp : struct, IBinaryOp =>
+        Elementwise.Zip(h, x[0].View, x[0].Shape, x[1].View, x[1].Shape, y.View, y.Shape, op);
 }

@@ -48,6 +48,8 @@ public enum Prim
     Reshape,
     /// <summary>2-D transpose.</summary>
     Transpose,
+    /// <summary>A chain of elementwise ops fused into one generated kernel (compiled graphs only).</summary>
+    Fused,
 }
 
 /// <summary>A primitive with its parameters.</summary>
@@ -57,7 +59,8 @@ public enum Prim
 /// <param name="Ints">Axes or a shape.</param>
 /// <param name="Flag1">First flag (transA, keepDim).</param>
 /// <param name="Flag2">Second flag (transB).</param>
-internal sealed record OpSpec(Prim Kind, float A = 0, float B = 0, int[]? Ints = null, bool Flag1 = false, bool Flag2 = false)
+/// <param name="Payload">The fused chain, for Fused.</param>
+internal sealed record OpSpec(Prim Kind, float A = 0, float B = 0, int[]? Ints = null, bool Flag1 = false, bool Flag2 = false, object? Payload = null)
 {
     public override string ToString() => Kind switch
     {
@@ -67,6 +70,7 @@ internal sealed record OpSpec(Prim Kind, float A = 0, float B = 0, int[]? Ints =
         Prim.MatMul => $"MatMul({(Flag1 ? "T" : "N")}{(Flag2 ? "T" : "N")})",
         Prim.Sum => $"Sum([{string.Join(", ", Ints ?? [])}]{(Flag1 ? ", keepDim" : "")})",
         Prim.Expand or Prim.Reshape => $"{Kind}({Tensor.ShapeText(Ints ?? [])})",
+        Prim.Fused => $"Fused({((FusedOp)Payload!).Text})",
         _ => Kind.ToString(),
     };
 }

@@ -1,42 +1,51 @@
-// Stochastic gradient descent: p -= lr * p.Grad, one fused in-place kernel per parameter.
+// Stochastic gradient descent, optionally with momentum (PyTorch's formulation: v = mu v + g,
+// p -= lr v). One fused kernel per parameter.
+using AutogradNet.Kernels;
+using ILGPU;
+
 namespace AutogradNet.Optim;
 
-/// <summary>Plain SGD over a set of parameters.</summary>
-public sealed class Sgd
+/// <summary>SGD, optionally with momentum.</summary>
+public sealed class Sgd : Optimizer
 {
-    private readonly Tensor[] _parameters;
+    private readonly Tensor?[] _velocity;
 
     /// <summary>Creates the optimizer.</summary>
     /// <param name="parameters">Leaf tensors with RequiresGrad.</param>
     /// <param name="lr">The learning rate.</param>
-    public Sgd(IEnumerable<Tensor> parameters, float lr)
+    /// <param name="momentum">Momentum factor (0: plain SGD).</param>
+    public Sgd(IEnumerable<Tensor> parameters, float lr, float momentum = 0f) : base(parameters, lr)
     {
-        ArgumentNullException.ThrowIfNull(parameters);
-        _parameters = parameters.ToArray();
-        foreach (var p in _parameters)
-            if (!p.RequiresGrad || !p.IsLeaf)
-                throw new ArgumentException($"Sgd: every parameter must be a leaf with RequiresGrad; got {p}.", nameof(parameters));
-        if (!(lr > 0) || float.IsInfinity(lr)) throw new ArgumentOutOfRangeException(nameof(lr), $"Sgd: learning rate must be positive and finite, got {lr}.");
-        LearningRate = lr;
+        if (momentum < 0 || !float.IsFinite(momentum))
+            throw new ArgumentOutOfRangeException(nameof(momentum), $"Sgd: momentum must be >= 0, got {momentum}.");
+        Momentum = momentum;
+        _velocity = new Tensor?[Parameters.Count];
     }
 
-    /// <summary>The learning rate.</summary>
-    public float LearningRate { get; set; }
+    /// <summary>Creates plain SGD over the given parameters.</summary>
+    /// <param name="lr">The learning rate.</param>
+    /// <param name="parameters">Leaf tensors with RequiresGrad.</param>
+    public Sgd(float lr, params Tensor[] parameters) : this(parameters, lr) { }
 
-    /// <summary>The parameters updated by Step.</summary>
-    public IReadOnlyList<Tensor> Parameters => _parameters;
+    /// <summary>The momentum factor.</summary>
+    public float Momentum { get; }
 
-    /// <summary>p -= lr * p.Grad for each parameter that has a gradient.</summary>
-    public void Step()
+    internal override void Update(KernelHost host, int i, ArrayView<float> g)
     {
-        using var _ = Autograd.NoGrad();
-        foreach (var p in _parameters)
-            if (p.Grad != null) p.SubInPlace(p.Grad, LearningRate);
+        var p = Parameters[i];
+        if (Momentum == 0f)
+        {
+            Elementwise.Zip(host, p.View, p.ShapeArray, g, p.ShapeArray, p.View, p.ShapeArray, new AxpyOp(-LearningRate));
+            return;
+        }
+        var v = _velocity[i] ??= StateLike(i);
+        OptimizerKernels.Momentum(host, p.View, g, v.View, LearningRate, Momentum);
     }
 
-    /// <summary>Zeroes every parameter's gradient in place.</summary>
-    public void ZeroGrad()
+    /// <inheritdoc/>
+    public override void Dispose()
     {
-        foreach (var p in _parameters) p.ZeroGrad();
+        foreach (var v in _velocity) v?.Dispose();
+        base.Dispose();
     }
 }

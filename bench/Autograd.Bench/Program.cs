@@ -31,6 +31,12 @@ void Report(Result r)
 }
 
 Report(Workloads.SeedEager(device, steps: gpu ? 500 : 100));
+Report(Workloads.SeedCompiled(device, gpu ? 1000 : 100, cudaGraphs: false, stepsPerRun: 1));
+if (device.Kind == DeviceKind.Cuda)
+{
+    Report(Workloads.SeedCompiled(device, 2000, cudaGraphs: true, stepsPerRun: 1));
+    Report(Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500));
+}
 Report(Workloads.MatMul(device, 64, 100, 1000, false, false, "seed layer-1 forward 64x1000x100 NN"));
 Report(Workloads.MatMul(device, 1000, 100, 64, true, false, "seed dW1 = x^T dH (1000x64x100 TN)"));
 if (!quick)

@@ -73,6 +73,33 @@ public static class Workloads
         return new Result("seed step eager (64,1000,100,10)", us, null, null, $"loss rel err {rel:E1}");
     }
 
+    /// <summary>The seed's step compiled (Graph.Compile), replayed one Run per step or n steps per Run.</summary>
+    public static Result SeedCompiled(Device d, int steps, bool cudaGraphs, int stepsPerRun)
+    {
+        Environment.SetEnvironmentVariable("AUTOGRAD_CUDA_GRAPHS", cudaGraphs ? "1" : "0");
+        Tensor.ManualSeed(0);
+        var x = Tensor.Randn([64, 1000], d);
+        var y = Tensor.Randn([64, 10], d);
+        var w1 = Tensor.Randn([1000, 100], d, requiresGrad: true);
+        var w2 = Tensor.Randn([100, 10], d, requiresGrad: true);
+        double hostLoss = HostSeedLoss(x.ToArray(), y.ToArray(), w1.ToArray(), w2.ToArray());
+        using var opt = new Optim.Sgd([w1, w2], 1e-6f);
+        using var step = Graph.Compile(() => (x.MatMul(w1).Clamp(min: 0).MatMul(w2) - y).Pow(2).Sum(), opt);
+        float first = step.Run().Item();
+        double rel = Math.Abs(first - hostLoss) / hostLoss;
+        if (rel > 1e-4) throw new InvalidOperationException($"compiled seed loss {first} vs host {hostLoss}");
+        void Run()
+        {
+            if (stepsPerRun == 1) step.Run();
+            else step.Run(stepsPerRun);
+        }
+        double us = Median(d, Run, Math.Max(1, steps / 5 / stepsPerRun)) / stepsPerRun;
+        Environment.SetEnvironmentVariable("AUTOGRAD_CUDA_GRAPHS", null);
+        string mode = stepsPerRun > 1 ? $"Run(steps: {stepsPerRun})" : "Run()";
+        return new Result($"seed step compiled, {mode}{(step.UsesCudaGraphs ? ", CUDA graph" : "")}", us, null, null,
+            $"loss rel err {rel:E1}; {step.LaunchesPerStep} launches/step");
+    }
+
     private static double HostSeedLoss(float[] x, float[] y, float[] w1, float[] w2)
     {
         double loss = 0;

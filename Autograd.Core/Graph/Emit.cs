@@ -1,0 +1,47 @@
+// Pass 6, emit: turn each node into a pre-bound launch (operands resolved to planned buffers once),
+// and append the optimizer's updates on the planned gradient buffers. Kernels are loaded here, by a
+// warm-up replay, so that replay and capture never compile.
+using AutogradNet.Kernels;
+using AutogradNet.Optim;
+using ILGPU;
+
+namespace AutogradNet;
+
+/// <summary>One pre-bound launch of a compiled step.</summary>
+internal sealed record Instr(string Text, Action<KernelHost> Launch);
+
+internal static class Emit
+{
+    public static List<Instr> Run(List<Node> nodes, MemoryPlan plan, Optimizer? optimizer, Tensor?[] grads)
+    {
+        var program = new List<Instr>();
+        ArrayView<float> scratch = plan.Scratch?.View ?? default;
+        foreach (var n in nodes)
+        {
+            if (n.Op.Kind == Prim.Reshape) continue;
+            var xs = n.Inputs.Select(x => Operand(plan, x)).ToArray();
+            var y = Operand(plan, n.Output);
+            var op = n.Op;
+            string text = $"{op} {string.Join(", ", n.Inputs.Select(i => Tensor.ShapeText(i.ShapeArray)))} -> {Tensor.ShapeText(n.Output.ShapeArray)}";
+            program.Add(new Instr(text, h => Executor.Run(h, op, xs, y, scratch)));
+        }
+        if (optimizer != null)
+        {
+            program.Add(new Instr($"{optimizer.GetType().Name} begin step", optimizer.BeginStep));
+            for (int i = 0; i < grads.Length; i++)
+            {
+                if (grads[i] is not { } g) continue;
+                var gv = Operand(plan, g).View;
+                int index = i;
+                program.Add(new Instr($"{optimizer.GetType().Name} update {Tensor.ShapeText(g.ShapeArray)}", h => optimizer.Update(h, index, gv)));
+            }
+        }
+        return program;
+    }
+
+    private static Operand Operand(MemoryPlan plan, Tensor t)
+    {
+        var home = plan.Home(t);
+        return new Operand(home.View.SubView(0, t.NumElements), t.ShapeArray);
+    }
+}

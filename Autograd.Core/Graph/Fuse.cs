@@ -1,0 +1,103 @@
+// Pass 4, fuse: shrink the node list before memory is planned.
+// - Dead nodes (nothing the outputs need) go.
+// - An Expand whose consumers are all broadcasting elementwise ops goes: they read its input
+//   directly (the backward of Sum makes one per step: the gradient seed broadcast to the loss's input).
+// - A unary elementwise op that is the only consumer of an elementwise op's output is folded into
+//   it: the pair becomes one kernel whose op struct is composed at run time (ComposedOps.cs).
+namespace AutogradNet;
+
+internal static class Fuse
+{
+    public static List<Node> Run(List<Node> nodes, IReadOnlyCollection<Tensor> outputs)
+    {
+        nodes = DeadCode(nodes, outputs);
+        nodes = DropExpands(nodes, outputs);
+        nodes = FoldUnaryChains(nodes, outputs);
+        return nodes;
+    }
+
+    private static Dictionary<Tensor, List<Node>> Consumers(List<Node> nodes)
+    {
+        var c = new Dictionary<Tensor, List<Node>>(ReferenceEqualityComparer.Instance);
+        foreach (var n in nodes)
+            foreach (var x in n.Inputs)
+            {
+                if (!c.TryGetValue(x, out var list)) c[x] = list = [];
+                if (!list.Contains(n)) list.Add(n);
+            }
+        return c;
+    }
+
+    private static List<Node> DeadCode(List<Node> nodes, IReadOnlyCollection<Tensor> outputs)
+    {
+        var needed = new HashSet<Tensor>(outputs, ReferenceEqualityComparer.Instance);
+        var keep = new List<Node>();
+        for (int i = nodes.Count - 1; i >= 0; i--)
+        {
+            if (!needed.Contains(nodes[i].Output)) continue;
+            keep.Add(nodes[i]);
+            foreach (var x in nodes[i].Inputs) needed.Add(x);
+        }
+        keep.Reverse();
+        return keep;
+    }
+
+    private static bool IsBinaryElementwise(Prim p) => Executor.IsElementwise(p) && p is Prim.Add or Prim.Mul or Prim.Div
+        or Prim.ClampGrad or Prim.TanhGrad or Prim.SigmoidGrad or Prim.PowGrad;
+
+    private static List<Node> DropExpands(List<Node> nodes, IReadOnlyCollection<Tensor> outputs)
+    {
+        var consumers = Consumers(nodes);
+        var drop = new HashSet<Node>();
+        foreach (var e in nodes.Where(n => n.Op.Kind == Prim.Expand))
+        {
+            if (outputs.Contains(e.Output) || !consumers.TryGetValue(e.Output, out var users)) continue;
+            bool ok = users.All(u => IsBinaryElementwise(u.Op.Kind) && BroadcastsTo(u, e));
+            if (!ok) continue;
+            foreach (var u in users)
+                for (int j = 0; j < u.Inputs.Length; j++)
+                    if (ReferenceEquals(u.Inputs[j], e.Output)) u.Inputs[j] = e.Inputs[0];
+            drop.Add(e);
+        }
+        return nodes.Where(n => !drop.Contains(n)).ToList();
+    }
+
+    // The consumer's output shape must not change when it reads the un-expanded tensor.
+    private static bool BroadcastsTo(Node user, Node expand)
+    {
+        var shapes = user.Inputs.Select(x => ReferenceEquals(x, expand.Output) ? expand.Inputs[0].ShapeArray : x.ShapeArray).ToArray();
+        try
+        {
+            return Shapes.Broadcast("fuse", shapes[0], shapes[1]).SequenceEqual(user.Output.ShapeArray);
+        }
+        catch (ShapeMismatchException)
+        {
+            return false;
+        }
+    }
+
+    private static List<Node> FoldUnaryChains(List<Node> nodes, IReadOnlyCollection<Tensor> outputs)
+    {
+        var consumers = Consumers(nodes);
+        var result = new List<Node>(nodes);
+        for (int i = 0; i < result.Count; i++)
+        {
+            var first = result[i];
+            if (!ComposedOps.CanLead(first.Op)) continue;
+            while (!outputs.Contains(first.Output)
+                   && consumers.TryGetValue(first.Output, out var users) && users.Count == 1
+                   && ComposedOps.CanFollow(users[0].Op)
+                   && users[0].Inputs.Length == 1)
+            {
+                var next = users[0];
+                var fused = new Node(ComposedOps.Compose(first.Op, next.Op), first.Inputs, next.Output);
+                result[result.IndexOf(next)] = fused;
+                result.RemoveAt(i);
+                consumers = Consumers(result);
+                i = result.IndexOf(fused);
+                first = fused;
+            }
+        }
+        return result;
+    }
+}

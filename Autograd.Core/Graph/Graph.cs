@@ -1,0 +1,234 @@
+// Graph.Compile: a training step traced once, differentiated with the eager gradient table,
+// optimised, planned and emitted as a list of pre-bound launches, then replayed (as a CUDA graph on
+// CUDA). The passes, in order, each in its own file: Trace, Differentiate, (optimizer) Emit's
+// updates, Fuse, PlanMemory, Emit, Replay.
+using System.Text;
+using AutogradNet.Kernels;
+using AutogradNet.Optim;
+
+namespace AutogradNet;
+
+/// <summary>Compiles a step function into a static graph.</summary>
+public static class Graph
+{
+    /// <summary>
+    /// Traces fn once and compiles it. With an optimizer, fn must return a scalar loss and each Run
+    /// computes it, the gradients of the optimizer's parameters, and the update, in place on the device.
+    /// Tensors that fn reads but did not compute are the step's inputs: their buffers are bound, so
+    /// new data goes in with <see cref="CompiledStep.SetInput"/> (or an in-place copy).
+    /// </summary>
+    /// <param name="fn">The step's forward computation, e.g. <c>() =&gt; (x.MatMul(w) - y).Pow(2).Sum()</c>.</param>
+    /// <param name="optimizer">The update to append (SGD, momentum, Adam); null compiles the forward only.</param>
+    public static CompiledStep Compile(Func<Tensor> fn, Optimizer? optimizer = null)
+    {
+        ArgumentNullException.ThrowIfNull(fn);
+        var (output, traced, tracer) = Trace.Run(fn);
+        Tensor? seed = null;
+        try
+        {
+            Tensor?[] grads = [];
+            if (optimizer != null)
+            {
+                using (tracer) { }
+                using var differentiating = new Tracer();
+                seed = Tensor.Ones(output.ShapeArray, output.Device);
+                grads = Differentiate.Run(output, optimizer.Parameters, seed);
+                traced.AddRange(differentiating.Nodes);
+            }
+            else
+            {
+                tracer.Dispose();
+            }
+            var outputs = new List<Tensor> { output };
+            outputs.AddRange(grads.Where(g => g != null)!);
+            int recorded = traced.Count;
+            var nodes = Fuse.Run(traced, outputs);
+            var plan = MemoryPlan.Run(nodes, outputs, output.Device);
+            var program = Emit.Run(nodes, plan, optimizer, grads);
+            return new CompiledStep(output, nodes, recorded, plan, program, optimizer, seed);
+        }
+        catch
+        {
+            tracer.Dispose();
+            seed?.Dispose();
+            throw;
+        }
+    }
+}
+
+/// <summary>A compiled step: replay it with <see cref="Run()"/>; dispose it to free its buffers.</summary>
+public sealed class CompiledStep : IDisposable
+{
+    private readonly Tensor _symbolicOutput;
+    private readonly List<Node> _nodes;
+    private readonly MemoryPlan _plan;
+    private readonly List<Instr> _program;
+    private readonly Replay _replay;
+    private readonly Tensor[] _inputs;
+    private readonly Tensor? _seed;
+    private readonly Optimizer? _optimizer;
+    private readonly object _gate = new();
+    private Tensor? _history;
+    private bool _disposed;
+
+    internal CompiledStep(Tensor output, List<Node> nodes, int recorded, MemoryPlan plan, List<Instr> program, Optimizer? optimizer, Tensor? seed)
+    {
+        _symbolicOutput = output;
+        _nodes = nodes;
+        RecordedNodes = recorded;
+        _plan = plan;
+        _program = program;
+        _optimizer = optimizer;
+        _seed = seed;
+        Device = output.Device;
+        _inputs = nodes.SelectMany(n => n.Inputs).Where(t => !t.IsSymbolic && !ReferenceEquals(t, seed))
+            .Distinct(ReferenceEqualityComparer.Instance).Cast<Tensor>().ToArray();
+        // The output gets its own buffer; this tensor views it with the output's shape.
+        var home = plan.Home(output);
+        home.Storage.AddRef();
+        Output = new Tensor(Device, output.ShapeArray, home.Storage, fromOp: false);
+        _replay = new Replay(Device, program);
+    }
+
+    /// <summary>The device the step runs on.</summary>
+    public Device Device { get; }
+
+    /// <summary>The step's output (the loss), overwritten by each Run; owned by the step.</summary>
+    public Tensor Output { get; }
+
+    /// <summary>Nodes the trace and differentiation recorded, before fusion.</summary>
+    public int RecordedNodes { get; }
+
+    /// <summary>Nodes after fusion (each a kernel, except reshapes).</summary>
+    public int Nodes => _nodes.Count;
+
+    /// <summary>Fused kernels generated for this step.</summary>
+    public int FusedKernels => _nodes.Count(n => n.Op.Kind == Prim.Fused);
+
+    /// <summary>Kernel launches per step (known after the first Run).</summary>
+    public long LaunchesPerStep => _replay.LaunchesPerStep;
+
+    /// <summary>Device bytes the step's planned buffers hold (allocated at compile time).</summary>
+    public long PlannedBytes => _plan.Bytes;
+
+    /// <summary>Whether replays are CUDA graph launches.</summary>
+    public bool UsesCudaGraphs => _replay.UsesCudaGraphs;
+
+    /// <summary>The tensors the step reads but did not compute (inputs, parameters, constants).</summary>
+    public IReadOnlyList<Tensor> Inputs => _inputs;
+
+    internal IEnumerable<Type> FusedOpTypes => _nodes.Where(n => n.Op.Kind == Prim.Fused).Select(n => ((FusedOp)n.Op.Payload!).OpType);
+
+    /// <summary>Enqueues one step and returns the device scalar it computes; reads nothing to the host.</summary>
+    public Tensor Run()
+    {
+        lock (_gate)
+        {
+            CheckInputs();
+            _replay.Run(1, null);
+            return Output;
+        }
+    }
+
+    /// <summary>
+    /// Enqueues `steps` steps without host synchronisation and returns their outputs as a device tensor
+    /// of shape [steps] (owned by the step, overwritten by the next call of Run(steps)).
+    /// </summary>
+    /// <param name="steps">Number of steps, at least 1.</param>
+    public Tensor Run(int steps)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(steps, 1);
+        if (_symbolicOutput.NumElements != 1)
+            throw new InvalidOperationException($"Run(steps): the step's output has shape {Tensor.ShapeText(_symbolicOutput.ShapeArray)}; a history needs a scalar.");
+        lock (_gate)
+        {
+            CheckInputs();
+            if (_history == null || _history.NumElements != steps)
+            {
+                _history?.Dispose();
+                _history = Tensor.Zeros([steps], Device);
+            }
+            var hist = _history.View;
+            var output = Output.View;
+            _replay.Run(steps, (h, s) => Elementwise.Map(h, output, hist.SubView(s, 1), new IdentityOp()));
+            return _history;
+        }
+    }
+
+    /// <summary>Copies new data into one of the step's inputs (same shape and device as traced).</summary>
+    /// <param name="input">The tensor the function read when it was compiled.</param>
+    /// <param name="value">The new data.</param>
+    public void SetInput(Tensor input, Tensor value)
+    {
+        ArgumentNullException.ThrowIfNull(input);
+        ArgumentNullException.ThrowIfNull(value);
+        if (!_inputs.Contains(input))
+            throw new GraphSignatureException($"SetInput: tensor {Tensor.ShapeText(input.ShapeArray)} on {input.Device.Name} is not an input of this compiled step.");
+        if (!value.ShapeArray.SequenceEqual(input.ShapeArray) || !ReferenceEquals(value.Device, input.Device))
+            throw new GraphSignatureException(
+                $"SetInput: expected shape {Tensor.ShapeText(input.ShapeArray)} on {input.Device.Name}, got {Tensor.ShapeText(value.ShapeArray)} on {value.Device.Name}. " +
+                "A compiled step has a fixed signature; compile another step for other shapes.");
+        using (Autograd.NoGrad()) input.CopyFrom(value);
+    }
+
+    private void CheckInputs()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        foreach (var t in _inputs)
+            if (t.IsDisposed)
+                throw new GraphSignatureException(
+                    $"Run: input tensor {Tensor.ShapeText(t.ShapeArray)} on {t.Device.Name} was disposed after the step was compiled; keep the step's inputs alive while it is used.");
+    }
+
+    /// <summary>Nodes, fused kernels, launches per step and the buffer plan, as text.</summary>
+    public string Describe()
+    {
+        var sb = new StringBuilder();
+        sb.AppendLine($"compiled step on {Device}: {RecordedNodes} recorded nodes -> {Nodes} after fusion ({FusedKernels} fused kernels)");
+        sb.AppendLine($"launches per step: {(LaunchesPerStep > 0 ? LaunchesPerStep.ToString() : "(known after the first Run)")}; CUDA graphs: {UsesCudaGraphs}");
+        sb.AppendLine($"buffer plan: {_plan.Buffers.Count} buffers + scratch, {PlannedBytes:N0} bytes, allocated at compile time");
+        sb.AppendLine("program:");
+        foreach (var i in _program) sb.AppendLine("  " + i.Text);
+        return sb.ToString();
+    }
+
+    /// <summary>The graph in Graphviz dot: nodes are ops, edges are tensors (with shapes).</summary>
+    public string ToDot()
+    {
+        var ids = new Dictionary<object, string>(ReferenceEqualityComparer.Instance);
+        string Id(object o) => ids.TryGetValue(o, out var s) ? s : ids[o] = $"n{ids.Count}";
+        var sb = new StringBuilder("digraph step {\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\"];\n");
+        var producer = new Dictionary<Tensor, Node>(ReferenceEqualityComparer.Instance);
+        foreach (var n in _nodes) producer[n.Output] = n;
+        foreach (var t in _inputs)
+            sb.AppendLine($"  {Id(t)} [shape=ellipse, label=\"{(t.RequiresGrad ? "param" : "input")} {Tensor.ShapeText(t.ShapeArray)}\"];");
+        foreach (var n in _nodes)
+        {
+            sb.AppendLine($"  {Id(n)} [label=\"{n.Op.ToString().Replace("\"", "'")}\"];");
+            foreach (var x in n.Inputs)
+            {
+                object from = producer.TryGetValue(x, out var p) ? p : x;
+                sb.AppendLine($"  {Id(from)} -> {Id(n)} [label=\"{Tensor.ShapeText(x.ShapeArray)}\"];");
+            }
+        }
+        if (producer.TryGetValue(_symbolicOutput, out var last))
+            sb.AppendLine($"  out [shape=ellipse, label=\"output {Tensor.ShapeText(_symbolicOutput.ShapeArray)}\"];\n  {Id(last)} -> out;");
+        return sb.Append("}\n").ToString();
+    }
+
+    /// <summary>Frees every buffer the step owns (idempotent). The optimizer and inputs are the caller's.</summary>
+    public void Dispose()
+    {
+        lock (_gate)
+        {
+            if (_disposed) return;
+            _disposed = true;
+            Device.Synchronize();
+            _replay.Dispose();
+            Output.Dispose();
+            _history?.Dispose();
+            _seed?.Dispose();
+            _plan.Dispose();
+        }
+    }
+}

@@ -1,0 +1,84 @@
+// Pass 7, replay: run the emitted launches. On CUDA, the launches of one step (or of n steps, for
+// Run(steps: n)) are captured once into a CUDA graph and each replay is a single graph launch;
+// elsewhere, or with AUTOGRAD_CUDA_GRAPHS=0, replay walks the launch list.
+using AutogradNet.Kernels;
+using ILGPU;
+using ILGPU.Runtime.Cuda;
+
+namespace AutogradNet;
+
+internal sealed class Replay : IDisposable
+{
+    private readonly Device _device;
+    private readonly List<Instr> _program;
+    private readonly Dictionary<int, CudaGraph> _graphs = new();
+    private readonly bool _useGraphs;
+    private bool _warm;
+
+    public Replay(Device device, List<Instr> program)
+    {
+        _device = device;
+        _program = program;
+        _useGraphs = device.Accelerator is CudaAccelerator
+            && Environment.GetEnvironmentVariable("AUTOGRAD_CUDA_GRAPHS") != "0";
+    }
+
+    public bool UsesCudaGraphs => _useGraphs;
+
+    /// <summary>Launches per step, counted on a warm-up replay.</summary>
+    public long LaunchesPerStep { get; private set; }
+
+    /// <summary>Enqueues `steps` steps; after step s, copy(s) runs (e.g. the loss into a history), if given.</summary>
+    public void Run(int steps, Action<KernelHost, int>? afterStep)
+    {
+        var host = _device.Host;
+        if (!_warm)
+        {
+            // The first replay loads every kernel and lazily made state (optimizer moments), so a
+            // capture afterwards records launches only.
+            long before = host.Launches;
+            foreach (var i in _program) i.Launch(host);
+            LaunchesPerStep = host.Launches - before;
+            afterStep?.Invoke(host, 0);
+            _warm = true;
+            if (--steps == 0) return;
+            if (afterStep != null)
+            {
+                var rest = afterStep;
+                afterStep = (h, s) => rest(h, s + 1);
+            }
+        }
+        if (!_useGraphs)
+        {
+            for (int s = 0; s < steps; s++)
+            {
+                foreach (var i in _program) i.Launch(host);
+                afterStep?.Invoke(host, s);
+            }
+            return;
+        }
+        var acc = (CudaAccelerator)_device.Accelerator;
+        int key = afterStep == null ? -steps : steps;
+        if (!_graphs.TryGetValue(key, out var graph))
+        {
+            host.Synchronize();
+            graph = CudaGraph.Capture(acc, stream =>
+            {
+                var captured = host.WithStream(stream);
+                for (int s = 0; s < steps; s++)
+                {
+                    foreach (var i in _program) i.Launch(captured);
+                    afterStep?.Invoke(captured, s);
+                }
+            });
+            _graphs[key] = graph;
+        }
+        graph.Launch(acc);
+    }
+
+    public void Dispose()
+    {
+        foreach (var g in _graphs.Values) g.Dispose();
+        _graphs.Clear();
+    }
+}

@@ -1,0 +1,113 @@
+// Parameter updates, each one fused kernel per parameter: SGD with momentum and Adam (plain SGD is
+// the Axpy of Elementwise). Adam's step count lives in a one-element device buffer that a one-thread
+// kernel increments, so a replayed or captured step needs no value from the host.
+using ILGPU;
+using ILGPU.Algorithms;
+using ILGPU.Runtime;
+
+namespace AutogradNet.Kernels;
+
+/// <summary>Optimizer update kernels and their launchers.</summary>
+public static class OptimizerKernels
+{
+    // ---------------------------------------------------------------- kernels
+
+    /// <summary>v = mu v + g; p -= lr v (PyTorch's SGD momentum, no dampening).</summary>
+    internal static void MomentumKernel(
+        ArrayView<float> p,   // (n) parameter, updated in place
+        ArrayView<float> g,   // (n) gradient
+        ArrayView<float> v,   // (n) velocity, updated in place
+        int n, float lr, float mu)
+    {
+        int stride = Grid.DimX * Group.DimX;
+        for (int i = Grid.GlobalIndex.X; i < n; i += stride)
+        {
+            float vi = mu * v[i] + g[i];
+            v[i] = vi;
+            p[i] -= lr * vi;
+        }
+    }
+
+    /// <summary>t[0] += 1.</summary>
+    internal static void CountKernel(ArrayView<float> t) // (1) step count
+    {
+        if (Grid.GlobalIndex.X == 0) t[0] += 1f;
+    }
+
+    /// <summary>Adam (Kingma and Ba) with bias correction from the step count t[0].</summary>
+    internal static void AdamKernel(
+        ArrayView<float> p,   // (n) parameter, updated in place
+        ArrayView<float> g,   // (n) gradient
+        ArrayView<float> m,   // (n) first moment, updated in place
+        ArrayView<float> v,   // (n) second moment, updated in place
+        ArrayView<float> t,   // (1) step count, already incremented for this step
+        int n, float lr, float beta1, float beta2, float eps)
+    {
+        float step = t[0];
+        float c1 = 1f - XMath.Pow(beta1, step);
+        float c2 = 1f - XMath.Pow(beta2, step);
+        int stride = Grid.DimX * Group.DimX;
+        for (int i = Grid.GlobalIndex.X; i < n; i += stride)
+        {
+            float gi = g[i];
+            float mi = beta1 * m[i] + (1f - beta1) * gi;
+            float vi = beta2 * v[i] + (1f - beta2) * gi * gi;
+            m[i] = mi;
+            v[i] = vi;
+            p[i] -= lr * (mi / c1) / (XMath.Sqrt(vi / c2) + eps);
+        }
+    }
+
+    // ---------------------------------------------------------------- launchers
+
+    /// <summary>SGD with momentum on one parameter.</summary>
+    /// <param name="host">The kernel host.</param>
+    /// <param name="p">Parameter (n).</param>
+    /// <param name="g">Gradient (n).</param>
+    /// <param name="v">Velocity (n).</param>
+    /// <param name="lr">Learning rate.</param>
+    /// <param name="mu">Momentum.</param>
+    public static void Momentum(KernelHost host, ArrayView<float> p, ArrayView<float> g, ArrayView<float> v, float lr, float mu)
+    {
+        Check.Length("Momentum", "g", g, p.Length);
+        Check.Length("Momentum", "v", v, p.Length);
+        if (p.Length == 0) return;
+        var k = host.Load("Momentum", null, acc =>
+            acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float, float>(MomentumKernel));
+        k(host.Stream, host.GridStride(p.Length), p, g, v, (int)p.Length, lr, mu);
+    }
+
+    /// <summary>Increments the device step counter t[0].</summary>
+    /// <param name="host">The kernel host.</param>
+    /// <param name="t">The one-element counter.</param>
+    public static void Count(KernelHost host, ArrayView<float> t)
+    {
+        Check.Length("Count", "t", t, 1);
+        var k = host.Load("Count", null, acc => acc.LoadKernel<ArrayView<float>>(CountKernel));
+        k(host.Stream, new KernelConfig(1, 1), t);
+    }
+
+    /// <summary>Adam on one parameter, with the step count read from t[0].</summary>
+    /// <param name="host">The kernel host.</param>
+    /// <param name="p">Parameter (n).</param>
+    /// <param name="g">Gradient (n).</param>
+    /// <param name="m">First moment (n).</param>
+    /// <param name="v">Second moment (n).</param>
+    /// <param name="t">Step count (1), incremented before the step.</param>
+    /// <param name="lr">Learning rate.</param>
+    /// <param name="beta1">First-moment decay.</param>
+    /// <param name="beta2">Second-moment decay.</param>
+    /// <param name="eps">Denominator guard.</param>
+    public static void Adam(KernelHost host, ArrayView<float> p, ArrayView<float> g, ArrayView<float> m, ArrayView<float> v,
+        ArrayView<float> t, float lr, float beta1, float beta2, float eps)
+    {
+        Check.Length("Adam", "g", g, p.Length);
+        Check.Length("Adam", "m", m, p.Length);
+        Check.Length("Adam", "v", v, p.Length);
+        Check.Length("Adam", "t", t, 1);
+        if (p.Length == 0) return;
+        var k = host.Load("Adam", null, acc =>
+            acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float, float, float, float>(AdamKernel));
+        k(host.Stream, host.GridStride(p.Length), p, g, m, v, t, (int)p.Length, lr, beta1, beta2, eps);
+    }
+}

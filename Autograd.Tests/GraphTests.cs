@@ -1,0 +1,231 @@
+// The compiled static graph against eager mode, its memory behaviour, and its guards.
+using AutogradNet.Kernels;
+using AutogradNet.Optim;
+using AutogradNet.Tests.Support;
+using FluentAssertions;
+using ILGPU;
+using ILGPU.Backends.EntryPoints;
+using ILGPU.Backends.PTX;
+using ILGPU.Runtime;
+using Xunit;
+
+namespace AutogradNet.Tests;
+
+public sealed class GraphTests
+{
+    public static TheoryData<string> Optimizers() => new() { "sgd", "momentum", "adam" };
+
+    private static Optimizer MakeOptimizer(string kind, Tensor[] parameters, float lr) => kind switch
+    {
+        "sgd" => new Sgd(parameters, lr),
+        "momentum" => new Sgd(parameters, lr, momentum: 0.9f),
+        _ => new Adam(parameters, lr),
+    };
+
+    private static Tensor[] Copy(Tensor[] ps) => ps.Select(p => Tensor.FromArray(p.ToArray(), p.Shape.ToArray(), p.Device, requiresGrad: true)).ToArray();
+
+    /// <summary>Trains `steps` steps eagerly and compiled from the same start; returns both loss curves.</summary>
+    private static (float[] Eager, float[] Compiled) Train(Tensor[] start, Func<Tensor[], Tensor> loss, string opt, float lr, int steps)
+    {
+        var pe = Copy(start);
+        using var eagerOpt = MakeOptimizer(opt, pe, lr);
+        var eager = new float[steps];
+        for (int t = 0; t < steps; t++)
+        {
+            var l = loss(pe);
+            eager[t] = l.Item();
+            l.Backward();
+            eagerOpt.Step();
+            eagerOpt.ZeroGrad();
+        }
+        var pc = Copy(start);
+        using var compiledOpt = MakeOptimizer(opt, pc, lr);
+        using var step = Graph.Compile(() => loss(pc), compiledOpt);
+        var compiled = new float[steps];
+        for (int t = 0; t < steps; t++) compiled[t] = step.Run().Item();
+        return (eager, compiled);
+    }
+
+    private static void ShouldAgree(float[] eager, float[] compiled, string what)
+    {
+        for (int t = 0; t < eager.Length; t++)
+        {
+            double rel = Math.Abs(eager[t] - compiled[t]) / Math.Max(Math.Abs(eager[t]), 1e-30);
+            rel.Should().BeLessThan(1e-5, $"{what}: step {t}, eager {eager[t]} vs compiled {compiled[t]}");
+        }
+        compiled[^1].Should().BeLessThan(compiled[0], $"{what}: the loss falls");
+    }
+
+    [Theory]
+    [MemberData(nameof(Optimizers))]
+    public void Seed_net_compiled_equals_eager_over_100_steps(string opt)
+    {
+        var dev = TestData.Device;
+        Tensor.ManualSeed(11);
+        var x = Tensor.Randn([64, 1000], dev);
+        var y = Tensor.Randn([64, 10], dev);
+        Tensor[] start = [Tensor.Randn([1000, 100], dev, requiresGrad: true), Tensor.Randn([100, 10], dev, requiresGrad: true)];
+        float lr = opt == "adam" ? 1e-2f : 1e-6f;
+        var (eager, compiled) = Train(start, p => (x.MatMul(p[0]).Clamp(min: 0).MatMul(p[1]) - y).Pow(2).Sum(), opt, lr, 100);
+        ShouldAgree(eager, compiled, $"seed/{opt}");
+    }
+
+    [Theory]
+    [MemberData(nameof(Optimizers))]
+    public void Three_layer_net_with_bias_tanh_sigmoid_compiled_equals_eager(string opt)
+    {
+        var dev = TestData.Device;
+        var x = TestData.Tensor([33, 65], 1);
+        var y = TestData.Tensor([33, 5], 2);
+        Tensor[] start =
+        [
+            Tensor.FromArray(TestData.Normal(65 * 130, 3, 0.1f), [65, 130], dev, true),
+            Tensor.FromArray(TestData.Normal(130, 4, 0.1f), [130], dev, true),
+            Tensor.FromArray(TestData.Normal(130 * 7, 5, 0.1f), [130, 7], dev, true),
+            Tensor.FromArray(TestData.Normal(7, 6, 0.1f), [7], dev, true),
+            Tensor.FromArray(TestData.Normal(7 * 5, 7, 0.5f), [7, 5], dev, true),
+        ];
+        Tensor Loss(Tensor[] p)
+        {
+            var h1 = (x.MatMul(p[0]) + p[1]).Tanh();
+            var h2 = (h1.MatMul(p[2]) + p[3]).Sigmoid();
+            return (h2.MatMul(p[4]) - y).Pow(2).Mean();
+        }
+        float lr = opt == "adam" ? 1e-2f : 0.05f;
+        var (eager, compiled) = Train(start, Loss, opt, lr, 100);
+        ShouldAgree(eager, compiled, $"3-layer/{opt}");
+    }
+
+    [Fact]
+    public void Replays_allocate_nothing_on_the_device()
+    {
+        var dev = TestData.Device;
+        var x = TestData.Tensor([64, 100], 1);
+        var y = TestData.Tensor([64, 10], 2);
+        var w1 = TestData.Tensor([100, 50], 3, requiresGrad: true);
+        var w2 = TestData.Tensor([50, 10], 4, requiresGrad: true);
+        using var opt = new Adam([w1, w2], 1e-3f);
+        using var step = Graph.Compile(() => (x.MatMul(w1).Relu().MatMul(w2) - y).Pow(2).Sum(), opt);
+        step.Run();
+        dev.Synchronize();
+        long allocations = Memory.DeviceAllocations, buffers = Memory.LiveBuffers, bytes = Memory.LiveBytes;
+        for (int i = 0; i < 1000; i++) step.Run();
+        dev.Synchronize();
+        Memory.DeviceAllocations.Should().Be(allocations);
+        Memory.LiveBuffers.Should().Be(buffers);
+        Memory.LiveBytes.Should().Be(bytes);
+        float.IsFinite(step.Output.Item()).Should().BeTrue();
+    }
+
+    [Fact]
+    public void Rebinding_an_input_changes_the_result_and_a_mismatched_shape_throws()
+    {
+        var x = TestData.Tensor([7, 33], 1);
+        var w = TestData.Tensor([33, 5], 2);
+        using var step = Graph.Compile(() => x.MatMul(w).Sum());
+        float first = step.Run().Item();
+        var x2 = TestData.Tensor([7, 33], 3);
+        step.SetInput(x, x2);
+        float second = step.Run().Item();
+        double expected = Reference.MatMul(x2.ToArray(), false, w.ToArray(), false, 7, 5, 33).Sum();
+        second.Should().BeApproximately((float)expected, 1e-3f);
+        second.Should().NotBe(first);
+        var bad = TestData.Tensor([8, 33], 4);
+        var act = () => step.SetInput(x, bad);
+        act.Should().Throw<GraphSignatureException>().WithMessage("SetInput: expected shape [7, 33] on *, got [8, 33] on *");
+    }
+
+    [Fact]
+    public void Run_steps_returns_every_loss_without_host_reads()
+    {
+        var x = TestData.Tensor([33, 7], 1);
+        var y = TestData.Tensor([33, 1], 2);
+        var w = TestData.Tensor([7, 1], 3, requiresGrad: true);
+        using var opt = new Sgd([w], 0.01f);
+        using var step = Graph.Compile(() => (x.MatMul(w) - y).Pow(2).Sum(), opt);
+        var history = step.Run(steps: 20).ToArray();
+        history.Should().HaveCount(20);
+        for (int i = 1; i < 20; i++) history[i].Should().BeLessThan(history[i - 1]);
+        float next = step.Run().Item();
+        next.Should().BeLessThan(history[^1]);
+    }
+
+    [Fact]
+    public void Host_reads_and_in_place_updates_inside_the_traced_function_are_refused()
+    {
+        var w = TestData.Tensor([5], 1, requiresGrad: true);
+        var read = () => Graph.Compile(() => { var s = (w * 2f).Sum(); _ = s.Item(); return s; });
+        read.Should().Throw<GraphTraceException>().WithMessage("Cannot read tensor [] (Item, ToArray or ToString) inside a function being compiled*");
+        var inplace = () => Graph.Compile(() => { using (Autograd.NoGrad()) w.SubInPlace(w); return w.Sum(); });
+        inplace.Should().Throw<GraphTraceException>().WithMessage("SubInPlace inside a function being compiled*optimizer*");
+        Autograd.IsGradEnabled.Should().BeTrue();
+        (w * 2f).Sum().Item().Should().NotBe(0, "tracing ended: eager mode works again");
+    }
+
+    [Fact]
+    public void Disposing_a_compiled_step_frees_every_buffer_it_owns()
+    {
+        var x = TestData.Tensor([7, 33], 1);
+        var w = TestData.Tensor([33, 5], 2, requiresGrad: true);
+        using var opt = new Sgd([w], 0.1f, momentum: 0.5f);
+        Memory.Collect();
+        long before = Memory.LiveBuffers;
+        var step = Graph.Compile(() => x.MatMul(w).Tanh().Sum(), opt);
+        step.Run(steps: 3);
+        step.Run();
+        long velocity = 1;
+        Memory.LiveBuffers.Should().BeGreaterThan(before + velocity);
+        step.Dispose();
+        step.Dispose();
+        Memory.Collect();
+        Memory.LiveBuffers.Should().Be(before + velocity, "only the optimizer's velocity (the caller's) remains");
+        var act = () => step.Run();
+        act.Should().Throw<ObjectDisposedException>();
+    }
+
+    [Fact]
+    public void Describe_and_dot_show_the_plan_and_the_seed_step_launch_count()
+    {
+        var dev = TestData.Device;
+        var x = TestData.Tensor([64, 1000], 1);
+        var y = TestData.Tensor([64, 10], 2);
+        var w1 = TestData.Tensor([1000, 100], 3, requiresGrad: true);
+        var w2 = TestData.Tensor([100, 10], 4, requiresGrad: true);
+        using var opt = new Sgd([w1, w2], 1e-6f);
+        using var step = Graph.Compile(() => (x.MatMul(w1).Clamp(min: 0).MatMul(w2) - y).Pow(2).Sum(), opt);
+        step.Run();
+        string text = step.Describe();
+        text.Should().Contain("launches per step: ").And.Contain("buffer plan:").And.Contain("MatMul(TN) [64, 1000], [64, 100] -> [1000, 100]");
+        step.Nodes.Should().BeLessThan(step.RecordedNodes, "the Expand of the gradient seed is folded into its consumer");
+        step.LaunchesPerStep.Should().BeGreaterThan(0);
+        step.ToDot().Should().StartWith("digraph step {").And.Contain("param [1000, 100]").And.EndWith("}\n");
+    }
+
+    [Fact]
+    public void Fused_kernels_are_generated_and_compile_to_PTX()
+    {
+        var x = TestData.Tensor([7, 33], 1);
+        var w = TestData.Tensor([33, 5], 2, requiresGrad: true);
+        var b = TestData.Tensor([5], 3, requiresGrad: true);
+        using var opt = new Sgd([w, b], 0.01f);
+        // (xw + b) -> tanh -> *2 -> exp: a binary op followed by a unary chain, and more in the backward.
+        using var step = Graph.Compile(() => ((x.MatMul(w) + b).Tanh() * 2f).Exp().Sum(), opt);
+        step.FusedKernels.Should().BeGreaterThan(0);
+        var types = step.FusedOpTypes.ToList();
+        types.Should().Contain(t => t.Name.StartsWith("BinaryThen", StringComparison.Ordinal));
+        using var ctx = Context.Create(c => c.EnableAlgorithms());
+        var be = new PTXBackend(ctx, new ILGPU.Runtime.Cuda.CudaCapabilityContext(ILGPU.Runtime.Cuda.CudaArchitecture.SM_90),
+            ILGPU.Runtime.Cuda.CudaArchitecture.SM_90, ILGPU.Runtime.Cuda.CudaInstructionSet.ISA_80, null);
+        foreach (var t in types)
+        {
+            string name = typeof(IBinaryOp).IsAssignableFrom(t) ? "ZipKernel" : "MapKernel";
+            var m = typeof(Elementwise).GetMethod(name, System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)!.MakeGenericMethod(t);
+            var ptx = ((PTXCompiledKernel)be.Compile(EntryPointDescription.FromExplicitlyGroupedKernel(m), KernelSpecialization.Empty)).PTXAssembly;
+            ptx.Should().Contain(".entry", t.Name);
+        }
+        // And the fused step still trains like eager.
+        var l0 = step.Run().Item();
+        for (int i = 0; i < 5; i++) step.Run();
+        step.Run().Item().Should().BeLessThan(l0);
+    }
+}
