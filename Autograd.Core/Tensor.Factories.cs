@@ -103,6 +103,7 @@ public sealed partial class Tensor
     public float[] ToArray()
     {
         Tracer.ThrowIfTracing("read", this);
+        Live("read");
         var view = View;
         var result = new float[NumElements];
         if (result.Length > 0) view.CopyToCPU(Device.Host.Stream, result);
