@@ -6,18 +6,22 @@
 # then run through the device tool with carry [".gpu"]:  bash scripts/gpu-check.sh
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-out}
+LOGS=$(mktemp -d)   # everything lands here; $OUT gets a tarball, the JSON and the ratio table
 mkdir -p "$OUT"
 source .gpu/env.sh
 export AUTOGRAD_DEVICE=${AUTOGRAD_DEVICE:-cuda} PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
+nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv | tee "$LOGS/gpu.txt"
 
 step() { local name=$1 limit=$2; shift 2; echo "=== $name"; local t0=$(date +%s)
-  timeout "$limit" "$@" > "$OUT/$name.log" 2>&1; local rc=$?
-  echo "=== $name rc=$rc ($(( $(date +%s) - t0 )) s)"; tail -n "${TAILN:-15}" "$OUT/$name.log"; }
+  timeout "$limit" "$@" > "$LOGS/$name.log" 2>&1; local rc=$?
+  echo "=== $name rc=$rc ($(( $(date +%s) - t0 )) s)"; tail -n "${TAILN:-15}" "$LOGS/$name.log"; }
 
-step tests 200 dotnet .gpu/Autograd.Tests/Autograd.Tests.dll
-grep -E "^\s+\[FAIL\]|Failed|Skipped" "$OUT/tests.log" | head -20
-TAILN=8 step example 60 dotnet .gpu/TwoLayerNet/TwoLayerNet.dll
-step bench 150 dotnet .gpu/Autograd.Bench/Autograd.Bench.dll --device "$AUTOGRAD_DEVICE" --json "$OUT/bench.json"
+TAILN=2 step tests 200 dotnet .gpu/Autograd.Tests/Autograd.Tests.dll
+grep -A4 -E "\[FAIL\]" "$LOGS/tests.log" | head -60
+TAILN=9 step example 60 dotnet .gpu/TwoLayerNet/TwoLayerNet.dll
+TAILN=3 step example-eager 60 dotnet .gpu/TwoLayerNet/TwoLayerNet.dll --eager
+step bench 150 dotnet .gpu/Autograd.Bench/Autograd.Bench.dll --device "$AUTOGRAD_DEVICE" --json "$LOGS/bench.json"
 [ "${SKIP_ANCHORS:-0}" = 1 ] || { TAILN=20 step torch 150 python3 .gpu/torch_seed.py; TAILN=8 step jax 150 python3 .gpu/jax_seed.py; }
-python3 scripts/ratios.py "$OUT" | tee "$OUT/ratios.txt"
+python3 scripts/ratios.py "$LOGS" | tee "$LOGS/ratios.txt"
+cp "$LOGS/bench.json" "$LOGS/ratios.txt" "$OUT/" 2>/dev/null
+tar -C "$LOGS" -czf "$OUT/logs.tgz" .

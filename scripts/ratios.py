@@ -23,16 +23,19 @@ anchors = {
     "JAX jit python loop (us/step)": num(r"seed jax jit precision=highest: ([\d.]+) us/step", jax),
     "JAX jit fori_loop (us/step)": num(r"seed jax jit precision=highest: [\d.]+ us/step \(python loop\), ([\d.]+)", jax),
 }
-seed = next((r["MedianUs"] for n, r in ours.items() if n.startswith("seed step eager")), None)
 example = num(r"([\d.]+) us/step after the first", read("example.log"))
-print(f"{'ours':<40} {'us':>10}")
-print(f"{'seed step eager (bench median)':<40} {seed if seed else float('nan'):>10.1f}")
-print(f"{'seed step eager (example, 499 steps)':<40} {example if example else float('nan'):>10.1f}")
+example_eager = num(r"([\d.]+) us/step after the first", read("example-eager.log"))
+seeds = {n: r["MedianUs"] for n, r in ours.items() if n.startswith("seed step")}
+print(f"{'ours':<52} {'us/step':>10}")
+for n, v in seeds.items():
+    print(f"{n:<52} {v:>10.1f}")
+print(f"{'example, compiled (499 steps, Item every 100)':<52} {example if example else float('nan'):>10.1f}")
+print(f"{'example, eager (499 steps)':<52} {example_eager if example_eager else float('nan'):>10.1f}")
 print()
-print(f"{'anchor':<34} {'theirs us':>10} {'ours/theirs':>12}")
-for name, v in anchors.items():
-    ratio = seed / v if (seed and v) else float("nan")
-    print(f"{name:<34} {v if v else float('nan'):>10.1f} {ratio:>12.2f}")
+print(f"{'ours / anchor':<52}" + "".join(f"{a.split(' (')[0][:18]:>20}" for a in anchors))
+print(f"{'(anchor us/step)':<52}" + "".join(f"{(v or float('nan')):>20.1f}" for v in anchors.values()))
+for n, s in seeds.items():
+    print(f"{n:<52}" + "".join(f"{(s / v if v else float('nan')):>20.2f}" for v in anchors.values()))
 big_t = num(r"big \(4096, 4096, 4096, 1024\) eager cuda tf32=False: ([\d.]+) ms/step", torch)
 big = next((r["MedianUs"] for n, r in ours.items() if n.startswith("big step")), None)
 if big and big_t:
