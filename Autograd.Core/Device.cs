@@ -69,6 +69,12 @@ public sealed class Device
 
     internal KernelHost Host { get; }
 
+    /// <summary>Device buffers held by tensors of this device now.</summary>
+    public long LiveBuffers => Allocator.LiveBuffers;
+
+    /// <summary>Bytes of the device buffers held by tensors of this device now.</summary>
+    public long LiveBytes => Allocator.LiveBytes;
+
     /// <summary>The kernel host of this device: its stream and loaded kernels (for benchmarks and custom launches).</summary>
     public KernelHost Kernels => Host;
 

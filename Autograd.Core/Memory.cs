@@ -48,6 +48,13 @@ public static class Memory
     }
 
     /// <summary>
+    /// Bytes a device's cache may hand out between two garbage collections that it runs itself: past
+    /// this, a cache miss first collects (so tensors dropped without Dispose come back) and looks
+    /// again before asking the driver. Default 64 MiB.
+    /// </summary>
+    public static long CollectThresholdBytes { get; set; } = 64L << 20;
+
+    /// <summary>
     /// When true, every buffer handed to a new tensor is first filled with NaN, so a kernel that fails
     /// to write an element shows it. For tests; it costs one launch per allocation.
     /// </summary>
@@ -109,17 +116,23 @@ internal sealed class Allocator
     private readonly HashSet<MemoryBuffer1D<float, Stride1D.Dense>> _taken = new(ReferenceEqualityComparer.Instance);
     private readonly object _lock = new();
     private long _cachedBytes;
-    private int _takesSinceCollect;
+    private long _bytesSinceCollect;
 
     // Tensors dropped without Dispose come back only when the GC finalizes them. On a cache miss, if
-    // enough buffers were handed out since the last collection for some to be such orphans, collect
-    // and look again before asking the driver: the cache then stays bounded by the orphans of a few
-    // dozen allocations instead of growing with the GC's schedule.
-    private const int TakesBeforeCollect = 64;
+    // more than Memory.CollectThresholdBytes were handed out since the last collection, some of them
+    // may be such orphans: collect and look again before asking the driver. The cache then grows only
+    // with the live working set (plus at most that many bytes of orphans), and a loop whose cache
+    // never runs dry never pays for a collection.
 
     internal Allocator(Device device) => _device = device;
 
     internal long CachedBytes { get { lock (_lock) return _cachedBytes; } }
+
+    internal long LiveBuffers => Interlocked.Read(ref _liveBuffers);
+
+    internal long LiveBytes => Interlocked.Read(ref _liveBytes);
+
+    private long _liveBuffers, _liveBytes;
 
     /// <summary>Element count actually allocated for a request: few size classes, little waste.</summary>
     internal static long RoundUp(long n)
@@ -134,21 +147,20 @@ internal sealed class Allocator
     internal Storage Take(long length)
     {
         long cap = RoundUp(length);
+        long handedOut = Interlocked.Add(ref _bytesSinceCollect, cap * sizeof(float));
         var buf = TryTakeCached(cap);
-        if (buf == null && Interlocked.Increment(ref _takesSinceCollect) >= TakesBeforeCollect)
+        if (buf == null && handedOut > Memory.CollectThresholdBytes)
         {
-            Interlocked.Exchange(ref _takesSinceCollect, 0);
+            Interlocked.Exchange(ref _bytesSinceCollect, 0);
             GC.Collect();
             GC.WaitForPendingFinalizers();
             buf = TryTakeCached(cap);
         }
-        else if (buf != null)
-        {
-            Interlocked.Increment(ref _takesSinceCollect);
-        }
         buf ??= AllocateFromDevice(cap);
         lock (_lock) _taken.Add(buf);
         Memory.OnTake(cap * sizeof(float));
+        Interlocked.Increment(ref _liveBuffers);
+        Interlocked.Add(ref _liveBytes, cap * sizeof(float));
         GC.AddMemoryPressure(cap * sizeof(float));
         var storage = new Storage(this, buf, length);
         if (Memory.PoisonNewBuffers) Kernels.Elementwise.Fill(_device.Host, buf.View, float.NaN);
@@ -205,6 +217,8 @@ internal sealed class Allocator
             _cachedBytes += cap * sizeof(float);
         }
         Memory.OnGive(cap * sizeof(float));
+        Interlocked.Decrement(ref _liveBuffers);
+        Interlocked.Add(ref _liveBytes, -cap * sizeof(float));
         GC.RemoveMemoryPressure(cap * sizeof(float));
     }
 

@@ -121,6 +121,8 @@ public static class Reduce
             acc.LoadKernel<ArrayView<float>, ArrayView<float>, int>(SumPartialsKernel));
         int gs = host.ReduceGroupSize;
         int groups = (int)Math.Clamp((n + gs - 1) / gs, 1, host.MaxGroups);
+        // Up to 64 elements per thread, one group is cheaper than a second launch.
+        if (n <= gs * 64) groups = 1;
         if (groups == 1)
         {
             k(host.Stream, new KernelConfig(1, gs), x, y, n);

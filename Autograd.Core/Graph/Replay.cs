@@ -76,6 +76,46 @@ internal sealed class Replay : IDisposable
         graph.Launch(acc);
     }
 
+    /// <summary>
+    /// Time of each launch of the program, run `reps` times back to back (inside one CUDA graph per
+    /// launch where graphs are used, so launch overhead is the graph's, not the driver's).
+    /// </summary>
+    public List<(string Launch, double Microseconds)> Profile(int reps)
+    {
+        Run(1, null); // warm: kernels loaded, state made
+        var host = _device.Host;
+        var result = new List<(string, double)>();
+        foreach (var instr in _program)
+        {
+            if (_useGraphs)
+            {
+                var acc = (CudaAccelerator)_device.Accelerator;
+                host.Synchronize();
+                using var g = CudaGraph.Capture(acc, stream =>
+                {
+                    var captured = host.WithStream(stream);
+                    for (int r = 0; r < reps; r++) instr.Launch(captured);
+                });
+                g.Launch(acc);
+                host.Synchronize();
+                var sw = System.Diagnostics.Stopwatch.StartNew();
+                g.Launch(acc);
+                host.Synchronize();
+                result.Add((instr.Text, sw.Elapsed.TotalMilliseconds * 1000 / reps));
+            }
+            else
+            {
+                instr.Launch(host);
+                host.Synchronize();
+                var sw = System.Diagnostics.Stopwatch.StartNew();
+                for (int r = 0; r < reps; r++) instr.Launch(host);
+                host.Synchronize();
+                result.Add((instr.Text, sw.Elapsed.TotalMilliseconds * 1000 / reps));
+            }
+        }
+        return result;
+    }
+
     public void Dispose()
     {
         foreach (var g in _graphs.Values) g.Dispose();

@@ -94,6 +94,17 @@ public static class Workloads
             else step.Run(stepsPerRun);
         }
         double us = Median(d, Run, Math.Max(1, steps / 5 / stepsPerRun)) / stepsPerRun;
+        if (stepsPerRun == 1 && (cudaGraphs || d.Kind != DeviceKind.Cuda))
+        {
+            // Where the time goes: each launch alone, repeated (this advances the weights; timing is done).
+            double sum = 0;
+            foreach (var (launch, t) in step.Profile(d.Kind == DeviceKind.Cpu ? 5 : 200))
+            {
+                Console.WriteLine($"    profile {t,9:F2} us  {launch}");
+                sum += t;
+            }
+            Console.WriteLine($"    profile {sum,9:F2} us  sum of launches alone");
+        }
         Environment.SetEnvironmentVariable("AUTOGRAD_CUDA_GRAPHS", null);
         string mode = stepsPerRun > 1 ? $"Run(steps: {stepsPerRun})" : "Run()";
         return new Result($"seed step compiled, {mode}{(step.UsesCudaGraphs ? ", CUDA graph" : "")}", us, null, null,
