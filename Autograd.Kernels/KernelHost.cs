@@ -21,8 +21,10 @@ public enum MatMulPath
     Auto,
     /// <summary>The register-blocked kernel without shared memory.</summary>
     Small,
-    /// <summary>The shared-memory tiled kernel (needs groups of 256).</summary>
+    /// <summary>The shared-memory tiled kernel, 64x64 tiles (needs groups of 256).</summary>
     Tiled,
+    /// <summary>The shared-memory tiled kernel, 128x128 tiles (needs groups of 256).</summary>
+    Large,
 }
 
 /// <summary>

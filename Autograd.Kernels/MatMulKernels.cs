@@ -62,7 +62,7 @@ public readonly struct GemmArgs
 }
 
 /// <summary>SGEMM kernels and the launcher that picks one.</summary>
-public static class MatMulKernels
+public static partial class MatMulKernels
 {
     /// <summary>Threads per group of the tiled kernel (16 x 16).</summary>
     public const int TiledThreads = 256;
@@ -214,13 +214,24 @@ public static class MatMulKernels
 
     // ---------------------------------------------------------------- launcher
 
-    private static bool UsesTiled(KernelHost host) => host.MatMulPath switch
+    /// <summary>The kernel MatMul takes for this shape on this host.</summary>
+    /// <param name="host">The kernel host.</param>
+    /// <param name="m">Rows of C.</param>
+    /// <param name="n">Columns of C.</param>
+    public static MatMulPath Choose(KernelHost host, int m, int n)
     {
-        MatMulPath.Tiled => host.CanUseTiledMatMul ? true
-            : throw new InvalidOperationException($"MatMul: the tiled kernel needs groups of {TiledThreads} threads; this accelerator allows {host.Accelerator.MaxNumThreadsPerGroup}."),
-        MatMulPath.Small => false,
-        _ => host.CanUseTiledMatMul && !host.IsCpu,
-    };
+        if (host.MatMulPath != MatMulPath.Auto)
+        {
+            if (host.MatMulPath != MatMulPath.Small && !host.CanUseTiledMatMul)
+                throw new InvalidOperationException(
+                    $"MatMul: the {host.MatMulPath} kernel needs groups of {TiledThreads} threads; this accelerator allows {host.Accelerator.MaxNumThreadsPerGroup}.");
+            return host.MatMulPath;
+        }
+        if (!host.CanUseTiledMatMul || host.IsCpu) return MatMulPath.Small;
+        // 128x128 tiles once there are enough of them to give every multiprocessor one.
+        long large = (long)((m + LargeTile - 1) / LargeTile) * ((n + LargeTile - 1) / LargeTile);
+        return large >= host.Accelerator.NumMultiprocessors ? MatMulPath.Large : MatMulPath.Tiled;
+    }
 
     /// <summary>Number of K slices MatMul uses for this shape (1: no split, no scratch needed).</summary>
     /// <param name="host">The kernel host.</param>
@@ -229,7 +240,7 @@ public static class MatMulKernels
     /// <param name="k">Shared dimension.</param>
     public static int SplitK(KernelHost host, int m, int n, int k)
     {
-        if (m == 0 || n == 0 || k == 0 || !UsesTiled(host)) return 1;
+        if (m == 0 || n == 0 || k == 0 || Choose(host, m, n) != MatMulPath.Tiled) return 1;
         int split;
         if (host.MatMulSplitK is { } forced) split = forced;
         else
@@ -280,7 +291,16 @@ public static class MatMulKernels
         Check.Length("MatMul", "c", c, (long)m * n);
         if (m == 0 || n == 0) return;
         var g = new GemmArgs(m, n, k, transA, transB, alpha, beta);
-        if (UsesTiled(host))
+        var path = Choose(host, m, n);
+        if (path == MatMulPath.Large)
+        {
+            var kl = host.Load("MatMulLarge", null, acc =>
+                acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>(LargeKernel));
+            var grid = new Index3D((n + LargeTile - 1) / LargeTile, (m + LargeTile - 1) / LargeTile, 1);
+            kl(host.Stream, new KernelConfig(grid, new Index3D(Side, Side, 1)), a, b, c, g);
+            return;
+        }
+        if (path == MatMulPath.Tiled)
         {
             var kt = host.Load("MatMulTiled", null, acc =>
                 acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>(TiledKernel));

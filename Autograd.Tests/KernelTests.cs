@@ -162,7 +162,7 @@ public sealed class KernelTests
     {
         var d = new TheoryData<int, int, int, bool, bool, string>();
         var sizes = new (int, int, int)[] { (1, 1, 1), (7, 33, 65), (65, 7, 33), (130, 65, 7), (33, 130, 1), (1, 65, 130), (64, 100, 200) };
-        foreach (var path in new[] { "small", "tiled", "split3" })
+        foreach (var path in new[] { "small", "tiled", "split3", "large" })
             foreach (var (m, n, k) in sizes)
                 foreach (var ta in new[] { false, true })
                     foreach (var tb in new[] { false, true })
@@ -178,7 +178,7 @@ public sealed class KernelTests
         // The tiled kernel needs groups of 256: on the CPU it runs on a simulator of that shape.
         var host = tiled && !Host.CanUseTiledMatMul ? Device.CpuSimulator(16, 16, 1).Host : Host;
         var saved = host.MatMulPath;
-        host.MatMulPath = tiled ? MatMulPath.Tiled : MatMulPath.Small;
+        host.MatMulPath = path switch { "small" => MatMulPath.Small, "large" => MatMulPath.Large, _ => MatMulPath.Tiled };
         host.MatMulSplitK = path == "split3" ? 3 : 1;
         try
         {

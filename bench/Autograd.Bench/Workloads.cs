@@ -150,7 +150,8 @@ public static class Workloads
         double flops = 2.0 * m * n * k;
         int reps = (int)Math.Clamp(2e10 / flops, 3, 2000);
         double us = Median(d, Run, reps);
-        return new Result(split > 1 ? $"{name} (split-K {split})" : name, us, flops / us / 1e6, null, check);
+        var path = MatMulKernels.Choose(h, m, n);
+        return new Result(split > 1 ? $"{name} ({path}, split-K {split})" : $"{name} ({path})", us, flops / us / 1e6, null, check);
     }
 
     private static string CheckSamples(float[] a, float[] b, float[] c, int m, int n, int k, bool ta, bool tb)
