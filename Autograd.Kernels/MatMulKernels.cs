@@ -245,10 +245,11 @@ public static partial class MatMulKernels
         if (host.MatMulSplitK is { } forced) split = forced;
         else
         {
-            // Aim for two groups per multiprocessor, each slice at least 4 shared-memory steps deep.
+            // Aim for two groups per multiprocessor. A slice may be a single 16-deep step: measured on an
+            // H200, a one-tile product looping over K is latency-bound (~16 us for K = 100).
             int tiles = ((m + Tile - 1) / Tile) * ((n + Tile - 1) / Tile);
             int target = 2 * host.Accelerator.NumMultiprocessors;
-            split = Math.Min((target + tiles - 1) / tiles, k / (4 * Depth));
+            split = Math.Min((target + tiles - 1) / tiles, k / Depth);
         }
         if (split < 2) return 1;
         int kPer = SliceDepth(k, split);
