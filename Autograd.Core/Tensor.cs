@@ -23,7 +23,17 @@ public sealed partial class Tensor : IDisposable
         Shape = new ReadOnlyCollection<int>(shape);
         _storage = storage;
         FromOp = fromOp;
+        TensorScope.Adopt(this);
     }
+
+    /// <summary>
+    /// Opens a scope that disposes every tensor created on this thread until it is disposed, except
+    /// those kept with <see cref="TensorScope.Keep(Tensor)"/>. Scopes nest.
+    /// </summary>
+    public static TensorScope Scope() => new();
+
+    /// <summary>The scope that will dispose this tensor, if any.</summary>
+    internal TensorScope? OwnerScope { get; set; }
 
     /// <summary>A symbolic tensor of a graph being compiled: a shape and a device, no data.</summary>
     internal Tensor(Device device, int[] shape)

@@ -100,7 +100,7 @@ internal static class Engine
     {
         if (leaf.Grad == null || leaf.Grad.IsDisposed)
         {
-            leaf.Grad = g;
+            leaf.Grad = TensorScope.Release(g); // a gradient outlives the step's scope
             return;
         }
         leaf.Grad.AddInPlace(g);

@@ -31,7 +31,7 @@ public static class Graph
             {
                 using (tracer) { }
                 using var differentiating = new Tracer();
-                seed = Tensor.Ones(output.ShapeArray, output.Device);
+                seed = TensorScope.Release(Tensor.Ones(output.ShapeArray, output.Device));
                 grads = Differentiate.Run(output, optimizer.Parameters, seed);
                 traced.AddRange(differentiating.Nodes);
             }
@@ -86,7 +86,7 @@ public sealed class CompiledStep : IDisposable
         // The output gets its own buffer; this tensor views it with the output's shape.
         var home = plan.Home(output);
         home.Storage.AddRef();
-        Output = new Tensor(Device, output.ShapeArray, home.Storage, fromOp: false);
+        Output = TensorScope.Release(new Tensor(Device, output.ShapeArray, home.Storage, fromOp: false));
         _replay = new Replay(Device, program);
     }
 
@@ -146,7 +146,7 @@ public sealed class CompiledStep : IDisposable
             if (_history == null || _history.NumElements != steps)
             {
                 _history?.Dispose();
-                _history = Tensor.Zeros([steps], Device);
+                _history = TensorScope.Release(Tensor.Zeros([steps], Device));
             }
             var hist = _history.View;
             var output = Output.View;

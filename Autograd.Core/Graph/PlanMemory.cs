@@ -67,13 +67,13 @@ internal sealed class MemoryPlan : IDisposable
             if (!pinned.Contains(rootOut) && free.TryGetValue(need, out var stack) && stack.Count > 0) buffer = stack.Pop();
             else
             {
-                buffer = Tensor.Empty([(int)need], device, "Graph.Compile");
+                buffer = TensorScope.Release(Tensor.Empty([(int)need], device, "Graph.Compile"));
                 plan.Buffers.Add(buffer);
             }
             plan._home[rootOut] = buffer;
             live.Add((rootOut, buffer));
         }
-        if (scratch > 0) plan.Scratch = Tensor.Empty([(int)scratch], device, "Graph.Compile");
+        if (scratch > 0) plan.Scratch = TensorScope.Release(Tensor.Empty([(int)scratch], device, "Graph.Compile"));
         return plan;
     }
 

@@ -25,7 +25,7 @@ public sealed class Adam : Optimizer
         Beta1 = beta1; Beta2 = beta2; Eps = eps;
         _m = new Tensor?[Parameters.Count];
         _v = new Tensor?[Parameters.Count];
-        _t = Tensor.Zeros([1], Parameters[0].Device);
+        _t = TensorScope.Release(Tensor.Zeros([1], Parameters[0].Device));
     }
 
     /// <summary>First-moment decay.</summary>

@@ -59,5 +59,5 @@ public abstract class Optimizer : IDisposable
     public virtual void Dispose() => GC.SuppressFinalize(this);
 
     /// <summary>A zero-filled state buffer shaped like parameter i.</summary>
-    internal Tensor StateLike(int i) => Tensor.Zeros(_parameters[i].ShapeArray, _parameters[i].Device);
+    internal Tensor StateLike(int i) => TensorScope.Release(Tensor.Zeros(_parameters[i].ShapeArray, _parameters[i].Device));
 }
