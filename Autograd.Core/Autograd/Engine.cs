@@ -53,27 +53,13 @@ internal static class Engine
                     $"Backward: the graph through {node.Op} was already released by an earlier Backward(). " +
                     "Pass retainGraph: true to the first Backward to go through a graph twice.");
             if (!pending.Remove(node, out var g)) continue;
-            var rules = Gradients.Table.TryGetValue(node.Op.Kind, out var r) ? r : null;
             var ctx = new GradContext(node, g);
             for (int i = 0; i < node.Inputs.Length; i++)
             {
                 var input = node.Inputs[i];
                 if (!input.RequiresGrad) continue;
-                var rule = rules != null && i < rules.Length ? rules[i] : null;
-                if (rule == null)
-                    throw new AutogradException(
-                        $"Backward: no gradient rule for input {i} of {node.Op}. This op is not differentiable here; detach that input or compute it under Autograd.NoGrad().");
-                var gi = rule(ctx);
-                if (!gi.ShapeArray.SequenceEqual(input.ShapeArray))
-                {
-                    var reduced = SumTo(gi, input.ShapeArray);
-                    if (!ReferenceEquals(gi, g)) gi.Dispose();
-                    gi = reduced;
-                }
-                else if (ReferenceEquals(gi, g))
-                {
-                    gi = g.Clone();
-                }
+                var gi = Gradients.InputGradient(node, ctx, i, "Backward");
+                if (ReferenceEquals(gi, g)) gi = g.Clone();
                 if (input.GradFn == null) AccumulateLeaf(input, gi);
                 else if (pending.TryGetValue(input.GradFn, out var acc))
                 {

@@ -60,6 +60,24 @@ internal static class Gradients
         [Prim.PowGrad] = [null, null],
     };
 
+    /// <summary>
+    /// The gradient of input i of a node for dOut c.G, un-broadcast to the input's shape: the part of
+    /// the engine that eager Backward and Graph.Compile's differentiation share. May return c.G itself.
+    /// </summary>
+    public static Tensor InputGradient(Node node, GradContext c, int i, string caller)
+    {
+        var rules = Table.TryGetValue(node.Op.Kind, out var r) ? r : null;
+        var rule = (rules != null && i < rules.Length ? rules[i] : null)
+            ?? throw new AutogradException(
+                $"{caller}: no gradient rule for input {i} of {node.Op}. This op is not differentiable here; detach that input or compute it under Autograd.NoGrad().");
+        var gi = rule(c);
+        var shape = node.Inputs[i].ShapeArray;
+        if (gi.ShapeArray.SequenceEqual(shape)) return gi;
+        var reduced = Engine.SumTo(gi, shape);
+        if (!ReferenceEquals(gi, c.G)) gi.Dispose();
+        return reduced;
+    }
+
     // C = op(A) op(B). With the flags (ta, tb):
     //   NN: dA = dC B^T,      dB = A^T dC
     //   TN: dA = B dC^T,      dB = A dC

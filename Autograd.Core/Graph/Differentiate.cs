@@ -21,16 +21,12 @@ internal static class Differentiate
         {
             var node = order[n];
             if (!pending.Remove(node, out var g)) continue;
-            var rules = Gradients.Table.TryGetValue(node.Op.Kind, out var r) ? r : null;
             var ctx = new GradContext(node, g);
             for (int i = 0; i < node.Inputs.Length; i++)
             {
                 var input = node.Inputs[i];
                 if (!input.RequiresGrad) continue;
-                var rule = (rules != null && i < rules.Length ? rules[i] : null)
-                    ?? throw new AutogradException($"Graph.Compile: no gradient rule for input {i} of {node.Op}.");
-                var gi = rule(ctx);
-                if (!gi.ShapeArray.SequenceEqual(input.ShapeArray)) gi = Engine.SumTo(gi, input.ShapeArray);
+                var gi = Gradients.InputGradient(node, ctx, i, "Graph.Compile");
                 if (input.GradFn != null)
                     pending[input.GradFn] = pending.TryGetValue(input.GradFn, out var acc) ? acc + gi : gi;
                 else

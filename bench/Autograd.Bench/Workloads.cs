@@ -45,11 +45,7 @@ public static class Workloads
     /// <summary>The seed's eager training step (forward, backward, SGD update, grad zeroing).</summary>
     public static Result SeedEager(Device d, int steps)
     {
-        Tensor.ManualSeed(0);
-        var x = Tensor.Randn([64, 1000], d);
-        var y = Tensor.Randn([64, 10], d);
-        var w1 = Tensor.Randn([1000, 100], d, requiresGrad: true);
-        var w2 = Tensor.Randn([100, 10], d, requiresGrad: true);
+        var (x, y, w1, w2) = SeedTensors(d);
         // Check: the first loss against the host in double.
         double hostLoss = HostSeedLoss(x.ToArray(), y.ToArray(), w1.ToArray(), w2.ToArray());
         float first = 0;
@@ -77,11 +73,7 @@ public static class Workloads
     public static Result SeedCompiled(Device d, int steps, bool cudaGraphs, int stepsPerRun)
     {
         Environment.SetEnvironmentVariable("AUTOGRAD_CUDA_GRAPHS", cudaGraphs ? "1" : "0");
-        Tensor.ManualSeed(0);
-        var x = Tensor.Randn([64, 1000], d);
-        var y = Tensor.Randn([64, 10], d);
-        var w1 = Tensor.Randn([1000, 100], d, requiresGrad: true);
-        var w2 = Tensor.Randn([100, 10], d, requiresGrad: true);
+        var (x, y, w1, w2) = SeedTensors(d);
         double hostLoss = HostSeedLoss(x.ToArray(), y.ToArray(), w1.ToArray(), w2.ToArray());
         using var opt = new Optim.Sgd([w1, w2], 1e-6f);
         using var step = Graph.Compile(() => (x.MatMul(w1).Clamp(min: 0).MatMul(w2) - y).Pow(2).Sum(), opt);
@@ -109,6 +101,13 @@ public static class Workloads
         string mode = stepsPerRun > 1 ? $"Run(steps: {stepsPerRun})" : "Run()";
         return new Result($"seed step compiled, {mode}{(step.UsesCudaGraphs ? ", CUDA graph" : "")}", us, null, null,
             $"loss rel err {rel:E1}; {step.LaunchesPerStep} launches/step");
+    }
+
+    private static (Tensor X, Tensor Y, Tensor W1, Tensor W2) SeedTensors(Device d)
+    {
+        Tensor.ManualSeed(0);
+        return (Tensor.Randn([64, 1000], d), Tensor.Randn([64, 10], d),
+                Tensor.Randn([1000, 100], d, requiresGrad: true), Tensor.Randn([100, 10], d, requiresGrad: true));
     }
 
     private static double HostSeedLoss(float[] x, float[] y, float[] w1, float[] w2)
