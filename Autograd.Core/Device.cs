@@ -69,6 +69,13 @@ public sealed class Device
 
     internal KernelHost Host { get; }
 
+    /// <summary>
+    /// A cap on the bytes this device's allocator takes from the driver (live and cached), or null for
+    /// none. Past it an allocation throws <see cref="DeviceOutOfMemoryException"/> (after returning the
+    /// cache), like running out of device memory, so a process can share a GPU.
+    /// </summary>
+    public long? MemoryLimitBytes { get; set; }
+
     /// <summary>Device buffers held by tensors of this device now.</summary>
     public long LiveBuffers => Allocator.LiveBuffers;
 

@@ -48,3 +48,27 @@ public sealed class GraphSignatureException : ArgumentException
     /// <param name="message">Which input, the expected and the actual shape and device.</param>
     public GraphSignatureException(string message) : base(message) { }
 }
+
+/// <summary>A device allocation failed or would pass the device's limit; nothing was allocated.</summary>
+public sealed class DeviceOutOfMemoryException : OutOfMemoryException
+{
+    /// <summary>Creates the exception.</summary>
+    /// <param name="message">The bytes asked, the device, what is in use, and what to do.</param>
+    /// <param name="requestedBytes">The bytes of the failed request.</param>
+    /// <param name="inner">The driver's error, if any.</param>
+    public DeviceOutOfMemoryException(string message, long requestedBytes, Exception? inner = null) : base(message, inner)
+    {
+        RequestedBytes = requestedBytes;
+    }
+
+    /// <summary>The bytes of the failed request.</summary>
+    public long RequestedBytes { get; }
+}
+
+/// <summary>An op produced NaN or Inf while <see cref="Autograd.DetectAnomaly"/> was on.</summary>
+public sealed class AnomalyException : ArithmeticException
+{
+    /// <summary>Creates the exception.</summary>
+    /// <param name="message">The op, its shapes, and what it produced.</param>
+    public AnomalyException(string message) : base(message) { }
+}

@@ -156,7 +156,7 @@ internal sealed class Allocator
             GC.WaitForPendingFinalizers();
             buf = TryTakeCached(cap);
         }
-        buf ??= AllocateFromDevice(cap);
+        buf ??= AllocateFromDevice(cap, length * sizeof(float));
         lock (_lock) _taken.Add(buf);
         Memory.OnTake(cap * sizeof(float));
         Interlocked.Increment(ref _liveBuffers);
@@ -177,33 +177,43 @@ internal sealed class Allocator
         }
     }
 
-    private MemoryBuffer1D<float, Stride1D.Dense> AllocateFromDevice(long cap)
+    /// <summary>Bytes taken from the driver and not yet given back (live and cached).</summary>
+    internal long ReservedBytes => Interlocked.Read(ref _reservedBytes);
+
+    private long _reservedBytes;
+
+    private MemoryBuffer1D<float, Stride1D.Dense> AllocateFromDevice(long cap, long requested)
     {
-        try
+        long bytes = cap * sizeof(float);
+        Exception? driverError = null;
+        for (int attempt = 0; attempt < 2; attempt++)
         {
-            var b = _device.Accelerator.Allocate1D<float>(cap);
-            Memory.OnDeviceAllocation();
-            return b;
-        }
-        catch (Exception)
-        {
-            // Out of memory (or a transient driver refusal): give the cache back and try once more.
-            EmptyCache();
-            Memory.Collect();
+            if (attempt == 1)
+            {
+                // Out of memory (or over the limit): give the cache and dropped tensors back, then retry once.
+                EmptyCache();
+                Memory.Collect();
+                EmptyCache();
+            }
+            if (_device.MemoryLimitBytes is { } limit && ReservedBytes + bytes > limit) continue;
             try
             {
                 var b = _device.Accelerator.Allocate1D<float>(cap);
+                Interlocked.Add(ref _reservedBytes, bytes);
                 Memory.OnDeviceAllocation();
                 return b;
             }
-            catch (Exception e)
+            catch (Exception e) when (e is not DeviceOutOfMemoryException)
             {
-                throw new OutOfMemoryException(
-                    $"Allocating {cap * sizeof(float):N0} bytes on {_device} failed ({e.Message}). " +
-                    $"In use by tensors: {Memory.LiveBytes:N0} bytes in {Memory.LiveBuffers} buffers. " +
-                    "Dispose tensors you no longer need, use smaller shapes, or pick another device.", e);
+                driverError = e;
             }
         }
+        string why = driverError != null ? $"the driver refused ({driverError.Message})"
+            : $"it would pass the device's limit of {_device.MemoryLimitBytes:N0} bytes (Device.MemoryLimitBytes)";
+        throw new DeviceOutOfMemoryException(
+            $"Allocating {requested:N0} bytes ({bytes:N0} with the cache's size class) on {_device} failed: {why}. " +
+            $"In use on this device: {LiveBytes:N0} bytes in {LiveBuffers} tensor buffers, {CachedBytes:N0} cached. " +
+            "Dispose tensors you no longer need (or use Tensor.Scope()), use smaller shapes, or pick another device.", requested, driverError);
     }
 
     internal void Return(Storage s)
@@ -232,6 +242,10 @@ internal sealed class Allocator
             _cachedBytes = 0;
         }
         if (all.Count > 0) _device.Synchronize();
-        foreach (var b in all) b.Dispose();
+        foreach (var b in all)
+        {
+            Interlocked.Add(ref _reservedBytes, -b.Length * sizeof(float));
+            b.Dispose();
+        }
     }
 }

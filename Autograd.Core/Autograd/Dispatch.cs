@@ -31,6 +31,7 @@ internal static class Dispatch
             y = Tensor.Empty(shape, device, op.Kind.ToString(), fromOp: true);
             Executor.Run(op, inputs, y);
             GC.KeepAlive(inputs);
+            if (Autograd.IsAnomalyDetectionEnabled) CheckFinite(op, inputs, y);
         }
         if (Autograd.IsGradEnabled && inputs.Any(t => t.RequiresGrad))
         {
@@ -38,5 +39,19 @@ internal static class Dispatch
             y.RequiresGrad = true;
         }
         return y;
+    }
+
+    private static void CheckFinite(OpSpec op, Tensor[] inputs, Tensor y)
+    {
+        if (y.ToArray().All(float.IsFinite)) return;
+        string shapes = string.Join(" and ", inputs.Select(t => Tensor.ShapeText(t.ShapeArray)));
+        for (int i = 0; i < inputs.Length; i++)
+            if (!inputs[i].ToArray().All(float.IsFinite))
+                throw new AnomalyException(
+                    $"{op}: input {i} {Tensor.ShapeText(inputs[i].ShapeArray)} already holds NaN or Inf that no checked op produced; it came in from outside (FromArray, an in-place update, or an op run before DetectAnomaly).");
+        var bad = y.ToArray().First(v => !float.IsFinite(v));
+        throw new AnomalyException(
+            $"{op} produced {bad.ToString(System.Globalization.CultureInfo.InvariantCulture)} from finite inputs of shape {shapes} (output {Tensor.ShapeText(y.ShapeArray)}). " +
+            "This is the first op of the computation to do so; check its inputs' range (log of 0, overflow of exp, division by 0).");
     }
 }

@@ -5,6 +5,32 @@ namespace AutogradNet;
 public static class Autograd
 {
     [ThreadStatic] private static bool _disabled;
+    [ThreadStatic] private static int _anomaly;
+
+    /// <summary>Whether ops on this thread check their outputs for NaN and Inf.</summary>
+    public static bool IsAnomalyDetectionEnabled => _anomaly > 0;
+
+    /// <summary>
+    /// Until the returned scope is disposed, every eager op on this thread (forward and backward)
+    /// reads its output back and throws <see cref="AnomalyException"/> naming the first op whose
+    /// finite inputs gave NaN or Inf. Slow (one host read per op): for debugging.
+    /// </summary>
+    public static IDisposable DetectAnomaly()
+    {
+        _anomaly++;
+        return new Undo(() => _anomaly--);
+    }
+
+    private sealed class Undo(Action undo) : IDisposable
+    {
+        private Action? _undo = undo;
+
+        public void Dispose()
+        {
+            _undo?.Invoke();
+            _undo = null;
+        }
+    }
 
     /// <summary>Whether ops on this thread record history for Backward.</summary>
     public static bool IsGradEnabled => !_disabled;
