@@ -70,6 +70,12 @@ public sealed class Device
     internal KernelHost Host { get; }
 
     /// <summary>
+    /// Serialises the work of several threads on this device: every op, copy, backward, optimizer
+    /// step and replay holds it (re-entrantly) while it enqueues, so tensors may be shared by threads.
+    /// </summary>
+    internal object Sync { get; } = new();
+
+    /// <summary>
     /// A cap on the bytes this device's allocator takes from the driver (live and cached), or null for
     /// none. Past it an allocation throws <see cref="DeviceOutOfMemoryException"/> (after returning the
     /// cache), like running out of device memory, so a process can share a GPU.

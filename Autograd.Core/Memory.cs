@@ -163,7 +163,7 @@ internal sealed class Allocator
         Interlocked.Add(ref _liveBytes, cap * sizeof(float));
         GC.AddMemoryPressure(cap * sizeof(float));
         var storage = new Storage(this, buf, length);
-        if (Memory.PoisonNewBuffers) Kernels.Elementwise.Fill(_device.Host, buf.View, float.NaN);
+        if (Memory.PoisonNewBuffers) lock (_device.Sync) Kernels.Elementwise.Fill(_device.Host, buf.View, float.NaN);
         return storage;
     }
 

@@ -31,7 +31,7 @@ public sealed partial class Tensor
         var t = Empty(shape, device, "Randn");
         long n = t.NumElements;
         long start = Interlocked.Add(ref _offset, n) - n;
-        RandomKernels.Randn(t.Device.Host, t.View, Volatile.Read(ref _seed), (ulong)start);
+        lock (t.Device.Sync) RandomKernels.Randn(t.Device.Host, t.View, Volatile.Read(ref _seed), (ulong)start);
         t.RequiresGrad = requiresGrad;
         return t;
     }
@@ -58,7 +58,7 @@ public sealed partial class Tensor
     public static Tensor Full(int[] shape, float value, Device? device = null, bool requiresGrad = false)
     {
         var t = Empty(shape, device, "Full");
-        Elementwise.Fill(t.Device.Host, t.View, value);
+        lock (t.Device.Sync) Elementwise.Fill(t.Device.Host, t.View, value);
         t.RequiresGrad = requiresGrad;
         return t;
     }
@@ -81,7 +81,7 @@ public sealed partial class Tensor
             throw new ShapeMismatchException(
                 $"FromArray: {data.Length} values cannot fill shape {ShapeText(shape)} ({Elements(shape)} elements). Pass a shape whose product is {data.Length}.");
         var t = Empty(shape, device, "FromArray");
-        if (data.Length > 0) t.View.CopyFromCPU(t.Device.Host.Stream, data);
+        if (data.Length > 0) lock (t.Device.Sync) t.View.CopyFromCPU(t.Device.Host.Stream, data);
         t.RequiresGrad = requiresGrad;
         return t;
     }
@@ -106,8 +106,11 @@ public sealed partial class Tensor
         Live("read");
         var view = View;
         var result = new float[NumElements];
-        if (result.Length > 0) view.CopyToCPU(Device.Host.Stream, result);
-        Device.Host.Synchronize();
+        lock (Device.Sync)
+        {
+            if (result.Length > 0) view.CopyToCPU(Device.Host.Stream, result);
+            Device.Host.Synchronize();
+        }
         return result;
     }
 

@@ -23,8 +23,11 @@ public sealed partial class Tensor
         CheckInPlace(op, other);
         Shapes.Broadcast(op, other.ShapeArray, _shape, target: true);
         var h = Device.Host;
-        if (alpha == 1f) Elementwise.Zip(h, View, _shape, other.View, other.ShapeArray, View, _shape, new AddOp());
-        else Elementwise.Zip(h, View, _shape, other.View, other.ShapeArray, View, _shape, new AxpyOp(alpha));
+        lock (Device.Sync)
+        {
+            if (alpha == 1f) Elementwise.Zip(h, View, _shape, other.View, other.ShapeArray, View, _shape, new AddOp());
+            else Elementwise.Zip(h, View, _shape, other.View, other.ShapeArray, View, _shape, new AxpyOp(alpha));
+        }
         GC.KeepAlive(other);
         return this;
     }
@@ -39,7 +42,7 @@ public sealed partial class Tensor
     public Tensor MulInPlace(float s)
     {
         CheckInPlace("MulInPlace", null);
-        Elementwise.Map(Device.Host, View, View, new ScaleOp(s));
+        lock (Device.Sync) Elementwise.Map(Device.Host, View, View, new ScaleOp(s));
         return this;
     }
 
@@ -48,7 +51,7 @@ public sealed partial class Tensor
     public Tensor FillInPlace(float value)
     {
         CheckInPlace("FillInPlace", null);
-        Elementwise.Fill(Device.Host, View, value);
+        lock (Device.Sync) Elementwise.Fill(Device.Host, View, value);
         return this;
     }
 
@@ -62,7 +65,7 @@ public sealed partial class Tensor
         CheckInPlace("CopyFrom", other);
         if (!other.ShapeArray.SequenceEqual(_shape))
             throw new ShapeMismatchException($"CopyFrom: source shape {ShapeText(other.ShapeArray)} differs from {ShapeText(_shape)}.");
-        Elementwise.Map(Device.Host, other.View, View, new IdentityOp());
+        lock (Device.Sync) Elementwise.Map(Device.Host, other.View, View, new IdentityOp());
         return this;
     }
 
@@ -70,7 +73,7 @@ public sealed partial class Tensor
     public Tensor Clone()
     {
         var t = Empty(_shape, Device, "Clone", fromOp: true);
-        Elementwise.Map(Device.Host, View, t.View, new IdentityOp());
+        lock (Device.Sync) Elementwise.Map(Device.Host, View, t.View, new IdentityOp());
         return t;
     }
 

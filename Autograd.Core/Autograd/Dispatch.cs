@@ -29,7 +29,7 @@ internal static class Dispatch
         else
         {
             y = Tensor.Empty(shape, device, op.Kind.ToString(), fromOp: true);
-            Executor.Run(op, inputs, y);
+            lock (device.Sync) Executor.Run(op, inputs, y);
             GC.KeepAlive(inputs);
             if (Autograd.IsAnomalyDetectionEnabled) CheckFinite(op, inputs, y);
         }

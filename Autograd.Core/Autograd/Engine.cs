@@ -12,6 +12,11 @@ internal static class Engine
 
     public static void Backward(Tensor root, Tensor? gradient, bool retainGraph)
     {
+        lock (root.Device.Sync) BackwardLocked(root, gradient, retainGraph);
+    }
+
+    private static void BackwardLocked(Tensor root, Tensor? gradient, bool retainGraph)
+    {
         root.Live("Backward on");
         if (!root.RequiresGrad)
             throw new AutogradException(

@@ -31,6 +31,11 @@ internal sealed class Replay : IDisposable
     /// <summary>Enqueues `steps` steps; after step s, copy(s) runs (e.g. the loss into a history), if given.</summary>
     public void Run(int steps, Action<KernelHost, int>? afterStep)
     {
+        lock (_device.Sync) RunLocked(steps, afterStep);
+    }
+
+    private void RunLocked(int steps, Action<KernelHost, int>? afterStep)
+    {
         var host = _device.Host;
         if (!_warm)
         {
@@ -81,6 +86,11 @@ internal sealed class Replay : IDisposable
     /// launch where graphs are used, so launch overhead is the graph's, not the driver's).
     /// </summary>
     public List<(string Launch, double Microseconds)> Profile(int reps)
+    {
+        lock (_device.Sync) return ProfileLocked(reps);
+    }
+
+    private List<(string Launch, double Microseconds)> ProfileLocked(int reps)
     {
         Run(1, null); // warm: kernels loaded, state made
         var host = _device.Host;

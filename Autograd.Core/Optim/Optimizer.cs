@@ -38,9 +38,12 @@ public abstract class Optimizer : IDisposable
     {
         using var _ = Autograd.NoGrad();
         var device = _parameters[0].Device;
-        BeginStep(device.Host);
-        for (int i = 0; i < _parameters.Length; i++)
-            if (_parameters[i].Grad is { } g) Update(device.Host, i, g.View);
+        lock (device.Sync)
+        {
+            BeginStep(device.Host);
+            for (int i = 0; i < _parameters.Length; i++)
+                if (_parameters[i].Grad is { } g) Update(device.Host, i, g.View);
+        }
     }
 
     /// <summary>Zeroes every parameter's gradient in place.</summary>
