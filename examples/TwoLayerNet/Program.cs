@@ -1,12 +1,18 @@
 // The seed (../../shared/seed/two_layer_net.py, PyTorch's "Tensors and autograd" two-layer net),
 // line for line in C#. By default the step is compiled once into a static graph and replayed
-// (Graph.Compile); --eager runs the PyTorch-style loop instead.
-// Options: --steps N, --device cpu|cuda|opencl, --sizes N,D_in,H,D_out, --seed S, --eager.
+// (Graph.Compile); --eager runs the PyTorch-style loop instead. Run with --help for the options.
 using System.Diagnostics;
 using AutogradNet;
+using AutogradNet.Examples;
+using AutogradNet.IO;
 using AutogradNet.Optim;
 
 var options = Options.Parse(args);
+if (options.Help)
+{
+    Console.WriteLine(Options.Usage);
+    return 0;
+}
 if (options.Device != null) Device.Default = Device.Get(options.Device);
 var device = Device.Default;
 Tensor.ManualSeed(options.Seed);
@@ -22,6 +28,8 @@ var w1 = Tensor.Randn([D_in, H], device, requiresGrad: true);
 var w2 = Tensor.Randn([H, D_out], device, requiresGrad: true);
 
 float learning_rate = 1e-6f;
+var report = Report.Create(options.Steps);
+var losses = new List<(int Step, float Loss)>();
 var clock = Stopwatch.StartNew();
 TimeSpan warm = TimeSpan.Zero;
 if (options.Eager)
@@ -36,7 +44,9 @@ if (options.Eager)
         // loss is a scalar tensor; loss.Item() is its value.
         var loss = (y_pred - y).Pow(2).Sum();
         if (t % 100 == 99)
-            Console.WriteLine($"{t} {loss.Item()}");
+            report.Checkpoint(t, loss.Item());
+        if (options.Plot != null && t % 10 == 0)
+            losses.Add((t, loss.Item()));
 
         // Gradient of loss with respect to every tensor with requiresGrad: w1.Grad and w2.Grad.
         loss.Backward();
@@ -51,6 +61,7 @@ if (options.Eager)
             w1.Grad!.ZeroInPlace();
             w2.Grad!.ZeroInPlace();
         }
+        report.Advance(t + 1);
     }
 }
 else
@@ -58,48 +69,41 @@ else
     // The same step, traced once: forward, generated backward and the SGD update replay on the device.
     using var step = Graph.Compile(() => (x.MatMul(w1).Clamp(min: 0).MatMul(w2) - y).Pow(2).Sum(),
         optimizer: new Sgd([w1, w2], learning_rate));
-    for (int t = 0; t < options.Steps; t++)
+    losses.Add((0, step.Run().Item()));
+    warm = clock.Elapsed;
+    int done = 1;
+    while (done < options.Steps)
     {
-        if (t == 1) { device.Synchronize(); warm = clock.Elapsed; }
-        var loss = step.Run();
-        if (t % 100 == 99)
-            Console.WriteLine($"{t} {loss.Item()}");
+        // Up to the next multiple of 100 steps without a host synchronisation, then one read of them all.
+        int chunk = Math.Min(100 - done % 100, options.Steps - done);
+        var history = step.Run(steps: chunk).ToArray();
+        for (int i = 0; i < chunk; i++)
+        {
+            int t = done + i;
+            if (t % 100 == 99) report.Checkpoint(t, history[i]);
+            losses.Add((t, history[i]));
+        }
+        done += chunk;
+        report.Advance(done);
     }
-    device.Synchronize();
-    Console.WriteLine($"compiled: {step.Nodes} nodes, {step.LaunchesPerStep} launches per step, CUDA graphs: {step.UsesCudaGraphs}, {step.PlannedBytes:N0} bytes planned");
+    report.Line($"compiled: {step.Nodes} nodes, {step.LaunchesPerStep} launches per step, CUDA graphs: {step.UsesCudaGraphs}, {step.PlannedBytes:N0} bytes planned");
 }
 device.Synchronize();
 var total = clock.Elapsed;
+report.Done();
 int timed = Math.Max(1, options.Steps - 1);
 Console.WriteLine($"device: {device}, mode: {(options.Eager ? "eager" : "compiled")}");
 Console.WriteLine($"{options.Steps} steps in {total.TotalSeconds:F2} s; {(total - warm).TotalMilliseconds * 1000 / timed:F1} us/step after the first (which compiles the kernels: {warm.TotalMilliseconds:F0} ms)");
 
-internal sealed record Options(int Steps, string? Device, (int N, int DIn, int H, int DOut) Sizes, ulong Seed, bool Eager = false)
+if (options.Save != null)
 {
-    public static Options Parse(string[] args)
-    {
-        var o = new Options(500, null, (64, 1000, 100, 10), 0);
-        for (int i = 0; i < args.Length; i++)
-        {
-            string Next() => i + 1 < args.Length ? args[++i] : throw new ArgumentException($"{args[i]} needs a value");
-            switch (args[i])
-            {
-                case "--steps": o = o with { Steps = int.Parse(Next()) }; break;
-                case "--device": o = o with { Device = Next() }; break;
-                case "--seed": o = o with { Seed = ulong.Parse(Next()) }; break;
-                case "--eager": o = o with { Eager = true }; break;
-                case "--sizes":
-                    var s = Next().Split(',').Select(int.Parse).ToArray();
-                    if (s.Length != 4) throw new ArgumentException("--sizes takes N,D_in,H,D_out");
-                    o = o with { Sizes = (s[0], s[1], s[2], s[3]) };
-                    break;
-                case "-h" or "--help":
-                    Console.WriteLine("usage: TwoLayerNet [--steps 500] [--device cpu|cuda|opencl] [--sizes 64,1000,100,10] [--seed 0] [--eager]");
-                    Environment.Exit(0);
-                    break;
-                default: throw new ArgumentException($"unknown option {args[i]} (try --help)");
-            }
-        }
-        return o;
-    }
+    Safetensors.Save(options.Save, new Dictionary<string, Tensor> { ["w1"] = w1, ["w2"] = w2 },
+        new Dictionary<string, string> { ["source"] = "examples/TwoLayerNet", ["steps"] = options.Steps.ToString() });
+    Console.WriteLine($"saved w1 [{string.Join(", ", w1.Shape)}] and w2 [{string.Join(", ", w2.Shape)}] to {options.Save}");
 }
+if (options.Plot != null)
+{
+    LossPlot.Save(options.Plot, losses);
+    Console.WriteLine($"plotted {losses.Count} losses to {options.Plot}");
+}
+return 0;
