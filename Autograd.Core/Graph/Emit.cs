@@ -1,6 +1,6 @@
 // Pass 6, emit: turn each node into a pre-bound launch (operands resolved to planned buffers once),
-// and append the optimizer's updates on the planned gradient buffers. Kernels are loaded here, by a
-// warm-up replay, so that replay and capture never compile.
+// then append the optimizer's updates (Update.cs). Kernels are loaded by the first, warm-up replay,
+// so that a captured replay never compiles.
 using AutogradNet.Kernels;
 using AutogradNet.Optim;
 using ILGPU;
@@ -25,21 +25,11 @@ internal static class Emit
             string text = $"{op} {string.Join(", ", n.Inputs.Select(i => Tensor.ShapeText(i.ShapeArray)))} -> {Tensor.ShapeText(n.Output.ShapeArray)}";
             program.Add(new Instr(text, h => Executor.Run(h, op, xs, y, scratch)));
         }
-        if (optimizer != null)
-        {
-            program.Add(new Instr($"{optimizer.GetType().Name} begin step", optimizer.BeginStep));
-            for (int i = 0; i < grads.Length; i++)
-            {
-                if (grads[i] is not { } g) continue;
-                var gv = Operand(plan, g).View;
-                int index = i;
-                program.Add(new Instr($"{optimizer.GetType().Name} update {Tensor.ShapeText(g.ShapeArray)}", h => optimizer.Update(h, index, gv)));
-            }
-        }
+        program.AddRange(Update.Run(plan, optimizer, grads));
         return program;
     }
 
-    private static Operand Operand(MemoryPlan plan, Tensor t)
+    internal static Operand Operand(MemoryPlan plan, Tensor t)
     {
         var home = plan.Home(t);
         return new Operand(home.View.SubView(0, t.NumElements), t.ShapeArray);

@@ -1,7 +1,7 @@
 // Graph.Compile: a training step traced once, differentiated with the eager gradient table,
 // optimised, planned and emitted as a list of pre-bound launches, then replayed (as a CUDA graph on
-// CUDA). The passes, in order, each in its own file: Trace, Differentiate, (optimizer) Emit's
-// updates, Fuse, PlanMemory, Emit, Replay.
+// CUDA). The passes, in order, each in its own file: Trace, Differentiate, Fuse, PlanMemory, Emit
+// (with Update, the optimizer's pass), Replay.
 using System.Text;
 using AutogradNet.Kernels;
 using AutogradNet.Optim;
