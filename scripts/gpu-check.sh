@@ -2,7 +2,7 @@
 # One device call on a GPU machine: the CUDA test suite, the seed example, the benchmark, and the
 # PyTorch/JAX anchors, then a table of ratios (ours / theirs). Logs and JSON go to $OUT.
 # Prepare on the development machine first (from the repo root):
-#   ../shared/gpu/pack.sh Autograd.Tests/Autograd.Tests.csproj bench/Autograd.Bench/Autograd.Bench.csproj examples/TwoLayerNet/TwoLayerNet.csproj
+#   bash scripts/gpu-pack.sh   (../shared/gpu/pack.sh of the three projects, other platforms trimmed)
 # then run through the device tool with carry [".gpu"]:  bash scripts/gpu-check.sh
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-out}
