@@ -37,21 +37,7 @@ public static partial class MatMulKernels
         float c70 = 0, c71 = 0, c72 = 0, c73 = 0, c74 = 0, c75 = 0, c76 = 0, c77 = 0;
         for (int k0 = kBegin; k0 < kEnd; k0 += LargeDepth)
         {
-            for (int l = 0; l < (LargeDepth * LargeTile) / TiledThreads; l++)
-            {
-                int idx = tid + l * TiledThreads;
-                int kk, mm;
-                if (g.Ak == 1) { kk = idx % LargeDepth; mm = idx / LargeDepth; }
-                else { kk = idx / LargeTile; mm = idx % LargeTile; }
-                int gi = rowBase + mm, gk = k0 + kk;
-                tA[kk * LargeTile + mm] = gi < g.M && gk < kEnd ? a[gi * g.Am + gk * g.Ak] : 0f;
-                int nn;
-                if (g.Bn == 1) { kk = idx / LargeTile; nn = idx % LargeTile; }
-                else { kk = idx % LargeDepth; nn = idx / LargeDepth; }
-                int gj = colBase + nn;
-                gk = k0 + kk;
-                tB[kk * LargeTile + nn] = gj < g.N && gk < kEnd ? b[gk * g.Bk + gj * g.Bn] : 0f;
-            }
+            LoadSlices(tA, tB, a, b, g, tid, rowBase, colBase, k0, kEnd, LargeTile, LargeDepth);
             Group.Barrier();
             for (int kk = 0; kk < LargeDepth; kk++)
             {

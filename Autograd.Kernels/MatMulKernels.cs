@@ -147,23 +147,7 @@ public static partial class MatMulKernels
 
         for (int k0 = kBegin; k0 < kEnd; k0 += Depth)
         {
-            for (int l = 0; l < (Depth * Tile) / TiledThreads; l++)
-            {
-                int idx = tid + l * TiledThreads;
-                // Let consecutive threads walk the operand's contiguous dimension.
-                int kk, mm;
-                if (g.Ak == 1) { kk = idx % Depth; mm = idx / Depth; }
-                else { kk = idx / Tile; mm = idx % Tile; }
-                int gi = rowBase + mm, gk = k0 + kk;
-                tA[kk * Tile + mm] = gi < g.M && gk < kEnd ? a[gi * g.Am + gk * g.Ak] : 0f;
-
-                int nn;
-                if (g.Bn == 1) { kk = idx / Tile; nn = idx % Tile; }
-                else { kk = idx % Depth; nn = idx / Depth; }
-                int gj = colBase + nn;
-                gk = k0 + kk;
-                tB[kk * Tile + nn] = gj < g.N && gk < kEnd ? b[gk * g.Bk + gj * g.Bn] : 0f;
-            }
+            LoadSlices(tA, tB, a, b, g, tid, rowBase, colBase, k0, kEnd, Tile, Depth);
             Group.Barrier();
             for (int kk = 0; kk < Depth; kk++)
             {
@@ -182,6 +166,35 @@ public static partial class MatMulKernels
         StoreStrided(c, g, cBase, r + 16, col, s10, s11, s12, s13);
         StoreStrided(c, g, cBase, r + 32, col, s20, s21, s22, s23);
         StoreStrided(c, g, cBase, r + 48, col, s30, s31, s32, s33);
+    }
+
+    /// <summary>
+    /// Loads the depth-deep slices of op(A) (rows from rowBase) and op(B) (columns from colBase) starting
+    /// at k0 into shared memory as tA[k][m] and tB[k][n], zero outside the matrix or past kEnd. Every
+    /// thread of the group takes its share; consecutive threads walk each operand's contiguous dimension.
+    /// </summary>
+    private static void LoadSlices(
+        ArrayView<float> tA,  // (depth, tile) shared
+        ArrayView<float> tB,  // (depth, tile) shared
+        ArrayView<float> a, ArrayView<float> b, GemmArgs g,
+        int tid, int rowBase, int colBase, int k0, int kEnd, int tile, int depth)
+    {
+        for (int l = 0; l < (depth * tile) / TiledThreads; l++)
+        {
+            int idx = tid + l * TiledThreads;
+            int kk, mm;
+            if (g.Ak == 1) { kk = idx % depth; mm = idx / depth; }
+            else { kk = idx / tile; mm = idx % tile; }
+            int gi = rowBase + mm, gk = k0 + kk;
+            tA[kk * tile + mm] = gi < g.M && gk < kEnd ? a[gi * g.Am + gk * g.Ak] : 0f;
+
+            int nn;
+            if (g.Bn == 1) { kk = idx / tile; nn = idx % tile; }
+            else { kk = idx % depth; nn = idx / depth; }
+            int gj = colBase + nn;
+            gk = k0 + kk;
+            tB[kk * tile + nn] = gj < g.N && gk < kEnd ? b[gk * g.Bk + gj * g.Bn] : 0f;
+        }
     }
 
     private static void StoreStrided(ArrayView<float> c, GemmArgs g, int cBase, int i, int j, float v0, float v1, float v2, float v3)
