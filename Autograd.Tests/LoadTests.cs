@@ -67,11 +67,7 @@ public sealed class LoadTests
     public void Soak_10000_compiled_replays_and_2000_eager_steps_keep_device_memory_flat()
     {
         var dev = TestData.Device;
-        Tensor.ManualSeed(5);
-        var x = Tensor.Randn([64, 1000], dev);
-        var y = Tensor.Randn([64, 10], dev);
-        var w1 = Tensor.Randn([1000, 100], dev, requiresGrad: true);
-        var w2 = Tensor.Randn([100, 10], dev, requiresGrad: true);
+        var (x, y, w1, w2) = TestData.SeedNet(5);
         using var opt = new Sgd([w1, w2], 1e-7f);
         using (var step = Graph.Compile(() => (x.MatMul(w1).Clamp(min: 0).MatMul(w2) - y).Pow(2).Sum(), opt))
         {

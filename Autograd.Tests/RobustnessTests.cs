@@ -10,12 +10,7 @@ public sealed class RobustnessTests
 {
     private static float[] SeedLosses(bool compiled, int steps)
     {
-        var dev = TestData.Device;
-        Tensor.ManualSeed(3);
-        var x = Tensor.Randn([64, 1000], dev);
-        var y = Tensor.Randn([64, 10], dev);
-        var w1 = Tensor.Randn([1000, 100], dev, requiresGrad: true);
-        var w2 = Tensor.Randn([100, 10], dev, requiresGrad: true);
+        var (x, y, w1, w2) = TestData.SeedNet(3);
         using var opt = new Sgd([w1, w2], 1e-6f);
         var losses = new float[steps];
         if (compiled)

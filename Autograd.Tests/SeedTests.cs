@@ -18,12 +18,7 @@ public sealed class SeedTests(ITestOutputHelper output)
     [Fact]
     public void Seed_training_matches_host_reference_at_every_100th_step()
     {
-        var dev = TestData.Device;
-        Tensor.ManualSeed(42);
-        var x = Tensor.Randn([N, DIn], dev);
-        var y = Tensor.Randn([N, DOut], dev);
-        var w1 = Tensor.Randn([DIn, H], dev, requiresGrad: true);
-        var w2 = Tensor.Randn([H, DOut], dev, requiresGrad: true);
+        var (x, y, w1, w2) = TestData.SeedNet(42);
         var xs = x.ToArray();
         var ys = y.ToArray();
         var trajectory = new HostTwoLayerNet(xs, ys, w1.ToArray(), w2.ToArray());

@@ -36,6 +36,14 @@ internal static class TestData
         return n;
     }
 
+    /// <summary>The seed program's tensors (64, 1000, 100, 10) drawn with Randn from a seed.</summary>
+    public static (AutogradNet.Tensor X, AutogradNet.Tensor Y, AutogradNet.Tensor W1, AutogradNet.Tensor W2) SeedNet(ulong seed)
+    {
+        AutogradNet.Tensor.ManualSeed(seed);
+        return (AutogradNet.Tensor.Randn([64, 1000], Device), AutogradNet.Tensor.Randn([64, 10], Device),
+                AutogradNet.Tensor.Randn([1000, 100], Device, requiresGrad: true), AutogradNet.Tensor.Randn([100, 10], Device, requiresGrad: true));
+    }
+
     public static Tensor Tensor(int[] shape, int seed, bool requiresGrad = false) =>
         AutogradNet.Tensor.FromArray(Normal(Count(shape), seed), shape, Device, requiresGrad);
 
