@@ -128,7 +128,7 @@ public sealed partial class Tensor
     {
         var s = Live("detach");
         s.AddRef();
-        return new Tensor(Device, (int[])_shape.Clone(), s, fromOp: false);
+        return new Tensor(Device, (int[])_shape.Clone(), s);
     }
 
     /// <summary>Shape, device and the first values, e.g. <c>Tensor[64, 10] on cpu [0.12, -1.3, ...]</c>.</summary>
@@ -153,7 +153,7 @@ public sealed partial class Tensor
     }
 
     /// <summary>A new uninitialised tensor (contents are whatever the buffer held).</summary>
-    internal static Tensor Empty(int[] shape, Device? device, string op, bool fromOp = false)
+    internal static Tensor Empty(int[] shape, Device? device, string op)
     {
         ArgumentNullException.ThrowIfNull(shape);
         if (shape.Length > MaxRank)
@@ -164,6 +164,6 @@ public sealed partial class Tensor
         if (n > int.MaxValue)
             throw new ShapeMismatchException($"{op}: shape {ShapeText(shape)} has {n} elements; at most {int.MaxValue} are supported.");
         device ??= Device.Default;
-        return new Tensor(device, (int[])shape.Clone(), device.Allocator.Take(n), fromOp);
+        return new Tensor(device, (int[])shape.Clone(), device.Allocator.Take(n));
     }
 }

@@ -72,7 +72,7 @@ public sealed partial class Tensor
     /// <summary>A copy with its own buffer (no history).</summary>
     public Tensor Clone()
     {
-        var t = Empty(_shape, Device, "Clone", fromOp: true);
+        var t = Empty(_shape, Device, "Clone");
         lock (Device.Sync) Elementwise.Map(Device.Host, View, t.View, new IdentityOp());
         return t;
     }

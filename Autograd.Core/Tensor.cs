@@ -16,13 +16,12 @@ public sealed partial class Tensor : IDisposable
     private string? _releasedBy;
     private bool _requiresGrad;
 
-    internal Tensor(Device device, int[] shape, Storage storage, bool fromOp)
+    internal Tensor(Device device, int[] shape, Storage storage)
     {
         Device = device;
         _shape = shape;
         Shape = new ReadOnlyCollection<int>(shape);
         _storage = storage;
-        FromOp = fromOp;
         TensorScope.Adopt(this);
     }
 
@@ -42,7 +41,6 @@ public sealed partial class Tensor : IDisposable
         _shape = shape;
         Shape = new ReadOnlyCollection<int>(shape);
         IsSymbolic = true;
-        FromOp = true;
         GC.SuppressFinalize(this);
     }
 
@@ -92,8 +90,6 @@ public sealed partial class Tensor : IDisposable
     /// <summary>The recorded op that produced this tensor, when autograd is tracking it.</summary>
     internal Node? GradFn { get; set; }
 
-    /// <summary>Made by an op (rather than a factory): Backward may release it.</summary>
-    internal bool FromOp { get; }
 
     internal int[] ShapeArray => _shape;
 

@@ -10,7 +10,6 @@ using System.Collections.Concurrent;
 using System.Runtime.CompilerServices;
 using ILGPU;
 using ILGPU.Runtime;
-using ILGPU.Runtime.CPU;
 
 namespace AutogradNet.Kernels;
 
@@ -141,8 +140,4 @@ public sealed class KernelHost
 
     /// <summary>Waits until every queued launch has finished.</summary>
     public void Synchronize() => Stream.Synchronize();
-
-    /// <summary>Whether an accelerator is ILGPU's CPU simulator.</summary>
-    /// <param name="accelerator">The accelerator.</param>
-    public static bool IsCpuAccelerator(Accelerator accelerator) => accelerator is CPUAccelerator;
 }

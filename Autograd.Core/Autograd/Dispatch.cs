@@ -24,11 +24,11 @@ internal static class Dispatch
             // A reshape of a contiguous buffer is a view: share the storage.
             var s = inputs[0].Storage;
             s.AddRef();
-            y = new Tensor(device, shape, s, fromOp: true);
+            y = new Tensor(device, shape, s);
         }
         else
         {
-            y = Tensor.Empty(shape, device, op.Kind.ToString(), fromOp: true);
+            y = Tensor.Empty(shape, device, op.Kind.ToString());
             lock (device.Sync) Executor.Run(op, inputs, y);
             GC.KeepAlive(inputs);
             if (Autograd.IsAnomalyDetectionEnabled) CheckFinite(op, inputs, y);

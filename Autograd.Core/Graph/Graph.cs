@@ -86,7 +86,7 @@ public sealed class CompiledStep : IDisposable
         // The output gets its own buffer; this tensor views it with the output's shape.
         var home = plan.Home(output);
         home.Storage.AddRef();
-        Output = TensorScope.Release(new Tensor(Device, output.ShapeArray, home.Storage, fromOp: false));
+        Output = TensorScope.Release(new Tensor(Device, output.ShapeArray, home.Storage));
         _replay = new Replay(Device, program);
     }
 
