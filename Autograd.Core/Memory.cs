@@ -16,16 +16,14 @@ namespace AutogradNet;
 /// <summary>Counters and controls of the device memory the library holds.</summary>
 public static class Memory
 {
-    private static long _liveBuffers, _liveBytes, _allocations;
-
     /// <summary>Device buffers held by tensors now (shared views count once).</summary>
-    public static long LiveBuffers => Interlocked.Read(ref _liveBuffers);
+    public static long LiveBuffers => Device.AllCreated().Sum(d => d.Allocator.LiveBuffers);
 
     /// <summary>Bytes of the device buffers held by tensors now.</summary>
-    public static long LiveBytes => Interlocked.Read(ref _liveBytes);
+    public static long LiveBytes => Device.AllCreated().Sum(d => d.Allocator.LiveBytes);
 
     /// <summary>Buffers taken from the driver so far (cache hits excluded).</summary>
-    public static long DeviceAllocations => Interlocked.Read(ref _allocations);
+    public static long DeviceAllocations => Device.AllCreated().Sum(d => d.Allocator.DeviceAllocations);
 
     /// <summary>Bytes held in free lists of every device, ready for reuse.</summary>
     public static long CachedBytes => Device.AllCreated().Sum(d => d.Allocator.CachedBytes);
@@ -60,19 +58,6 @@ public static class Memory
     /// </summary>
     public static bool PoisonNewBuffers { get; set; }
 
-    internal static void OnTake(long bytes)
-    {
-        Interlocked.Increment(ref _liveBuffers);
-        Interlocked.Add(ref _liveBytes, bytes);
-    }
-
-    internal static void OnGive(long bytes)
-    {
-        Interlocked.Decrement(ref _liveBuffers);
-        Interlocked.Add(ref _liveBytes, -bytes);
-    }
-
-    internal static void OnDeviceAllocation() => Interlocked.Increment(ref _allocations);
 }
 
 /// <summary>A device buffer with a reference count: tensors and their reshaped views share one.</summary>
@@ -132,7 +117,9 @@ internal sealed class Allocator
 
     internal long LiveBytes => Interlocked.Read(ref _liveBytes);
 
-    private long _liveBuffers, _liveBytes;
+    internal long DeviceAllocations => Interlocked.Read(ref _deviceAllocations);
+
+    private long _liveBuffers, _liveBytes, _deviceAllocations;
 
     /// <summary>Element count actually allocated for a request: few size classes, little waste.</summary>
     internal static long RoundUp(long n)
@@ -158,7 +145,6 @@ internal sealed class Allocator
         }
         buf ??= AllocateFromDevice(cap, length * sizeof(float));
         lock (_lock) _taken.Add(buf);
-        Memory.OnTake(cap * sizeof(float));
         Interlocked.Increment(ref _liveBuffers);
         Interlocked.Add(ref _liveBytes, cap * sizeof(float));
         GC.AddMemoryPressure(cap * sizeof(float));
@@ -200,7 +186,7 @@ internal sealed class Allocator
             {
                 var b = _device.Accelerator.Allocate1D<float>(cap);
                 Interlocked.Add(ref _reservedBytes, bytes);
-                Memory.OnDeviceAllocation();
+                Interlocked.Increment(ref _deviceAllocations);
                 return b;
             }
             catch (Exception e) when (e is not DeviceOutOfMemoryException)
@@ -226,7 +212,6 @@ internal sealed class Allocator
             stack.Push(s.Buffer);
             _cachedBytes += cap * sizeof(float);
         }
-        Memory.OnGive(cap * sizeof(float));
         Interlocked.Decrement(ref _liveBuffers);
         Interlocked.Add(ref _liveBytes, -cap * sizeof(float));
         GC.RemoveMemoryPressure(cap * sizeof(float));
