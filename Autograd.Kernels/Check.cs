@@ -27,6 +27,12 @@ internal static class Check
             throw new ArgumentException($"{kernel}: buffer {name} has {v.Length} elements, expected {n}.");
     }
 
+    public static void AtLeast(string kernel, string name, ArrayView<float> v, long n)
+    {
+        if (v.Length < n)
+            throw new ArgumentException($"{kernel}: buffer {name} has {v.Length} elements, needs at least {n}.");
+    }
+
     public static void SameLength(string kernel, ArrayView<float> x, ArrayView<float> y)
     {
         if (x.Length != y.Length)

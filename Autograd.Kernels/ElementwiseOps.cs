@@ -168,15 +168,20 @@ public readonly record struct AxpyOp(float Alpha) : IBinaryOp
     public float Apply(float a, float b) => a + Alpha * b;
 }
 
-/// <summary>Backward of Clamp: dX = dOut where Min &lt;= x &lt;= Max, else 0 (PyTorch's rule).</summary>
+/// <summary>
+/// Backward of Clamp from its output: dX = dOut where Min &lt; y &lt; Max, else 0. Read on the output,
+/// the mask is exact (Min &lt; clamp(x) &lt; Max exactly when Min &lt; x &lt; Max), so a fused forward need
+/// not keep x. Like PyTorch's relu (which tests the result), not its clamp (which tests x inclusively):
+/// the two differ only where x equals a bound exactly.
+/// </summary>
 /// <param name="Min">Lower bound of the forward clamp.</param>
 /// <param name="Max">Upper bound of the forward clamp.</param>
 public readonly record struct ClampGradOp(float Min, float Max) : IBinaryOp
 {
-    /// <summary>a = x (the clamp's input), b = dOut.</summary>
-    /// <param name="a">The forward input x.</param>
+    /// <summary>a = y (the clamp's output), b = dOut.</summary>
+    /// <param name="a">The forward output y.</param>
     /// <param name="b">The incoming gradient dOut.</param>
-    public float Apply(float a, float b) => a >= Min && a <= Max ? b : 0f;
+    public float Apply(float a, float b) => a > Min && a < Max ? b : 0f;
 }
 
 /// <summary>Backward of Tanh from its output: dX = dOut * (1 - y^2).</summary>
@@ -218,6 +223,22 @@ public readonly struct PowGradOp : IBinaryOp
     /// <param name="a">The forward input x.</param>
     /// <param name="b">The incoming gradient dOut.</param>
     public float Apply(float a, float b) => b * P * Pm1.Apply(a);
+}
+
+/// <summary>c = a: the binary op that ignores its second operand (a matmul epilogue without one).</summary>
+public readonly struct FirstOp : IBinaryOp
+{
+    /// <inheritdoc/>
+    public float Apply(float a, float b) => a;
+}
+
+/// <summary>c = Op(b, a): a binary op with its operands swapped.</summary>
+/// <typeparam name="T">The op.</typeparam>
+/// <param name="Op">The op.</param>
+public readonly record struct Flip<T>(T Op) : IBinaryOp where T : struct, IBinaryOp
+{
+    /// <inheritdoc/>
+    public float Apply(float a, float b) => Op.Apply(b, a);
 }
 
 /// <summary>y = Next(First(x)): two unary ops as one (a fused kernel is Map over this).</summary>

@@ -16,7 +16,7 @@ namespace AutogradNet.Kernels;
 /// <summary>The SGEMM kernel choice.</summary>
 public enum MatMulPath
 {
-    /// <summary>Tiled where groups of 256 are possible and the device is a GPU, else register-blocked.</summary>
+    /// <summary>Host on the CPU accelerator; on a GPU, Large or Tiled by the shape.</summary>
     Auto,
     /// <summary>The register-blocked kernel without shared memory.</summary>
     Small,
@@ -24,6 +24,8 @@ public enum MatMulPath
     Tiled,
     /// <summary>The shared-memory tiled kernel, 128x128 tiles (needs groups of 256).</summary>
     Large,
+    /// <summary>Vectorised .NET on the CPU accelerator's host memory (CPU accelerator only).</summary>
+    Host,
 }
 
 /// <summary>
@@ -128,6 +130,9 @@ public sealed class KernelHost
             return load(Accelerator);
         });
     }
+
+    /// <summary>Counts work run on the host in place of a kernel (the CPU accelerator's SGEMM).</summary>
+    internal void CountLaunch() => Interlocked.Increment(ref _launches);
 
     /// <summary>Grid-stride launch geometry for n work items.</summary>
     /// <param name="n">Number of work items.</param>

@@ -13,11 +13,14 @@ public static partial class MatMulKernels
     private const int LargeTile = 128, LargeDepth = 8;
 
     /// <summary>Shared-memory tiled SGEMM: a 128x128 tile of C per group of 16x16 threads.</summary>
-    internal static void LargeKernel(
+    internal static void LargeKernel<TEpi>(
         ArrayView<float> a,   // (M, K) or (K, M) per g's strides
         ArrayView<float> b,   // (K, N) or (N, K) per g's strides
         ArrayView<float> c,   // (M, N) row-major
-        GemmArgs g)
+        ArrayView<float> e,   // epilogue operand, E(i, j) = e[i * Em + j * En]
+        GemmArgs g,
+        TEpi epi)
+        where TEpi : struct, IBinaryOp
     {
         var tA = SharedMemory.Allocate<float>(LargeDepth * LargeTile); // [k][m] slice of A
         var tB = SharedMemory.Allocate<float>(LargeDepth * LargeTile); // [k][n] slice of B
@@ -62,28 +65,28 @@ public static partial class MatMulKernels
             Group.Barrier();
         }
         int r = rowBase + ty, col = colBase + tx;
-        StoreRow8(c, g, cBase, r + 0, col, c00, c01, c02, c03, c04, c05, c06, c07);
-        StoreRow8(c, g, cBase, r + 16, col, c10, c11, c12, c13, c14, c15, c16, c17);
-        StoreRow8(c, g, cBase, r + 32, col, c20, c21, c22, c23, c24, c25, c26, c27);
-        StoreRow8(c, g, cBase, r + 48, col, c30, c31, c32, c33, c34, c35, c36, c37);
-        StoreRow8(c, g, cBase, r + 64, col, c40, c41, c42, c43, c44, c45, c46, c47);
-        StoreRow8(c, g, cBase, r + 80, col, c50, c51, c52, c53, c54, c55, c56, c57);
-        StoreRow8(c, g, cBase, r + 96, col, c60, c61, c62, c63, c64, c65, c66, c67);
-        StoreRow8(c, g, cBase, r + 112, col, c70, c71, c72, c73, c74, c75, c76, c77);
+        StoreRow8(c, e, g, epi, cBase, r + 0, col, c00, c01, c02, c03, c04, c05, c06, c07);
+        StoreRow8(c, e, g, epi, cBase, r + 16, col, c10, c11, c12, c13, c14, c15, c16, c17);
+        StoreRow8(c, e, g, epi, cBase, r + 32, col, c20, c21, c22, c23, c24, c25, c26, c27);
+        StoreRow8(c, e, g, epi, cBase, r + 48, col, c30, c31, c32, c33, c34, c35, c36, c37);
+        StoreRow8(c, e, g, epi, cBase, r + 64, col, c40, c41, c42, c43, c44, c45, c46, c47);
+        StoreRow8(c, e, g, epi, cBase, r + 80, col, c50, c51, c52, c53, c54, c55, c56, c57);
+        StoreRow8(c, e, g, epi, cBase, r + 96, col, c60, c61, c62, c63, c64, c65, c66, c67);
+        StoreRow8(c, e, g, epi, cBase, r + 112, col, c70, c71, c72, c73, c74, c75, c76, c77);
     }
 
-    private static void StoreRow8(ArrayView<float> c, GemmArgs g, int cBase, int i, int j,
+    private static void StoreRow8<TEpi>(ArrayView<float> c, ArrayView<float> e, GemmArgs g, TEpi epi, int cBase, int i, int j,
         float v0, float v1, float v2, float v3, float v4, float v5, float v6, float v7)
+        where TEpi : struct, IBinaryOp
     {
         if (i >= g.M) return;
-        int row = cBase + i * g.N;
-        if (j < g.N) Store(c, g, row, j, v0);
-        if (j + 16 < g.N) Store(c, g, row, j + 16, v1);
-        if (j + 32 < g.N) Store(c, g, row, j + 32, v2);
-        if (j + 48 < g.N) Store(c, g, row, j + 48, v3);
-        if (j + 64 < g.N) Store(c, g, row, j + 64, v4);
-        if (j + 80 < g.N) Store(c, g, row, j + 80, v5);
-        if (j + 96 < g.N) Store(c, g, row, j + 96, v6);
-        if (j + 112 < g.N) Store(c, g, row, j + 112, v7);
+        if (j < g.N) Store(c, e, g, epi, cBase, i, j, v0);
+        if (j + 16 < g.N) Store(c, e, g, epi, cBase, i, j + 16, v1);
+        if (j + 32 < g.N) Store(c, e, g, epi, cBase, i, j + 32, v2);
+        if (j + 48 < g.N) Store(c, e, g, epi, cBase, i, j + 48, v3);
+        if (j + 64 < g.N) Store(c, e, g, epi, cBase, i, j + 64, v4);
+        if (j + 80 < g.N) Store(c, e, g, epi, cBase, i, j + 80, v5);
+        if (j + 96 < g.N) Store(c, e, g, epi, cBase, i, j + 96, v6);
+        if (j + 112 < g.N) Store(c, e, g, epi, cBase, i, j + 112, v7);
     }
 }

@@ -1,10 +1,15 @@
-// SGEMM: C = alpha * op(A) * op(B) + beta * C, with op = identity or transpose, all row-major.
+// SGEMM: C = Epi(alpha * op(A) * op(B) + beta * C, E), with op = identity or transpose, all row-major.
+//
+// The epilogue Epi is an IBinaryOp struct applied to each product element and the matching element
+// of an optional operand E (read through strides, so a bias row broadcasts with stride 0). It is how
+// the compiled graph fuses relu, bias, the relu mask of the backward and the SGD update into the
+// product instead of a kernel of their own. Without one, Epi is FirstOp (E is never used).
 //
 // The backward of C = A B needs dA = dC B^T and dB = A^T dC; reading the operands through strides
 // gives those products without materialising a transpose. beta = 1 accumulates into an existing
 // gradient; beta = 0 never reads C, so a poisoned (NaN) output is fully overwritten.
 //
-// Two kernels:
+// The kernels (and, on the CPU accelerator, vectorised host code: MatMulKernels.Host.cs):
 // - Small: each thread owns a 4x4 block of C in registers and grid-strides over blocks. No shared
 //   memory and no group-size demand, so it is the path on the CPU accelerator (group size 2 there).
 // - Tiled: 16x16 threads compute a 64x64 tile of C through 16-deep shared-memory slices of A and B,
@@ -32,6 +37,9 @@ public readonly struct GemmArgs
     /// <summary>Depth of one K slice (K when the product is not split).</summary>
     public readonly int KPer;
 
+    /// <summary>The epilogue operand: E(i, j) = e[i * Em + j * En] (0, 0 when there is none).</summary>
+    public readonly int Em, En;
+
     /// <summary>Creates the arguments of C(M,N) = alpha op(A) op(B) + beta C.</summary>
     /// <param name="m">Rows of C.</param>
     /// <param name="n">Columns of C.</param>
@@ -49,16 +57,22 @@ public readonly struct GemmArgs
         KPer = k;
     }
 
-    private GemmArgs(GemmArgs g, int kPer)
+    private GemmArgs(GemmArgs g, int kPer, int em, int en, bool raw)
     {
         this = g;
-        Alpha = 1f; Beta = 0f;
+        if (raw) { Alpha = 1f; Beta = 0f; }
         KPer = kPer;
+        Em = em; En = en;
     }
 
-    /// <summary>The arguments of one split-K pass: slices of depth kPer, raw partial products.</summary>
+    /// <summary>The arguments of one split-K pass: slices of depth kPer, raw partial products, no operand.</summary>
     /// <param name="kPer">Depth of each slice.</param>
-    public GemmArgs Sliced(int kPer) => new(this, kPer);
+    public GemmArgs Sliced(int kPer) => new(this, kPer, 0, 0, raw: true);
+
+    /// <summary>The same product with the epilogue operand read at E(i, j) = e[i * em + j * en].</summary>
+    /// <param name="em">Operand stride between rows of C (0 broadcasts a row).</param>
+    /// <param name="en">Operand stride between columns of C (0 broadcasts a column).</param>
+    public GemmArgs WithOperand(int em, int en) => new(this, KPer, em, en, raw: false);
 }
 
 /// <summary>SGEMM kernels and the launcher that picks one.</summary>
@@ -72,11 +86,14 @@ public static partial class MatMulKernels
     // ---------------------------------------------------------------- kernels
 
     /// <summary>Register-blocked SGEMM without shared memory: one 4x4 block of C per loop step.</summary>
-    internal static void SmallKernel(
+    internal static void SmallKernel<TEpi>(
         ArrayView<float> a,   // (M, K) or (K, M) per g's strides
         ArrayView<float> b,   // (K, N) or (N, K) per g's strides
-        ArrayView<float> c,   // (M, N) row-major
-        GemmArgs g)
+        ArrayView<float> c,   // (M, N) row-major; (split, M, N) partial products when K is split
+        ArrayView<float> e,   // epilogue operand, E(i, j) = e[i * Em + j * En]
+        GemmArgs g,
+        TEpi epi)
+        where TEpi : struct, IBinaryOp
     {
         int tilesN = (g.N + 3) / 4;
         int total = ((g.M + 3) / 4) * tilesN;
@@ -101,37 +118,45 @@ public static partial class MatMulKernels
                 s20 += a2 * b0; s21 += a2 * b1; s22 += a2 * b2; s23 += a2 * b3;
                 s30 += a3 * b0; s31 += a3 * b1; s32 += a3 * b2; s33 += a3 * b3;
             }
-            Store4(c, g, i0, j0, s00, s01, s02, s03);
-            Store4(c, g, i0 + 1, j0, s10, s11, s12, s13);
-            Store4(c, g, i0 + 2, j0, s20, s21, s22, s23);
-            Store4(c, g, i0 + 3, j0, s30, s31, s32, s33);
+            Store4(c, e, g, epi, i0, j0, s00, s01, s02, s03);
+            Store4(c, e, g, epi, i0 + 1, j0, s10, s11, s12, s13);
+            Store4(c, e, g, epi, i0 + 2, j0, s20, s21, s22, s23);
+            Store4(c, e, g, epi, i0 + 3, j0, s30, s31, s32, s33);
         }
     }
 
     private static int Min(int x, int y) => x < y ? x : y;
 
-    private static void Store4(ArrayView<float> c, GemmArgs g, int i, int j, float v0, float v1, float v2, float v3)
+    private static void Store4<TEpi>(ArrayView<float> c, ArrayView<float> e, GemmArgs g, TEpi epi,
+        int i, int j, float v0, float v1, float v2, float v3)
+        where TEpi : struct, IBinaryOp
     {
         if (i >= g.M) return;
-        int row = i * g.N;
-        Store(c, g, row, j, v0);
-        if (j + 1 < g.N) Store(c, g, row, j + 1, v1);
-        if (j + 2 < g.N) Store(c, g, row, j + 2, v2);
-        if (j + 3 < g.N) Store(c, g, row, j + 3, v3);
+        Store(c, e, g, epi, 0, i, j, v0);
+        if (j + 1 < g.N) Store(c, e, g, epi, 0, i, j + 1, v1);
+        if (j + 2 < g.N) Store(c, e, g, epi, 0, i, j + 2, v2);
+        if (j + 3 < g.N) Store(c, e, g, epi, 0, i, j + 3, v3);
     }
 
-    private static void Store(ArrayView<float> c, GemmArgs g, int row, int j, float v)
+    // The one place a product element is written: scale, accumulate, then the epilogue op.
+    private static void Store<TEpi>(ArrayView<float> c, ArrayView<float> e, GemmArgs g, TEpi epi,
+        int cBase, int i, int j, float v)
+        where TEpi : struct, IBinaryOp
     {
-        int idx = row + j;
-        c[idx] = g.Beta == 0f ? g.Alpha * v : g.Alpha * v + g.Beta * c[idx];
+        int idx = cBase + i * g.N + j;
+        float p = g.Beta == 0f ? g.Alpha * v : g.Alpha * v + g.Beta * c[idx];
+        c[idx] = epi.Apply(p, e[i * g.Em + j * g.En]);
     }
 
     /// <summary>Shared-memory tiled SGEMM: a 64x64 tile of C per group of 16x16 threads.</summary>
-    internal static void TiledKernel(
+    internal static void TiledKernel<TEpi>(
         ArrayView<float> a,   // (M, K) or (K, M) per g's strides
         ArrayView<float> b,   // (K, N) or (N, K) per g's strides
-        ArrayView<float> c,   // (M, N) row-major
-        GemmArgs g)
+        ArrayView<float> c,   // (M, N) row-major; (split, M, N) partial products when K is split
+        ArrayView<float> e,   // epilogue operand, E(i, j) = e[i * Em + j * En]
+        GemmArgs g,
+        TEpi epi)
+        where TEpi : struct, IBinaryOp
     {
         var tA = SharedMemory.Allocate<float>(Depth * Tile); // [k][m] slice of A
         var tB = SharedMemory.Allocate<float>(Depth * Tile); // [k][n] slice of B
@@ -162,10 +187,10 @@ public static partial class MatMulKernels
             Group.Barrier();
         }
         int r = rowBase + ty, col = colBase + tx;
-        StoreStrided(c, g, cBase, r, col, s00, s01, s02, s03);
-        StoreStrided(c, g, cBase, r + 16, col, s10, s11, s12, s13);
-        StoreStrided(c, g, cBase, r + 32, col, s20, s21, s22, s23);
-        StoreStrided(c, g, cBase, r + 48, col, s30, s31, s32, s33);
+        StoreStrided(c, e, g, epi, cBase, r, col, s00, s01, s02, s03);
+        StoreStrided(c, e, g, epi, cBase, r + 16, col, s10, s11, s12, s13);
+        StoreStrided(c, e, g, epi, cBase, r + 32, col, s20, s21, s22, s23);
+        StoreStrided(c, e, g, epi, cBase, r + 48, col, s30, s31, s32, s33);
     }
 
     /// <summary>
@@ -197,31 +222,37 @@ public static partial class MatMulKernels
         }
     }
 
-    private static void StoreStrided(ArrayView<float> c, GemmArgs g, int cBase, int i, int j, float v0, float v1, float v2, float v3)
+    private static void StoreStrided<TEpi>(ArrayView<float> c, ArrayView<float> e, GemmArgs g, TEpi epi,
+        int cBase, int i, int j, float v0, float v1, float v2, float v3)
+        where TEpi : struct, IBinaryOp
     {
         if (i >= g.M) return;
-        int row = cBase + i * g.N;
-        if (j < g.N) Store(c, g, row, j, v0);
-        if (j + 16 < g.N) Store(c, g, row, j + 16, v1);
-        if (j + 32 < g.N) Store(c, g, row, j + 32, v2);
-        if (j + 48 < g.N) Store(c, g, row, j + 48, v3);
+        if (j < g.N) Store(c, e, g, epi, cBase, i, j, v0);
+        if (j + 16 < g.N) Store(c, e, g, epi, cBase, i, j + 16, v1);
+        if (j + 32 < g.N) Store(c, e, g, epi, cBase, i, j + 32, v2);
+        if (j + 48 < g.N) Store(c, e, g, epi, cBase, i, j + 48, v3);
     }
 
-    /// <summary>c[i] = alpha * sum over slices of partial[s * mn + i] + beta * c[i], slices in order.</summary>
-    internal static void SplitKSumKernel(
+    /// <summary>
+    /// C(i, j) = Epi(alpha * sum over slices of partial[s][i][j] + beta * C(i, j), E(i, j)), the slices
+    /// summed in order (deterministic).
+    /// </summary>
+    internal static void SplitKSumKernel<TEpi>(
         ArrayView<float> partial,  // (split, M, N) partial products
-        ArrayView<float> c,        // (M, N)
-        int mn,
+        ArrayView<float> c,        // (M, N) row-major
+        ArrayView<float> e,        // epilogue operand, E(i, j) = e[i * Em + j * En]
+        GemmArgs g,
         int split,
-        float alpha,
-        float beta)
+        TEpi epi)
+        where TEpi : struct, IBinaryOp
     {
+        int mn = g.M * g.N;
         int stride = Grid.DimX * Group.DimX;
-        for (int i = Grid.GlobalIndex.X; i < mn; i += stride)
+        for (int idx = Grid.GlobalIndex.X; idx < mn; idx += stride)
         {
             float s = 0f;
-            for (int z = 0; z < split; z++) s += partial[z * mn + i];
-            c[i] = beta == 0f ? alpha * s : alpha * s + beta * c[i];
+            for (int z = 0; z < split; z++) s += partial[z * mn + idx];
+            Store(c, e, g, epi, 0, idx / g.N, idx % g.N, s);
         }
     }
 
@@ -235,12 +266,16 @@ public static partial class MatMulKernels
     {
         if (host.MatMulPath != MatMulPath.Auto)
         {
-            if (host.MatMulPath != MatMulPath.Small && !host.CanUseTiledMatMul)
+            if (host.MatMulPath == MatMulPath.Host && !host.IsCpu)
+                throw new InvalidOperationException(
+                    $"MatMul: the Host path computes on host memory and runs only on the CPU accelerator, not on {host.Accelerator.Name}; use Auto.");
+            if (host.MatMulPath is MatMulPath.Tiled or MatMulPath.Large && !host.CanUseTiledMatMul)
                 throw new InvalidOperationException(
                     $"MatMul: the {host.MatMulPath} kernel needs groups of {TiledThreads} threads; this accelerator allows {host.Accelerator.MaxNumThreadsPerGroup}.");
             return host.MatMulPath;
         }
-        if (!host.CanUseTiledMatMul || host.IsCpu) return MatMulPath.Small;
+        if (host.IsCpu) return MatMulPath.Host;
+        if (!host.CanUseTiledMatMul) return MatMulPath.Small;
         // 128x128 tiles once there are enough of them to give every multiprocessor one.
         long large = (long)((m + LargeTile - 1) / LargeTile) * ((n + LargeTile - 1) / LargeTile);
         return large >= host.Accelerator.NumMultiprocessors ? MatMulPath.Large : MatMulPath.Tiled;
@@ -297,48 +332,89 @@ public static partial class MatMulKernels
     /// <param name="scratch">SplitKScratch(host, m, n, k) elements when that is not 0; else unused.</param>
     public static void MatMul(KernelHost host,
         ArrayView<float> a, bool transA, ArrayView<float> b, bool transB, ArrayView<float> c,
-        int m, int n, int k, float alpha = 1f, float beta = 0f, ArrayView<float> scratch = default)
+        int m, int n, int k, float alpha = 1f, float beta = 0f, ArrayView<float> scratch = default) =>
+        MatMul(host, a, transA, b, transB, c, m, n, k, alpha, beta, scratch, default(FirstOp), c, 0, 0);
+
+    /// <summary>
+    /// C(i, j) = epilogue(alpha * (op(A) op(B))(i, j) + beta * C(i, j), E(i, j)) with
+    /// E(i, j) = operand[i * operandRowStride + j * operandColStride]: the product with an elementwise
+    /// op fused into its store (bias: AddOp with strides (0, 1); relu: a BinaryThen of FirstOp and a
+    /// ClampOp; a mask: Flip of ClampGradOp with the clamp's output).
+    /// </summary>
+    /// <typeparam name="TEpi">The epilogue op: (product element, operand element) -> stored value.</typeparam>
+    /// <param name="host">The kernel host.</param>
+    /// <param name="a">A: (M, K) row-major, or (K, M) when transA.</param>
+    /// <param name="transA">Use A transposed.</param>
+    /// <param name="b">B: (K, N) row-major, or (N, K) when transB.</param>
+    /// <param name="transB">Use B transposed.</param>
+    /// <param name="c">C: (M, N) row-major; must not alias A or B.</param>
+    /// <param name="m">Rows of C.</param>
+    /// <param name="n">Columns of C.</param>
+    /// <param name="k">Shared dimension.</param>
+    /// <param name="alpha">Scale of the product.</param>
+    /// <param name="beta">Scale of the existing C (0: C is write-only).</param>
+    /// <param name="scratch">SplitKScratch(host, m, n, k) elements when that is not 0; else unused.</param>
+    /// <param name="epilogue">The epilogue op.</param>
+    /// <param name="operand">E's buffer; may alias C only at the same element (strides (N, 1)).</param>
+    /// <param name="operandRowStride">E's stride between rows of C (0 broadcasts one row).</param>
+    /// <param name="operandColStride">E's stride between columns of C (0 broadcasts one column).</param>
+    public static void MatMul<TEpi>(KernelHost host,
+        ArrayView<float> a, bool transA, ArrayView<float> b, bool transB, ArrayView<float> c,
+        int m, int n, int k, float alpha, float beta, ArrayView<float> scratch,
+        TEpi epilogue, ArrayView<float> operand, int operandRowStride, int operandColStride)
+        where TEpi : struct, IBinaryOp
     {
         if (m < 0 || n < 0 || k < 0) throw new ArgumentException($"MatMul: negative size M={m}, N={n}, K={k}.");
         Check.Length("MatMul", "a", a, (long)m * k);
         Check.Length("MatMul", "b", b, (long)k * n);
         Check.Length("MatMul", "c", c, (long)m * n);
         if (m == 0 || n == 0) return;
-        var g = new GemmArgs(m, n, k, transA, transB, alpha, beta);
+        if (operandRowStride < 0 || operandColStride < 0)
+            throw new ArgumentException($"MatMul: epilogue operand strides must be >= 0, got ({operandRowStride}, {operandColStride}).");
+        Check.AtLeast("MatMul", "operand", operand, (long)(m - 1) * operandRowStride + (long)(n - 1) * operandColStride + 1);
+        var g = new GemmArgs(m, n, k, transA, transB, alpha, beta).WithOperand(operandRowStride, operandColStride);
         var path = Choose(host, m, n);
+        var group = new Index3D(Side, Side, 1);
+        if (path == MatMulPath.Host)
+        {
+            HostMatMul(host, a, b, c, operand, g, epilogue);
+            return;
+        }
         if (path == MatMulPath.Large)
         {
-            var kl = host.Load("MatMulLarge", null, acc =>
-                acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>(LargeKernel));
+            var kl = host.Load("MatMulLarge", typeof(TEpi), acc =>
+                acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, TEpi>(LargeKernel));
             var grid = new Index3D((n + LargeTile - 1) / LargeTile, (m + LargeTile - 1) / LargeTile, 1);
-            kl(host.Stream, new KernelConfig(grid, new Index3D(Side, Side, 1)), a, b, c, g);
+            kl(host.Stream, new KernelConfig(grid, group), a, b, c, operand, g, epilogue);
             return;
         }
         if (path == MatMulPath.Tiled)
         {
-            var kt = host.Load("MatMulTiled", null, acc =>
-                acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>(TiledKernel));
-            var group = new Index3D(Side, Side, 1);
             int gx = (n + Tile - 1) / Tile, gy = (m + Tile - 1) / Tile;
             int split = SplitK(host, m, n, k);
             if (split == 1)
             {
-                kt(host.Stream, new KernelConfig(new Index3D(gx, gy, 1), group), a, b, c, g);
+                var kt = host.Load("MatMulTiled", typeof(TEpi), acc =>
+                    acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, TEpi>(TiledKernel));
+                kt(host.Stream, new KernelConfig(new Index3D(gx, gy, 1), group), a, b, c, operand, g, epilogue);
                 return;
             }
             long need = (long)split * m * n;
             if (scratch.Length < need)
                 throw new ArgumentException($"MatMul: splitting K={k} into {split} slices needs a scratch of {need} elements, got {scratch.Length}. Ask SplitKScratch first.");
             var partial = scratch.SubView(0, need);
-            kt(host.Stream, new KernelConfig(new Index3D(gx, gy, split), group), a, b, partial, g.Sliced(SliceDepth(k, split)));
-            var sum = host.Load("SplitKSum", null, acc =>
-                acc.LoadKernel<ArrayView<float>, ArrayView<float>, int, int, float, float>(SplitKSumKernel));
-            sum(host.Stream, host.GridStride((long)m * n), partial, c, m * n, split, alpha, beta);
+            // The slices write raw partial products; scale, accumulate and the epilogue happen once, in the sum.
+            var raw = host.Load("MatMulTiled", typeof(FirstOp), acc =>
+                acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, FirstOp>(TiledKernel));
+            raw(host.Stream, new KernelConfig(new Index3D(gx, gy, split), group), a, b, partial, partial, g.Sliced(SliceDepth(k, split)), default);
+            var sum = host.Load("SplitKSum", typeof(TEpi), acc =>
+                acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, int, TEpi>(SplitKSumKernel));
+            sum(host.Stream, host.GridStride((long)m * n), partial, c, operand, g, split, epilogue);
             return;
         }
-        var ks = host.Load("MatMulSmall", null, acc =>
-            acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs>(SmallKernel));
+        var ks = host.Load("MatMulSmall", typeof(TEpi), acc =>
+            acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, TEpi>(SmallKernel));
         long blocks = (long)((m + 3) / 4) * ((n + 3) / 4);
-        ks(host.Stream, host.GridStride(blocks), a, b, c, g);
+        ks(host.Stream, host.GridStride(blocks), a, b, c, operand, g, epilogue);
     }
 }

@@ -1,6 +1,9 @@
 // Sums: over all elements (two-stage tree: per-group partials, then one group) and over any set of
 // axes of a rank <= 4 tensor (one thread per output element walking the reduced sub-box).
 // Both are deterministic: a fixed grid sums in a fixed order, so the same input gives the same bits.
+// SumAllMap is the fused form the compiled graph uses for a loss: it sums Map(x) without writing
+// Map(x) anywhere, and can write a sibling elementwise result of x in the same pass (the loss's
+// gradient, which needs x but not the sum), so loss and gradient cost one read of x.
 using ILGPU;
 using ILGPU.Runtime;
 
@@ -74,6 +77,43 @@ public static class Reduce
         if (tid == 0) partial[Grid.IdxX] = shared[0];
     }
 
+    /// <summary>
+    /// partial[group] = sum of Map(x[i]) over this group's grid-stride share; when hasSide is 1, also
+    /// side[i] = Side(x[i], s[i * sStride]) for each i visited.
+    /// </summary>
+    internal static void SumMapKernel<TMap, TSide>(
+        ArrayView<float> x,        // (n)
+        ArrayView<float> partial,  // (gridDim) one sum per group
+        ArrayView<float> side,     // (n) sibling output, when hasSide
+        ArrayView<float> s,        // (n), or (1) with sStride 0: the sibling's second operand
+        int n,
+        int sStride,
+        int hasSide,
+        TMap map,
+        TSide sideOp)
+        where TMap : struct, IUnaryOp
+        where TSide : struct, IBinaryOp
+    {
+        var shared = SharedMemory.Allocate<float>(MaxGroup);
+        int tid = Group.IdxX;
+        int stride = Grid.DimX * Group.DimX;
+        float acc = 0f;
+        for (int i = Grid.GlobalIndex.X; i < n; i += stride)
+        {
+            float v = x[i];
+            acc += map.Apply(v);
+            if (hasSide != 0) side[i] = sideOp.Apply(v, s[i * sStride]);
+        }
+        shared[tid] = acc;
+        Group.Barrier();
+        for (int half = Group.DimX / 2; half > 0; half /= 2)
+        {
+            if (tid < half) shared[tid] += shared[tid + half];
+            Group.Barrier();
+        }
+        if (tid == 0) partial[Grid.IdxX] = shared[0];
+    }
+
     /// <summary>y[o] = sum of x over the reduced axes at output position o.</summary>
     internal static void SumAxesKernel(
         ArrayView<float> x,   // input, contiguous, rank <= 4
@@ -114,22 +154,88 @@ public static class Reduce
     public static void SumAll(KernelHost host, ArrayView<float> x, ArrayView<float> y, ArrayView<float> scratch)
     {
         Check.Length("SumAll", "y", y, 1);
-        if (scratch.Length < SumAllScratch(host))
-            throw new ArgumentException($"SumAll: scratch has {scratch.Length} elements, needs {SumAllScratch(host)}.");
+        CheckScratch("SumAll", host, scratch);
         int n = (int)x.Length;
         var k = host.Load("SumPartials", null, acc =>
             acc.LoadKernel<ArrayView<float>, ArrayView<float>, int>(SumPartialsKernel));
-        int gs = host.ReduceGroupSize;
-        int groups = (int)Math.Clamp((n + gs - 1) / gs, 1, host.MaxGroups);
-        // Up to 64 elements per thread, one group is cheaper than a second launch.
-        if (n <= gs * 64) groups = 1;
+        int groups = SumGroups(host, n);
         if (groups == 1)
         {
-            k(host.Stream, new KernelConfig(1, gs), x, y, n);
+            k(host.Stream, new KernelConfig(1, host.ReduceGroupSize), x, y, n);
             return;
         }
-        k(host.Stream, new KernelConfig(groups, gs), x, scratch, n);
-        k(host.Stream, new KernelConfig(1, gs), scratch.SubView(0, groups), y, groups);
+        k(host.Stream, new KernelConfig(groups, host.ReduceGroupSize), x, scratch, n);
+        k(host.Stream, new KernelConfig(1, host.ReduceGroupSize), scratch.SubView(0, groups), y, groups);
+    }
+
+    /// <summary>y[0] = sum of map(x[i]) over all i.</summary>
+    /// <typeparam name="TMap">The op applied to each element before summing.</typeparam>
+    /// <param name="host">The kernel host.</param>
+    /// <param name="x">Input, n elements.</param>
+    /// <param name="y">Output, 1 element.</param>
+    /// <param name="scratch">At least SumAllScratch(host) elements; overwritten.</param>
+    /// <param name="map">The op.</param>
+    public static void SumAllMap<TMap>(KernelHost host, ArrayView<float> x, ArrayView<float> y, ArrayView<float> scratch, TMap map)
+        where TMap : struct, IUnaryOp =>
+        SumAllMap(host, x, y, scratch, map, x, x, 0, default(FirstOp), hasSide: false);
+
+    /// <summary>
+    /// y[0] = sum of map(x[i]) over all i, and in the same pass side[i] = sideOp(x[i], s[i * sStride]).
+    /// </summary>
+    /// <typeparam name="TMap">The op applied to each element before summing.</typeparam>
+    /// <typeparam name="TSide">The sibling op: (x element, s element) -> side element.</typeparam>
+    /// <param name="host">The kernel host.</param>
+    /// <param name="x">Input, n elements.</param>
+    /// <param name="y">Output, 1 element.</param>
+    /// <param name="scratch">At least SumAllScratch(host) elements; overwritten.</param>
+    /// <param name="map">The op summed.</param>
+    /// <param name="side">Sibling output, n elements; must not alias x or y.</param>
+    /// <param name="s">The sibling's second operand: n elements (sStride 1) or 1 (sStride 0).</param>
+    /// <param name="sStride">1, or 0 to broadcast s[0].</param>
+    /// <param name="sideOp">The sibling op.</param>
+    public static void SumAllMap<TMap, TSide>(KernelHost host, ArrayView<float> x, ArrayView<float> y, ArrayView<float> scratch,
+        TMap map, ArrayView<float> side, ArrayView<float> s, int sStride, TSide sideOp)
+        where TMap : struct, IUnaryOp
+        where TSide : struct, IBinaryOp
+    {
+        if (sStride is not (0 or 1)) throw new ArgumentException($"SumAllMap: sStride must be 0 or 1, got {sStride}.");
+        Check.Length("SumAllMap", "side", side, x.Length);
+        Check.Length("SumAllMap", "s", s, sStride == 0 ? 1 : x.Length);
+        SumAllMap(host, x, y, scratch, map, side, s, sStride, sideOp, hasSide: true);
+    }
+
+    private static void SumAllMap<TMap, TSide>(KernelHost host, ArrayView<float> x, ArrayView<float> y, ArrayView<float> scratch,
+        TMap map, ArrayView<float> side, ArrayView<float> s, int sStride, TSide sideOp, bool hasSide)
+        where TMap : struct, IUnaryOp
+        where TSide : struct, IBinaryOp
+    {
+        Check.Length("SumAllMap", "y", y, 1);
+        CheckScratch("SumAllMap", host, scratch);
+        int n = (int)x.Length;
+        var k = host.Load("SumMap", typeof((TMap, TSide)), acc =>
+            acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, TMap, TSide>(SumMapKernel));
+        int groups = SumGroups(host, n);
+        int gs = host.ReduceGroupSize;
+        k(host.Stream, new KernelConfig(groups, gs), x, groups == 1 ? y : scratch, side, s, n, sStride, hasSide ? 1 : 0, map, sideOp);
+        if (groups == 1) return;
+        var sum = host.Load("SumPartials", null, acc =>
+            acc.LoadKernel<ArrayView<float>, ArrayView<float>, int>(SumPartialsKernel));
+        sum(host.Stream, new KernelConfig(1, gs), scratch.SubView(0, groups), y, groups);
+    }
+
+    private static void CheckScratch(string op, KernelHost host, ArrayView<float> scratch)
+    {
+        if (scratch.Length < SumAllScratch(host))
+            throw new ArgumentException($"{op}: scratch has {scratch.Length} elements, needs {SumAllScratch(host)}.");
+    }
+
+    // Up to 64 elements per thread, one group is cheaper than a second launch. On the CPU accelerator
+    // a launch costs ~60 us of thread wake-ups, so one group takes up to 64K elements (~30 us of adds).
+    private static int SumGroups(KernelHost host, int n)
+    {
+        int gs = host.ReduceGroupSize;
+        if (n <= gs * 64 || (host.IsCpu && n <= 1 << 16)) return 1;
+        return (int)Math.Clamp((n + gs - 1) / gs, 1, host.MaxGroups);
     }
 
     /// <summary>y = sum of x over axes; y has x's shape with the reduced axes of extent 1.</summary>

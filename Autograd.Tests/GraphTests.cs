@@ -198,7 +198,7 @@ public sealed class GraphTests
         using var step = Graph.Compile(() => (x.MatMul(w1).Clamp(min: 0).MatMul(w2) - y).Pow(2).Sum(), opt);
         step.Run();
         string text = step.Describe();
-        text.Should().Contain("launches per step: ").And.Contain("buffer plan:").And.Contain("MatMul(TN) [64, 1000], [64, 100] -> [1000, 100]");
+        text.Should().Contain("launches per step: ").And.Contain("buffer plan:").And.Contain("MatMul(TN) -> SGD update of [1000, 100]) [64, 1000], [64, 100] -> [1000, 100]");
         step.Nodes.Should().BeLessThan(step.RecordedNodes, "the Expand of the gradient seed is folded into its consumer");
         step.LaunchesPerStep.Should().BeGreaterThan(0);
         step.ToDot().Should().StartWith("digraph step {").And.Contain("param [1000, 100]").And.EndWith("}\n");
@@ -214,21 +214,139 @@ public sealed class GraphTests
         // (xw + b) -> tanh -> *2 -> exp: a binary op followed by a unary chain, and more in the backward.
         using var step = Graph.Compile(() => ((x.MatMul(w) + b).Tanh() * 2f).Exp().Sum(), opt);
         step.FusedKernels.Should().BeGreaterThan(0);
-        var types = step.FusedOpTypes.ToList();
-        types.Should().Contain(t => t.Name.StartsWith("BinaryThen", StringComparison.Ordinal));
+        var generated = step.GeneratedOps.ToList();
+        generated.Should().Contain(g => g.Family == "MatMul" && g.Ops[0].Name.StartsWith("BinaryThen", StringComparison.Ordinal),
+            "(xw + b) -> tanh -> *2 -> exp goes into the product's epilogue");
         using var ctx = Context.Create(c => c.EnableAlgorithms());
         var be = new PTXBackend(ctx, new ILGPU.Runtime.Cuda.CudaCapabilityContext(ILGPU.Runtime.Cuda.CudaArchitecture.SM_90),
             ILGPU.Runtime.Cuda.CudaArchitecture.SM_90, ILGPU.Runtime.Cuda.CudaInstructionSet.ISA_80, null);
-        foreach (var t in types)
-        {
-            string name = typeof(IBinaryOp).IsAssignableFrom(t) ? "ZipKernel" : "MapKernel";
-            var m = typeof(Elementwise).GetMethod(name, System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)!.MakeGenericMethod(t);
-            var ptx = ((PTXCompiledKernel)be.Compile(EntryPointDescription.FromExplicitlyGroupedKernel(m), KernelSpecialization.Empty)).PTXAssembly;
-            ptx.Should().Contain(".entry", t.Name);
-        }
+        foreach (var (family, ops) in generated)
+            foreach (var m in GeneratedKernels(family, ops))
+            {
+                var ptx = ((PTXCompiledKernel)be.Compile(EntryPointDescription.FromExplicitlyGroupedKernel(m), KernelSpecialization.Empty)).PTXAssembly;
+                ptx.Should().Contain(".entry", $"{m.Name}<{string.Join(", ", ops.Select(o => o.Name))}>");
+            }
         // And the fused step still trains like eager.
         var l0 = step.Run().Item();
         for (int i = 0; i < 5; i++) step.Run();
         step.Run().Item().Should().BeLessThan(l0);
+    }
+
+    // The kernel methods a generated op struct closes: every SGEMM path for an epilogue.
+    private static IEnumerable<System.Reflection.MethodInfo> GeneratedKernels(string family, Type[] ops)
+    {
+        const System.Reflection.BindingFlags flags = System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static;
+        var names = family switch
+        {
+            "Map" => [(typeof(Elementwise), "MapKernel")],
+            "Zip" => [(typeof(Elementwise), "ZipKernel")],
+            "MatMul" => new[] { "SmallKernel", "TiledKernel", "LargeKernel", "SplitKSumKernel" }.Select(n => (typeof(MatMulKernels), n)).ToArray(),
+            _ => new[] { (typeof(Reduce), "SumMapKernel") },
+        };
+        foreach (var (type, name) in names) yield return type.GetMethod(name, flags)!.MakeGenericMethod(ops);
+    }
+
+    [Fact]
+    public void Seed_step_fuses_into_six_kernels()
+    {
+        var (x, y, w1, w2) = TestData.SeedNet(5);
+        using var opt = new Sgd([w1, w2], 1e-6f);
+        using var step = Graph.Compile(() => (x.MatMul(w1).Clamp(min: 0).MatMul(w2) - y).Pow(2).Sum(), opt);
+        step.Run();
+        string text = step.Describe();
+        text.Should().Contain("MatMul(NN) -> Clamp(0, Infinity)", "relu in the forward product's epilogue")
+            .And.Contain("MatMul(NN) -> Add(alpha=-1) with [64, 10]", "y subtracted in the second product's epilogue")
+            .And.Contain("Pow(2) -> Sum, with PowGrad(2)", "loss and its gradient in one pass")
+            .And.Contain("ClampGrad(0, Infinity) (flipped) with [64, 100]", "the relu mask in the backward product's epilogue")
+            .And.Contain("MatMul(TN) -> SGD update of [1000, 100]").And.Contain("MatMul(TN) -> SGD update of [100, 10]");
+        // Split-K adds one summing pass per split product (on a GPU); none on the CPU accelerator.
+        int splits = new[] { (64, 100, 1000), (64, 10, 100), (64, 100, 10), (1000, 100, 64), (100, 10, 64) }
+            .Count(s => MatMulKernels.SplitK(TestData.Device.Host, s.Item1, s.Item2, s.Item3) > 1);
+        step.LaunchesPerStep.Should().Be(6 + splits, text);
+        if (!TestData.OnGpu) step.LaunchesPerStep.Should().Be(6);
+    }
+
+    [Fact]
+    public void Fusion_changes_no_result()
+    {
+        float[] Losses(bool fuse)
+        {
+            var (x, y, w1, w2) = TestData.SeedNet(9);
+            using var opt = new Sgd([w1, w2], 1e-6f);
+            var saved = Environment.GetEnvironmentVariable("AUTOGRAD_FUSE");
+            Environment.SetEnvironmentVariable("AUTOGRAD_FUSE", fuse ? null : "0");
+            try
+            {
+                using var step = Graph.Compile(() => (x.MatMul(w1).Clamp(min: 0).MatMul(w2) - y).Pow(2).Sum(), opt);
+                (step.Nodes > 7).Should().Be(!fuse, "fused: six kernels and the reshape of the gradient seed");
+                return step.Run(steps: 20).ToArray();
+            }
+            finally
+            {
+                Environment.SetEnvironmentVariable("AUTOGRAD_FUSE", saved);
+            }
+        }
+        var fused = Losses(true);
+        var plain = Losses(false);
+        if (!TestData.OnGpu)
+        {
+            // Same arithmetic in the same order: bit for bit on the CPU accelerator.
+            fused.Should().Equal(plain);
+            return;
+        }
+        // ptxas contracts a * b + c into an FMA differently per kernel: the last bits may differ.
+        for (int t = 0; t < fused.Length; t++)
+            ((double)Math.Abs(fused[t] - plain[t]) / Math.Abs(plain[t])).Should().BeLessThan(1e-5, $"step {t}");
+    }
+
+    [Fact]
+    public void A_new_learning_rate_reaches_the_compiled_step()
+    {
+        // loss = sum(x w): dL/dw = x^T 1 does not depend on w, so each step moves w by exactly lr * that.
+        var x = TestData.Tensor([7, 33], 1);
+        var w = TestData.Tensor([33, 5], 2, requiresGrad: true);
+        using var opt = new Sgd([w], 1e-3f);
+        using var step = Graph.Compile(() => x.MatMul(w).Sum(), opt);
+        var w0 = w.ToArray();
+        step.Run();
+        var w1 = w.ToArray();
+        opt.LearningRate = 4e-3f;
+        step.Run(steps: 2);
+        var w3 = w.ToArray();
+        var colSums = Enumerable.Range(0, 33).Select(k => Enumerable.Range(0, 7).Sum(i => (double)x.ToArray()[i * 33 + k])).ToArray();
+        for (int i = 0; i < w0.Length; i++)
+        {
+            double g = colSums[i / 5];
+            (w0[i] - w1[i]).Should().BeApproximately((float)(1e-3 * g), 2e-5f, "step 1 at lr 1e-3");
+            (w1[i] - w3[i]).Should().BeApproximately((float)(2 * 4e-3 * g), 8e-5f, "steps 2-3 at lr 4e-3");
+        }
+    }
+
+    [Fact]
+    public void Compiled_seed_agrees_across_SGEMM_paths()
+    {
+        // On the CPU accelerator Auto runs the host SGEMM; the ILGPU kernels must give the same training.
+        float[] Losses(MatMulPath path)
+        {
+            var (x, y, w1, w2) = TestData.SeedNet(21);
+            var host = TestData.Device.Host;
+            var saved = host.MatMulPath;
+            host.MatMulPath = path;
+            try
+            {
+                using var opt = new Sgd([w1, w2], 1e-6f);
+                using var step = Graph.Compile(() => (x.MatMul(w1).Clamp(min: 0).MatMul(w2) - y).Pow(2).Sum(), opt);
+                return step.Run(steps: 20).ToArray();
+            }
+            finally
+            {
+                host.MatMulPath = saved;
+            }
+        }
+        var auto = Losses(MatMulPath.Auto);
+        var small = Losses(MatMulPath.Small);
+        for (int t = 0; t < auto.Length; t++)
+            ((double)Math.Abs(auto[t] - small[t]) / Math.Abs(small[t])).Should().BeLessThan(1e-5, $"step {t}: {auto[t]} vs {small[t]}");
+        auto[^1].Should().BeLessThan(auto[0]);
     }
 }

@@ -116,7 +116,7 @@ public sealed class KernelTests
             "mul" => (p, q) => p * q,
             "div" => (p, q) => p / q,
             "axpy" => (p, q) => p - 0.25 * q,
-            "clampgrad" => (p, q) => p >= -0.5 && p <= 0.5 ? q : 0,
+            "clampgrad" => (p, q) => p > -0.5 && p < 0.5 ? q : 0,
             "tanhgrad" => (p, q) => q * (1 - p * p),
             "sigmoidgrad" => (p, q) => q * p * (1 - p),
             _ => (p, q) => q * 3 * p * p,
@@ -162,7 +162,7 @@ public sealed class KernelTests
     {
         var d = new TheoryData<int, int, int, bool, bool, string>();
         var sizes = new (int, int, int)[] { (1, 1, 1), (7, 33, 65), (65, 7, 33), (130, 65, 7), (33, 130, 1), (1, 65, 130), (64, 100, 200) };
-        foreach (var path in new[] { "small", "tiled", "split3", "large" })
+        foreach (var path in new[] { "host", "small", "tiled", "split3", "large" })
             foreach (var (m, n, k) in sizes)
                 foreach (var ta in new[] { false, true })
                     foreach (var tb in new[] { false, true })
@@ -170,15 +170,34 @@ public sealed class KernelTests
         return d;
     }
 
+    private static MatMulPath PathOf(string path) => path switch
+    {
+        "host" => MatMulPath.Host,
+        "small" => MatMulPath.Small,
+        "large" => MatMulPath.Large,
+        _ => MatMulPath.Tiled,
+    };
+
+    // The tiled kernels need groups of 256: on the CPU they run on a simulator of that shape. The
+    // host path exists only on the CPU accelerator.
+    private static KernelHost HostFor(string path)
+    {
+        if (path == "host")
+        {
+            Assert.SkipUnless(Host.IsCpu, "the Host SGEMM path runs only on the CPU accelerator");
+            return Host;
+        }
+        bool tiled = path != "small";
+        return tiled && !Host.CanUseTiledMatMul ? Device.CpuSimulator(16, 16, 1).Host : Host;
+    }
+
     [Theory]
     [MemberData(nameof(MatMulCases))]
     public void MatMul_matches_host_twin_in_every_layout(int m, int n, int k, bool ta, bool tb, string path)
     {
-        bool tiled = path != "small";
-        // The tiled kernel needs groups of 256: on the CPU it runs on a simulator of that shape.
-        var host = tiled && !Host.CanUseTiledMatMul ? Device.CpuSimulator(16, 16, 1).Host : Host;
+        var host = HostFor(path);
         var saved = host.MatMulPath;
-        host.MatMulPath = path switch { "small" => MatMulPath.Small, "large" => MatMulPath.Large, _ => MatMulPath.Tiled };
+        host.MatMulPath = PathOf(path);
         host.MatMulSplitK = path == "split3" ? 3 : 1;
         try
         {
@@ -229,6 +248,90 @@ public sealed class KernelTests
         finally
         {
             host.MatMulPath = path;
+            host.MatMulSplitK = null;
+        }
+    }
+
+    public static TheoryData<string, string, int, int, int> EpilogueCases()
+    {
+        var d = new TheoryData<string, string, int, int, int>();
+        foreach (var path in new[] { "host", "small", "tiled", "split3", "large" })
+            foreach (var epi in new[] { "relu", "bias-relu", "mask", "col-axpy", "sgd" })
+                foreach (var (m, n, k) in new[] { (1, 7, 33), (65, 130, 7), (130, 33, 65) })
+                    d.Add(path, epi, m, n, k);
+        return d;
+    }
+
+    // The fused epilogues the compiled graph uses, each against a double host loop:
+    //   relu      C = max(AB, 0)                    (BinaryThen<FirstOp, ClampOp>)
+    //   bias-relu C = max(AB + bias[j], 0)          (BinaryThen<AddOp, ClampOp>, operand strides (0, 1))
+    //   mask      C = AB where 0 < Y[i,j], else 0   (Flip<ClampGradOp>, operand strides (N, 1))
+    //   col-axpy  C = 2 AB + 0.5 C - 3 v[i]         (AxpyOp(-3), operand strides (1, 0), beta 0.5)
+    //   sgd       C = C - 0.1 AB                    (FirstOp, alpha -0.1, beta 1: the fused SGD update)
+    [Theory]
+    [MemberData(nameof(EpilogueCases))]
+    public void MatMul_epilogue_matches_host_twin(string path, string epi, int m, int n, int k)
+    {
+        var host = HostFor(path);
+        var saved = host.MatMulPath;
+        host.MatMulPath = PathOf(path);
+        host.MatMulSplitK = path == "split3" ? 3 : 1;
+        try
+        {
+            var a = TestData.Normal(m * k, m + 5 * k);
+            var b = TestData.Normal(k * n, n + 3 * k);
+            var c0 = TestData.Normal(m * n, 11);
+            var bias = TestData.Normal(n, 12);
+            var mask = TestData.Normal(m * n, 13).Select(v => Math.Max(v, 0f)).ToArray(); // a relu output: about half 0
+            var col = TestData.Normal(m, 14);
+            bool keepsC = epi is "col-axpy" or "sgd";
+            using var ab = Upload(host, a);
+            using var bb = Upload(host, b);
+            using var cb = Upload(host, keepsC ? c0 : Enumerable.Repeat(float.NaN, m * n).ToArray());
+            using var eb = Upload(host, epi switch { "bias-relu" => bias, "mask" => mask, "col-axpy" => col, _ => [float.NaN] });
+            long need = MatMulKernels.SplitKScratch(host, m, n, k);
+            using var scratch = Upload(host, Enumerable.Repeat(float.NaN, (int)Math.Max(1, need)).ToArray());
+            var relu = new ClampOp(0f, float.PositiveInfinity);
+            switch (epi)
+            {
+                case "relu":
+                    MatMulKernels.MatMul(host, ab.View, false, bb.View, false, cb.View, m, n, k, 1f, 0f, scratch.View,
+                        new BinaryThen<FirstOp, ClampOp>(default, relu), eb.View, 0, 0);
+                    break;
+                case "bias-relu":
+                    MatMulKernels.MatMul(host, ab.View, false, bb.View, false, cb.View, m, n, k, 1f, 0f, scratch.View,
+                        new BinaryThen<AddOp, ClampOp>(default, relu), eb.View, 0, 1);
+                    break;
+                case "mask":
+                    MatMulKernels.MatMul(host, ab.View, false, bb.View, false, cb.View, m, n, k, 1f, 0f, scratch.View,
+                        new Flip<ClampGradOp>(new ClampGradOp(0f, float.PositiveInfinity)), eb.View, n, 1);
+                    break;
+                case "col-axpy":
+                    MatMulKernels.MatMul(host, ab.View, false, bb.View, false, cb.View, m, n, k, 2f, 0.5f, scratch.View,
+                        new AxpyOp(-3f), eb.View, 1, 0);
+                    break;
+                default:
+                    MatMulKernels.MatMul(host, ab.View, false, bb.View, false, cb.View, m, n, k, alpha: -0.1f, beta: 1f, scratch: scratch.View);
+                    break;
+            }
+            var p = Reference.MatMul(a, false, b, false, m, n, k);
+            var expected = p.Select((v, idx) =>
+            {
+                int i = idx / n, j = idx % n;
+                return epi switch
+                {
+                    "relu" => Math.Max(v, 0),
+                    "bias-relu" => Math.Max(v + bias[j], 0),
+                    "mask" => mask[idx] > 0 ? v : 0,
+                    "col-axpy" => 2 * v + 0.5 * c0[idx] - 3 * col[i],
+                    _ => c0[idx] - 0.1 * v,
+                };
+            }).ToArray();
+            TestData.ShouldMatch(Download(host, cb, m * n), expected, 1e-4, 4e-5 * Math.Sqrt(k), $"{epi} on {path} {m}x{n}x{k}");
+        }
+        finally
+        {
+            host.MatMulPath = saved;
             host.MatMulSplitK = null;
         }
     }

@@ -43,15 +43,23 @@ public sealed class PtxCompileTests
             {
                 if (!m.Name.EndsWith("Kernel", StringComparison.Ordinal) || m.ReturnType != typeof(void)) continue;
                 if (!m.IsGenericMethodDefinition) { yield return m; continue; }
-                var constraint = m.GetGenericArguments()[0].GetGenericParameterConstraints();
-                var ops = constraint.Contains(typeof(IUnaryOp)) ? unary : binary;
-                foreach (var op in ops) yield return m.MakeGenericMethod(op);
+                // Each op struct in each generic slot, the other slots at their identity (IdentityOp, FirstOp).
+                var slots = m.GetGenericArguments().Select(t => t.GetGenericParameterConstraints().Contains(typeof(IUnaryOp))).ToArray();
+                var identity = slots.Select(u => u ? typeof(IdentityOp) : typeof(FirstOp)).ToArray();
+                var seen = new HashSet<string>();
+                for (int slot = 0; slot < slots.Length; slot++)
+                    foreach (var op in slots[slot] ? unary : binary)
+                    {
+                        var args = (Type[])identity.Clone();
+                        args[slot] = op;
+                        if (seen.Add(string.Join(",", args.Select(t => t.Name)))) yield return m.MakeGenericMethod(args);
+                    }
             }
         }
     }
 
     private static string Describe(MethodInfo m) =>
-        $"{m.DeclaringType!.Name}.{m.Name}" + (m.IsGenericMethod ? $"<{m.GetGenericArguments()[0].Name}>" : "");
+        $"{m.DeclaringType!.Name}.{m.Name}" + (m.IsGenericMethod ? $"<{string.Join(", ", m.GetGenericArguments().Select(t => t.Name))}>" : "");
 
     [Theory]
     [MemberData(nameof(Kernels))]
@@ -70,7 +78,9 @@ public sealed class PtxCompileTests
         var names = AllKernels().Select(Describe).ToList();
         names.Should().Contain(n => n.Contains("MapKernel<TanhOp>"));
         names.Should().Contain(n => n.Contains("ZipBroadcastKernel<PowGradOp>"));
-        names.Should().Contain("MatMulKernels.TiledKernel");
+        names.Should().Contain(n => n.Contains("SumMapKernel<PowOp, FirstOp>")).And.Contain(n => n.Contains("SumMapKernel<IdentityOp, PowGradOp>"));
+        names.Should().Contain(n => n.Contains("LargeKernel<ClampGradOp>"));
+        names.Should().Contain("MatMulKernels.TiledKernel<FirstOp>");
         names.Count.Should().BeGreaterThan(40);
     }
 
@@ -78,7 +88,7 @@ public sealed class PtxCompileTests
     public void Tiled_SGEMM_uses_shared_memory_and_barriers()
     {
         var entry = EntryPointDescription.FromExplicitlyGroupedKernel(
-            AllKernels().Single(m => Describe(m) == "MatMulKernels.TiledKernel"));
+            AllKernels().Single(m => Describe(m) == "MatMulKernels.TiledKernel<FirstOp>"));
         var ptx = ((PTXCompiledKernel)Ptx.Value.Backend.Compile(entry, KernelSpecialization.Empty)).PTXAssembly;
         ptx.Should().Contain(".shared").And.Contain("bar.sync").And.Contain("ld.shared.f32");
     }

@@ -14,7 +14,7 @@ internal static class Executor
     public static long ScratchElements(KernelHost h, OpSpec op, int[][] xShapes, int[] yShape) => op.Kind switch
     {
         Prim.MatMul => MatMulKernels.SplitKScratch(h, yShape[0], yShape[1], op.Flag1 ? xShapes[0][0] : xShapes[0][1]),
-        Prim.Sum when IsSumAll(op, xShapes[0]) => Reduce.SumAllScratch(h),
+        Prim.Sum when op.Payload is SumMapOp || IsSumAll(op, xShapes[0]) => Reduce.SumAllScratch(h),
         _ => 0,
     };
 
@@ -30,9 +30,17 @@ internal static class Executor
         Run(h, op, xs, new Operand(y.View, y.ShapeArray), scratch?.View ?? default);
     }
 
-    /// <summary>Writes op(x) into y (y has the inferred shape; scratch has ScratchElements elements).</summary>
-    public static void Run(KernelHost h, OpSpec op, Operand[] x, Operand y, ArrayView<float> scratch)
+    /// <summary>
+    /// Writes op(x) into y (y has the inferred shape; scratch has ScratchElements elements), and into
+    /// side the second output of a fused sum that has one.
+    /// </summary>
+    public static void Run(KernelHost h, OpSpec op, Operand[] x, Operand y, ArrayView<float> scratch, Operand side = default)
     {
+        switch (op.Payload)
+        {
+            case MatMulEpilogue e: e.Run(h, x, y, scratch); return;
+            case SumMapOp s: s.Launch(h, x, y, side, scratch); return;
+        }
         switch (op.Kind)
         {
             case Prim.Neg: Map(h, x, y, new NegOp()); break;

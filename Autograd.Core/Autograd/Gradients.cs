@@ -31,7 +31,7 @@ internal static class Gradients
         [Prim.Log] = [c => c.G / c.X(0)],
         [Prim.Tanh] = [c => Tensor.Apply(new OpSpec(Prim.TanhGrad), c.Out, c.G)],
         [Prim.Sigmoid] = [c => Tensor.Apply(new OpSpec(Prim.SigmoidGrad), c.Out, c.G)],
-        [Prim.Clamp] = [c => Tensor.Apply(new OpSpec(Prim.ClampGrad, c.Op.A, c.Op.B), c.X(0), c.G)],
+        [Prim.Clamp] = [c => Tensor.Apply(new OpSpec(Prim.ClampGrad, c.Op.A, c.Op.B), c.Out, c.G)],
         [Prim.Pow] = [c => Tensor.Apply(new OpSpec(Prim.PowGrad, c.Op.A), c.X(0), c.G)],
         [Prim.Scale] = [c => c.G * c.Op.A],
         [Prim.AddScalar] = [c => c.G],

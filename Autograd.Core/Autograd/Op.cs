@@ -30,7 +30,7 @@ public enum Prim
     Mul,
     /// <summary>a / b, broadcasting.</summary>
     Div,
-    /// <summary>Backward of Clamp(A, B): dOut where A &lt;= x &lt;= B, else 0. Inputs (x, dOut).</summary>
+    /// <summary>Backward of Clamp(A, B): dOut where A &lt; y &lt; B, else 0. Inputs (y, dOut), y the clamp's output.</summary>
     ClampGrad,
     /// <summary>Backward of Tanh: dOut * (1 - y^2). Inputs (y, dOut).</summary>
     TanhGrad,
@@ -67,6 +67,8 @@ internal sealed record OpSpec(Prim Kind, float A = 0, float B = 0, int[]? Ints =
         Prim.Clamp or Prim.ClampGrad => $"{Kind}({A}, {B})",
         Prim.Pow or Prim.PowGrad or Prim.Scale or Prim.AddScalar => $"{Kind}({A})",
         Prim.Add when A != 1 => $"Add(alpha={A})",
+        Prim.MatMul when Payload is MatMulEpilogue e => $"Fused({e.Text})",
+        Prim.Sum when Payload is SumMapOp s => $"Fused({s.Text})",
         Prim.MatMul => $"MatMul({(Flag1 ? "T" : "N")}{(Flag2 ? "T" : "N")})",
         Prim.Sum => $"Sum([{string.Join(", ", Ints ?? [])}]{(Flag1 ? ", keepDim" : "")})",
         Prim.Expand or Prim.Reshape => $"{Kind}({Tensor.ShapeText(Ints ?? [])})",
@@ -90,6 +92,9 @@ internal sealed class Node
     public Tensor[] Inputs { get; }
 
     public Tensor Output { get; }
+
+    /// <summary>A second output, written by the same kernel (compiled graphs' fused sums only).</summary>
+    public Tensor? Side { get; init; }
 
     /// <summary>Set once Backward has released the graph (retainGraph: false).</summary>
     public bool Released { get; set; }

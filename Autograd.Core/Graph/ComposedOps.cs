@@ -31,7 +31,8 @@ internal static class ComposedOps
         return new OpSpec(Prim.Fused, Payload: new FusedOp(composed, text, Bind(composed, binary)));
     }
 
-    private static object Struct(OpSpec op) => op.Kind switch
+    /// <summary>The op struct of an elementwise primitive.</summary>
+    public static object Struct(OpSpec op) => op.Kind switch
     {
         Prim.Neg => new NegOp(),
         Prim.Exp => new ExpOp(),

@@ -21,9 +21,11 @@ internal static class Emit
             if (n.Op.Kind == Prim.Reshape) continue;
             var xs = n.Inputs.Select(x => Operand(plan, x)).ToArray();
             var y = Operand(plan, n.Output);
+            var side = n.Side != null ? Operand(plan, n.Side) : default;
             var op = n.Op;
-            string text = $"{op} {string.Join(", ", n.Inputs.Select(i => Tensor.ShapeText(i.ShapeArray)))} -> {Tensor.ShapeText(n.Output.ShapeArray)}";
-            program.Add(new Instr(text, h => Executor.Run(h, op, xs, y, scratch)));
+            string text = $"{op} {string.Join(", ", n.Inputs.Select(i => Tensor.ShapeText(i.ShapeArray)))} -> {Tensor.ShapeText(n.Output.ShapeArray)}"
+                + (n.Side != null ? $" and {Tensor.ShapeText(n.Side.ShapeArray)}" : "");
+            program.Add(new Instr(text, h => Executor.Run(h, op, xs, y, scratch, side)));
         }
         program.AddRange(Update.Run(plan, optimizer, grads));
         return program;

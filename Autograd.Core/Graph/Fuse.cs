@@ -2,19 +2,29 @@
 // - Dead nodes (nothing the outputs need) go.
 // - An Expand whose consumers are all broadcasting elementwise ops goes: they read its input
 //   directly (the backward of Sum makes one per step: the gradient seed broadcast to the loss's input).
+// - Elementwise ops that are the only reader of a product go into its epilogue (Fuse.MatMul.cs).
+// - A unary op read only by a sum over all elements goes into the sum, and an elementwise sibling of
+//   it that does not need the sum becomes the sum's second output (Fuse.Reduce.cs).
 // - A unary elementwise op that is the only consumer of an elementwise op's output is folded into
 //   it: the pair becomes one kernel whose op struct is composed at run time (ComposedOps.cs).
+// AUTOGRAD_FUSE=0 keeps only dead-code removal and expand folding (to compare, or to bisect a bug).
 namespace AutogradNet;
 
-internal static class Fuse
+internal static partial class Fuse
 {
     public static List<Node> Run(List<Node> nodes, IReadOnlyCollection<Tensor> outputs)
     {
         nodes = DeadCode(nodes, outputs);
         nodes = DropExpands(nodes, outputs);
+        if (!Enabled) return nodes;
+        nodes = FoldIntoMatMul(nodes, outputs);
+        nodes = FoldIntoSum(nodes, outputs);
         nodes = FoldUnaryChains(nodes, outputs);
         return nodes;
     }
+
+    /// <summary>Whether kernel fusion runs (AUTOGRAD_FUSE=0 turns it off).</summary>
+    public static bool Enabled => Environment.GetEnvironmentVariable("AUTOGRAD_FUSE") != "0";
 
     private static Dictionary<Tensor, List<Node>> Consumers(List<Node> nodes)
     {

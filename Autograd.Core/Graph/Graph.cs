@@ -1,7 +1,7 @@
 // Graph.Compile: a training step traced once, differentiated with the eager gradient table,
 // optimised, planned and emitted as a list of pre-bound launches, then replayed (as a CUDA graph on
-// CUDA). The passes, in order, each in its own file: Trace, Differentiate, Fuse, PlanMemory, Emit
-// (with Update, the optimizer's pass), Replay.
+// CUDA). The passes, in order, each in its own file: Trace, Differentiate, Fuse, Update (the
+// optimizer's pass: folded into the products, or appended by Emit), PlanMemory, Emit, Replay.
 using System.Text;
 using AutogradNet.Kernels;
 using AutogradNet.Optim;
@@ -43,6 +43,7 @@ public static class Graph
             outputs.AddRange(grads.Where(g => g != null)!);
             int recorded = traced.Count;
             var nodes = Fuse.Run(traced, outputs);
+            nodes = Update.Fold(nodes, outputs, optimizer, grads);
             var plan = MemoryPlan.Run(nodes, outputs, output.Device);
             var program = Emit.Run(nodes, plan, optimizer, grads);
             return new CompiledStep(output, nodes, recorded, plan, program, optimizer, seed);
@@ -87,7 +88,7 @@ public sealed class CompiledStep : IDisposable
         var home = plan.Home(output);
         home.Storage.AddRef();
         Output = TensorScope.Release(new Tensor(Device, output.ShapeArray, home.Storage));
-        _replay = new Replay(Device, program);
+        _replay = new Replay(Device, program, () => optimizer?.Version ?? 0);
     }
 
     /// <summary>The device the step runs on.</summary>
@@ -102,8 +103,8 @@ public sealed class CompiledStep : IDisposable
     /// <summary>Nodes after fusion (each a kernel, except reshapes).</summary>
     public int Nodes => _nodes.Count;
 
-    /// <summary>Fused kernels generated for this step.</summary>
-    public int FusedKernels => _nodes.Count(n => n.Op.Kind == Prim.Fused);
+    /// <summary>Fused kernels generated for this step (elementwise chains, matmul epilogues, mapped sums).</summary>
+    public int FusedKernels => _nodes.Count(n => n.Op.Kind == Prim.Fused || n.Op.Payload is MatMulEpilogue or SumMapOp);
 
     /// <summary>Kernel launches per step (known after the first Run).</summary>
     public long LaunchesPerStep => _replay.LaunchesPerStep;
@@ -117,7 +118,14 @@ public sealed class CompiledStep : IDisposable
     /// <summary>The tensors the step reads but did not compute (inputs, parameters, constants).</summary>
     public IReadOnlyList<Tensor> Inputs => _inputs;
 
-    internal IEnumerable<Type> FusedOpTypes => _nodes.Where(n => n.Op.Kind == Prim.Fused).Select(n => ((FusedOp)n.Op.Payload!).OpType);
+    /// <summary>The generated op structs by the kernel family they close: Map/Zip, MatMul (epilogue), SumMap (map, side).</summary>
+    internal IEnumerable<(string Family, Type[] Ops)> GeneratedOps => _nodes.Select(n => n.Op.Payload switch
+    {
+        FusedOp f => (typeof(IBinaryOp).IsAssignableFrom(f.OpType) ? "Zip" : "Map", new[] { f.OpType }),
+        MatMulEpilogue e => ("MatMul", new[] { e.OpType }),
+        SumMapOp s => ("SumMap", new[] { s.Map.GetType(), (s.Side ?? new FirstOp()).GetType() }),
+        _ => ("", Array.Empty<Type>()),
+    }).Where(g => g.Item1 != "");
 
     /// <summary>Enqueues one step and returns the device scalar it computes; reads nothing to the host.</summary>
     public Tensor Run()
@@ -215,7 +223,11 @@ public sealed class CompiledStep : IDisposable
         string Id(object o) => ids.TryGetValue(o, out var s) ? s : ids[o] = $"n{ids.Count}";
         var sb = new StringBuilder("digraph step {\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\"];\n");
         var producer = new Dictionary<Tensor, Node>(ReferenceEqualityComparer.Instance);
-        foreach (var n in _nodes) producer[n.Output] = n;
+        foreach (var n in _nodes)
+        {
+            producer[n.Output] = n;
+            if (n.Side != null) producer[n.Side] = n;
+        }
         foreach (var t in _inputs)
             sb.AppendLine($"  {Id(t)} [shape=ellipse, label=\"{(t.RequiresGrad ? "param" : "input")} {Tensor.ShapeText(t.ShapeArray)}\"];");
         foreach (var n in _nodes)

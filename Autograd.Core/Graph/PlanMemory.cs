@@ -61,17 +61,21 @@ internal sealed class MemoryPlan : IDisposable
                 live.RemoveAt(j);
             }
             if (n.Op.Kind == Prim.Reshape) continue;
-            var rootOut = n.Output;
-            long need = Allocator.RoundUp(Math.Max(1, rootOut.NumElements));
-            Tensor buffer;
-            if (!pinned.Contains(rootOut) && free.TryGetValue(need, out var stack) && stack.Count > 0) buffer = stack.Pop();
-            else
+            foreach (var rootOut in n.Side == null ? [n.Output] : new[] { n.Output, n.Side })
             {
-                buffer = TensorScope.Release(Tensor.Empty([(int)need], device, "Graph.Compile"));
-                plan.Buffers.Add(buffer);
+                // An external output is written in place (a parameter updated by a fused SGD step).
+                if (!rootOut.IsSymbolic) continue;
+                long need = Allocator.RoundUp(Math.Max(1, rootOut.NumElements));
+                Tensor buffer;
+                if (!pinned.Contains(rootOut) && free.TryGetValue(need, out var stack) && stack.Count > 0) buffer = stack.Pop();
+                else
+                {
+                    buffer = TensorScope.Release(Tensor.Empty([(int)need], device, "Graph.Compile"));
+                    plan.Buffers.Add(buffer);
+                }
+                plan._home[rootOut] = buffer;
+                live.Add((rootOut, buffer));
             }
-            plan._home[rootOut] = buffer;
-            live.Add((rootOut, buffer));
         }
         if (scratch > 0) plan.Scratch = TensorScope.Release(Tensor.Empty([(int)scratch], device, "Graph.Compile"));
         return plan;

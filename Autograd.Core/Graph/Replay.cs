@@ -13,12 +13,19 @@ internal sealed class Replay : IDisposable
     private readonly List<Instr> _program;
     private readonly Dictionary<int, CudaGraph> _graphs = new();
     private readonly bool _useGraphs;
+    private readonly Func<long> _version;
+    private long _capturedVersion;
     private bool _warm;
 
-    public Replay(Device device, List<Instr> program)
+    /// <param name="device">The device.</param>
+    /// <param name="program">The step's launches.</param>
+    /// <param name="version">Changes when a value baked into the launches changes (the learning rate):
+    /// a CUDA graph captured before is stale and is captured again.</param>
+    public Replay(Device device, List<Instr> program, Func<long> version)
     {
         _device = device;
         _program = program;
+        _version = version;
         _useGraphs = device.Accelerator is CudaAccelerator
             && Environment.GetEnvironmentVariable("AUTOGRAD_CUDA_GRAPHS") != "0";
     }
@@ -63,6 +70,14 @@ internal sealed class Replay : IDisposable
             return;
         }
         var acc = (CudaAccelerator)_device.Accelerator;
+        long version = _version();
+        if (version != _capturedVersion)
+        {
+            host.Synchronize();
+            foreach (var g in _graphs.Values) g.Dispose();
+            _graphs.Clear();
+            _capturedVersion = version;
+        }
         int key = afterStep == null ? -steps : steps;
         if (!_graphs.TryGetValue(key, out var graph))
         {

@@ -1,11 +1,41 @@
-// The optimizer pass: the update of each parameter from its planned gradient buffer, appended after
-// the backward. The optimizer binds the same kernels as its eager Step (fused SGD, momentum, Adam).
+// The optimizer pass. Fold: with plain SGD, a parameter's gradient that is a product read by nothing
+// else is never materialised: the product's epilogue updates the parameter in place
+// (p = -lr * (A B) + 1 * p), and the node moves to the end of the step, after every reader of p.
+// Run: the update of every other parameter from its planned gradient buffer, appended after the
+// backward; the optimizer binds the same kernels as its eager Step (fused SGD, momentum, Adam).
+using AutogradNet.Kernels;
 using AutogradNet.Optim;
 
 namespace AutogradNet;
 
 internal static class Update
 {
+    /// <summary>Fuses what it can of a plain SGD step into the gradients' products; clears those gradients.</summary>
+    public static List<Node> Fold(List<Node> nodes, List<Tensor> outputs, Optimizer? optimizer, Tensor?[] grads)
+    {
+        if (optimizer is not { IsPlainStep: true } || !Fuse.Enabled) return nodes;
+        var result = new List<Node>(nodes);
+        var moved = new List<Node>();
+        var updated = new HashSet<Tensor>(ReferenceEqualityComparer.Instance);
+        for (int i = 0; i < grads.Length; i++)
+        {
+            if (grads[i] is not { } g || ReferenceEquals(g, outputs[0])) continue;
+            var producer = result.Find(n => ReferenceEquals(n.Output, g));
+            if (producer is not { Op.Kind: Prim.MatMul, Op.Payload: null }) continue;
+            if (result.Any(n => n.Inputs.Contains(g)) || producer.Inputs.Any(updated.Contains)) continue;
+            var p = optimizer.Parameters[i];
+            var e = FusedKernels.MatMul(producer.Op, new FirstOp(), $"{producer.Op} -> SGD update of {Tensor.ShapeText(p.ShapeArray)}",
+                0, 0, hasOperand: false, alpha: () => -optimizer.LearningRate, beta: 1f);
+            result.Remove(producer);
+            moved.Add(new Node(producer.Op with { Payload = e }, producer.Inputs, p));
+            updated.Add(p);
+            outputs.Remove(g);
+            grads[i] = null;
+        }
+        result.AddRange(moved);
+        return result;
+    }
+
     public static IEnumerable<Instr> Run(MemoryPlan plan, Optimizer? optimizer, Tensor?[] grads)
     {
         if (optimizer == null) yield break;

@@ -27,8 +27,26 @@ public abstract class Optimizer : IDisposable
         LearningRate = lr;
     }
 
-    /// <summary>The learning rate.</summary>
-    public float LearningRate { get; set; }
+    private float _lr;
+
+    /// <summary>The learning rate. A compiled step picks up a new value at its next Run.</summary>
+    public float LearningRate
+    {
+        get => _lr;
+        set
+        {
+            _lr = value;
+            Interlocked.Increment(ref _version);
+        }
+    }
+
+    private long _version;
+
+    /// <summary>Changes with every assignment of a hyperparameter: a captured CUDA graph older than it is stale.</summary>
+    internal long Version => Interlocked.Read(ref _version);
+
+    /// <summary>Whether the update is exactly p -= lr * g with no state (so a compiled step may fuse it into g's producer).</summary>
+    internal virtual bool IsPlainStep => false;
 
     /// <summary>The parameters this optimizer updates.</summary>
     public IReadOnlyList<Tensor> Parameters => _parameters;

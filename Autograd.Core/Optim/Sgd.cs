@@ -30,6 +30,8 @@ public sealed class Sgd : Optimizer
     /// <summary>The momentum factor.</summary>
     public float Momentum { get; }
 
+    internal override bool IsPlainStep => Momentum == 0f;
+
     internal override void Update(KernelHost host, int i, ArrayView<float> g)
     {
         var p = Parameters[i];

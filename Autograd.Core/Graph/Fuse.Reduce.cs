@@ -1,0 +1,84 @@
+// Fuse, reductions: a sum over all elements reads a unary op's output that nothing else reads, so the
+// op moves into the sum (Pow then Sum becomes one pass summing x^2). A sibling that reads the same
+// input elementwise and does not need the sum joins the pass as a second output: for a loss
+// sum((p - y)^2) that is the backward's PowGrad, so the loss and its gradient cost one launch.
+using AutogradNet.Kernels;
+
+namespace AutogradNet;
+
+internal static partial class Fuse
+{
+    private static List<Node> FoldIntoSum(List<Node> nodes, IReadOnlyCollection<Tensor> outputs)
+    {
+        var result = new List<Node>(nodes);
+        for (int i = 0; i < result.Count; i++)
+        {
+            var sum = result[i];
+            if (sum.Op.Kind != Prim.Sum || sum.Op.Payload != null || sum.Op.Ints!.Length != sum.Inputs[0].Rank
+                || sum.Inputs[0].NumElements == 0) continue;
+            var consumers = Consumers(result);
+            Node? mapNode = null;
+            var u = sum.Inputs[0];
+            object map = new IdentityOp();
+            string text = "";
+            int producer = result.FindIndex(n => ReferenceEquals(n.Output, u));
+            if (producer >= 0 && result[producer] is var p && p.Inputs.Length == 1 && ComposedOps.CanFollow(p.Op)
+                && !outputs.Contains(u) && consumers[u].Count == 1)
+            {
+                mapNode = p;
+                map = ComposedOps.Struct(p.Op);
+                text = p.Op + " -> ";
+                u = p.Inputs[0];
+            }
+            var sibling = mapNode == null ? null : Sibling(result, consumers, u, i, mapNode);
+            if (mapNode == null && sibling == null) continue;
+            object? side = null;
+            Tensor[] inputs = [u];
+            if (sibling != null)
+            {
+                side = ComposedOps.Struct(sibling.Op);
+                int at = ReferenceEquals(sibling.Inputs[0], u) ? 0 : 1;
+                if (at == 1) side = FusedKernels.Flip(side);
+                inputs = [u, sibling.Inputs[1 - at]];
+                text += $"Sum, with {sibling.Op}{(at == 1 ? " (flipped)" : "")}";
+            }
+            else text += "Sum";
+            var op = new OpSpec(Prim.Sum, Ints: sum.Op.Ints, Flag1: sum.Op.Flag1, Payload: FusedKernels.SumMap(map, side, text));
+            result[i] = new Node(op, inputs, sum.Output) { Side = sibling?.Output };
+            if (mapNode != null) result.Remove(mapNode);
+            if (sibling != null) result.Remove(sibling);
+        }
+        return result;
+    }
+
+    // A binary elementwise node after the sum, reading u and an operand that is ready at the sum
+    // (external, or made before it) and is u's shape or a single element; its output has u's shape.
+    private static Node? Sibling(List<Node> nodes, Dictionary<Tensor, List<Node>> consumers, Tensor u, int sumAt, Node mapNode)
+    {
+        foreach (var w in consumers[u])
+        {
+            if (ReferenceEquals(w, mapNode) || w.Inputs.Length != 2 || !ComposedOps.CanLead(w.Op) || w.Op.Kind == Prim.Fused) continue;
+            if (nodes.IndexOf(w) < sumAt || !w.Output.ShapeArray.SequenceEqual(u.ShapeArray)) continue;
+            int at = ReferenceEquals(w.Inputs[0], u) ? 0 : 1;
+            var s = w.Inputs[1 - at];
+            if (ReferenceEquals(s, u) || !(s.NumElements == 1 || s.ShapeArray.SequenceEqual(u.ShapeArray))) continue;
+            if (!ReadyAt(nodes, s, sumAt)) continue;
+            return w;
+        }
+        return null;
+    }
+
+    // Whether t's data exists when node `at` runs: external, or made earlier (reshapes are views, so
+    // a reshape recorded later of something made earlier counts as made earlier).
+    private static bool ReadyAt(List<Node> nodes, Tensor t, int at)
+    {
+        while (true)
+        {
+            if (!t.IsSymbolic) return true;
+            int made = nodes.FindIndex(n => ReferenceEquals(n.Output, t) || ReferenceEquals(n.Side, t));
+            if (made < 0) return false;
+            if (nodes[made].Op.Kind != Prim.Reshape) return made < at;
+            t = nodes[made].Inputs[0];
+        }
+    }
+}

@@ -1,0 +1,102 @@
+// Run-time kernel generation for the two fusions beyond elementwise chains: an elementwise op in a
+// matmul's epilogue, and a reduction that maps its input and writes a sibling elementwise result in
+// the same pass. As in ComposedOps, the op struct is composed with MakeGenericType, the launch is
+// bound once by reflection, and replays go through the bound delegate.
+using System.Reflection;
+using AutogradNet.Kernels;
+using ILGPU;
+
+namespace AutogradNet;
+
+/// <summary>Launch of a fused matmul: inputs (a, b[, operand]), output, alpha, beta, scratch.</summary>
+internal delegate void MatMulLaunch(KernelHost h, Operand[] x, Operand y, float alpha, float beta, ArrayView<float> scratch);
+
+/// <summary>
+/// A MatMul node's epilogue: y = Op(alpha * op(A) op(B) + beta * y, E) with E the node's third input
+/// (when it has one) read through (RowStride, ColStride). Alpha comes from a function so that a fused
+/// SGD update reads the learning rate when it launches.
+/// </summary>
+internal sealed record MatMulEpilogue(object Op, string Text, int RowStride, int ColStride, bool HasOperand,
+    Func<float> Alpha, float Beta, MatMulLaunch Launch)
+{
+    public Type OpType => Op.GetType();
+
+    public void Run(KernelHost h, Operand[] x, Operand y, ArrayView<float> scratch) => Launch(h, x, y, Alpha(), Beta, scratch);
+}
+
+/// <summary>
+/// A fused sum over all elements: y = sum of Map(u), and, when Side is set, side = Side(u, s) with s
+/// the node's second input (broadcast when it has one element).
+/// </summary>
+internal sealed record SumMapOp(object Map, object? Side, string Text, Action<KernelHost, Operand[], Operand, Operand, ArrayView<float>> Launch)
+{
+    public IEnumerable<Type> OpTypes => Side == null ? [Map.GetType()] : [Map.GetType(), Side.GetType()];
+}
+
+internal static class FusedKernels
+{
+    private static readonly float One = 1f;
+
+    /// <summary>A matmul whose epilogue is op (an IBinaryOp struct) with the operand at the given strides.</summary>
+    public static MatMulEpilogue MatMul(OpSpec mm, object op, string text, int rowStride, int colStride, bool hasOperand,
+        Func<float>? alpha = null, float beta = 0f)
+    {
+        var m = typeof(FusedKernels).GetMethod(nameof(BindMatMul), BindingFlags.NonPublic | BindingFlags.Static)!
+            .MakeGenericMethod(op.GetType());
+        var launch = (MatMulLaunch)m.Invoke(null, [op, mm.Flag1, mm.Flag2, rowStride, colStride, hasOperand])!;
+        return new MatMulEpilogue(op, text, rowStride, colStride, hasOperand, alpha ?? (() => One), beta, launch);
+    }
+
+    /// <summary>The epilogue followed by a unary op (an IUnaryOp struct).</summary>
+    public static MatMulEpilogue Then(OpSpec mm, MatMulEpilogue e, object unary, string text)
+    {
+        var type = typeof(BinaryThen<,>).MakeGenericType(e.OpType, unary.GetType());
+        var op = Activator.CreateInstance(type, e.Op, unary)!;
+        return MatMul(mm, op, text, e.RowStride, e.ColStride, e.HasOperand, e.Alpha, e.Beta);
+    }
+
+    /// <summary>The binary op with its operands swapped.</summary>
+    public static object Flip(object binary) =>
+        Activator.CreateInstance(typeof(Flip<>).MakeGenericType(binary.GetType()), binary)!;
+
+    private static MatMulLaunch BindMatMul<TEpi>(object op, bool ta, bool tb, int rs, int cs, bool hasOperand)
+        where TEpi : struct, IBinaryOp
+    {
+        var epi = (TEpi)op;
+        return (h, x, y, alpha, beta, scratch) =>
+        {
+            int k = ta ? x[0].Shape[0] : x[0].Shape[1];
+            var e = hasOperand ? x[2].View : y.View;
+            MatMulKernels.MatMul(h, x[0].View, ta, x[1].View, tb, y.View, y.Shape[0], y.Shape[1], k,
+                alpha, beta, scratch, epi, e, hasOperand ? rs : 0, hasOperand ? cs : 0);
+        };
+    }
+
+    /// <summary>A sum of map(u) over all elements, with an optional sibling side(u, s) written alongside.</summary>
+    public static SumMapOp SumMap(object map, object? side, string text)
+    {
+        var m = typeof(FusedKernels).GetMethod(nameof(BindSumMap), BindingFlags.NonPublic | BindingFlags.Static)!
+            .MakeGenericMethod(map.GetType(), (side ?? new FirstOp()).GetType());
+        var launch = (Action<KernelHost, Operand[], Operand, Operand, ArrayView<float>>)m.Invoke(null, [map, side])!;
+        return new SumMapOp(map, side, text, launch);
+    }
+
+    private static Action<KernelHost, Operand[], Operand, Operand, ArrayView<float>> BindSumMap<TMap, TSide>(object map, object? side)
+        where TMap : struct, IUnaryOp
+        where TSide : struct, IBinaryOp
+    {
+        var mapOp = (TMap)map;
+        var sideOp = side is null ? default : (TSide)side;
+        bool hasSide = side != null;
+        return (h, x, y, s, scratch) =>
+        {
+            if (!hasSide)
+            {
+                Reduce.SumAllMap(h, x[0].View, y.View, scratch, mapOp);
+                return;
+            }
+            int stride = x[1].View.Length == 1 ? 0 : 1;
+            Reduce.SumAllMap(h, x[0].View, y.View, scratch, mapOp, s.View, x[1].View, stride, sideOp);
+        };
+    }
+}
