@@ -23,29 +23,27 @@ public static partial class MatMulKernels
         // CPU launches complete before they return, but a copy may still be queued on the stream.
         host.Synchronize();
         host.CountLaunch();
-        float* pa = (float*)a.LoadEffectiveAddressAsPtr();
-        float* pc = (float*)c.LoadEffectiveAddressAsPtr();
-        float* pe = (float*)e.LoadEffectiveAddressAsPtr();
         int w = Vector<float>.Count;
-        int ldb = (g.N + w - 1) / w * w;
-        float[]? packed = null;
+        float* src = (float*)b.LoadEffectiveAddressAsPtr();
+        // Whole vectors of B's columns are read in place when B's rows are contiguous. The rest (the
+        // last N mod W columns, or all of a transposed B) is packed as zero-padded (K, width) rows;
+        // the padding's results are never stored.
+        int inPlace = g.Bn == 1 ? g.N / w * w : 0;
+        int rest = g.N - inPlace;
+        int packedWidth = (rest + w - 1) / w * w;
+        float[]? packed = rest > 0 ? System.Buffers.ArrayPool<float>.Shared.Rent(Math.Max(1, g.K * packedWidth)) : null;
         try
         {
-            float* src = (float*)b.LoadEffectiveAddressAsPtr();
-            if (g.Bn != 1 || ldb != g.N)
-            {
-                // B transposed, or N not a whole number of vectors: pack it as (K, ldb) rows, zero-padded,
-                // so every column block is whole vectors (the padding's results are never stored).
-                packed = System.Buffers.ArrayPool<float>.Shared.Rent(Math.Max(1, g.K * ldb));
+            if (packed != null)
                 for (int k = 0; k < g.K; k++)
                 {
-                    for (int j = 0; j < g.N; j++) packed[k * ldb + j] = src[k * g.Bk + j * g.Bn];
-                    for (int j = g.N; j < ldb; j++) packed[k * ldb + j] = 0f;
+                    for (int j = 0; j < rest; j++) packed[k * packedWidth + j] = src[k * g.Bk + (inPlace + j) * g.Bn];
+                    for (int j = rest; j < packedWidth; j++) packed[k * packedWidth + j] = 0f;
                 }
-            }
             fixed (float* pk = packed)
             {
-                var job = new HostGemm<TEpi>(pa, packed != null ? pk : src, ldb, pc, pe, g, epi);
+                var job = new HostGemm<TEpi>((float*)a.LoadEffectiveAddressAsPtr(), src, inPlace, pk, packedWidth,
+                    (float*)c.LoadEffectiveAddressAsPtr(), (float*)e.LoadEffectiveAddressAsPtr(), g, epi);
                 int blocks = (g.M + 3) / 4;
                 int parts = (long)g.M * g.N * g.K < HostParallelWork ? 1 : Math.Min(Environment.ProcessorCount, blocks);
                 if (parts <= 1) job.Rows(0, blocks);
@@ -59,40 +57,45 @@ public static partial class MatMulKernels
         }
     }
 
-    /// <summary>One host product: A through g's strides, B as (K, ldb) rows with ldb a multiple of the vector width, C and E as in the kernels.</summary>
-    private readonly unsafe struct HostGemm<TEpi>(float* a, float* b, int ldb, float* c, float* e, GemmArgs g, TEpi epi)
+    /// <summary>
+    /// One host product. A through g's strides; columns [0, inPlace) of B read in place ((K, N) rows);
+    /// columns from inPlace on from the packed (K, packedWidth) rows; C and E as in the kernels.
+    /// </summary>
+    private readonly unsafe struct HostGemm<TEpi>(float* a, float* b, int inPlace, float* packed, int packedWidth,
+        float* c, float* e, GemmArgs g, TEpi epi)
         where TEpi : struct, IBinaryOp
     {
-        private static int W => Vector<float>.Count;
-
         /// <summary>Row blocks [from, to) of 4 rows each.</summary>
         // Fully optimised from the first call: tiered JIT would run the first products unoptimised.
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Rows(int from, int to)
         {
+            int w = Vector<float>.Count;
             for (int blk = from; blk < to; blk++)
             {
                 int i0 = blk * 4;
                 int j = 0;
-                for (; j + 2 * W <= ldb; j += 2 * W) Block2(i0, j);
-                if (j < ldb) Block1(i0, j);
+                for (; j + 2 * w <= inPlace; j += 2 * w) Block2(i0, j, b + j, g.N);
+                for (; j < inPlace; j += w) Block1(i0, j, b + j, g.N);
+                for (int q = 0; q < packedWidth; q += w) Block1(i0, inPlace + q, packed + q, packedWidth);
             }
         }
 
         // Rows past M repeat the last row (loads stay in bounds); Put drops their results.
         private float* RowA(int i) => a + Math.Min(i, g.M - 1) * g.Am;
 
+        // 4 rows x 2 vectors of C: 8 independent FMA chains; B(k, j..) at bk + k * ld.
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private void Block2(int i0, int j)
+        private void Block2(int i0, int j, float* bk, int ld)
         {
             float* a0 = RowA(i0), a1 = RowA(i0 + 1), a2 = RowA(i0 + 2), a3 = RowA(i0 + 3);
             Vector<float> c00 = default, c01 = default, c10 = default, c11 = default;
             Vector<float> c20 = default, c21 = default, c30 = default, c31 = default;
-            float* bk = b + j;
-            for (int k = 0, ka = 0; k < g.K; k++, ka += g.Ak, bk += ldb)
+            int kEnd = g.K, ak = g.Ak, w = Vector<float>.Count;
+            for (int k = 0, ka = 0; k < kEnd; k++, ka += ak, bk += ld)
             {
                 var b0 = *(Vector<float>*)bk;
-                var b1 = *(Vector<float>*)(bk + W);
+                var b1 = *(Vector<float>*)(bk + w);
                 var x = new Vector<float>(a0[ka]);
                 c00 = Vector.FusedMultiplyAdd(x, b0, c00); c01 = Vector.FusedMultiplyAdd(x, b1, c01);
                 x = new Vector<float>(a1[ka]);
@@ -102,19 +105,19 @@ public static partial class MatMulKernels
                 x = new Vector<float>(a3[ka]);
                 c30 = Vector.FusedMultiplyAdd(x, b0, c30); c31 = Vector.FusedMultiplyAdd(x, b1, c31);
             }
-            Put(i0, j, c00); Put(i0, j + W, c01);
-            Put(i0 + 1, j, c10); Put(i0 + 1, j + W, c11);
-            Put(i0 + 2, j, c20); Put(i0 + 2, j + W, c21);
-            Put(i0 + 3, j, c30); Put(i0 + 3, j + W, c31);
+            Put(i0, j, c00); Put(i0, j + w, c01);
+            Put(i0 + 1, j, c10); Put(i0 + 1, j + w, c11);
+            Put(i0 + 2, j, c20); Put(i0 + 2, j + w, c21);
+            Put(i0 + 3, j, c30); Put(i0 + 3, j + w, c31);
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private void Block1(int i0, int j)
+        private void Block1(int i0, int j, float* bk, int ld)
         {
             float* a0 = RowA(i0), a1 = RowA(i0 + 1), a2 = RowA(i0 + 2), a3 = RowA(i0 + 3);
             Vector<float> c0 = default, c1 = default, c2 = default, c3 = default;
-            float* bk = b + j;
-            for (int k = 0, ka = 0; k < g.K; k++, ka += g.Ak, bk += ldb)
+            int kEnd = g.K, ak = g.Ak;
+            for (int k = 0, ka = 0; k < kEnd; k++, ka += ak, bk += ld)
             {
                 var b0 = *(Vector<float>*)bk;
                 c0 = Vector.FusedMultiplyAdd(new Vector<float>(a0[ka]), b0, c0);
@@ -125,11 +128,29 @@ public static partial class MatMulKernels
             Put(i0, j, c0); Put(i0 + 1, j, c1); Put(i0 + 2, j, c2); Put(i0 + 3, j, c3);
         }
 
+        // Whole vectors are scaled and accumulated as vectors (same operations per lane as Store, so
+        // the same bits); the epilogue op, unless it is FirstOp, runs per element.
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private void Put(int i, int j, Vector<float> v)
         {
             if (i >= g.M) return;
-            int n = Math.Min(W, g.N - j);
-            for (int l = 0; l < n; l++) Store(i, j + l, v[l]);
+            int w = Vector<float>.Count;
+            if (g.N - j < w)
+            {
+                for (int l = 0; l < g.N - j; l++) Store(i, j + l, v[l]);
+                return;
+            }
+            float* ci = c + i * g.N + j;
+            var p = v * g.Alpha;
+            if (g.Beta != 0f) p += *(Vector<float>*)ci * g.Beta;
+            if (typeof(TEpi) == typeof(FirstOp))
+            {
+                *(Vector<float>*)ci = p;
+                return;
+            }
+            float* lanes = (float*)&p;
+            float* ei = e + i * g.Em + j * g.En;
+            for (int l = 0; l < w; l++) ci[l] = epi.Apply(lanes[l], ei[l * g.En]);
         }
 
         // The kernels' Store: scale, accumulate, then the epilogue op.

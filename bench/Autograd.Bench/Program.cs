@@ -30,8 +30,8 @@ void Report(Result r)
     Console.WriteLine(r.ToRow());
 }
 
-Report(Workloads.SeedEager(device, steps: gpu ? 500 : 100));
-Report(Workloads.SeedCompiled(device, gpu ? 1000 : 100, cudaGraphs: false, stepsPerRun: 1));
+Report(Workloads.SeedEager(device, steps: 500));
+Report(Workloads.SeedCompiled(device, gpu ? 1000 : 500, cudaGraphs: false, stepsPerRun: 1));
 if (device.Kind == DeviceKind.Cuda)
 {
     Report(Workloads.SeedCompiled(device, 2000, cudaGraphs: true, stepsPerRun: 1));
