@@ -26,6 +26,8 @@ public enum MatMulPath
     Large,
     /// <summary>Vectorised .NET on the CPU accelerator's host memory (CPU accelerator only).</summary>
     Host,
+    /// <summary>128x128 tiles with 16-byte loads and double-buffered slices (needs groups of 256; not chosen by Auto yet).</summary>
+    Wide,
 }
 
 /// <summary>

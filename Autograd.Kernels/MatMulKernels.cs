@@ -269,7 +269,7 @@ public static partial class MatMulKernels
             if (host.MatMulPath == MatMulPath.Host && !host.IsCpu)
                 throw new InvalidOperationException(
                     $"MatMul: the Host path computes on host memory and runs only on the CPU accelerator, not on {host.Accelerator.Name}; use Auto.");
-            if (host.MatMulPath is MatMulPath.Tiled or MatMulPath.Large && !host.CanUseTiledMatMul)
+            if (host.MatMulPath is MatMulPath.Tiled or MatMulPath.Large or MatMulPath.Wide && !host.CanUseTiledMatMul)
                 throw new InvalidOperationException(
                     $"MatMul: the {host.MatMulPath} kernel needs groups of {TiledThreads} threads; this accelerator allows {host.Accelerator.MaxNumThreadsPerGroup}.");
             return host.MatMulPath;
@@ -378,6 +378,14 @@ public static partial class MatMulKernels
         if (path == MatMulPath.Host)
         {
             HostMatMul(host, a, b, c, operand, g, epilogue);
+            return;
+        }
+        if (path == MatMulPath.Wide)
+        {
+            var kw = host.Load("MatMulWide", typeof(TEpi), acc =>
+                acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, int, TEpi>(WideKernel));
+            var grid = new Index3D((n + WideTile - 1) / WideTile, (m + WideTile - 1) / WideTile, 1);
+            kw(host.Stream, new KernelConfig(grid, group), a, b, c, operand, g, WideVectorizable(a, b, g), epilogue);
             return;
         }
         if (path == MatMulPath.Large)

@@ -161,8 +161,8 @@ public sealed class KernelTests
     public static TheoryData<int, int, int, bool, bool, string> MatMulCases()
     {
         var d = new TheoryData<int, int, int, bool, bool, string>();
-        var sizes = new (int, int, int)[] { (1, 1, 1), (7, 33, 65), (65, 7, 33), (130, 65, 7), (33, 130, 1), (1, 65, 130), (64, 100, 200) };
-        foreach (var path in new[] { "host", "small", "tiled", "split3", "large" })
+        var sizes = new (int, int, int)[] { (1, 1, 1), (7, 33, 65), (65, 7, 33), (130, 65, 7), (33, 130, 1), (1, 65, 130), (64, 100, 200), (260, 132, 24) };
+        foreach (var path in new[] { "host", "small", "tiled", "split3", "large", "wide" })
             foreach (var (m, n, k) in sizes)
                 foreach (var ta in new[] { false, true })
                     foreach (var tb in new[] { false, true })
@@ -175,6 +175,7 @@ public sealed class KernelTests
         "host" => MatMulPath.Host,
         "small" => MatMulPath.Small,
         "large" => MatMulPath.Large,
+        "wide" => MatMulPath.Wide,
         _ => MatMulPath.Tiled,
     };
 
@@ -252,10 +253,40 @@ public sealed class KernelTests
         }
     }
 
+    [Fact]
+    public void Wide_SGEMM_reads_vectors_only_where_aligned_and_is_right_either_way()
+    {
+        var host = HostFor("wide");
+        var saved = host.MatMulPath;
+        host.MatMulPath = MatMulPath.Wide;
+        try
+        {
+            int m = 132, n = 68, k = 40;
+            var a = TestData.Normal(m * k, 1);
+            var b = TestData.Normal(k * n, 2);
+            // A one float into its buffer: not 16-byte aligned, so A's slices are read as scalars.
+            using var ab = Upload(host, [0.5f, .. a]);
+            using var bb = Upload(host, b);
+            using var cb = Upload(host, Enumerable.Repeat(float.NaN, m * n).ToArray());
+            var aView = ab.View.SubView(1, m * k);
+            var g = new GemmArgs(m, n, k, false, false, 1f, 0f);
+            MatMulKernels.WideVectorizable(aView, bb.View, g).Should().Be(2, "B is aligned with N % 4 == 0, A is not aligned");
+            MatMulKernels.WideVectorizable(ab.View.SubView(0, m * k), bb.View, g).Should().Be(3);
+            MatMulKernels.WideVectorizable(ab.View.SubView(0, m * k), bb.View, new GemmArgs(m, n, k, true, false, 1f, 0f)).Should().Be(3, "A^T has rows of M = 132");
+            MatMulKernels.WideVectorizable(ab.View.SubView(0, 65 * 7), bb.View.SubView(0, 7 * 33), new GemmArgs(65, 33, 7, false, false, 1f, 0f)).Should().Be(0, "K = 7 and N = 33 are not multiples of 4");
+            MatMulKernels.MatMul(host, aView, false, bb.View, false, cb.View, m, n, k);
+            TestData.ShouldMatch(Download(host, cb, m * n), Reference.MatMul(a, false, b, false, m, n, k), 1e-4, 2e-5 * Math.Sqrt(k), "wide, unaligned A");
+        }
+        finally
+        {
+            host.MatMulPath = saved;
+        }
+    }
+
     public static TheoryData<string, string, int, int, int> EpilogueCases()
     {
         var d = new TheoryData<string, string, int, int, int>();
-        foreach (var path in new[] { "host", "small", "tiled", "split3", "large" })
+        foreach (var path in new[] { "host", "small", "tiled", "split3", "large", "wide" })
             foreach (var epi in new[] { "relu", "bias-relu", "mask", "col-axpy", "sgd" })
                 foreach (var (m, n, k) in new[] { (1, 7, 33), (65, 130, 7), (130, 33, 65) })
                     d.Add(path, epi, m, n, k);

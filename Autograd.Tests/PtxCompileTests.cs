@@ -92,4 +92,17 @@ public sealed class PtxCompileTests
         var ptx = ((PTXCompiledKernel)Ptx.Value.Backend.Compile(entry, KernelSpecialization.Empty)).PTXAssembly;
         ptx.Should().Contain(".shared").And.Contain("bar.sync").And.Contain("ld.shared.f32");
     }
+
+    [Fact]
+    public void Wide_SGEMM_uses_16_byte_loads_and_an_unrolled_inner_loop()
+    {
+        var entry = EntryPointDescription.FromExplicitlyGroupedKernel(
+            AllKernels().Single(m => Describe(m) == "MatMulKernels.WideKernel<FirstOp>"));
+        var ptx = ((PTXCompiledKernel)Ptx.Value.Backend.Compile(entry, KernelSpecialization.Empty)).PTXAssembly;
+        int Count(string s) => ptx.Split(s).Length - 1;
+        Count("ld.shared.v4.f32").Should().Be(32, "8 unrolled steps x 4 fragment loads");
+        Count("ld.shared.f32").Should().Be(0, "no scalar shared loads in the inner loop");
+        Count("ld.v4.f32").Should().BeGreaterThanOrEqualTo(2, "the slices' 16-byte global loads");
+        Count("bar.sync").Should().Be(2, "one barrier before the loop and one per slice (double buffering)");
+    }
 }

@@ -4,6 +4,7 @@
 using System.Text.Json;
 using AutogradNet;
 using AutogradNet.Bench;
+using AutogradNet.Kernels;
 
 string? deviceName = null, jsonPath = null;
 bool quick = false;
@@ -43,7 +44,12 @@ if (!quick)
 {
     foreach (int n in new[] { 1024, 4096, 8192 })
         foreach (var (ta, tb, name) in new[] { (false, false, "NN"), (false, true, "NT"), (true, false, "TN") })
+        {
             Report(Workloads.MatMul(device, n, n, n, ta, tb, $"matmul {n}^3 {name}"));
+            // The double-buffered 16-byte-load kernel beside the default, until it is measured to win.
+            if (n == 4096 || name == "NN")
+                Report(Workloads.MatMul(device, n, n, n, ta, tb, $"matmul {n}^3 {name}", MatMulPath.Wide));
+        }
     Report(Workloads.BigStep(device));
     Report(Workloads.Sum(device, 16 << 20));
     Report(Workloads.Sum(device, 256 << 20));

@@ -133,7 +133,21 @@ public static class Workloads
     }
 
     /// <summary>C = op(A) op(B) through the SGEMM launcher into a preallocated C.</summary>
-    public static Result MatMul(Device d, int m, int n, int k, bool ta, bool tb, string name)
+    public static Result MatMul(Device d, int m, int n, int k, bool ta, bool tb, string name, MatMulPath path = MatMulPath.Auto)
+    {
+        var saved = d.Kernels.MatMulPath;
+        d.Kernels.MatMulPath = path;
+        try
+        {
+            return MatMulAuto(d, m, n, k, ta, tb, name);
+        }
+        finally
+        {
+            d.Kernels.MatMulPath = saved;
+        }
+    }
+
+    private static Result MatMulAuto(Device d, int m, int n, int k, bool ta, bool tb, string name)
     {
         Tensor.ManualSeed(1);
         using var a = Tensor.Randn(ta ? [k, m] : [m, k], d);
