@@ -13,13 +13,13 @@ public sealed class FusionTests
     public static TheoryData<string, string> Cases()
     {
         var d = new TheoryData<string, string>();
-        foreach (var g in new[] { "bias-row", "bias-1xN", "bias-column", "scalar-scale", "operand-left", "product-read-twice", "pow3-sum", "mean-tanh", "sum-of-product", "two-layer-bias" })
+        foreach (var g in new[] { "bias-row", "bias-1xN", "bias-column", "scalar-scale", "operand-left", "product-read-twice", "pow3-sum", "mean-tanh", "sum-of-product", "two-layer-bias", "both-factors-trained" })
             foreach (var opt in new[] { "sgd", "adam" })
                 d.Add(g, opt);
         return d;
     }
 
-    // x (7, 33), y (7, 5); parameters w (33, 5), b (5), c (7, 1) const, s (1), w2 (5, 3).
+    // x (7, 33), y (7, 5), col (7, 1); parameters w (33, 5), b (5), s (1), w2 (5, 3), a (7, 33).
     private static Func<Tensor[], Tensor> Graph(string name, Tensor x, Tensor y, Tensor col) => name switch
     {
         "bias-row" => p => ((x.MatMul(p[0]) + p[1]).Relu() - y).Pow(2).Sum(),
@@ -31,7 +31,10 @@ public sealed class FusionTests
         "pow3-sum" => p => (x.MatMul(p[0]) - y).Pow(3).Sum(),
         "mean-tanh" => p => x.MatMul(p[0]).Tanh().Mean(),
         "sum-of-product" => p => x.MatMul(p[0]).Sum(),
-        _ => p => ((x.MatMul(p[0]) + p[1]).Relu().MatMul(p[3]) - y.MatMul(p[3])).Pow(2).Sum(),
+        "two-layer-bias" => p => ((x.MatMul(p[0]) + p[1]).Relu().MatMul(p[3]) - y.MatMul(p[3])).Pow(2).Sum(),
+        // Each factor's gradient product reads the other factor: only one update may be folded
+        // (moved after the other's read), or the second would read an already updated factor.
+        _ => p => (p[4].MatMul(p[0]) - y).Pow(2).Sum(),
     };
 
     private static Tensor[] Parameters() =>
@@ -40,6 +43,7 @@ public sealed class FusionTests
         TestData.Tensor([5], 4, requiresGrad: true),
         Tensor.FromArray([0.7f], [1], TestData.Device, requiresGrad: true),
         TestData.Tensor([5, 3], 6, requiresGrad: true),
+        TestData.Tensor([7, 33], 7, requiresGrad: true),
     ];
 
     private static (float[] Losses, float[][] Params, int Nodes) Compiled(string graph, string opt, bool fuse)
@@ -70,6 +74,7 @@ public sealed class FusionTests
         "bias-row" or "bias-1xN" => [p[0], p[1]],
         "scalar-scale" => [p[0], p[2]],
         "two-layer-bias" => [p[0], p[1], p[3]],
+        "both-factors-trained" => [p[4], p[0]],
         _ => [p[0]],
     };
 
