@@ -63,10 +63,19 @@ public static class Reduce
         int n)
     {
         var shared = SharedMemory.Allocate<float>(MaxGroup);
-        int tid = Group.IdxX;
         int stride = Grid.DimX * Group.DimX;
         float s = 0f;
         for (int i = Grid.GlobalIndex.X; i < n; i += stride) s += x[i];
+        GroupSum(shared, partial, s);
+    }
+
+    // partial[group] = the sum of every thread's s, by a fixed tree (the same bits every run).
+    private static void GroupSum(
+        ArrayView<float> shared,   // (MaxGroup) the group's shared scratch
+        ArrayView<float> partial,  // (gridDim) one sum per group
+        float s)
+    {
+        int tid = Group.IdxX;
         shared[tid] = s;
         Group.Barrier();
         for (int half = Group.DimX / 2; half > 0; half /= 2)
@@ -95,7 +104,6 @@ public static class Reduce
         where TSide : struct, IBinaryOp
     {
         var shared = SharedMemory.Allocate<float>(MaxGroup);
-        int tid = Group.IdxX;
         int stride = Grid.DimX * Group.DimX;
         float acc = 0f;
         for (int i = Grid.GlobalIndex.X; i < n; i += stride)
@@ -104,14 +112,7 @@ public static class Reduce
             acc += map.Apply(v);
             if (hasSide != 0) side[i] = sideOp.Apply(v, s[i * sStride]);
         }
-        shared[tid] = acc;
-        Group.Barrier();
-        for (int half = Group.DimX / 2; half > 0; half /= 2)
-        {
-            if (tid < half) shared[tid] += shared[tid + half];
-            Group.Barrier();
-        }
-        if (tid == 0) partial[Grid.IdxX] = shared[0];
+        GroupSum(shared, partial, acc);
     }
 
     /// <summary>y[o] = sum of x over the reduced axes at output position o.</summary>
