@@ -37,7 +37,11 @@ public sealed class KernelHost
 {
     private readonly ConcurrentDictionary<(string Name, Type? Op), Delegate> _cache;
     private readonly StrongBox<int> _loads;
+    private readonly MemoryBuffer1D<int, Stride1D.Dense> _arrivals;
     private long _launches;
+
+    /// <summary>Output tiles a one-launch split-K product may have (more fall back to two launches).</summary>
+    public const int MaxSplitKTiles = 4096;
 
     /// <summary>Wraps an accelerator; the host does not own it.</summary>
     /// <param name="accelerator">The accelerator every kernel of this host runs on.</param>
@@ -55,6 +59,10 @@ public sealed class KernelHost
         while (ReduceGroupSize * 2 <= GroupSize) ReduceGroupSize *= 2;
         int groupsPerSm = Math.Max(1, accelerator.MaxNumThreadsPerMultiprocessor / GroupSize);
         MaxGroups = Math.Max(1, accelerator.NumMultiprocessors * groupsPerSm);
+        // Zero once; every split-K launch leaves its counters at zero again (MatMulKernels.SplitKFixup).
+        _arrivals = accelerator.Allocate1D<int>(MaxSplitKTiles);
+        _arrivals.MemSetToZero(Stream);
+        Stream.Synchronize();
         // 256 threads as 16x16 with a 64x64 tile (4x4 per thread) needs a group of 256.
         CanUseTiledMatMul = maxGroup >= MatMulKernels.TiledThreads;
     }
@@ -72,6 +80,9 @@ public sealed class KernelHost
         CanUseTiledMatMul = other.CanUseTiledMatMul;
         MatMulPath = other.MatMulPath;
         MatMulSplitK = other.MatMulSplitK;
+        SplitKInOneLaunch = other.SplitKInOneLaunch;
+        // Shared: the streams' work is ordered on the default stream (a captured graph is launched there).
+        _arrivals = other._arrivals;
     }
 
     /// <summary>A host that launches the same cached kernels on another stream (e.g. one being captured).</summary>
@@ -132,6 +143,12 @@ public sealed class KernelHost
             return load(Accelerator);
         });
     }
+
+    /// <summary>Whether a split-K product sums its slices in the same launch (default) or in a second kernel.</summary>
+    public bool SplitKInOneLaunch { get; set; } = true;
+
+    /// <summary>One arrival counter per output tile for one-launch split-K; zero between launches.</summary>
+    internal ArrayView<int> SplitKArrivals => _arrivals.View;
 
     /// <summary>Counts work run on the host in place of a kernel (the CPU accelerator's SGEMM).</summary>
     internal void CountLaunch() => Interlocked.Increment(ref _launches);

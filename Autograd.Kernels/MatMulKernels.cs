@@ -15,8 +15,10 @@
 // - Tiled: 16x16 threads compute a 64x64 tile of C through 16-deep shared-memory slices of A and B,
 //   4x4 per thread with rows/cols strided by 16 so shared reads are conflict-free. Needs groups of 256.
 //   Split-K: when C has too few tiles to fill the device (the seed's 64x100 output is 2 tiles), the
-//   K range is cut into slices, one grid layer each, writing partial products to a scratch buffer
-//   that a second kernel sums in a fixed order (deterministic, unlike atomics).
+//   K range is cut into slices, one grid layer each, writing partial products to a scratch buffer.
+//   The last layer to finish a tile (an atomic count per tile) sums the tile's slices in layer
+//   order: one launch, deterministic (the sum's order is fixed; only who does it varies). The
+//   two-launch form (a second kernel sums) remains behind KernelHost.SplitKInOneLaunch = false.
 using ILGPU;
 using ILGPU.Runtime;
 
@@ -68,6 +70,10 @@ public readonly struct GemmArgs
     /// <summary>The arguments of one split-K pass: slices of depth kPer, raw partial products, no operand.</summary>
     /// <param name="kPer">Depth of each slice.</param>
     public GemmArgs Sliced(int kPer) => new(this, kPer, 0, 0, raw: true);
+
+    /// <summary>The same product (scale, accumulate, operand) cut into slices of depth kPer.</summary>
+    /// <param name="kPer">Depth of each slice.</param>
+    public GemmArgs WithSliceDepth(int kPer) => new(this, kPer, Em, En, raw: false);
 
     /// <summary>The same product with the epilogue operand read at E(i, j) = e[i * em + j * en].</summary>
     /// <param name="em">Operand stride between rows of C (0 broadcasts a row).</param>
@@ -148,13 +154,23 @@ public static partial class MatMulKernels
         c[idx] = epi.Apply(p, e[i * g.Em + j * g.En]);
     }
 
-    /// <summary>Shared-memory tiled SGEMM: a 64x64 tile of C per group of 16x16 threads.</summary>
+    /// <summary>
+    /// Shared-memory tiled SGEMM: a 64x64 tile of C per group of 16x16 threads, one K slice per grid
+    /// layer. With fixup = 0 each layer stores its slice at layer * M * N of c (through g's alpha, beta
+    /// and the epilogue: the whole product when there is one layer). With fixup = 1 each layer stores
+    /// its raw slice in partial, and the last layer to finish a tile sums the tile's slices in layer
+    /// order and stores C through the epilogue: split-K in one launch, with the bits of the two-kernel
+    /// form (the order of the sum does not depend on which layer finishes last).
+    /// </summary>
     internal static void TiledKernel<TEpi>(
-        ArrayView<float> a,   // (M, K) or (K, M) per g's strides
-        ArrayView<float> b,   // (K, N) or (N, K) per g's strides
-        ArrayView<float> c,   // (M, N) row-major; (split, M, N) partial products when K is split
-        ArrayView<float> e,   // epilogue operand, E(i, j) = e[i * Em + j * En]
+        ArrayView<float> a,        // (M, K) or (K, M) per g's strides
+        ArrayView<float> b,        // (K, N) or (N, K) per g's strides
+        ArrayView<float> c,        // (M, N) row-major; (split, M, N) slices when fixup = 0 and K is split
+        ArrayView<float> e,        // epilogue operand, E(i, j) = e[i * Em + j * En]
+        ArrayView<float> partial,  // (split, M, N) raw slices, when fixup = 1
+        ArrayView<int> arrivals,   // (tiles) layers done per tile, 0 between launches, when fixup = 1
         GemmArgs g,
+        int fixup,
         TEpi epi)
         where TEpi : struct, IBinaryOp
     {
@@ -187,10 +203,54 @@ public static partial class MatMulKernels
             Group.Barrier();
         }
         int r = rowBase + ty, col = colBase + tx;
-        StoreStrided(c, e, g, epi, cBase, r, col, s00, s01, s02, s03);
-        StoreStrided(c, e, g, epi, cBase, r + 16, col, s10, s11, s12, s13);
-        StoreStrided(c, e, g, epi, cBase, r + 32, col, s20, s21, s22, s23);
-        StoreStrided(c, e, g, epi, cBase, r + 48, col, s30, s31, s32, s33);
+        if (fixup == 0)
+        {
+            StoreStrided(c, e, g, epi, cBase, r, col, s00, s01, s02, s03);
+            StoreStrided(c, e, g, epi, cBase, r + 16, col, s10, s11, s12, s13);
+            StoreStrided(c, e, g, epi, cBase, r + 32, col, s20, s21, s22, s23);
+            StoreStrided(c, e, g, epi, cBase, r + 48, col, s30, s31, s32, s33);
+            return;
+        }
+        var raw = g.Sliced(g.KPer);
+        FirstOp keep = default;
+        StoreStrided(partial, partial, raw, keep, cBase, r, col, s00, s01, s02, s03);
+        StoreStrided(partial, partial, raw, keep, cBase, r + 16, col, s10, s11, s12, s13);
+        StoreStrided(partial, partial, raw, keep, cBase, r + 32, col, s20, s21, s22, s23);
+        StoreStrided(partial, partial, raw, keep, cBase, r + 48, col, s30, s31, s32, s33);
+        SplitKFixup(c, e, partial, arrivals, g, epi, tid, r, col);
+    }
+
+    // The layers of a tile count themselves in; the last one (whose count sees all the others' slices,
+    // made visible by the fence before each count) sums the tile's slices in layer order, stores C and
+    // resets the count for the next launch.
+    private static void SplitKFixup<TEpi>(ArrayView<float> c, ArrayView<float> e, ArrayView<float> partial,
+        ArrayView<int> arrivals, GemmArgs g, TEpi epi, int tid, int r, int col)
+        where TEpi : struct, IBinaryOp
+    {
+        var last = SharedMemory.Allocate<int>(1);
+        int tile = Grid.IdxY * Grid.DimX + Grid.IdxX;
+        int split = Grid.DimZ;
+        MemoryFence.DeviceLevel();
+        Group.Barrier();
+        if (tid == 0) last[0] = Atomic.Add(ref arrivals[tile], 1) == split - 1 ? 1 : 0;
+        Group.Barrier();
+        if (last[0] == 0) return;
+        MemoryFence.DeviceLevel();
+        int mn = g.M * g.N;
+        for (int p = 0; p < 4; p++)
+        {
+            int i = r + 16 * p;
+            if (i >= g.M) break;
+            for (int q = 0; q < 4; q++)
+            {
+                int j = col + 16 * q;
+                if (j >= g.N) break;
+                float s = 0f;
+                for (int z = 0; z < split; z++) s += partial[z * mn + i * g.N + j];
+                Store(c, e, g, epi, 0, i, j, s);
+            }
+        }
+        if (tid == 0) arrivals[tile] = 0;
     }
 
     /// <summary>
@@ -400,21 +460,28 @@ public static partial class MatMulKernels
         {
             int gx = (n + Tile - 1) / Tile, gy = (m + Tile - 1) / Tile;
             int split = SplitK(host, m, n, k);
+            var kt = host.Load("MatMulTiled", typeof(TEpi), acc =>
+                acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, GemmArgs, int, TEpi>(TiledKernel));
+            var arrivals = host.SplitKArrivals;
             if (split == 1)
             {
-                var kt = host.Load("MatMulTiled", typeof(TEpi), acc =>
-                    acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, TEpi>(TiledKernel));
-                kt(host.Stream, new KernelConfig(new Index3D(gx, gy, 1), group), a, b, c, operand, g, epilogue);
+                kt(host.Stream, new KernelConfig(new Index3D(gx, gy, 1), group), a, b, c, operand, c, arrivals, g, 0, epilogue);
                 return;
             }
             long need = (long)split * m * n;
             if (scratch.Length < need)
                 throw new ArgumentException($"MatMul: splitting K={k} into {split} slices needs a scratch of {need} elements, got {scratch.Length}. Ask SplitKScratch first.");
             var partial = scratch.SubView(0, need);
-            // The slices write raw partial products; scale, accumulate and the epilogue happen once, in the sum.
+            var sliced = g.WithSliceDepth(SliceDepth(k, split));
+            if (host.SplitKInOneLaunch && gx * gy <= arrivals.Length)
+            {
+                kt(host.Stream, new KernelConfig(new Index3D(gx, gy, split), group), a, b, c, operand, partial, arrivals, sliced, 1, epilogue);
+                return;
+            }
+            // Two launches: raw slices, then their sum with scale, accumulate and the epilogue.
             var raw = host.Load("MatMulTiled", typeof(FirstOp), acc =>
-                acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, FirstOp>(TiledKernel));
-            raw(host.Stream, new KernelConfig(new Index3D(gx, gy, split), group), a, b, partial, partial, g.Sliced(SliceDepth(k, split)), default);
+                acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, GemmArgs, int, FirstOp>(TiledKernel));
+            raw(host.Stream, new KernelConfig(new Index3D(gx, gy, split), group), a, b, partial, partial, partial, arrivals, sliced.Sliced(sliced.KPer), 0, default);
             var sum = host.Load("SplitKSum", typeof(TEpi), acc =>
                 acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, int, TEpi>(SplitKSumKernel));
             sum(host.Stream, host.GridStride((long)m * n), partial, c, operand, g, split, epilogue);

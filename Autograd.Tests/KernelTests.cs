@@ -162,7 +162,7 @@ public sealed class KernelTests
     {
         var d = new TheoryData<int, int, int, bool, bool, string>();
         var sizes = new (int, int, int)[] { (1, 1, 1), (7, 33, 65), (65, 7, 33), (130, 65, 7), (33, 130, 1), (1, 65, 130), (64, 100, 200), (260, 132, 24) };
-        foreach (var path in new[] { "host", "small", "tiled", "split3", "large", "wide" })
+        foreach (var path in new[] { "host", "small", "tiled", "split3", "split3-two-launches", "large", "wide" })
             foreach (var (m, n, k) in sizes)
                 foreach (var ta in new[] { false, true })
                     foreach (var tb in new[] { false, true })
@@ -199,7 +199,8 @@ public sealed class KernelTests
         var host = HostFor(path);
         var saved = host.MatMulPath;
         host.MatMulPath = PathOf(path);
-        host.MatMulSplitK = path == "split3" ? 3 : 1;
+        host.MatMulSplitK = path.StartsWith("split3", StringComparison.Ordinal) ? 3 : 1;
+        host.SplitKInOneLaunch = path != "split3-two-launches";
         try
         {
             var a = TestData.Normal(m * k, m * 31 + k);
@@ -217,6 +218,7 @@ public sealed class KernelTests
         {
             host.MatMulPath = saved;
             host.MatMulSplitK = null;
+            host.SplitKInOneLaunch = true;
         }
     }
 
@@ -283,10 +285,53 @@ public sealed class KernelTests
         }
     }
 
+    [Fact]
+    public void One_launch_split_K_leaves_its_counters_at_zero_and_repeats_bit_for_bit()
+    {
+        var host = HostFor("split3");
+        var saved = host.MatMulPath;
+        host.MatMulPath = MatMulPath.Tiled;
+        host.MatMulSplitK = 5;
+        try
+        {
+            int m = 130, n = 70, k = 160; // 3 x 2 tiles, 5 slices of 32
+            var a = TestData.Normal(m * k, 31);
+            var b = TestData.Normal(k * n, 32);
+            using var ab = Upload(host, a);
+            using var bb = Upload(host, b);
+            using var scratch = Upload(host, Enumerable.Repeat(float.NaN, (int)MatMulKernels.SplitKScratch(host, m, n, k)).ToArray());
+            MatMulKernels.SplitK(host, m, n, k).Should().Be(5);
+            var runs = new List<float[]>();
+            for (int rep = 0; rep < 3; rep++)
+            {
+                using var cb = Upload(host, Enumerable.Repeat(float.NaN, m * n).ToArray());
+                MatMulKernels.MatMul(host, ab.View, false, bb.View, false, cb.View, m, n, k, scratch: scratch.View);
+                runs.Add(Download(host, cb, m * n));
+                var counters = new int[6];
+                host.SplitKArrivals.SubView(0, 6).CopyToCPU(host.Stream, counters);
+                host.Synchronize();
+                counters.Should().AllBeEquivalentTo(0, "the last layer of each tile resets its count");
+            }
+            TestData.ShouldMatch(runs[0], Reference.MatMul(a, false, b, false, m, n, k), 1e-4, 2e-5 * Math.Sqrt(k), "one-launch split-K");
+            runs[1].Should().Equal(runs[0]);
+            runs[2].Should().Equal(runs[0]);
+            host.SplitKInOneLaunch = false;
+            using var c2 = Upload(host, Enumerable.Repeat(float.NaN, m * n).ToArray());
+            MatMulKernels.MatMul(host, ab.View, false, bb.View, false, c2.View, m, n, k, scratch: scratch.View);
+            Download(host, c2, m * n).Should().Equal(runs[0], "the same sum in the same order as the two-launch form");
+        }
+        finally
+        {
+            host.MatMulPath = saved;
+            host.MatMulSplitK = null;
+            host.SplitKInOneLaunch = true;
+        }
+    }
+
     public static TheoryData<string, string, int, int, int> EpilogueCases()
     {
         var d = new TheoryData<string, string, int, int, int>();
-        foreach (var path in new[] { "host", "small", "tiled", "split3", "large", "wide" })
+        foreach (var path in new[] { "host", "small", "tiled", "split3", "split3-two-launches", "large", "wide" })
             foreach (var epi in new[] { "relu", "bias-relu", "mask", "col-axpy", "sgd" })
                 foreach (var (m, n, k) in new[] { (1, 7, 33), (65, 130, 7), (130, 33, 65) })
                     d.Add(path, epi, m, n, k);
@@ -306,7 +351,8 @@ public sealed class KernelTests
         var host = HostFor(path);
         var saved = host.MatMulPath;
         host.MatMulPath = PathOf(path);
-        host.MatMulSplitK = path == "split3" ? 3 : 1;
+        host.MatMulSplitK = path.StartsWith("split3", StringComparison.Ordinal) ? 3 : 1;
+        host.SplitKInOneLaunch = path != "split3-two-launches";
         try
         {
             var a = TestData.Normal(m * k, m + 5 * k);
@@ -364,6 +410,7 @@ public sealed class KernelTests
         {
             host.MatMulPath = saved;
             host.MatMulSplitK = null;
+            host.SplitKInOneLaunch = true;
         }
     }
 
