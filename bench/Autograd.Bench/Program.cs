@@ -37,6 +37,9 @@ if (device.Kind == DeviceKind.Cuda)
 {
     Report(Workloads.SeedCompiled(device, 2000, cudaGraphs: true, stepsPerRun: 1));
     Report(Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500));
+    // What fusion and one-launch split-K buy, on the same card.
+    Report(Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "unfused"));
+    Report(Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "split-K in two launches"));
 }
 Report(Workloads.MatMul(device, 64, 100, 1000, false, false, "seed layer-1 forward 64x1000x100 NN"));
 Report(Workloads.MatMul(device, 1000, 100, 64, true, false, "seed dW1 = x^T dH (1000x64x100 TN)"));

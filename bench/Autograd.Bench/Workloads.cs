@@ -70,7 +70,29 @@ public static class Workloads
     }
 
     /// <summary>The seed's step compiled (Graph.Compile), replayed one Run per step or n steps per Run.</summary>
-    public static Result SeedCompiled(Device d, int steps, bool cudaGraphs, int stepsPerRun)
+    /// <param name="d">The device.</param>
+    /// <param name="steps">Steps timed in all.</param>
+    /// <param name="cudaGraphs">Replay as CUDA graphs (CUDA only).</param>
+    /// <param name="stepsPerRun">Steps per Run call.</param>
+    /// <param name="variant">"" as shipped; "unfused" compiles with AUTOGRAD_FUSE=0; "split-K in two launches"
+    /// sums split products in a second kernel (KernelHost.SplitKInOneLaunch = false).</param>
+    public static Result SeedCompiled(Device d, int steps, bool cudaGraphs, int stepsPerRun, string variant = "")
+    {
+        Environment.SetEnvironmentVariable("AUTOGRAD_FUSE", variant == "unfused" ? "0" : null);
+        d.Kernels.SplitKInOneLaunch = variant != "split-K in two launches";
+        try
+        {
+            var r = SeedCompiledAsShipped(d, steps, cudaGraphs, stepsPerRun);
+            return variant == "" ? r : r with { Name = $"{r.Name}, {variant}" };
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("AUTOGRAD_FUSE", null);
+            d.Kernels.SplitKInOneLaunch = true;
+        }
+    }
+
+    private static Result SeedCompiledAsShipped(Device d, int steps, bool cudaGraphs, int stepsPerRun)
     {
         Environment.SetEnvironmentVariable("AUTOGRAD_CUDA_GRAPHS", cudaGraphs ? "1" : "0");
         var (x, y, w1, w2) = SeedTensors(d);
