@@ -1,5 +1,7 @@
 // Sums: over all elements (two-stage tree: per-group partials, then one group) and over any set of
-// axes of a rank <= 4 tensor (one thread per output element walking the reduced sub-box).
+// axes of a rank <= 4 tensor. Axes that form one run are summed as (outer, r, inner): a thread per
+// output walking down r when inner > 1, a group per row when the run is trailing; any other set walks
+// the reduced sub-box per output element.
 // Both are deterministic: a fixed grid sums in a fixed order, so the same input gives the same bits.
 // SumAllMap is the fused form the compiled graph uses for a loss: it sums Map(x) without writing
 // Map(x) anywhere, and can write a sibling elementwise result of x in the same pass (the loss's
@@ -66,13 +68,14 @@ public static class Reduce
         int stride = Grid.DimX * Group.DimX;
         float s = 0f;
         for (int i = Grid.GlobalIndex.X; i < n; i += stride) s += x[i];
-        GroupSum(shared, partial, s);
+        GroupSum(shared, partial, Grid.IdxX, s);
     }
 
-    // partial[group] = the sum of every thread's s, by a fixed tree (the same bits every run).
+    // y[at] = the sum of every thread's s, by a fixed tree (the same bits every run).
     private static void GroupSum(
         ArrayView<float> shared,   // (MaxGroup) the group's shared scratch
-        ArrayView<float> partial,  // (gridDim) one sum per group
+        ArrayView<float> y,        // the output
+        int at,
         float s)
     {
         int tid = Group.IdxX;
@@ -83,7 +86,9 @@ public static class Reduce
             if (tid < half) shared[tid] += shared[tid + half];
             Group.Barrier();
         }
-        if (tid == 0) partial[Grid.IdxX] = shared[0];
+        if (tid == 0) y[at] = shared[0];
+        // The next use of shared (another row) must not overwrite shared[0] before thread 0 read it.
+        Group.Barrier();
     }
 
     /// <summary>
@@ -112,7 +117,51 @@ public static class Reduce
             acc += map.Apply(v);
             if (hasSide != 0) side[i] = sideOp.Apply(v, s[i * sStride]);
         }
-        GroupSum(shared, partial, acc);
+        GroupSum(shared, partial, Grid.IdxX, acc);
+    }
+
+    /// <summary>
+    /// x viewed as (outer, r, inner): y[o * inner + i] = sum over k of x[(o * r + k) * inner + i]. One
+    /// thread per output; neighbouring threads read neighbouring elements (coalesced), no index
+    /// arithmetic in the loop. For contiguous reduced axes with inner > 1 (a bias gradient's batch sum).
+    /// </summary>
+    internal static void SumMiddleKernel(
+        ArrayView<float> x,   // (outer, r, inner) contiguous
+        ArrayView<float> y,   // (outer, inner)
+        int outer,
+        int r,
+        int inner)
+    {
+        int outN = outer * inner;
+        int stride = Grid.DimX * Group.DimX;
+        for (int idx = Grid.GlobalIndex.X; idx < outN; idx += stride)
+        {
+            int o = idx / inner, i = idx - o * inner;
+            int p = o * r * inner + i;
+            float s = 0f;
+            for (int k = 0; k < r; k++, p += inner) s += x[p];
+            y[idx] = s;
+        }
+    }
+
+    /// <summary>
+    /// x viewed as (rows, r): y[row] = sum of the row, one group per row (grid-striding over rows), the
+    /// group's threads striding along the row and meeting in a tree. For trailing reduced axes.
+    /// </summary>
+    internal static void SumRowsKernel(
+        ArrayView<float> x,   // (rows, r) contiguous
+        ArrayView<float> y,   // (rows)
+        int rows,
+        int r)
+    {
+        var shared = SharedMemory.Allocate<float>(MaxGroup);
+        for (int row = Grid.IdxX; row < rows; row += Grid.DimX)
+        {
+            float s = 0f;
+            int start = row * r;
+            for (int k = Group.IdxX; k < r; k += Group.DimX) s += x[start + k];
+            GroupSum(shared, y, row, s);
+        }
     }
 
     /// <summary>y[o] = sum of x over the reduced axes at output position o.</summary>
@@ -239,6 +288,24 @@ public static class Reduce
         return (int)Math.Clamp((n + gs - 1) / gs, 1, host.MaxGroups);
     }
 
+    // Whether the reduced axes are one run of neighbouring axes, and x's shape as (outer, r, inner) around them.
+    private static bool Contiguous(ReadOnlySpan<int> shape, ReadOnlySpan<int> axes, out int outer, out int r, out int inner)
+    {
+        outer = r = inner = 1;
+        if (axes.Length == 0) return false;
+        var sorted = axes.ToArray();
+        Array.Sort(sorted);
+        for (int i = 1; i < sorted.Length; i++)
+            if (sorted[i] != sorted[i - 1] + 1) return false;
+        for (int d = 0; d < shape.Length; d++)
+        {
+            if (d < sorted[0]) outer *= shape[d];
+            else if (d <= sorted[^1]) r *= shape[d];
+            else inner *= shape[d];
+        }
+        return true;
+    }
+
     /// <summary>y = sum of x over axes; y has x's shape with the reduced axes of extent 1.</summary>
     /// <param name="host">The kernel host.</param>
     /// <param name="x">Input of shape xShape.</param>
@@ -255,6 +322,23 @@ public static class Reduce
         foreach (var ax in axes) if (xShape[ax] == 0) outN = y.Length; // empty reduced axis: sum is 0
         Check.Length("SumAxes", "y", y, outN);
         if (y.Length == 0) return;
+        if (Contiguous(xShape, axes, out int outer, out int rr, out int inner))
+        {
+            // A group per row pays where groups are wide (a GPU); the CPU accelerator's groups of 2 would
+            // spend more on barriers than on adds.
+            if (inner == 1 && rr >= 64 && host.ReduceGroupSize >= 32)
+            {
+                var kr = host.Load("SumRows", null, acc =>
+                    acc.LoadKernel<ArrayView<float>, ArrayView<float>, int, int>(SumRowsKernel));
+                int groups = (int)Math.Clamp(outer, 1, host.MaxGroups);
+                kr(host.Stream, new KernelConfig(groups, host.ReduceGroupSize), x, y, outer, rr);
+                return;
+            }
+            var km = host.Load("SumMiddle", null, acc =>
+                acc.LoadKernel<ArrayView<float>, ArrayView<float>, int, int, int>(SumMiddleKernel));
+            km(host.Stream, host.GridStride(y.Length), x, y, outer, rr, inner);
+            return;
+        }
         var k = host.Load("SumAxes", null, acc =>
             acc.LoadKernel<ArrayView<float>, ArrayView<float>, int, ReduceArgs>(SumAxesKernel));
         k(host.Stream, host.GridStride(y.Length), x, y, (int)y.Length, r);

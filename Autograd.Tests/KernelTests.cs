@@ -439,16 +439,27 @@ public sealed class KernelTests
     [InlineData(new[] { 2, 3, 4, 5 }, new[] { 1, 3 })]
     [InlineData(new[] { 2, 3, 4, 5 }, new[] { 0, 2 })]
     [InlineData(new[] { 1, 65 }, new[] { 0 })]
+    [InlineData(new[] { 33, 7, 65 }, new[] { 1 })]        // a middle run: (outer, r, inner) = (33, 7, 65)
+    [InlineData(new[] { 3, 130, 33 }, new[] { 2, 1 })]    // a trailing run, r = 4290: a group per row
+    [InlineData(new[] { 7, 4099 }, new[] { 1 })]          // long rows
+    [InlineData(new[] { 4099, 3 }, new[] { 0 })]          // a long batch sum
+    [InlineData(new[] { 2, 3, 4, 5 }, new[] { 0, 1 })]    // a leading run: outer 1, inner 20
+    [InlineData(new[] { 5, 1, 7 }, new[] { 1 })]          // r = 1
     public void SumAxes_matches_host_twin(int[] shape, int[] axes)
     {
         int n = TestData.Count(shape);
         var x = TestData.Normal(n, n + axes.Sum());
         var expected = Reference.SumAxes(Reference.ToDouble(x), shape, axes, out var keep);
         int no = TestData.Count(keep);
-        using var xb = Upload(x);
-        using var yb = Poisoned(no);
-        Reduce.SumAxes(Host, xb.View.SubView(0, n), shape, axes, yb.View.SubView(0, no));
-        TestData.ShouldMatch(Download(yb, no), expected, 1e-5, 1e-5, $"sum {string.Join('x', shape)} over {string.Join(',', axes)}");
+        // The device's own groups, and groups of 256 (where trailing runs take the group-per-row kernel).
+        foreach (var host in new[] { Host, Device.CpuSimulator(16, 16, 1).Host })
+        {
+            using var xb = Upload(host, x);
+            using var yb = Upload(host, Enumerable.Repeat(float.NaN, Math.Max(1, no)).ToArray());
+            Reduce.SumAxes(host, xb.View.SubView(0, n), shape, axes, yb.View.SubView(0, no));
+            TestData.ShouldMatch(Download(host, yb, no), expected, 1e-5, 1e-5,
+                $"sum {string.Join('x', shape)} over {string.Join(',', axes)}, groups of {host.ReduceGroupSize}");
+        }
     }
 
     [Theory]

@@ -56,11 +56,15 @@ if (!quick)
     Report(Workloads.BigStep(device));
     Report(Workloads.Sum(device, 16 << 20));
     Report(Workloads.Sum(device, 256 << 20));
+    Report(Workloads.SumDim(device, 8192, 8192, 0));
+    Report(Workloads.SumDim(device, 8192, 8192, 1));
 }
 else
 {
     Report(Workloads.MatMul(device, 256, 256, 256, false, false, "matmul 256^3 NN"));
     Report(Workloads.Sum(device, 1 << 20));
+    Report(Workloads.SumDim(device, 512, 512, 0));
+    Report(Workloads.SumDim(device, 512, 512, 1));
 }
 
 if (jsonPath != null)

@@ -258,5 +258,39 @@ public static class Workloads
         return new Result($"sum {n / (1 << 20)}M floats", us, null, 4.0 * n / us / 1e3, $"err/sum|x| {err:E1}");
     }
 
+    /// <summary>Sum of a (rows, cols) matrix along one dim: 0 (a batch sum, cols outputs) or 1 (row sums).</summary>
+    public static Result SumDim(Device d, int rows, int cols, int dim)
+    {
+        Tensor.ManualSeed(4);
+        using var x = Tensor.Randn([rows, cols], d);
+        int outN = dim == 0 ? cols : rows;
+        using var y = Tensor.Zeros([outN], d);
+        var h = d.Kernels;
+        int[] shape = [rows, cols], axes = [dim];
+        void Run() => Reduce.SumAxes(h, View(x), shape, axes, View(y));
+        Run();
+        var xs = x.ToArray();
+        var ys = y.ToArray();
+        double worst = 0;
+        var r = new Random(6);
+        for (int t = 0; t < 16; t++)
+        {
+            int o = r.Next(outN);
+            double host = 0, mag = 0;
+            int count = dim == 0 ? rows : cols;
+            for (int q = 0; q < count; q++)
+            {
+                double v = dim == 0 ? xs[(long)q * cols + o] : xs[(long)o * cols + q];
+                host += v; mag += Math.Abs(v);
+            }
+            worst = Math.Max(worst, Math.Abs(ys[o] - host) / mag);
+        }
+        if (worst > 1e-6) throw new InvalidOperationException($"sum along dim {dim}: error {worst}");
+        long n = (long)rows * cols;
+        int reps = (int)Math.Clamp(4e9 / (4.0 * n), 3, 2000);
+        double us = Median(d, Run, reps);
+        return new Result($"sum {rows}x{cols} along dim {dim}", us, null, 4.0 * n / us / 1e3, $"16 outputs, err/sum|x| {worst:E1}");
+    }
+
     private static ArrayView<float> View(Tensor t) => t.AsArrayView();
 }
