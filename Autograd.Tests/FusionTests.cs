@@ -13,7 +13,7 @@ public sealed class FusionTests
     public static TheoryData<string, string> Cases()
     {
         var d = new TheoryData<string, string>();
-        foreach (var g in new[] { "bias-row", "bias-1xN", "bias-column", "scalar-scale", "operand-left", "product-read-twice", "pow3-sum", "mean-tanh", "sum-of-product", "two-layer-bias", "both-factors-trained" })
+        foreach (var g in new[] { "bias-row", "bias-1xN", "bias-column", "scalar-scale", "operand-left", "product-read-twice", "pow3-sum", "mean-tanh", "sum-of-product", "two-layer-bias", "both-factors-trained", "gradient-is-a-side-output" })
             foreach (var opt in new[] { "sgd", "adam" })
                 d.Add(g, opt);
         return d;
@@ -34,7 +34,9 @@ public sealed class FusionTests
         "two-layer-bias" => p => ((x.MatMul(p[0]) + p[1]).Relu().MatMul(p[3]) - y.MatMul(p[3])).Pow(2).Sum(),
         // Each factor's gradient product reads the other factor: only one update may be folded
         // (moved after the other's read), or the second would read an already updated factor.
-        _ => p => (p[4].MatMul(p[0]) - y).Pow(2).Sum(),
+        "both-factors-trained" => p => (p[4].MatMul(p[0]) - y).Pow(2).Sum(),
+        // The sum's sibling output (2(a - x)) is the parameter's gradient itself, read by the update.
+        _ => p => (p[4] - x).Pow(2).Sum(),
     };
 
     private static Tensor[] Parameters() =>
@@ -75,6 +77,7 @@ public sealed class FusionTests
         "scalar-scale" => [p[0], p[2]],
         "two-layer-bias" => [p[0], p[1], p[3]],
         "both-factors-trained" => [p[4], p[0]],
+        "gradient-is-a-side-output" => [p[4]],
         _ => [p[0]],
     };
 
