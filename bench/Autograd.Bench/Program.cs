@@ -43,6 +43,24 @@ if (device.Kind == DeviceKind.Cuda)
 }
 Report(Workloads.MatMul(device, 64, 100, 1000, false, false, "seed layer-1 forward 64x1000x100 NN"));
 Report(Workloads.MatMul(device, 1000, 100, 64, true, false, "seed dW1 = x^T dH (1000x64x100 TN)"));
+if (gpu)
+{
+    // All five seed products, as chosen and on the register-blocked kernel without shared memory,
+    // to find where tiles stop paying for tiny products.
+    var seedProducts = new (int M, int N, int K, bool TA, bool TB, string Name)[]
+    {
+        (64, 100, 1000, false, false, "seed h = x w1 64x100x1000 NN"),
+        (64, 10, 100, false, false, "seed y = h w2 64x10x100 NN"),
+        (64, 100, 10, false, true, "seed dH = dY w2^T 64x100x10 NT"),
+        (100, 10, 64, true, false, "seed dW2 = h^T dY 100x10x64 TN"),
+        (1000, 100, 64, true, false, "seed dW1 = x^T dH 1000x100x64 TN"),
+    };
+    foreach (var p in seedProducts)
+    {
+        Report(Workloads.MatMul(device, p.M, p.N, p.K, p.TA, p.TB, p.Name));
+        Report(Workloads.MatMul(device, p.M, p.N, p.K, p.TA, p.TB, p.Name, MatMulPath.Small));
+    }
+}
 if (!quick)
 {
     foreach (int n in new[] { 1024, 4096, 8192 })
