@@ -105,10 +105,15 @@ public static partial class MatMulKernels
                 x = new Vector<float>(a3[ka]);
                 c30 = Vector.FusedMultiplyAdd(x, b0, c30); c31 = Vector.FusedMultiplyAdd(x, b1, c31);
             }
-            Put(i0, j, c00); Put(i0, j + w, c01);
-            Put(i0 + 1, j, c10); Put(i0 + 1, j + w, c11);
-            Put(i0 + 2, j, c20); Put(i0 + 2, j + w, c21);
-            Put(i0 + 3, j, c30); Put(i0 + 3, j + w, c31);
+            // Parked before any call: accumulators live across a call are spilled inside the loop.
+            var acc = stackalloc Vector<float>[8];
+            acc[0] = c00; acc[1] = c01; acc[2] = c10; acc[3] = c11;
+            acc[4] = c20; acc[5] = c21; acc[6] = c30; acc[7] = c31;
+            for (int r = 0; r < 4; r++)
+            {
+                Put(i0 + r, j, acc[2 * r]);
+                Put(i0 + r, j + w, acc[2 * r + 1]);
+            }
         }
 
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
@@ -125,7 +130,9 @@ public static partial class MatMulKernels
                 c2 = Vector.FusedMultiplyAdd(new Vector<float>(a2[ka]), b0, c2);
                 c3 = Vector.FusedMultiplyAdd(new Vector<float>(a3[ka]), b0, c3);
             }
-            Put(i0, j, c0); Put(i0 + 1, j, c1); Put(i0 + 2, j, c2); Put(i0 + 3, j, c3);
+            var acc = stackalloc Vector<float>[4];
+            acc[0] = c0; acc[1] = c1; acc[2] = c2; acc[3] = c3;
+            for (int r = 0; r < 4; r++) Put(i0 + r, j, acc[r]);
         }
 
         // Whole vectors are scaled and accumulated as vectors (same operations per lane as Store, so
