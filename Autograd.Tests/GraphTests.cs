@@ -346,4 +346,19 @@ public sealed class GraphTests
             ((double)Math.Abs(auto[t] - small[t]) / Math.Abs(small[t])).Should().BeLessThan(1e-5, $"step {t}: {auto[t]} vs {small[t]}");
         auto[^1].Should().BeLessThan(auto[0]);
     }
+
+    [Theory]
+    [InlineData("momentum", 8)]
+    [InlineData("adam", 9)]
+    public void Optimizer_state_is_made_at_compile_time(string opt, int launches)
+    {
+        var (x, y, w1, w2) = TestData.SeedNet(23);
+        using var o = MakeOptimizer(opt, [w1, w2], opt == "adam" ? 1e-3f : 1e-6f);
+        using var step = Graph.Compile(() => (x.MatMul(w1).Clamp(min: 0).MatMul(w2) - y).Pow(2).Sum(), o);
+        long live = Memory.LiveBuffers;
+        step.Run();
+        Memory.LiveBuffers.Should().Be(live, "the moments were allocated by Compile, not by the first Run");
+        // 6 fused kernels, then one update per parameter (and Adam's step counter); no state fills.
+        step.LaunchesPerStep.Should().Be(launches, step.Describe());
+    }
 }

@@ -45,6 +45,7 @@ public static class Graph
             var nodes = Fuse.Run(traced, outputs);
             nodes = Update.Fold(nodes, outputs, optimizer, grads);
             var plan = MemoryPlan.Run(nodes, outputs, output.Device);
+            optimizer?.Prepare();
             var program = Emit.Run(nodes, plan, optimizer, grads);
             return new CompiledStep(output, nodes, recorded, plan, program, optimizer, seed);
         }

@@ -37,6 +37,15 @@ public sealed class Adam : Optimizer
     /// <summary>Denominator guard.</summary>
     public float Eps { get; }
 
+    internal override void Prepare()
+    {
+        for (int i = 0; i < _m.Length; i++)
+        {
+            _m[i] ??= StateLike(i);
+            _v[i] ??= StateLike(i);
+        }
+    }
+
     internal override void BeginStep(KernelHost host) => OptimizerKernels.Count(host, _t.View);
 
     internal override void Update(KernelHost host, int i, ArrayView<float> g)

@@ -70,6 +70,9 @@ public abstract class Optimizer : IDisposable
         foreach (var p in _parameters) p.ZeroGrad();
     }
 
+    /// <summary>Makes the optimizer's state now (a compiled step allocates everything before it runs).</summary>
+    internal virtual void Prepare() { }
+
     /// <summary>Work done once per step before the per-parameter updates (Adam counts steps).</summary>
     internal virtual void BeginStep(KernelHost host) { }
 

@@ -32,6 +32,12 @@ public sealed class Sgd : Optimizer
 
     internal override bool IsPlainStep => Momentum == 0f;
 
+    internal override void Prepare()
+    {
+        if (Momentum == 0f) return;
+        for (int i = 0; i < _velocity.Length; i++) _velocity[i] ??= StateLike(i);
+    }
+
     internal override void Update(KernelHost host, int i, ArrayView<float> g)
     {
         var p = Parameters[i];
