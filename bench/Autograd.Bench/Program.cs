@@ -72,6 +72,8 @@ if (!quick)
                 Report(Workloads.MatMul(device, n, n, n, ta, tb, $"matmul {n}^3 {name}", MatMulPath.Wide));
         }
     Report(Workloads.BigStep(device));
+    Report(Workloads.BigStepCompiled(device, MatMulPath.Auto));
+    Report(Workloads.BigStepCompiled(device, MatMulPath.Wide));
     Report(Workloads.Sum(device, 16 << 20));
     Report(Workloads.Sum(device, 256 << 20));
     Report(Workloads.SumDim(device, 8192, 8192, 0));

@@ -239,6 +239,33 @@ public static class Workloads
         return new Result("big step eager (4096,4096,4096,1024)", us, flops / us / 1e6, null, $"loss finite ({first:E2})");
     }
 
+    /// <summary>The big step compiled (fused, SGD folded into the gradient products), on the given SGEMM path.</summary>
+    public static Result BigStepCompiled(Device d, MatMulPath path)
+    {
+        Tensor.ManualSeed(2);
+        using var x = Tensor.Randn([4096, 4096], d);
+        using var y = Tensor.Randn([4096, 1024], d);
+        using var w1 = Tensor.Randn([4096, 4096], d, requiresGrad: true);
+        using var w2 = Tensor.Randn([4096, 1024], d, requiresGrad: true);
+        var saved = d.Kernels.MatMulPath;
+        d.Kernels.MatMulPath = path;
+        try
+        {
+            using var opt = new Optim.Sgd([w1, w2], 1e-12f);
+            using var step = Graph.Compile(() => (x.MatMul(w1).Clamp(min: 0).MatMul(w2) - y).Pow(2).Sum(), opt);
+            float first = step.Run().Item();
+            if (!float.IsFinite(first) || first <= 0) throw new InvalidOperationException($"big step loss {first}");
+            double us = Median(d, () => step.Run(), 3, 3);
+            double flops = 3.0 * (2.0 * 4096 * 4096 * 4096 + 2.0 * 4096 * 4096 * 1024);
+            return new Result($"big step compiled (4096,4096,4096,1024) ({path})", us, flops / us / 1e6, null,
+                $"loss finite ({first:E2}); {step.LaunchesPerStep} launches/step");
+        }
+        finally
+        {
+            d.Kernels.MatMulPath = saved;
+        }
+    }
+
     /// <summary>Sum of n floats (two-stage tree).</summary>
     public static Result Sum(Device d, int n)
     {
