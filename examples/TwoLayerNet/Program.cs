@@ -87,6 +87,7 @@ else
         report.Advance(done);
     }
     report.Line($"compiled: {step.Nodes} nodes, {step.LaunchesPerStep} launches per step, CUDA graphs: {step.UsesCudaGraphs}, {step.PlannedBytes:N0} bytes planned");
+    if (options.Describe) report.Line(step.Describe());
 }
 device.Synchronize();
 var total = clock.Elapsed;
