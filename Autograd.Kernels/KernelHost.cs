@@ -59,6 +59,7 @@ public sealed class KernelHost
         while (ReduceGroupSize * 2 <= GroupSize) ReduceGroupSize *= 2;
         int groupsPerSm = Math.Max(1, accelerator.MaxNumThreadsPerMultiprocessor / GroupSize);
         MaxGroups = Math.Max(1, accelerator.NumMultiprocessors * groupsPerSm);
+        MatMulPath = PathFromEnvironment();
         // Zero once; every split-K launch leaves its counters at zero again (MatMulKernels.SplitKFixup).
         _arrivals = accelerator.Allocate1D<int>(MaxSplitKTiles);
         _arrivals.MemSetToZero(Stream);
@@ -115,7 +116,7 @@ public sealed class KernelHost
     /// <summary>Whether the shared-memory tiled SGEMM can run (group size of at least 256).</summary>
     public bool CanUseTiledMatMul { get; }
 
-    /// <summary>Which SGEMM kernel MatMul takes (tests and benchmarks pin one; Auto otherwise).</summary>
+    /// <summary>Which SGEMM kernel MatMul takes (tests and benchmarks pin one; AUTOGRAD_MATMUL sets the initial value; Auto otherwise).</summary>
     public MatMulPath MatMulPath { get; set; }
 
     /// <summary>Forces the number of K slices of the tiled SGEMM (tests); null chooses by shape.</summary>
@@ -142,6 +143,17 @@ public sealed class KernelHost
             Interlocked.Increment(ref _loads.Value);
             return load(Accelerator);
         });
+    }
+
+    /// <summary>The path named by AUTOGRAD_MATMUL (auto, small, tiled, large, wide, host), else Auto.</summary>
+    public static MatMulPath PathFromEnvironment()
+    {
+        string? name = Environment.GetEnvironmentVariable("AUTOGRAD_MATMUL");
+        if (string.IsNullOrWhiteSpace(name)) return MatMulPath.Auto;
+        return Enum.TryParse<MatMulPath>(name.Trim(), ignoreCase: true, out var path) && Enum.IsDefined(path)
+            ? path
+            : throw new ArgumentException(
+                $"AUTOGRAD_MATMUL={name}: not a MatMul path. Use one of {string.Join(", ", Enum.GetNames<MatMulPath>().Select(n => n.ToLowerInvariant()))}, or unset it.");
     }
 
     /// <summary>Whether a split-K product sums its slices in the same launch (default) or in a second kernel.</summary>
