@@ -63,11 +63,10 @@ internal static partial class Fuse
     private static (int Row, int Col)? Strides(int[] s, int[] mn)
     {
         int m = mn[0], n = mn[1];
-        var t = s.SkipWhile(d => d == 1).ToArray();
         int rank = s.Length;
         if (rank > 2 && s.Take(rank - 2).Any(d => d != 1)) return null;
         int r = rank >= 2 ? s[rank - 2] : 1, c = rank >= 1 ? s[rank - 1] : 1;
-        if (t.Length == 0) return (0, 0);
+        if (r == 1 && c == 1) return (0, 0);
         if (r == m && c == n) return (n, 1);
         if (r == 1 && c == n) return (0, 1);
         if (r == m && c == 1) return (1, 0);
