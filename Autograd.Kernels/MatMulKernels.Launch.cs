@@ -1,0 +1,186 @@
+// The SGEMM launcher: the only entry to the kernels of MatMulKernels*.cs. It checks sizes, picks
+// the kernel for the device and shape (Choose), splits K where the output has too few tiles to fill
+// the device (SplitK), and launches. Pinning a path (KernelHost.MatMulPath, AUTOGRAD_MATMUL) is for
+// tests and benchmarks.
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace AutogradNet.Kernels;
+
+public static partial class MatMulKernels
+{
+    /// <summary>The kernel MatMul takes for this shape on this host.</summary>
+    /// <param name="host">The kernel host.</param>
+    /// <param name="m">Rows of C.</param>
+    /// <param name="n">Columns of C.</param>
+    public static MatMulPath Choose(KernelHost host, int m, int n)
+    {
+        if (host.MatMulPath != MatMulPath.Auto)
+        {
+            if (host.MatMulPath == MatMulPath.Host && !host.IsCpu)
+                throw new InvalidOperationException(
+                    $"MatMul: the Host path computes on host memory and runs only on the CPU accelerator, not on {host.Accelerator.Name}; use Auto.");
+            if (host.MatMulPath is MatMulPath.Tiled or MatMulPath.Large or MatMulPath.Wide && !host.CanUseTiledMatMul)
+                throw new InvalidOperationException(
+                    $"MatMul: the {host.MatMulPath} kernel needs groups of {TiledThreads} threads; this accelerator allows {host.Accelerator.MaxNumThreadsPerGroup}.");
+            return host.MatMulPath;
+        }
+        if (host.IsCpu) return MatMulPath.Host;
+        if (!host.CanUseTiledMatMul) return MatMulPath.Small;
+        // 128x128 tiles once there are enough of them to give every multiprocessor one.
+        long large = (long)((m + LargeTile - 1) / LargeTile) * ((n + LargeTile - 1) / LargeTile);
+        return large >= host.Accelerator.NumMultiprocessors ? MatMulPath.Large : MatMulPath.Tiled;
+    }
+
+    /// <summary>Number of K slices MatMul uses for this shape (1: no split, no scratch needed).</summary>
+    /// <param name="host">The kernel host.</param>
+    /// <param name="m">Rows of C.</param>
+    /// <param name="n">Columns of C.</param>
+    /// <param name="k">Shared dimension.</param>
+    public static int SplitK(KernelHost host, int m, int n, int k)
+    {
+        if (m == 0 || n == 0 || k == 0 || Choose(host, m, n) != MatMulPath.Tiled) return 1;
+        int split;
+        if (host.MatMulSplitK is { } forced) split = forced;
+        else
+        {
+            // Aim for two groups per multiprocessor. A slice may be a single 16-deep step: measured on an
+            // H200, a one-tile product looping over K is latency-bound (~16 us for K = 100).
+            int tiles = ((m + Tile - 1) / Tile) * ((n + Tile - 1) / Tile);
+            int target = 2 * host.Accelerator.NumMultiprocessors;
+            split = Math.Min((target + tiles - 1) / tiles, k / Depth);
+        }
+        if (split < 2) return 1;
+        int kPer = SliceDepth(k, split);
+        return (k + kPer - 1) / kPer;
+    }
+
+    private static int SliceDepth(int k, int split) => ((k + split - 1) / split + Depth - 1) / Depth * Depth;
+
+    /// <summary>Scratch elements MatMul needs for this shape (0 when it does not split K).</summary>
+    /// <param name="host">The kernel host.</param>
+    /// <param name="m">Rows of C.</param>
+    /// <param name="n">Columns of C.</param>
+    /// <param name="k">Shared dimension.</param>
+    public static long SplitKScratch(KernelHost host, int m, int n, int k)
+    {
+        int split = SplitK(host, m, n, k);
+        return split == 1 ? 0 : (long)split * m * n;
+    }
+
+    /// <summary>C(M,N) = alpha * op(A) op(B) + beta * C.</summary>
+    /// <param name="host">The kernel host.</param>
+    /// <param name="a">A: (M, K) row-major, or (K, M) when transA.</param>
+    /// <param name="transA">Use A transposed.</param>
+    /// <param name="b">B: (K, N) row-major, or (N, K) when transB.</param>
+    /// <param name="transB">Use B transposed.</param>
+    /// <param name="c">C: (M, N) row-major; must not alias A or B.</param>
+    /// <param name="m">Rows of C.</param>
+    /// <param name="n">Columns of C.</param>
+    /// <param name="k">Shared dimension.</param>
+    /// <param name="alpha">Scale of the product.</param>
+    /// <param name="beta">Scale of the existing C (0: C is write-only).</param>
+    /// <param name="scratch">SplitKScratch(host, m, n, k) elements when that is not 0; else unused.</param>
+    public static void MatMul(KernelHost host,
+        ArrayView<float> a, bool transA, ArrayView<float> b, bool transB, ArrayView<float> c,
+        int m, int n, int k, float alpha = 1f, float beta = 0f, ArrayView<float> scratch = default) =>
+        MatMul(host, a, transA, b, transB, c, m, n, k, alpha, beta, scratch, default(FirstOp), c, 0, 0);
+
+    /// <summary>
+    /// C(i, j) = epilogue(alpha * (op(A) op(B))(i, j) + beta * C(i, j), E(i, j)) with
+    /// E(i, j) = operand[i * operandRowStride + j * operandColStride]: the product with an elementwise
+    /// op fused into its store (bias: AddOp with strides (0, 1); relu: a BinaryThen of FirstOp and a
+    /// ClampOp; a mask: Flip of ClampGradOp with the clamp's output).
+    /// </summary>
+    /// <typeparam name="TEpi">The epilogue op: (product element, operand element) -> stored value.</typeparam>
+    /// <param name="host">The kernel host.</param>
+    /// <param name="a">A: (M, K) row-major, or (K, M) when transA.</param>
+    /// <param name="transA">Use A transposed.</param>
+    /// <param name="b">B: (K, N) row-major, or (N, K) when transB.</param>
+    /// <param name="transB">Use B transposed.</param>
+    /// <param name="c">C: (M, N) row-major; must not alias A or B.</param>
+    /// <param name="m">Rows of C.</param>
+    /// <param name="n">Columns of C.</param>
+    /// <param name="k">Shared dimension.</param>
+    /// <param name="alpha">Scale of the product.</param>
+    /// <param name="beta">Scale of the existing C (0: C is write-only).</param>
+    /// <param name="scratch">SplitKScratch(host, m, n, k) elements when that is not 0; else unused.</param>
+    /// <param name="epilogue">The epilogue op.</param>
+    /// <param name="operand">E's buffer; may alias C only at the same element (strides (N, 1)).</param>
+    /// <param name="operandRowStride">E's stride between rows of C (0 broadcasts one row).</param>
+    /// <param name="operandColStride">E's stride between columns of C (0 broadcasts one column).</param>
+    public static void MatMul<TEpi>(KernelHost host,
+        ArrayView<float> a, bool transA, ArrayView<float> b, bool transB, ArrayView<float> c,
+        int m, int n, int k, float alpha, float beta, ArrayView<float> scratch,
+        TEpi epilogue, ArrayView<float> operand, int operandRowStride, int operandColStride)
+        where TEpi : struct, IBinaryOp
+    {
+        if (m < 0 || n < 0 || k < 0) throw new ArgumentException($"MatMul: negative size M={m}, N={n}, K={k}.");
+        Check.Length("MatMul", "a", a, (long)m * k);
+        Check.Length("MatMul", "b", b, (long)k * n);
+        Check.Length("MatMul", "c", c, (long)m * n);
+        if (m == 0 || n == 0) return;
+        if (operandRowStride < 0 || operandColStride < 0)
+            throw new ArgumentException($"MatMul: epilogue operand strides must be >= 0, got ({operandRowStride}, {operandColStride}).");
+        Check.AtLeast("MatMul", "operand", operand, (long)(m - 1) * operandRowStride + (long)(n - 1) * operandColStride + 1);
+        var g = new GemmArgs(m, n, k, transA, transB, alpha, beta).WithOperand(operandRowStride, operandColStride);
+        var path = Choose(host, m, n);
+        var group = new Index3D(Side, Side, 1);
+        if (path == MatMulPath.Host)
+        {
+            HostMatMul(host, a, b, c, operand, g, epilogue);
+            return;
+        }
+        if (path == MatMulPath.Wide)
+        {
+            var kw = host.Load("MatMulWide", typeof(TEpi), acc =>
+                acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, int, TEpi>(WideKernel));
+            var grid = new Index3D((n + WideTile - 1) / WideTile, (m + WideTile - 1) / WideTile, 1);
+            kw(host.Stream, new KernelConfig(grid, group), a, b, c, operand, g, WideVectorizable(a, b, g), epilogue);
+            return;
+        }
+        if (path == MatMulPath.Large)
+        {
+            var kl = host.Load("MatMulLarge", typeof(TEpi), acc =>
+                acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, TEpi>(LargeKernel));
+            var grid = new Index3D((n + LargeTile - 1) / LargeTile, (m + LargeTile - 1) / LargeTile, 1);
+            kl(host.Stream, new KernelConfig(grid, group), a, b, c, operand, g, epilogue);
+            return;
+        }
+        if (path == MatMulPath.Tiled)
+        {
+            int gx = (n + Tile - 1) / Tile, gy = (m + Tile - 1) / Tile;
+            int split = SplitK(host, m, n, k);
+            var kt = host.Load("MatMulTiled", typeof(TEpi), acc =>
+                acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, GemmArgs, int, TEpi>(TiledKernel));
+            var arrivals = host.SplitKArrivals;
+            if (split == 1)
+            {
+                kt(host.Stream, new KernelConfig(new Index3D(gx, gy, 1), group), a, b, c, operand, c, arrivals, g, 0, epilogue);
+                return;
+            }
+            long need = (long)split * m * n;
+            if (scratch.Length < need)
+                throw new ArgumentException($"MatMul: splitting K={k} into {split} slices needs a scratch of {need} elements, got {scratch.Length}. Ask SplitKScratch first.");
+            var partial = scratch.SubView(0, need);
+            var sliced = g.WithSliceDepth(SliceDepth(k, split));
+            if (host.SplitKInOneLaunch && gx * gy <= arrivals.Length)
+            {
+                kt(host.Stream, new KernelConfig(new Index3D(gx, gy, split), group), a, b, c, operand, partial, arrivals, sliced, 1, epilogue);
+                return;
+            }
+            // Two launches: raw slices, then their sum with scale, accumulate and the epilogue.
+            var raw = host.Load("MatMulTiled", typeof(FirstOp), acc =>
+                acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, GemmArgs, int, FirstOp>(TiledKernel));
+            raw(host.Stream, new KernelConfig(new Index3D(gx, gy, split), group), a, b, partial, partial, partial, arrivals, sliced.Sliced(sliced.KPer), 0, default);
+            var sum = host.Load("SplitKSum", typeof(TEpi), acc =>
+                acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, int, TEpi>(SplitKSumKernel));
+            sum(host.Stream, host.GridStride((long)m * n), partial, c, operand, g, split, epilogue);
+            return;
+        }
+        var ks = host.Load("MatMulSmall", typeof(TEpi), acc =>
+            acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, TEpi>(SmallKernel));
+        long blocks = (long)((m + 3) / 4) * ((n + 3) / 4);
+        ks(host.Stream, host.GridStride(blocks), a, b, c, operand, g, epilogue);
+    }
+}
