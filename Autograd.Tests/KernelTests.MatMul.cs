@@ -1,0 +1,290 @@
+// The SGEMM kernels against their double-precision host twin: every path (host, small, tiled,
+// split-K in one and two launches, large, wide), every layout, every fused epilogue, at awkward
+// shapes, with the output poisoned (NaN) before the kernel writes it.
+using AutogradNet.Kernels;
+using AutogradNet.Tests.Support;
+using FluentAssertions;
+using ILGPU.Runtime;
+using Xunit;
+
+namespace AutogradNet.Tests;
+
+public sealed partial class KernelTests
+{
+    public static TheoryData<int, int, int, bool, bool, string> MatMulCases()
+    {
+        var d = new TheoryData<int, int, int, bool, bool, string>();
+        var sizes = new (int, int, int)[] { (1, 1, 1), (7, 33, 65), (65, 7, 33), (130, 65, 7), (33, 130, 1), (1, 65, 130), (64, 100, 200), (260, 132, 24) };
+        foreach (var path in new[] { "host", "small", "tiled", "split3", "split3-two-launches", "large", "wide" })
+            foreach (var (m, n, k) in sizes)
+                foreach (var ta in new[] { false, true })
+                    foreach (var tb in new[] { false, true })
+                        d.Add(m, n, k, ta, tb, path);
+        return d;
+    }
+
+    private static MatMulPath PathOf(string path) => path switch
+    {
+        "host" => MatMulPath.Host,
+        "small" => MatMulPath.Small,
+        "large" => MatMulPath.Large,
+        "wide" => MatMulPath.Wide,
+        _ => MatMulPath.Tiled,
+    };
+
+    // The tiled kernels need groups of 256: on the CPU they run on a simulator of that shape. The
+    // host path exists only on the CPU accelerator.
+    private static KernelHost HostFor(string path)
+    {
+        if (path == "host")
+        {
+            Assert.SkipUnless(Host.IsCpu, "the Host SGEMM path runs only on the CPU accelerator");
+            return Host;
+        }
+        bool tiled = path != "small";
+        return tiled && !Host.CanUseTiledMatMul ? Device.CpuSimulator(16, 16, 1).Host : Host;
+    }
+
+    [Theory]
+    [MemberData(nameof(MatMulCases))]
+    public void MatMul_matches_host_twin_in_every_layout(int m, int n, int k, bool ta, bool tb, string path)
+    {
+        var host = HostFor(path);
+        var saved = host.MatMulPath;
+        host.MatMulPath = PathOf(path);
+        host.MatMulSplitK = path.StartsWith("split3", StringComparison.Ordinal) ? 3 : 1;
+        host.SplitKInOneLaunch = path != "split3-two-launches";
+        try
+        {
+            var a = TestData.Normal(m * k, m * 31 + k);
+            var b = TestData.Normal(k * n, n * 17 + k);
+            using var ab = Upload(host, a);
+            using var bb = Upload(host, b);
+            using var cb = Upload(host, Enumerable.Repeat(float.NaN, m * n).ToArray());
+            long need = MatMulKernels.SplitKScratch(host, m, n, k);
+            using var scratch = Upload(host, Enumerable.Repeat(float.NaN, (int)Math.Max(1, need)).ToArray());
+            MatMulKernels.MatMul(host, ab.View, ta, bb.View, tb, cb.View, m, n, k, scratch: scratch.View);
+            var expected = Reference.MatMul(a, ta, b, tb, m, n, k);
+            TestData.ShouldMatch(Download(host, cb, m * n), expected, 1e-4, 2e-5 * Math.Sqrt(k), $"{path} (K in {MatMulKernels.SplitK(host, m, n, k)} slices) {m}x{n}x{k} ta={ta} tb={tb}");
+        }
+        finally
+        {
+            host.MatMulPath = saved;
+            host.MatMulSplitK = null;
+            host.SplitKInOneLaunch = true;
+        }
+    }
+
+    [Theory]
+    [InlineData(false, 1)]
+    [InlineData(true, 1)]
+    [InlineData(true, 2)]
+    public void MatMul_accumulates_with_alpha_and_beta(bool tiled, int split)
+    {
+        var host = tiled && !Host.CanUseTiledMatMul ? Device.CpuSimulator(16, 16, 1).Host : Host;
+        var path = host.MatMulPath;
+        host.MatMulPath = tiled ? MatMulPath.Tiled : MatMulPath.Small;
+        host.MatMulSplitK = split;
+        try
+        {
+            int m = 33, n = 65, k = 40;
+            var a = TestData.Normal(m * k, 1);
+            var b = TestData.Normal(k * n, 2);
+            var c0 = TestData.Normal(m * n, 3);
+            using var ab = Upload(host, a);
+            using var bb = Upload(host, b);
+            using var cb = Upload(host, c0);
+            using var scratch = Upload(host, new float[Math.Max(1, (int)MatMulKernels.SplitKScratch(host, m, n, k))]);
+            MatMulKernels.MatMul(host, ab.View, false, bb.View, false, cb.View, m, n, k, alpha: -0.5f, beta: 1f, scratch: scratch.View);
+            MatMulKernels.SplitK(host, m, n, k).Should().Be(split);
+            var p = Reference.MatMul(a, false, b, false, m, n, k);
+            var expected = p.Select((v, i) => -0.5 * v + c0[i]).ToArray();
+            TestData.ShouldMatch(Download(host, cb, m * n), expected, 1e-4, 1e-5, "C = -0.5 AB + C");
+        }
+        finally
+        {
+            host.MatMulPath = path;
+            host.MatMulSplitK = null;
+        }
+    }
+
+    [Fact]
+    public void Wide_SGEMM_reads_vectors_only_where_aligned_and_is_right_either_way()
+    {
+        var host = HostFor("wide");
+        var saved = host.MatMulPath;
+        host.MatMulPath = MatMulPath.Wide;
+        try
+        {
+            int m = 132, n = 68, k = 40;
+            var a = TestData.Normal(m * k, 1);
+            var b = TestData.Normal(k * n, 2);
+            // A one float into its buffer: not 16-byte aligned, so A's slices are read as scalars.
+            using var ab = Upload(host, [0.5f, .. a]);
+            using var bb = Upload(host, b);
+            using var cb = Upload(host, Enumerable.Repeat(float.NaN, m * n).ToArray());
+            var aView = ab.View.SubView(1, m * k);
+            var g = new GemmArgs(m, n, k, false, false, 1f, 0f);
+            MatMulKernels.WideVectorizable(aView, bb.View, g).Should().Be(2, "B is aligned with N % 4 == 0, A is not aligned");
+            MatMulKernels.WideVectorizable(ab.View.SubView(0, m * k), bb.View, g).Should().Be(3);
+            MatMulKernels.WideVectorizable(ab.View.SubView(0, m * k), bb.View, new GemmArgs(m, n, k, true, false, 1f, 0f)).Should().Be(3, "A^T has rows of M = 132");
+            MatMulKernels.WideVectorizable(ab.View.SubView(0, 65 * 7), bb.View.SubView(0, 7 * 33), new GemmArgs(65, 33, 7, false, false, 1f, 0f)).Should().Be(0, "K = 7 and N = 33 are not multiples of 4");
+            MatMulKernels.MatMul(host, aView, false, bb.View, false, cb.View, m, n, k);
+            TestData.ShouldMatch(Download(host, cb, m * n), Reference.MatMul(a, false, b, false, m, n, k), 1e-4, 2e-5 * Math.Sqrt(k), "wide, unaligned A");
+        }
+        finally
+        {
+            host.MatMulPath = saved;
+        }
+    }
+
+    [Fact]
+    public void One_launch_split_K_leaves_its_counters_at_zero_and_repeats_bit_for_bit()
+    {
+        var host = HostFor("split3");
+        var saved = host.MatMulPath;
+        host.MatMulPath = MatMulPath.Tiled;
+        host.MatMulSplitK = 5;
+        try
+        {
+            int m = 130, n = 70, k = 160; // 3 x 2 tiles, 5 slices of 32
+            var a = TestData.Normal(m * k, 31);
+            var b = TestData.Normal(k * n, 32);
+            using var ab = Upload(host, a);
+            using var bb = Upload(host, b);
+            using var scratch = Upload(host, Enumerable.Repeat(float.NaN, (int)MatMulKernels.SplitKScratch(host, m, n, k)).ToArray());
+            MatMulKernels.SplitK(host, m, n, k).Should().Be(5);
+            var runs = new List<float[]>();
+            for (int rep = 0; rep < 3; rep++)
+            {
+                using var cb = Upload(host, Enumerable.Repeat(float.NaN, m * n).ToArray());
+                MatMulKernels.MatMul(host, ab.View, false, bb.View, false, cb.View, m, n, k, scratch: scratch.View);
+                runs.Add(Download(host, cb, m * n));
+                var counters = new int[6];
+                host.SplitKArrivals.SubView(0, 6).CopyToCPU(host.Stream, counters);
+                host.Synchronize();
+                counters.Should().AllBeEquivalentTo(0, "the last layer of each tile resets its count");
+            }
+            TestData.ShouldMatch(runs[0], Reference.MatMul(a, false, b, false, m, n, k), 1e-4, 2e-5 * Math.Sqrt(k), "one-launch split-K");
+            runs[1].Should().Equal(runs[0]);
+            runs[2].Should().Equal(runs[0]);
+            host.SplitKInOneLaunch = false;
+            using var c2 = Upload(host, Enumerable.Repeat(float.NaN, m * n).ToArray());
+            MatMulKernels.MatMul(host, ab.View, false, bb.View, false, c2.View, m, n, k, scratch: scratch.View);
+            Download(host, c2, m * n).Should().Equal(runs[0], "the same sum in the same order as the two-launch form");
+        }
+        finally
+        {
+            host.MatMulPath = saved;
+            host.MatMulSplitK = null;
+            host.SplitKInOneLaunch = true;
+        }
+    }
+
+    [Fact]
+    public void AUTOGRAD_MATMUL_names_the_initial_path_and_junk_is_refused()
+    {
+        var saved = Environment.GetEnvironmentVariable("AUTOGRAD_MATMUL");
+        try
+        {
+            Environment.SetEnvironmentVariable("AUTOGRAD_MATMUL", "Wide");
+            KernelHost.PathFromEnvironment().Should().Be(MatMulPath.Wide);
+            new KernelHost(Host.Accelerator).MatMulPath.Should().Be(MatMulPath.Wide);
+            Environment.SetEnvironmentVariable("AUTOGRAD_MATMUL", null);
+            KernelHost.PathFromEnvironment().Should().Be(MatMulPath.Auto);
+            Environment.SetEnvironmentVariable("AUTOGRAD_MATMUL", "fastest");
+            var act = () => KernelHost.PathFromEnvironment();
+            act.Should().Throw<ArgumentException>().WithMessage("*AUTOGRAD_MATMUL=fastest*wide*");
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("AUTOGRAD_MATMUL", saved);
+        }
+    }
+
+    public static TheoryData<string, string, int, int, int> EpilogueCases()
+    {
+        var d = new TheoryData<string, string, int, int, int>();
+        foreach (var path in new[] { "host", "small", "tiled", "split3", "split3-two-launches", "large", "wide" })
+            foreach (var epi in new[] { "relu", "bias-relu", "mask", "col-axpy", "sgd" })
+                foreach (var (m, n, k) in new[] { (1, 7, 33), (65, 130, 7), (130, 33, 65) })
+                    d.Add(path, epi, m, n, k);
+        return d;
+    }
+
+    // The fused epilogues the compiled graph uses, each against a double host loop:
+    //   relu      C = max(AB, 0)                    (BinaryThen<FirstOp, ClampOp>)
+    //   bias-relu C = max(AB + bias[j], 0)          (BinaryThen<AddOp, ClampOp>, operand strides (0, 1))
+    //   mask      C = AB where 0 < Y[i,j], else 0   (Flip<ClampGradOp>, operand strides (N, 1))
+    //   col-axpy  C = 2 AB + 0.5 C - 3 v[i]         (AxpyOp(-3), operand strides (1, 0), beta 0.5)
+    //   sgd       C = C - 0.1 AB                    (FirstOp, alpha -0.1, beta 1: the fused SGD update)
+    [Theory]
+    [MemberData(nameof(EpilogueCases))]
+    public void MatMul_epilogue_matches_host_twin(string path, string epi, int m, int n, int k)
+    {
+        var host = HostFor(path);
+        var saved = host.MatMulPath;
+        host.MatMulPath = PathOf(path);
+        host.MatMulSplitK = path.StartsWith("split3", StringComparison.Ordinal) ? 3 : 1;
+        host.SplitKInOneLaunch = path != "split3-two-launches";
+        try
+        {
+            var a = TestData.Normal(m * k, m + 5 * k);
+            var b = TestData.Normal(k * n, n + 3 * k);
+            var c0 = TestData.Normal(m * n, 11);
+            var bias = TestData.Normal(n, 12);
+            var mask = TestData.Normal(m * n, 13).Select(v => Math.Max(v, 0f)).ToArray(); // a relu output: about half 0
+            var col = TestData.Normal(m, 14);
+            bool keepsC = epi is "col-axpy" or "sgd";
+            using var ab = Upload(host, a);
+            using var bb = Upload(host, b);
+            using var cb = Upload(host, keepsC ? c0 : Enumerable.Repeat(float.NaN, m * n).ToArray());
+            using var eb = Upload(host, epi switch { "bias-relu" => bias, "mask" => mask, "col-axpy" => col, _ => [float.NaN] });
+            long need = MatMulKernels.SplitKScratch(host, m, n, k);
+            using var scratch = Upload(host, Enumerable.Repeat(float.NaN, (int)Math.Max(1, need)).ToArray());
+            var relu = new ClampOp(0f, float.PositiveInfinity);
+            switch (epi)
+            {
+                case "relu":
+                    MatMulKernels.MatMul(host, ab.View, false, bb.View, false, cb.View, m, n, k, 1f, 0f, scratch.View,
+                        new BinaryThen<FirstOp, ClampOp>(default, relu), eb.View, 0, 0);
+                    break;
+                case "bias-relu":
+                    MatMulKernels.MatMul(host, ab.View, false, bb.View, false, cb.View, m, n, k, 1f, 0f, scratch.View,
+                        new BinaryThen<AddOp, ClampOp>(default, relu), eb.View, 0, 1);
+                    break;
+                case "mask":
+                    MatMulKernels.MatMul(host, ab.View, false, bb.View, false, cb.View, m, n, k, 1f, 0f, scratch.View,
+                        new Flip<ClampGradOp>(new ClampGradOp(0f, float.PositiveInfinity)), eb.View, n, 1);
+                    break;
+                case "col-axpy":
+                    MatMulKernels.MatMul(host, ab.View, false, bb.View, false, cb.View, m, n, k, 2f, 0.5f, scratch.View,
+                        new AxpyOp(-3f), eb.View, 1, 0);
+                    break;
+                default:
+                    MatMulKernels.MatMul(host, ab.View, false, bb.View, false, cb.View, m, n, k, alpha: -0.1f, beta: 1f, scratch: scratch.View);
+                    break;
+            }
+            var p = Reference.MatMul(a, false, b, false, m, n, k);
+            var expected = p.Select((v, idx) =>
+            {
+                int i = idx / n, j = idx % n;
+                return epi switch
+                {
+                    "relu" => Math.Max(v, 0),
+                    "bias-relu" => Math.Max(v + bias[j], 0),
+                    "mask" => mask[idx] > 0 ? v : 0,
+                    "col-axpy" => 2 * v + 0.5 * c0[idx] - 3 * col[i],
+                    _ => c0[idx] - 0.1 * v,
+                };
+            }).ToArray();
+            TestData.ShouldMatch(Download(host, cb, m * n), expected, 1e-4, 4e-5 * Math.Sqrt(k), $"{epi} on {path} {m}x{n}x{k}");
+        }
+        finally
+        {
+            host.MatMulPath = saved;
+            host.MatMulSplitK = null;
+            host.SplitKInOneLaunch = true;
+        }
+    }
+}
