@@ -46,6 +46,21 @@ public sealed partial class Tensor
         return this;
     }
 
+    /// <summary>
+    /// In place, as in PyTorch: <c>w -= learning_rate * w.Grad</c> (inside <c>Autograd.NoGrad()</c>)
+    /// updates w's own buffer, so every reference to w sees it. Same as <see cref="SubInPlace"/>.
+    /// </summary>
+    /// <param name="other">The decrement (broadcasts to this shape).</param>
+    public void operator -=(Tensor other) => SubInPlace(other);
+
+    /// <summary>In place: this += other (broadcasts to this shape). Same as <see cref="AddInPlace(Tensor, float)"/>.</summary>
+    /// <param name="other">The increment.</param>
+    public void operator +=(Tensor other) => AddInPlace(other);
+
+    /// <summary>In place: this *= s. Same as <see cref="MulInPlace"/>.</summary>
+    /// <param name="s">The factor.</param>
+    public void operator *=(float s) => MulInPlace(s);
+
     /// <summary>Sets every element to value.</summary>
     /// <param name="value">The value.</param>
     public Tensor FillInPlace(float value)

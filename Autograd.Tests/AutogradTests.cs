@@ -108,6 +108,30 @@ public sealed class AutogradTests
     }
 
     [Fact]
+    public void Compound_assignment_updates_in_place_like_pytorch()
+    {
+        var w = TestData.Tensor([7, 3], 13, requiresGrad: true);
+        var alias = w;
+        var g = TestData.Tensor([7, 3], 14);
+        var b = TestData.Tensor([3], 15);
+        var w0 = w.ToArray();
+        var act = () => { w -= 0.5f * g; };
+        act.Should().Throw<AutogradException>("outside NoGrad, as for SubInPlace").WithMessage("SubInPlace*NoGrad*");
+        using (Autograd.NoGrad())
+        {
+            w -= 0.5f * g;   // PyTorch: w1 -= learning_rate * w1.grad
+            w += b;          // broadcasts
+            w *= 2f;
+        }
+        ReferenceEquals(w, alias).Should().BeTrue("the operators mutate the tensor, they do not rebind it");
+        w.RequiresGrad.Should().BeTrue();
+        var gv = g.ToArray();
+        var bv = b.ToArray();
+        var expected = w0.Select((v, i) => 2.0 * ((double)v - 0.5 * gv[i] + bv[i % 3])).ToArray();
+        TestData.ShouldMatch(alias.ToArray(), expected, 1e-6, 1e-6, "w = 2 (w - 0.5 g + b)");
+    }
+
+    [Fact]
     public void Sgd_steps_and_zeroes()
     {
         var w = TestData.Tensor([7, 3], 12, requiresGrad: true);

@@ -54,8 +54,8 @@ public sealed class SeedTests(ITestOutputHelper output)
             }
             using (Autograd.NoGrad())
             {
-                w1.SubInPlace(LearningRate * w1.Grad!);
-                w2.SubInPlace(LearningRate * w2.Grad!);
+                w1 -= LearningRate * w1.Grad!;
+                w2 -= LearningRate * w2.Grad!;
                 w1.Grad!.ZeroInPlace();
                 w2.Grad!.ZeroInPlace();
             }

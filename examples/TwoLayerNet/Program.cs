@@ -54,8 +54,8 @@ if (options.Eager)
         // Gradient descent by hand, outside autograd.
         using (Autograd.NoGrad())
         {
-            w1.SubInPlace(learning_rate * w1.Grad!);
-            w2.SubInPlace(learning_rate * w2.Grad!);
+            w1 -= learning_rate * w1.Grad!;
+            w2 -= learning_rate * w2.Grad!;
 
             // Zero the gradients after updating the weights.
             w1.Grad!.ZeroInPlace();
