@@ -104,4 +104,16 @@ public sealed class MisuseTests
         var act = () => Tensor.Zeros([1, 2, 3, 4, 5], TestData.Device);
         act.Should().Throw<ShapeMismatchException>().WithMessage("Full: shape [1, 2, 3, 4, 5] has rank 5; at most 4*");
     }
+
+    [Fact]
+    public void A_learning_rate_that_is_not_positive_and_finite_is_refused()
+    {
+        var w = TestData.Tensor([3], 8, requiresGrad: true);
+        var make = () => new Optim.Sgd([w], 0f);
+        make.Should().Throw<ArgumentOutOfRangeException>().WithMessage("Sgd: learning rate must be positive and finite, got 0*");
+        using var opt = new Optim.Adam([w], 1e-3f);
+        var set = () => opt.LearningRate = float.NaN;
+        set.Should().Throw<ArgumentOutOfRangeException>().WithMessage("Adam: learning rate must be positive and finite, got NaN*");
+        opt.LearningRate.Should().Be(1e-3f, "a refused value changes nothing");
+    }
 }

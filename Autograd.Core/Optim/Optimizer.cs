@@ -22,8 +22,6 @@ public abstract class Optimizer : IDisposable
         foreach (var p in _parameters)
             if (!p.RequiresGrad || !p.IsLeaf)
                 throw new ArgumentException($"{name}: every parameter must be a leaf with RequiresGrad; got {p}.", nameof(parameters));
-        if (!(lr > 0) || float.IsInfinity(lr))
-            throw new ArgumentOutOfRangeException(nameof(lr), $"{name}: learning rate must be positive and finite, got {lr}.");
         LearningRate = lr;
     }
 
@@ -35,6 +33,8 @@ public abstract class Optimizer : IDisposable
         get => _lr;
         set
         {
+            if (!(value > 0) || float.IsInfinity(value))
+                throw new ArgumentOutOfRangeException(nameof(LearningRate), $"{GetType().Name}: learning rate must be positive and finite, got {value}.");
             _lr = value;
             Interlocked.Increment(ref _version);
         }
