@@ -176,6 +176,32 @@ public sealed partial class KernelTests
         TestData.ShouldMatch(Download(yb, 1), [expected], 1e-5, 1e-5 * Math.Sqrt(n), $"sum of {n}");
     }
 
+    // The fused loss pass: y = sum of x^2 and, in the same pass, side = PowGrad(2)(x, s) = 2 x s with
+    // s one broadcast element or one per element.
+    [Theory]
+    [InlineData(1, true)]
+    [InlineData(7, false)]
+    [InlineData(33, true)]
+    [InlineData(130, false)]
+    [InlineData(4097, true)]
+    [InlineData(100_003, false)]
+    public void SumAllMap_with_a_side_output_matches_host_twin(int n, bool scalarOperand)
+    {
+        var x = TestData.Normal(n, n + 1);
+        var s = TestData.Normal(scalarOperand ? 1 : n, n + 2);
+        using var xb = Upload(x);
+        using var sb = Upload(s);
+        using var yb = Poisoned(1);
+        using var side = Poisoned(n);
+        using var scratch = Poisoned(Reduce.SumAllScratch(Host));
+        Reduce.SumAllMap(Host, xb.View.SubView(0, n), yb.View.SubView(0, 1), scratch.View, new PowOp(2f),
+            side.View.SubView(0, n), sb.View.SubView(0, s.Length), scalarOperand ? 0 : 1, new PowGradOp(2f));
+        double expected = x.Sum(v => (double)v * v);
+        TestData.ShouldMatch(Download(yb, 1), [expected], 1e-5, 1e-5 * Math.Sqrt(n), $"sum of squares of {n}");
+        var sideExpected = x.Select((v, i) => 2.0 * v * s[scalarOperand ? 0 : i]).ToArray();
+        TestData.ShouldMatch(Download(side, n), sideExpected, 1e-6, 1e-6, $"side output of {n}");
+    }
+
     [Theory]
     [InlineData(new[] { 7, 33 }, new[] { 0 })]
     [InlineData(new[] { 7, 33 }, new[] { 1 })]
