@@ -45,34 +45,48 @@ public sealed partial class KernelTests
         return tiled && !Host.CanUseTiledMatMul ? Device.CpuSimulator(16, 16, 1).Host : Host;
     }
 
+    // Pins a host's SGEMM settings for one test; Dispose puts back the defaults.
+    private sealed class Pin : IDisposable
+    {
+        private readonly KernelHost _host;
+        private readonly MatMulPath _saved;
+
+        public Pin(KernelHost host, MatMulPath path, int? splitK = null, bool oneLaunch = true)
+        {
+            _host = host;
+            _saved = host.MatMulPath;
+            host.MatMulPath = path;
+            host.MatMulSplitK = splitK;
+            host.SplitKInOneLaunch = oneLaunch;
+        }
+
+        public void Dispose()
+        {
+            _host.MatMulPath = _saved;
+            _host.MatMulSplitK = null;
+            _host.SplitKInOneLaunch = true;
+        }
+    }
+
+    private static Pin PinFor(KernelHost host, string path) =>
+        new(host, PathOf(path), path.StartsWith("split3", StringComparison.Ordinal) ? 3 : 1, path != "split3-two-launches");
+
     [Theory]
     [MemberData(nameof(MatMulCases))]
     public void MatMul_matches_host_twin_in_every_layout(int m, int n, int k, bool ta, bool tb, string path)
     {
         var host = HostFor(path);
-        var saved = host.MatMulPath;
-        host.MatMulPath = PathOf(path);
-        host.MatMulSplitK = path.StartsWith("split3", StringComparison.Ordinal) ? 3 : 1;
-        host.SplitKInOneLaunch = path != "split3-two-launches";
-        try
-        {
-            var a = TestData.Normal(m * k, m * 31 + k);
-            var b = TestData.Normal(k * n, n * 17 + k);
-            using var ab = Upload(host, a);
-            using var bb = Upload(host, b);
-            using var cb = Upload(host, Enumerable.Repeat(float.NaN, m * n).ToArray());
-            long need = MatMulKernels.SplitKScratch(host, m, n, k);
-            using var scratch = Upload(host, Enumerable.Repeat(float.NaN, (int)Math.Max(1, need)).ToArray());
-            MatMulKernels.MatMul(host, ab.View, ta, bb.View, tb, cb.View, m, n, k, scratch: scratch.View);
-            var expected = Reference.MatMul(a, ta, b, tb, m, n, k);
-            TestData.ShouldMatch(Download(host, cb, m * n), expected, 1e-4, 2e-5 * Math.Sqrt(k), $"{path} (K in {MatMulKernels.SplitK(host, m, n, k)} slices) {m}x{n}x{k} ta={ta} tb={tb}");
-        }
-        finally
-        {
-            host.MatMulPath = saved;
-            host.MatMulSplitK = null;
-            host.SplitKInOneLaunch = true;
-        }
+        using var pin = PinFor(host, path);
+        var a = TestData.Normal(m * k, m * 31 + k);
+        var b = TestData.Normal(k * n, n * 17 + k);
+        using var ab = Upload(host, a);
+        using var bb = Upload(host, b);
+        using var cb = Upload(host, Enumerable.Repeat(float.NaN, m * n).ToArray());
+        long need = MatMulKernels.SplitKScratch(host, m, n, k);
+        using var scratch = Upload(host, Enumerable.Repeat(float.NaN, (int)Math.Max(1, need)).ToArray());
+        MatMulKernels.MatMul(host, ab.View, ta, bb.View, tb, cb.View, m, n, k, scratch: scratch.View);
+        var expected = Reference.MatMul(a, ta, b, tb, m, n, k);
+        TestData.ShouldMatch(Download(host, cb, m * n), expected, 1e-4, 2e-5 * Math.Sqrt(k), $"{path} (K in {MatMulKernels.SplitK(host, m, n, k)} slices) {m}x{n}x{k} ta={ta} tb={tb}");
     }
 
     [Theory]
@@ -82,60 +96,42 @@ public sealed partial class KernelTests
     public void MatMul_accumulates_with_alpha_and_beta(bool tiled, int split)
     {
         var host = tiled && !Host.CanUseTiledMatMul ? Device.CpuSimulator(16, 16, 1).Host : Host;
-        var path = host.MatMulPath;
-        host.MatMulPath = tiled ? MatMulPath.Tiled : MatMulPath.Small;
-        host.MatMulSplitK = split;
-        try
-        {
-            int m = 33, n = 65, k = 40;
-            var a = TestData.Normal(m * k, 1);
-            var b = TestData.Normal(k * n, 2);
-            var c0 = TestData.Normal(m * n, 3);
-            using var ab = Upload(host, a);
-            using var bb = Upload(host, b);
-            using var cb = Upload(host, c0);
-            using var scratch = Upload(host, new float[Math.Max(1, (int)MatMulKernels.SplitKScratch(host, m, n, k))]);
-            MatMulKernels.MatMul(host, ab.View, false, bb.View, false, cb.View, m, n, k, alpha: -0.5f, beta: 1f, scratch: scratch.View);
-            MatMulKernels.SplitK(host, m, n, k).Should().Be(split);
-            var p = Reference.MatMul(a, false, b, false, m, n, k);
-            var expected = p.Select((v, i) => -0.5 * v + c0[i]).ToArray();
-            TestData.ShouldMatch(Download(host, cb, m * n), expected, 1e-4, 1e-5, "C = -0.5 AB + C");
-        }
-        finally
-        {
-            host.MatMulPath = path;
-            host.MatMulSplitK = null;
-        }
+        using var pin = new Pin(host, tiled ? MatMulPath.Tiled : MatMulPath.Small, split);
+        int m = 33, n = 65, k = 40;
+        var a = TestData.Normal(m * k, 1);
+        var b = TestData.Normal(k * n, 2);
+        var c0 = TestData.Normal(m * n, 3);
+        using var ab = Upload(host, a);
+        using var bb = Upload(host, b);
+        using var cb = Upload(host, c0);
+        using var scratch = Upload(host, new float[Math.Max(1, (int)MatMulKernels.SplitKScratch(host, m, n, k))]);
+        MatMulKernels.MatMul(host, ab.View, false, bb.View, false, cb.View, m, n, k, alpha: -0.5f, beta: 1f, scratch: scratch.View);
+        MatMulKernels.SplitK(host, m, n, k).Should().Be(split);
+        var p = Reference.MatMul(a, false, b, false, m, n, k);
+        var expected = p.Select((v, i) => -0.5 * v + c0[i]).ToArray();
+        TestData.ShouldMatch(Download(host, cb, m * n), expected, 1e-4, 1e-5, "C = -0.5 AB + C");
     }
 
     [Fact]
     public void Wide_SGEMM_reads_vectors_only_where_aligned_and_is_right_either_way()
     {
         var host = HostFor("wide");
-        var saved = host.MatMulPath;
-        host.MatMulPath = MatMulPath.Wide;
-        try
-        {
-            int m = 132, n = 68, k = 40;
-            var a = TestData.Normal(m * k, 1);
-            var b = TestData.Normal(k * n, 2);
-            // A one float into its buffer: not 16-byte aligned, so A's slices are read as scalars.
-            using var ab = Upload(host, [0.5f, .. a]);
-            using var bb = Upload(host, b);
-            using var cb = Upload(host, Enumerable.Repeat(float.NaN, m * n).ToArray());
-            var aView = ab.View.SubView(1, m * k);
-            var g = new GemmArgs(m, n, k, false, false, 1f, 0f);
-            MatMulKernels.WideVectorizable(aView, bb.View, g).Should().Be(2, "B is aligned with N % 4 == 0, A is not aligned");
-            MatMulKernels.WideVectorizable(ab.View.SubView(0, m * k), bb.View, g).Should().Be(3);
-            MatMulKernels.WideVectorizable(ab.View.SubView(0, m * k), bb.View, new GemmArgs(m, n, k, true, false, 1f, 0f)).Should().Be(3, "A^T has rows of M = 132");
-            MatMulKernels.WideVectorizable(ab.View.SubView(0, 65 * 7), bb.View.SubView(0, 7 * 33), new GemmArgs(65, 33, 7, false, false, 1f, 0f)).Should().Be(0, "K = 7 and N = 33 are not multiples of 4");
-            MatMulKernels.MatMul(host, aView, false, bb.View, false, cb.View, m, n, k);
-            TestData.ShouldMatch(Download(host, cb, m * n), Reference.MatMul(a, false, b, false, m, n, k), 1e-4, 2e-5 * Math.Sqrt(k), "wide, unaligned A");
-        }
-        finally
-        {
-            host.MatMulPath = saved;
-        }
+        using var pin = new Pin(host, MatMulPath.Wide);
+        int m = 132, n = 68, k = 40;
+        var a = TestData.Normal(m * k, 1);
+        var b = TestData.Normal(k * n, 2);
+        // A one float into its buffer: not 16-byte aligned, so A's slices are read as scalars.
+        using var ab = Upload(host, [0.5f, .. a]);
+        using var bb = Upload(host, b);
+        using var cb = Upload(host, Enumerable.Repeat(float.NaN, m * n).ToArray());
+        var aView = ab.View.SubView(1, m * k);
+        var g = new GemmArgs(m, n, k, false, false, 1f, 0f);
+        MatMulKernels.WideVectorizable(aView, bb.View, g).Should().Be(2, "B is aligned with N % 4 == 0, A is not aligned");
+        MatMulKernels.WideVectorizable(ab.View.SubView(0, m * k), bb.View, g).Should().Be(3);
+        MatMulKernels.WideVectorizable(ab.View.SubView(0, m * k), bb.View, new GemmArgs(m, n, k, true, false, 1f, 0f)).Should().Be(3, "A^T has rows of M = 132");
+        MatMulKernels.WideVectorizable(ab.View.SubView(0, 65 * 7), bb.View.SubView(0, 7 * 33), new GemmArgs(65, 33, 7, false, false, 1f, 0f)).Should().Be(0, "K = 7 and N = 33 are not multiples of 4");
+        MatMulKernels.MatMul(host, aView, false, bb.View, false, cb.View, m, n, k);
+        TestData.ShouldMatch(Download(host, cb, m * n), Reference.MatMul(a, false, b, false, m, n, k), 1e-4, 2e-5 * Math.Sqrt(k), "wide, unaligned A");
     }
 
     // With 2 simulated multiprocessors the K-slice groups of a tile run at the same time, so the
@@ -146,43 +142,32 @@ public sealed partial class KernelTests
     public void One_launch_split_K_leaves_its_counters_at_zero_and_repeats_bit_for_bit(int multiprocessors)
     {
         var host = Host.CanUseTiledMatMul ? Host : Device.CpuSimulator(16, 16, multiprocessors).Host;
-        var saved = host.MatMulPath;
-        host.MatMulPath = MatMulPath.Tiled;
-        host.MatMulSplitK = 5;
-        try
+        using var pin = new Pin(host, MatMulPath.Tiled, 5);
+        int m = 130, n = 70, k = 160; // 3 x 2 tiles, 5 slices of 32
+        var a = TestData.Normal(m * k, 31);
+        var b = TestData.Normal(k * n, 32);
+        using var ab = Upload(host, a);
+        using var bb = Upload(host, b);
+        using var scratch = Upload(host, Enumerable.Repeat(float.NaN, (int)MatMulKernels.SplitKScratch(host, m, n, k)).ToArray());
+        MatMulKernels.SplitK(host, m, n, k).Should().Be(5);
+        var runs = new List<float[]>();
+        for (int rep = 0; rep < 3; rep++)
         {
-            int m = 130, n = 70, k = 160; // 3 x 2 tiles, 5 slices of 32
-            var a = TestData.Normal(m * k, 31);
-            var b = TestData.Normal(k * n, 32);
-            using var ab = Upload(host, a);
-            using var bb = Upload(host, b);
-            using var scratch = Upload(host, Enumerable.Repeat(float.NaN, (int)MatMulKernels.SplitKScratch(host, m, n, k)).ToArray());
-            MatMulKernels.SplitK(host, m, n, k).Should().Be(5);
-            var runs = new List<float[]>();
-            for (int rep = 0; rep < 3; rep++)
-            {
-                using var cb = Upload(host, Enumerable.Repeat(float.NaN, m * n).ToArray());
-                MatMulKernels.MatMul(host, ab.View, false, bb.View, false, cb.View, m, n, k, scratch: scratch.View);
-                runs.Add(Download(host, cb, m * n));
-                var counters = new int[6];
-                host.SplitKArrivals.SubView(0, 6).CopyToCPU(host.Stream, counters);
-                host.Synchronize();
-                counters.Should().AllBeEquivalentTo(0, "the last layer of each tile resets its count");
-            }
-            TestData.ShouldMatch(runs[0], Reference.MatMul(a, false, b, false, m, n, k), 1e-4, 2e-5 * Math.Sqrt(k), "one-launch split-K");
-            runs[1].Should().Equal(runs[0]);
-            runs[2].Should().Equal(runs[0]);
-            host.SplitKInOneLaunch = false;
-            using var c2 = Upload(host, Enumerable.Repeat(float.NaN, m * n).ToArray());
-            MatMulKernels.MatMul(host, ab.View, false, bb.View, false, c2.View, m, n, k, scratch: scratch.View);
-            Download(host, c2, m * n).Should().Equal(runs[0], "the same sum in the same order as the two-launch form");
+            using var cb = Upload(host, Enumerable.Repeat(float.NaN, m * n).ToArray());
+            MatMulKernels.MatMul(host, ab.View, false, bb.View, false, cb.View, m, n, k, scratch: scratch.View);
+            runs.Add(Download(host, cb, m * n));
+            var counters = new int[6];
+            host.SplitKArrivals.SubView(0, 6).CopyToCPU(host.Stream, counters);
+            host.Synchronize();
+            counters.Should().AllBeEquivalentTo(0, "the last layer of each tile resets its count");
         }
-        finally
-        {
-            host.MatMulPath = saved;
-            host.MatMulSplitK = null;
-            host.SplitKInOneLaunch = true;
-        }
+        TestData.ShouldMatch(runs[0], Reference.MatMul(a, false, b, false, m, n, k), 1e-4, 2e-5 * Math.Sqrt(k), "one-launch split-K");
+        runs[1].Should().Equal(runs[0]);
+        runs[2].Should().Equal(runs[0]);
+        host.SplitKInOneLaunch = false;
+        using var c2 = Upload(host, Enumerable.Repeat(float.NaN, m * n).ToArray());
+        MatMulKernels.MatMul(host, ab.View, false, bb.View, false, c2.View, m, n, k, scratch: scratch.View);
+        Download(host, c2, m * n).Should().Equal(runs[0], "the same sum in the same order as the two-launch form");
     }
 
     [Fact]
@@ -227,68 +212,56 @@ public sealed partial class KernelTests
     public void MatMul_epilogue_matches_host_twin(string path, string epi, int m, int n, int k)
     {
         var host = HostFor(path);
-        var saved = host.MatMulPath;
-        host.MatMulPath = PathOf(path);
-        host.MatMulSplitK = path.StartsWith("split3", StringComparison.Ordinal) ? 3 : 1;
-        host.SplitKInOneLaunch = path != "split3-two-launches";
-        try
+        using var pin = PinFor(host, path);
+        var a = TestData.Normal(m * k, m + 5 * k);
+        var b = TestData.Normal(k * n, n + 3 * k);
+        var c0 = TestData.Normal(m * n, 11);
+        var bias = TestData.Normal(n, 12);
+        var mask = TestData.Normal(m * n, 13).Select(v => Math.Max(v, 0f)).ToArray(); // a relu output: about half 0
+        var col = TestData.Normal(m, 14);
+        bool keepsC = epi is "col-axpy" or "sgd";
+        using var ab = Upload(host, a);
+        using var bb = Upload(host, b);
+        using var cb = Upload(host, keepsC ? c0 : Enumerable.Repeat(float.NaN, m * n).ToArray());
+        using var eb = Upload(host, epi switch { "bias-relu" => bias, "mask" => mask, "col-axpy" => col, _ => [float.NaN] });
+        long need = MatMulKernels.SplitKScratch(host, m, n, k);
+        using var scratch = Upload(host, Enumerable.Repeat(float.NaN, (int)Math.Max(1, need)).ToArray());
+        var relu = new ClampOp(0f, float.PositiveInfinity);
+        switch (epi)
         {
-            var a = TestData.Normal(m * k, m + 5 * k);
-            var b = TestData.Normal(k * n, n + 3 * k);
-            var c0 = TestData.Normal(m * n, 11);
-            var bias = TestData.Normal(n, 12);
-            var mask = TestData.Normal(m * n, 13).Select(v => Math.Max(v, 0f)).ToArray(); // a relu output: about half 0
-            var col = TestData.Normal(m, 14);
-            bool keepsC = epi is "col-axpy" or "sgd";
-            using var ab = Upload(host, a);
-            using var bb = Upload(host, b);
-            using var cb = Upload(host, keepsC ? c0 : Enumerable.Repeat(float.NaN, m * n).ToArray());
-            using var eb = Upload(host, epi switch { "bias-relu" => bias, "mask" => mask, "col-axpy" => col, _ => [float.NaN] });
-            long need = MatMulKernels.SplitKScratch(host, m, n, k);
-            using var scratch = Upload(host, Enumerable.Repeat(float.NaN, (int)Math.Max(1, need)).ToArray());
-            var relu = new ClampOp(0f, float.PositiveInfinity);
-            switch (epi)
-            {
-                case "relu":
-                    MatMulKernels.MatMul(host, ab.View, false, bb.View, false, cb.View, m, n, k, 1f, 0f, scratch.View,
-                        new BinaryThen<FirstOp, ClampOp>(default, relu), eb.View, 0, 0);
-                    break;
-                case "bias-relu":
-                    MatMulKernels.MatMul(host, ab.View, false, bb.View, false, cb.View, m, n, k, 1f, 0f, scratch.View,
-                        new BinaryThen<AddOp, ClampOp>(default, relu), eb.View, 0, 1);
-                    break;
-                case "mask":
-                    MatMulKernels.MatMul(host, ab.View, false, bb.View, false, cb.View, m, n, k, 1f, 0f, scratch.View,
-                        new Flip<ClampGradOp>(new ClampGradOp(0f, float.PositiveInfinity)), eb.View, n, 1);
-                    break;
-                case "col-axpy":
-                    MatMulKernels.MatMul(host, ab.View, false, bb.View, false, cb.View, m, n, k, 2f, 0.5f, scratch.View,
-                        new AxpyOp(-3f), eb.View, 1, 0);
-                    break;
-                default:
-                    MatMulKernels.MatMul(host, ab.View, false, bb.View, false, cb.View, m, n, k, alpha: -0.1f, beta: 1f, scratch: scratch.View);
-                    break;
-            }
-            var p = Reference.MatMul(a, false, b, false, m, n, k);
-            var expected = p.Select((v, idx) =>
-            {
-                int i = idx / n, j = idx % n;
-                return epi switch
-                {
-                    "relu" => Math.Max(v, 0),
-                    "bias-relu" => Math.Max(v + bias[j], 0),
-                    "mask" => mask[idx] > 0 ? v : 0,
-                    "col-axpy" => 2 * v + 0.5 * c0[idx] - 3 * col[i],
-                    _ => c0[idx] - 0.1 * v,
-                };
-            }).ToArray();
-            TestData.ShouldMatch(Download(host, cb, m * n), expected, 1e-4, 4e-5 * Math.Sqrt(k), $"{epi} on {path} {m}x{n}x{k}");
+            case "relu":
+                MatMulKernels.MatMul(host, ab.View, false, bb.View, false, cb.View, m, n, k, 1f, 0f, scratch.View,
+                    new BinaryThen<FirstOp, ClampOp>(default, relu), eb.View, 0, 0);
+                break;
+            case "bias-relu":
+                MatMulKernels.MatMul(host, ab.View, false, bb.View, false, cb.View, m, n, k, 1f, 0f, scratch.View,
+                    new BinaryThen<AddOp, ClampOp>(default, relu), eb.View, 0, 1);
+                break;
+            case "mask":
+                MatMulKernels.MatMul(host, ab.View, false, bb.View, false, cb.View, m, n, k, 1f, 0f, scratch.View,
+                    new Flip<ClampGradOp>(new ClampGradOp(0f, float.PositiveInfinity)), eb.View, n, 1);
+                break;
+            case "col-axpy":
+                MatMulKernels.MatMul(host, ab.View, false, bb.View, false, cb.View, m, n, k, 2f, 0.5f, scratch.View,
+                    new AxpyOp(-3f), eb.View, 1, 0);
+                break;
+            default:
+                MatMulKernels.MatMul(host, ab.View, false, bb.View, false, cb.View, m, n, k, alpha: -0.1f, beta: 1f, scratch: scratch.View);
+                break;
         }
-        finally
+        var p = Reference.MatMul(a, false, b, false, m, n, k);
+        var expected = p.Select((v, idx) =>
         {
-            host.MatMulPath = saved;
-            host.MatMulSplitK = null;
-            host.SplitKInOneLaunch = true;
-        }
+            int i = idx / n, j = idx % n;
+            return epi switch
+            {
+                "relu" => Math.Max(v, 0),
+                "bias-relu" => Math.Max(v + bias[j], 0),
+                "mask" => mask[idx] > 0 ? v : 0,
+                "col-axpy" => 2 * v + 0.5 * c0[idx] - 3 * col[i],
+                _ => c0[idx] - 0.1 * v,
+            };
+        }).ToArray();
+        TestData.ShouldMatch(Download(host, cb, m * n), expected, 1e-4, 4e-5 * Math.Sqrt(k), $"{epi} on {path} {m}x{n}x{k}");
     }
 }
