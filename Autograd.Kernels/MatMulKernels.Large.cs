@@ -65,28 +65,13 @@ public static partial class MatMulKernels
             Group.Barrier();
         }
         int r = rowBase + ty, col = colBase + tx;
-        StoreRow8(c, e, g, epi, cBase, r + 0, col, c00, c01, c02, c03, c04, c05, c06, c07);
-        StoreRow8(c, e, g, epi, cBase, r + 16, col, c10, c11, c12, c13, c14, c15, c16, c17);
-        StoreRow8(c, e, g, epi, cBase, r + 32, col, c20, c21, c22, c23, c24, c25, c26, c27);
-        StoreRow8(c, e, g, epi, cBase, r + 48, col, c30, c31, c32, c33, c34, c35, c36, c37);
-        StoreRow8(c, e, g, epi, cBase, r + 64, col, c40, c41, c42, c43, c44, c45, c46, c47);
-        StoreRow8(c, e, g, epi, cBase, r + 80, col, c50, c51, c52, c53, c54, c55, c56, c57);
-        StoreRow8(c, e, g, epi, cBase, r + 96, col, c60, c61, c62, c63, c64, c65, c66, c67);
-        StoreRow8(c, e, g, epi, cBase, r + 112, col, c70, c71, c72, c73, c74, c75, c76, c77);
-    }
-
-    private static void StoreRow8<TEpi>(ArrayView<float> c, ArrayView<float> e, GemmArgs g, TEpi epi, int cBase, int i, int j,
-        float v0, float v1, float v2, float v3, float v4, float v5, float v6, float v7)
-        where TEpi : struct, IBinaryOp
-    {
-        if (i >= g.M) return;
-        if (j < g.N) Store(c, e, g, epi, cBase, i, j, v0);
-        if (j + 16 < g.N) Store(c, e, g, epi, cBase, i, j + 16, v1);
-        if (j + 32 < g.N) Store(c, e, g, epi, cBase, i, j + 32, v2);
-        if (j + 48 < g.N) Store(c, e, g, epi, cBase, i, j + 48, v3);
-        if (j + 64 < g.N) Store(c, e, g, epi, cBase, i, j + 64, v4);
-        if (j + 80 < g.N) Store(c, e, g, epi, cBase, i, j + 80, v5);
-        if (j + 96 < g.N) Store(c, e, g, epi, cBase, i, j + 96, v6);
-        if (j + 112 < g.N) Store(c, e, g, epi, cBase, i, j + 112, v7);
+        StoreRow8(c, e, g, epi, cBase, r + 0, col, 16, c00, c01, c02, c03, c04, c05, c06, c07);
+        StoreRow8(c, e, g, epi, cBase, r + 16, col, 16, c10, c11, c12, c13, c14, c15, c16, c17);
+        StoreRow8(c, e, g, epi, cBase, r + 32, col, 16, c20, c21, c22, c23, c24, c25, c26, c27);
+        StoreRow8(c, e, g, epi, cBase, r + 48, col, 16, c30, c31, c32, c33, c34, c35, c36, c37);
+        StoreRow8(c, e, g, epi, cBase, r + 64, col, 16, c40, c41, c42, c43, c44, c45, c46, c47);
+        StoreRow8(c, e, g, epi, cBase, r + 80, col, 16, c50, c51, c52, c53, c54, c55, c56, c57);
+        StoreRow8(c, e, g, epi, cBase, r + 96, col, 16, c60, c61, c62, c63, c64, c65, c66, c67);
+        StoreRow8(c, e, g, epi, cBase, r + 112, col, 16, c70, c71, c72, c73, c74, c75, c76, c77);
     }
 }

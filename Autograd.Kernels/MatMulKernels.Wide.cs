@@ -162,14 +162,14 @@ public static partial class MatMulKernels
             }
             Group.Barrier();
         }
-        StoreRow8Wide(c, e, g, epi, cBase, rowBase + ty * 4 + 0, colBase + tx * 4, c00, c01, c02, c03, c04, c05, c06, c07);
-        StoreRow8Wide(c, e, g, epi, cBase, rowBase + ty * 4 + 1, colBase + tx * 4, c10, c11, c12, c13, c14, c15, c16, c17);
-        StoreRow8Wide(c, e, g, epi, cBase, rowBase + ty * 4 + 2, colBase + tx * 4, c20, c21, c22, c23, c24, c25, c26, c27);
-        StoreRow8Wide(c, e, g, epi, cBase, rowBase + ty * 4 + 3, colBase + tx * 4, c30, c31, c32, c33, c34, c35, c36, c37);
-        StoreRow8Wide(c, e, g, epi, cBase, rowBase + 64 + ty * 4 + 0, colBase + tx * 4, c40, c41, c42, c43, c44, c45, c46, c47);
-        StoreRow8Wide(c, e, g, epi, cBase, rowBase + 64 + ty * 4 + 1, colBase + tx * 4, c50, c51, c52, c53, c54, c55, c56, c57);
-        StoreRow8Wide(c, e, g, epi, cBase, rowBase + 64 + ty * 4 + 2, colBase + tx * 4, c60, c61, c62, c63, c64, c65, c66, c67);
-        StoreRow8Wide(c, e, g, epi, cBase, rowBase + 64 + ty * 4 + 3, colBase + tx * 4, c70, c71, c72, c73, c74, c75, c76, c77);
+        StoreRow8(c, e, g, epi, cBase, rowBase + ty * 4 + 0, colBase + tx * 4, 1, c00, c01, c02, c03, c04, c05, c06, c07);
+        StoreRow8(c, e, g, epi, cBase, rowBase + ty * 4 + 1, colBase + tx * 4, 1, c10, c11, c12, c13, c14, c15, c16, c17);
+        StoreRow8(c, e, g, epi, cBase, rowBase + ty * 4 + 2, colBase + tx * 4, 1, c20, c21, c22, c23, c24, c25, c26, c27);
+        StoreRow8(c, e, g, epi, cBase, rowBase + ty * 4 + 3, colBase + tx * 4, 1, c30, c31, c32, c33, c34, c35, c36, c37);
+        StoreRow8(c, e, g, epi, cBase, rowBase + 64 + ty * 4 + 0, colBase + tx * 4, 1, c40, c41, c42, c43, c44, c45, c46, c47);
+        StoreRow8(c, e, g, epi, cBase, rowBase + 64 + ty * 4 + 1, colBase + tx * 4, 1, c50, c51, c52, c53, c54, c55, c56, c57);
+        StoreRow8(c, e, g, epi, cBase, rowBase + 64 + ty * 4 + 2, colBase + tx * 4, 1, c60, c61, c62, c63, c64, c65, c66, c67);
+        StoreRow8(c, e, g, epi, cBase, rowBase + 64 + ty * 4 + 3, colBase + tx * 4, 1, c70, c71, c72, c73, c74, c75, c76, c77);
     }
 
     // A's slice (128 rows x 8 k) is 4 elements per thread, along A's contiguous dimension:
@@ -244,22 +244,6 @@ public static partial class MatMulKernels
             sB[o + (k + 2) * WideTile + n] = v.Z;
             sB[o + (k + 3) * WideTile + n] = v.W;
         }
-    }
-
-    // One row of a thread's 8x8 block: columns j..j+3 and j+64..j+67.
-    private static void StoreRow8Wide<TEpi>(ArrayView<float> c, ArrayView<float> e, GemmArgs g, TEpi epi, int cBase, int i, int j,
-        float v0, float v1, float v2, float v3, float v4, float v5, float v6, float v7)
-        where TEpi : struct, IBinaryOp
-    {
-        if (i >= g.M) return;
-        if (j < g.N) Store(c, e, g, epi, cBase, i, j, v0);
-        if (j + 1 < g.N) Store(c, e, g, epi, cBase, i, j + 1, v1);
-        if (j + 2 < g.N) Store(c, e, g, epi, cBase, i, j + 2, v2);
-        if (j + 3 < g.N) Store(c, e, g, epi, cBase, i, j + 3, v3);
-        if (j + 64 < g.N) Store(c, e, g, epi, cBase, i, j + 64, v4);
-        if (j + 65 < g.N) Store(c, e, g, epi, cBase, i, j + 65, v5);
-        if (j + 66 < g.N) Store(c, e, g, epi, cBase, i, j + 66, v6);
-        if (j + 67 < g.N) Store(c, e, g, epi, cBase, i, j + 67, v7);
     }
 
     /// <summary>Four floats loaded or stored as one 16-byte access (System.Numerics.Vector4's constructor uses

@@ -295,6 +295,24 @@ public static partial class MatMulKernels
         if (j + 48 < g.N) Store(c, e, g, epi, cBase, i, j + 48, v3);
     }
 
+    // One row of a 128x128-tile thread's 8x8 block (Large and Wide): column q of the 8 is
+    // j + (q % 4) * step + (q / 4) * 64, so Large (step 16) writes j, j+16, ..., j+112 and Wide
+    // (step 1) writes j..j+3 and j+64..j+67.
+    private static void StoreRow8<TEpi>(ArrayView<float> c, ArrayView<float> e, GemmArgs g, TEpi epi, int cBase, int i, int j, int step,
+        float v0, float v1, float v2, float v3, float v4, float v5, float v6, float v7)
+        where TEpi : struct, IBinaryOp
+    {
+        if (i >= g.M) return;
+        if (j < g.N) Store(c, e, g, epi, cBase, i, j, v0);
+        if (j + step < g.N) Store(c, e, g, epi, cBase, i, j + step, v1);
+        if (j + 2 * step < g.N) Store(c, e, g, epi, cBase, i, j + 2 * step, v2);
+        if (j + 3 * step < g.N) Store(c, e, g, epi, cBase, i, j + 3 * step, v3);
+        if (j + 64 < g.N) Store(c, e, g, epi, cBase, i, j + 64, v4);
+        if (j + 64 + step < g.N) Store(c, e, g, epi, cBase, i, j + 64 + step, v5);
+        if (j + 64 + 2 * step < g.N) Store(c, e, g, epi, cBase, i, j + 64 + 2 * step, v6);
+        if (j + 64 + 3 * step < g.N) Store(c, e, g, epi, cBase, i, j + 64 + 3 * step, v7);
+    }
+
     /// <summary>
     /// C(i, j) = Epi(alpha * sum over slices of partial[s][i][j] + beta * C(i, j), E(i, j)), the slices
     /// summed in order (deterministic).
