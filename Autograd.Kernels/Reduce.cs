@@ -58,25 +58,28 @@ public static class Reduce
 
     // ---------------------------------------------------------------- kernels
 
-    /// <summary>partial[group] = sum of this group's grid-stride share of x.</summary>
+    /// <summary>partial[group] = scale * the sum of this group's grid-stride share of x.</summary>
     internal static void SumPartialsKernel(
         ArrayView<float> x,        // (n)
         ArrayView<float> partial,  // (gridDim) one sum per group
-        int n)
+        int n,
+        float scale)               // 1, or a mean's 1/n on the final pass
     {
         var shared = SharedMemory.Allocate<float>(MaxGroup);
         int stride = Grid.DimX * Group.DimX;
         float s = 0f;
         for (int i = Grid.GlobalIndex.X; i < n; i += stride) s += x[i];
-        GroupSum(shared, partial, Grid.IdxX, s);
+        GroupSum(shared, partial, Grid.IdxX, s, scale);
     }
 
-    // y[at] = the sum of every thread's s, by a fixed tree (the same bits every run).
+    // y[at] = scale * the sum of every thread's s, by a fixed tree (the same bits every run; scale 1
+    // changes no bit).
     private static void GroupSum(
         ArrayView<float> shared,   // (MaxGroup) the group's shared scratch
         ArrayView<float> y,        // the output
         int at,
-        float s)
+        float s,
+        float scale)
     {
         int tid = Group.IdxX;
         shared[tid] = s;
@@ -86,14 +89,14 @@ public static class Reduce
             if (tid < half) shared[tid] += shared[tid + half];
             Group.Barrier();
         }
-        if (tid == 0) y[at] = shared[0];
+        if (tid == 0) y[at] = shared[0] * scale;
         // The next use of shared (another row) must not overwrite shared[0] before thread 0 read it.
         Group.Barrier();
     }
 
     /// <summary>
-    /// partial[group] = sum of Map(x[i]) over this group's grid-stride share; when hasSide is 1, also
-    /// side[i] = Side(x[i], s[i * sStride]) for each i visited.
+    /// partial[group] = scale * the sum of Map(x[i]) over this group's grid-stride share; when hasSide
+    /// is 1, also side[i] = Side(x[i], s[i * sStride]) for each i visited.
     /// </summary>
     internal static void SumMapKernel<TMap, TSide>(
         ArrayView<float> x,        // (n)
@@ -103,6 +106,7 @@ public static class Reduce
         int n,
         int sStride,
         int hasSide,
+        float scale,
         TMap map,
         TSide sideOp)
         where TMap : struct, IUnaryOp
@@ -117,7 +121,7 @@ public static class Reduce
             acc += map.Apply(v);
             if (hasSide != 0) side[i] = sideOp.Apply(v, s[i * sStride]);
         }
-        GroupSum(shared, partial, Grid.IdxX, acc);
+        GroupSum(shared, partial, Grid.IdxX, acc, scale);
     }
 
     /// <summary>
@@ -160,7 +164,7 @@ public static class Reduce
             float s = 0f;
             int start = row * r;
             for (int k = Group.IdxX; k < r; k += Group.DimX) s += x[start + k];
-            GroupSum(shared, y, row, s);
+            GroupSum(shared, y, row, s, 1f);
         }
     }
 
@@ -207,15 +211,15 @@ public static class Reduce
         CheckScratch("SumAll", host, scratch);
         int n = (int)x.Length;
         var k = host.Load("SumPartials", null, acc =>
-            acc.LoadKernel<ArrayView<float>, ArrayView<float>, int>(SumPartialsKernel));
+            acc.LoadKernel<ArrayView<float>, ArrayView<float>, int, float>(SumPartialsKernel));
         int groups = SumGroups(host, n);
         if (groups == 1)
         {
-            k(host.Stream, new KernelConfig(1, host.ReduceGroupSize), x, y, n);
+            k(host.Stream, new KernelConfig(1, host.ReduceGroupSize), x, y, n, 1f);
             return;
         }
-        k(host.Stream, new KernelConfig(groups, host.ReduceGroupSize), x, scratch, n);
-        k(host.Stream, new KernelConfig(1, host.ReduceGroupSize), scratch.SubView(0, groups), y, groups);
+        k(host.Stream, new KernelConfig(groups, host.ReduceGroupSize), x, scratch, n, 1f);
+        k(host.Stream, new KernelConfig(1, host.ReduceGroupSize), scratch.SubView(0, groups), y, groups, 1f);
     }
 
     /// <summary>y[0] = sum of map(x[i]) over all i.</summary>
@@ -225,9 +229,11 @@ public static class Reduce
     /// <param name="y">Output, 1 element.</param>
     /// <param name="scratch">At least SumAllScratch(host) elements; overwritten.</param>
     /// <param name="map">The op.</param>
-    public static void SumAllMap<TMap>(KernelHost host, ArrayView<float> x, ArrayView<float> y, ArrayView<float> scratch, TMap map)
+    /// <param name="scale">Multiplies the sum (a mean's 1/n); 1 changes no bit.</param>
+    public static void SumAllMap<TMap>(KernelHost host, ArrayView<float> x, ArrayView<float> y, ArrayView<float> scratch, TMap map,
+        float scale = 1f)
         where TMap : struct, IUnaryOp =>
-        SumAllMap(host, x, y, scratch, map, x, x, 0, default(FirstOp), hasSide: false);
+        SumAllMap(host, x, y, scratch, map, x, x, 0, default(FirstOp), hasSide: false, scale);
 
     /// <summary>
     /// y[0] = sum of map(x[i]) over all i, and in the same pass side[i] = sideOp(x[i], s[i * sStride]).
@@ -243,19 +249,20 @@ public static class Reduce
     /// <param name="s">The sibling's second operand: n elements (sStride 1) or 1 (sStride 0).</param>
     /// <param name="sStride">1, or 0 to broadcast s[0].</param>
     /// <param name="sideOp">The sibling op.</param>
+    /// <param name="scale">Multiplies the sum (a mean's 1/n); 1 changes no bit.</param>
     public static void SumAllMap<TMap, TSide>(KernelHost host, ArrayView<float> x, ArrayView<float> y, ArrayView<float> scratch,
-        TMap map, ArrayView<float> side, ArrayView<float> s, int sStride, TSide sideOp)
+        TMap map, ArrayView<float> side, ArrayView<float> s, int sStride, TSide sideOp, float scale = 1f)
         where TMap : struct, IUnaryOp
         where TSide : struct, IBinaryOp
     {
         if (sStride is not (0 or 1)) throw new ArgumentException($"SumAllMap: sStride must be 0 or 1, got {sStride}.");
         Check.Length("SumAllMap", "side", side, x.Length);
         Check.Length("SumAllMap", "s", s, sStride == 0 ? 1 : x.Length);
-        SumAllMap(host, x, y, scratch, map, side, s, sStride, sideOp, hasSide: true);
+        SumAllMap(host, x, y, scratch, map, side, s, sStride, sideOp, hasSide: true, scale);
     }
 
     private static void SumAllMap<TMap, TSide>(KernelHost host, ArrayView<float> x, ArrayView<float> y, ArrayView<float> scratch,
-        TMap map, ArrayView<float> side, ArrayView<float> s, int sStride, TSide sideOp, bool hasSide)
+        TMap map, ArrayView<float> side, ArrayView<float> s, int sStride, TSide sideOp, bool hasSide, float scale)
         where TMap : struct, IUnaryOp
         where TSide : struct, IBinaryOp
     {
@@ -263,14 +270,16 @@ public static class Reduce
         CheckScratch("SumAllMap", host, scratch);
         int n = (int)x.Length;
         var k = host.Load("SumMap", typeof((TMap, TSide)), acc =>
-            acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, TMap, TSide>(SumMapKernel));
+            acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, float, TMap, TSide>(SumMapKernel));
         int groups = SumGroups(host, n);
         int gs = host.ReduceGroupSize;
-        k(host.Stream, new KernelConfig(groups, gs), x, groups == 1 ? y : scratch, side, s, n, sStride, hasSide ? 1 : 0, map, sideOp);
+        // The scale applies once, to the final sum: in this pass when it is the only one.
+        k(host.Stream, new KernelConfig(groups, gs), x, groups == 1 ? y : scratch, side, s, n, sStride, hasSide ? 1 : 0,
+            groups == 1 ? scale : 1f, map, sideOp);
         if (groups == 1) return;
         var sum = host.Load("SumPartials", null, acc =>
-            acc.LoadKernel<ArrayView<float>, ArrayView<float>, int>(SumPartialsKernel));
-        sum(host.Stream, new KernelConfig(1, gs), scratch.SubView(0, groups), y, groups);
+            acc.LoadKernel<ArrayView<float>, ArrayView<float>, int, float>(SumPartialsKernel));
+        sum(host.Stream, new KernelConfig(1, gs), scratch.SubView(0, groups), y, groups, scale);
     }
 
     private static void CheckScratch(string op, KernelHost host, ArrayView<float> scratch)

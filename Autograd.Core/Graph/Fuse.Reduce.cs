@@ -20,14 +20,14 @@ internal static partial class Fuse
             Node? mapNode = null;
             var u = sum.Inputs[0];
             object map = new IdentityOp();
-            string text = "";
+            string? mapText = null, sideText = null;
             int producer = result.FindIndex(n => ReferenceEquals(n.Output, u));
             if (producer >= 0 && result[producer] is var p && p.Inputs.Length == 1 && ComposedOps.CanFollow(p.Op)
                 && !outputs.Contains(u) && consumers[u].Count == 1)
             {
                 mapNode = p;
                 map = ComposedOps.Struct(p.Op);
-                text = p.Op + " -> ";
+                mapText = p.Op.ToString();
                 u = p.Inputs[0];
             }
             var sibling = mapNode == null ? null : Sibling(result, consumers, u, i, mapNode);
@@ -40,13 +40,37 @@ internal static partial class Fuse
                 int at = ReferenceEquals(sibling.Inputs[0], u) ? 0 : 1;
                 if (at == 1) side = FusedKernels.Flip(side);
                 inputs = [u, sibling.Inputs[1 - at]];
-                text += $"Sum, with {sibling.Op}{(at == 1 ? " (flipped)" : "")}";
+                sideText = $"{sibling.Op}{(at == 1 ? " (flipped)" : "")}";
             }
-            else text += "Sum";
-            var op = new OpSpec(Prim.Sum, Ints: sum.Op.Ints, Flag1: sum.Op.Flag1, Payload: FusedKernels.SumMap(map, side, text));
+            var op = new OpSpec(Prim.Sum, Ints: sum.Op.Ints, Flag1: sum.Op.Flag1, Payload: FusedKernels.SumMap(map, side, mapText, sideText));
             result[i] = new Node(op, inputs, sum.Output) { Side = sibling?.Output };
             if (mapNode != null) result.Remove(mapNode);
             if (sibling != null) result.Remove(sibling);
+        }
+        return result;
+    }
+
+    // A Scale that is the only reader of a sum over all elements (Mean is Sum then Scale) multiplies
+    // the final sum inside the sum's own launch: the same multiply, so the same bits.
+    private static List<Node> FoldScaleIntoSum(List<Node> nodes, IReadOnlyCollection<Tensor> outputs)
+    {
+        var result = new List<Node>(nodes);
+        var consumers = Consumers(result);
+        for (int i = 0; i < result.Count; i++)
+        {
+            var sum = result[i];
+            if (sum.Op.Kind != Prim.Sum || outputs.Contains(sum.Output)) continue;
+            bool plain = sum.Op.Payload == null && sum.Op.Ints!.Length == sum.Inputs[0].Rank && sum.Inputs[0].NumElements > 0;
+            if (!plain && sum.Op.Payload is not SumMapOp) continue;
+            if (!consumers.TryGetValue(sum.Output, out var users) || users.Count != 1) continue;
+            var scale = users[0];
+            if (scale.Op.Kind != Prim.Scale || scale.Inputs.Length != 1) continue;
+            var old = sum.Op.Payload as SumMapOp;
+            var op = FusedKernels.SumMap(old?.Map ?? new IdentityOp(), old?.Side, old?.MapText, old?.SideText,
+                (old?.Scale ?? 1f) * scale.Op.A);
+            result[i] = new Node(sum.Op with { Payload = op }, sum.Inputs, scale.Output) { Side = sum.Side };
+            result.Remove(scale);
+            consumers = Consumers(result);
         }
         return result;
     }

@@ -2,9 +2,11 @@
 // - Dead nodes (nothing the outputs need) go.
 // - An Expand whose consumers are all broadcasting elementwise ops goes: they read its input
 //   directly (the backward of Sum makes one per step: the gradient seed broadcast to the loss's input).
+// - Nodes that read only constants (a Mean's gradient seed scaled by 1/n) are evaluated at compile time.
 // - Elementwise ops that are the only reader of a product go into its epilogue (Fuse.MatMul.cs).
 // - A unary op read only by a sum over all elements goes into the sum, and an elementwise sibling of
-//   it that does not need the sum becomes the sum's second output (Fuse.Reduce.cs).
+//   it that does not need the sum becomes the sum's second output, and a Scale after the sum (a
+//   Mean) multiplies its result in the same launch (Fuse.Reduce.cs).
 // - A unary elementwise op that is the only consumer of an elementwise op's output is folded into
 //   it: the pair becomes one kernel whose op struct is composed at run time (ComposedOps.cs).
 // AUTOGRAD_FUSE=0 keeps only dead-code removal and expand folding (to compare, or to bisect a bug).
@@ -12,15 +14,58 @@ namespace AutogradNet;
 
 internal static partial class Fuse
 {
-    public static List<Node> Run(List<Node> nodes, IReadOnlyCollection<Tensor> outputs)
+    /// <param name="nodes">The traced and differentiated nodes.</param>
+    /// <param name="outputs">What the step must produce.</param>
+    /// <param name="constants">Compile-time constants (the gradient seed); tensors folded from them are
+    /// added, owned by the caller.</param>
+    public static List<Node> Run(List<Node> nodes, IReadOnlyCollection<Tensor> outputs, List<Tensor> constants)
     {
         nodes = DeadCode(nodes, outputs);
         nodes = DropExpands(nodes, outputs);
         if (!Enabled) return nodes;
+        nodes = FoldConstants(nodes, outputs, constants);
         nodes = FoldIntoMatMul(nodes, outputs);
         nodes = FoldIntoSum(nodes, outputs);
+        nodes = FoldScaleIntoSum(nodes, outputs);
         nodes = FoldUnaryChains(nodes, outputs);
         return nodes;
+    }
+
+    // Nodes that read only constants (the gradient seed, or what was folded from it: a Mean's seed
+    // scaled by 1/n, and its reshapes) are evaluated now, once; their readers read the result. Such a
+    // result is ready before any node runs, so the loss pass can write the gradient that reads it.
+    private static List<Node> FoldConstants(List<Node> nodes, IReadOnlyCollection<Tensor> outputs, List<Tensor> constants)
+    {
+        var known = new HashSet<Tensor>(constants, ReferenceEqualityComparer.Instance);
+        var value = new Dictionary<Tensor, Tensor>(ReferenceEqualityComparer.Instance);
+        var kept = new List<Node>();
+        foreach (var n in nodes)
+        {
+            var inputs = n.Inputs.Select(x => value.TryGetValue(x, out var v) ? v : x).ToArray();
+            for (int j = 0; j < n.Inputs.Length; j++) n.Inputs[j] = inputs[j];
+            bool foldable = n.Side == null && n.Op.Payload == null && !outputs.Contains(n.Output)
+                && inputs.All(known.Contains) && (n.Op.Kind == Prim.Reshape || Executor.IsElementwise(n.Op.Kind));
+            if (!foldable)
+            {
+                kept.Add(n);
+                continue;
+            }
+            Tensor result;
+            using (Autograd.NoGrad())
+            {
+                if (n.Op.Kind == Prim.Reshape) result = inputs[0].Reshape(n.Output.ShapeArray);
+                else
+                {
+                    result = Tensor.Empty(n.Output.ShapeArray, inputs[0].Device, "Graph.Compile");
+                    lock (result.Device.Sync) Executor.Run(n.Op, inputs, result);
+                }
+            }
+            result = TensorScope.Release(result);
+            constants.Add(result);
+            known.Add(result);
+            value[n.Output] = result;
+        }
+        return kept;
     }
 
     /// <summary>Whether kernel fusion runs (AUTOGRAD_FUSE=0 turns it off).</summary>

@@ -25,11 +25,15 @@ internal sealed record MatMulEpilogue(object Op, string Text, int RowStride, int
 }
 
 /// <summary>
-/// A fused sum over all elements: y = sum of Map(u), and, when Side is set, side = Side(u, s) with s
-/// the node's second input (broadcast when it has one element).
+/// A fused sum over all elements: y = Scale * sum of Map(u), and, when Side is set, side = Side(u, s)
+/// with s the node's second input (broadcast when it has one element).
 /// </summary>
-internal sealed record SumMapOp(object Map, object? Side, string Text, Action<KernelHost, Operand[], Operand, Operand, ArrayView<float>> Launch)
+internal sealed record SumMapOp(object Map, object? Side, float Scale, string? MapText, string? SideText,
+    Action<KernelHost, Operand[], Operand, Operand, ArrayView<float>> Launch)
 {
+    public string Text => (MapText != null ? MapText + " -> " : "") + "Sum" + (Scale != 1f ? $" -> Scale({Scale})" : "")
+        + (SideText != null ? $", with {SideText}" : "");
+
     public IEnumerable<Type> OpTypes => Side == null ? [Map.GetType()] : [Map.GetType(), Side.GetType()];
 }
 
@@ -72,16 +76,21 @@ internal static class FusedKernels
         };
     }
 
-    /// <summary>A sum of map(u) over all elements, with an optional sibling side(u, s) written alongside.</summary>
-    public static SumMapOp SumMap(object map, object? side, string text)
+    /// <summary>scale * the sum of map(u) over all elements, with an optional sibling side(u, s) written alongside.</summary>
+    /// <param name="map">The unary op struct summed (IdentityOp for a plain sum).</param>
+    /// <param name="side">The sibling's binary op struct, or null.</param>
+    /// <param name="mapText">The map's primitive, for Describe (null for none).</param>
+    /// <param name="sideText">The sibling's primitive, for Describe (null for none).</param>
+    /// <param name="scale">Multiplies the sum.</param>
+    public static SumMapOp SumMap(object map, object? side, string? mapText, string? sideText, float scale = 1f)
     {
         var m = typeof(FusedKernels).GetMethod(nameof(BindSumMap), BindingFlags.NonPublic | BindingFlags.Static)!
             .MakeGenericMethod(map.GetType(), (side ?? new FirstOp()).GetType());
-        var launch = (Action<KernelHost, Operand[], Operand, Operand, ArrayView<float>>)m.Invoke(null, [map, side])!;
-        return new SumMapOp(map, side, text, launch);
+        var launch = (Action<KernelHost, Operand[], Operand, Operand, ArrayView<float>>)m.Invoke(null, [map, side, scale])!;
+        return new SumMapOp(map, side, scale, mapText, sideText, launch);
     }
 
-    private static Action<KernelHost, Operand[], Operand, Operand, ArrayView<float>> BindSumMap<TMap, TSide>(object map, object? side)
+    private static Action<KernelHost, Operand[], Operand, Operand, ArrayView<float>> BindSumMap<TMap, TSide>(object map, object? side, float scale)
         where TMap : struct, IUnaryOp
         where TSide : struct, IBinaryOp
     {
@@ -92,11 +101,11 @@ internal static class FusedKernels
         {
             if (!hasSide)
             {
-                Reduce.SumAllMap(h, x[0].View, y.View, scratch, mapOp);
+                Reduce.SumAllMap(h, x[0].View, y.View, scratch, mapOp, scale);
                 return;
             }
             int stride = x[1].View.Length == 1 ? 0 : 1;
-            Reduce.SumAllMap(h, x[0].View, y.View, scratch, mapOp, s.View, x[1].View, stride, sideOp);
+            Reduce.SumAllMap(h, x[0].View, y.View, scratch, mapOp, s.View, x[1].View, stride, sideOp, scale);
         };
     }
 }

@@ -23,7 +23,8 @@ public static class Graph
     {
         ArgumentNullException.ThrowIfNull(fn);
         var (output, traced, tracer) = Trace.Run(fn);
-        Tensor? seed = null;
+        // The gradient seed, and whatever Fuse folds from it: owned by the step.
+        var constants = new List<Tensor>();
         try
         {
             Tensor?[] grads = [];
@@ -31,7 +32,8 @@ public static class Graph
             {
                 using (tracer) { }
                 using var differentiating = new Tracer();
-                seed = TensorScope.Release(Tensor.Ones(output.ShapeArray, output.Device));
+                var seed = TensorScope.Release(Tensor.Ones(output.ShapeArray, output.Device));
+                constants.Add(seed);
                 grads = Differentiate.Run(output, optimizer.Parameters, seed);
                 traced.AddRange(differentiating.Nodes);
             }
@@ -42,17 +44,17 @@ public static class Graph
             var outputs = new List<Tensor> { output };
             outputs.AddRange(grads.Where(g => g != null)!);
             int recorded = traced.Count;
-            var nodes = Fuse.Run(traced, outputs);
+            var nodes = Fuse.Run(traced, outputs, constants);
             nodes = Update.Fold(nodes, outputs, optimizer, grads);
             var plan = MemoryPlan.Run(nodes, outputs, output.Device);
             optimizer?.Prepare();
             var program = Emit.Run(nodes, plan, optimizer, grads);
-            return new CompiledStep(output, nodes, recorded, plan, program, optimizer, seed);
+            return new CompiledStep(output, nodes, recorded, plan, program, optimizer, constants);
         }
         catch
         {
             tracer.Dispose();
-            seed?.Dispose();
+            foreach (var c in constants) c.Dispose();
             throw;
         }
     }
@@ -67,13 +69,13 @@ public sealed class CompiledStep : IDisposable
     private readonly List<Instr> _program;
     private readonly Replay _replay;
     private readonly Tensor[] _inputs;
-    private readonly Tensor? _seed;
+    private readonly List<Tensor> _constants;
     private readonly Optimizer? _optimizer;
     private readonly object _gate = new();
     private Tensor? _history;
     private bool _disposed;
 
-    internal CompiledStep(Tensor output, List<Node> nodes, int recorded, MemoryPlan plan, List<Instr> program, Optimizer? optimizer, Tensor? seed)
+    internal CompiledStep(Tensor output, List<Node> nodes, int recorded, MemoryPlan plan, List<Instr> program, Optimizer? optimizer, List<Tensor> constants)
     {
         _symbolicOutput = output;
         _nodes = nodes;
@@ -81,9 +83,10 @@ public sealed class CompiledStep : IDisposable
         _plan = plan;
         _program = program;
         _optimizer = optimizer;
-        _seed = seed;
+        _constants = constants;
         Device = output.Device;
-        _inputs = nodes.SelectMany(n => n.Inputs).Where(t => !t.IsSymbolic && !ReferenceEquals(t, seed))
+        var owned = new HashSet<Tensor>(constants, ReferenceEqualityComparer.Instance);
+        _inputs = nodes.SelectMany(n => n.Inputs).Where(t => !t.IsSymbolic && !owned.Contains(t))
             .Distinct(ReferenceEqualityComparer.Instance).Cast<Tensor>().ToArray();
         // The output gets its own buffer; this tensor views it with the output's shape.
         var home = plan.Home(output);
@@ -256,7 +259,7 @@ public sealed class CompiledStep : IDisposable
             _replay.Dispose();
             Output.Dispose();
             _history?.Dispose();
-            _seed?.Dispose();
+            foreach (var c in _constants) c.Dispose();
             _plan.Dispose();
         }
     }
