@@ -1,6 +1,6 @@
 // Run-time kernel generation for the two fusions beyond elementwise chains: an elementwise op in a
-// matmul's epilogue, and a reduction that maps its input and writes a sibling elementwise result in
-// the same pass. As in ComposedOps, the op struct is composed with MakeGenericType, the launch is
+// matmul's epilogue, and a reduction that maps its input, scales its sum and writes a sibling
+// elementwise result in the same pass. As in ComposedOps, the op struct is composed with MakeGenericType, the launch is
 // bound once by reflection, and replays go through the bound delegate.
 using System.Reflection;
 using AutogradNet.Kernels;
@@ -33,14 +33,10 @@ internal sealed record SumMapOp(object Map, object? Side, float Scale, string? M
 {
     public string Text => (MapText != null ? MapText + " -> " : "") + "Sum" + (Scale != 1f ? $" -> Scale({Scale})" : "")
         + (SideText != null ? $", with {SideText}" : "");
-
-    public IEnumerable<Type> OpTypes => Side == null ? [Map.GetType()] : [Map.GetType(), Side.GetType()];
 }
 
 internal static class FusedKernels
 {
-    private static readonly float One = 1f;
-
     /// <summary>A matmul whose epilogue is op (an IBinaryOp struct) with the operand at the given strides.</summary>
     public static MatMulEpilogue MatMul(OpSpec mm, object op, string text, int rowStride, int colStride, bool hasOperand,
         Func<float>? alpha = null, float beta = 0f)
@@ -48,7 +44,7 @@ internal static class FusedKernels
         var m = typeof(FusedKernels).GetMethod(nameof(BindMatMul), BindingFlags.NonPublic | BindingFlags.Static)!
             .MakeGenericMethod(op.GetType());
         var launch = (MatMulLaunch)m.Invoke(null, [op, mm.Flag1, mm.Flag2, rowStride, colStride, hasOperand])!;
-        return new MatMulEpilogue(op, text, rowStride, colStride, hasOperand, alpha ?? (() => One), beta, launch);
+        return new MatMulEpilogue(op, text, rowStride, colStride, hasOperand, alpha ?? (static () => 1f), beta, launch);
     }
 
     /// <summary>The epilogue followed by a unary op (an IUnaryOp struct).</summary>
