@@ -69,17 +69,18 @@ public static class Reduce
         int stride = Grid.DimX * Group.DimX;
         float s = 0f;
         for (int i = Grid.GlobalIndex.X; i < n; i += stride) s += x[i];
-        GroupSum(shared, partial, Grid.IdxX, s, scale);
+        GroupSum(shared, partial, Grid.IdxX, s, scale, 0f);
     }
 
-    // y[at] = scale * the sum of every thread's s, by a fixed tree (the same bits every run; scale 1
-    // changes no bit).
+    // y[at] = alpha * (the sum of every thread's s) + beta * y[at], by a fixed tree (the same bits
+    // every run; alpha 1 and beta 0 change no bit).
     private static void GroupSum(
         ArrayView<float> shared,   // (MaxGroup) the group's shared scratch
         ArrayView<float> y,        // the output
         int at,
         float s,
-        float scale)
+        float alpha,
+        float beta)
     {
         int tid = Group.IdxX;
         shared[tid] = s;
@@ -89,7 +90,7 @@ public static class Reduce
             if (tid < half) shared[tid] += shared[tid + half];
             Group.Barrier();
         }
-        if (tid == 0) y[at] = shared[0] * scale;
+        if (tid == 0) Put(y, at, shared[0], alpha, beta);
         // The next use of shared (another row) must not overwrite shared[0] before thread 0 read it.
         Group.Barrier();
     }
@@ -121,8 +122,13 @@ public static class Reduce
             acc += map.Apply(v);
             if (hasSide != 0) side[i] = sideOp.Apply(v, s[i * sStride]);
         }
-        GroupSum(shared, partial, Grid.IdxX, acc, scale);
+        GroupSum(shared, partial, Grid.IdxX, acc, scale, 0f);
     }
+
+    // y[at] = alpha * s + beta * y[at]; beta 0 never reads y. The axis sums take alpha and beta so that a
+    // compiled SGD step can update a bias from its gradient's sum in the sum's own launch.
+    private static void Put(ArrayView<float> y, int at, float s, float alpha, float beta) =>
+        y[at] = beta == 0f ? alpha * s : alpha * s + beta * y[at];
 
     /// <summary>
     /// x viewed as (outer, r, inner): y[o * inner + i] = sum over k of x[(o * r + k) * inner + i]. One
@@ -134,7 +140,9 @@ public static class Reduce
         ArrayView<float> y,   // (outer, inner)
         int outer,
         int r,
-        int inner)
+        int inner,
+        float alpha,
+        float beta)
     {
         int outN = outer * inner;
         int stride = Grid.DimX * Group.DimX;
@@ -144,7 +152,7 @@ public static class Reduce
             int p = o * r * inner + i;
             float s = 0f;
             for (int k = 0; k < r; k++, p += inner) s += x[p];
-            y[idx] = s;
+            Put(y, idx, s, alpha, beta);
         }
     }
 
@@ -156,7 +164,9 @@ public static class Reduce
         ArrayView<float> x,   // (rows, r) contiguous
         ArrayView<float> y,   // (rows)
         int rows,
-        int r)
+        int r,
+        float alpha,
+        float beta)
     {
         var shared = SharedMemory.Allocate<float>(MaxGroup);
         for (int row = Grid.IdxX; row < rows; row += Grid.DimX)
@@ -164,7 +174,7 @@ public static class Reduce
             float s = 0f;
             int start = row * r;
             for (int k = Group.IdxX; k < r; k += Group.DimX) s += x[start + k];
-            GroupSum(shared, y, row, s, 1f);
+            GroupSum(shared, y, row, s, alpha, beta);
         }
     }
 
@@ -173,7 +183,9 @@ public static class Reduce
         ArrayView<float> x,   // input, contiguous, rank <= 4
         ArrayView<float> y,   // (outN) output with reduced dims of extent 1
         int outN,
-        ReduceArgs r)
+        ReduceArgs r,
+        float alpha,
+        float beta)
     {
         int stride = Grid.DimX * Group.DimX;
         for (int o = Grid.GlobalIndex.X; o < outN; o += stride)
@@ -190,7 +202,7 @@ public static class Reduce
                 int q1 = u % r.R1; int q0 = u / r.R1;
                 s += x[baseIdx + q0 * r.S0 + q1 * r.S1 + q2 * r.S2 + q3 * r.S3];
             }
-            y[o] = s;
+            Put(y, o, s, alpha, beta);
         }
     }
 
@@ -321,8 +333,10 @@ public static class Reduce
     /// <param name="xShape">Shape of x (rank 0 to 4).</param>
     /// <param name="axes">Axes to sum.</param>
     /// <param name="y">Output with the product of the kept extents as length.</param>
+    /// <param name="alpha">Scale of the sums.</param>
+    /// <param name="beta">Scale of the existing y (0: y is write-only); y = alpha * sums + beta * y.</param>
     public static void SumAxes(KernelHost host, ArrayView<float> x, ReadOnlySpan<int> xShape,
-        ReadOnlySpan<int> axes, ArrayView<float> y)
+        ReadOnlySpan<int> axes, ArrayView<float> y, float alpha = 1f, float beta = 0f)
     {
         Check.Length("SumAxes", "x", x, xShape);
         var r = new ReduceArgs(xShape, axes);
@@ -338,18 +352,18 @@ public static class Reduce
             if (inner == 1 && rr >= 64 && host.ReduceGroupSize >= 32)
             {
                 var kr = host.Load("SumRows", null, acc =>
-                    acc.LoadKernel<ArrayView<float>, ArrayView<float>, int, int>(SumRowsKernel));
+                    acc.LoadKernel<ArrayView<float>, ArrayView<float>, int, int, float, float>(SumRowsKernel));
                 int groups = (int)Math.Clamp(outer, 1, host.MaxGroups);
-                kr(host.Stream, new KernelConfig(groups, host.ReduceGroupSize), x, y, outer, rr);
+                kr(host.Stream, new KernelConfig(groups, host.ReduceGroupSize), x, y, outer, rr, alpha, beta);
                 return;
             }
             var km = host.Load("SumMiddle", null, acc =>
-                acc.LoadKernel<ArrayView<float>, ArrayView<float>, int, int, int>(SumMiddleKernel));
-            km(host.Stream, host.GridStride(y.Length), x, y, outer, rr, inner);
+                acc.LoadKernel<ArrayView<float>, ArrayView<float>, int, int, int, float, float>(SumMiddleKernel));
+            km(host.Stream, host.GridStride(y.Length), x, y, outer, rr, inner, alpha, beta);
             return;
         }
         var k = host.Load("SumAxes", null, acc =>
-            acc.LoadKernel<ArrayView<float>, ArrayView<float>, int, ReduceArgs>(SumAxesKernel));
-        k(host.Stream, host.GridStride(y.Length), x, y, (int)y.Length, r);
+            acc.LoadKernel<ArrayView<float>, ArrayView<float>, int, ReduceArgs, float, float>(SumAxesKernel));
+        k(host.Stream, host.GridStride(y.Length), x, y, (int)y.Length, r, alpha, beta);
     }
 }

@@ -94,6 +94,17 @@ public sealed class GraphTests
         float lr = opt == "adam" ? 1e-2f : 0.05f;
         var (eager, compiled) = Train(start, Loss, opt, lr, 100);
         ShouldAgree(eager, compiled, $"3-layer/{opt}");
+        if (opt != "sgd") return;
+        // Each bias and its activation ride in the forward product, each activation's backward in
+        // the product that makes its input gradient, each SGD update in its gradient's product or sum.
+        var p = Copy(start);
+        using var o = new Sgd(p, lr);
+        using var step = Graph.Compile(() => Loss(p), o);
+        step.Run();
+        var text = step.Describe();
+        text.Should().Contain("MatMul(NN) -> Add with [130] -> Tanh").And.Contain("TanhGrad (flipped) with [33, 130]")
+            .And.Contain("Sum([0], keepDim) -> SGD update of [130]").And.Contain("Sum([0], keepDim) -> SGD update of [7]");
+        step.LaunchesPerStep.Should().Be(11, text);
     }
 
     [Fact]

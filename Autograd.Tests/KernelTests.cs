@@ -176,6 +176,30 @@ public sealed partial class KernelTests
         TestData.ShouldMatch(Download(yb, 1), [expected], 1e-5, 1e-5 * Math.Sqrt(n), $"sum of {n}");
     }
 
+    // y = alpha * sums + beta * y, the form a compiled SGD step uses to update a bias from its
+    // gradient's batch sum: a middle run, a trailing run (group per row on wide groups) and scattered axes.
+    [Theory]
+    [InlineData(new[] { 33, 130 }, new[] { 0 })]
+    [InlineData(new[] { 7, 4099 }, new[] { 1 })]
+    [InlineData(new[] { 2, 3, 4, 5 }, new[] { 0, 2 })]
+    public void SumAxes_scales_and_accumulates(int[] shape, int[] axes)
+    {
+        int n = TestData.Count(shape);
+        var x = TestData.Normal(n, n + 3);
+        var sums = Reference.SumAxes(Reference.ToDouble(x), shape, axes, out var keep);
+        int no = TestData.Count(keep);
+        var y0 = TestData.Normal(no, no + 4);
+        var expected = sums.Select((v, i) => -0.5 * v + y0[i]).ToArray();
+        foreach (var host in new[] { Host, Device.CpuSimulator(16, 16, 1).Host })
+        {
+            using var xb = Upload(host, x);
+            using var yb = Upload(host, y0);
+            Reduce.SumAxes(host, xb.View.SubView(0, n), shape, axes, yb.View.SubView(0, no), alpha: -0.5f, beta: 1f);
+            TestData.ShouldMatch(Download(host, yb, no), expected, 1e-5, 1e-5,
+                $"y - 0.5 sum {string.Join('x', shape)} over {string.Join(',', axes)}, groups of {host.ReduceGroupSize}");
+        }
+    }
+
     // The fused loss pass: y = sum of x^2 and, in the same pass, side = PowGrad(2)(x, s) = 2 x s with
     // s one broadcast element or one per element.
     [Theory]

@@ -40,6 +40,7 @@ internal static class Executor
         {
             case MatMulEpilogue e: e.Run(h, x, y, scratch); return;
             case SumMapOp s: s.Launch(h, x, y, side, scratch); return;
+            case SumInto s: Reduce.SumAxes(h, x[0].View, x[0].Shape, op.Ints!, y.View, s.Alpha(), s.Beta); return;
         }
         switch (op.Kind)
         {

@@ -35,6 +35,12 @@ internal sealed record SumMapOp(object Map, object? Side, float Scale, string? M
         + (SideText != null ? $", with {SideText}" : "");
 }
 
+/// <summary>
+/// A sum over some axes written into a parameter: p = Alpha * sums + Beta * p (a bias's SGD update
+/// from its gradient's batch sum, in the sum's launch).
+/// </summary>
+internal sealed record SumInto(Func<float> Alpha, float Beta, string Text);
+
 internal static class FusedKernels
 {
     /// <summary>A matmul whose epilogue is op (an IBinaryOp struct) with the operand at the given strides.</summary>

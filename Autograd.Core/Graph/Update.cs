@@ -1,6 +1,7 @@
-// The optimizer pass. Fold: with plain SGD, a parameter's gradient that is a product read by nothing
-// else is never materialised: the product's epilogue updates the parameter in place
-// (p = -lr * (A B) + 1 * p), and the node moves to the end of the step, after every reader of p.
+// The optimizer pass. Fold: with plain SGD, a parameter's gradient that is a product, or a sum over
+// some axes (a bias's batch sum), read by nothing else is never materialised: the product's epilogue
+// or the sum's store updates the parameter in place (p = -lr * g + 1 * p), and the node moves to the
+// end of the step, after every reader of p.
 // Run: the update of every other parameter from its planned gradient buffer, appended after the
 // backward; the optimizer binds the same kernels as its eager Step (fused SGD, momentum, Adam).
 using AutogradNet.Kernels;
@@ -21,13 +22,25 @@ internal static class Update
         {
             if (grads[i] is not { } g || ReferenceEquals(g, outputs[0])) continue;
             var producer = result.Find(n => ReferenceEquals(n.Output, g));
-            if (producer is not { Op.Kind: Prim.MatMul, Op.Payload: null }) continue;
-            if (result.Any(n => n.Inputs.Contains(g)) || producer.Inputs.Any(updated.Contains)) continue;
+            // A bias's gradient is its batch sum reshaped to the bias's shape: look through the reshape.
+            Node? reshape = null;
+            if (producer is { Op.Kind: Prim.Reshape } r && result.Count(n => n.Inputs.Contains(r.Inputs[0])) == 1)
+            {
+                reshape = r;
+                producer = result.Find(n => ReferenceEquals(n.Output, r.Inputs[0]));
+            }
+            bool product = producer is { Op.Kind: Prim.MatMul, Op.Payload: null } && reshape == null;
+            bool axisSum = producer is { Op.Kind: Prim.Sum, Op.Payload: null } && producer.Op.Ints!.Length < producer.Inputs[0].Rank;
+            if (!product && !axisSum) continue;
+            if (result.Any(n => n.Inputs.Contains(g)) || producer!.Inputs.Any(updated.Contains)) continue;
             var p = optimizer.Parameters[i];
-            var e = FusedKernels.MatMul(producer.Op, new FirstOp(), $"{producer.Op} -> SGD update of {Tensor.ShapeText(p.ShapeArray)}",
-                0, 0, hasOperand: false, alpha: () => -optimizer.LearningRate, beta: 1f);
+            string text = $"{producer.Op} -> SGD update of {Tensor.ShapeText(p.ShapeArray)}";
+            object fused = product
+                ? FusedKernels.MatMul(producer.Op, new FirstOp(), text, 0, 0, hasOperand: false, alpha: () => -optimizer.LearningRate, beta: 1f)
+                : new SumInto(() => -optimizer.LearningRate, 1f, text);
             result.Remove(producer);
-            moved.Add(new Node(producer.Op with { Payload = e }, producer.Inputs, p));
+            if (reshape != null) result.Remove(reshape);
+            moved.Add(new Node(producer.Op with { Payload = fused }, producer.Inputs, p));
             updated.Add(p);
             outputs.Remove(g);
             grads[i] = null;
