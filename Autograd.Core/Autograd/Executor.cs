@@ -18,7 +18,8 @@ internal static class Executor
         _ => 0,
     };
 
-    private static bool IsSumAll(OpSpec op, int[] xShape) => op.Ints!.Length == xShape.Length && Tensor.Elements(xShape) > 0;
+    /// <summary>Whether a Sum runs as the sum of all elements (else on the axis kernels).</summary>
+    public static bool IsSumAll(OpSpec op, int[] xShape) => op.Ints!.Length == xShape.Length && Tensor.Elements(xShape) > 0;
 
     /// <summary>Eager form: runs op(x) into y, with temporary scratch from the device's cache.</summary>
     public static void Run(OpSpec op, Tensor[] x, Tensor y)

@@ -14,8 +14,7 @@ internal static partial class Fuse
         for (int i = 0; i < result.Count; i++)
         {
             var sum = result[i];
-            if (sum.Op.Kind != Prim.Sum || sum.Op.Payload != null || sum.Op.Ints!.Length != sum.Inputs[0].Rank
-                || sum.Inputs[0].NumElements == 0) continue;
+            if (sum.Op.Kind != Prim.Sum || sum.Op.Payload != null || !Executor.IsSumAll(sum.Op, sum.Inputs[0].ShapeArray)) continue;
             var consumers = Consumers(result);
             Node? mapNode = null;
             var u = sum.Inputs[0];
@@ -60,7 +59,7 @@ internal static partial class Fuse
         {
             var sum = result[i];
             if (sum.Op.Kind != Prim.Sum || outputs.Contains(sum.Output)) continue;
-            bool plain = sum.Op.Payload == null && sum.Op.Ints!.Length == sum.Inputs[0].Rank && sum.Inputs[0].NumElements > 0;
+            bool plain = sum.Op.Payload == null && Executor.IsSumAll(sum.Op, sum.Inputs[0].ShapeArray);
             if (!plain && sum.Op.Payload is not SumMapOp) continue;
             if (!consumers.TryGetValue(sum.Output, out var users) || users.Count != 1) continue;
             var scale = users[0];

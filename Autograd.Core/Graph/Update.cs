@@ -30,7 +30,8 @@ internal static class Update
                 producer = result.Find(n => ReferenceEquals(n.Output, r.Inputs[0]));
             }
             bool product = producer is { Op.Kind: Prim.MatMul, Op.Payload: null } && reshape == null;
-            bool axisSum = producer is { Op.Kind: Prim.Sum, Op.Payload: null } && producer.Op.Ints!.Length < producer.Inputs[0].Rank;
+            // Only sums on the axis kernels, which take the update's alpha and beta.
+            bool axisSum = producer is { Op.Kind: Prim.Sum, Op.Payload: null } && !Executor.IsSumAll(producer.Op, producer.Inputs[0].ShapeArray);
             if (!product && !axisSum) continue;
             if (result.Any(n => n.Inputs.Contains(g)) || producer!.Inputs.Any(updated.Contains)) continue;
             var p = optimizer.Parameters[i];
