@@ -51,8 +51,8 @@ public sealed class Adam : Optimizer
     internal override void Update(KernelHost host, int i, ArrayView<float> g)
     {
         var p = Parameters[i];
-        var m = _m[i] ??= StateLike(i);
-        var v = _v[i] ??= StateLike(i);
+        var m = _m[i]!;
+        var v = _v[i]!;
         OptimizerKernels.Adam(host, p.View, g, m.View, v.View, _t.View, LearningRate, Beta1, Beta2, Eps);
     }
 

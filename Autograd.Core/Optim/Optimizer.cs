@@ -58,6 +58,7 @@ public abstract class Optimizer : IDisposable
         var device = _parameters[0].Device;
         lock (device.Sync)
         {
+            Prepare();
             BeginStep(device.Host);
             for (int i = 0; i < _parameters.Length; i++)
                 if (_parameters[i].Grad is { } g) Update(device.Host, i, g.View);
@@ -70,7 +71,10 @@ public abstract class Optimizer : IDisposable
         foreach (var p in _parameters) p.ZeroGrad();
     }
 
-    /// <summary>Makes the optimizer's state now (a compiled step allocates everything before it runs).</summary>
+    /// <summary>
+    /// Makes the optimizer's state if it does not exist yet: the one place it is made, by the first
+    /// Step, or by Graph.Compile so that a compiled step allocates everything before it runs.
+    /// </summary>
     internal virtual void Prepare() { }
 
     /// <summary>Work done once per step before the per-parameter updates (Adam counts steps).</summary>

@@ -46,7 +46,7 @@ public sealed class Sgd : Optimizer
             Elementwise.Zip(host, p.View, p.ShapeArray, g, p.ShapeArray, p.View, p.ShapeArray, new AxpyOp(-LearningRate));
             return;
         }
-        var v = _velocity[i] ??= StateLike(i);
+        var v = _velocity[i]!;
         OptimizerKernels.Momentum(host, p.View, g, v.View, LearningRate, Momentum);
     }
 
