@@ -247,9 +247,7 @@ public static partial class MatMulKernels
             {
                 int j = col + 16 * q;
                 if (j >= g.N) break;
-                float s = 0f;
-                for (int z = 0; z < split; z++) s += partial[z * mn + i * g.N + j];
-                Store(c, e, g, epi, 0, i, j, s);
+                Store(c, e, g, epi, 0, i, j, SumSlices(partial, mn, i * g.N + j, split));
             }
         }
         if (tid == 0) arrivals[tile] = 0;
@@ -313,6 +311,15 @@ public static partial class MatMulKernels
         if (j + 64 + 3 * step < g.N) Store(c, e, g, epi, cBase, i, j + 64 + 3 * step, v7);
     }
 
+    // Element idx of C summed over the K slices in slice order: the one order both split-K forms use,
+    // so they give the same bits.
+    private static float SumSlices(ArrayView<float> partial, int mn, int idx, int split)
+    {
+        float s = 0f;
+        for (int z = 0; z < split; z++) s += partial[z * mn + idx];
+        return s;
+    }
+
     /// <summary>
     /// C(i, j) = Epi(alpha * sum over slices of partial[s][i][j] + beta * C(i, j), E(i, j)), the slices
     /// summed in order (deterministic).
@@ -330,9 +337,7 @@ public static partial class MatMulKernels
         int stride = Grid.DimX * Group.DimX;
         for (int idx = Grid.GlobalIndex.X; idx < mn; idx += stride)
         {
-            float s = 0f;
-            for (int z = 0; z < split; z++) s += partial[z * mn + idx];
-            Store(c, e, g, epi, 0, idx / g.N, idx % g.N, s);
+            Store(c, e, g, epi, 0, idx / g.N, idx % g.N, SumSlices(partial, mn, idx, split));
         }
     }
 }
