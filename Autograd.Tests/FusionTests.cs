@@ -57,18 +57,9 @@ public sealed class FusionTests
         var fn = Graph(graph, x, y, col);
         var used = UsedParameters(graph, p);
         using var o = Make(opt, used);
-        var saved = Environment.GetEnvironmentVariable("AUTOGRAD_FUSE");
-        Environment.SetEnvironmentVariable("AUTOGRAD_FUSE", fuse ? null : "0");
-        try
-        {
-            using var step = AutogradNet.Graph.Compile(() => fn(p), o);
-            var losses = step.Run(steps: 5).ToArray();
-            return (losses, used.Select(t => t.ToArray()).ToArray(), step.Nodes);
-        }
-        finally
-        {
-            Environment.SetEnvironmentVariable("AUTOGRAD_FUSE", saved);
-        }
+        using var step = TestData.Compile(() => fn(p), o, fuse);
+        var losses = step.Run(steps: 5).ToArray();
+        return (losses, used.Select(t => t.ToArray()).ToArray(), step.Nodes);
     }
 
     private static Tensor[] UsedParameters(string graph, Tensor[] p) => graph switch

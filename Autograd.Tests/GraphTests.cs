@@ -298,18 +298,9 @@ public sealed class GraphTests
         {
             var (x, y, w1, w2) = TestData.SeedNet(9);
             using var opt = new Sgd([w1, w2], 1e-6f);
-            var saved = Environment.GetEnvironmentVariable("AUTOGRAD_FUSE");
-            Environment.SetEnvironmentVariable("AUTOGRAD_FUSE", fuse ? null : "0");
-            try
-            {
-                using var step = Graph.Compile(() => (x.MatMul(w1).Clamp(min: 0).MatMul(w2) - y).Pow(2).Sum(), opt);
-                (step.Nodes > 6).Should().Be(!fuse, "fused: six kernels (the reshape of the gradient seed is folded at compile time)");
-                return step.Run(steps: 20).ToArray();
-            }
-            finally
-            {
-                Environment.SetEnvironmentVariable("AUTOGRAD_FUSE", saved);
-            }
+            using var step = TestData.Compile(() => (x.MatMul(w1).Clamp(min: 0).MatMul(w2) - y).Pow(2).Sum(), opt, fuse);
+            (step.Nodes > 6).Should().Be(!fuse, "fused: six kernels (the reshape of the gradient seed is folded at compile time)");
+            return step.Run(steps: 20).ToArray();
         }
         var fused = Losses(true);
         var plain = Losses(false);

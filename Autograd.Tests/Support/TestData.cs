@@ -44,6 +44,21 @@ internal static class TestData
                 AutogradNet.Tensor.Randn([1000, 100], Device, requiresGrad: true), AutogradNet.Tensor.Randn([100, 10], Device, requiresGrad: true));
     }
 
+    /// <summary>Graph.Compile with fusion on, or off as AUTOGRAD_FUSE=0 turns it off (read while compiling).</summary>
+    public static CompiledStep Compile(Func<AutogradNet.Tensor> fn, AutogradNet.Optim.Optimizer optimizer, bool fuse)
+    {
+        var saved = Environment.GetEnvironmentVariable("AUTOGRAD_FUSE");
+        Environment.SetEnvironmentVariable("AUTOGRAD_FUSE", fuse ? null : "0");
+        try
+        {
+            return Graph.Compile(fn, optimizer);
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable("AUTOGRAD_FUSE", saved);
+        }
+    }
+
     public static Tensor Tensor(int[] shape, int seed, bool requiresGrad = false) =>
         AutogradNet.Tensor.FromArray(Normal(Count(shape), seed), shape, Device, requiresGrad);
 
