@@ -155,13 +155,17 @@ public static class Workloads
     }
 
     /// <summary>C = op(A) op(B) through the SGEMM launcher into a preallocated C.</summary>
-    public static Result MatMul(Device d, int m, int n, int k, bool ta, bool tb, string name, MatMulPath path = MatMulPath.Auto)
+    public static Result MatMul(Device d, int m, int n, int k, bool ta, bool tb, string name, MatMulPath path = MatMulPath.Auto) =>
+        OnPath(d, path, () => MatMulOnce(d, m, n, k, ta, tb, name));
+
+    // Runs a workload with the device's SGEMM pinned to path, then puts the previous path back.
+    private static Result OnPath(Device d, MatMulPath path, Func<Result> run)
     {
         var saved = d.Kernels.MatMulPath;
         d.Kernels.MatMulPath = path;
         try
         {
-            return MatMulAuto(d, m, n, k, ta, tb, name);
+            return run();
         }
         finally
         {
@@ -169,7 +173,7 @@ public static class Workloads
         }
     }
 
-    private static Result MatMulAuto(Device d, int m, int n, int k, bool ta, bool tb, string name)
+    private static Result MatMulOnce(Device d, int m, int n, int k, bool ta, bool tb, string name)
     {
         Tensor.ManualSeed(1);
         using var a = Tensor.Randn(ta ? [k, m] : [m, k], d);
@@ -213,11 +217,8 @@ public static class Workloads
     /// <summary>A big two-layer step (4096, 4096, 4096, 1024) in eager mode.</summary>
     public static Result BigStep(Device d)
     {
-        Tensor.ManualSeed(2);
-        using var x = Tensor.Randn([4096, 4096], d);
-        using var y = Tensor.Randn([4096, 1024], d);
-        using var w1 = Tensor.Randn([4096, 4096], d, requiresGrad: true);
-        using var w2 = Tensor.Randn([4096, 1024], d, requiresGrad: true);
+        using var data = BigStepTensors(d);
+        var (x, y, w1, w2) = data;
         float first = 0;
         void Step()
         {
@@ -235,36 +236,40 @@ public static class Workloads
         Step();
         if (!float.IsFinite(first) || first <= 0) throw new InvalidOperationException($"big step loss {first}");
         double us = Median(d, Step, 3, 3);
-        double flops = 3.0 * (2.0 * 4096 * 4096 * 4096 + 2.0 * 4096 * 4096 * 1024);
-        return new Result("big step eager (4096,4096,4096,1024)", us, flops / us / 1e6, null, $"loss finite ({first:E2})");
+        return new Result("big step eager (4096,4096,4096,1024)", us, BigStepFlops / us / 1e6, null, $"loss finite ({first:E2})");
+    }
+
+    // The big step's products: forward 4096x4096x4096 and 4096x1024x4096, each again for two gradients.
+    private const double BigStepFlops = 3.0 * (2.0 * 4096 * 4096 * 4096 + 2.0 * 4096 * 4096 * 1024);
+
+    private static BigStepData BigStepTensors(Device d)
+    {
+        Tensor.ManualSeed(2);
+        return new(Tensor.Randn([4096, 4096], d), Tensor.Randn([4096, 1024], d),
+            Tensor.Randn([4096, 4096], d, requiresGrad: true), Tensor.Randn([4096, 1024], d, requiresGrad: true));
+    }
+
+    private readonly record struct BigStepData(Tensor X, Tensor Y, Tensor W1, Tensor W2) : IDisposable
+    {
+        public void Dispose()
+        {
+            X.Dispose(); Y.Dispose(); W1.Dispose(); W2.Dispose();
+        }
     }
 
     /// <summary>The big step compiled (fused, SGD folded into the gradient products), on the given SGEMM path.</summary>
-    public static Result BigStepCompiled(Device d, MatMulPath path)
+    public static Result BigStepCompiled(Device d, MatMulPath path) => OnPath(d, path, () =>
     {
-        Tensor.ManualSeed(2);
-        using var x = Tensor.Randn([4096, 4096], d);
-        using var y = Tensor.Randn([4096, 1024], d);
-        using var w1 = Tensor.Randn([4096, 4096], d, requiresGrad: true);
-        using var w2 = Tensor.Randn([4096, 1024], d, requiresGrad: true);
-        var saved = d.Kernels.MatMulPath;
-        d.Kernels.MatMulPath = path;
-        try
-        {
-            using var opt = new Optim.Sgd([w1, w2], 1e-12f);
-            using var step = Graph.Compile(() => (x.MatMul(w1).Clamp(min: 0).MatMul(w2) - y).Pow(2).Sum(), opt);
-            float first = step.Run().Item();
-            if (!float.IsFinite(first) || first <= 0) throw new InvalidOperationException($"big step loss {first}");
-            double us = Median(d, () => step.Run(), 3, 3);
-            double flops = 3.0 * (2.0 * 4096 * 4096 * 4096 + 2.0 * 4096 * 4096 * 1024);
-            return new Result($"big step compiled (4096,4096,4096,1024) ({path})", us, flops / us / 1e6, null,
-                $"loss finite ({first:E2}); {step.LaunchesPerStep} launches/step");
-        }
-        finally
-        {
-            d.Kernels.MatMulPath = saved;
-        }
-    }
+        using var data = BigStepTensors(d);
+        var (x, y, w1, w2) = data;
+        using var opt = new Optim.Sgd([w1, w2], 1e-12f);
+        using var step = Graph.Compile(() => (x.MatMul(w1).Clamp(min: 0).MatMul(w2) - y).Pow(2).Sum(), opt);
+        float first = step.Run().Item();
+        if (!float.IsFinite(first) || first <= 0) throw new InvalidOperationException($"big step loss {first}");
+        double us = Median(d, () => step.Run(), 3, 3);
+        return new Result($"big step compiled (4096,4096,4096,1024) ({path})", us, BigStepFlops / us / 1e6, null,
+            $"loss finite ({first:E2}); {step.LaunchesPerStep} launches/step");
+    });
 
     /// <summary>Sum of n floats (two-stage tree).</summary>
     public static Result Sum(Device d, int n)
