@@ -16,11 +16,11 @@ namespace AutogradNet.Kernels;
 /// <summary>The SGEMM kernel choice.</summary>
 public enum MatMulPath
 {
-    /// <summary>Host on the CPU accelerator; on a GPU, Large or Tiled by the shape.</summary>
+    /// <summary>Host on the CPU accelerator; on a GPU, Large or Tiled by the shape (Tiled where groups of 256 do not fit).</summary>
     Auto,
     /// <summary>The register-blocked kernel without shared memory.</summary>
     Small,
-    /// <summary>The shared-memory tiled kernel, 64x64 tiles (needs groups of 256).</summary>
+    /// <summary>The shared-memory tiled kernel; its group and tile come from the accelerator's limits (KernelHost.TiledGroup).</summary>
     Tiled,
     /// <summary>The shared-memory tiled kernel, 128x128 tiles (needs groups of 256).</summary>
     Large,
@@ -35,10 +35,11 @@ public enum MatMulPath
 /// </summary>
 public sealed class KernelHost
 {
-    private readonly ConcurrentDictionary<(string Name, Type? Op), Delegate> _cache;
+    private readonly ConcurrentDictionary<(string Name, Type? Shape, Type? Op), Delegate> _cache;
     private readonly StrongBox<int> _loads;
     private readonly MemoryBuffer1D<int, Stride1D.Dense> _arrivals;
     private long _launches;
+    private (int X, int Y) _tiledGroup;
 
     /// <summary>Output tiles a one-launch split-K product may have (more fall back to two launches).</summary>
     public const int MaxSplitKTiles = 4096;
@@ -64,8 +65,9 @@ public sealed class KernelHost
         _arrivals = accelerator.Allocate1D<int>(MaxSplitKTiles);
         _arrivals.MemSetToZero(Stream);
         Stream.Synchronize();
-        // 256 threads as 16x16 with a 64x64 tile (4x4 per thread) needs a group of 256.
-        CanUseTiledMatMul = maxGroup >= MatMulKernels.TiledThreads;
+        // The 128x128-tile kernels are written for 16x16 threads; the tiled kernel takes its group from the limits.
+        CanUseLargeMatMul = maxGroup >= MatMulKernels.LargeThreads;
+        _tiledGroup = MatMulKernels.TiledGroupFor(maxGroup, accelerator.MaxSharedMemoryPerGroup);
     }
 
     private KernelHost(KernelHost other, AcceleratorStream stream)
@@ -78,7 +80,8 @@ public sealed class KernelHost
         GroupSize = other.GroupSize;
         ReduceGroupSize = other.ReduceGroupSize;
         MaxGroups = other.MaxGroups;
-        CanUseTiledMatMul = other.CanUseTiledMatMul;
+        CanUseLargeMatMul = other.CanUseLargeMatMul;
+        _tiledGroup = other._tiledGroup;
         MatMulPath = other.MatMulPath;
         MatMulSplitK = other.MatMulSplitK;
         SplitKInOneLaunch = other.SplitKInOneLaunch;
@@ -113,8 +116,29 @@ public sealed class KernelHost
     /// <summary>Groups that fit on the device at once; grid-stride launches use at most this.</summary>
     public int MaxGroups { get; }
 
-    /// <summary>Whether the shared-memory tiled SGEMM can run (group size of at least 256).</summary>
-    public bool CanUseTiledMatMul { get; }
+    /// <summary>Whether the 128x128-tile SGEMM kernels (Large, Wide) can run: groups of at least 256 threads.</summary>
+    public bool CanUseLargeMatMul { get; }
+
+    /// <summary>
+    /// Threads (along x, along y) of a tiled-SGEMM group, each computing 4x4 of a (4y, 4x) tile of C:
+    /// the largest shape of MatMulKernels.TiledGroups the accelerator's group size and shared memory
+    /// allow (16x16 on a GPU). Tests and benchmarks may set a smaller one.
+    /// </summary>
+    public (int X, int Y) TiledGroup
+    {
+        get => _tiledGroup;
+        set
+        {
+            if (!MatMulKernels.TiledGroups.Contains(value))
+                throw new ArgumentException(
+                    $"TiledGroup: {value.X}x{value.Y} is not a tiled-SGEMM group; use one of {string.Join(", ", MatMulKernels.TiledGroups.Select(t => $"{t.X}x{t.Y}"))}.");
+            if (value.X * value.Y > Accelerator.MaxNumThreadsPerGroup || MatMulKernels.TiledSharedBytes(value) > Accelerator.MaxSharedMemoryPerGroup)
+                throw new ArgumentException(
+                    $"TiledGroup: {value.X}x{value.Y} needs {value.X * value.Y} threads and {MatMulKernels.TiledSharedBytes(value)} bytes of shared memory per group; " +
+                    $"{Accelerator.Name} allows {Accelerator.MaxNumThreadsPerGroup} threads and {Accelerator.MaxSharedMemoryPerGroup} bytes. Use a smaller group.");
+            _tiledGroup = value;
+        }
+    }
 
     /// <summary>Which SGEMM kernel MatMul takes (tests and benchmarks pin one; AUTOGRAD_MATMUL sets the initial value; Auto otherwise).</summary>
     public MatMulPath MatMulPath { get; set; }
@@ -133,12 +157,20 @@ public sealed class KernelHost
     /// <param name="name">Kernel name, unique within this assembly.</param>
     /// <param name="op">The op struct the kernel is specialised on, if any.</param>
     /// <param name="load">Loads the kernel; called once per key.</param>
-    public T Load<T>(string name, Type? op, Func<Accelerator, T> load) where T : Delegate
+    public T Load<T>(string name, Type? op, Func<Accelerator, T> load) where T : Delegate => Load(name, null, op, load);
+
+    /// <summary>Returns the cached kernel for (name, shape, op), loading it on first use.</summary>
+    /// <typeparam name="T">The launcher delegate type.</typeparam>
+    /// <param name="name">Kernel name, unique within this assembly.</param>
+    /// <param name="shape">The shape struct (e.g. a tile shape) the kernel is specialised on, if any.</param>
+    /// <param name="op">The op struct the kernel is specialised on, if any.</param>
+    /// <param name="load">Loads the kernel; called once per key.</param>
+    public T Load<T>(string name, Type? shape, Type? op, Func<Accelerator, T> load) where T : Delegate
     {
         // Every launcher loads right before it launches, so this also counts launches.
         Interlocked.Increment(ref _launches);
-        if (_cache.TryGetValue((name, op), out var d)) return (T)d;
-        return (T)_cache.GetOrAdd((name, op), _ =>
+        if (_cache.TryGetValue((name, shape, op), out var d)) return (T)d;
+        return (T)_cache.GetOrAdd((name, shape, op), _ =>
         {
             Interlocked.Increment(ref _loads.Value);
             return load(Accelerator);

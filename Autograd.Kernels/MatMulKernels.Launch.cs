@@ -20,13 +20,13 @@ public static partial class MatMulKernels
             if (host.MatMulPath == MatMulPath.Host && !host.IsCpu)
                 throw new InvalidOperationException(
                     $"MatMul: the Host path computes on host memory and runs only on the CPU accelerator, not on {host.Accelerator.Name}; use Auto.");
-            if (host.MatMulPath is MatMulPath.Tiled or MatMulPath.Large or MatMulPath.Wide && !host.CanUseTiledMatMul)
+            if (host.MatMulPath is MatMulPath.Large or MatMulPath.Wide && !host.CanUseLargeMatMul)
                 throw new InvalidOperationException(
-                    $"MatMul: the {host.MatMulPath} kernel needs groups of {TiledThreads} threads; this accelerator allows {host.Accelerator.MaxNumThreadsPerGroup}.");
+                    $"MatMul: the {host.MatMulPath} kernel needs groups of {LargeThreads} threads; this accelerator allows {host.Accelerator.MaxNumThreadsPerGroup}. Use Tiled, whose group fits the accelerator.");
             return host.MatMulPath;
         }
         if (host.IsCpu) return MatMulPath.Host;
-        if (!host.CanUseTiledMatMul) return MatMulPath.Small;
+        if (!host.CanUseLargeMatMul) return MatMulPath.Tiled;
         // 128x128 tiles once there are enough of them to give every multiprocessor one.
         long large = (long)((m + LargeTile - 1) / LargeTile) * ((n + LargeTile - 1) / LargeTile);
         return large >= host.Accelerator.NumMultiprocessors ? MatMulPath.Large : MatMulPath.Tiled;
@@ -46,7 +46,8 @@ public static partial class MatMulKernels
         {
             // Aim for two groups per multiprocessor. A slice may be a single 16-deep step: measured on an
             // H200, a one-tile product looping over K is latency-bound (~16 us for K = 100).
-            int tiles = ((m + Tile - 1) / Tile) * ((n + Tile - 1) / Tile);
+            var (tx, ty) = host.TiledGroup;
+            int tiles = ((m + 4 * ty - 1) / (4 * ty)) * ((n + 4 * tx - 1) / (4 * tx));
             int target = 2 * host.Accelerator.NumMultiprocessors;
             split = Math.Min((target + tiles - 1) / tiles, k / Depth);
         }
@@ -125,7 +126,7 @@ public static partial class MatMulKernels
         Check.AtLeast("MatMul", "operand", operand, (long)(m - 1) * operandRowStride + (long)(n - 1) * operandColStride + 1);
         var g = new GemmArgs(m, n, k, transA, transB, alpha, beta).WithOperand(operandRowStride, operandColStride);
         var path = Choose(host, m, n);
-        var group = new Index3D(Side, Side, 1);
+        var group = new Index3D(LargeSide, LargeSide, 1);
         if (path == MatMulPath.Host)
         {
             HostMatMul(host, a, b, c, operand, g, epilogue);
@@ -149,33 +150,16 @@ public static partial class MatMulKernels
         }
         if (path == MatMulPath.Tiled)
         {
-            int gx = (n + Tile - 1) / Tile, gy = (m + Tile - 1) / Tile;
-            int split = SplitK(host, m, n, k);
-            var kt = host.Load("MatMulTiled", typeof(TEpi), acc =>
-                acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, GemmArgs, int, TEpi>(TiledKernel));
-            var arrivals = host.SplitKArrivals;
-            if (split == 1)
+            // The shape's struct is a type argument (constant sizes); the host's limits picked the shape.
+            switch (host.TiledGroup)
             {
-                kt(host.Stream, new KernelConfig(new Index3D(gx, gy, 1), group), a, b, c, operand, c, arrivals, g, 0, epilogue);
-                return;
+                case (16, 16): Tiled<Tile16x16, TEpi>(host, a, b, c, operand, g, scratch, epilogue); break;
+                case (8, 8): Tiled<Tile8x8, TEpi>(host, a, b, c, operand, g, scratch, epilogue); break;
+                case (4, 4): Tiled<Tile4x4, TEpi>(host, a, b, c, operand, g, scratch, epilogue); break;
+                case (2, 2): Tiled<Tile2x2, TEpi>(host, a, b, c, operand, g, scratch, epilogue); break;
+                case (2, 1): Tiled<Tile2x1, TEpi>(host, a, b, c, operand, g, scratch, epilogue); break;
+                default: Tiled<Tile1x1, TEpi>(host, a, b, c, operand, g, scratch, epilogue); break;
             }
-            long need = (long)split * m * n;
-            if (scratch.Length < need)
-                throw new ArgumentException($"MatMul: splitting K={k} into {split} slices needs a scratch of {need} elements, got {scratch.Length}. Ask SplitKScratch first.");
-            var partial = scratch.SubView(0, need);
-            var sliced = g.WithSliceDepth(SliceDepth(k, split));
-            if (host.SplitKInOneLaunch && gx * gy <= arrivals.Length)
-            {
-                kt(host.Stream, new KernelConfig(new Index3D(gx, gy, split), group), a, b, c, operand, partial, arrivals, sliced, 1, epilogue);
-                return;
-            }
-            // Two launches: raw slices, then their sum with scale, accumulate and the epilogue.
-            var raw = host.Load("MatMulTiled", typeof(FirstOp), acc =>
-                acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, GemmArgs, int, FirstOp>(TiledKernel));
-            raw(host.Stream, new KernelConfig(new Index3D(gx, gy, split), group), a, b, partial, partial, partial, arrivals, sliced.Sliced(sliced.KPer), 0, default);
-            var sum = host.Load("SplitKSum", typeof(TEpi), acc =>
-                acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, int, TEpi>(SplitKSumKernel));
-            sum(host.Stream, host.GridStride((long)m * n), partial, c, operand, g, split, epilogue);
             return;
         }
         var ks = host.Load("MatMulSmall", typeof(TEpi), acc =>
@@ -183,4 +167,62 @@ public static partial class MatMulKernels
         long blocks = (long)((m + 3) / 4) * ((n + 3) / 4);
         ks(host.Stream, host.GridStride(blocks), a, b, c, operand, g, epilogue);
     }
+
+    // The tiled kernel on one group shape: one launch, split-K in one launch, or split-K in two.
+    private static void Tiled<TShape, TEpi>(KernelHost host, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c,
+        ArrayView<float> operand, GemmArgs g, ArrayView<float> scratch, TEpi epilogue)
+        where TShape : struct, ITileShape
+        where TEpi : struct, IBinaryOp
+    {
+        int m = g.M, n = g.N;
+        var group = new Index3D(default(TShape).ThreadsX, default(TShape).ThreadsY, 1);
+        int gx = (n + 4 * group.X - 1) / (4 * group.X), gy = (m + 4 * group.Y - 1) / (4 * group.Y);
+        int split = SplitK(host, m, n, g.K);
+        var kt = host.Load("MatMulTiled", typeof(TShape), typeof(TEpi), acc =>
+            acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, GemmArgs, int, TEpi>(TiledKernel<TShape, TEpi>));
+        var arrivals = host.SplitKArrivals;
+        if (split == 1)
+        {
+            kt(host.Stream, new KernelConfig(new Index3D(gx, gy, 1), group), a, b, c, operand, c, arrivals, g, 0, epilogue);
+            return;
+        }
+        long need = (long)split * m * n;
+        if (scratch.Length < need)
+            throw new ArgumentException($"MatMul: splitting K={g.K} into {split} slices needs a scratch of {need} elements, got {scratch.Length}. Ask SplitKScratch first.");
+        var partial = scratch.SubView(0, need);
+        var sliced = g.WithSliceDepth(SliceDepth(g.K, split));
+        if (host.SplitKInOneLaunch && gx * gy <= arrivals.Length)
+        {
+            kt(host.Stream, new KernelConfig(new Index3D(gx, gy, split), group), a, b, c, operand, partial, arrivals, sliced, 1, epilogue);
+            return;
+        }
+        // Two launches: raw slices, then their sum with scale, accumulate and the epilogue.
+        var raw = host.Load("MatMulTiled", typeof(TShape), typeof(FirstOp), acc =>
+            acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, GemmArgs, int, FirstOp>(TiledKernel<TShape, FirstOp>));
+        raw(host.Stream, new KernelConfig(new Index3D(gx, gy, split), group), a, b, partial, partial, partial, arrivals, sliced.Sliced(sliced.KPer), 0, default);
+        var sum = host.Load("SplitKSum", typeof(TEpi), acc =>
+            acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, int, TEpi>(SplitKSumKernel));
+        sum(host.Stream, host.GridStride((long)m * n), partial, c, operand, g, split, epilogue);
+    }
+
+    /// <summary>
+    /// The largest tiled-SGEMM group (threads along x, along y) an accelerator with these limits runs:
+    /// its threads fit a group and its two shared-memory slices fit a group's shared memory.
+    /// </summary>
+    /// <param name="maxThreadsPerGroup">The accelerator's MaxNumThreadsPerGroup.</param>
+    /// <param name="maxSharedBytesPerGroup">The accelerator's MaxSharedMemoryPerGroup.</param>
+    public static (int X, int Y) TiledGroupFor(int maxThreadsPerGroup, long maxSharedBytesPerGroup)
+    {
+        foreach (var shape in TiledGroups)
+            if (shape.X * shape.Y <= maxThreadsPerGroup && TiledSharedBytes(shape) <= maxSharedBytesPerGroup) return shape;
+        throw new NotSupportedException(
+            $"MatMul: no tiled SGEMM group fits {maxThreadsPerGroup} threads and {maxSharedBytesPerGroup} bytes of shared memory per group; use MatMulPath.Small.");
+    }
+
+    /// <summary>The group shapes of the tiled SGEMM (TileShapes.cs), largest first.</summary>
+    public static IReadOnlyList<(int X, int Y)> TiledGroups { get; } = [(16, 16), (8, 8), (4, 4), (2, 2), (2, 1), (1, 1)];
+
+    /// <summary>Shared memory a tiled-SGEMM group of this shape uses: the A and B slices and the split-K flag.</summary>
+    /// <param name="group">Threads along x and along y.</param>
+    public static int TiledSharedBytes((int X, int Y) group) => sizeof(float) * Depth * 4 * (group.X + group.Y) + sizeof(int);
 }

@@ -14,8 +14,10 @@
 // launcher that picks among them is MatMulKernels.Launch.cs.
 // - Small: each thread owns a 4x4 block of C in registers and grid-strides over blocks. No shared
 //   memory and no group-size demand, so it runs anywhere (the CPU accelerator's fallback path).
-// - Tiled: 16x16 threads compute a 64x64 tile of C through 16-deep shared-memory slices of A and B,
-//   4x4 per thread with rows/cols strided by 16 so shared reads are conflict-free. Needs groups of 256.
+// - Tiled: a group of ThreadsX x ThreadsY threads (a TileShapes.cs struct: 16x16 on a GPU, 2x1 on
+//   this library's CPU accelerator; the host takes the largest its limits allow) computes a
+//   (4 ThreadsY) x (4 ThreadsX) tile of C through 16-deep shared-memory slices of A and B, 4x4 per
+//   thread with rows/cols strided by the group's sides so shared reads are conflict-free.
 //   Split-K: when C has too few tiles to fill the device (the seed's 64x100 output is 2 tiles), the
 //   K range is cut into slices, one grid layer each, writing partial products to a scratch buffer.
 //   The last layer to finish a tile (an atomic count per tile) sums the tile's slices in layer
@@ -86,10 +88,12 @@ public readonly struct GemmArgs
 /// <summary>SGEMM kernels and the launcher that picks one.</summary>
 public static partial class MatMulKernels
 {
-    /// <summary>Threads per group of the tiled kernel (16 x 16).</summary>
-    public const int TiledThreads = 256;
+    /// <summary>Threads per group of the 128x128-tile kernels, Large and Wide (16 x 16).</summary>
+    public const int LargeThreads = 256;
 
-    private const int Tile = 64, Depth = 16, Side = 16;
+    // Depth: K per shared-memory slice of the tiled kernel (its tile comes from TShape).
+    // LargeSide: threads per side of the Large and Wide groups.
+    private const int Depth = 16, LargeSide = 16;
 
     // ---------------------------------------------------------------- kernels
 
@@ -157,14 +161,15 @@ public static partial class MatMulKernels
     }
 
     /// <summary>
-    /// Shared-memory tiled SGEMM: a 64x64 tile of C per group of 16x16 threads, one K slice per grid
-    /// layer. With fixup = 0 each layer stores its slice at layer * M * N of c (through g's alpha, beta
-    /// and the epilogue: the whole product when there is one layer). With fixup = 1 each layer stores
-    /// its raw slice in partial, and the last layer to finish a tile sums the tile's slices in layer
-    /// order and stores C through the epilogue: split-K in one launch, with the bits of the two-kernel
-    /// form (the order of the sum does not depend on which layer finishes last).
+    /// Shared-memory tiled SGEMM: a (4 ThreadsY) x (4 ThreadsX) tile of C per group of TShape's
+    /// threads, one K slice per grid layer. With fixup = 0 each layer stores its slice at
+    /// layer * M * N of c (through g's alpha, beta and the epilogue: the whole product when there is
+    /// one layer). With fixup = 1 each layer stores its raw slice in partial, and the last layer to
+    /// finish a tile sums the tile's slices in layer order and stores C through the epilogue: split-K
+    /// in one launch, with the bits of the two-kernel form (the order of the sum does not depend on
+    /// which layer finishes last).
     /// </summary>
-    internal static void TiledKernel<TEpi>(
+    internal static void TiledKernel<TShape, TEpi>(
         ArrayView<float> a,        // (M, K) or (K, M) per g's strides
         ArrayView<float> b,        // (K, N) or (N, K) per g's strides
         ArrayView<float> c,        // (M, N) row-major; (split, M, N) slices when fixup = 0 and K is split
@@ -174,13 +179,17 @@ public static partial class MatMulKernels
         GemmArgs g,
         int fixup,
         TEpi epi)
+        where TShape : struct, ITileShape
         where TEpi : struct, IBinaryOp
     {
-        var tA = SharedMemory.Allocate<float>(Depth * Tile); // [k][m] slice of A
-        var tB = SharedMemory.Allocate<float>(Depth * Tile); // [k][n] slice of B
+        // Constants once the kernel is specialised on TShape.
+        int sx = default(TShape).ThreadsX, sy = default(TShape).ThreadsY;
+        int tileM = 4 * sy, tileN = 4 * sx;
+        var tA = SharedMemory.Allocate<float>(Depth * 4 * default(TShape).ThreadsY); // [k][m] slice of A
+        var tB = SharedMemory.Allocate<float>(Depth * 4 * default(TShape).ThreadsX); // [k][n] slice of B
         int tx = Group.IdxX, ty = Group.IdxY;
-        int tid = ty * Side + tx;
-        int rowBase = Grid.IdxY * Tile, colBase = Grid.IdxX * Tile;
+        int tid = ty * sx + tx;
+        int rowBase = Grid.IdxY * tileM, colBase = Grid.IdxX * tileN;
         int kBegin = Grid.IdxZ * g.KPer;
         int kEnd = Min(g.K, kBegin + g.KPer);
         int cBase = Grid.IdxZ * g.M * g.N; // the slice's partial product when split
@@ -190,13 +199,13 @@ public static partial class MatMulKernels
 
         for (int k0 = kBegin; k0 < kEnd; k0 += Depth)
         {
-            LoadSlices(tA, tB, a, b, g, tid, rowBase, colBase, k0, kEnd, Tile, Depth);
+            LoadSlices(tA, tB, a, b, g, tid, sx * sy, rowBase, colBase, k0, kEnd, tileM, tileN, Depth);
             Group.Barrier();
             for (int kk = 0; kk < Depth; kk++)
             {
-                int pa = kk * Tile + ty, pb = kk * Tile + tx;
-                float a0 = tA[pa], a1 = tA[pa + 16], a2 = tA[pa + 32], a3 = tA[pa + 48];
-                float b0 = tB[pb], b1 = tB[pb + 16], b2 = tB[pb + 32], b3 = tB[pb + 48];
+                int pa = kk * tileM + ty, pb = kk * tileN + tx;
+                float a0 = tA[pa], a1 = tA[pa + sy], a2 = tA[pa + 2 * sy], a3 = tA[pa + 3 * sy];
+                float b0 = tB[pb], b1 = tB[pb + sx], b2 = tB[pb + 2 * sx], b3 = tB[pb + 3 * sx];
                 s00 += a0 * b0; s01 += a0 * b1; s02 += a0 * b2; s03 += a0 * b3;
                 s10 += a1 * b0; s11 += a1 * b1; s12 += a1 * b2; s13 += a1 * b3;
                 s20 += a2 * b0; s21 += a2 * b1; s22 += a2 * b2; s23 += a2 * b3;
@@ -207,26 +216,26 @@ public static partial class MatMulKernels
         int r = rowBase + ty, col = colBase + tx;
         if (fixup == 0)
         {
-            StoreStrided(c, e, g, epi, cBase, r, col, s00, s01, s02, s03);
-            StoreStrided(c, e, g, epi, cBase, r + 16, col, s10, s11, s12, s13);
-            StoreStrided(c, e, g, epi, cBase, r + 32, col, s20, s21, s22, s23);
-            StoreStrided(c, e, g, epi, cBase, r + 48, col, s30, s31, s32, s33);
+            StoreStrided(c, e, g, epi, cBase, r, col, sx, s00, s01, s02, s03);
+            StoreStrided(c, e, g, epi, cBase, r + sy, col, sx, s10, s11, s12, s13);
+            StoreStrided(c, e, g, epi, cBase, r + 2 * sy, col, sx, s20, s21, s22, s23);
+            StoreStrided(c, e, g, epi, cBase, r + 3 * sy, col, sx, s30, s31, s32, s33);
             return;
         }
         var raw = g.Sliced(g.KPer);
         FirstOp keep = default;
-        StoreStrided(partial, partial, raw, keep, cBase, r, col, s00, s01, s02, s03);
-        StoreStrided(partial, partial, raw, keep, cBase, r + 16, col, s10, s11, s12, s13);
-        StoreStrided(partial, partial, raw, keep, cBase, r + 32, col, s20, s21, s22, s23);
-        StoreStrided(partial, partial, raw, keep, cBase, r + 48, col, s30, s31, s32, s33);
-        SplitKFixup(c, e, partial, arrivals, g, epi, tid, r, col);
+        StoreStrided(partial, partial, raw, keep, cBase, r, col, sx, s00, s01, s02, s03);
+        StoreStrided(partial, partial, raw, keep, cBase, r + sy, col, sx, s10, s11, s12, s13);
+        StoreStrided(partial, partial, raw, keep, cBase, r + 2 * sy, col, sx, s20, s21, s22, s23);
+        StoreStrided(partial, partial, raw, keep, cBase, r + 3 * sy, col, sx, s30, s31, s32, s33);
+        SplitKFixup(c, e, partial, arrivals, g, epi, tid, r, col, sx, sy);
     }
 
     // The layers of a tile count themselves in; the last one (whose count sees all the others' slices,
     // made visible by the fence before each count) sums the tile's slices in layer order, stores C and
-    // resets the count for the next launch.
+    // resets the count for the next launch. A thread's 4x4 block is rows r + p sy, columns col + q sx.
     private static void SplitKFixup<TEpi>(ArrayView<float> c, ArrayView<float> e, ArrayView<float> partial,
-        ArrayView<int> arrivals, GemmArgs g, TEpi epi, int tid, int r, int col)
+        ArrayView<int> arrivals, GemmArgs g, TEpi epi, int tid, int r, int col, int sx, int sy)
         where TEpi : struct, IBinaryOp
     {
         var last = SharedMemory.Allocate<int>(1);
@@ -241,11 +250,11 @@ public static partial class MatMulKernels
         int mn = g.M * g.N;
         for (int p = 0; p < 4; p++)
         {
-            int i = r + 16 * p;
+            int i = r + sy * p;
             if (i >= g.M) break;
             for (int q = 0; q < 4; q++)
             {
-                int j = col + 16 * q;
+                int j = col + sx * q;
                 if (j >= g.N) break;
                 Store(c, e, g, epi, 0, i, j, SumSlices(partial, mn, i * g.N + j, split));
             }
@@ -254,43 +263,51 @@ public static partial class MatMulKernels
     }
 
     /// <summary>
-    /// Loads the depth-deep slices of op(A) (rows from rowBase) and op(B) (columns from colBase) starting
-    /// at k0 into shared memory as tA[k][m] and tB[k][n], zero outside the matrix or past kEnd. Every
-    /// thread of the group takes its share; consecutive threads walk each operand's contiguous dimension.
+    /// Loads the depth-deep slices of op(A) (tileM rows from rowBase) and op(B) (tileN columns from
+    /// colBase) starting at k0 into shared memory as tA[k][m] and tB[k][n], zero outside the matrix or
+    /// past kEnd. Each of the group's threads takes its share; consecutive threads walk each operand's
+    /// contiguous dimension.
     /// </summary>
     private static void LoadSlices(
-        ArrayView<float> tA,  // (depth, tile) shared
-        ArrayView<float> tB,  // (depth, tile) shared
+        ArrayView<float> tA,  // (depth, tileM) shared
+        ArrayView<float> tB,  // (depth, tileN) shared
         ArrayView<float> a, ArrayView<float> b, GemmArgs g,
-        int tid, int rowBase, int colBase, int k0, int kEnd, int tile, int depth)
+        int tid, int threads, int rowBase, int colBase, int k0, int kEnd, int tileM, int tileN, int depth)
     {
-        for (int l = 0; l < (depth * tile) / TiledThreads; l++)
+        // Constant trip counts (threads divides both slices for every shape), so both operands' loads
+        // of one step issue together.
+        int countA = depth * tileM / threads, countB = depth * tileN / threads;
+        for (int l = 0; l < countA || l < countB; l++)
         {
-            int idx = tid + l * TiledThreads;
-            int kk, mm;
-            if (g.Ak == 1) { kk = idx % depth; mm = idx / depth; }
-            else { kk = idx / tile; mm = idx % tile; }
-            int gi = rowBase + mm, gk = k0 + kk;
-            tA[kk * tile + mm] = gi < g.M && gk < kEnd ? a[gi * g.Am + gk * g.Ak] : 0f;
-
-            int nn;
-            if (g.Bn == 1) { kk = idx / tile; nn = idx % tile; }
-            else { kk = idx % depth; nn = idx / depth; }
-            int gj = colBase + nn;
-            gk = k0 + kk;
-            tB[kk * tile + nn] = gj < g.N && gk < kEnd ? b[gk * g.Bk + gj * g.Bn] : 0f;
+            int idx = tid + l * threads;
+            int kk, mm, nn;
+            if (l < countA)
+            {
+                if (g.Ak == 1) { kk = idx % depth; mm = idx / depth; }
+                else { kk = idx / tileM; mm = idx % tileM; }
+                int gi = rowBase + mm, gk = k0 + kk;
+                tA[kk * tileM + mm] = gi < g.M && gk < kEnd ? a[gi * g.Am + gk * g.Ak] : 0f;
+            }
+            if (l < countB)
+            {
+                if (g.Bn == 1) { kk = idx / tileN; nn = idx % tileN; }
+                else { kk = idx % depth; nn = idx / depth; }
+                int gj = colBase + nn, gk = k0 + kk;
+                tB[kk * tileN + nn] = gj < g.N && gk < kEnd ? b[gk * g.Bk + gj * g.Bn] : 0f;
+            }
         }
     }
 
+    // One row of a thread's 4x4 block in the tiled kernel: columns j, j + step, j + 2 step, j + 3 step.
     private static void StoreStrided<TEpi>(ArrayView<float> c, ArrayView<float> e, GemmArgs g, TEpi epi,
-        int cBase, int i, int j, float v0, float v1, float v2, float v3)
+        int cBase, int i, int j, int step, float v0, float v1, float v2, float v3)
         where TEpi : struct, IBinaryOp
     {
         if (i >= g.M) return;
         if (j < g.N) Store(c, e, g, epi, cBase, i, j, v0);
-        if (j + 16 < g.N) Store(c, e, g, epi, cBase, i, j + 16, v1);
-        if (j + 32 < g.N) Store(c, e, g, epi, cBase, i, j + 32, v2);
-        if (j + 48 < g.N) Store(c, e, g, epi, cBase, i, j + 48, v3);
+        if (j + step < g.N) Store(c, e, g, epi, cBase, i, j + step, v1);
+        if (j + 2 * step < g.N) Store(c, e, g, epi, cBase, i, j + 2 * step, v2);
+        if (j + 3 * step < g.N) Store(c, e, g, epi, cBase, i, j + 3 * step, v3);
     }
 
     // One row of a 128x128-tile thread's 8x8 block (Large and Wide): column q of the 8 is

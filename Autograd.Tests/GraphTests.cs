@@ -254,7 +254,8 @@ public sealed class GraphTests
             "MatMul" => new[] { "SmallKernel", "TiledKernel", "LargeKernel", "SplitKSumKernel" }.Select(n => (typeof(MatMulKernels), n)).ToArray(),
             _ => new[] { (typeof(Reduce), "SumMapKernel") },
         };
-        foreach (var (type, name) in names) yield return type.GetMethod(name, flags)!.MakeGenericMethod(ops);
+        foreach (var (type, name) in names)
+            yield return type.GetMethod(name, flags)!.MakeGenericMethod(name == "TiledKernel" ? [typeof(Tile16x16), .. ops] : ops);
     }
 
     [Fact]
@@ -361,8 +362,13 @@ public sealed class GraphTests
         }
         var auto = Losses(MatMulPath.Auto);
         var small = Losses(MatMulPath.Small);
+        // Tiled on the test device's own group (2x1 on the CPU accelerator, 16x16 on a GPU).
+        var tiled = Losses(MatMulPath.Tiled);
         for (int t = 0; t < auto.Length; t++)
+        {
             ((double)Math.Abs(auto[t] - small[t]) / Math.Abs(small[t])).Should().BeLessThan(1e-5, $"step {t}: {auto[t]} vs {small[t]}");
+            ((double)Math.Abs(tiled[t] - small[t]) / Math.Abs(small[t])).Should().BeLessThan(1e-5, $"step {t}: tiled {tiled[t]} vs {small[t]}");
+        }
         auto[^1].Should().BeLessThan(auto[0]);
     }
 

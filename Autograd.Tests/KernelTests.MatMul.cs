@@ -1,6 +1,6 @@
-// The SGEMM kernels against their double-precision host twin: every path (host, small, tiled,
-// split-K in one and two launches, large, wide), every layout, every fused epilogue, at awkward
-// shapes, with the output poisoned (NaN) before the kernel writes it.
+// The SGEMM kernels against their double-precision host twin: every path (host, small, tiled on
+// three group shapes, split-K in one and two launches, large, wide), every layout, every fused
+// epilogue, at awkward shapes, with the output poisoned (NaN) before the kernel writes it.
 using AutogradNet.Kernels;
 using AutogradNet.Tests.Support;
 using FluentAssertions;
@@ -15,13 +15,18 @@ public sealed partial class KernelTests
     {
         var d = new TheoryData<int, int, int, bool, bool, string>();
         var sizes = new (int, int, int)[] { (1, 1, 1), (7, 33, 65), (65, 7, 33), (130, 65, 7), (33, 130, 1), (1, 65, 130), (64, 100, 200), (260, 132, 24) };
-        foreach (var path in new[] { "host", "small", "tiled", "split3", "split3-two-launches", "large", "wide" })
+        foreach (var path in Paths)
             foreach (var (m, n, k) in sizes)
                 foreach (var ta in new[] { false, true })
                     foreach (var tb in new[] { false, true })
                         d.Add(m, n, k, ta, tb, path);
         return d;
     }
+
+    // Every SGEMM path. The tiled kernel runs on three of its group shapes: the GPU's 16x16, 8x8, and
+    // the 2x1 that the CPU accelerator's groups of 2 give it; "split3" cuts K into 3 slices.
+    private static readonly string[] Paths =
+        ["host", "small", "tiled", "tiled-8x8", "tiled-2x1", "split3", "split3-2x1", "split3-two-launches", "large", "wide"];
 
     private static MatMulPath PathOf(string path) => path switch
     {
@@ -32,8 +37,12 @@ public sealed partial class KernelTests
         _ => MatMulPath.Tiled,
     };
 
-    // The tiled kernels need groups of 256: on the CPU they run on a simulator of that shape. The
-    // host path exists only on the CPU accelerator.
+    // The tiled kernel's group for a test path: 16x16 unless the path names one.
+    private static (int X, int Y) GroupOf(string path) =>
+        path.EndsWith("8x8", StringComparison.Ordinal) ? (8, 8) : path.EndsWith("2x1", StringComparison.Ordinal) ? (2, 1) : (16, 16);
+
+    // Groups of more than 2 threads run on a CPU simulator of 16x16 when the test device is the CPU
+    // accelerator (groups of 2). The host path exists only on the CPU accelerator.
     private static KernelHost HostFor(string path)
     {
         if (path == "host")
@@ -41,8 +50,9 @@ public sealed partial class KernelTests
             Assert.SkipUnless(Host.IsCpu, "the Host SGEMM path runs only on the CPU accelerator");
             return Host;
         }
-        bool tiled = path != "small";
-        return tiled && !Host.CanUseTiledMatMul ? Device.CpuSimulator(16, 16, 1).Host : Host;
+        if (path == "small") return Host;
+        var (x, y) = PathOf(path) == MatMulPath.Tiled ? GroupOf(path) : (16, 16);
+        return x * y > Host.Accelerator.MaxNumThreadsPerGroup ? Device.CpuSimulator(16, 16, 1).Host : Host;
     }
 
     // Pins a host's SGEMM settings for one test; Dispose puts back the defaults.
@@ -50,26 +60,31 @@ public sealed partial class KernelTests
     {
         private readonly KernelHost _host;
         private readonly MatMulPath _saved;
+        private readonly (int X, int Y) _savedGroup;
 
-        public Pin(KernelHost host, MatMulPath path, int? splitK = null, bool oneLaunch = true)
+        public Pin(KernelHost host, MatMulPath path, int? splitK = null, bool oneLaunch = true, (int X, int Y)? group = null)
         {
             _host = host;
             _saved = host.MatMulPath;
+            _savedGroup = host.TiledGroup;
             host.MatMulPath = path;
             host.MatMulSplitK = splitK;
             host.SplitKInOneLaunch = oneLaunch;
+            if (group is { } g) host.TiledGroup = g;
         }
 
         public void Dispose()
         {
             _host.MatMulPath = _saved;
+            _host.TiledGroup = _savedGroup;
             _host.MatMulSplitK = null;
             _host.SplitKInOneLaunch = true;
         }
     }
 
     private static Pin PinFor(KernelHost host, string path) =>
-        new(host, PathOf(path), path.StartsWith("split3", StringComparison.Ordinal) ? 3 : 1, path != "split3-two-launches");
+        new(host, PathOf(path), path.StartsWith("split3", StringComparison.Ordinal) ? 3 : 1, path != "split3-two-launches",
+            PathOf(path) == MatMulPath.Tiled ? GroupOf(path) : null);
 
     [Theory]
     [MemberData(nameof(MatMulCases))]
@@ -86,7 +101,8 @@ public sealed partial class KernelTests
         using var scratch = Upload(host, Enumerable.Repeat(float.NaN, (int)Math.Max(1, need)).ToArray());
         MatMulKernels.MatMul(host, ab.View, ta, bb.View, tb, cb.View, m, n, k, scratch: scratch.View);
         var expected = Reference.MatMul(a, ta, b, tb, m, n, k);
-        TestData.ShouldMatch(Download(host, cb, m * n), expected, 1e-4, 2e-5 * Math.Sqrt(k), $"{path} (K in {MatMulKernels.SplitK(host, m, n, k)} slices) {m}x{n}x{k} ta={ta} tb={tb}");
+        TestData.ShouldMatch(Download(host, cb, m * n), expected, 1e-4, 2e-5 * Math.Sqrt(k),
+            $"{path} (group {host.TiledGroup}, K in {MatMulKernels.SplitK(host, m, n, k)} slices) {m}x{n}x{k} ta={ta} tb={tb}");
     }
 
     [Theory]
@@ -95,7 +111,7 @@ public sealed partial class KernelTests
     [InlineData(true, 2)]
     public void MatMul_accumulates_with_alpha_and_beta(bool tiled, int split)
     {
-        var host = tiled && !Host.CanUseTiledMatMul ? Device.CpuSimulator(16, 16, 1).Host : Host;
+        var host = tiled ? HostFor("tiled") : Host;
         using var pin = new Pin(host, tiled ? MatMulPath.Tiled : MatMulPath.Small, split);
         int m = 33, n = 65, k = 40;
         var a = TestData.Normal(m * k, 1);
@@ -141,7 +157,7 @@ public sealed partial class KernelTests
     [InlineData(2)]
     public void One_launch_split_K_leaves_its_counters_at_zero_and_repeats_bit_for_bit(int multiprocessors)
     {
-        var host = Host.CanUseTiledMatMul ? Host : Device.CpuSimulator(16, 16, multiprocessors).Host;
+        var host = Host.CanUseLargeMatMul ? Host : Device.CpuSimulator(16, 16, multiprocessors).Host;
         using var pin = new Pin(host, MatMulPath.Tiled, 5);
         int m = 130, n = 70, k = 160; // 3 x 2 tiles, 5 slices of 32
         var a = TestData.Normal(m * k, 31);
@@ -170,6 +186,44 @@ public sealed partial class KernelTests
         Download(host, c2, m * n).Should().Equal(runs[0], "the same sum in the same order as the two-launch form");
     }
 
+    [Theory]
+    [InlineData(1024, 49152, 16, 16)]  // an H100 or H200
+    [InlineData(256, 8196, 16, 16)]    // exactly 16x16's slices and flag
+    [InlineData(256, 8195, 8, 8)]      // one byte short: the next shape down
+    [InlineData(64, 49152, 8, 8)]
+    [InlineData(16, int.MaxValue, 4, 4)] // ILGPU's default CPU accelerator
+    [InlineData(8, int.MaxValue, 2, 2)]
+    [InlineData(2, int.MaxValue, 2, 1)]  // this library's CPU accelerator
+    [InlineData(1, int.MaxValue, 1, 1)]
+    public void Tiled_group_is_the_largest_the_limits_allow(int threads, long shared, int x, int y)
+    {
+        MatMulKernels.TiledGroupFor(threads, shared).Should().Be((x, y));
+        MatMulKernels.TiledSharedBytes((16, 16)).Should().Be(4 * 16 * 4 * 32 + 4);
+    }
+
+    [Fact]
+    public void Tiled_group_follows_the_accelerator_and_refuses_what_does_not_fit()
+    {
+        var acc = Host.Accelerator;
+        Host.TiledGroup.Should().Be(MatMulKernels.TiledGroupFor(acc.MaxNumThreadsPerGroup, acc.MaxSharedMemoryPerGroup));
+        Device.CpuSimulator(16, 16, 1).Host.TiledGroup.Should().Be((16, 16));
+        var cpu = Device.CpuSimulator(2, 1, 10).Host; // groups of 2, a device of its own (its settings change here)
+        cpu.TiledGroup.Should().Be((2, 1));
+        cpu.Invoking(h => h.TiledGroup = (8, 8)).Should().Throw<ArgumentException>()
+            .WithMessage("*8x8 needs 64 threads*allows 2 threads*Use a smaller group*");
+        cpu.Invoking(h => h.TiledGroup = (3, 3)).Should().Throw<ArgumentException>()
+            .WithMessage("*3x3 is not a tiled-SGEMM group*16x16, 8x8*");
+        cpu.TiledGroup.Should().Be((2, 1), "a refused group changes nothing");
+        // Large and Wide need 16x16 threads; Tiled runs on groups of 2, and Auto keeps the host SGEMM there.
+        using var pin = new Pin(cpu, MatMulPath.Large);
+        cpu.Invoking(h => MatMulKernels.Choose(h, 64, 64)).Should().Throw<InvalidOperationException>()
+            .WithMessage("*Large kernel needs groups of 256*allows 2*Use Tiled*");
+        cpu.MatMulPath = MatMulPath.Tiled;
+        MatMulKernels.Choose(cpu, 64, 64).Should().Be(MatMulPath.Tiled);
+        cpu.MatMulPath = MatMulPath.Auto;
+        MatMulKernels.Choose(cpu, 64, 64).Should().Be(MatMulPath.Host);
+    }
+
     [Fact]
     public void AUTOGRAD_MATMUL_names_the_initial_path_and_junk_is_refused()
     {
@@ -194,7 +248,7 @@ public sealed partial class KernelTests
     public static TheoryData<string, string, int, int, int> EpilogueCases()
     {
         var d = new TheoryData<string, string, int, int, int>();
-        foreach (var path in new[] { "host", "small", "tiled", "split3", "split3-two-launches", "large", "wide" })
+        foreach (var path in Paths)
             foreach (var epi in new[] { "relu", "bias-relu", "mask", "col-axpy", "sgd" })
                 foreach (var (m, n, k) in new[] { (1, 7, 33), (65, 130, 7), (130, 33, 65) })
                     d.Add(path, epi, m, n, k);

@@ -37,18 +37,21 @@ public sealed class PtxCompileTests
         // Closed op structs; the combinators (UnaryThen, BinaryThen) are covered by the fused kernels of GraphTests.
         var unary = asm.GetTypes().Where(t => t.IsValueType && !t.IsGenericTypeDefinition && typeof(IUnaryOp).IsAssignableFrom(t)).ToArray();
         var binary = asm.GetTypes().Where(t => t.IsValueType && !t.IsGenericTypeDefinition && typeof(IBinaryOp).IsAssignableFrom(t)).ToArray();
+        var shapes = asm.GetTypes().Where(t => t.IsValueType && typeof(ITileShape).IsAssignableFrom(t)).ToArray();
         foreach (var type in asm.GetTypes())
         {
             foreach (var m in type.GetMethods(BindingFlags.Static | BindingFlags.NonPublic | BindingFlags.Public))
             {
                 if (!m.Name.EndsWith("Kernel", StringComparison.Ordinal) || m.ReturnType != typeof(void)) continue;
                 if (!m.IsGenericMethodDefinition) { yield return m; continue; }
-                // Each op struct in each generic slot, the other slots at their identity (IdentityOp, FirstOp).
-                var slots = m.GetGenericArguments().Select(t => t.GetGenericParameterConstraints().Contains(typeof(IUnaryOp))).ToArray();
-                var identity = slots.Select(u => u ? typeof(IdentityOp) : typeof(FirstOp)).ToArray();
+                // Each struct in each generic slot, the other slots at their identity (IdentityOp, FirstOp,
+                // the GPU's tile shape).
+                var constraints = m.GetGenericArguments().Select(t => t.GetGenericParameterConstraints()).ToArray();
+                Type[][] choices = constraints.Select(c => c.Contains(typeof(IUnaryOp)) ? unary : c.Contains(typeof(ITileShape)) ? shapes : binary).ToArray();
+                var identity = constraints.Select(c => c.Contains(typeof(IUnaryOp)) ? typeof(IdentityOp) : c.Contains(typeof(ITileShape)) ? typeof(Tile16x16) : typeof(FirstOp)).ToArray();
                 var seen = new HashSet<string>();
-                for (int slot = 0; slot < slots.Length; slot++)
-                    foreach (var op in slots[slot] ? unary : binary)
+                for (int slot = 0; slot < choices.Length; slot++)
+                    foreach (var op in choices[slot])
                     {
                         var args = (Type[])identity.Clone();
                         args[slot] = op;
@@ -80,17 +83,26 @@ public sealed class PtxCompileTests
         names.Should().Contain(n => n.Contains("ZipBroadcastKernel<PowGradOp>"));
         names.Should().Contain(n => n.Contains("SumMapKernel<PowOp, FirstOp>")).And.Contain(n => n.Contains("SumMapKernel<IdentityOp, PowGradOp>"));
         names.Should().Contain(n => n.Contains("LargeKernel<ClampGradOp>"));
-        names.Should().Contain("MatMulKernels.TiledKernel<FirstOp>");
+        names.Should().Contain("MatMulKernels.TiledKernel<Tile16x16, FirstOp>").And.Contain("MatMulKernels.TiledKernel<Tile2x1, FirstOp>");
         names.Count.Should().BeGreaterThan(40);
     }
 
-    [Fact]
-    public void Tiled_SGEMM_uses_shared_memory_and_barriers()
+    // Each group shape is a constant in its kernel: the shared slices have the shape's size (plus
+    // the split-K flag), so the sizes TiledGroupFor checks against the accelerator are the real ones.
+    [Theory]
+    [InlineData("Tile16x16", 16, 16)]
+    [InlineData("Tile8x8", 8, 8)]
+    [InlineData("Tile2x1", 2, 1)]
+    [InlineData("Tile1x1", 1, 1)]
+    public void Tiled_SGEMM_shares_slices_the_size_of_its_group(string shape, int x, int y)
     {
         var entry = EntryPointDescription.FromExplicitlyGroupedKernel(
-            AllKernels().Single(m => Describe(m) == "MatMulKernels.TiledKernel<FirstOp>"));
+            AllKernels().Single(m => Describe(m) == $"MatMulKernels.TiledKernel<{shape}, FirstOp>"));
         var ptx = ((PTXCompiledKernel)Ptx.Value.Backend.Compile(entry, KernelSpecialization.Empty)).PTXAssembly;
-        ptx.Should().Contain(".shared").And.Contain("bar.sync").And.Contain("ld.shared.f32");
+        ptx.Should().Contain("bar.sync").And.Contain("ld.shared.f32");
+        var sizes = System.Text.RegularExpressions.Regex.Matches(ptx, @"\.shared \.align \d+ \.b8 \w+\[(\d+)\]")
+            .Select(mt => int.Parse(mt.Groups[1].Value)).ToList();
+        sizes.Sum().Should().Be(MatMulKernels.TiledSharedBytes((x, y)), ptx.Split('\n').Where(l => l.Contains(".shared")).Aggregate("", (acc, l) => acc + l + "\n"));
     }
 
     [Fact]

@@ -62,7 +62,7 @@ public static partial class MatMulKernels
         var sA4 = sA.Cast<Float4>();
         var sB4 = sB.Cast<Float4>();
         int tx = Group.IdxX, ty = Group.IdxY;
-        int tid = ty * Side + tx;
+        int tid = ty * LargeSide + tx;
         int rowBase = Grid.IdxY * WideTile, colBase = Grid.IdxX * WideTile;
         int kBegin = Grid.IdxZ * g.KPer;
         int kEnd = Min(g.K, kBegin + g.KPer);

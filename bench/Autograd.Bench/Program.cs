@@ -43,10 +43,16 @@ if (device.Kind == DeviceKind.Cuda)
 }
 Report(Workloads.MatMul(device, 64, 100, 1000, false, false, "seed layer-1 forward 64x1000x100 NN"));
 Report(Workloads.MatMul(device, 1000, 100, 64, true, false, "seed dW1 = x^T dH (1000x64x100 TN)"));
+if (!gpu)
+{
+    // The ILGPU kernels on the CPU accelerator, beside the host SGEMM that Auto picks there.
+    Report(Workloads.MatMul(device, 64, 100, 1000, false, false, "seed layer-1 forward 64x1000x100 NN", MatMulPath.Tiled));
+    Report(Workloads.MatMul(device, 64, 100, 1000, false, false, "seed layer-1 forward 64x1000x100 NN", MatMulPath.Small));
+}
 if (gpu)
 {
-    // All five seed products, as chosen and on the register-blocked kernel without shared memory,
-    // to find where tiles stop paying for tiny products.
+    // All five seed products, as chosen, on the register-blocked kernel without shared memory, and
+    // on the tiled kernel with 8x8 and 4x4 groups, to find which kernel suits tiny products.
     var seedProducts = new (int M, int N, int K, bool TA, bool TB, string Name)[]
     {
         (64, 100, 1000, false, false, "seed h = x w1 64x100x1000 NN"),
@@ -59,6 +65,9 @@ if (gpu)
     {
         Report(Workloads.MatMul(device, p.M, p.N, p.K, p.TA, p.TB, p.Name));
         Report(Workloads.MatMul(device, p.M, p.N, p.K, p.TA, p.TB, p.Name, MatMulPath.Small));
+        // Smaller tiles give a tiny product more groups with less (or no) K splitting.
+        Report(Workloads.MatMul(device, p.M, p.N, p.K, p.TA, p.TB, p.Name, MatMulPath.Tiled, (8, 8)));
+        Report(Workloads.MatMul(device, p.M, p.N, p.K, p.TA, p.TB, p.Name, MatMulPath.Tiled, (4, 4)));
     }
 }
 if (!quick)

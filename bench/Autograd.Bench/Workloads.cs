@@ -154,15 +154,18 @@ public static class Workloads
         return loss;
     }
 
-    /// <summary>C = op(A) op(B) through the SGEMM launcher into a preallocated C.</summary>
-    public static Result MatMul(Device d, int m, int n, int k, bool ta, bool tb, string name, MatMulPath path = MatMulPath.Auto) =>
-        OnPath(d, path, () => MatMulOnce(d, m, n, k, ta, tb, name));
+    /// <summary>C = op(A) op(B) through the SGEMM launcher into a preallocated C (tiledGroup pins the Tiled kernel's group).</summary>
+    public static Result MatMul(Device d, int m, int n, int k, bool ta, bool tb, string name, MatMulPath path = MatMulPath.Auto,
+        (int X, int Y)? tiledGroup = null) =>
+        OnPath(d, path, () => MatMulOnce(d, m, n, k, ta, tb, name), tiledGroup);
 
-    // Runs a workload with the device's SGEMM pinned to path, then puts the previous path back.
-    private static Result OnPath(Device d, MatMulPath path, Func<Result> run)
+    // Runs a workload with the device's SGEMM pinned to path (and group), then puts the previous ones back.
+    private static Result OnPath(Device d, MatMulPath path, Func<Result> run, (int X, int Y)? tiledGroup = null)
     {
         var saved = d.Kernels.MatMulPath;
+        var savedGroup = d.Kernels.TiledGroup;
         d.Kernels.MatMulPath = path;
+        if (tiledGroup is { } g) d.Kernels.TiledGroup = g;
         try
         {
             return run();
@@ -170,6 +173,7 @@ public static class Workloads
         finally
         {
             d.Kernels.MatMulPath = saved;
+            d.Kernels.TiledGroup = savedGroup;
         }
     }
 
@@ -190,7 +194,8 @@ public static class Workloads
         int reps = (int)Math.Clamp(2e10 / flops, 3, 2000);
         double us = Median(d, Run, reps);
         var path = MatMulKernels.Choose(h, m, n);
-        return new Result(split > 1 ? $"{name} ({path}, split-K {split})" : $"{name} ({path})", us, flops / us / 1e6, null, check);
+        string kernel = path == MatMulPath.Tiled ? $"Tiled {h.TiledGroup.X}x{h.TiledGroup.Y}" : path.ToString();
+        return new Result(split > 1 ? $"{name} ({kernel}, split-K {split})" : $"{name} ({kernel})", us, flops / us / 1e6, null, check);
     }
 
     private static string CheckSamples(float[] a, float[] b, float[] c, int m, int n, int k, bool ta, bool tb)
