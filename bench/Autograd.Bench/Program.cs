@@ -1,13 +1,14 @@
 // Autograd.Bench: the workloads of docs/PERF.md on one device. Each result is checked against a host
 // reference before it is timed; times are medians of several timed batches after a warm-up.
-//   dotnet run -c Release --project bench/Autograd.Bench -- [--device cpu|cuda] [--quick] [--json FILE]
+//   dotnet run -c Release --project bench/Autograd.Bench -- [--device cpu|cuda] [--quick] [--sweep] [--json FILE]
+// --sweep (always on a GPU) adds the split-K sweep of the seed's products (Workloads.Sweep.cs).
 using System.Text.Json;
 using AutogradNet;
 using AutogradNet.Bench;
 using AutogradNet.Kernels;
 
 string? deviceName = null, jsonPath = null;
-bool quick = false;
+bool quick = false, sweep = false;
 for (int i = 0; i < args.Length; i++)
 {
     switch (args[i])
@@ -15,7 +16,8 @@ for (int i = 0; i < args.Length; i++)
         case "--device": deviceName = args[++i]; break;
         case "--json": jsonPath = args[++i]; break;
         case "--quick": quick = true; break;
-        default: Console.Error.WriteLine("usage: Autograd.Bench [--device cpu|cuda|opencl] [--quick] [--json FILE]"); return 2;
+        case "--sweep": sweep = true; break;
+        default: Console.Error.WriteLine("usage: Autograd.Bench [--device cpu|cuda|opencl] [--quick] [--sweep] [--json FILE]"); return 2;
     }
 }
 var device = deviceName == null ? Device.Default : Device.Get(deviceName);
@@ -68,6 +70,25 @@ if (gpu)
         // Smaller tiles give a tiny product more groups with less (or no) K splitting.
         Report(Workloads.MatMul(device, p.M, p.N, p.K, p.TA, p.TB, p.Name, MatMulPath.Tiled, (8, 8)));
         Report(Workloads.MatMul(device, p.M, p.N, p.K, p.TA, p.TB, p.Name, MatMulPath.Tiled, (4, 4)));
+    }
+}
+if (gpu || sweep)
+{
+    // The seed's products on every tiled group and K split, timed as they run inside a compiled step.
+    var swept = gpu
+        ? new (int M, int N, int K, bool TA, bool TB, string Name)[]
+        {
+            (64, 100, 1000, false, false, "seed h = x w1 64x100x1000 NN"),
+            (1000, 100, 64, true, false, "seed dW1 = x^T dH 1000x100x64 TN"),
+            (64, 10, 100, false, false, "seed y = h w2 64x10x100 NN"),
+            (100, 10, 64, true, false, "seed dW2 = h^T dY 100x10x64 TN"),
+        }
+        : [(33, 20, 130, false, false, "33x20x130 NN (CPU: checks the sweep runs)")];
+    foreach (var p in swept)
+    {
+        var (cells, table) = Workloads.SplitSweep(device, p.M, p.N, p.K, p.TA, p.TB, p.Name);
+        results.AddRange(cells);
+        Console.WriteLine(table);
     }
 }
 if (!quick)

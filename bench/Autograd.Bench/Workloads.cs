@@ -23,7 +23,7 @@ public sealed record Result(string Name, double MedianUs, double? TflopS, double
 }
 
 /// <summary>The workloads.</summary>
-public static class Workloads
+public static partial class Workloads
 {
     /// <summary>Median of `batches` timings of `reps` calls of run (synchronised), per call in microseconds.</summary>
     private static double Median(Device d, Action run, int reps, int batches = 5)

@@ -1,0 +1,114 @@
+// The split-K sweep: one seed-sized product on every tiled group shape and K split, with the slices
+// summed in the same launch (1L) and in a second kernel (2L). Which is fastest depends on latencies
+// no CPU can predict (an L2 round trip per slice summed, a barrier per 16-deep slice, launch gaps),
+// so MatMulKernels.Choose and SplitK are to be set from this table.
+//
+// On CUDA each cell is 50 launches captured in one CUDA graph and replayed: the cost of the product
+// inside a compiled step, not the driver's launch rate. Elsewhere the launches are direct.
+using System.Diagnostics;
+using System.Text;
+using AutogradNet.Kernels;
+using ILGPU.Runtime.Cuda;
+
+namespace AutogradNet.Bench;
+
+public static partial class Workloads
+{
+    /// <summary>
+    /// Times C = op(A) op(B) on each tiled group and K split (one and two launches) and on Small;
+    /// returns every cell as a result and the table as text (rows: splits; columns: group and form).
+    /// </summary>
+    public static (List<Result> Cells, string Table) SplitSweep(Device d, int m, int n, int k, bool ta, bool tb, string name)
+    {
+        Tensor.ManualSeed(1);
+        using var a = Tensor.Randn(ta ? [k, m] : [m, k], d);
+        using var b = Tensor.Randn(tb ? [n, k] : [k, n], d);
+        using var c = Tensor.Zeros([m, n], d);
+        float[] ha = a.ToArray(), hb = b.ToArray();
+        var h = d.Kernels;
+        var saved = (h.MatMulPath, h.TiledGroup, h.SplitKInOneLaunch);
+        var cells = new List<Result>();
+        var table = new Dictionary<(int Split, string Column), double>();
+        var splits = new SortedSet<int>();
+        try
+        {
+            double Time(string label)
+            {
+                long need = MatMulKernels.SplitKScratch(h, m, n, k);
+                using var scratch = Tensor.Zeros([(int)Math.Max(1, need)], d);
+                void Launch(KernelHost on) => MatMulKernels.MatMul(on, View(a), ta, View(b), tb, View(c), m, n, k, scratch: View(scratch));
+                Launch(h);
+                string check = CheckSamples(ha, hb, c.ToArray(), m, n, k, ta, tb);
+                double us = GraphedMicroseconds(d, Launch, 50);
+                cells.Add(new Result($"{name} sweep {label}", us, 2.0 * m * n * k / us / 1e6, null, check));
+                return us;
+            }
+
+            h.MatMulPath = MatMulPath.Small;
+            h.MatMulSplitK = null;
+            double small = Time("Small");
+            h.MatMulPath = MatMulPath.Tiled;
+            // The three largest groups the accelerator allows (16x16, 8x8, 4x4 on a GPU).
+            var groups = MatMulKernels.TiledGroups.SkipWhile(g => g != saved.TiledGroup).Take(3);
+            foreach (var group in groups)
+            {
+                h.TiledGroup = group;
+                var seen = new HashSet<int>();
+                // Slices are at least 16 deep, so large requests all come out as the deepest split K allows.
+                foreach (int forced in new[] { 1, 2, 4, 8, 16, 32, 64, 128 })
+                {
+                    h.MatMulSplitK = forced;
+                    int split = MatMulKernels.SplitK(h, m, n, k);
+                    if (!seen.Add(split)) continue;
+                    splits.Add(split);
+                    foreach (bool one in split == 1 ? new[] { true } : new[] { true, false })
+                    {
+                        h.SplitKInOneLaunch = one;
+                        string column = $"{group.X}x{group.Y} {(split == 1 ? "" : one ? "1L" : "2L")}".Trim();
+                        table[(split, column)] = Time($"{group.X}x{group.Y} split {split}{(split == 1 ? "" : one ? " 1L" : " 2L")}");
+                    }
+                }
+            }
+            return (cells, Format(name, small, splits, table));
+        }
+        finally
+        {
+            (h.MatMulPath, h.TiledGroup, h.SplitKInOneLaunch) = saved;
+            h.MatMulSplitK = null;
+        }
+    }
+
+    // Microseconds per launch of `launch`, run `count` times inside one CUDA graph on CUDA (replayed,
+    // median of batches); direct launches elsewhere.
+    private static double GraphedMicroseconds(Device d, Action<KernelHost> launch, int count)
+    {
+        if (d.Accelerator is not CudaAccelerator acc)
+            return Median(d, () => launch(d.Kernels), count);
+        d.Synchronize();
+        using var graph = CudaGraph.Capture(acc, stream =>
+        {
+            var captured = d.Kernels.WithStream(stream);
+            for (int i = 0; i < count; i++) launch(captured);
+        });
+        return Median(d, () => graph.Launch(acc), 10) / count;
+    }
+
+    private static string Format(string name, double small, SortedSet<int> splits, Dictionary<(int Split, string Column), double> table)
+    {
+        var columns = table.Keys.Select(key => key.Column).Distinct().ToList();
+        double best = Math.Min(small, table.Values.Min());
+        var sb = new StringBuilder();
+        sb.AppendLine($"split-K sweep: {name}, us per launch{(small == best ? " (best: Small)" : "")}; Small {small:F1}; * marks the fastest");
+        sb.Append("  split ");
+        foreach (var col in columns) sb.Append($"{col,10}");
+        sb.AppendLine();
+        foreach (int s in splits)
+        {
+            sb.Append($"  {s,5} ");
+            foreach (var col in columns)
+                sb.Append(table.TryGetValue((s, col), out var us) ? $"{us,9:F1}{(us == best ? "*" : " ")}" : $"{"-",10}");
+            sb.AppendLine();
+        }
+        return sb.ToString().TrimEnd();
+    }
+}
