@@ -28,6 +28,8 @@ public enum MatMulPath
     Host,
     /// <summary>128x128 tiles with 16-byte loads and double-buffered slices (needs groups of 256; not chosen by Auto yet).</summary>
     Wide,
+    /// <summary>A warp per 4x4 block of C with K split across its lanes, for products with few outputs (not chosen by Auto yet).</summary>
+    Warp,
 }
 
 /// <summary>
@@ -177,7 +179,7 @@ public sealed class KernelHost
         });
     }
 
-    /// <summary>The path named by AUTOGRAD_MATMUL (auto, small, tiled, large, wide, host), else Auto.</summary>
+    /// <summary>The path named by AUTOGRAD_MATMUL (auto, small, tiled, large, wide, warp, host), else Auto.</summary>
     public static MatMulPath PathFromEnvironment()
     {
         string? name = Environment.GetEnvironmentVariable("AUTOGRAD_MATMUL");

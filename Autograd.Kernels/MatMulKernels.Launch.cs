@@ -162,6 +162,17 @@ public static partial class MatMulKernels
             }
             return;
         }
+        if (path == MatMulPath.Warp)
+        {
+            var kw = host.Load("MatMulWarp", typeof(TEpi), acc =>
+                acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, TEpi>(WarpKernel));
+            if (host.GroupSize % host.Accelerator.WarpSize != 0)
+                throw new NotSupportedException(
+                    $"MatMul: the Warp kernel needs groups of whole warps; {host.Accelerator.Name} has groups of {host.GroupSize} and warps of {host.Accelerator.WarpSize}. Use Tiled or Small.");
+            long warps = (long)((m + 3) / 4) * ((n + 3) / 4);
+            kw(host.Stream, host.GridStride(warps * host.Accelerator.WarpSize), a, b, c, operand, g, epilogue);
+            return;
+        }
         var ks = host.Load("MatMulSmall", typeof(TEpi), acc =>
             acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, TEpi>(SmallKernel));
         long blocks = (long)((m + 3) / 4) * ((n + 3) / 4);

@@ -343,7 +343,7 @@ public sealed class GraphTests
     public void Compiled_seed_agrees_across_SGEMM_paths()
     {
         // On the CPU accelerator Auto runs the host SGEMM; the ILGPU kernels must give the same training.
-        float[] Losses(MatMulPath path)
+        float[] Losses(MatMulPath path, int steps = 20)
         {
             var (x, y, w1, w2) = TestData.SeedNet(21);
             var host = TestData.Device.Host;
@@ -353,7 +353,7 @@ public sealed class GraphTests
             {
                 using var opt = new Sgd([w1, w2], 1e-6f);
                 using var step = Graph.Compile(() => (x.MatMul(w1).Clamp(min: 0).MatMul(w2) - y).Pow(2).Sum(), opt);
-                return step.Run(steps: 20).ToArray();
+                return step.Run(steps: steps).ToArray();
             }
             finally
             {
@@ -364,6 +364,10 @@ public sealed class GraphTests
         var small = Losses(MatMulPath.Small);
         // Tiled on the test device's own group (2x1 on the CPU accelerator, 16x16 on a GPU).
         var tiled = Losses(MatMulPath.Tiled);
+        // The warp kernel's simulated shuffles are slow on the CPU: a few steps.
+        var warp = Losses(MatMulPath.Warp, 3);
+        for (int t = 0; t < warp.Length; t++)
+            ((double)Math.Abs(warp[t] - small[t]) / Math.Abs(small[t])).Should().BeLessThan(1e-5, $"step {t}: warp {warp[t]} vs {small[t]}");
         for (int t = 0; t < auto.Length; t++)
         {
             ((double)Math.Abs(auto[t] - small[t]) / Math.Abs(small[t])).Should().BeLessThan(1e-5, $"step {t}: {auto[t]} vs {small[t]}");

@@ -16,7 +16,7 @@ public sealed partial class KernelTests
         var d = new TheoryData<int, int, int, bool, bool, string>();
         var sizes = new (int, int, int)[] { (1, 1, 1), (7, 33, 65), (65, 7, 33), (130, 65, 7), (33, 130, 1), (1, 65, 130), (64, 100, 200), (260, 132, 24) };
         foreach (var path in Paths)
-            foreach (var (m, n, k) in sizes)
+            foreach (var (m, n, k) in sizes.Where(s => Affordable(path, s.Item1, s.Item2)))
                 foreach (var ta in new[] { false, true })
                     foreach (var tb in new[] { false, true })
                         d.Add(m, n, k, ta, tb, path);
@@ -24,9 +24,15 @@ public sealed partial class KernelTests
     }
 
     // Every SGEMM path. The tiled kernel runs on three of its group shapes: the GPU's 16x16, 8x8, and
-    // the 2x1 that the CPU accelerator's groups of 2 give it; "split3" cuts K into 3 slices.
+    // the 2x1 that the CPU accelerator's groups of 2 give it; "split3" cuts K into 3 slices. The warp
+    // kernel runs on the device's warps (2 lanes on the CPU accelerator) and on warps of 16.
     private static readonly string[] Paths =
-        ["host", "small", "tiled", "tiled-8x8", "tiled-2x1", "split3", "split3-2x1", "split3-two-launches", "large", "wide"];
+        ["host", "small", "tiled", "tiled-8x8", "tiled-2x1", "split3", "split3-2x1", "split3-two-launches", "large", "wide", "warp", "warp-16"];
+
+    // The CPU simulator pays a 16-thread rendezvous per shuffle: warps of 16 take only products of
+    // up to ~40 blocks of C (the 2-lane warps take every size).
+    private static bool Affordable(string path, int m, int n) =>
+        path != "warp-16" || Host.Accelerator.WarpSize >= 16 || (m + 3) / 4 * ((n + 3) / 4) <= 40;
 
     private static MatMulPath PathOf(string path) => path switch
     {
@@ -34,6 +40,7 @@ public sealed partial class KernelTests
         "small" => MatMulPath.Small,
         "large" => MatMulPath.Large,
         "wide" => MatMulPath.Wide,
+        "warp" or "warp-16" => MatMulPath.Warp,
         _ => MatMulPath.Tiled,
     };
 
@@ -50,7 +57,8 @@ public sealed partial class KernelTests
             Assert.SkipUnless(Host.IsCpu, "the Host SGEMM path runs only on the CPU accelerator");
             return Host;
         }
-        if (path == "small") return Host;
+        if (path == "small" || path == "warp") return Host;
+        if (path == "warp-16") return Host.Accelerator.WarpSize >= 16 ? Host : Device.CpuSimulator(16, 16, 1).Host;
         var (x, y) = PathOf(path) == MatMulPath.Tiled ? GroupOf(path) : (16, 16);
         return x * y > Host.Accelerator.MaxNumThreadsPerGroup ? Device.CpuSimulator(16, 16, 1).Host : Host;
     }
@@ -251,7 +259,7 @@ public sealed partial class KernelTests
         foreach (var path in Paths)
             foreach (var epi in new[] { "relu", "bias-relu", "mask", "col-axpy", "sgd" })
                 foreach (var (m, n, k) in new[] { (1, 7, 33), (65, 130, 7), (130, 33, 65) })
-                    d.Add(path, epi, m, n, k);
+                    if (Affordable(path, m, n)) d.Add(path, epi, m, n, k);
         return d;
     }
 

@@ -106,6 +106,15 @@ public sealed class PtxCompileTests
     }
 
     [Fact]
+    public void Warp_SGEMM_sums_its_lanes_by_shuffles_without_shared_memory()
+    {
+        var entry = EntryPointDescription.FromExplicitlyGroupedKernel(
+            AllKernels().Single(m => Describe(m) == "MatMulKernels.WarpKernel<FirstOp>"));
+        var ptx = ((PTXCompiledKernel)Ptx.Value.Backend.Compile(entry, KernelSpecialization.Empty)).PTXAssembly;
+        ptx.Should().Contain("shfl.sync.down").And.NotContain("bar.sync").And.NotContain(".shared");
+    }
+
+    [Fact]
     public void Wide_SGEMM_uses_16_byte_loads_and_an_unrolled_inner_loop()
     {
         var entry = EntryPointDescription.FromExplicitlyGroupedKernel(

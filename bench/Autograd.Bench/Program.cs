@@ -42,6 +42,9 @@ if (device.Kind == DeviceKind.Cuda)
     // What fusion and one-launch split-K buy, on the same card.
     Report(Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "unfused"));
     Report(Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "split-K in two launches"));
+    // Kernel choices for the tiny products, not yet the default.
+    Report(Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "warp products"));
+    Report(Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "8x8 tiles"));
 }
 Report(Workloads.MatMul(device, 64, 100, 1000, false, false, "seed layer-1 forward 64x1000x100 NN"));
 Report(Workloads.MatMul(device, 1000, 100, 64, true, false, "seed dW1 = x^T dH (1000x64x100 TN)"));
@@ -53,8 +56,9 @@ if (!gpu)
 }
 if (gpu)
 {
-    // All five seed products, as chosen, on the register-blocked kernel without shared memory, and
-    // on the tiled kernel with 8x8 and 4x4 groups, to find which kernel suits tiny products.
+    // All five seed products, as chosen, on the register-blocked kernel without shared memory, on
+    // the warp-split kernel, and on the tiled kernel with 8x8 and 4x4 groups, to find which kernel
+    // suits tiny products.
     var seedProducts = new (int M, int N, int K, bool TA, bool TB, string Name)[]
     {
         (64, 100, 1000, false, false, "seed h = x w1 64x100x1000 NN"),
@@ -67,6 +71,7 @@ if (gpu)
     {
         Report(Workloads.MatMul(device, p.M, p.N, p.K, p.TA, p.TB, p.Name));
         Report(Workloads.MatMul(device, p.M, p.N, p.K, p.TA, p.TB, p.Name, MatMulPath.Small));
+        Report(Workloads.MatMul(device, p.M, p.N, p.K, p.TA, p.TB, p.Name, MatMulPath.Warp));
         // Smaller tiles give a tiny product more groups with less (or no) K splitting.
         Report(Workloads.MatMul(device, p.M, p.N, p.K, p.TA, p.TB, p.Name, MatMulPath.Tiled, (8, 8)));
         Report(Workloads.MatMul(device, p.M, p.N, p.K, p.TA, p.TB, p.Name, MatMulPath.Tiled, (4, 4)));

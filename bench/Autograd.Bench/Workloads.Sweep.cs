@@ -1,5 +1,5 @@
 // The split-K sweep: one seed-sized product on every tiled group shape and K split, with the slices
-// summed in the same launch (1L) and in a second kernel (2L). Which is fastest depends on latencies
+// summed in the same launch (1L) and in a second kernel (2L), beside Small and the warp-split kernel. Which is fastest depends on latencies
 // no CPU can predict (an L2 round trip per slice summed, a barrier per 16-deep slice, launch gaps),
 // so MatMulKernels.Choose and SplitK are to be set from this table.
 //
@@ -15,7 +15,7 @@ namespace AutogradNet.Bench;
 public static partial class Workloads
 {
     /// <summary>
-    /// Times C = op(A) op(B) on each tiled group and K split (one and two launches) and on Small;
+    /// Times C = op(A) op(B) on each tiled group and K split (one and two launches), on Small and on Warp;
     /// returns every cell as a result and the table as text (rows: splits; columns: group and form).
     /// </summary>
     public static (List<Result> Cells, string Table) SplitSweep(Device d, int m, int n, int k, bool ta, bool tb, string name)
@@ -44,9 +44,13 @@ public static partial class Workloads
                 return us;
             }
 
-            h.MatMulPath = MatMulPath.Small;
             h.MatMulSplitK = null;
-            double small = Time("Small");
+            var others = new Dictionary<string, double>();
+            foreach (var path in new[] { MatMulPath.Small, MatMulPath.Warp })
+            {
+                h.MatMulPath = path;
+                others[path.ToString()] = Time(path.ToString());
+            }
             h.MatMulPath = MatMulPath.Tiled;
             // The three largest groups the accelerator allows (16x16, 8x8, 4x4 on a GPU).
             var groups = MatMulKernels.TiledGroups.SkipWhile(g => g != saved.TiledGroup).Take(3);
@@ -69,7 +73,7 @@ public static partial class Workloads
                     }
                 }
             }
-            return (cells, Format(name, small, splits, table));
+            return (cells, Format(name, others, splits, table));
         }
         finally
         {
@@ -93,12 +97,15 @@ public static partial class Workloads
         return Median(d, () => graph.Launch(acc), 10) / count;
     }
 
-    private static string Format(string name, double small, SortedSet<int> splits, Dictionary<(int Split, string Column), double> table)
+    private static string Format(string name, Dictionary<string, double> others, SortedSet<int> splits,
+        Dictionary<(int Split, string Column), double> table)
     {
         var columns = table.Keys.Select(key => key.Column).Distinct().ToList();
-        double best = Math.Min(small, table.Values.Min());
+        double best = Math.Min(others.Values.Min(), table.Values.Min());
+        string Mark(double us) => us == best ? "*" : " ";
         var sb = new StringBuilder();
-        sb.AppendLine($"split-K sweep: {name}, us per launch{(small == best ? " (best: Small)" : "")}; Small {small:F1}; * marks the fastest");
+        sb.AppendLine($"split-K sweep: {name}, us per launch, * the fastest; "
+            + string.Join("; ", others.Select(o => $"{o.Key} {o.Value:F1}{Mark(o.Value)}")));
         sb.Append("  split ");
         foreach (var col in columns) sb.Append($"{col,10}");
         sb.AppendLine();
@@ -106,7 +113,7 @@ public static partial class Workloads
         {
             sb.Append($"  {s,5} ");
             foreach (var col in columns)
-                sb.Append(table.TryGetValue((s, col), out var us) ? $"{us,9:F1}{(us == best ? "*" : " ")}" : $"{"-",10}");
+                sb.Append(table.TryGetValue((s, col), out var us) ? $"{us,9:F1}{Mark(us)}" : $"{"-",10}");
             sb.AppendLine();
         }
         return sb.ToString().TrimEnd();

@@ -75,11 +75,15 @@ public static partial class Workloads
     /// <param name="cudaGraphs">Replay as CUDA graphs (CUDA only).</param>
     /// <param name="stepsPerRun">Steps per Run call.</param>
     /// <param name="variant">"" as shipped; "unfused" compiles with AUTOGRAD_FUSE=0; "split-K in two launches"
-    /// sums split products in a second kernel (KernelHost.SplitKInOneLaunch = false).</param>
+    /// sums split products in a second kernel (KernelHost.SplitKInOneLaunch = false); "warp products" runs
+    /// every product on MatMulPath.Warp; "8x8 tiles" gives the tiled kernel groups of 8x8.</param>
     public static Result SeedCompiled(Device d, int steps, bool cudaGraphs, int stepsPerRun, string variant = "")
     {
+        var (savedPath, savedGroup) = (d.Kernels.MatMulPath, d.Kernels.TiledGroup);
         Environment.SetEnvironmentVariable("AUTOGRAD_FUSE", variant == "unfused" ? "0" : null);
         d.Kernels.SplitKInOneLaunch = variant != "split-K in two launches";
+        if (variant == "warp products") d.Kernels.MatMulPath = MatMulPath.Warp;
+        if (variant == "8x8 tiles") d.Kernels.TiledGroup = (8, 8);
         try
         {
             var r = SeedCompiledAsShipped(d, steps, cudaGraphs, stepsPerRun);
@@ -89,6 +93,7 @@ public static partial class Workloads
         {
             Environment.SetEnvironmentVariable("AUTOGRAD_FUSE", null);
             d.Kernels.SplitKInOneLaunch = true;
+            (d.Kernels.MatMulPath, d.Kernels.TiledGroup) = (savedPath, savedGroup);
         }
     }
 
