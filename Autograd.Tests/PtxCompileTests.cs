@@ -71,8 +71,18 @@ public sealed class PtxCompileTests
         var method = AllKernels().Single(m => Describe(m) == kernel);
         var entry = EntryPointDescription.FromExplicitlyGroupedKernel(method);
         var compiled = (PTXCompiledKernel)Ptx.Value.Backend.Compile(entry, KernelSpecialization.Empty);
+        // AUTOGRAD_PTX_DUMP=dir keeps each kernel's PTX, to compare code before and after a change.
+        if (Environment.GetEnvironmentVariable("AUTOGRAD_PTX_DUMP") is { Length: > 0 } dir)
+        {
+            Directory.CreateDirectory(dir);
+            File.WriteAllText(Path.Combine(dir, string.Concat(kernel.Split(Path.GetInvalidFileNameChars())) + ".ptx"), compiled.PTXAssembly);
+        }
         compiled.PTXAssembly.Should().Contain(".entry", kernel);
         compiled.PTXAssembly.Should().NotContain("tanh.approx", "tanh must not use the 2^-11 approximation");
+        // Randn's double log and cos (ILGPU.Algorithms' XMath) pass values by reference through local
+        // memory; it runs once per draw, not in a step. Every other kernel must keep its values in registers.
+        if (kernel != "RandomKernels.RandnKernel")
+            compiled.PTXAssembly.Should().NotContain(".local", "a kernel's values must stay in registers, not local memory");
     }
 
     [Fact]
