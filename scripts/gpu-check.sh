@@ -20,7 +20,7 @@ TAILN=2 step tests 240 dotnet .gpu/Autograd.Tests/Autograd.Tests.dll
 grep -A4 -E "\[FAIL\]" "$LOGS/tests.log" | head -60
 TAILN=9 step example 60 dotnet .gpu/TwoLayerNet/TwoLayerNet.dll
 TAILN=3 step example-eager 60 dotnet .gpu/TwoLayerNet/TwoLayerNet.dll --eager
-step bench 200 dotnet .gpu/Autograd.Bench/Autograd.Bench.dll --device "$AUTOGRAD_DEVICE" --json "$LOGS/bench.json"
+step bench 260 dotnet .gpu/Autograd.Bench/Autograd.Bench.dll --device "$AUTOGRAD_DEVICE" --json "$LOGS/bench.json"
 [ "${SKIP_ANCHORS:-0}" = 1 ] || { TAILN=20 step torch 150 python3 .gpu/torch_seed.py; TAILN=8 step jax 150 python3 .gpu/jax_seed.py; }
 python3 scripts/ratios.py "$LOGS" | tee "$LOGS/ratios.txt"
 cp "$LOGS/bench.json" "$LOGS/ratios.txt" "$OUT/" 2>/dev/null
