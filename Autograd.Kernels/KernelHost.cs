@@ -124,7 +124,8 @@ public sealed class KernelHost
     /// <summary>
     /// Threads (along x, along y) of a tiled-SGEMM group, each computing 4x4 of a (4y, 4x) tile of C:
     /// the largest shape of MatMulKernels.TiledGroups the accelerator's group size and shared memory
-    /// allow (16x16 on a GPU). Tests and benchmarks may set a smaller one.
+    /// allow (16x16 on a GPU). Tests and benchmarks may set a smaller one, before compiling steps: a
+    /// compiled step plans its split-K scratch for the settings it was compiled under.
     /// </summary>
     public (int X, int Y) TiledGroup
     {
@@ -142,7 +143,10 @@ public sealed class KernelHost
         }
     }
 
-    /// <summary>Which SGEMM kernel MatMul takes (tests and benchmarks pin one; AUTOGRAD_MATMUL sets the initial value; Auto otherwise).</summary>
+    /// <summary>
+    /// Which SGEMM kernel MatMul takes (tests and benchmarks pin one; AUTOGRAD_MATMUL sets the initial
+    /// value; Auto otherwise). Set it before compiling steps, which plan their scratch for it.
+    /// </summary>
     public MatMulPath MatMulPath { get; set; }
 
     /// <summary>Forces the number of K slices of the tiled SGEMM (tests); null chooses by shape.</summary>

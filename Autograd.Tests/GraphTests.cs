@@ -148,6 +148,30 @@ public sealed class GraphTests
     }
 
     [Fact]
+    public void Changed_kernel_settings_are_refused_until_put_back()
+    {
+        // The scratch of a split product and a captured CUDA graph belong to the settings of Compile.
+        var x = TestData.Tensor([7, 33], 1);
+        var w = TestData.Tensor([33, 5], 2);
+        var host = TestData.Device.Host;
+        using var step = Graph.Compile(() => x.MatMul(w).Sum());
+        float before = step.Run().Item();
+        var saved = host.MatMulPath;
+        host.MatMulPath = MatMulPath.Small;
+        try
+        {
+            var act = () => step.Run();
+            act.Should().Throw<GraphSignatureException>()
+                .WithMessage($"Run: *kernel settings changed*compiled under MatMulPath {saved}*now MatMulPath Small*compile the step again*");
+        }
+        finally
+        {
+            host.MatMulPath = saved;
+        }
+        step.Run().Item().Should().Be(before);
+    }
+
+    [Fact]
     public void Run_steps_returns_every_loss_without_host_reads()
     {
         var x = TestData.Tensor([33, 7], 1);

@@ -93,7 +93,19 @@ public sealed class CompiledStep : IDisposable
         home.Storage.AddRef();
         Output = TensorScope.Release(new Tensor(Device, output.ShapeArray, home.Storage));
         _replay = new Replay(Device, program, () => optimizer?.Version ?? 0);
+        _kernelSettings = KernelSettings(Device.Kernels);
     }
+
+    // The device's SGEMM settings the step was compiled under: its scratch is planned for them, and a
+    // captured CUDA graph keeps the kernels they chose.
+    // A value tuple, so the check on every Run allocates nothing.
+    private readonly (MatMulPath Path, (int X, int Y) Group, int? SplitK, bool OneLaunch) _kernelSettings;
+
+    private static (MatMulPath, (int, int), int?, bool) KernelSettings(KernelHost h) =>
+        (h.MatMulPath, h.TiledGroup, h.MatMulSplitK, h.SplitKInOneLaunch);
+
+    private static string SettingsText((MatMulPath Path, (int X, int Y) Group, int? SplitK, bool OneLaunch) s) =>
+        $"MatMulPath {s.Path}, TiledGroup {s.Group.X}x{s.Group.Y}, MatMulSplitK {s.SplitK?.ToString() ?? "auto"}, SplitKInOneLaunch {s.OneLaunch}";
 
     /// <summary>The device the step runs on.</summary>
     public Device Device { get; }
@@ -202,6 +214,11 @@ public sealed class CompiledStep : IDisposable
     private void CheckInputs()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
+        var settings = KernelSettings(Device.Kernels);
+        if (settings != _kernelSettings)
+            throw new GraphSignatureException(
+                $"Run: {Device.Name}'s kernel settings changed since the step was compiled (compiled under {SettingsText(_kernelSettings)}; now {SettingsText(settings)}). " +
+                "Put them back, or compile the step again under the new settings.");
         foreach (var t in _inputs)
             if (t.IsDisposed)
                 throw new GraphSignatureException(
