@@ -1,0 +1,101 @@
+// The register-blocked SGEMM without shared memory: each thread owns a 4x4 block of C in registers
+// (Block4x4) and grid-strides over the blocks, walking all of K. It needs no shared memory and no
+// group size, so it runs on any accelerator. The warp-split kernel (MatMulKernels.Warp.cs) uses the
+// same block, with K split across a warp's lanes.
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace AutogradNet.Kernels;
+
+public static partial class MatMulKernels
+{
+    /// <summary>Register-blocked SGEMM without shared memory: one 4x4 block of C per loop step.</summary>
+    internal static void SmallKernel<TEpi>(
+        ArrayView<float> a,   // (M, K) or (K, M) per g's strides
+        ArrayView<float> b,   // (K, N) or (N, K) per g's strides
+        ArrayView<float> c,   // (M, N) row-major
+        ArrayView<float> e,   // epilogue operand, E(i, j) = e[i * Em + j * En]
+        GemmArgs g,
+        TEpi epi)
+        where TEpi : struct, IBinaryOp
+    {
+        int tilesN = (g.N + 3) / 4;
+        int total = ((g.M + 3) / 4) * tilesN;
+        int stride = Grid.DimX * Group.DimX;
+        for (int t = Grid.GlobalIndex.X; t < total; t += stride)
+        {
+            var block = new Block4x4(g, t, tilesN);
+            for (int k = 0; k < g.K; k++) block.Step(a, b, g, k);
+            block.Store(c, e, g, epi);
+        }
+    }
+
+    // A 4x4 block of C held in registers (the PTX check shows ILGPU keeps the fields there, no local
+    // memory): the Small and Warp kernels' accumulator. Rows and columns past C's edge are clamped
+    // for loads, so loads stay in bounds, and masked in Store.
+    private struct Block4x4
+    {
+        private readonly int _i0, _j0, _pa0, _pa1, _pa2, _pa3, _pb0, _pb1, _pb2, _pb3;
+        private float _s00, _s01, _s02, _s03, _s10, _s11, _s12, _s13;
+        private float _s20, _s21, _s22, _s23, _s30, _s31, _s32, _s33;
+
+        // Block t of C's blocks in row-major order, tilesN blocks to a row.
+        public Block4x4(GemmArgs g, int t, int tilesN)
+        {
+            _i0 = (t / tilesN) * 4;
+            _j0 = (t % tilesN) * 4;
+            _pa0 = _i0 * g.Am;
+            _pa1 = Min(_i0 + 1, g.M - 1) * g.Am;
+            _pa2 = Min(_i0 + 2, g.M - 1) * g.Am;
+            _pa3 = Min(_i0 + 3, g.M - 1) * g.Am;
+            _pb0 = _j0 * g.Bn;
+            _pb1 = Min(_j0 + 1, g.N - 1) * g.Bn;
+            _pb2 = Min(_j0 + 2, g.N - 1) * g.Bn;
+            _pb3 = Min(_j0 + 3, g.N - 1) * g.Bn;
+            _s00 = _s01 = _s02 = _s03 = _s10 = _s11 = _s12 = _s13 = 0f;
+            _s20 = _s21 = _s22 = _s23 = _s30 = _s31 = _s32 = _s33 = 0f;
+        }
+
+        // Adds the outer product of op(A)'s column k and op(B)'s row k over the block.
+        public void Step(ArrayView<float> a, ArrayView<float> b, GemmArgs g, int k)
+        {
+            int ka = k * g.Ak, kb = k * g.Bk;
+            float a0 = a[_pa0 + ka], a1 = a[_pa1 + ka], a2 = a[_pa2 + ka], a3 = a[_pa3 + ka];
+            float b0 = b[kb + _pb0], b1 = b[kb + _pb1], b2 = b[kb + _pb2], b3 = b[kb + _pb3];
+            _s00 += a0 * b0; _s01 += a0 * b1; _s02 += a0 * b2; _s03 += a0 * b3;
+            _s10 += a1 * b0; _s11 += a1 * b1; _s12 += a1 * b2; _s13 += a1 * b3;
+            _s20 += a2 * b0; _s21 += a2 * b1; _s22 += a2 * b2; _s23 += a2 * b3;
+            _s30 += a3 * b0; _s31 += a3 * b1; _s32 += a3 * b2; _s33 += a3 * b3;
+        }
+
+        // Lane 0 of the warp gets the block summed over the warp's lanes (WarpSum's fixed tree).
+        public void SumOverWarp()
+        {
+            _s00 = WarpSum(_s00); _s01 = WarpSum(_s01); _s02 = WarpSum(_s02); _s03 = WarpSum(_s03);
+            _s10 = WarpSum(_s10); _s11 = WarpSum(_s11); _s12 = WarpSum(_s12); _s13 = WarpSum(_s13);
+            _s20 = WarpSum(_s20); _s21 = WarpSum(_s21); _s22 = WarpSum(_s22); _s23 = WarpSum(_s23);
+            _s30 = WarpSum(_s30); _s31 = WarpSum(_s31); _s32 = WarpSum(_s32); _s33 = WarpSum(_s33);
+        }
+
+        // Stores the block's elements that lie inside C, through scale, accumulate and the epilogue.
+        public readonly void Store<TEpi>(ArrayView<float> c, ArrayView<float> e, GemmArgs g, TEpi epi)
+            where TEpi : struct, IBinaryOp
+        {
+            Store4(c, e, g, epi, _i0, _j0, _s00, _s01, _s02, _s03);
+            Store4(c, e, g, epi, _i0 + 1, _j0, _s10, _s11, _s12, _s13);
+            Store4(c, e, g, epi, _i0 + 2, _j0, _s20, _s21, _s22, _s23);
+            Store4(c, e, g, epi, _i0 + 3, _j0, _s30, _s31, _s32, _s33);
+        }
+    }
+
+    private static void Store4<TEpi>(ArrayView<float> c, ArrayView<float> e, GemmArgs g, TEpi epi,
+        int i, int j, float v0, float v1, float v2, float v3)
+        where TEpi : struct, IBinaryOp
+    {
+        if (i >= g.M) return;
+        Store(c, e, g, epi, 0, i, j, v0);
+        if (j + 1 < g.N) Store(c, e, g, epi, 0, i, j + 1, v1);
+        if (j + 2 < g.N) Store(c, e, g, epi, 0, i, j + 2, v2);
+        if (j + 3 < g.N) Store(c, e, g, epi, 0, i, j + 3, v3);
+    }
+}
