@@ -27,32 +27,44 @@ quick |= !gpu; // the CPU simulator runs the seed-sized workloads only
 Console.WriteLine($"device: {device}  date: {DateTime.UtcNow:yyyy-MM-dd}  quick: {quick}");
 
 var results = new List<Result>();
-void Report(Result r)
+var failures = new List<string>();
+// A workload that throws (a wrong result, a kernel that fails to launch) is reported and the rest
+// still run: one device call must bring back every figure it can.
+void Report(Func<Result> make)
 {
-    results.Add(r);
-    Console.WriteLine(r.ToRow());
+    try
+    {
+        var r = make();
+        results.Add(r);
+        Console.WriteLine(r.ToRow());
+    }
+    catch (Exception e)
+    {
+        failures.Add(e.Message);
+        Console.WriteLine($"FAILED: {e.GetType().Name}: {e.Message}");
+    }
 }
 
-Report(Workloads.SeedEager(device, steps: 500));
-Report(Workloads.SeedCompiled(device, gpu ? 1000 : 500, cudaGraphs: false, stepsPerRun: 1));
+Report(() => Workloads.SeedEager(device, steps: 500));
+Report(() => Workloads.SeedCompiled(device, gpu ? 1000 : 500, cudaGraphs: false, stepsPerRun: 1));
 if (device.Kind == DeviceKind.Cuda)
 {
-    Report(Workloads.SeedCompiled(device, 2000, cudaGraphs: true, stepsPerRun: 1));
-    Report(Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500));
+    Report(() => Workloads.SeedCompiled(device, 2000, cudaGraphs: true, stepsPerRun: 1));
+    Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500));
     // What fusion and one-launch split-K buy, on the same card.
-    Report(Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "unfused"));
-    Report(Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "split-K in two launches"));
+    Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "unfused"));
+    Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "split-K in two launches"));
     // Kernel choices for the tiny products, not yet the default.
-    Report(Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "warp products"));
-    Report(Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "8x8 tiles"));
+    Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "warp products"));
+    Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "8x8 tiles"));
 }
-Report(Workloads.MatMul(device, 64, 100, 1000, false, false, "seed layer-1 forward 64x1000x100 NN"));
-Report(Workloads.MatMul(device, 1000, 100, 64, true, false, "seed dW1 = x^T dH (1000x64x100 TN)"));
+Report(() => Workloads.MatMul(device, 64, 100, 1000, false, false, "seed layer-1 forward 64x1000x100 NN"));
+Report(() => Workloads.MatMul(device, 1000, 100, 64, true, false, "seed dW1 = x^T dH (1000x64x100 TN)"));
 if (!gpu)
 {
     // The ILGPU kernels on the CPU accelerator, beside the host SGEMM that Auto picks there.
-    Report(Workloads.MatMul(device, 64, 100, 1000, false, false, "seed layer-1 forward 64x1000x100 NN", MatMulPath.Tiled));
-    Report(Workloads.MatMul(device, 64, 100, 1000, false, false, "seed layer-1 forward 64x1000x100 NN", MatMulPath.Small));
+    Report(() => Workloads.MatMul(device, 64, 100, 1000, false, false, "seed layer-1 forward 64x1000x100 NN", MatMulPath.Tiled));
+    Report(() => Workloads.MatMul(device, 64, 100, 1000, false, false, "seed layer-1 forward 64x1000x100 NN", MatMulPath.Small));
 }
 if (gpu)
 {
@@ -69,12 +81,12 @@ if (gpu)
     };
     foreach (var p in seedProducts)
     {
-        Report(Workloads.MatMul(device, p.M, p.N, p.K, p.TA, p.TB, p.Name));
-        Report(Workloads.MatMul(device, p.M, p.N, p.K, p.TA, p.TB, p.Name, MatMulPath.Small));
-        Report(Workloads.MatMul(device, p.M, p.N, p.K, p.TA, p.TB, p.Name, MatMulPath.Warp));
+        Report(() => Workloads.MatMul(device, p.M, p.N, p.K, p.TA, p.TB, p.Name));
+        Report(() => Workloads.MatMul(device, p.M, p.N, p.K, p.TA, p.TB, p.Name, MatMulPath.Small));
+        Report(() => Workloads.MatMul(device, p.M, p.N, p.K, p.TA, p.TB, p.Name, MatMulPath.Warp));
         // Smaller tiles give a tiny product more groups with less (or no) K splitting.
-        Report(Workloads.MatMul(device, p.M, p.N, p.K, p.TA, p.TB, p.Name, MatMulPath.Tiled, (8, 8)));
-        Report(Workloads.MatMul(device, p.M, p.N, p.K, p.TA, p.TB, p.Name, MatMulPath.Tiled, (4, 4)));
+        Report(() => Workloads.MatMul(device, p.M, p.N, p.K, p.TA, p.TB, p.Name, MatMulPath.Tiled, (8, 8)));
+        Report(() => Workloads.MatMul(device, p.M, p.N, p.K, p.TA, p.TB, p.Name, MatMulPath.Tiled, (4, 4)));
     }
 }
 if (gpu || sweep)
@@ -91,9 +103,17 @@ if (gpu || sweep)
         : [(33, 20, 130, false, false, "33x20x130 NN (CPU: checks the sweep runs)")];
     foreach (var p in swept)
     {
-        var (cells, table) = Workloads.SplitSweep(device, p.M, p.N, p.K, p.TA, p.TB, p.Name);
-        results.AddRange(cells);
-        Console.WriteLine(table);
+        try
+        {
+            var (cells, table) = Workloads.SplitSweep(device, p.M, p.N, p.K, p.TA, p.TB, p.Name);
+            results.AddRange(cells);
+            Console.WriteLine(table);
+        }
+        catch (Exception e)
+        {
+            failures.Add(e.Message);
+            Console.WriteLine($"FAILED: split-K sweep of {p.Name}: {e.GetType().Name}: {e.Message}");
+        }
     }
 }
 if (!quick)
@@ -101,25 +121,25 @@ if (!quick)
     foreach (int n in new[] { 1024, 4096, 8192 })
         foreach (var (ta, tb, name) in new[] { (false, false, "NN"), (false, true, "NT"), (true, false, "TN") })
         {
-            Report(Workloads.MatMul(device, n, n, n, ta, tb, $"matmul {n}^3 {name}"));
+            Report(() => Workloads.MatMul(device, n, n, n, ta, tb, $"matmul {n}^3 {name}"));
             // The double-buffered 16-byte-load kernel beside the default, until it is measured to win.
             if (n == 4096 || name == "NN")
-                Report(Workloads.MatMul(device, n, n, n, ta, tb, $"matmul {n}^3 {name}", MatMulPath.Wide));
+                Report(() => Workloads.MatMul(device, n, n, n, ta, tb, $"matmul {n}^3 {name}", MatMulPath.Wide));
         }
-    Report(Workloads.BigStep(device));
-    Report(Workloads.BigStepCompiled(device, MatMulPath.Auto));
-    Report(Workloads.BigStepCompiled(device, MatMulPath.Wide));
-    Report(Workloads.Sum(device, 16 << 20));
-    Report(Workloads.Sum(device, 256 << 20));
-    Report(Workloads.SumDim(device, 8192, 8192, 0));
-    Report(Workloads.SumDim(device, 8192, 8192, 1));
+    Report(() => Workloads.BigStep(device));
+    Report(() => Workloads.BigStepCompiled(device, MatMulPath.Auto));
+    Report(() => Workloads.BigStepCompiled(device, MatMulPath.Wide));
+    Report(() => Workloads.Sum(device, 16 << 20));
+    Report(() => Workloads.Sum(device, 256 << 20));
+    Report(() => Workloads.SumDim(device, 8192, 8192, 0));
+    Report(() => Workloads.SumDim(device, 8192, 8192, 1));
 }
 else
 {
-    Report(Workloads.MatMul(device, 256, 256, 256, false, false, "matmul 256^3 NN"));
-    Report(Workloads.Sum(device, 1 << 20));
-    Report(Workloads.SumDim(device, 512, 512, 0));
-    Report(Workloads.SumDim(device, 512, 512, 1));
+    Report(() => Workloads.MatMul(device, 256, 256, 256, false, false, "matmul 256^3 NN"));
+    Report(() => Workloads.Sum(device, 1 << 20));
+    Report(() => Workloads.SumDim(device, 512, 512, 0));
+    Report(() => Workloads.SumDim(device, 512, 512, 1));
 }
 
 if (jsonPath != null)
@@ -132,4 +152,5 @@ if (jsonPath != null)
     }, new JsonSerializerOptions { WriteIndented = true }));
     Console.WriteLine($"wrote {jsonPath}");
 }
-return 0;
+if (failures.Count > 0) Console.WriteLine($"{failures.Count} workload(s) FAILED; see the FAILED lines above.");
+return failures.Count > 0 ? 1 : 0;
