@@ -164,11 +164,11 @@ public static partial class MatMulKernels
         }
         if (path == MatMulPath.Warp)
         {
-            var kw = host.Load("MatMulWarp", typeof(TEpi), acc =>
-                acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, TEpi>(WarpKernel));
             if (host.GroupSize % host.Accelerator.WarpSize != 0)
                 throw new NotSupportedException(
                     $"MatMul: the Warp kernel needs groups of whole warps; {host.Accelerator.Name} has groups of {host.GroupSize} and warps of {host.Accelerator.WarpSize}. Use Tiled or Small.");
+            var kw = host.Load("MatMulWarp", typeof(TEpi), acc =>
+                acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, TEpi>(WarpKernel));
             long warps = (long)((m + 3) / 4) * ((n + 3) / 4);
             kw(host.Stream, host.GridStride(warps * host.Accelerator.WarpSize), a, b, c, operand, g, epilogue);
             return;
@@ -189,12 +189,14 @@ public static partial class MatMulKernels
         var group = new Index3D(default(TShape).ThreadsX, default(TShape).ThreadsY, 1);
         int gx = (n + 4 * group.X - 1) / (4 * group.X), gy = (m + 4 * group.Y - 1) / (4 * group.Y);
         int split = SplitK(host, m, n, g.K);
-        var kt = host.Load("MatMulTiled", typeof(TShape), typeof(TEpi), acc =>
-            acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, GemmArgs, int, TEpi>(TiledKernel<TShape, TEpi>));
+        // Load counts a launch, so each branch loads only what it launches.
+        Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, GemmArgs, int, TEpi> Kernel() =>
+            host.Load("MatMulTiled", typeof(TShape), typeof(TEpi), acc =>
+                acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, GemmArgs, int, TEpi>(TiledKernel<TShape, TEpi>));
         var arrivals = host.SplitKArrivals;
         if (split == 1)
         {
-            kt(host.Stream, new KernelConfig(new Index3D(gx, gy, 1), group), a, b, c, operand, c, arrivals, g, 0, epilogue);
+            Kernel()(host.Stream, new KernelConfig(new Index3D(gx, gy, 1), group), a, b, c, operand, c, arrivals, g, 0, epilogue);
             return;
         }
         long need = (long)split * m * n;
@@ -204,7 +206,7 @@ public static partial class MatMulKernels
         var sliced = g.WithSliceDepth(SliceDepth(g.K, split));
         if (host.SplitKInOneLaunch && gx * gy <= arrivals.Length)
         {
-            kt(host.Stream, new KernelConfig(new Index3D(gx, gy, split), group), a, b, c, operand, partial, arrivals, sliced, 1, epilogue);
+            Kernel()(host.Stream, new KernelConfig(new Index3D(gx, gy, split), group), a, b, c, operand, partial, arrivals, sliced, 1, epilogue);
             return;
         }
         // Two launches: raw slices, then their sum with scale, accumulate and the epilogue.

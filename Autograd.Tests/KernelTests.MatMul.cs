@@ -178,7 +178,9 @@ public sealed partial class KernelTests
         for (int rep = 0; rep < 3; rep++)
         {
             using var cb = Upload(host, Enumerable.Repeat(float.NaN, m * n).ToArray());
+            long launches = host.Launches;
             MatMulKernels.MatMul(host, ab.View, false, bb.View, false, cb.View, m, n, k, scratch: scratch.View);
+            (host.Launches - launches).Should().Be(1, "the slices are summed in the same launch");
             runs.Add(Download(host, cb, m * n));
             var counters = new int[6];
             host.SplitKArrivals.SubView(0, 6).CopyToCPU(host.Stream, counters);
@@ -190,7 +192,9 @@ public sealed partial class KernelTests
         runs[2].Should().Equal(runs[0]);
         host.SplitKInOneLaunch = false;
         using var c2 = Upload(host, Enumerable.Repeat(float.NaN, m * n).ToArray());
+        long before = host.Launches;
         MatMulKernels.MatMul(host, ab.View, false, bb.View, false, c2.View, m, n, k, scratch: scratch.View);
+        (host.Launches - before).Should().Be(2, "the slices, then their sum");
         Download(host, c2, m * n).Should().Equal(runs[0], "the same sum in the same order as the two-launch form");
     }
 
