@@ -32,6 +32,24 @@ public static partial class MatMulKernels
         return large >= host.Accelerator.NumMultiprocessors ? MatMulPath.Large : MatMulPath.Tiled;
     }
 
+    /// <summary>The kernel MatMul runs for this shape on this host, as text: "Host", "Large", or e.g.
+    /// "Tiled 16x16, split-K 62 in one launch".</summary>
+    /// <param name="host">The kernel host.</param>
+    /// <param name="m">Rows of C.</param>
+    /// <param name="n">Columns of C.</param>
+    /// <param name="k">Shared dimension.</param>
+    public static string Describe(KernelHost host, int m, int n, int k)
+    {
+        var path = Choose(host, m, n);
+        if (path != MatMulPath.Tiled) return path.ToString();
+        var (x, y) = host.TiledGroup;
+        int split = SplitK(host, m, n, k);
+        if (split == 1) return $"Tiled {x}x{y}";
+        long tiles = (long)((n + 4 * x - 1) / (4 * x)) * ((m + 4 * y - 1) / (4 * y));
+        bool one = host.SplitKInOneLaunch && tiles <= KernelHost.MaxSplitKTiles;
+        return $"Tiled {x}x{y}, split-K {split} in {(one ? "one launch" : "two launches")}";
+    }
+
     /// <summary>Number of K slices MatMul uses for this shape (1: no split, no scratch needed).</summary>
     /// <param name="host">The kernel host.</param>
     /// <param name="m">Rows of C.</param>

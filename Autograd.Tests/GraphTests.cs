@@ -148,6 +148,26 @@ public sealed class GraphTests
     }
 
     [Fact]
+    public void Describe_names_the_SGEMM_kernel_of_each_product()
+    {
+        var (x, y, w1, w2) = TestData.SeedNet(29);
+        var host = TestData.Device.Host;
+        var saved = host.MatMulPath;
+        host.MatMulPath = MatMulPath.Tiled;
+        try
+        {
+            using var step = Graph.Compile(() => (x.MatMul(w1).Clamp(min: 0).MatMul(w2) - y).Pow(2).Sum());
+            var (gx, gy) = host.TiledGroup;
+            step.Describe().Should().Contain($"-> [64, 100] [Tiled {gx}x{gy}")
+                .And.Contain($"[{MatMulKernels.Describe(host, 64, 10, 100)}]");
+        }
+        finally
+        {
+            host.MatMulPath = saved;
+        }
+    }
+
+    [Fact]
     public void Changed_kernel_settings_are_refused_until_put_back()
     {
         // The scratch of a split product and a captured CUDA graph belong to the settings of Compile.

@@ -25,6 +25,13 @@ internal static class Emit
             var op = n.Op;
             string text = $"{op} {string.Join(", ", n.Inputs.Select(i => Tensor.ShapeText(i.ShapeArray)))} -> {Tensor.ShapeText(n.Output.ShapeArray)}"
                 + (n.Side != null ? $" and {Tensor.ShapeText(n.Side.ShapeArray)}" : "");
+            if (op.Kind == Prim.MatMul)
+            {
+                // Which SGEMM kernel this product runs, so Describe and Profile show it.
+                var a0 = n.Inputs[0].ShapeArray;
+                int[] c = n.Output.ShapeArray;
+                text += $" [{MatMulKernels.Describe(n.Output.Device.Host, c[0], c[1], op.Flag1 ? a0[0] : a0[1])}]";
+            }
             program.Add(new Instr(text, h => Executor.Run(h, op, xs, y, scratch, side)));
         }
         program.AddRange(Update.Run(plan, optimizer, grads));

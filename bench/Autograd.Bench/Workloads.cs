@@ -192,16 +192,13 @@ public static partial class Workloads
         var h = d.Kernels;
         long need = MatMulKernels.SplitKScratch(h, m, n, k);
         using var scratch = Tensor.Zeros([(int)Math.Max(1, need)], d);
-        int split = MatMulKernels.SplitK(h, m, n, k);
         void Run() => MatMulKernels.MatMul(h, View(a), ta, View(b), tb, View(c), m, n, k, scratch: View(scratch));
         Run();
         string check = CheckSamples(a.ToArray(), b.ToArray(), c.ToArray(), m, n, k, ta, tb);
         double flops = 2.0 * m * n * k;
         int reps = (int)Math.Clamp(2e10 / flops, 3, 2000);
         double us = Median(d, Run, reps);
-        var path = MatMulKernels.Choose(h, m, n);
-        string kernel = path == MatMulPath.Tiled ? $"Tiled {h.TiledGroup.X}x{h.TiledGroup.Y}" : path.ToString();
-        return new Result(split > 1 ? $"{name} ({kernel}, split-K {split})" : $"{name} ({kernel})", us, flops / us / 1e6, null, check);
+        return new Result($"{name} ({MatMulKernels.Describe(h, m, n, k)})", us, flops / us / 1e6, null, check);
     }
 
     private static string CheckSamples(float[] a, float[] b, float[] c, int m, int n, int k, bool ta, bool tb)
