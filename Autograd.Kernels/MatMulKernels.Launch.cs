@@ -33,7 +33,7 @@ public static partial class MatMulKernels
     }
 
     /// <summary>The kernel MatMul runs for this shape on this host, as text: "Host", "Large", or e.g.
-    /// "Tiled 16x16, split-K 62 in one launch".</summary>
+    /// "Tiled 16x16, split-K 32 in one launch".</summary>
     /// <param name="host">The kernel host.</param>
     /// <param name="m">Rows of C.</param>
     /// <param name="n">Columns of C.</param>
