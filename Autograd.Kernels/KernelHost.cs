@@ -86,6 +86,7 @@ public sealed class KernelHost
         _tiledGroup = other._tiledGroup;
         MatMulPath = other.MatMulPath;
         MatMulSplitK = other.MatMulSplitK;
+        _warpMaxOutputs = other._warpMaxOutputs;
         SplitKInOneLaunch = other.SplitKInOneLaunch;
         // Shared: the streams' work is ordered on the default stream (a captured graph is launched there).
         _arrivals = other._arrivals;
@@ -148,6 +149,19 @@ public sealed class KernelHost
     /// value; Auto otherwise). Set it before compiling steps, which plan their scratch for it.
     /// </summary>
     public MatMulPath MatMulPath { get; set; }
+
+    /// <summary>
+    /// On a GPU, Auto runs products with at most this many outputs (M x N) on the warp-split kernel;
+    /// 0 (the default until a GPU measures it) never does. Set it before compiling steps.
+    /// </summary>
+    public int WarpMaxOutputs
+    {
+        get => _warpMaxOutputs;
+        set => _warpMaxOutputs = value >= 0 ? value
+            : throw new ArgumentOutOfRangeException(nameof(value), value, "WarpMaxOutputs: a count of outputs, 0 or more (0 turns the rule off).");
+    }
+
+    private int _warpMaxOutputs;
 
     /// <summary>Forces the number of K slices of the tiled SGEMM (tests); null chooses by shape.</summary>
     public int? MatMulSplitK { get; set; }

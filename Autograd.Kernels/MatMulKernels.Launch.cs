@@ -26,6 +26,7 @@ public static partial class MatMulKernels
             return host.MatMulPath;
         }
         if (host.IsCpu) return MatMulPath.Host;
+        if ((long)m * n <= host.WarpMaxOutputs) return MatMulPath.Warp;
         if (!host.CanUseLargeMatMul) return MatMulPath.Tiled;
         // 128x128 tiles once there are enough of them to give every multiprocessor one.
         long large = (long)((m + LargeTile - 1) / LargeTile) * ((n + LargeTile - 1) / LargeTile);

@@ -237,6 +237,33 @@ public sealed partial class KernelTests
     }
 
     [Fact]
+    public void WarpMaxOutputs_refuses_a_negative_count()
+    {
+        var host = Device.CpuSimulator(2, 1, 10).Host;
+        host.Invoking(h => h.WarpMaxOutputs = -1).Should().Throw<ArgumentOutOfRangeException>().WithMessage("*0 or more*");
+        host.WarpMaxOutputs.Should().Be(0, "off by default, and a refused value changes nothing");
+    }
+
+    [Fact]
+    public void On_a_GPU_Auto_takes_the_warp_kernel_up_to_WarpMaxOutputs()
+    {
+        Assert.SkipUnless(Device.Available.Any(d => d.Kind == DeviceKind.Cuda),
+            "the rule is for GPUs (the CPU accelerator always takes the host SGEMM); no CUDA device on this machine");
+        var host = Device.Get("cuda").Host;
+        try
+        {
+            host.WarpMaxOutputs = 64 * 100;
+            MatMulKernels.Choose(host, 64, 100).Should().Be(MatMulPath.Warp);
+            MatMulKernels.Choose(host, 1000, 100).Should().NotBe(MatMulPath.Warp);
+            MatMulKernels.SplitKScratch(host, 64, 100, 1000).Should().Be(0, "the warp kernel needs no scratch");
+        }
+        finally
+        {
+            host.WarpMaxOutputs = 0;
+        }
+    }
+
+    [Fact]
     public void AUTOGRAD_MATMUL_names_the_initial_path_and_junk_is_refused()
     {
         var saved = Environment.GetEnvironmentVariable("AUTOGRAD_MATMUL");

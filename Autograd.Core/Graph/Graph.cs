@@ -99,13 +99,14 @@ public sealed class CompiledStep : IDisposable
     // The device's SGEMM settings the step was compiled under: its scratch is planned for them, and a
     // captured CUDA graph keeps the kernels they chose.
     // A value tuple, so the check on every Run allocates nothing.
-    private readonly (MatMulPath Path, (int X, int Y) Group, int? SplitK, bool OneLaunch) _kernelSettings;
+    private readonly (MatMulPath Path, (int X, int Y) Group, int? SplitK, bool OneLaunch, int WarpMax) _kernelSettings;
 
-    private static (MatMulPath, (int, int), int?, bool) KernelSettings(KernelHost h) =>
-        (h.MatMulPath, h.TiledGroup, h.MatMulSplitK, h.SplitKInOneLaunch);
+    private static (MatMulPath, (int, int), int?, bool, int) KernelSettings(KernelHost h) =>
+        (h.MatMulPath, h.TiledGroup, h.MatMulSplitK, h.SplitKInOneLaunch, h.WarpMaxOutputs);
 
-    private static string SettingsText((MatMulPath Path, (int X, int Y) Group, int? SplitK, bool OneLaunch) s) =>
-        $"MatMulPath {s.Path}, TiledGroup {s.Group.X}x{s.Group.Y}, MatMulSplitK {s.SplitK?.ToString() ?? "auto"}, SplitKInOneLaunch {s.OneLaunch}";
+    private static string SettingsText((MatMulPath Path, (int X, int Y) Group, int? SplitK, bool OneLaunch, int WarpMax) s) =>
+        $"MatMulPath {s.Path}, TiledGroup {s.Group.X}x{s.Group.Y}, MatMulSplitK {s.SplitK?.ToString() ?? "auto"}, " +
+        $"SplitKInOneLaunch {s.OneLaunch}, WarpMaxOutputs {s.WarpMax}";
 
     /// <summary>The device the step runs on.</summary>
     public Device Device { get; }

@@ -76,7 +76,9 @@ public static partial class Workloads
     /// <param name="stepsPerRun">Steps per Run call.</param>
     /// <param name="variant">"" as shipped; "unfused" compiles with AUTOGRAD_FUSE=0; "split-K in two launches"
     /// sums split products in a second kernel (KernelHost.SplitKInOneLaunch = false); "warp products" runs
-    /// every product on MatMulPath.Warp; "8x8 tiles" gives the tiled kernel groups of 8x8.</param>
+    /// every product on MatMulPath.Warp; "warp below 16K outputs" sets KernelHost.WarpMaxOutputs = 16384 (the
+    /// products of up to 16K outputs on Warp, the rest as Auto chooses); "8x8 tiles" gives the tiled kernel
+    /// groups of 8x8.</param>
     public static Result SeedCompiled(Device d, int steps, bool cudaGraphs, int stepsPerRun, string variant = "")
     {
         var (savedPath, savedGroup) = (d.Kernels.MatMulPath, d.Kernels.TiledGroup);
@@ -84,17 +86,18 @@ public static partial class Workloads
         d.Kernels.SplitKInOneLaunch = variant != "split-K in two launches";
         if (variant == "warp products") d.Kernels.MatMulPath = MatMulPath.Warp;
         if (variant == "8x8 tiles") d.Kernels.TiledGroup = (8, 8);
+        if (variant == "warp below 16K outputs") d.Kernels.WarpMaxOutputs = 16384;
         try
         {
             // The kernel-choice variants print where their time goes, like the shipped step.
-            var r = SeedCompiledAsShipped(d, steps, cudaGraphs, stepsPerRun, profile: variant is "warp products" or "8x8 tiles");
+            var r = SeedCompiledAsShipped(d, steps, cudaGraphs, stepsPerRun, profile: variant is "warp products" or "warp below 16K outputs" or "8x8 tiles");
             return variant == "" ? r : r with { Name = $"{r.Name}, {variant}" };
         }
         finally
         {
             Environment.SetEnvironmentVariable("AUTOGRAD_FUSE", null);
             d.Kernels.SplitKInOneLaunch = true;
-            (d.Kernels.MatMulPath, d.Kernels.TiledGroup) = (savedPath, savedGroup);
+            (d.Kernels.MatMulPath, d.Kernels.TiledGroup, d.Kernels.WarpMaxOutputs) = (savedPath, savedGroup, 0);
         }
     }
 
