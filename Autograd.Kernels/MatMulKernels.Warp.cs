@@ -36,7 +36,10 @@ public static partial class MatMulKernels
         for (int t = Grid.GlobalIndex.X / w; t < total; t += warps)
         {
             var block = new Block4x4(g, t, tilesN);
-            for (int k = lane; k < g.K; k += w) block.Step(a, b, g, k);
+            // Two of the lane's k per trip, loads first (a lane of the seed's first product walks 32).
+            int k = lane;
+            for (; k + w < g.K; k += 2 * w) block.Step2(a, b, g, k, k + w);
+            if (k < g.K) block.Step(a, b, g, k);
             block.SumOverWarp();
             if (lane == 0) block.Store(c, e, g, epi);
         }
