@@ -62,10 +62,7 @@ public static partial class MatMulKernels
             int ka = k * g.Ak, kb = k * g.Bk;
             float a0 = a[_pa0 + ka], a1 = a[_pa1 + ka], a2 = a[_pa2 + ka], a3 = a[_pa3 + ka];
             float b0 = b[kb + _pb0], b1 = b[kb + _pb1], b2 = b[kb + _pb2], b3 = b[kb + _pb3];
-            _s00 += a0 * b0; _s01 += a0 * b1; _s02 += a0 * b2; _s03 += a0 * b3;
-            _s10 += a1 * b0; _s11 += a1 * b1; _s12 += a1 * b2; _s13 += a1 * b3;
-            _s20 += a2 * b0; _s21 += a2 * b1; _s22 += a2 * b2; _s23 += a2 * b3;
-            _s30 += a3 * b0; _s31 += a3 * b1; _s32 += a3 * b2; _s33 += a3 * b3;
+            Add(a0, a1, a2, a3, b0, b1, b2, b3);
         }
 
         // Step(k) then Step(k2), with all 16 loads issued before the first multiply-add: the same
@@ -77,14 +74,17 @@ public static partial class MatMulKernels
             float b0 = b[kb + _pb0], b1 = b[kb + _pb1], b2 = b[kb + _pb2], b3 = b[kb + _pb3];
             float e0 = a[_pa0 + ka2], e1 = a[_pa1 + ka2], e2 = a[_pa2 + ka2], e3 = a[_pa3 + ka2];
             float f0 = b[kb2 + _pb0], f1 = b[kb2 + _pb1], f2 = b[kb2 + _pb2], f3 = b[kb2 + _pb3];
+            Add(a0, a1, a2, a3, b0, b1, b2, b3);
+            Add(e0, e1, e2, e3, f0, f1, f2, f3);
+        }
+
+        // The block += the outer product of a column (a0..a3) and a row (b0..b3).
+        private void Add(float a0, float a1, float a2, float a3, float b0, float b1, float b2, float b3)
+        {
             _s00 += a0 * b0; _s01 += a0 * b1; _s02 += a0 * b2; _s03 += a0 * b3;
             _s10 += a1 * b0; _s11 += a1 * b1; _s12 += a1 * b2; _s13 += a1 * b3;
             _s20 += a2 * b0; _s21 += a2 * b1; _s22 += a2 * b2; _s23 += a2 * b3;
             _s30 += a3 * b0; _s31 += a3 * b1; _s32 += a3 * b2; _s33 += a3 * b3;
-            _s00 += e0 * f0; _s01 += e0 * f1; _s02 += e0 * f2; _s03 += e0 * f3;
-            _s10 += e1 * f0; _s11 += e1 * f1; _s12 += e1 * f2; _s13 += e1 * f3;
-            _s20 += e2 * f0; _s21 += e2 * f1; _s22 += e2 * f2; _s23 += e2 * f3;
-            _s30 += e3 * f0; _s31 += e3 * f1; _s32 += e3 * f2; _s33 += e3 * f3;
         }
 
         // Lane 0 of the warp gets the block summed over the warp's lanes (WarpSum's fixed tree).
