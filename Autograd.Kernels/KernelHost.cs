@@ -136,7 +136,7 @@ public sealed class KernelHost
             if (!MatMulKernels.TiledGroups.Contains(value))
                 throw new ArgumentException(
                     $"TiledGroup: {value.X}x{value.Y} is not a tiled-SGEMM group; use one of {string.Join(", ", MatMulKernels.TiledGroups.Select(t => $"{t.X}x{t.Y}"))}.");
-            if (value.X * value.Y > Accelerator.MaxNumThreadsPerGroup || MatMulKernels.TiledSharedBytes(value) > Accelerator.MaxSharedMemoryPerGroup)
+            if (!MatMulKernels.TiledGroupFits(value, Accelerator.MaxNumThreadsPerGroup, Accelerator.MaxSharedMemoryPerGroup))
                 throw new ArgumentException(
                     $"TiledGroup: {value.X}x{value.Y} needs {value.X * value.Y} threads and {MatMulKernels.TiledSharedBytes(value)} bytes of shared memory per group; " +
                     $"{Accelerator.Name} allows {Accelerator.MaxNumThreadsPerGroup} threads and {Accelerator.MaxSharedMemoryPerGroup} bytes. Use a smaller group.");

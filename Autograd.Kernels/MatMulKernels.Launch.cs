@@ -46,8 +46,7 @@ public static partial class MatMulKernels
         var (x, y) = host.TiledGroup;
         int split = SplitK(host, m, n, k);
         if (split == 1) return $"Tiled {x}x{y}";
-        long tiles = (long)((n + 4 * x - 1) / (4 * x)) * ((m + 4 * y - 1) / (4 * y));
-        bool one = host.SplitKInOneLaunch && tiles <= KernelHost.MaxSplitKTiles;
+        bool one = SumsInSameLaunch(host, TileGrid(host.TiledGroup, m, n));
         return $"Tiled {x}x{y}, split-K {split} in {(one ? "one launch" : "two launches")}";
     }
 
@@ -65,8 +64,8 @@ public static partial class MatMulKernels
         {
             // Aim for two groups per multiprocessor. A slice may be a single 16-deep step: measured on an
             // H200, a one-tile product looping over K is latency-bound (~16 us for K = 100).
-            var (tx, ty) = host.TiledGroup;
-            int tiles = ((m + 4 * ty - 1) / (4 * ty)) * ((n + 4 * tx - 1) / (4 * tx));
+            var grid = TileGrid(host.TiledGroup, m, n);
+            int tiles = grid.X * grid.Y;
             int target = 2 * host.Accelerator.NumMultiprocessors;
             split = Math.Min((target + tiles - 1) / tiles, k / Depth);
         }
@@ -74,6 +73,18 @@ public static partial class MatMulKernels
         int kPer = SliceDepth(k, split);
         return (k + kPer - 1) / kPer;
     }
+
+    // The tiled kernel's grid for C (M, N): groups of (x, y) threads each compute a (4y, 4x) tile.
+    private static (int X, int Y) TileGrid((int X, int Y) group, int m, int n) =>
+        ((n + 4 * group.X - 1) / (4 * group.X), (m + 4 * group.Y - 1) / (4 * group.Y));
+
+    // Whether a split product's slices are summed in its own launch: asked for, and each tile has an
+    // arrival counter.
+    private static bool SumsInSameLaunch(KernelHost host, (int X, int Y) grid) =>
+        host.SplitKInOneLaunch && (long)grid.X * grid.Y <= KernelHost.MaxSplitKTiles;
+
+    // 4x4 blocks of C (M, N), the Small and Warp kernels' unit of work.
+    private static long Blocks4x4(int m, int n) => (long)((m + 3) / 4) * ((n + 3) / 4);
 
     private static int SliceDepth(int k, int split) => ((k + split - 1) / split + Depth - 1) / Depth * Depth;
 
@@ -188,14 +199,13 @@ public static partial class MatMulKernels
                     $"MatMul: the Warp kernel needs groups of whole warps; {host.Accelerator.Name} has groups of {host.GroupSize} and warps of {host.Accelerator.WarpSize}. Use Tiled or Small.");
             var kw = host.Load("MatMulWarp", typeof(TEpi), acc =>
                 acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, TEpi>(WarpKernel));
-            long warps = (long)((m + 3) / 4) * ((n + 3) / 4);
-            kw(host.Stream, host.GridStride(warps * host.Accelerator.WarpSize), a, b, c, operand, g, epilogue);
+            // A warp per block.
+            kw(host.Stream, host.GridStride(Blocks4x4(m, n) * host.Accelerator.WarpSize), a, b, c, operand, g, epilogue);
             return;
         }
         var ks = host.Load("MatMulSmall", typeof(TEpi), acc =>
             acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, TEpi>(SmallKernel));
-        long blocks = (long)((m + 3) / 4) * ((n + 3) / 4);
-        ks(host.Stream, host.GridStride(blocks), a, b, c, operand, g, epilogue);
+        ks(host.Stream, host.GridStride(Blocks4x4(m, n)), a, b, c, operand, g, epilogue);
     }
 
     // The tiled kernel on one group shape: one launch, split-K in one launch, or split-K in two.
@@ -206,7 +216,7 @@ public static partial class MatMulKernels
     {
         int m = g.M, n = g.N;
         var group = new Index3D(default(TShape).ThreadsX, default(TShape).ThreadsY, 1);
-        int gx = (n + 4 * group.X - 1) / (4 * group.X), gy = (m + 4 * group.Y - 1) / (4 * group.Y);
+        var (gx, gy) = TileGrid((group.X, group.Y), m, n);
         int split = SplitK(host, m, n, g.K);
         // Load counts a launch, so each branch loads only what it launches.
         Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, GemmArgs, int, TEpi> Kernel() =>
@@ -223,7 +233,7 @@ public static partial class MatMulKernels
             throw new ArgumentException($"MatMul: splitting K={g.K} into {split} slices needs a scratch of {need} elements, got {scratch.Length}. Ask SplitKScratch first.");
         var partial = scratch.SubView(0, need);
         var sliced = g.WithSliceDepth(SliceDepth(g.K, split));
-        if (host.SplitKInOneLaunch && gx * gy <= arrivals.Length)
+        if (SumsInSameLaunch(host, (gx, gy)))
         {
             Kernel()(host.Stream, new KernelConfig(new Index3D(gx, gy, split), group), a, b, c, operand, partial, arrivals, sliced, 1, epilogue);
             return;
@@ -246,10 +256,17 @@ public static partial class MatMulKernels
     public static (int X, int Y) TiledGroupFor(int maxThreadsPerGroup, long maxSharedBytesPerGroup)
     {
         foreach (var shape in TiledGroups)
-            if (shape.X * shape.Y <= maxThreadsPerGroup && TiledSharedBytes(shape) <= maxSharedBytesPerGroup) return shape;
+            if (TiledGroupFits(shape, maxThreadsPerGroup, maxSharedBytesPerGroup)) return shape;
         throw new NotSupportedException(
             $"MatMul: no tiled SGEMM group fits {maxThreadsPerGroup} threads and {maxSharedBytesPerGroup} bytes of shared memory per group; use MatMulPath.Small.");
     }
+
+    /// <summary>Whether a tiled-SGEMM group's threads and shared memory fit within these limits.</summary>
+    /// <param name="group">Threads along x and along y.</param>
+    /// <param name="maxThreadsPerGroup">The accelerator's MaxNumThreadsPerGroup.</param>
+    /// <param name="maxSharedBytesPerGroup">The accelerator's MaxSharedMemoryPerGroup.</param>
+    public static bool TiledGroupFits((int X, int Y) group, int maxThreadsPerGroup, long maxSharedBytesPerGroup) =>
+        group.X * group.Y <= maxThreadsPerGroup && TiledSharedBytes(group) <= maxSharedBytesPerGroup;
 
     /// <summary>The group shapes of the tiled SGEMM (TileShapes.cs), largest first.</summary>
     public static IReadOnlyList<(int X, int Y)> TiledGroups { get; } = [(16, 16), (8, 8), (4, 4), (2, 2), (2, 1), (1, 1)];
