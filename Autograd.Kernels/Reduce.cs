@@ -217,22 +217,9 @@ public static class Reduce
     /// <param name="x">Input, n elements.</param>
     /// <param name="y">Output, 1 element.</param>
     /// <param name="scratch">At least SumAllScratch(host) elements; overwritten.</param>
-    public static void SumAll(KernelHost host, ArrayView<float> x, ArrayView<float> y, ArrayView<float> scratch)
-    {
-        Check.Length("SumAll", "y", y, 1);
-        CheckScratch("SumAll", host, scratch);
-        int n = (int)x.Length;
-        var k = host.Load("SumPartials", null, acc =>
-            acc.LoadKernel<ArrayView<float>, ArrayView<float>, int, float>(SumPartialsKernel));
-        int groups = SumGroups(host, n);
-        if (groups == 1)
-        {
-            k(host.Stream, new KernelConfig(1, host.ReduceGroupSize), x, y, n, 1f);
-            return;
-        }
-        k(host.Stream, new KernelConfig(groups, host.ReduceGroupSize), x, scratch, n, 1f);
-        k(host.Stream, new KernelConfig(1, host.ReduceGroupSize), scratch.SubView(0, groups), y, groups, 1f);
-    }
+    public static void SumAll(KernelHost host, ArrayView<float> x, ArrayView<float> y, ArrayView<float> scratch) =>
+        // The identity map adds the same elements in the same order as a plain sum.
+        SumAllMap("SumAll", host, x, y, scratch, default(IdentityOp), x, x, 0, default(FirstOp), hasSide: false, 1f);
 
     /// <summary>y[0] = sum of map(x[i]) over all i.</summary>
     /// <typeparam name="TMap">The op applied to each element before summing.</typeparam>
@@ -245,7 +232,7 @@ public static class Reduce
     public static void SumAllMap<TMap>(KernelHost host, ArrayView<float> x, ArrayView<float> y, ArrayView<float> scratch, TMap map,
         float scale = 1f)
         where TMap : struct, IUnaryOp =>
-        SumAllMap(host, x, y, scratch, map, x, x, 0, default(FirstOp), hasSide: false, scale);
+        SumAllMap("SumAllMap", host, x, y, scratch, map, x, x, 0, default(FirstOp), hasSide: false, scale);
 
     /// <summary>
     /// y[0] = sum of map(x[i]) over all i, and in the same pass side[i] = sideOp(x[i], s[i * sStride]).
@@ -270,16 +257,17 @@ public static class Reduce
         if (sStride is not (0 or 1)) throw new ArgumentException($"SumAllMap: sStride must be 0 or 1, got {sStride}.");
         Check.Length("SumAllMap", "side", side, x.Length);
         Check.Length("SumAllMap", "s", s, sStride == 0 ? 1 : x.Length);
-        SumAllMap(host, x, y, scratch, map, side, s, sStride, sideOp, hasSide: true, scale);
+        SumAllMap("SumAllMap", host, x, y, scratch, map, side, s, sStride, sideOp, hasSide: true, scale);
     }
 
-    private static void SumAllMap<TMap, TSide>(KernelHost host, ArrayView<float> x, ArrayView<float> y, ArrayView<float> scratch,
+    // The two-pass sum behind SumAll and SumAllMap; op names the caller in error messages.
+    private static void SumAllMap<TMap, TSide>(string op, KernelHost host, ArrayView<float> x, ArrayView<float> y, ArrayView<float> scratch,
         TMap map, ArrayView<float> side, ArrayView<float> s, int sStride, TSide sideOp, bool hasSide, float scale)
         where TMap : struct, IUnaryOp
         where TSide : struct, IBinaryOp
     {
-        Check.Length("SumAllMap", "y", y, 1);
-        CheckScratch("SumAllMap", host, scratch);
+        Check.Length(op, "y", y, 1);
+        CheckScratch(op, host, scratch);
         int n = (int)x.Length;
         var k = host.Load("SumMap", typeof((TMap, TSide)), acc =>
             acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, float, TMap, TSide>(SumMapKernel));
