@@ -100,21 +100,10 @@ public static partial class MatMulKernels
         public readonly void Store<TEpi>(ArrayView<float> c, ArrayView<float> e, GemmArgs g, TEpi epi)
             where TEpi : struct, IBinaryOp
         {
-            Store4(c, e, g, epi, _i0, _j0, _s00, _s01, _s02, _s03);
-            Store4(c, e, g, epi, _i0 + 1, _j0, _s10, _s11, _s12, _s13);
-            Store4(c, e, g, epi, _i0 + 2, _j0, _s20, _s21, _s22, _s23);
-            Store4(c, e, g, epi, _i0 + 3, _j0, _s30, _s31, _s32, _s33);
+            StoreStrided(c, e, g, epi, 0, _i0, _j0, 1, _s00, _s01, _s02, _s03);
+            StoreStrided(c, e, g, epi, 0, _i0 + 1, _j0, 1, _s10, _s11, _s12, _s13);
+            StoreStrided(c, e, g, epi, 0, _i0 + 2, _j0, 1, _s20, _s21, _s22, _s23);
+            StoreStrided(c, e, g, epi, 0, _i0 + 3, _j0, 1, _s30, _s31, _s32, _s33);
         }
-    }
-
-    private static void Store4<TEpi>(ArrayView<float> c, ArrayView<float> e, GemmArgs g, TEpi epi,
-        int i, int j, float v0, float v1, float v2, float v3)
-        where TEpi : struct, IBinaryOp
-    {
-        if (i >= g.M) return;
-        Store(c, e, g, epi, 0, i, j, v0);
-        if (j + 1 < g.N) Store(c, e, g, epi, 0, i, j + 1, v1);
-        if (j + 2 < g.N) Store(c, e, g, epi, 0, i, j + 2, v2);
-        if (j + 3 < g.N) Store(c, e, g, epi, 0, i, j + 3, v3);
     }
 }

@@ -247,7 +247,8 @@ public static partial class MatMulKernels
         }
     }
 
-    // One row of a thread's 4x4 block in the tiled kernel: columns j, j + step, j + 2 step, j + 3 step.
+    // Four elements of row i: columns j, j + step, j + 2 step, j + 3 step, those inside C (a row of
+    // a tiled thread's block; step 1 for the Small and Warp blocks).
     private static void StoreStrided<TEpi>(ArrayView<float> c, ArrayView<float> e, GemmArgs g, TEpi epi,
         int cBase, int i, int j, int step, float v0, float v1, float v2, float v3)
         where TEpi : struct, IBinaryOp
@@ -266,15 +267,8 @@ public static partial class MatMulKernels
         float v0, float v1, float v2, float v3, float v4, float v5, float v6, float v7)
         where TEpi : struct, IBinaryOp
     {
-        if (i >= g.M) return;
-        if (j < g.N) Store(c, e, g, epi, cBase, i, j, v0);
-        if (j + step < g.N) Store(c, e, g, epi, cBase, i, j + step, v1);
-        if (j + 2 * step < g.N) Store(c, e, g, epi, cBase, i, j + 2 * step, v2);
-        if (j + 3 * step < g.N) Store(c, e, g, epi, cBase, i, j + 3 * step, v3);
-        if (j + 64 < g.N) Store(c, e, g, epi, cBase, i, j + 64, v4);
-        if (j + 64 + step < g.N) Store(c, e, g, epi, cBase, i, j + 64 + step, v5);
-        if (j + 64 + 2 * step < g.N) Store(c, e, g, epi, cBase, i, j + 64 + 2 * step, v6);
-        if (j + 64 + 3 * step < g.N) Store(c, e, g, epi, cBase, i, j + 64 + 3 * step, v7);
+        StoreStrided(c, e, g, epi, cBase, i, j, step, v0, v1, v2, v3);
+        StoreStrided(c, e, g, epi, cBase, i, j + 64, step, v4, v5, v6, v7);
     }
 
     // Element idx of C summed over the K slices in slice order: the one order both split-K forms use,
