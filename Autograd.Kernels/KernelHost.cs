@@ -32,6 +32,20 @@ public enum MatMulPath
     Warp,
 }
 
+/// <summary>The settings of a kernel host that decide which SGEMM kernels run and how much scratch they need.</summary>
+/// <param name="Path">KernelHost.MatMulPath.</param>
+/// <param name="TiledGroup">KernelHost.TiledGroup.</param>
+/// <param name="SplitK">KernelHost.MatMulSplitK.</param>
+/// <param name="SplitKInOneLaunch">KernelHost.SplitKInOneLaunch.</param>
+/// <param name="WarpMaxOutputs">KernelHost.WarpMaxOutputs.</param>
+public readonly record struct MatMulSettings(MatMulPath Path, (int X, int Y) TiledGroup, int? SplitK, bool SplitKInOneLaunch, int WarpMaxOutputs)
+{
+    /// <inheritdoc/>
+    public override string ToString() =>
+        $"MatMulPath {Path}, TiledGroup {TiledGroup.X}x{TiledGroup.Y}, MatMulSplitK {SplitK?.ToString() ?? "auto"}, " +
+        $"SplitKInOneLaunch {SplitKInOneLaunch}, WarpMaxOutputs {WarpMaxOutputs}";
+}
+
 /// <summary>
 /// Per-accelerator state for the kernels: the stream, launch geometry and the loaded-kernel cache.
 /// </summary>
@@ -162,6 +176,9 @@ public sealed class KernelHost
     }
 
     private int _warpMaxOutputs;
+
+    /// <summary>The settings that choose the SGEMM kernels (a compiled step keeps the ones it was compiled under).</summary>
+    public MatMulSettings MatMulSettings => new(MatMulPath, TiledGroup, MatMulSplitK, SplitKInOneLaunch, WarpMaxOutputs);
 
     /// <summary>Forces the number of K slices of the tiled SGEMM (tests); null chooses by shape.</summary>
     public int? MatMulSplitK { get; set; }

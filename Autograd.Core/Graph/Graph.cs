@@ -93,20 +93,12 @@ public sealed class CompiledStep : IDisposable
         home.Storage.AddRef();
         Output = TensorScope.Release(new Tensor(Device, output.ShapeArray, home.Storage));
         _replay = new Replay(Device, program, () => optimizer?.Version ?? 0);
-        _kernelSettings = KernelSettings(Device.Kernels);
+        _kernelSettings = Device.Kernels.MatMulSettings;
     }
 
     // The device's SGEMM settings the step was compiled under: its scratch is planned for them, and a
-    // captured CUDA graph keeps the kernels they chose.
-    // A value tuple, so the check on every Run allocates nothing.
-    private readonly (MatMulPath Path, (int X, int Y) Group, int? SplitK, bool OneLaunch, int WarpMax) _kernelSettings;
-
-    private static (MatMulPath, (int, int), int?, bool, int) KernelSettings(KernelHost h) =>
-        (h.MatMulPath, h.TiledGroup, h.MatMulSplitK, h.SplitKInOneLaunch, h.WarpMaxOutputs);
-
-    private static string SettingsText((MatMulPath Path, (int X, int Y) Group, int? SplitK, bool OneLaunch, int WarpMax) s) =>
-        $"MatMulPath {s.Path}, TiledGroup {s.Group.X}x{s.Group.Y}, MatMulSplitK {s.SplitK?.ToString() ?? "auto"}, " +
-        $"SplitKInOneLaunch {s.OneLaunch}, WarpMaxOutputs {s.WarpMax}";
+    // captured CUDA graph keeps the kernels they chose. A value, so the check on every Run allocates nothing.
+    private readonly MatMulSettings _kernelSettings;
 
     /// <summary>The device the step runs on.</summary>
     public Device Device { get; }
@@ -215,10 +207,10 @@ public sealed class CompiledStep : IDisposable
     private void CheckInputs()
     {
         ObjectDisposedException.ThrowIf(_disposed, this);
-        var settings = KernelSettings(Device.Kernels);
+        var settings = Device.Kernels.MatMulSettings;
         if (settings != _kernelSettings)
             throw new GraphSignatureException(
-                $"Run: {Device.Name}'s kernel settings changed since the step was compiled (compiled under {SettingsText(_kernelSettings)}; now {SettingsText(settings)}). " +
+                $"Run: {Device.Name}'s kernel settings changed since the step was compiled (compiled under {_kernelSettings}; now {settings}). " +
                 "Put them back, or compile the step again under the new settings.");
         foreach (var t in _inputs)
             if (t.IsDisposed)
