@@ -47,13 +47,10 @@ internal static partial class Fuse
     {
         // One operand only, and before any unary op (the epilogue is Binary then unary).
         if (mm.Op.Payload != null || user.Inputs.Length != 2 || !ComposedOps.CanLead(user.Op) || user.Op.Kind == Prim.Fused) return null;
-        int at = ReferenceEquals(user.Inputs[0], mm.Output) ? 0 : 1;
-        var operand = user.Inputs[1 - at];
+        var (op, operand, opText) = Against(user, mm.Output);
         if (ReferenceEquals(operand, mm.Output) || !user.Output.ShapeArray.SequenceEqual(mm.Output.ShapeArray)) return null;
         if (Strides(operand.ShapeArray, mm.Output.ShapeArray) is not var (rs, cs)) return null;
-        object op = ComposedOps.Struct(user.Op);
-        if (at == 1) op = FusedKernels.Flip(op);
-        string text = $"{mm.Op} -> {user.Op}{(at == 1 ? " (flipped)" : "")} with {Tensor.ShapeText(operand.ShapeArray)}";
+        string text = $"{mm.Op} -> {opText} with {Tensor.ShapeText(operand.ShapeArray)}";
         var e = FusedKernels.MatMul(mm.Op, op, text, rs, cs, hasOperand: true);
         return new Node(mm.Op with { Payload = e }, [mm.Inputs[0], mm.Inputs[1], operand], user.Output);
     }

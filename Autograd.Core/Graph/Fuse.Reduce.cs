@@ -35,11 +35,8 @@ internal static partial class Fuse
             Tensor[] inputs = [u];
             if (sibling != null)
             {
-                side = ComposedOps.Struct(sibling.Op);
-                int at = ReferenceEquals(sibling.Inputs[0], u) ? 0 : 1;
-                if (at == 1) side = FusedKernels.Flip(side);
-                inputs = [u, sibling.Inputs[1 - at]];
-                sideText = $"{sibling.Op}{(at == 1 ? " (flipped)" : "")}";
+                (side, var other, sideText) = Against(sibling, u);
+                inputs = [u, other];
             }
             var op = new OpSpec(Prim.Sum, Ints: sum.Op.Ints, Flag1: sum.Op.Flag1, Payload: FusedKernels.SumMap(map, side, mapText, sideText));
             result[i] = new Node(op, inputs, sum.Output) { Side = sibling?.Output };
@@ -82,8 +79,7 @@ internal static partial class Fuse
         {
             if (ReferenceEquals(w, mapNode) || w.Inputs.Length != 2 || !ComposedOps.CanLead(w.Op) || w.Op.Kind == Prim.Fused) continue;
             if (nodes.IndexOf(w) < sumAt || !w.Output.ShapeArray.SequenceEqual(u.ShapeArray)) continue;
-            int at = ReferenceEquals(w.Inputs[0], u) ? 0 : 1;
-            var s = w.Inputs[1 - at];
+            var s = Against(w, u).Other;
             if (ReferenceEquals(s, u) || !(s.NumElements == 1 || s.ShapeArray.SequenceEqual(u.ShapeArray))) continue;
             if (!ReadyAt(nodes, s, sumAt)) continue;
             return w;

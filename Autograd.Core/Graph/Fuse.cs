@@ -97,6 +97,17 @@ internal static partial class Fuse
         return keep;
     }
 
+    // A binary node seen as a function of t and its other operand: its op struct (flipped when t is
+    // its second input, so t always comes first), the other operand, and the op's text.
+    private static (object Op, Tensor Other, string Text) Against(Node user, Tensor t)
+    {
+        bool second = !ReferenceEquals(user.Inputs[0], t);
+        object op = ComposedOps.Struct(user.Op);
+        return second
+            ? (FusedKernels.Flip(op), user.Inputs[0], $"{user.Op} (flipped)")
+            : (op, user.Inputs[1], user.Op.ToString());
+    }
+
     private static bool IsBinaryElementwise(Prim p) => Executor.IsElementwise(p) && p is Prim.Add or Prim.Mul or Prim.Div
         or Prim.ClampGrad or Prim.TanhGrad or Prim.SigmoidGrad or Prim.PowGrad;
 
