@@ -97,11 +97,7 @@ public sealed class KernelHost
         ReduceGroupSize = other.ReduceGroupSize;
         MaxGroups = other.MaxGroups;
         CanUseLargeMatMul = other.CanUseLargeMatMul;
-        _tiledGroup = other._tiledGroup;
-        MatMulPath = other.MatMulPath;
-        MatMulSplitK = other.MatMulSplitK;
-        _warpMaxOutputs = other._warpMaxOutputs;
-        SplitKInOneLaunch = other.SplitKInOneLaunch;
+        MatMulSettings = other.MatMulSettings;
         // Shared: the streams' work is ordered on the default stream (a captured graph is launched there).
         _arrivals = other._arrivals;
     }
@@ -177,8 +173,22 @@ public sealed class KernelHost
 
     private int _warpMaxOutputs;
 
-    /// <summary>The settings that choose the SGEMM kernels (a compiled step keeps the ones it was compiled under).</summary>
-    public MatMulSettings MatMulSettings => new(MatMulPath, TiledGroup, MatMulSplitK, SplitKInOneLaunch, WarpMaxOutputs);
+    /// <summary>
+    /// The settings that choose the SGEMM kernels, read or put back together (a compiled step keeps the
+    /// ones it was compiled under; a test or benchmark restores the ones it found).
+    /// </summary>
+    public MatMulSettings MatMulSettings
+    {
+        get => new(MatMulPath, TiledGroup, MatMulSplitK, SplitKInOneLaunch, WarpMaxOutputs);
+        set
+        {
+            TiledGroup = value.TiledGroup; // validated first: a refused group changes nothing
+            MatMulPath = value.Path;
+            MatMulSplitK = value.SplitK;
+            SplitKInOneLaunch = value.SplitKInOneLaunch;
+            WarpMaxOutputs = value.WarpMaxOutputs;
+        }
+    }
 
     /// <summary>Forces the number of K slices of the tiled SGEMM (tests); null chooses by shape.</summary>
     public int? MatMulSplitK { get; set; }

@@ -63,18 +63,16 @@ public sealed partial class KernelTests
         return x * y > Host.Accelerator.MaxNumThreadsPerGroup ? Device.CpuSimulator(16, 16, 1).Host : Host;
     }
 
-    // Pins a host's SGEMM settings for one test; Dispose puts back the defaults.
+    // Pins a host's SGEMM settings for one test; Dispose puts back the settings it found.
     private sealed class Pin : IDisposable
     {
         private readonly KernelHost _host;
-        private readonly MatMulPath _saved;
-        private readonly (int X, int Y) _savedGroup;
+        private readonly MatMulSettings _saved;
 
         public Pin(KernelHost host, MatMulPath path, int? splitK = null, bool oneLaunch = true, (int X, int Y)? group = null)
         {
             _host = host;
-            _saved = host.MatMulPath;
-            _savedGroup = host.TiledGroup;
+            _saved = host.MatMulSettings;
             host.MatMulPath = path;
             host.MatMulSplitK = splitK;
             host.SplitKInOneLaunch = oneLaunch;
@@ -83,10 +81,7 @@ public sealed partial class KernelTests
 
         public void Dispose()
         {
-            _host.MatMulPath = _saved;
-            _host.TiledGroup = _savedGroup;
-            _host.MatMulSplitK = null;
-            _host.SplitKInOneLaunch = true;
+            _host.MatMulSettings = _saved;
         }
     }
 

@@ -67,19 +67,19 @@ if (!gpu)
     Report(() => Workloads.MatMul(device, 64, 100, 1000, false, false, "seed layer-1 forward 64x1000x100 NN", MatMulPath.Tiled));
     Report(() => Workloads.MatMul(device, 64, 100, 1000, false, false, "seed layer-1 forward 64x1000x100 NN", MatMulPath.Small));
 }
+var seedProducts = new (int M, int N, int K, bool TA, bool TB, string Name)[]
+{
+    (64, 100, 1000, false, false, "seed h = x w1 64x100x1000 NN"),
+    (64, 10, 100, false, false, "seed y = h w2 64x10x100 NN"),
+    (64, 100, 10, false, true, "seed dH = dY w2^T 64x100x10 NT"),
+    (100, 10, 64, true, false, "seed dW2 = h^T dY 100x10x64 TN"),
+    (1000, 100, 64, true, false, "seed dW1 = x^T dH 1000x100x64 TN"),
+};
 if (gpu)
 {
     // All five seed products, as chosen, on the register-blocked kernel without shared memory, on
     // the warp-split kernel, and on the tiled kernel with 8x8 and 4x4 groups, to find which kernel
     // suits tiny products.
-    var seedProducts = new (int M, int N, int K, bool TA, bool TB, string Name)[]
-    {
-        (64, 100, 1000, false, false, "seed h = x w1 64x100x1000 NN"),
-        (64, 10, 100, false, false, "seed y = h w2 64x10x100 NN"),
-        (64, 100, 10, false, true, "seed dH = dY w2^T 64x100x10 NT"),
-        (100, 10, 64, true, false, "seed dW2 = h^T dY 100x10x64 TN"),
-        (1000, 100, 64, true, false, "seed dW1 = x^T dH 1000x100x64 TN"),
-    };
     foreach (var p in seedProducts)
     {
         Report(() => Workloads.MatMul(device, p.M, p.N, p.K, p.TA, p.TB, p.Name));
@@ -93,15 +93,7 @@ if (gpu)
 if (gpu || sweep)
 {
     // The seed's products on every tiled group and K split, timed as they run inside a compiled step.
-    var swept = gpu
-        ? new (int M, int N, int K, bool TA, bool TB, string Name)[]
-        {
-            (64, 100, 1000, false, false, "seed h = x w1 64x100x1000 NN"),
-            (1000, 100, 64, true, false, "seed dW1 = x^T dH 1000x100x64 TN"),
-            (64, 10, 100, false, false, "seed y = h w2 64x10x100 NN"),
-            (100, 10, 64, true, false, "seed dW2 = h^T dY 100x10x64 TN"),
-        }
-        : [(33, 20, 130, false, false, "33x20x130 NN (CPU: checks the sweep runs)")];
+    var swept = gpu ? seedProducts : [(33, 20, 130, false, false, "33x20x130 NN (CPU: checks the sweep runs)")];
     foreach (var p in swept)
     {
         try

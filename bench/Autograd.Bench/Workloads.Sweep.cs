@@ -26,7 +26,7 @@ public static partial class Workloads
         using var c = Tensor.Zeros([m, n], d);
         float[] ha = a.ToArray(), hb = b.ToArray();
         var h = d.Kernels;
-        var saved = (h.MatMulPath, h.TiledGroup, h.SplitKInOneLaunch);
+        var saved = h.MatMulSettings;
         var cells = new List<Result>();
         var table = new Dictionary<(int Split, string Column), double>();
         var splits = new SortedSet<int>();
@@ -68,8 +68,8 @@ public static partial class Workloads
                     foreach (bool one in split == 1 ? new[] { true } : new[] { true, false })
                     {
                         h.SplitKInOneLaunch = one;
-                        string column = $"{group.X}x{group.Y} {(split == 1 ? "" : one ? "1L" : "2L")}".Trim();
-                        table[(split, column)] = Time($"{group.X}x{group.Y} split {split}{(split == 1 ? "" : one ? " 1L" : " 2L")}");
+                        string form = split == 1 ? "" : one ? " 1L" : " 2L";
+                        table[(split, $"{group.X}x{group.Y}{form}")] = Time($"{group.X}x{group.Y} split {split}{form}");
                     }
                 }
             }
@@ -77,8 +77,7 @@ public static partial class Workloads
         }
         finally
         {
-            (h.MatMulPath, h.TiledGroup, h.SplitKInOneLaunch) = saved;
-            h.MatMulSplitK = null;
+            h.MatMulSettings = saved;
         }
     }
 

@@ -81,7 +81,7 @@ public static partial class Workloads
     /// groups of 8x8.</param>
     public static Result SeedCompiled(Device d, int steps, bool cudaGraphs, int stepsPerRun, string variant = "")
     {
-        var (savedPath, savedGroup) = (d.Kernels.MatMulPath, d.Kernels.TiledGroup);
+        var saved = d.Kernels.MatMulSettings;
         Environment.SetEnvironmentVariable("AUTOGRAD_FUSE", variant == "unfused" ? "0" : null);
         d.Kernels.SplitKInOneLaunch = variant != "split-K in two launches";
         if (variant == "warp products") d.Kernels.MatMulPath = MatMulPath.Warp;
@@ -96,8 +96,7 @@ public static partial class Workloads
         finally
         {
             Environment.SetEnvironmentVariable("AUTOGRAD_FUSE", null);
-            d.Kernels.SplitKInOneLaunch = true;
-            (d.Kernels.MatMulPath, d.Kernels.TiledGroup, d.Kernels.WarpMaxOutputs) = (savedPath, savedGroup, 0);
+            d.Kernels.MatMulSettings = saved;
         }
     }
 
@@ -171,8 +170,7 @@ public static partial class Workloads
     // Runs a workload with the device's SGEMM pinned to path (and group), then puts the previous ones back.
     private static Result OnPath(Device d, MatMulPath path, Func<Result> run, (int X, int Y)? tiledGroup = null)
     {
-        var saved = d.Kernels.MatMulPath;
-        var savedGroup = d.Kernels.TiledGroup;
+        var saved = d.Kernels.MatMulSettings;
         d.Kernels.MatMulPath = path;
         if (tiledGroup is { } g) d.Kernels.TiledGroup = g;
         try
@@ -181,8 +179,7 @@ public static partial class Workloads
         }
         finally
         {
-            d.Kernels.MatMulPath = saved;
-            d.Kernels.TiledGroup = savedGroup;
+            d.Kernels.MatMulSettings = saved;
         }
     }
 
