@@ -152,19 +152,11 @@ public sealed class GraphTests
     {
         var (x, y, w1, w2) = TestData.SeedNet(29);
         var host = TestData.Device.Host;
-        var saved = host.MatMulPath;
-        host.MatMulPath = MatMulPath.Tiled;
-        try
-        {
-            using var step = Graph.Compile(() => (x.MatMul(w1).Clamp(min: 0).MatMul(w2) - y).Pow(2).Sum());
-            var (gx, gy) = host.TiledGroup;
-            step.Describe().Should().Contain($"-> [64, 100] [Tiled {gx}x{gy}")
-                .And.Contain($"[{MatMulKernels.Describe(host, 64, 10, 100)}]");
-        }
-        finally
-        {
-            host.MatMulPath = saved;
-        }
+        using var pin = new MatMulPin(host, MatMulPath.Tiled);
+        using var step = Graph.Compile(() => (x.MatMul(w1).Clamp(min: 0).MatMul(w2) - y).Pow(2).Sum());
+        var (gx, gy) = host.TiledGroup;
+        step.Describe().Should().Contain($"-> [64, 100] [Tiled {gx}x{gy}")
+            .And.Contain($"[{MatMulKernels.Describe(host, 64, 10, 100)}]");
     }
 
     [Fact]
@@ -176,17 +168,12 @@ public sealed class GraphTests
         var host = TestData.Device.Host;
         using var step = Graph.Compile(() => x.MatMul(w).Sum());
         float before = step.Run().Item();
-        var saved = host.MatMulPath;
-        host.MatMulPath = MatMulPath.Small;
-        try
+        var compiledUnder = host.MatMulPath;
+        using (new MatMulPin(host, MatMulPath.Small))
         {
             var act = () => step.Run();
             act.Should().Throw<GraphSignatureException>()
-                .WithMessage($"Run: *kernel settings changed*compiled under MatMulPath {saved}*now MatMulPath Small*compile the step again*");
-        }
-        finally
-        {
-            host.MatMulPath = saved;
+                .WithMessage($"Run: *kernel settings changed*compiled under MatMulPath {compiledUnder}*now MatMulPath Small*compile the step again*");
         }
         step.Run().Item().Should().Be(before);
     }
@@ -390,19 +377,10 @@ public sealed class GraphTests
         float[] Losses(MatMulPath path, int steps = 20)
         {
             var (x, y, w1, w2) = TestData.SeedNet(21);
-            var host = TestData.Device.Host;
-            var saved = host.MatMulPath;
-            host.MatMulPath = path;
-            try
-            {
-                using var opt = new Sgd([w1, w2], 1e-6f);
-                using var step = Graph.Compile(() => (x.MatMul(w1).Clamp(min: 0).MatMul(w2) - y).Pow(2).Sum(), opt);
-                return step.Run(steps: steps).ToArray();
-            }
-            finally
-            {
-                host.MatMulPath = saved;
-            }
+            using var pin = new MatMulPin(TestData.Device.Host, path);
+            using var opt = new Sgd([w1, w2], 1e-6f);
+            using var step = Graph.Compile(() => (x.MatMul(w1).Clamp(min: 0).MatMul(w2) - y).Pow(2).Sum(), opt);
+            return step.Run(steps: steps).ToArray();
         }
         var auto = Losses(MatMulPath.Auto);
         var small = Losses(MatMulPath.Small);

@@ -63,29 +63,7 @@ public sealed partial class KernelTests
         return x * y > Host.Accelerator.MaxNumThreadsPerGroup ? Device.CpuSimulator(16, 16, 1).Host : Host;
     }
 
-    // Pins a host's SGEMM settings for one test; Dispose puts back the settings it found.
-    private sealed class Pin : IDisposable
-    {
-        private readonly KernelHost _host;
-        private readonly MatMulSettings _saved;
-
-        public Pin(KernelHost host, MatMulPath path, int? splitK = null, bool oneLaunch = true, (int X, int Y)? group = null)
-        {
-            _host = host;
-            _saved = host.MatMulSettings;
-            host.MatMulPath = path;
-            host.MatMulSplitK = splitK;
-            host.SplitKInOneLaunch = oneLaunch;
-            if (group is { } g) host.TiledGroup = g;
-        }
-
-        public void Dispose()
-        {
-            _host.MatMulSettings = _saved;
-        }
-    }
-
-    private static Pin PinFor(KernelHost host, string path) =>
+    private static MatMulPin PinFor(KernelHost host, string path) =>
         new(host, PathOf(path), path.StartsWith("split3", StringComparison.Ordinal) ? 3 : 1, path != "split3-two-launches",
             PathOf(path) == MatMulPath.Tiled ? GroupOf(path) : null);
 
@@ -115,7 +93,7 @@ public sealed partial class KernelTests
     public void MatMul_accumulates_with_alpha_and_beta(bool tiled, int split)
     {
         var host = tiled ? HostFor("tiled") : Host;
-        using var pin = new Pin(host, tiled ? MatMulPath.Tiled : MatMulPath.Small, split);
+        using var pin = new MatMulPin(host, tiled ? MatMulPath.Tiled : MatMulPath.Small, split);
         int m = 33, n = 65, k = 40;
         var a = TestData.Normal(m * k, 1);
         var b = TestData.Normal(k * n, 2);
@@ -135,7 +113,7 @@ public sealed partial class KernelTests
     public void Wide_SGEMM_reads_vectors_only_where_aligned_and_is_right_either_way()
     {
         var host = HostFor("wide");
-        using var pin = new Pin(host, MatMulPath.Wide);
+        using var pin = new MatMulPin(host, MatMulPath.Wide);
         int m = 132, n = 68, k = 40;
         var a = TestData.Normal(m * k, 1);
         var b = TestData.Normal(k * n, 2);
@@ -161,7 +139,7 @@ public sealed partial class KernelTests
     public void One_launch_split_K_leaves_its_counters_at_zero_and_repeats_bit_for_bit(int multiprocessors)
     {
         var host = Host.CanUseLargeMatMul ? Host : Device.CpuSimulator(16, 16, multiprocessors).Host;
-        using var pin = new Pin(host, MatMulPath.Tiled, 5);
+        using var pin = new MatMulPin(host, MatMulPath.Tiled, 5);
         int m = 130, n = 70, k = 160; // 3 x 2 tiles, 5 slices of 32
         var a = TestData.Normal(m * k, 31);
         var b = TestData.Normal(k * n, 32);
@@ -222,7 +200,7 @@ public sealed partial class KernelTests
             .WithMessage("*3x3 is not a tiled-SGEMM group*16x16, 8x8*");
         cpu.TiledGroup.Should().Be((2, 1), "a refused group changes nothing");
         // Large and Wide need 16x16 threads; Tiled runs on groups of 2, and Auto keeps the host SGEMM there.
-        using var pin = new Pin(cpu, MatMulPath.Large);
+        using var pin = new MatMulPin(cpu, MatMulPath.Large);
         cpu.Invoking(h => MatMulKernels.Choose(h, 64, 64)).Should().Throw<InvalidOperationException>()
             .WithMessage("*Large kernel needs groups of 256*allows 2*Use Tiled*");
         cpu.MatMulPath = MatMulPath.Tiled;
