@@ -48,14 +48,19 @@ public sealed class FusionTests
         TestData.Tensor([7, 33], 7, requiresGrad: true),
     ];
 
-    private static (float[] Losses, float[][] Params, int Nodes) Compiled(string graph, string opt, bool fuse)
+    // The graph on fresh data and parameters (the same every call), and the parameters it trains.
+    private static (Func<Tensor[], Tensor> Fn, Tensor[] P, Tensor[] Used) Setup(string graph)
     {
         var x = TestData.Tensor([7, 33], 1);
         var y = TestData.Tensor([7, 5], 2);
         var col = TestData.Tensor([7, 1], 5);
         var p = Parameters();
-        var fn = Graph(graph, x, y, col);
-        var used = UsedParameters(graph, p);
+        return (Graph(graph, x, y, col), p, UsedParameters(graph, p));
+    }
+
+    private static (float[] Losses, float[][] Params, int Nodes) Compiled(string graph, string opt, bool fuse)
+    {
+        var (fn, p, used) = Setup(graph);
         using var o = Make(opt, used);
         using var step = TestData.Compile(() => fn(p), o, fuse);
         var losses = step.Run(steps: 5).ToArray();
@@ -96,12 +101,7 @@ public sealed class FusionTests
         }
 
         // And the fused step trains like eager.
-        var x = TestData.Tensor([7, 33], 1);
-        var y = TestData.Tensor([7, 5], 2);
-        var col = TestData.Tensor([7, 1], 5);
-        var p = Parameters();
-        var used = UsedParameters(graph, p);
-        var fn = Graph(graph, x, y, col);
+        var (fn, p, used) = Setup(graph);
         using var o = Make(opt, used);
         var eager = new double[5];
         for (int t = 0; t < 5; t++)
