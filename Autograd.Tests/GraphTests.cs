@@ -48,12 +48,18 @@ public sealed class GraphTests
 
     private static void ShouldAgree(float[] eager, float[] compiled, string what)
     {
-        for (int t = 0; t < eager.Length; t++)
-        {
-            double rel = Math.Abs(eager[t] - compiled[t]) / Math.Max(Math.Abs(eager[t]), 1e-30);
-            rel.Should().BeLessThan(1e-5, $"{what}: step {t}, eager {eager[t]} vs compiled {compiled[t]}");
-        }
+        ShouldMatchEachStep(eager, compiled, $"{what}, eager vs compiled");
         compiled[^1].Should().BeLessThan(compiled[0], $"{what}: the loss falls");
+    }
+
+    // Each step's loss within 1e-5 relative of the reference's (as many steps as got has).
+    private static void ShouldMatchEachStep(float[] reference, float[] got, string what)
+    {
+        for (int t = 0; t < got.Length; t++)
+        {
+            double rel = Math.Abs(reference[t] - got[t]) / Math.Max(Math.Abs(reference[t]), 1e-30);
+            rel.Should().BeLessThan(1e-5, $"{what}: step {t}, {reference[t]} vs {got[t]}");
+        }
     }
 
     [Theory]
@@ -343,8 +349,7 @@ public sealed class GraphTests
             return;
         }
         // ptxas contracts a * b + c into an FMA differently per kernel: the last bits may differ.
-        for (int t = 0; t < fused.Length; t++)
-            ((double)Math.Abs(fused[t] - plain[t]) / Math.Abs(plain[t])).Should().BeLessThan(1e-5, $"step {t}");
+        ShouldMatchEachStep(plain, fused, "unfused vs fused");
     }
 
     [Fact]
@@ -388,13 +393,9 @@ public sealed class GraphTests
         var tiled = Losses(MatMulPath.Tiled);
         // The warp kernel's simulated shuffles are slow on the CPU: a few steps.
         var warp = Losses(MatMulPath.Warp, 3);
-        for (int t = 0; t < warp.Length; t++)
-            ((double)Math.Abs(warp[t] - small[t]) / Math.Abs(small[t])).Should().BeLessThan(1e-5, $"step {t}: warp {warp[t]} vs {small[t]}");
-        for (int t = 0; t < auto.Length; t++)
-        {
-            ((double)Math.Abs(auto[t] - small[t]) / Math.Abs(small[t])).Should().BeLessThan(1e-5, $"step {t}: {auto[t]} vs {small[t]}");
-            ((double)Math.Abs(tiled[t] - small[t]) / Math.Abs(small[t])).Should().BeLessThan(1e-5, $"step {t}: tiled {tiled[t]} vs {small[t]}");
-        }
+        ShouldMatchEachStep(small, warp, "Small vs Warp");
+        ShouldMatchEachStep(small, auto, "Small vs Auto");
+        ShouldMatchEachStep(small, tiled, "Small vs Tiled");
         auto[^1].Should().BeLessThan(auto[0]);
     }
 
