@@ -46,9 +46,13 @@ public sealed class PtxCompileTests
                 if (!m.IsGenericMethodDefinition) { yield return m; continue; }
                 // Each struct in each generic slot, the other slots at their identity (IdentityOp, FirstOp,
                 // the GPU's tile shape).
-                var constraints = m.GetGenericArguments().Select(t => t.GetGenericParameterConstraints()).ToArray();
-                Type[][] choices = constraints.Select(c => c.Contains(typeof(IUnaryOp)) ? unary : c.Contains(typeof(ITileShape)) ? shapes : binary).ToArray();
-                var identity = constraints.Select(c => c.Contains(typeof(IUnaryOp)) ? typeof(IdentityOp) : c.Contains(typeof(ITileShape)) ? typeof(Tile16x16) : typeof(FirstOp)).ToArray();
+                var slots = m.GetGenericArguments().Select(t => t.GetGenericParameterConstraints())
+                    .Select<Type[], (Type[] Choices, Type Identity)>(c =>
+                        c.Contains(typeof(IUnaryOp)) ? (unary, typeof(IdentityOp))
+                        : c.Contains(typeof(ITileShape)) ? (shapes, typeof(Tile16x16))
+                        : (binary, typeof(FirstOp))).ToArray();
+                var choices = slots.Select(x => x.Choices).ToArray();
+                var identity = slots.Select(x => x.Identity).ToArray();
                 var seen = new HashSet<string>();
                 for (int slot = 0; slot < choices.Length; slot++)
                     foreach (var op in choices[slot])
@@ -61,6 +65,13 @@ public sealed class PtxCompileTests
         }
     }
 
+    // The PTX of one kernel of AllKernels, named as Describe names it.
+    private static string PtxOf(string kernel)
+    {
+        var entry = EntryPointDescription.FromExplicitlyGroupedKernel(AllKernels().Single(m => Describe(m) == kernel));
+        return ((PTXCompiledKernel)Ptx.Value.Backend.Compile(entry, KernelSpecialization.Empty)).PTXAssembly;
+    }
+
     private static string Describe(MethodInfo m) =>
         $"{m.DeclaringType!.Name}.{m.Name}" + (m.IsGenericMethod ? $"<{string.Join(", ", m.GetGenericArguments().Select(t => t.Name))}>" : "");
 
@@ -68,21 +79,19 @@ public sealed class PtxCompileTests
     [MemberData(nameof(Kernels))]
     public void Kernel_compiles_to_PTX_for_SM_90(string kernel)
     {
-        var method = AllKernels().Single(m => Describe(m) == kernel);
-        var entry = EntryPointDescription.FromExplicitlyGroupedKernel(method);
-        var compiled = (PTXCompiledKernel)Ptx.Value.Backend.Compile(entry, KernelSpecialization.Empty);
+        var ptx = PtxOf(kernel);
         // AUTOGRAD_PTX_DUMP=dir keeps each kernel's PTX, to compare code before and after a change.
         if (Environment.GetEnvironmentVariable("AUTOGRAD_PTX_DUMP") is { Length: > 0 } dir)
         {
             Directory.CreateDirectory(dir);
-            File.WriteAllText(Path.Combine(dir, string.Concat(kernel.Split(Path.GetInvalidFileNameChars())) + ".ptx"), compiled.PTXAssembly);
+            File.WriteAllText(Path.Combine(dir, string.Concat(kernel.Split(Path.GetInvalidFileNameChars())) + ".ptx"), ptx);
         }
-        compiled.PTXAssembly.Should().Contain(".entry", kernel);
-        compiled.PTXAssembly.Should().NotContain("tanh.approx", "tanh must not use the 2^-11 approximation");
+        ptx.Should().Contain(".entry", kernel);
+        ptx.Should().NotContain("tanh.approx", "tanh must not use the 2^-11 approximation");
         // Randn's double log and cos (ILGPU.Algorithms' XMath) pass values by reference through local
         // memory; it runs once per draw, not in a step. Every other kernel must keep its values in registers.
         if (kernel != "RandomKernels.RandnKernel")
-            compiled.PTXAssembly.Should().NotContain(".local", "a kernel's values must stay in registers, not local memory");
+            ptx.Should().NotContain(".local", "a kernel's values must stay in registers, not local memory");
     }
 
     [Fact]
@@ -106,9 +115,7 @@ public sealed class PtxCompileTests
     [InlineData("Tile1x1", 1, 1)]
     public void Tiled_SGEMM_shares_slices_the_size_of_its_group(string shape, int x, int y)
     {
-        var entry = EntryPointDescription.FromExplicitlyGroupedKernel(
-            AllKernels().Single(m => Describe(m) == $"MatMulKernels.TiledKernel<{shape}, FirstOp>"));
-        var ptx = ((PTXCompiledKernel)Ptx.Value.Backend.Compile(entry, KernelSpecialization.Empty)).PTXAssembly;
+        var ptx = PtxOf($"MatMulKernels.TiledKernel<{shape}, FirstOp>");
         ptx.Should().Contain("bar.sync").And.Contain("ld.shared.f32");
         var sizes = System.Text.RegularExpressions.Regex.Matches(ptx, @"\.shared \.align \d+ \.b8 \w+\[(\d+)\]")
             .Select(mt => int.Parse(mt.Groups[1].Value)).ToList();
@@ -118,18 +125,14 @@ public sealed class PtxCompileTests
     [Fact]
     public void Warp_SGEMM_sums_its_lanes_by_shuffles_without_shared_memory()
     {
-        var entry = EntryPointDescription.FromExplicitlyGroupedKernel(
-            AllKernels().Single(m => Describe(m) == "MatMulKernels.WarpKernel<FirstOp>"));
-        var ptx = ((PTXCompiledKernel)Ptx.Value.Backend.Compile(entry, KernelSpecialization.Empty)).PTXAssembly;
+        var ptx = PtxOf("MatMulKernels.WarpKernel<FirstOp>");
         ptx.Should().Contain("shfl.sync.down").And.NotContain("bar.sync").And.NotContain(".shared");
     }
 
     [Fact]
     public void Wide_SGEMM_uses_16_byte_loads_and_an_unrolled_inner_loop()
     {
-        var entry = EntryPointDescription.FromExplicitlyGroupedKernel(
-            AllKernels().Single(m => Describe(m) == "MatMulKernels.WideKernel<FirstOp>"));
-        var ptx = ((PTXCompiledKernel)Ptx.Value.Backend.Compile(entry, KernelSpecialization.Empty)).PTXAssembly;
+        var ptx = PtxOf("MatMulKernels.WideKernel<FirstOp>");
         int Count(string s) => ptx.Split(s).Length - 1;
         Count("ld.shared.v4.f32").Should().Be(32, "8 unrolled steps x 4 fragment loads");
         Count("ld.shared.f32").Should().Be(0, "no scalar shared loads in the inner loop");
