@@ -38,12 +38,14 @@ public enum MatMulPath
 /// <param name="SplitK">KernelHost.MatMulSplitK.</param>
 /// <param name="SplitKInOneLaunch">KernelHost.SplitKInOneLaunch.</param>
 /// <param name="WarpMaxOutputs">KernelHost.WarpMaxOutputs.</param>
-public readonly record struct MatMulSettings(MatMulPath Path, (int X, int Y) TiledGroup, int? SplitK, bool SplitKInOneLaunch, int WarpMaxOutputs)
+/// <param name="SumTailInLaunch">KernelHost.SumTailInLaunch.</param>
+public readonly record struct MatMulSettings(MatMulPath Path, (int X, int Y) TiledGroup, int? SplitK, bool SplitKInOneLaunch, int WarpMaxOutputs,
+    bool SumTailInLaunch = true)
 {
     /// <inheritdoc/>
     public override string ToString() =>
         $"MatMulPath {Path}, TiledGroup {TiledGroup.X}x{TiledGroup.Y}, MatMulSplitK {SplitK?.ToString() ?? "auto"}, " +
-        $"SplitKInOneLaunch {SplitKInOneLaunch}, WarpMaxOutputs {WarpMaxOutputs}";
+        $"SplitKInOneLaunch {SplitKInOneLaunch}, WarpMaxOutputs {WarpMaxOutputs}, SumTailInLaunch {SumTailInLaunch}";
 }
 
 /// <summary>
@@ -77,8 +79,9 @@ public sealed class KernelHost
         int groupsPerSm = Math.Max(1, accelerator.MaxNumThreadsPerMultiprocessor / GroupSize);
         MaxGroups = Math.Max(1, accelerator.NumMultiprocessors * groupsPerSm);
         MatMulPath = PathFromEnvironment();
-        // Zero once; every split-K launch leaves its counters at zero again (MatMulKernels.SplitKFixup).
-        _arrivals = accelerator.Allocate1D<int>(MaxSplitKTiles);
+        // Zero once; every split-K launch and every SumTail leaves its counters at zero again.
+        // One counter per split-K tile, and after them the SumTail's count of groups.
+        _arrivals = accelerator.Allocate1D<int>(MaxSplitKTiles + 1);
         _arrivals.MemSetToZero(Stream);
         Stream.Synchronize();
         // The 128x128-tile kernels are written for 16x16 threads; the tiled kernel takes its group from the limits.
@@ -179,7 +182,7 @@ public sealed class KernelHost
     /// </summary>
     public MatMulSettings MatMulSettings
     {
-        get => new(MatMulPath, TiledGroup, MatMulSplitK, SplitKInOneLaunch, WarpMaxOutputs);
+        get => new(MatMulPath, TiledGroup, MatMulSplitK, SplitKInOneLaunch, WarpMaxOutputs, SumTailInLaunch);
         set
         {
             TiledGroup = value.TiledGroup; // validated first: a refused group changes nothing
@@ -187,6 +190,7 @@ public sealed class KernelHost
             MatMulSplitK = value.SplitK;
             SplitKInOneLaunch = value.SplitKInOneLaunch;
             WarpMaxOutputs = value.WarpMaxOutputs;
+            SumTailInLaunch = value.SumTailInLaunch;
         }
     }
 
@@ -238,8 +242,17 @@ public sealed class KernelHost
     /// <summary>Whether a split-K product sums its slices in the same launch (default) or in a second kernel.</summary>
     public bool SplitKInOneLaunch { get; set; } = true;
 
+    /// <summary>
+    /// Whether MatMulSum may sum a small C in the product's own launch (default), or always in a second
+    /// launch (to measure what the tail saves).
+    /// </summary>
+    public bool SumTailInLaunch { get; set; } = true;
+
     /// <summary>One arrival counter per output tile for one-launch split-K; zero between launches.</summary>
-    internal ArrayView<int> SplitKArrivals => _arrivals.View;
+    internal ArrayView<int> SplitKArrivals => _arrivals.View.SubView(0, MaxSplitKTiles);
+
+    /// <summary>The groups of a launch with a SumTail that are done; zero between launches.</summary>
+    internal ArrayView<int> TailArrival => _arrivals.View.SubView(MaxSplitKTiles, 1);
 
     /// <summary>Counts work run on the host in place of a kernel (the CPU accelerator's SGEMM).</summary>
     internal void CountLaunch() => Interlocked.Increment(ref _launches);

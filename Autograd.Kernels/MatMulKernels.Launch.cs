@@ -34,20 +34,27 @@ public static partial class MatMulKernels
     }
 
     /// <summary>The kernel MatMul runs for this shape on this host, as text: "Host", "Large", or e.g.
-    /// "Tiled 16x16, split-K 32 in one launch".</summary>
+    /// "Tiled 16x16, split-K 32 in one launch"; with withSum, where MatMulSum sums C, e.g. "Warp, sum in
+    /// the same launch".</summary>
     /// <param name="host">The kernel host.</param>
     /// <param name="m">Rows of C.</param>
     /// <param name="n">Columns of C.</param>
     /// <param name="k">Shared dimension.</param>
-    public static string Describe(KernelHost host, int m, int n, int k)
+    /// <param name="withSum">Describe MatMulSum rather than MatMul.</param>
+    public static string Describe(KernelHost host, int m, int n, int k, bool withSum = false)
     {
         var path = Choose(host, m, n);
-        if (path != MatMulPath.Tiled) return path.ToString();
-        var (x, y) = host.TiledGroup;
-        int split = SplitK(host, m, n, k);
-        if (split == 1) return $"Tiled {x}x{y}";
-        bool one = SumsInSameLaunch(host, TileGrid(host.TiledGroup, m, n));
-        return $"Tiled {x}x{y}, split-K {split} in {(one ? "one launch" : "two launches")}";
+        string text = path.ToString();
+        if (path == MatMulPath.Tiled)
+        {
+            var (x, y) = host.TiledGroup;
+            int split = SplitK(host, m, n, k);
+            bool one = SumsInSameLaunch(host, TileGrid(host.TiledGroup, m, n));
+            text = split == 1 ? $"Tiled {x}x{y}" : $"Tiled {x}x{y}, split-K {split} in {(one ? "one launch" : "two launches")}";
+        }
+        if (!withSum) return text;
+        return text + (path == MatMulPath.Host ? ", sum on the host"
+            : SumInSameLaunch(host, m, n, k) ? ", sum in the same launch" : ", sum in a second launch");
     }
 
     /// <summary>Number of K slices MatMul uses for this shape (1: no split, no scratch needed).</summary>
@@ -146,22 +153,128 @@ public static partial class MatMulKernels
         TEpi epilogue, ArrayView<float> operand, int operandRowStride, int operandColStride)
         where TEpi : struct, IBinaryOp
     {
-        if (m < 0 || n < 0 || k < 0) throw new ArgumentException($"MatMul: negative size M={m}, N={n}, K={k}.");
-        Check.Length("MatMul", "a", a, (long)m * k);
-        Check.Length("MatMul", "b", b, (long)k * n);
-        Check.Length("MatMul", "c", c, (long)m * n);
+        var g = Checked("MatMul", a, transA, b, transB, c, m, n, k, alpha, beta, operand, operandRowStride, operandColStride);
         if (m == 0 || n == 0) return;
-        if (operandRowStride < 0 || operandColStride < 0)
-            throw new ArgumentException($"MatMul: epilogue operand strides must be >= 0, got ({operandRowStride}, {operandColStride}).");
-        Check.AtLeast("MatMul", "operand", operand, (long)(m - 1) * operandRowStride + (long)(n - 1) * operandColStride + 1);
-        var g = new GemmArgs(m, n, k, transA, transB, alpha, beta).WithOperand(operandRowStride, operandColStride);
         var path = Choose(host, m, n);
-        var group = new Index3D(LargeSide, LargeSide, 1);
+        if (path == MatMulPath.Host) HostMatMul(host, a, b, c, operand, g, epilogue);
+        else Launch(host, path, a, b, c, operand, g, scratch, epilogue, default(NoTail));
+    }
+
+    /// <summary>
+    /// The product of MatMul&lt;TEpi&gt; followed by a sum of all of C (the tail): loss = Scale * sum of
+    /// Map(C(i, j)), and with a side op C(i, j) = Side(C(i, j), S). A loss and its gradient, taken where
+    /// the product that feeds them is made. The sum runs in the product's launch when C is small
+    /// enough for one group (SumInSameLaunch), on the host after the host SGEMM, and otherwise as
+    /// Reduce.SumAllMap in a second launch; each order is fixed, so the bits are the same every run.
+    /// </summary>
+    /// <typeparam name="TEpi">The epilogue op.</typeparam>
+    /// <typeparam name="TMap">The op summed.</typeparam>
+    /// <typeparam name="TSide">The side op.</typeparam>
+    /// <param name="host">The kernel host.</param>
+    /// <param name="a">A: (M, K) row-major, or (K, M) when transA.</param>
+    /// <param name="transA">Use A transposed.</param>
+    /// <param name="b">B: (K, N) row-major, or (N, K) when transB.</param>
+    /// <param name="transB">Use B transposed.</param>
+    /// <param name="c">C: (M, N) row-major; holds Side(C, S) afterwards when the tail has a side op, else C.</param>
+    /// <param name="m">Rows of C, at least 1.</param>
+    /// <param name="n">Columns of C, at least 1.</param>
+    /// <param name="k">Shared dimension.</param>
+    /// <param name="alpha">Scale of the product.</param>
+    /// <param name="beta">Scale of the existing C (0: C is write-only).</param>
+    /// <param name="scratch">MatMulSumScratch(host, m, n, k) elements.</param>
+    /// <param name="epilogue">The epilogue op.</param>
+    /// <param name="operand">E's buffer (see MatMul&lt;TEpi&gt;).</param>
+    /// <param name="operandRowStride">E's stride between rows of C.</param>
+    /// <param name="operandColStride">E's stride between columns of C.</param>
+    /// <param name="tail">The sum: its loss element, map, scale and side op.</param>
+    public static void MatMulSum<TEpi, TMap, TSide>(KernelHost host,
+        ArrayView<float> a, bool transA, ArrayView<float> b, bool transB, ArrayView<float> c,
+        int m, int n, int k, float alpha, float beta, ArrayView<float> scratch,
+        TEpi epilogue, ArrayView<float> operand, int operandRowStride, int operandColStride, SumTail<TMap, TSide> tail)
+        where TEpi : struct, IBinaryOp
+        where TMap : struct, IUnaryOp
+        where TSide : struct, IBinaryOp
+    {
+        var g = Checked("MatMulSum", a, transA, b, transB, c, m, n, k, alpha, beta, operand, operandRowStride, operandColStride);
+        if (m == 0 || n == 0)
+            throw new ArgumentException($"MatMulSum: C is {m}x{n}, an empty product has nothing to sum; run MatMul and write the loss yourself.");
+        int mn = m * n;
+        Check.Length("MatMulSum", "loss", tail.Loss, 1);
+        if (tail.HasSide) Check.Length("MatMulSum", "s", tail.S, tail.SStride == 0 ? 1 : mn);
+        if (scratch.Length < MatMulSumScratch(host, m, n, k))
+            throw new ArgumentException($"MatMulSum: scratch has {scratch.Length} elements, needs {MatMulSumScratch(host, m, n, k)}. Ask MatMulSumScratch first.");
+        var path = Choose(host, m, n);
+        var cView = c.SubView(0, mn);
         if (path == MatMulPath.Host)
         {
             HostMatMul(host, a, b, c, operand, g, epilogue);
+            Reduce.HostSumAllMap(host, cView, tail);
             return;
         }
+        if (SumInSameLaunch(host, m, n, k))
+        {
+            Launch(host, path, a, b, c, operand, g, scratch, epilogue, tail.WithArrival(host.TailArrival));
+            return;
+        }
+        Launch(host, path, a, b, c, operand, g, scratch, epilogue, default(NoTail));
+        if (tail.HasSide) Reduce.SumAllMap(host, cView, tail.Loss, scratch, tail.Map, cView, tail.S, tail.SStride, tail.Side, tail.Scale);
+        else Reduce.SumAllMap(host, cView, tail.Loss, scratch, tail.Map, tail.Scale);
+    }
+
+    /// <summary>
+    /// Whether MatMulSum sums C in the product's own launch: allowed (KernelHost.SumTailInLaunch), a
+    /// Tiled, Small or Warp product whose last kernel has groups of a power of two up to MaxTailThreads
+    /// threads, and a C that Reduce's sum would take in one group. (On the host SGEMM the sum is host
+    /// code; elsewhere it is a second launch.)
+    /// </summary>
+    /// <param name="host">The kernel host.</param>
+    /// <param name="m">Rows of C.</param>
+    /// <param name="n">Columns of C.</param>
+    /// <param name="k">Shared dimension.</param>
+    public static bool SumInSameLaunch(KernelHost host, int m, int n, int k)
+    {
+        var path = Choose(host, m, n);
+        if (!host.SumTailInLaunch || path is not (MatMulPath.Tiled or MatMulPath.Small or MatMulPath.Warp) || !Reduce.OneGroup(host, m * n)) return false;
+        // The group of the launch that stores C: the tiled group, or the grid-stride kernels' group
+        // (Small, Warp, and the kernel that sums split-K's slices in a second launch).
+        bool sumKernelStores = SplitK(host, m, n, k) > 1 && !SumsInSameLaunch(host, TileGrid(host.TiledGroup, m, n));
+        int threads = path == MatMulPath.Tiled && !sumKernelStores ? host.TiledGroup.X * host.TiledGroup.Y : host.GroupSize;
+        return threads <= MaxTailThreads && (threads & (threads - 1)) == 0;
+    }
+
+    /// <summary>Scratch elements MatMulSum needs for this shape: split-K's slices, or the second launch's partial sums.</summary>
+    /// <param name="host">The kernel host.</param>
+    /// <param name="m">Rows of C.</param>
+    /// <param name="n">Columns of C.</param>
+    /// <param name="k">Shared dimension.</param>
+    public static long MatMulSumScratch(KernelHost host, int m, int n, int k) =>
+        Math.Max(SplitKScratch(host, m, n, k), Reduce.SumAllScratch(host));
+
+    // The size and stride checks every entry makes; the product's arguments.
+    private static GemmArgs Checked(string op, ArrayView<float> a, bool transA, ArrayView<float> b, bool transB, ArrayView<float> c,
+        int m, int n, int k, float alpha, float beta, ArrayView<float> operand, int operandRowStride, int operandColStride)
+    {
+        if (m < 0 || n < 0 || k < 0) throw new ArgumentException($"{op}: negative size M={m}, N={n}, K={k}.");
+        Check.Length(op, "a", a, (long)m * k);
+        Check.Length(op, "b", b, (long)k * n);
+        Check.Length(op, "c", c, (long)m * n);
+        if (operandRowStride < 0 || operandColStride < 0)
+            throw new ArgumentException($"{op}: epilogue operand strides must be >= 0, got ({operandRowStride}, {operandColStride}).");
+        if (m > 0 && n > 0)
+            Check.AtLeast(op, "operand", operand, (long)(m - 1) * operandRowStride + (long)(n - 1) * operandColStride + 1);
+        return new GemmArgs(m, n, k, transA, transB, alpha, beta).WithOperand(operandRowStride, operandColStride);
+    }
+
+    // One product on a device kernel (every path but Host), with its tail in the launch that stores C.
+    private static void Launch<TEpi, TTail>(KernelHost host, MatMulPath path, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c,
+        ArrayView<float> operand, GemmArgs g, ArrayView<float> scratch, TEpi epilogue, TTail tail)
+        where TEpi : struct, IBinaryOp
+        where TTail : struct, IProductTail
+    {
+        int m = g.M, n = g.N;
+        var group = new Index3D(LargeSide, LargeSide, 1);
+        if (path is MatMulPath.Large or MatMulPath.Wide && typeof(TTail) != typeof(NoTail))
+            throw new InvalidOperationException($"MatMul: the {path} kernel has no tail; MatMulSum sums its C in a second launch.");
         if (path == MatMulPath.Wide)
         {
             var kw = host.Load("MatMulWide", typeof(TEpi), acc =>
@@ -183,12 +296,12 @@ public static partial class MatMulKernels
             // The shape's struct is a type argument (constant sizes); the host's limits picked the shape.
             switch (host.TiledGroup)
             {
-                case (16, 16): Tiled<Tile16x16, TEpi>(host, a, b, c, operand, g, scratch, epilogue); break;
-                case (8, 8): Tiled<Tile8x8, TEpi>(host, a, b, c, operand, g, scratch, epilogue); break;
-                case (4, 4): Tiled<Tile4x4, TEpi>(host, a, b, c, operand, g, scratch, epilogue); break;
-                case (2, 2): Tiled<Tile2x2, TEpi>(host, a, b, c, operand, g, scratch, epilogue); break;
-                case (2, 1): Tiled<Tile2x1, TEpi>(host, a, b, c, operand, g, scratch, epilogue); break;
-                default: Tiled<Tile1x1, TEpi>(host, a, b, c, operand, g, scratch, epilogue); break;
+                case (16, 16): Tiled<Tile16x16, TEpi, TTail>(host, a, b, c, operand, g, scratch, epilogue, tail); break;
+                case (8, 8): Tiled<Tile8x8, TEpi, TTail>(host, a, b, c, operand, g, scratch, epilogue, tail); break;
+                case (4, 4): Tiled<Tile4x4, TEpi, TTail>(host, a, b, c, operand, g, scratch, epilogue, tail); break;
+                case (2, 2): Tiled<Tile2x2, TEpi, TTail>(host, a, b, c, operand, g, scratch, epilogue, tail); break;
+                case (2, 1): Tiled<Tile2x1, TEpi, TTail>(host, a, b, c, operand, g, scratch, epilogue, tail); break;
+                default: Tiled<Tile1x1, TEpi, TTail>(host, a, b, c, operand, g, scratch, epilogue, tail); break;
             }
             return;
         }
@@ -197,35 +310,36 @@ public static partial class MatMulKernels
             if (host.GroupSize % host.Accelerator.WarpSize != 0)
                 throw new NotSupportedException(
                     $"MatMul: the Warp kernel needs groups of whole warps; {host.Accelerator.Name} has groups of {host.GroupSize} and warps of {host.Accelerator.WarpSize}. Use Tiled or Small.");
-            var kw = host.Load("MatMulWarp", typeof(TEpi), acc =>
-                acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, TEpi>(WarpKernel));
+            var kw = host.Load("MatMulWarp", typeof((TEpi, TTail)), acc =>
+                acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, TEpi, TTail>(WarpKernel));
             // A warp per block.
-            kw(host.Stream, host.GridStride(Blocks4x4(m, n) * host.Accelerator.WarpSize), a, b, c, operand, g, epilogue);
+            kw(host.Stream, host.GridStride(Blocks4x4(m, n) * host.Accelerator.WarpSize), a, b, c, operand, g, epilogue, tail);
             return;
         }
-        var ks = host.Load("MatMulSmall", typeof(TEpi), acc =>
-            acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, TEpi>(SmallKernel));
-        ks(host.Stream, host.GridStride(Blocks4x4(m, n)), a, b, c, operand, g, epilogue);
+        var ks = host.Load("MatMulSmall", typeof((TEpi, TTail)), acc =>
+            acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, TEpi, TTail>(SmallKernel));
+        ks(host.Stream, host.GridStride(Blocks4x4(m, n)), a, b, c, operand, g, epilogue, tail);
     }
 
     // The tiled kernel on one group shape: one launch, split-K in one launch, or split-K in two.
-    private static void Tiled<TShape, TEpi>(KernelHost host, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c,
-        ArrayView<float> operand, GemmArgs g, ArrayView<float> scratch, TEpi epilogue)
+    private static void Tiled<TShape, TEpi, TTail>(KernelHost host, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c,
+        ArrayView<float> operand, GemmArgs g, ArrayView<float> scratch, TEpi epilogue, TTail tail)
         where TShape : struct, ITileShape
         where TEpi : struct, IBinaryOp
+        where TTail : struct, IProductTail
     {
         int m = g.M, n = g.N;
         var group = new Index3D(default(TShape).ThreadsX, default(TShape).ThreadsY, 1);
         var (gx, gy) = TileGrid((group.X, group.Y), m, n);
         int split = SplitK(host, m, n, g.K);
         // Load counts a launch, so each branch loads only what it launches.
-        Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, GemmArgs, int, TEpi> Kernel() =>
-            host.Load("MatMulTiled", typeof(TShape), typeof(TEpi), acc =>
-                acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, GemmArgs, int, TEpi>(TiledKernel<TShape, TEpi>));
+        Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, GemmArgs, int, TEpi, TTail> Kernel() =>
+            host.Load("MatMulTiled", typeof(TShape), typeof((TEpi, TTail)), acc =>
+                acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, GemmArgs, int, TEpi, TTail>(TiledKernel<TShape, TEpi, TTail>));
         var arrivals = host.SplitKArrivals;
         if (split == 1)
         {
-            Kernel()(host.Stream, new KernelConfig(new Index3D(gx, gy, 1), group), a, b, c, operand, c, arrivals, g, 0, epilogue);
+            Kernel()(host.Stream, new KernelConfig(new Index3D(gx, gy, 1), group), a, b, c, operand, c, arrivals, g, 0, epilogue, tail);
             return;
         }
         long need = (long)split * m * n;
@@ -235,16 +349,16 @@ public static partial class MatMulKernels
         var sliced = g.WithSliceDepth(SliceDepth(g.K, split));
         if (SumsInSameLaunch(host, (gx, gy)))
         {
-            Kernel()(host.Stream, new KernelConfig(new Index3D(gx, gy, split), group), a, b, c, operand, partial, arrivals, sliced, 1, epilogue);
+            Kernel()(host.Stream, new KernelConfig(new Index3D(gx, gy, split), group), a, b, c, operand, partial, arrivals, sliced, 1, epilogue, tail);
             return;
         }
-        // Two launches: raw slices, then their sum with scale, accumulate and the epilogue.
-        var raw = host.Load("MatMulTiled", typeof(TShape), typeof(FirstOp), acc =>
-            acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, GemmArgs, int, FirstOp>(TiledKernel<TShape, FirstOp>));
-        raw(host.Stream, new KernelConfig(new Index3D(gx, gy, split), group), a, b, partial, partial, partial, arrivals, sliced.Sliced(sliced.KPer), 0, default);
-        var sum = host.Load("SplitKSum", typeof(TEpi), acc =>
-            acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, int, TEpi>(SplitKSumKernel));
-        sum(host.Stream, host.GridStride((long)m * n), partial, c, operand, g, split, epilogue);
+        // Two launches: raw slices, then their sum with scale, accumulate, the epilogue and the tail.
+        var raw = host.Load("MatMulTiled", typeof(TShape), typeof((FirstOp, NoTail)), acc =>
+            acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, GemmArgs, int, FirstOp, NoTail>(TiledKernel<TShape, FirstOp, NoTail>));
+        raw(host.Stream, new KernelConfig(new Index3D(gx, gy, split), group), a, b, partial, partial, partial, arrivals, sliced.Sliced(sliced.KPer), 0, default, default);
+        var sum = host.Load("SplitKSum", typeof((TEpi, TTail)), acc =>
+            acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, int, TEpi, TTail>(SplitKSumKernel));
+        sum(host.Stream, host.GridStride((long)m * n), partial, c, operand, g, split, epilogue, tail);
     }
 
     /// <summary>

@@ -10,14 +10,16 @@ namespace AutogradNet.Kernels;
 public static partial class MatMulKernels
 {
     /// <summary>Register-blocked SGEMM without shared memory: one 4x4 block of C per loop step.</summary>
-    internal static void SmallKernel<TEpi>(
+    internal static void SmallKernel<TEpi, TTail>(
         ArrayView<float> a,   // (M, K) or (K, M) per g's strides
         ArrayView<float> b,   // (K, N) or (N, K) per g's strides
         ArrayView<float> c,   // (M, N) row-major
         ArrayView<float> e,   // epilogue operand, E(i, j) = e[i * Em + j * En]
         GemmArgs g,
-        TEpi epi)
+        TEpi epi,
+        TTail tail)           // run once C is stored
         where TEpi : struct, IBinaryOp
+        where TTail : struct, IProductTail
     {
         int tilesN = (g.N + 3) / 4;
         int total = ((g.M + 3) / 4) * tilesN;
@@ -28,6 +30,7 @@ public static partial class MatMulKernels
             for (int k = 0; k < g.K; k++) block.Step(a, b, g, k);
             block.Store(c, e, g, epi);
         }
+        tail.Finish(c, g.M * g.N);
     }
 
     // A 4x4 block of C held in registers (the PTX check shows ILGPU keeps the fields there, no local

@@ -18,14 +18,16 @@ namespace AutogradNet.Kernels;
 public static partial class MatMulKernels
 {
     /// <summary>One warp per 4x4 block of C, K split across the warp's lanes, summed by shuffles.</summary>
-    internal static void WarpKernel<TEpi>(
+    internal static void WarpKernel<TEpi, TTail>(
         ArrayView<float> a,   // (M, K) or (K, M) per g's strides
         ArrayView<float> b,   // (K, N) or (N, K) per g's strides
         ArrayView<float> c,   // (M, N) row-major
         ArrayView<float> e,   // epilogue operand, E(i, j) = e[i * Em + j * En]
         GemmArgs g,
-        TEpi epi)
+        TEpi epi,
+        TTail tail)           // run once C is stored
         where TEpi : struct, IBinaryOp
+        where TTail : struct, IProductTail
     {
         int w = Warp.WarpSize, lane = Warp.LaneIdx;
         int tilesN = (g.N + 3) / 4;
@@ -43,6 +45,7 @@ public static partial class MatMulKernels
             block.SumOverWarp();
             if (lane == 0) block.Store(c, e, g, epi);
         }
+        tail.Finish(c, g.M * g.N);
     }
 
     // Lane 0 gets the sum of v over the warp, by halving: lane l adds lane l + d for d = W/2, ..., 1.

@@ -91,6 +91,9 @@ public static partial class MatMulKernels
     /// <summary>Threads per group of the 128x128-tile kernels, Large and Wide (16 x 16).</summary>
     public const int LargeThreads = 256;
 
+    /// <summary>The most threads a group running a SumTail may have (its tree's shared array).</summary>
+    public const int MaxTailThreads = 256;
+
     // Depth: K per shared-memory slice of the tiled kernel (its tile comes from TShape).
     // LargeSide: threads per side of the Large and Wide groups.
     private const int Depth = 16, LargeSide = 16;
@@ -118,7 +121,7 @@ public static partial class MatMulKernels
     /// in one launch, with the bits of the two-kernel form (the order of the sum does not depend on
     /// which layer finishes last).
     /// </summary>
-    internal static void TiledKernel<TShape, TEpi>(
+    internal static void TiledKernel<TShape, TEpi, TTail>(
         ArrayView<float> a,        // (M, K) or (K, M) per g's strides
         ArrayView<float> b,        // (K, N) or (N, K) per g's strides
         ArrayView<float> c,        // (M, N) row-major; (split, M, N) slices when fixup = 0 and K is split
@@ -127,9 +130,11 @@ public static partial class MatMulKernels
         ArrayView<int> arrivals,   // (tiles) layers done per tile, 0 between launches, when fixup = 1
         GemmArgs g,
         int fixup,
-        TEpi epi)
+        TEpi epi,
+        TTail tail)                // run once C is stored (NoTail, or a sum of C in this launch)
         where TShape : struct, ITileShape
         where TEpi : struct, IBinaryOp
+        where TTail : struct, IProductTail
     {
         // Constants once the kernel is specialised on TShape.
         int sx = default(TShape).ThreadsX, sy = default(TShape).ThreadsY;
@@ -169,6 +174,7 @@ public static partial class MatMulKernels
             StoreStrided(c, e, g, epi, cBase, r + sy, col, sx, s10, s11, s12, s13);
             StoreStrided(c, e, g, epi, cBase, r + 2 * sy, col, sx, s20, s21, s22, s23);
             StoreStrided(c, e, g, epi, cBase, r + 3 * sy, col, sx, s30, s31, s32, s33);
+            tail.Finish(c, g.M * g.N);
             return;
         }
         var raw = g.Sliced(g.KPer);
@@ -178,6 +184,7 @@ public static partial class MatMulKernels
         StoreStrided(partial, partial, raw, keep, cBase, r + 2 * sy, col, sx, s20, s21, s22, s23);
         StoreStrided(partial, partial, raw, keep, cBase, r + 3 * sy, col, sx, s30, s31, s32, s33);
         SplitKFixup(c, e, partial, arrivals, g, epi, tid, r, col, sx, sy);
+        tail.Finish(c, g.M * g.N);
     }
 
     // The layers of a tile count themselves in; the last one (whose count sees all the others' slices,
@@ -295,14 +302,16 @@ public static partial class MatMulKernels
     /// C(i, j) = Epi(alpha * sum over slices of partial[s][i][j] + beta * C(i, j), E(i, j)), the slices
     /// summed in order (deterministic).
     /// </summary>
-    internal static void SplitKSumKernel<TEpi>(
+    internal static void SplitKSumKernel<TEpi, TTail>(
         ArrayView<float> partial,  // (split, M, N) partial products
         ArrayView<float> c,        // (M, N) row-major
         ArrayView<float> e,        // epilogue operand, E(i, j) = e[i * Em + j * En]
         GemmArgs g,
         int split,
-        TEpi epi)
+        TEpi epi,
+        TTail tail)                // run once C is stored
         where TEpi : struct, IBinaryOp
+        where TTail : struct, IProductTail
     {
         int mn = g.M * g.N;
         int stride = Grid.DimX * Group.DimX;
@@ -310,5 +319,6 @@ public static partial class MatMulKernels
         {
             Store(c, e, g, epi, 0, idx / g.N, idx % g.N, SumSlices(partial, mn, idx, split));
         }
+        tail.Finish(c, mn);
     }
 }

@@ -52,7 +52,7 @@ public readonly struct ReduceArgs
 }
 
 /// <summary>Sum kernels and their launchers.</summary>
-public static class Reduce
+public static partial class Reduce
 {
     private const int MaxGroup = 1024;
 

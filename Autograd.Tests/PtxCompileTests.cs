@@ -38,6 +38,8 @@ public sealed class PtxCompileTests
         var unary = asm.GetTypes().Where(t => t.IsValueType && !t.IsGenericTypeDefinition && typeof(IUnaryOp).IsAssignableFrom(t)).ToArray();
         var binary = asm.GetTypes().Where(t => t.IsValueType && !t.IsGenericTypeDefinition && typeof(IBinaryOp).IsAssignableFrom(t)).ToArray();
         var shapes = asm.GetTypes().Where(t => t.IsValueType && typeof(ITileShape).IsAssignableFrom(t)).ToArray();
+        // No tail; a plain sum (the sum of a product); the seed's loss and gradient.
+        Type[] tails = [typeof(NoTail), typeof(SumTail<IdentityOp, FirstOp>), typeof(SumTail<PowOp, PowGradOp>)];
         foreach (var type in asm.GetTypes())
         {
             foreach (var m in type.GetMethods(BindingFlags.Static | BindingFlags.NonPublic | BindingFlags.Public))
@@ -45,11 +47,12 @@ public sealed class PtxCompileTests
                 if (!m.Name.EndsWith("Kernel", StringComparison.Ordinal) || m.ReturnType != typeof(void)) continue;
                 if (!m.IsGenericMethodDefinition) { yield return m; continue; }
                 // Each struct in each generic slot, the other slots at their identity (IdentityOp, FirstOp,
-                // the GPU's tile shape).
+                // the GPU's tile shape, NoTail).
                 var slots = m.GetGenericArguments().Select(t => t.GetGenericParameterConstraints())
                     .Select<Type[], (Type[] Choices, Type Identity)>(c =>
                         c.Contains(typeof(IUnaryOp)) ? (unary, typeof(IdentityOp))
                         : c.Contains(typeof(ITileShape)) ? (shapes, typeof(Tile16x16))
+                        : c.Contains(typeof(IProductTail)) ? (tails, typeof(NoTail))
                         : (binary, typeof(FirstOp))).ToArray();
                 var choices = slots.Select(x => x.Choices).ToArray();
                 var identity = slots.Select(x => x.Identity).ToArray();
@@ -59,7 +62,7 @@ public sealed class PtxCompileTests
                     {
                         var args = (Type[])identity.Clone();
                         args[slot] = op;
-                        if (seen.Add(string.Join(",", args.Select(t => t.Name)))) yield return m.MakeGenericMethod(args);
+                        if (seen.Add(string.Join(",", args.Select(Name)))) yield return m.MakeGenericMethod(args);
                     }
             }
         }
@@ -73,7 +76,12 @@ public sealed class PtxCompileTests
     }
 
     private static string Describe(MethodInfo m) =>
-        $"{m.DeclaringType!.Name}.{m.Name}" + (m.IsGenericMethod ? $"<{string.Join(", ", m.GetGenericArguments().Select(t => t.Name))}>" : "");
+        $"{m.DeclaringType!.Name}.{m.Name}" + (m.IsGenericMethod ? $"<{string.Join(", ", m.GetGenericArguments().Select(Name))}>" : "");
+
+    // A type as C# spells it, generic arguments included: SumTail<PowOp, PowGradOp>.
+    private static string Name(Type t) => t.IsGenericType
+        ? $"{t.Name[..t.Name.IndexOf('`')]}<{string.Join(", ", t.GetGenericArguments().Select(Name))}>"
+        : t.Name;
 
     [Theory]
     [MemberData(nameof(Kernels))]
@@ -102,7 +110,9 @@ public sealed class PtxCompileTests
         names.Should().Contain(n => n.Contains("ZipBroadcastKernel<PowGradOp>"));
         names.Should().Contain(n => n.Contains("SumMapKernel<PowOp, FirstOp>")).And.Contain(n => n.Contains("SumMapKernel<IdentityOp, PowGradOp>"));
         names.Should().Contain(n => n.Contains("LargeKernel<ClampGradOp>"));
-        names.Should().Contain("MatMulKernels.TiledKernel<Tile16x16, FirstOp>").And.Contain("MatMulKernels.TiledKernel<Tile2x1, FirstOp>");
+        names.Should().Contain("MatMulKernels.TiledKernel<Tile16x16, FirstOp, NoTail>").And.Contain("MatMulKernels.TiledKernel<Tile2x1, FirstOp, NoTail>");
+        names.Should().Contain("MatMulKernels.TiledKernel<Tile16x16, FirstOp, SumTail<PowOp, PowGradOp>>")
+            .And.Contain("MatMulKernels.WarpKernel<FirstOp, SumTail<IdentityOp, FirstOp>>");
         names.Count.Should().BeGreaterThan(40);
     }
 
@@ -115,7 +125,7 @@ public sealed class PtxCompileTests
     [InlineData("Tile1x1", 1, 1)]
     public void Tiled_SGEMM_shares_slices_the_size_of_its_group(string shape, int x, int y)
     {
-        var ptx = PtxOf($"MatMulKernels.TiledKernel<{shape}, FirstOp>");
+        var ptx = PtxOf($"MatMulKernels.TiledKernel<{shape}, FirstOp, NoTail>");
         ptx.Should().Contain("bar.sync").And.Contain("ld.shared.f32");
         var sizes = System.Text.RegularExpressions.Regex.Matches(ptx, @"\.shared \.align \d+ \.b8 \w+\[(\d+)\]")
             .Select(mt => int.Parse(mt.Groups[1].Value)).ToList();
@@ -125,8 +135,21 @@ public sealed class PtxCompileTests
     [Fact]
     public void Warp_SGEMM_sums_its_lanes_by_shuffles_without_shared_memory()
     {
-        var ptx = PtxOf("MatMulKernels.WarpKernel<FirstOp>");
+        var ptx = PtxOf("MatMulKernels.WarpKernel<FirstOp, NoTail>");
         ptx.Should().Contain("shfl.sync.down").And.NotContain("bar.sync").And.NotContain(".shared");
+    }
+
+    // NoTail must cost nothing: the tail's barriers, atomic and shared tree appear only with a SumTail.
+    [Fact]
+    public void A_sum_tail_adds_its_count_and_tree_and_no_tail_adds_nothing()
+    {
+        var plain = PtxOf("MatMulKernels.SmallKernel<FirstOp, NoTail>");
+        plain.Should().NotContain("bar.sync").And.NotContain("atom.").And.NotContain(".shared");
+        var tail = PtxOf("MatMulKernels.SmallKernel<FirstOp, SumTail<PowOp, PowGradOp>>");
+        tail.Should().Contain("bar.sync").And.Contain("atom.add").And.Contain("membar.gl");
+        var sizes = System.Text.RegularExpressions.Regex.Matches(tail, @"\.shared \.align \d+ \.b8 \w+\[(\d+)\]")
+            .Select(mt => int.Parse(mt.Groups[1].Value)).ToList();
+        sizes.Sum().Should().Be(sizeof(int) + sizeof(float) * MatMulKernels.MaxTailThreads, "the last-group flag and the tree");
     }
 
     [Fact]

@@ -13,10 +13,20 @@ internal static class Executor
     /// <summary>Scratch elements the primitive needs beyond its output (0 for most).</summary>
     public static long ScratchElements(KernelHost h, OpSpec op, int[][] xShapes, int[] yShape) => op.Kind switch
     {
-        Prim.MatMul => MatMulKernels.SplitKScratch(h, yShape[0], yShape[1], op.Flag1 ? xShapes[0][0] : xShapes[0][1]),
+        Prim.MatMul when op.Payload is MatMulSumOp => MatMulKernels.MatMulSumScratch(h, ProductRows(op, xShapes), ProductCols(op, xShapes), ProductDepth(op, xShapes)),
+        Prim.MatMul => MatMulKernels.SplitKScratch(h, yShape[0], yShape[1], ProductDepth(op, xShapes)),
         Prim.Sum when op.Payload is SumMapOp || IsSumAll(op, xShapes[0]) => Reduce.SumAllScratch(h),
         _ => 0,
     };
+
+    /// <summary>A product's M, N and K from its operands' shapes (its output may be a fused loss).</summary>
+    public static int ProductRows(OpSpec op, int[][] xShapes) => op.Flag1 ? xShapes[0][1] : xShapes[0][0];
+
+    /// <inheritdoc cref="ProductRows"/>
+    public static int ProductCols(OpSpec op, int[][] xShapes) => op.Flag2 ? xShapes[1][0] : xShapes[1][1];
+
+    /// <inheritdoc cref="ProductRows"/>
+    public static int ProductDepth(OpSpec op, int[][] xShapes) => op.Flag1 ? xShapes[0][0] : xShapes[0][1];
 
     /// <summary>Whether a Sum runs as the sum of all elements (else on the axis kernels).</summary>
     public static bool IsSumAll(OpSpec op, int[] xShape) => op.Ints!.Length == xShape.Length && Tensor.Elements(xShape) > 0;
@@ -40,6 +50,7 @@ internal static class Executor
         switch (op.Payload)
         {
             case MatMulEpilogue e: e.Run(h, x, y, scratch); return;
+            case MatMulSumOp ms: ms.Run(h, x, y, side, scratch); return;
             case SumMapOp s: s.Launch(h, x, y, side, scratch); return;
             case SumInto s: Reduce.SumAxes(h, x[0].View, x[0].Shape, op.Ints!, y.View, s.Alpha(), s.Beta); return;
         }

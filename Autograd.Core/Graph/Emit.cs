@@ -28,9 +28,9 @@ internal static class Emit
             if (op.Kind == Prim.MatMul)
             {
                 // Which SGEMM kernel this product runs, so Describe and Profile show it.
-                var a0 = n.Inputs[0].ShapeArray;
-                int[] c = n.Output.ShapeArray;
-                text += $" [{MatMulKernels.Describe(n.Output.Device.Host, c[0], c[1], op.Flag1 ? a0[0] : a0[1])}]";
+                int[][] shapes = [n.Inputs[0].ShapeArray, n.Inputs[1].ShapeArray];
+                text += $" [{MatMulKernels.Describe(n.Output.Device.Host, Executor.ProductRows(op, shapes), Executor.ProductCols(op, shapes),
+                    Executor.ProductDepth(op, shapes), withSum: op.Payload is MatMulSumOp)}]";
             }
             program.Add(new Instr(text, h => Executor.Run(h, op, xs, y, scratch, side)));
         }

@@ -71,6 +71,38 @@ internal static partial class Fuse
         return result;
     }
 
+    // A sum over all elements (plain, or mapped with its sibling and scale) whose input is a product
+    // read by nothing else becomes the product's tail. The fused node sits where the sum was (its
+    // sibling's operand is ready there) and writes the loss, and the product's buffer: the sibling's
+    // output (written over the product in place) when there is one, else the product itself.
+    private static List<Node> FoldProductIntoSum(List<Node> nodes, IReadOnlyCollection<Tensor> outputs)
+    {
+        var result = new List<Node>(nodes);
+        var consumers = Consumers(result);
+        for (int i = 0; i < result.Count; i++)
+        {
+            var sum = result[i];
+            if (sum.Op.Kind != Prim.Sum) continue;
+            var mapped = sum.Op.Payload as SumMapOp;
+            if (mapped == null && (sum.Op.Payload != null || !Executor.IsSumAll(sum.Op, sum.Inputs[0].ShapeArray))) continue;
+            var u = sum.Inputs[0];
+            var mm = result.Find(n => ReferenceEquals(n.Output, u));
+            if (mm is not { Op.Kind: Prim.MatMul, Op.Payload: null or MatMulEpilogue } || outputs.Contains(u)
+                || consumers[u].Count != 1 || sum.Inputs.Skip(1).Contains(u)) continue;
+            var epi = mm.Op.Payload as MatMulEpilogue
+                ?? FusedKernels.MatMul(mm.Op, new FirstOp(), mm.Op.ToString(), 0, 0, hasOperand: false);
+            var tail = mapped ?? FusedKernels.SumMap(new IdentityOp(), null, null, null);
+            Tensor[] inputs = [.. mm.Inputs, .. sum.Inputs.Skip(1)];
+            var op = mm.Op with { Payload = FusedKernels.MatMulSum(mm.Op, epi, tail) };
+            var fused = new Node(op, inputs, sum.Output) { Side = sum.Side ?? u };
+            result[i] = fused;
+            result.Remove(mm);
+            consumers = Consumers(result);
+            i = result.IndexOf(fused);
+        }
+        return result;
+    }
+
     // A binary elementwise node after the sum, reading u and an operand that is ready at the sum
     // (external, or made before it) and is u's shape or a single element; its output has u's shape.
     private static Node? Sibling(List<Node> nodes, Dictionary<Tensor, List<Node>> consumers, Tensor u, int sumAt, Node mapNode)

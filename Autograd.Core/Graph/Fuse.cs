@@ -6,7 +6,8 @@
 // - Elementwise ops that are the only reader of a product go into its epilogue (Fuse.MatMul.cs).
 // - A unary op read only by a sum over all elements goes into the sum, and an elementwise sibling of
 //   it that does not need the sum becomes the sum's second output, and a Scale after the sum (a
-//   Mean) multiplies its result in the same launch (Fuse.Reduce.cs).
+//   Mean) multiplies its result in the same launch, and a sum of a product that nothing else reads
+//   is taken in the product's launch (Fuse.Reduce.cs).
 // - A unary elementwise op that is the only consumer of an elementwise op's output is folded into
 //   it: the pair becomes one kernel whose op struct is composed at run time (ComposedOps.cs).
 // AUTOGRAD_FUSE=0 keeps only dead-code removal and expand folding (to compare, or to bisect a bug).
@@ -27,6 +28,7 @@ internal static partial class Fuse
         nodes = FoldIntoMatMul(nodes, outputs);
         nodes = FoldIntoSum(nodes, outputs);
         nodes = FoldScaleIntoSum(nodes, outputs);
+        nodes = FoldProductIntoSum(nodes, outputs);
         nodes = FoldUnaryChains(nodes, outputs);
         return nodes;
     }

@@ -35,6 +35,22 @@ internal sealed record SumMapOp(object Map, object? Side, float Scale, string? M
         + (SideText != null ? $", with {SideText}" : "");
 }
 
+/// <summary>Launch of a product with a sum tail: inputs (a, b[, operand][, s]), the loss, the product's buffer, scratch.</summary>
+internal delegate void MatMulSumLaunch(KernelHost h, Operand[] x, Operand loss, Operand c, float alpha, float beta, ArrayView<float> scratch);
+
+/// <summary>
+/// A product whose sum over all elements is taken in its launch (MatMulKernels.MatMulSum): the
+/// product through Epilogue into the node's side buffer, then loss = Sum's scale * the sum of Sum's
+/// map, and the buffer rewritten by Sum's side op when it has one.
+/// </summary>
+internal sealed record MatMulSumOp(MatMulEpilogue Epilogue, SumMapOp Sum, MatMulSumLaunch Launch)
+{
+    public string Text => Epilogue.Text + " -> " + Sum.Text;
+
+    public void Run(KernelHost h, Operand[] x, Operand loss, Operand c, ArrayView<float> scratch) =>
+        Launch(h, x, loss, c, Epilogue.Alpha(), Epilogue.Beta, scratch);
+}
+
 /// <summary>
 /// A sum over some axes written into a parameter: p = Alpha * sums + Beta * p (a bias's SGD update
 /// from its gradient's batch sum, in the sum's launch).
@@ -75,6 +91,38 @@ internal static class FusedKernels
             var e = hasOperand ? x[2].View : y.View;
             MatMulKernels.MatMul(h, x[0].View, ta, x[1].View, tb, y.View, y.Shape[0], y.Shape[1], k,
                 alpha, beta, scratch, epi, e, hasOperand ? rs : 0, hasOperand ? cs : 0);
+        };
+    }
+
+    /// <summary>The product with epilogue e, summed as the fused sum describes, in one MatMulSum.</summary>
+    public static MatMulSumOp MatMulSum(OpSpec mm, MatMulEpilogue e, SumMapOp sum)
+    {
+        var m = typeof(FusedKernels).GetMethod(nameof(BindMatMulSum), BindingFlags.NonPublic | BindingFlags.Static)!
+            .MakeGenericMethod(e.OpType, sum.Map.GetType(), (sum.Side ?? new FirstOp()).GetType());
+        var launch = (MatMulSumLaunch)m.Invoke(null, [e.Op, mm.Flag1, mm.Flag2, e.RowStride, e.ColStride, e.HasOperand, sum])!;
+        return new MatMulSumOp(e, sum, launch);
+    }
+
+    private static MatMulSumLaunch BindMatMulSum<TEpi, TMap, TSide>(object op, bool ta, bool tb, int rs, int cs, bool hasOperand, SumMapOp sum)
+        where TEpi : struct, IBinaryOp
+        where TMap : struct, IUnaryOp
+        where TSide : struct, IBinaryOp
+    {
+        var epi = (TEpi)op;
+        var map = (TMap)sum.Map;
+        var side = sum.Side is null ? default : (TSide)sum.Side;
+        bool hasSide = sum.Side != null;
+        float scale = sum.Scale;
+        return (h, x, loss, c, alpha, beta, scratch) =>
+        {
+            int k = ta ? x[0].Shape[0] : x[0].Shape[1];
+            var e = hasOperand ? x[2].View : c.View;
+            // The side op's operand is the last input; one element broadcasts.
+            var tail = hasSide
+                ? new SumTail<TMap, TSide>(loss.View, map, scale, side, x[^1].View, x[^1].View.Length == 1 ? 0 : 1)
+                : new SumTail<TMap, TSide>(loss.View, map, scale);
+            MatMulKernels.MatMulSum(h, x[0].View, ta, x[1].View, tb, c.View, c.Shape[0], c.Shape[1], k,
+                alpha, beta, scratch, epi, e, hasOperand ? rs : 0, hasOperand ? cs : 0, tail);
         };
     }
 

@@ -113,7 +113,7 @@ public sealed class CompiledStep : IDisposable
     public int Nodes => _nodes.Count;
 
     /// <summary>Fused kernels generated for this step (elementwise chains, matmul epilogues, mapped sums).</summary>
-    public int FusedKernels => _nodes.Count(n => n.Op.Kind == Prim.Fused || n.Op.Payload is MatMulEpilogue or SumMapOp);
+    public int FusedKernels => _nodes.Count(n => n.Op.Kind == Prim.Fused || n.Op.Payload is MatMulEpilogue or SumMapOp or MatMulSumOp);
 
     /// <summary>Kernel launches per step (known after the first Run).</summary>
     public long LaunchesPerStep => _replay.LaunchesPerStep;
@@ -127,11 +127,12 @@ public sealed class CompiledStep : IDisposable
     /// <summary>The tensors the step reads but did not compute (inputs, parameters, constants).</summary>
     public IReadOnlyList<Tensor> Inputs => _inputs;
 
-    /// <summary>The generated op structs by the kernel family they close: Map/Zip, MatMul (epilogue), SumMap (map, side).</summary>
+    /// <summary>The generated op structs by the kernel family they close: Map/Zip, MatMul (epilogue), MatMulSum (epilogue, map, side), SumMap (map, side).</summary>
     internal IEnumerable<(string Family, Type[] Ops)> GeneratedOps => _nodes.Select(n => n.Op.Payload switch
     {
         FusedOp f => (typeof(IBinaryOp).IsAssignableFrom(f.OpType) ? "Zip" : "Map", new[] { f.OpType }),
         MatMulEpilogue e => ("MatMul", new[] { e.OpType }),
+        MatMulSumOp f => ("MatMulSum", new[] { f.Epilogue.OpType, f.Sum.Map.GetType(), (f.Sum.Side ?? new FirstOp()).GetType() }),
         SumMapOp s => ("SumMap", new[] { s.Map.GetType(), (s.Side ?? new FirstOp()).GetType() }),
         _ => ("", Array.Empty<Type>()),
     }).Where(g => g.Item1 != "");

@@ -1,0 +1,143 @@
+// A product's tail: work a kernel does once all of its groups have stored their part of C, in the
+// same launch. The one tail is a sum over all of C: loss = Scale * sum of Map(C), and, with a side
+// op, C = Side(C, S) in place. That is a loss and its gradient taken where the product that feeds
+// them is made, e.g. sum((h w2 - y)^2) and 2 (h w2 - y) in the launch of h w2, which saves the seed's
+// step the launch of its loss pass.
+//
+// How: every group fences its stores and counts itself in (an atomic count, reset by the last group
+// for the next launch). The group that counts last sees every other group's stores. It walks C in the
+// order of Reduce's one-group sum: thread t takes t, t + T, t + 2T, ..., then a tree over the group.
+// The bits are the same every run, and on a group of Reduce's size they are the bits of
+// Reduce.SumAllMap. One group does all the work, so the launcher keeps the tail for outputs that one
+// group of Reduce's sum would take anyway (MatMulKernels.Launch.cs); a larger C is summed by
+// Reduce.SumAllMap in a second launch.
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace AutogradNet.Kernels;
+
+/// <summary>Work a product kernel does in its own launch once every group has stored its part of C.</summary>
+public interface IProductTail
+{
+    /// <summary>Called by every thread of every group after its stores; C holds count elements.</summary>
+    /// <param name="c">C, (count) row-major.</param>
+    /// <param name="count">Elements of C.</param>
+    void Finish(ArrayView<float> c, int count);
+}
+
+/// <summary>No tail: the product only stores C.</summary>
+public readonly struct NoTail : IProductTail
+{
+    /// <inheritdoc/>
+    public void Finish(ArrayView<float> c, int count)
+    {
+    }
+}
+
+/// <summary>
+/// The sum of a product's output, in the product's launch: loss = Scale * sum of Map(C(i, j)), and
+/// when the tail has a side op, C(i, j) = Side(C(i, j), S[(i * N + j) * SStride]).
+/// </summary>
+/// <typeparam name="TMap">The op applied to each element before it is summed.</typeparam>
+/// <typeparam name="TSide">The side op: (element of C, element of S) -> new element of C.</typeparam>
+public readonly struct SumTail<TMap, TSide> : IProductTail
+    where TMap : struct, IUnaryOp
+    where TSide : struct, IBinaryOp
+{
+    // Views are fields, so the tail is one kernel argument whatever it carries.
+    private readonly ArrayView<float> _loss;  // (1)
+    private readonly ArrayView<float> _s;     // (count) with stride 1, or (1) with stride 0
+    private readonly ArrayView<int> _arrival; // (1) groups done, 0 between launches
+    private readonly int _sStride, _hasSide;
+    private readonly float _scale;
+    private readonly TMap _map;
+    private readonly TSide _side;
+
+    /// <summary>loss[0] = scale * the sum of map(C); C is left as the product stored it.</summary>
+    /// <param name="loss">One element.</param>
+    /// <param name="map">The op summed (IdentityOp for a plain sum).</param>
+    /// <param name="scale">Multiplies the sum (a mean's 1/n); 1 changes no bit.</param>
+    public SumTail(ArrayView<float> loss, TMap map, float scale = 1f)
+        : this(loss, map, scale, default, loss, 0, 0, default)
+    {
+    }
+
+    /// <summary>loss[0] = scale * the sum of map(C), and C = side(C, s) in the same pass.</summary>
+    /// <param name="loss">One element.</param>
+    /// <param name="map">The op summed.</param>
+    /// <param name="scale">Multiplies the sum.</param>
+    /// <param name="side">The side op.</param>
+    /// <param name="s">Its second operand: C's length (sStride 1) or one element (sStride 0).</param>
+    /// <param name="sStride">1, or 0 to broadcast s[0].</param>
+    public SumTail(ArrayView<float> loss, TMap map, float scale, TSide side, ArrayView<float> s, int sStride)
+        : this(loss, map, scale, side, s, sStride, 1, default)
+    {
+        if (sStride is not (0 or 1)) throw new ArgumentException($"SumTail: sStride must be 0 or 1, got {sStride}.");
+    }
+
+    private SumTail(ArrayView<float> loss, TMap map, float scale, TSide side, ArrayView<float> s, int sStride, int hasSide,
+        ArrayView<int> arrival)
+    {
+        _loss = loss; _map = map; _scale = scale; _side = side; _s = s; _sStride = sStride; _hasSide = hasSide;
+        _arrival = arrival;
+    }
+
+    /// <summary>The loss element.</summary>
+    public ArrayView<float> Loss => _loss;
+
+    /// <summary>The side op's second operand.</summary>
+    public ArrayView<float> S => _s;
+
+    /// <summary>1 or 0 (s broadcast).</summary>
+    public int SStride => _sStride;
+
+    /// <summary>Whether C is rewritten by the side op.</summary>
+    public bool HasSide => _hasSide != 0;
+
+    /// <summary>Multiplies the sum.</summary>
+    public float Scale => _scale;
+
+    /// <summary>The op summed.</summary>
+    public TMap Map => _map;
+
+    /// <summary>The side op.</summary>
+    public TSide Side => _side;
+
+    // The launcher binds the host's counter; users never see it.
+    internal SumTail<TMap, TSide> WithArrival(ArrayView<int> arrival) =>
+        new(_loss, _map, _scale, _side, _s, _sStride, _hasSide, arrival);
+
+    /// <inheritdoc/>
+    public void Finish(ArrayView<float> c, int count)
+    {
+        var last = SharedMemory.Allocate<int>(1);
+        var sums = SharedMemory.Allocate<float>(MatMulKernels.MaxTailThreads);
+        int tid = Group.LinearIndex, threads = Group.Dimension.Size;
+        MemoryFence.DeviceLevel();
+        Group.Barrier();
+        if (tid == 0) last[0] = Atomic.Add(ref _arrival[0], 1) == Grid.Dimension.Size - 1 ? 1 : 0;
+        Group.Barrier();
+        if (last[0] == 0) return;
+        MemoryFence.DeviceLevel();
+        float acc = 0f;
+        for (int i = tid; i < count; i += threads)
+        {
+            float v = c[i];
+            acc += _map.Apply(v);
+            if (_hasSide != 0) c[i] = _side.Apply(v, _s[i * _sStride]);
+        }
+        // Reduce's group tree (threads is a power of two, checked by the launcher).
+        sums[tid] = acc;
+        Group.Barrier();
+        for (int half = threads / 2; half > 0; half /= 2)
+        {
+            if (tid < half) sums[tid] += sums[tid + half];
+            Group.Barrier();
+        }
+        if (tid == 0)
+        {
+            _loss[0] = _scale * sums[0];
+            _arrival[0] = 0;
+        }
+    }
+}
