@@ -46,3 +46,8 @@ sg = num(r"sgemm 4096\^3 tf32=False: [\d.]+ ms = ([\d.]+) TFLOP/s", torch)
 for n, mm in ours.items():
     if sg and n.startswith("matmul 4096^3 NN (") and mm.get("TflopS"):
         print(f"{'SGEMM 4096^3 TFLOP/s cuBLAS ' + n[len('matmul 4096^3 NN '):]:<34} {sg:>10.1f} {mm['TflopS'] / sg:>12.2f}")
+# Each sum against the device copy of the same call: its read rate over the copy's read + write rate.
+copy = next((r.get("GbS") for n, r in ours.items() if n.startswith("device copy 256M")), None)
+for n, r in ours.items():
+    if copy and n.startswith("sum ") and r.get("GbS"):
+        print(f"{n:<48} {r['GbS']:>8.0f} GB/s, copy {copy:>8.0f} GB/s {r['GbS'] / copy:>8.2f}x")

@@ -54,6 +54,7 @@ if (device.Kind == DeviceKind.Cuda)
     // What fusion and one-launch split-K buy, on the same card.
     Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "unfused"));
     Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "split-K in two launches"));
+    Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "loss in a second launch"));
     // Kernel choices for the tiny products, not yet the default.
     Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "warp products"));
     Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "warp below 16K outputs"));
@@ -124,6 +125,7 @@ if (!quick)
     Report(() => Workloads.BigStepCompiled(device, MatMulPath.Wide));
     Report(() => Workloads.Sum(device, 16 << 20));
     Report(() => Workloads.Sum(device, 256 << 20));
+    Report(() => Workloads.Copy(device, 256 << 20));
     Report(() => Workloads.SumDim(device, 8192, 8192, 0));
     Report(() => Workloads.SumDim(device, 8192, 8192, 1));
 }
@@ -131,6 +133,7 @@ else
 {
     Report(() => Workloads.MatMul(device, 256, 256, 256, false, false, "matmul 256^3 NN"));
     Report(() => Workloads.Sum(device, 1 << 20));
+    Report(() => Workloads.Copy(device, 1 << 20));
     Report(() => Workloads.SumDim(device, 512, 512, 0));
     Report(() => Workloads.SumDim(device, 512, 512, 1));
 }

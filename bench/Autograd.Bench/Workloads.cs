@@ -78,7 +78,8 @@ public static partial class Workloads
     /// sums split products in a second kernel (KernelHost.SplitKInOneLaunch = false); "warp products" runs
     /// every product on MatMulPath.Warp; "warp below 16K outputs" sets KernelHost.WarpMaxOutputs = 16384 (the
     /// products of up to 16K outputs on Warp, the rest as Auto chooses); "8x8 tiles" gives the tiled kernel
-    /// groups of 8x8.</param>
+    /// groups of 8x8; "loss in a second launch" sums the loss after its product instead of in the
+    /// product's launch (KernelHost.SumTailInLaunch = false).</param>
     public static Result SeedCompiled(Device d, int steps, bool cudaGraphs, int stepsPerRun, string variant = "")
     {
         var saved = d.Kernels.MatMulSettings;
@@ -87,6 +88,7 @@ public static partial class Workloads
         if (variant == "warp products") d.Kernels.MatMulPath = MatMulPath.Warp;
         if (variant == "8x8 tiles") d.Kernels.TiledGroup = (8, 8);
         if (variant == "warp below 16K outputs") d.Kernels.WarpMaxOutputs = 16384;
+        if (variant == "loss in a second launch") d.Kernels.SumTailInLaunch = false;
         try
         {
             // The kernel-choice variants print where their time goes, like the shipped step.
@@ -296,6 +298,32 @@ public static partial class Workloads
         int reps = (int)Math.Clamp(4e9 / (4.0 * n), 3, 2000);
         double us = Median(d, Run, reps);
         return new Result($"sum {n / (1 << 20)}M floats", us, null, 4.0 * n / us / 1e3, $"err/sum|x| {err:E1}");
+    }
+
+    /// <summary>
+    /// A device-to-device copy of n floats (the driver's copy): the bandwidth a sum's read is judged
+    /// against. GB/s counts the bytes read and written, 8n.
+    /// </summary>
+    public static Result Copy(Device d, int n)
+    {
+        Tensor.ManualSeed(5);
+        using var x = Tensor.Randn([n], d);
+        using var y = Tensor.Zeros([n], d);
+        var h = d.Kernels;
+        void Run() => View(x).CopyTo(h.Stream, View(y));
+        Run();
+        h.Synchronize();
+        var xs = x.ToArray();
+        var ys = y.ToArray();
+        var r = new Random(7);
+        for (int t = 0; t < 64; t++)
+        {
+            int i = r.Next(n);
+            if (xs[i] != ys[i]) throw new InvalidOperationException($"copy of {n}: element {i} is {ys[i]}, not {xs[i]}");
+        }
+        int reps = (int)Math.Clamp(4e9 / (8.0 * n), 3, 2000);
+        double us = Median(d, Run, reps);
+        return new Result($"device copy {n / (1 << 20)}M floats (read + write)", us, null, 8.0 * n / us / 1e3, "64 samples equal");
     }
 
     /// <summary>Sum of a (rows, cols) matrix along one dim: 0 (a batch sum, cols outputs) or 1 (row sums).</summary>
