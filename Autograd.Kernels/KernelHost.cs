@@ -39,13 +39,14 @@ public enum MatMulPath
 /// <param name="SplitKInOneLaunch">KernelHost.SplitKInOneLaunch.</param>
 /// <param name="WarpMaxOutputs">KernelHost.WarpMaxOutputs.</param>
 /// <param name="SumTailInLaunch">KernelHost.SumTailInLaunch.</param>
+/// <param name="PairProducts">KernelHost.PairProducts.</param>
 public readonly record struct MatMulSettings(MatMulPath Path, (int X, int Y) TiledGroup, int? SplitK, bool SplitKInOneLaunch, int WarpMaxOutputs,
-    bool SumTailInLaunch = true)
+    bool SumTailInLaunch = true, bool PairProducts = true)
 {
     /// <inheritdoc/>
     public override string ToString() =>
         $"MatMulPath {Path}, TiledGroup {TiledGroup.X}x{TiledGroup.Y}, MatMulSplitK {SplitK?.ToString() ?? "auto"}, " +
-        $"SplitKInOneLaunch {SplitKInOneLaunch}, WarpMaxOutputs {WarpMaxOutputs}, SumTailInLaunch {SumTailInLaunch}";
+        $"SplitKInOneLaunch {SplitKInOneLaunch}, WarpMaxOutputs {WarpMaxOutputs}, SumTailInLaunch {SumTailInLaunch}, PairProducts {PairProducts}";
 }
 
 /// <summary>
@@ -182,7 +183,7 @@ public sealed class KernelHost
     /// </summary>
     public MatMulSettings MatMulSettings
     {
-        get => new(MatMulPath, TiledGroup, MatMulSplitK, SplitKInOneLaunch, WarpMaxOutputs, SumTailInLaunch);
+        get => new(MatMulPath, TiledGroup, MatMulSplitK, SplitKInOneLaunch, WarpMaxOutputs, SumTailInLaunch, PairProducts);
         set
         {
             TiledGroup = value.TiledGroup; // validated first: a refused group changes nothing
@@ -191,6 +192,7 @@ public sealed class KernelHost
             SplitKInOneLaunch = value.SplitKInOneLaunch;
             WarpMaxOutputs = value.WarpMaxOutputs;
             SumTailInLaunch = value.SumTailInLaunch;
+            PairProducts = value.PairProducts;
         }
     }
 
@@ -247,6 +249,12 @@ public sealed class KernelHost
     /// launch (to measure what the tail saves).
     /// </summary>
     public bool SumTailInLaunch { get; set; } = true;
+
+    /// <summary>
+    /// Whether MatMulPair may run two tiled products in one launch (default), or always one after the
+    /// other (to measure what pairing saves).
+    /// </summary>
+    public bool PairProducts { get; set; } = true;
 
     /// <summary>One arrival counter per output tile for one-launch split-K; zero between launches.</summary>
     internal ArrayView<int> SplitKArrivals => _arrivals.View.SubView(0, MaxSplitKTiles);

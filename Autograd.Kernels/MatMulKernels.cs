@@ -136,17 +136,32 @@ public static partial class MatMulKernels
         where TEpi : struct, IBinaryOp
         where TTail : struct, IProductTail
     {
+        var tA = SharedMemory.Allocate<float>(Depth * 4 * default(TShape).ThreadsY); // [k][m] slice of A
+        var tB = SharedMemory.Allocate<float>(Depth * 4 * default(TShape).ThreadsX); // [k][n] slice of B
+        TiledTile<TShape, TEpi>(tA, tB, a, b, c, e, partial, arrivals, g, fixup, epi, Grid.IdxX, Grid.IdxY, Grid.IdxZ, Grid.DimX, Grid.DimZ);
+        tail.Finish(c, g.M * g.N);
+    }
+
+    // One group's work in the tiled SGEMM: tile (tileX, tileY) of C over K slice `slice` of `split`,
+    // the product's grid having tilesX tiles to a row (TiledKernel, and each half of TiledPairKernel).
+    private static void TiledTile<TShape, TEpi>(
+        ArrayView<float> tA,       // (Depth, 4 ThreadsY) shared slice of A
+        ArrayView<float> tB,       // (Depth, 4 ThreadsX) shared slice of B
+        ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> e,
+        ArrayView<float> partial, ArrayView<int> arrivals, GemmArgs g, int fixup, TEpi epi,
+        int tileX, int tileY, int slice, int tilesX, int split)
+        where TShape : struct, ITileShape
+        where TEpi : struct, IBinaryOp
+    {
         // Constants once the kernel is specialised on TShape.
         int sx = default(TShape).ThreadsX, sy = default(TShape).ThreadsY;
         int tileM = 4 * sy, tileN = 4 * sx;
-        var tA = SharedMemory.Allocate<float>(Depth * 4 * default(TShape).ThreadsY); // [k][m] slice of A
-        var tB = SharedMemory.Allocate<float>(Depth * 4 * default(TShape).ThreadsX); // [k][n] slice of B
         int tx = Group.IdxX, ty = Group.IdxY;
         int tid = ty * sx + tx;
-        int rowBase = Grid.IdxY * tileM, colBase = Grid.IdxX * tileN;
-        int kBegin = Grid.IdxZ * g.KPer;
+        int rowBase = tileY * tileM, colBase = tileX * tileN;
+        int kBegin = slice * g.KPer;
         int kEnd = Min(g.K, kBegin + g.KPer);
-        int cBase = Grid.IdxZ * g.M * g.N; // the slice's partial product when split
+        int cBase = slice * g.M * g.N; // the slice's partial product when split
 
         float s00 = 0, s01 = 0, s02 = 0, s03 = 0, s10 = 0, s11 = 0, s12 = 0, s13 = 0;
         float s20 = 0, s21 = 0, s22 = 0, s23 = 0, s30 = 0, s31 = 0, s32 = 0, s33 = 0;
@@ -174,7 +189,6 @@ public static partial class MatMulKernels
             StoreStrided(c, e, g, epi, cBase, r + sy, col, sx, s10, s11, s12, s13);
             StoreStrided(c, e, g, epi, cBase, r + 2 * sy, col, sx, s20, s21, s22, s23);
             StoreStrided(c, e, g, epi, cBase, r + 3 * sy, col, sx, s30, s31, s32, s33);
-            tail.Finish(c, g.M * g.N);
             return;
         }
         var raw = g.Sliced(g.KPer);
@@ -183,20 +197,17 @@ public static partial class MatMulKernels
         StoreStrided(partial, partial, raw, keep, cBase, r + sy, col, sx, s10, s11, s12, s13);
         StoreStrided(partial, partial, raw, keep, cBase, r + 2 * sy, col, sx, s20, s21, s22, s23);
         StoreStrided(partial, partial, raw, keep, cBase, r + 3 * sy, col, sx, s30, s31, s32, s33);
-        SplitKFixup(c, e, partial, arrivals, g, epi, tid, r, col, sx, sy);
-        tail.Finish(c, g.M * g.N);
+        SplitKFixup(c, e, partial, arrivals, g, epi, tid, r, col, sx, sy, tileY * tilesX + tileX, split);
     }
 
     // The layers of a tile count themselves in; the last one (whose count sees all the others' slices,
     // made visible by the fence before each count) sums the tile's slices in layer order, stores C and
     // resets the count for the next launch. A thread's 4x4 block is rows r + p sy, columns col + q sx.
     private static void SplitKFixup<TEpi>(ArrayView<float> c, ArrayView<float> e, ArrayView<float> partial,
-        ArrayView<int> arrivals, GemmArgs g, TEpi epi, int tid, int r, int col, int sx, int sy)
+        ArrayView<int> arrivals, GemmArgs g, TEpi epi, int tid, int r, int col, int sx, int sy, int tile, int split)
         where TEpi : struct, IBinaryOp
     {
         var last = SharedMemory.Allocate<int>(1);
-        int tile = Grid.IdxY * Grid.DimX + Grid.IdxX;
-        int split = Grid.DimZ;
         MemoryFence.DeviceLevel();
         Group.Barrier();
         if (tid == 0) last[0] = Atomic.Add(ref arrivals[tile], 1) == split - 1 ? 1 : 0;

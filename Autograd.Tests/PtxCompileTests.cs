@@ -133,6 +133,15 @@ public sealed class PtxCompileTests
     }
 
     [Fact]
+    public void Paired_SGEMM_shares_one_set_of_slices()
+    {
+        var ptx = PtxOf("MatMulKernels.TiledPairKernel<Tile16x16, FirstOp, AddOp>");
+        var sizes = System.Text.RegularExpressions.Regex.Matches(ptx, @"\.shared \.align \d+ \.b8 \w+\[(\d+)\]")
+            .Select(mt => int.Parse(mt.Groups[1].Value)).ToList();
+        sizes.Sum().Should().Be(MatMulKernels.PairSharedBytes((16, 16)), "both halves load into the same slices");
+    }
+
+    [Fact]
     public void Warp_SGEMM_sums_its_lanes_by_shuffles_without_shared_memory()
     {
         var ptx = PtxOf("MatMulKernels.WarpKernel<FirstOp, NoTail>");

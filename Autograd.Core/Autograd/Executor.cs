@@ -13,6 +13,9 @@ internal static class Executor
     /// <summary>Scratch elements the primitive needs beyond its output (0 for most).</summary>
     public static long ScratchElements(KernelHost h, OpSpec op, int[][] xShapes, int[] yShape) => op.Kind switch
     {
+        Prim.MatMul when op.Payload is MatMulPairOp p => MatMulKernels.MatMulPairScratch(h,
+            ProductRows(op, xShapes), ProductCols(op, xShapes), ProductDepth(op, xShapes),
+            ProductRows(p.SecondOp, xShapes[p.FirstInputs..]), ProductCols(p.SecondOp, xShapes[p.FirstInputs..]), ProductDepth(p.SecondOp, xShapes[p.FirstInputs..])),
         Prim.MatMul when op.Payload is MatMulSumOp => MatMulKernels.MatMulSumScratch(h, ProductRows(op, xShapes), ProductCols(op, xShapes), ProductDepth(op, xShapes)),
         Prim.MatMul => MatMulKernels.SplitKScratch(h, yShape[0], yShape[1], ProductDepth(op, xShapes)),
         Prim.Sum when op.Payload is SumMapOp || IsSumAll(op, xShapes[0]) => Reduce.SumAllScratch(h),
@@ -51,6 +54,7 @@ internal static class Executor
         {
             case MatMulEpilogue e: e.Run(h, x, y, scratch); return;
             case MatMulSumOp ms: ms.Run(h, x, y, side, scratch); return;
+            case MatMulPairOp mp: mp.Launch(h, x, y, side, scratch); return;
             case SumMapOp s: s.Launch(h, x, y, side, scratch); return;
             case SumInto s: Reduce.SumAxes(h, x[0].View, x[0].Shape, op.Ints!, y.View, s.Alpha(), s.Beta); return;
         }

@@ -69,6 +69,7 @@ internal sealed record OpSpec(Prim Kind, float A = 0, float B = 0, int[]? Ints =
         Prim.Add when A != 1 => $"Add(alpha={A})",
         Prim.MatMul when Payload is MatMulEpilogue e => $"Fused({e.Text})",
         Prim.MatMul when Payload is MatMulSumOp f => $"Fused({f.Text})",
+        Prim.MatMul when Payload is MatMulPairOp p => $"Paired({p.FirstOp} | {p.SecondOp})",
         Prim.Sum when Payload is SumMapOp s => $"Fused({s.Text})",
         Prim.Sum when Payload is SumInto s => $"Fused({s.Text})",
         Prim.MatMul => $"MatMul({(Flag1 ? "T" : "N")}{(Flag2 ? "T" : "N")})",

@@ -23,19 +23,39 @@ internal static class Emit
             var y = Operand(plan, n.Output);
             var side = n.Side != null ? Operand(plan, n.Side) : default;
             var op = n.Op;
-            string text = $"{op} {string.Join(", ", n.Inputs.Select(i => Tensor.ShapeText(i.ShapeArray)))} -> {Tensor.ShapeText(n.Output.ShapeArray)}"
-                + (n.Side != null ? $" and {Tensor.ShapeText(n.Side.ShapeArray)}" : "");
-            if (op.Kind == Prim.MatMul)
-            {
-                // Which SGEMM kernel this product runs, so Describe and Profile show it.
-                int[][] shapes = [n.Inputs[0].ShapeArray, n.Inputs[1].ShapeArray];
-                text += $" [{MatMulKernels.Describe(n.Output.Device.Host, Executor.ProductRows(op, shapes), Executor.ProductCols(op, shapes),
-                    Executor.ProductDepth(op, shapes), withSum: op.Payload is MatMulSumOp)}]";
-            }
+            string text = op.Payload is MatMulPairOp pair ? PairText(n, pair) : Text(op, n.Inputs, n.Output, n.Side);
             program.Add(new Instr(text, h => Executor.Run(h, op, xs, y, scratch, side)));
         }
         program.AddRange(Update.Run(plan, optimizer, grads));
         return program;
+    }
+
+    // "op input shapes -> output shape", and for a product the SGEMM kernel it runs, so Describe and
+    // Profile show it.
+    private static string Text(OpSpec op, Tensor[] inputs, Tensor output, Tensor? side)
+    {
+        string text = $"{op} {string.Join(", ", inputs.Select(i => Tensor.ShapeText(i.ShapeArray)))} -> {Tensor.ShapeText(output.ShapeArray)}"
+            + (side != null ? $" and {Tensor.ShapeText(side.ShapeArray)}" : "");
+        if (op.Kind != Prim.MatMul) return text;
+        var (m, n, k) = Dims(op, inputs);
+        return text + $" [{MatMulKernels.Describe(output.Device.Host, m, n, k, withSum: op.Payload is MatMulSumOp)}]";
+    }
+
+    private static (int M, int N, int K) Dims(OpSpec op, Tensor[] inputs)
+    {
+        int[][] shapes = [inputs[0].ShapeArray, inputs[1].ShapeArray];
+        return (Executor.ProductRows(op, shapes), Executor.ProductCols(op, shapes), Executor.ProductDepth(op, shapes));
+    }
+
+    // Each half as a product of its own, then whether they share a launch.
+    private static string PairText(Node n, MatMulPairOp pair)
+    {
+        OpSpec first = pair.FirstOp, second = pair.SecondOp;
+        Tensor[] x1 = n.Inputs[..pair.FirstInputs], x2 = n.Inputs[pair.FirstInputs..];
+        var (m1, n1, k1) = Dims(first, x1);
+        var (m2, n2, k2) = Dims(second, x2);
+        bool one = MatMulKernels.PairInOneLaunch(n.Output.Device.Host, m1, n1, k1, m2, n2, k2);
+        return $"Paired: {Text(first, x1, n.Output, null)} + {Text(second, x2, n.Side!, null)}, {(one ? "in one launch" : "one after the other")}";
     }
 
     internal static Operand Operand(MemoryPlan plan, Tensor t)

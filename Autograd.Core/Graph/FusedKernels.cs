@@ -35,6 +35,17 @@ internal sealed record SumMapOp(object Map, object? Side, float Scale, string? M
         + (SideText != null ? $", with {SideText}" : "");
 }
 
+/// <summary>
+/// Two independent products in one node (MatMulKernels.MatMulPair): inputs are the first's
+/// (FirstInputs of them) then the second's; the first writes the node's output, the second its side.
+/// FirstOp and SecondOp are the halves as they were before pairing.
+/// </summary>
+internal sealed record MatMulPairOp(MatMulEpilogue First, MatMulEpilogue Second, OpSpec FirstOp, OpSpec SecondOp, int FirstInputs,
+    Action<KernelHost, Operand[], Operand, Operand, ArrayView<float>> Launch)
+{
+    public string Text => $"{First.Text} | {Second.Text}";
+}
+
 /// <summary>Launch of a product with a sum tail: inputs (a, b[, operand][, s]), the loss, the product's buffer, scratch.</summary>
 internal delegate void MatMulSumLaunch(KernelHost h, Operand[] x, Operand loss, Operand c, float alpha, float beta, ArrayView<float> scratch);
 
@@ -92,6 +103,31 @@ internal static class FusedKernels
             MatMulKernels.MatMul(h, x[0].View, ta, x[1].View, tb, y.View, y.Shape[0], y.Shape[1], k,
                 alpha, beta, scratch, epi, e, hasOperand ? rs : 0, hasOperand ? cs : 0);
         };
+    }
+
+    /// <summary>Two products with their epilogues, in one MatMulPair.</summary>
+    public static MatMulPairOp MatMulPair(OpSpec mm1, MatMulEpilogue e1, OpSpec mm2, MatMulEpilogue e2, int firstInputs)
+    {
+        var m = typeof(FusedKernels).GetMethod(nameof(BindMatMulPair), BindingFlags.NonPublic | BindingFlags.Static)!
+            .MakeGenericMethod(e1.OpType, e2.OpType);
+        var launch = (Action<KernelHost, Operand[], Operand, Operand, ArrayView<float>>)m.Invoke(null, [mm1, e1, mm2, e2, firstInputs])!;
+        return new MatMulPairOp(e1, e2, mm1, mm2, firstInputs, launch);
+    }
+
+    private static Action<KernelHost, Operand[], Operand, Operand, ArrayView<float>> BindMatMulPair<TEpi1, TEpi2>(
+        OpSpec mm1, MatMulEpilogue e1, OpSpec mm2, MatMulEpilogue e2, int firstInputs)
+        where TEpi1 : struct, IBinaryOp
+        where TEpi2 : struct, IBinaryOp
+    {
+        var epi1 = (TEpi1)e1.Op;
+        var epi2 = (TEpi2)e2.Op;
+        // One half's call from its inputs (a, b[, operand]) at `at` and its output.
+        static GemmCall Call(OpSpec mm, MatMulEpilogue e, Operand[] x, int at, Operand c) => new(
+            x[at].View, mm.Flag1, x[at + 1].View, mm.Flag2, c.View, c.Shape[0], c.Shape[1],
+            mm.Flag1 ? x[at].Shape[0] : x[at].Shape[1], e.Alpha(), e.Beta,
+            e.HasOperand ? x[at + 2].View : c.View, e.HasOperand ? e.RowStride : 0, e.HasOperand ? e.ColStride : 0);
+        return (h, x, y, side, scratch) =>
+            MatMulKernels.MatMulPair(h, Call(mm1, e1, x, 0, y), epi1, Call(mm2, e2, x, firstInputs, side), epi2, scratch);
     }
 
     /// <summary>The product with epilogue e, summed as the fused sum describes, in one MatMulSum.</summary>

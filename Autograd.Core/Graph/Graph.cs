@@ -1,7 +1,8 @@
 // Graph.Compile: a training step traced once, differentiated with the eager gradient table,
 // optimised, planned and emitted as a list of pre-bound launches, then replayed (as a CUDA graph on
 // CUDA). The passes, in order, each in its own file: Trace, Differentiate, Fuse, Update (the
-// optimizer's pass: folded into the products, or appended by Emit), PlanMemory, Emit, Replay.
+// optimizer's pass: folded into the products, or appended by Emit), Fuse's pairing of the products
+// the update moved (Fuse.Pair.cs), PlanMemory, Emit, Replay.
 using System.Text;
 using AutogradNet.Kernels;
 using AutogradNet.Optim;
@@ -46,6 +47,7 @@ public static class Graph
             int recorded = traced.Count;
             var nodes = Fuse.Run(traced, outputs, constants);
             nodes = Update.Fold(nodes, outputs, optimizer, grads);
+            nodes = Fuse.PairProducts(nodes);
             var plan = MemoryPlan.Run(nodes, outputs, output.Device);
             optimizer?.Prepare();
             var program = Emit.Run(nodes, plan, optimizer, grads);
@@ -113,7 +115,7 @@ public sealed class CompiledStep : IDisposable
     public int Nodes => _nodes.Count;
 
     /// <summary>Fused kernels generated for this step (elementwise chains, matmul epilogues, mapped sums).</summary>
-    public int FusedKernels => _nodes.Count(n => n.Op.Kind == Prim.Fused || n.Op.Payload is MatMulEpilogue or SumMapOp or MatMulSumOp);
+    public int FusedKernels => _nodes.Count(n => n.Op.Kind == Prim.Fused || n.Op.Payload is MatMulEpilogue or SumMapOp or MatMulSumOp or MatMulPairOp);
 
     /// <summary>Kernel launches per step (known after the first Run).</summary>
     public long LaunchesPerStep => _replay.LaunchesPerStep;
@@ -127,11 +129,12 @@ public sealed class CompiledStep : IDisposable
     /// <summary>The tensors the step reads but did not compute (inputs, parameters, constants).</summary>
     public IReadOnlyList<Tensor> Inputs => _inputs;
 
-    /// <summary>The generated op structs by the kernel family they close: Map/Zip, MatMul (epilogue), MatMulSum (epilogue, map, side), SumMap (map, side).</summary>
+    /// <summary>The generated op structs by the kernel family they close: Map/Zip, MatMul (epilogue), MatMulPair (two epilogues), MatMulSum (epilogue, map, side), SumMap (map, side).</summary>
     internal IEnumerable<(string Family, Type[] Ops)> GeneratedOps => _nodes.Select(n => n.Op.Payload switch
     {
         FusedOp f => (typeof(IBinaryOp).IsAssignableFrom(f.OpType) ? "Zip" : "Map", new[] { f.OpType }),
         MatMulEpilogue e => ("MatMul", new[] { e.OpType }),
+        MatMulPairOp p => ("MatMulPair", new[] { p.First.OpType, p.Second.OpType }),
         MatMulSumOp f => ("MatMulSum", new[] { f.Epilogue.OpType, f.Sum.Map.GetType(), (f.Sum.Side ?? new FirstOp()).GetType() }),
         SumMapOp s => ("SumMap", new[] { s.Map.GetType(), (s.Side ?? new FirstOp()).GetType() }),
         _ => ("", Array.Empty<Type>()),

@@ -79,7 +79,8 @@ public static partial class Workloads
     /// every product on MatMulPath.Warp; "warp below 16K outputs" sets KernelHost.WarpMaxOutputs = 16384 (the
     /// products of up to 16K outputs on Warp, the rest as Auto chooses); "8x8 tiles" gives the tiled kernel
     /// groups of 8x8; "loss in a second launch" sums the loss after its product instead of in the
-    /// product's launch (KernelHost.SumTailInLaunch = false).</param>
+    /// product's launch (KernelHost.SumTailInLaunch = false); "updates one after the other" launches the
+    /// two SGD-update products apart (KernelHost.PairProducts = false).</param>
     public static Result SeedCompiled(Device d, int steps, bool cudaGraphs, int stepsPerRun, string variant = "")
     {
         var saved = d.Kernels.MatMulSettings;
@@ -89,6 +90,7 @@ public static partial class Workloads
         if (variant == "8x8 tiles") d.Kernels.TiledGroup = (8, 8);
         if (variant == "warp below 16K outputs") d.Kernels.WarpMaxOutputs = 16384;
         if (variant == "loss in a second launch") d.Kernels.SumTailInLaunch = false;
+        if (variant == "updates one after the other") d.Kernels.PairProducts = false;
         try
         {
             // The kernel-choice variants print where their time goes, like the shipped step.

@@ -1,0 +1,42 @@
+// Fuse, pairs (after the optimizer's pass, which moves each folded SGD update to the end of the step):
+// two products next to each other, neither reading what the other writes, become one node that runs
+// them in one launch where the device allows (MatMulKernels.MatMulPair). The seed's last two
+// products, w1 -= lr x^T dH and w2 -= lr h^T dY, are such a pair: on a GPU the one-tile update of w2
+// then runs beside the 32 tiles of w1's instead of after them.
+using AutogradNet.Kernels;
+
+namespace AutogradNet;
+
+internal static partial class Fuse
+{
+    /// <summary>Pairs neighbouring independent products (AUTOGRAD_FUSE=0 turns it off with the rest).</summary>
+    public static List<Node> PairProducts(List<Node> nodes)
+    {
+        if (!Enabled) return nodes;
+        var result = new List<Node>(nodes);
+        // A reshape is a view: what a product reads through one, it reads of the reshape's input.
+        var viewOf = new Dictionary<Tensor, Tensor>(ReferenceEqualityComparer.Instance);
+        foreach (var n in nodes.Where(n => n.Op.Kind == Prim.Reshape)) viewOf[n.Output] = n.Inputs[0];
+        Tensor Root(Tensor t)
+        {
+            while (viewOf.TryGetValue(t, out var r)) t = r;
+            return t;
+        }
+        bool Reads(Node n, Tensor t) => n.Inputs.Any(x => ReferenceEquals(Root(x), Root(t)));
+        for (int i = 0; i + 1 < result.Count; i++)
+        {
+            Node a = result[i], b = result[i + 1];
+            if (!Pairable(a) || !Pairable(b) || Reads(b, a.Output) || Reads(a, b.Output)
+                || ReferenceEquals(Root(a.Output), Root(b.Output))) continue;
+            var op = a.Op with { Payload = FusedKernels.MatMulPair(a.Op, EpilogueOf(a), b.Op, EpilogueOf(b), a.Inputs.Length) };
+            result[i] = new Node(op, [.. a.Inputs, .. b.Inputs], a.Output) { Side = b.Output };
+            result.RemoveAt(i + 1);
+        }
+        return result;
+    }
+
+    private static bool Pairable(Node n) => n is { Op.Kind: Prim.MatMul, Op.Payload: null or MatMulEpilogue, Side: null };
+
+    private static MatMulEpilogue EpilogueOf(Node n) => n.Op.Payload as MatMulEpilogue
+        ?? FusedKernels.MatMul(n.Op, new FirstOp(), n.Op.ToString(), 0, 0, hasOperand: false);
+}
