@@ -293,16 +293,7 @@ public static partial class MatMulKernels
         }
         if (path == MatMulPath.Tiled)
         {
-            // The shape's struct is a type argument (constant sizes); the host's limits picked the shape.
-            switch (host.TiledGroup)
-            {
-                case (16, 16): Tiled<Tile16x16, TEpi, TTail>(host, a, b, c, operand, g, scratch, epilogue, tail); break;
-                case (8, 8): Tiled<Tile8x8, TEpi, TTail>(host, a, b, c, operand, g, scratch, epilogue, tail); break;
-                case (4, 4): Tiled<Tile4x4, TEpi, TTail>(host, a, b, c, operand, g, scratch, epilogue, tail); break;
-                case (2, 2): Tiled<Tile2x2, TEpi, TTail>(host, a, b, c, operand, g, scratch, epilogue, tail); break;
-                case (2, 1): Tiled<Tile2x1, TEpi, TTail>(host, a, b, c, operand, g, scratch, epilogue, tail); break;
-                default: Tiled<Tile1x1, TEpi, TTail>(host, a, b, c, operand, g, scratch, epilogue, tail); break;
-            }
+            WithTileShape(host.TiledGroup, new TiledLaunch<TEpi, TTail>(host, a, b, c, operand, g, scratch, epilogue, tail));
             return;
         }
         if (path == MatMulPath.Warp)
@@ -319,6 +310,36 @@ public static partial class MatMulKernels
         var ks = host.Load("MatMulSmall", typeof((TEpi, TTail)), acc =>
             acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, TEpi, TTail>(SmallKernel));
         ks(host.Stream, host.GridStride(Blocks4x4(m, n)), a, b, c, operand, g, epilogue, tail);
+    }
+
+    // Work that needs the tiled group's shape as a type argument: its sizes are then constants in the
+    // kernel. WithTileShape maps the host's group (picked from its limits) to the shape's struct.
+    private interface ITileShapeAction
+    {
+        void Run<TShape>() where TShape : struct, ITileShape;
+    }
+
+    private static void WithTileShape<TAction>((int X, int Y) group, TAction action)
+        where TAction : struct, ITileShapeAction
+    {
+        switch (group)
+        {
+            case (16, 16): action.Run<Tile16x16>(); break;
+            case (8, 8): action.Run<Tile8x8>(); break;
+            case (4, 4): action.Run<Tile4x4>(); break;
+            case (2, 2): action.Run<Tile2x2>(); break;
+            case (2, 1): action.Run<Tile2x1>(); break;
+            default: action.Run<Tile1x1>(); break;
+        }
+    }
+
+    private readonly record struct TiledLaunch<TEpi, TTail>(KernelHost Host, ArrayView<float> A, ArrayView<float> B, ArrayView<float> C,
+        ArrayView<float> Operand, GemmArgs G, ArrayView<float> Scratch, TEpi Epilogue, TTail Tail) : ITileShapeAction
+        where TEpi : struct, IBinaryOp
+        where TTail : struct, IProductTail
+    {
+        public void Run<TShape>() where TShape : struct, ITileShape =>
+            Tiled<TShape, TEpi, TTail>(Host, A, B, C, Operand, G, Scratch, Epilogue, Tail);
     }
 
     // The tiled kernel on one group shape: one launch, split-K in one launch, or split-K in two.

@@ -124,15 +124,7 @@ public static partial class MatMulKernels
             Run(second, epi2, scratch);
             return;
         }
-        switch (host.TiledGroup)
-        {
-            case (16, 16): Pair<Tile16x16, TEpi1, TEpi2>(host, first, g1, epi1, second, g2, epi2, scratch, need1); break;
-            case (8, 8): Pair<Tile8x8, TEpi1, TEpi2>(host, first, g1, epi1, second, g2, epi2, scratch, need1); break;
-            case (4, 4): Pair<Tile4x4, TEpi1, TEpi2>(host, first, g1, epi1, second, g2, epi2, scratch, need1); break;
-            case (2, 2): Pair<Tile2x2, TEpi1, TEpi2>(host, first, g1, epi1, second, g2, epi2, scratch, need1); break;
-            case (2, 1): Pair<Tile2x1, TEpi1, TEpi2>(host, first, g1, epi1, second, g2, epi2, scratch, need1); break;
-            default: Pair<Tile1x1, TEpi1, TEpi2>(host, first, g1, epi1, second, g2, epi2, scratch, need1); break;
-        }
+        WithTileShape(host.TiledGroup, new PairLaunch<TEpi1, TEpi2>(host, first, g1, epi1, second, g2, epi2, scratch, need1));
 
         void Run<TEpi>(GemmCall p, TEpi epi, ArrayView<float> s) where TEpi : struct, IBinaryOp =>
             MatMul(host, p.A, p.TransA, p.B, p.TransB, p.C, p.M, p.N, p.K, p.Alpha, p.Beta, s, epi, p.Operand, p.OperandRowStride, p.OperandColStride);
@@ -195,6 +187,15 @@ public static partial class MatMulKernels
         var k = host.Load("MatMulTiledPair", typeof(TShape), typeof((TEpi1, TEpi2)), acc =>
             acc.LoadKernel<TiledJob<TEpi1>, TiledJob<TEpi2>>(TiledPairKernel<TShape, TEpi1, TEpi2>));
         k(host.Stream, new KernelConfig(new Index3D(j1.Groups + j2.Groups, 1, 1), group), j1, j2);
+    }
+
+    private readonly record struct PairLaunch<TEpi1, TEpi2>(KernelHost Host, GemmCall P1, GemmArgs G1, TEpi1 Epi1,
+        GemmCall P2, GemmArgs G2, TEpi2 Epi2, ArrayView<float> Scratch, long Need1) : ITileShapeAction
+        where TEpi1 : struct, IBinaryOp
+        where TEpi2 : struct, IBinaryOp
+    {
+        public void Run<TShape>() where TShape : struct, ITileShape =>
+            Pair<TShape, TEpi1, TEpi2>(Host, P1, G1, Epi1, P2, G2, Epi2, Scratch, Need1);
     }
 
     // A product as one half of a pair: split-K slices summed in the launch (fixup), as Tiled does.
