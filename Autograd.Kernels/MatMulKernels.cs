@@ -23,6 +23,7 @@
 //   The last layer to finish a tile (an atomic count per tile) sums the tile's slices in layer
 //   order: one launch, deterministic (the sum's order is fixed; only who does it varies). The
 //   two-launch form (a second kernel sums) remains behind KernelHost.SplitKInOneLaunch = false.
+//   Both sums are in MatMulKernels.SplitK.cs.
 using ILGPU;
 using ILGPU.Runtime;
 
@@ -200,35 +201,6 @@ public static partial class MatMulKernels
         SplitKFixup(c, e, partial, arrivals, g, epi, tid, r, col, sx, sy, tileY * tilesX + tileX, split);
     }
 
-    // The layers of a tile count themselves in; the last one (whose count sees all the others' slices,
-    // made visible by the fence before each count) sums the tile's slices in layer order, stores C and
-    // resets the count for the next launch. A thread's 4x4 block is rows r + p sy, columns col + q sx.
-    private static void SplitKFixup<TEpi>(ArrayView<float> c, ArrayView<float> e, ArrayView<float> partial,
-        ArrayView<int> arrivals, GemmArgs g, TEpi epi, int tid, int r, int col, int sx, int sy, int tile, int split)
-        where TEpi : struct, IBinaryOp
-    {
-        var last = SharedMemory.Allocate<int>(1);
-        MemoryFence.DeviceLevel();
-        Group.Barrier();
-        if (tid == 0) last[0] = Atomic.Add(ref arrivals[tile], 1) == split - 1 ? 1 : 0;
-        Group.Barrier();
-        if (last[0] == 0) return;
-        MemoryFence.DeviceLevel();
-        int mn = g.M * g.N;
-        for (int p = 0; p < 4; p++)
-        {
-            int i = r + sy * p;
-            if (i >= g.M) break;
-            for (int q = 0; q < 4; q++)
-            {
-                int j = col + sx * q;
-                if (j >= g.N) break;
-                Store(c, e, g, epi, 0, i, j, SumSlices(partial, mn, i * g.N + j, split));
-            }
-        }
-        if (tid == 0) arrivals[tile] = 0;
-    }
-
     /// <summary>
     /// Loads the depth-deep slices of op(A) (tileM rows from rowBase) and op(B) (tileN columns from
     /// colBase) starting at k0 into shared memory as tA[k][m] and tB[k][n], zero outside the matrix or
@@ -287,49 +259,5 @@ public static partial class MatMulKernels
     {
         StoreStrided(c, e, g, epi, cBase, i, j, step, v0, v1, v2, v3);
         StoreStrided(c, e, g, epi, cBase, i, j + 64, step, v4, v5, v6, v7);
-    }
-
-    // Element idx of C summed over the K slices in slice order: the one order both split-K forms use,
-    // so they give the same bits. Four slices are loaded before they are added (still in order): a
-    // plain loop waits out one L2 round trip per slice, and the seed's first product has 32 slices on an H200.
-    private static float SumSlices(ArrayView<float> partial, int mn, int idx, int split)
-    {
-        float s = 0f;
-        int z = 0;
-        for (; z + 4 <= split; z += 4)
-        {
-            int at = z * mn + idx;
-            float p0 = partial[at], p1 = partial[at + mn], p2 = partial[at + 2 * mn], p3 = partial[at + 3 * mn];
-            s += p0;
-            s += p1;
-            s += p2;
-            s += p3;
-        }
-        for (; z < split; z++) s += partial[z * mn + idx];
-        return s;
-    }
-
-    /// <summary>
-    /// C(i, j) = Epi(alpha * sum over slices of partial[s][i][j] + beta * C(i, j), E(i, j)), the slices
-    /// summed in order (deterministic).
-    /// </summary>
-    internal static void SplitKSumKernel<TEpi, TTail>(
-        ArrayView<float> partial,  // (split, M, N) partial products
-        ArrayView<float> c,        // (M, N) row-major
-        ArrayView<float> e,        // epilogue operand, E(i, j) = e[i * Em + j * En]
-        GemmArgs g,
-        int split,
-        TEpi epi,
-        TTail tail)                // run once C is stored
-        where TEpi : struct, IBinaryOp
-        where TTail : struct, IProductTail
-    {
-        int mn = g.M * g.N;
-        int stride = Grid.DimX * Group.DimX;
-        for (int idx = Grid.GlobalIndex.X; idx < mn; idx += stride)
-        {
-            Store(c, e, g, epi, 0, idx / g.N, idx % g.N, SumSlices(partial, mn, idx, split));
-        }
-        tail.Finish(c, mn);
     }
 }
