@@ -199,6 +199,9 @@ public sealed class KernelHost
     /// <summary>Forces the number of K slices of the tiled SGEMM (tests); null chooses by shape.</summary>
     public int? MatMulSplitK { get; set; }
 
+    /// <summary>Forces the number of chunks a batch sum's rows are cut into (tests); null chooses by shape.</summary>
+    internal int? SumChunks { get; set; }
+
     /// <summary>Number of kernels compiled and loaded so far (each name and op type once).</summary>
     public int KernelLoads => _loads.Value;
 

@@ -1,7 +1,10 @@
 // Sums: over all elements (two-stage tree: per-group partials, then one group) and over any set of
 // axes of a rank <= 4 tensor. Axes that form one run are summed as (outer, r, inner): a thread per
 // output walking down r when inner > 1, a group per row when the run is trailing; any other set walks
-// the reduced sub-box per output element.
+// the reduced sub-box per output element. A thread per output leaves a GPU mostly idle when there are
+// few outputs and a long r (8192 columns of an 8192x8192 batch sum: 8192 threads, each 8192 loads in
+// a row), so then r is cut into chunks, a thread per (output, chunk), and a second pass sums the
+// chunks in order (SumMiddleChunksKernel, then SumMiddleKernel over the partials).
 // Both are deterministic: a fixed grid sums in a fixed order, so the same input gives the same bits.
 // SumAllMap is the fused form the compiled graph uses for a loss: it sums Map(x) without writing
 // Map(x) anywhere, and can write a sibling elementwise result of x in the same pass (the loss's
@@ -157,6 +160,34 @@ public static partial class Reduce
     }
 
     /// <summary>
+    /// x viewed as (outer, r, inner) with r cut into chunks rows deep (the last may be shorter):
+    /// partial[(o * chunks + c) * inner + i] = the sum of chunk c of column (o, i), down the rows in
+    /// order. SumMiddleKernel over partial as (outer, chunks, inner) then adds the chunks in order.
+    /// </summary>
+    internal static void SumMiddleChunksKernel(
+        ArrayView<float> x,        // (outer, r, inner) contiguous
+        ArrayView<float> partial,  // (outer, chunks, inner)
+        int outer,
+        int r,
+        int inner,
+        int chunk,
+        int chunks)
+    {
+        int n = outer * chunks * inner;
+        int stride = Grid.DimX * Group.DimX;
+        for (int idx = Grid.GlobalIndex.X; idx < n; idx += stride)
+        {
+            int t = idx / inner, i = idx - t * inner;
+            int o = t / chunks, c = t - o * chunks;
+            int k0 = c * chunk, k1 = k0 + chunk < r ? k0 + chunk : r;
+            int p = (o * r + k0) * inner + i;
+            float s = 0f;
+            for (int k = k0; k < k1; k++, p += inner) s += x[p];
+            partial[idx] = s;
+        }
+    }
+
+    /// <summary>
     /// x viewed as (rows, r): y[row] = sum of the row, one group per row (grid-striding over rows), the
     /// group's threads striding along the row and meeting in a tree. For trailing reduced axes.
     /// </summary>
@@ -297,6 +328,35 @@ public static partial class Reduce
         return (int)Math.Clamp((n + gs - 1) / gs, 1, host.MaxGroups);
     }
 
+    /// <summary>Scratch elements SumAxes needs for this sum (0 when it sums in one pass).</summary>
+    /// <param name="host">The kernel host.</param>
+    /// <param name="xShape">Shape of x (rank 0 to 4).</param>
+    /// <param name="axes">Axes to sum.</param>
+    public static long SumAxesScratch(KernelHost host, ReadOnlySpan<int> xShape, ReadOnlySpan<int> axes)
+    {
+        if (!Contiguous(xShape, axes, out int outer, out int r, out int inner) || (inner == 1 && r >= 64 && host.ReduceGroupSize >= 32))
+            return 0;
+        int chunks = MiddleChunks(host, outer, r, inner, out _);
+        return chunks == 1 ? 0 : (long)outer * chunks * inner;
+    }
+
+    // How many chunks a middle run's r is cut into (1: a thread per output walks all of r), and their
+    // depth. Cut when the outputs fill under half the device's resident threads and there is work
+    // enough (a million elements, at least 64 rows) for a second launch to pay; a chunk is at least
+    // 32 rows. KernelHost.SumChunks forces a count (tests).
+    private static int MiddleChunks(KernelHost host, int outer, int r, int inner, out int chunk)
+    {
+        long outN = (long)outer * inner;
+        long resident = (long)host.MaxGroups * host.GroupSize;
+        int chunks = 1;
+        if (host.SumChunks is { } forced) chunks = forced;
+        else if (outN * 2 <= resident && r >= 64 && outN * r >= 1 << 20)
+            chunks = (int)Math.Clamp(resident / Math.Max(1, outN), 1, r / 32);
+        chunks = Math.Clamp(chunks, 1, Math.Max(1, r));
+        chunk = (r + chunks - 1) / chunks;
+        return chunk == 0 ? 1 : (r + chunk - 1) / chunk;
+    }
+
     // Whether the reduced axes are one run of neighbouring axes, and x's shape as (outer, r, inner) around them.
     private static bool Contiguous(ReadOnlySpan<int> shape, ReadOnlySpan<int> axes, out int outer, out int r, out int inner)
     {
@@ -323,8 +383,9 @@ public static partial class Reduce
     /// <param name="y">Output with the product of the kept extents as length.</param>
     /// <param name="alpha">Scale of the sums.</param>
     /// <param name="beta">Scale of the existing y (0: y is write-only); y = alpha * sums + beta * y.</param>
+    /// <param name="scratch">SumAxesScratch(host, xShape, axes) elements when that is not 0; else unused.</param>
     public static void SumAxes(KernelHost host, ArrayView<float> x, ReadOnlySpan<int> xShape,
-        ReadOnlySpan<int> axes, ArrayView<float> y, float alpha = 1f, float beta = 0f)
+        ReadOnlySpan<int> axes, ArrayView<float> y, float alpha = 1f, float beta = 0f, ArrayView<float> scratch = default)
     {
         Check.Length("SumAxes", "x", x, xShape);
         var r = new ReduceArgs(xShape, axes);
@@ -345,9 +406,23 @@ public static partial class Reduce
                 kr(host.Stream, new KernelConfig(groups, host.ReduceGroupSize), x, y, outer, rr, alpha, beta);
                 return;
             }
-            var km = host.Load("SumMiddle", null, acc =>
-                acc.LoadKernel<ArrayView<float>, ArrayView<float>, int, int, int, float, float>(SumMiddleKernel));
-            km(host.Stream, host.GridStride(y.Length), x, y, outer, rr, inner, alpha, beta);
+            int chunks = MiddleChunks(host, outer, rr, inner, out int chunk);
+            Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, int, int, int, float, float> Middle() =>
+                host.Load("SumMiddle", null, acc =>
+                    acc.LoadKernel<ArrayView<float>, ArrayView<float>, int, int, int, float, float>(SumMiddleKernel));
+            if (chunks == 1)
+            {
+                Middle()(host.Stream, host.GridStride(y.Length), x, y, outer, rr, inner, alpha, beta);
+                return;
+            }
+            long need = (long)outer * chunks * inner;
+            if (scratch.Length < need)
+                throw new ArgumentException($"SumAxes: summing {rr} rows in {chunks} chunks needs a scratch of {need} elements, got {scratch.Length}. Ask SumAxesScratch first.");
+            var partial = scratch.SubView(0, need);
+            var kc = host.Load("SumMiddleChunks", null, acc =>
+                acc.LoadKernel<ArrayView<float>, ArrayView<float>, int, int, int, int, int>(SumMiddleChunksKernel));
+            kc(host.Stream, host.GridStride(need), x, partial, outer, rr, inner, chunk, chunks);
+            Middle()(host.Stream, host.GridStride(y.Length), partial, y, outer, chunks, inner, alpha, beta);
             return;
         }
         var k = host.Load("SumAxes", null, acc =>

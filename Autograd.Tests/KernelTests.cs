@@ -256,6 +256,74 @@ public sealed partial class KernelTests
         }
     }
 
+    // A batch sum with few outputs and long columns cuts its rows into chunks (a thread per output and
+    // chunk), then sums the chunks in order: forced here at several counts, with y = -0.5 sums + y.
+    [Theory]
+    [InlineData(new[] { 4099, 3 }, new[] { 0 }, 2)]
+    [InlineData(new[] { 4099, 3 }, new[] { 0 }, 64)]
+    [InlineData(new[] { 3, 130, 33 }, new[] { 1 }, 3)]
+    [InlineData(new[] { 33, 7, 65 }, new[] { 1 }, 7)]      // a chunk per row
+    [InlineData(new[] { 33, 7, 65 }, new[] { 1 }, 100)]    // more chunks than rows: one per row
+    [InlineData(new[] { 2, 3, 4, 5 }, new[] { 0, 1 }, 4)]  // a leading run of two axes
+    public void SumAxes_in_chunks_matches_host_twin(int[] shape, int[] axes, int chunks)
+    {
+        int n = TestData.Count(shape);
+        var x = TestData.Normal(n, n + chunks);
+        var sums = Reference.SumAxes(Reference.ToDouble(x), shape, axes, out var keep);
+        int no = TestData.Count(keep);
+        var y0 = TestData.Normal(no, no + 5);
+        var expected = sums.Select((v, i) => -0.5 * v + y0[i]).ToArray();
+        var host = Host;
+        host.SumChunks = chunks;
+        try
+        {
+            long need = Reduce.SumAxesScratch(host, shape, axes);
+            need.Should().BeGreaterThan(0, "the rows are cut into chunks");
+            using var xb = Upload(host, x);
+            using var yb = Upload(host, y0);
+            using var scratch = Upload(host, Enumerable.Repeat(float.NaN, (int)need).ToArray());
+            long launches = host.Launches;
+            Reduce.SumAxes(host, xb.View.SubView(0, n), shape, axes, yb.View.SubView(0, no), -0.5f, 1f, scratch.View);
+            (host.Launches - launches).Should().Be(2, "the chunks, then their sum");
+            TestData.ShouldMatch(Download(host, yb, no), expected, 1e-5, 1e-5, $"{string.Join('x', shape)} over {string.Join(',', axes)} in {chunks} chunks");
+            Action small = () => Reduce.SumAxes(host, xb.View.SubView(0, n), shape, axes, yb.View.SubView(0, no), scratch: scratch.View.SubView(0, 1));
+            small.Should().Throw<ArgumentException>().WithMessage($"SumAxes: summing * rows in * chunks needs a scratch of {need} elements, got 1. Ask SumAxesScratch first.");
+        }
+        finally
+        {
+            host.SumChunks = null;
+        }
+    }
+
+    // The rule, on a device of 256 resident threads (the simulator's 16x16 group): chunks where few
+    // outputs meet long columns, one pass for a bias gradient's batch sum. Eager and compiled Sum find
+    // their scratch through the executor and the memory plan.
+    [Fact]
+    public void A_long_batch_sum_with_few_outputs_is_cut_into_chunks_and_Sum_gets_its_scratch()
+    {
+        var sim = Device.CpuSimulator(16, 16, 1).Host;
+        Reduce.SumAxesScratch(sim, [1 << 16, 16], [0]).Should().Be(16L * 16, "16 outputs, 65,536 rows: 16 chunks");
+        Reduce.SumAxesScratch(sim, [64, 100], [0]).Should().Be(0, "a bias gradient's batch sum: one pass");
+        Reduce.SumAxesScratch(sim, [1 << 16, 512], [0]).Should().Be(0, "512 outputs fill the 256 threads");
+        Reduce.SumAxesScratch(sim, [7, 33], [0, 1]).Should().Be(0, "a sum of all elements is not a batch sum");
+        int rows = 4099, cols = 16;
+        var x = TestData.Normal(rows * cols, 11);
+        var expected = Reference.SumAxes(Reference.ToDouble(x), [rows, cols], [0], out _);
+        Host.SumChunks = 8;
+        try
+        {
+            using var t = Tensor.FromArray(x, [rows, cols], TestData.Device);
+            using var s = t.Sum(0);
+            TestData.ShouldMatch(s.ToArray(), expected, 1e-5, 1e-5, "eager sum(0) in 8 chunks");
+            using var step = Graph.Compile(() => t.Sum(0) * 2f);
+            TestData.ShouldMatch(step.Run().ToArray(), expected.Select(v => 2 * v).ToArray(), 1e-5, 1e-5, "compiled sum(0) in 8 chunks");
+        }
+        finally
+        {
+            Host.SumChunks = null;
+        }
+    }
+
     [Theory]
     [InlineData(1, 1)]
     [InlineData(7, 33)]

@@ -19,6 +19,7 @@ internal static class Executor
         Prim.MatMul when op.Payload is MatMulSumOp => MatMulKernels.MatMulSumScratch(h, ProductRows(op, xShapes), ProductCols(op, xShapes), ProductDepth(op, xShapes)),
         Prim.MatMul => MatMulKernels.SplitKScratch(h, yShape[0], yShape[1], ProductDepth(op, xShapes)),
         Prim.Sum when op.Payload is SumMapOp || IsSumAll(op, xShapes[0]) => Reduce.SumAllScratch(h),
+        Prim.Sum => Reduce.SumAxesScratch(h, xShapes[0], op.Ints!),
         _ => 0,
     };
 
@@ -56,7 +57,7 @@ internal static class Executor
             case MatMulSumOp ms: ms.Run(h, x, y, side, scratch); return;
             case MatMulPairOp mp: mp.Launch(h, x, y, side, scratch); return;
             case SumMapOp s: s.Launch(h, x, y, side, scratch); return;
-            case SumInto s: Reduce.SumAxes(h, x[0].View, x[0].Shape, op.Ints!, y.View, s.Alpha(), s.Beta); return;
+            case SumInto s: Reduce.SumAxes(h, x[0].View, x[0].Shape, op.Ints!, y.View, s.Alpha(), s.Beta, scratch); return;
         }
         switch (op.Kind)
         {
@@ -88,7 +89,7 @@ internal static class Executor
                 }
             case Prim.Sum:
                 if (IsSumAll(op, x[0].Shape)) Reduce.SumAll(h, x[0].View, y.View, scratch);
-                else Reduce.SumAxes(h, x[0].View, x[0].Shape, op.Ints!, y.View);
+                else Reduce.SumAxes(h, x[0].View, x[0].Shape, op.Ints!, y.View, scratch: scratch);
                 break;
             case Prim.Expand:
                 Elementwise.MapBroadcast(h, x[0].View, x[0].Shape, y.View, y.Shape, new IdentityOp());
