@@ -81,6 +81,44 @@ public sealed partial class KernelTests
         MatMulKernels.PairInOneLaunch(host, m1, n1, k1, m2, n2, k2).Should().BeFalse("KernelHost.PairProducts is off");
     }
 
+    // With 2 simulated multiprocessors the two products' groups run at the same time.
+    [Fact]
+    public void MatMulPair_with_groups_running_at_once_matches_the_products_one_by_one()
+    {
+        var host = Device.CpuSimulator(16, 16, 2).Host;
+        using var pin = new MatMulPin(host, MatMulPath.Tiled, 3);
+        int m1 = 130, n1 = 70, k1 = 100, m2 = 33, n2 = 7, k2 = 100;
+        MatMulKernels.PairInOneLaunch(host, m1, n1, k1, m2, n2, k2).Should().BeTrue();
+        var a1 = TestData.Normal(m1 * k1, 51);
+        var b1 = TestData.Normal(k1 * n1, 52);
+        var a2 = TestData.Normal(m2 * k2, 53);
+        var b2 = TestData.Normal(k2 * n2, 54);
+        using var a1b = Upload(host, a1);
+        using var b1b = Upload(host, b1);
+        using var a2b = Upload(host, a2);
+        using var b2b = Upload(host, b2);
+        using var scratch = Upload(host, new float[MatMulKernels.MatMulPairScratch(host, m1, n1, k1, m2, n2, k2)]);
+        var e1 = Reference.MatMul(a1, false, b1, false, m1, n1, k1);
+        var e2 = Reference.MatMul(a2, false, b2, false, m2, n2, k2);
+        var runs = new List<(float[], float[])>();
+        for (int rep = 0; rep < 3; rep++)
+        {
+            using var c1 = Upload(host, Enumerable.Repeat(float.NaN, m1 * n1).ToArray());
+            using var c2 = Upload(host, Enumerable.Repeat(float.NaN, m2 * n2).ToArray());
+            MatMulKernels.MatMulPair(host,
+                new GemmCall(a1b.View, false, b1b.View, false, c1.View, m1, n1, k1, 1f, 0f, c1.View, 0, 0), new FirstOp(),
+                new GemmCall(a2b.View, false, b2b.View, false, c2.View, m2, n2, k2, 1f, 0f, c2.View, 0, 0), new FirstOp(), scratch.View);
+            runs.Add((Download(host, c1, m1 * n1), Download(host, c2, m2 * n2)));
+        }
+        TestData.ShouldMatch(runs[0].Item1, e1, 1e-4, 2e-5 * Math.Sqrt(k1), "first");
+        TestData.ShouldMatch(runs[0].Item2, e2, 1e-4, 2e-5 * Math.Sqrt(k2), "second");
+        foreach (var (c1, c2) in runs.Skip(1))
+        {
+            c1.Should().Equal(runs[0].Item1);
+            c2.Should().Equal(runs[0].Item2);
+        }
+    }
+
     [Fact]
     public void MatMulPair_refuses_a_short_scratch_naming_what_it_needs()
     {

@@ -79,6 +79,39 @@ public sealed partial class KernelTests
         TestData.ShouldMatch(Download(host, loss, 1), [expectedLoss], 1e-4, 1e-5, what + ", sum not in the launch: loss");
     }
 
+    // With 2 simulated multiprocessors groups run at the same time, so which group counts in last
+    // varies from run to run; the loss must not. Tiled split 5 (the fixup, then the tail), and Small.
+    [Theory]
+    [InlineData(MatMulPath.Tiled)]
+    [InlineData(MatMulPath.Small)]
+    public void MatMulSum_with_groups_running_at_once_repeats_bit_for_bit(MatMulPath path)
+    {
+        var host = Device.CpuSimulator(16, 16, 2).Host;
+        using var pin = new MatMulPin(host, path, path == MatMulPath.Tiled ? 5 : null);
+        int m = 130, n = 70, k = 160;
+        var a = TestData.Normal(m * k, 41);
+        var b = TestData.Normal(k * n, 42);
+        using var ab = Upload(host, a);
+        using var bb = Upload(host, b);
+        using var sb = Upload(host, [1f]);
+        using var loss = Upload(host, [float.NaN]);
+        using var scratch = Upload(host, new float[MatMulKernels.MatMulSumScratch(host, m, n, k)]);
+        MatMulKernels.SumInSameLaunch(host, m, n, k).Should().BeTrue();
+        var tail = new SumTail<PowOp, PowGradOp>(loss.View, new PowOp(2f), 1f, new PowGradOp(2f), sb.View, 0);
+        var p = Reference.MatMul(a, false, b, false, m, n, k);
+        var losses = new List<float>();
+        for (int rep = 0; rep < 3; rep++)
+        {
+            using var cb = Upload(host, Enumerable.Repeat(float.NaN, m * n).ToArray());
+            MatMulKernels.MatMulSum(host, ab.View, false, bb.View, false, cb.View, m, n, k, 1f, 0f, scratch.View,
+                new FirstOp(), cb.View, 0, 0, tail);
+            losses.Add(Download(host, loss, 1)[0]);
+            TestData.ShouldMatch(Download(host, cb, m * n), p.Select(v => 2 * v).ToArray(), 1e-4, 1e-4, $"{path}: C = 2 AB");
+        }
+        TestData.ShouldMatch([losses[0]], [p.Sum(v => v * v)], 1e-4, 1e-3, $"{path}: sum of (AB)^2");
+        losses.Should().AllBeEquivalentTo(losses[0], "the order of the sum does not depend on which group is last");
+    }
+
     // Past what one group of Reduce's sum takes (64K elements on the CPU accelerator), the sum runs
     // in a second launch, and the host's twin takes two passes: both as Reduce.SumAllMap does.
     [Theory]
