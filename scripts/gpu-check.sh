@@ -6,13 +6,20 @@
 # then run through the device tool with carry [".gpu"]:  bash scripts/gpu-check.sh
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-out}
-LOGS=$(mktemp -d)   # everything lands here; $OUT gets a tarball, the JSON and the ratio table
-mkdir -p "$OUT"
+# Logs are written under $OUT as they are made, so a call cut short still brings back what ran.
+LOGS="$OUT/logs"
+mkdir -p "$LOGS"
+# The whole call stays within BUDGET seconds (the device tool allows 600 a call): each step's limit
+# is cut to what is left, and a step with under 10 s left is skipped.
+DEADLINE=$(( $(date +%s) + ${BUDGET:-540} ))
 source .gpu/env.sh
 export AUTOGRAD_DEVICE=${AUTOGRAD_DEVICE:-cuda} PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,clocks.sm,clocks.max.sm --format=csv | tee "$LOGS/gpu.txt"
 
-step() { local name=$1 limit=$2; shift 2; echo "=== $name"; local t0=$(date +%s)
+step() { local name=$1 limit=$2; shift 2; local t0=$(date +%s) left=$(( DEADLINE - $(date +%s) ))
+  (( left < limit )) && limit=$left
+  if (( limit < 10 )); then echo "=== $name skipped: ${left} s left of the budget"; return; fi
+  echo "=== $name (limit $limit s)"
   timeout "$limit" "$@" > "$LOGS/$name.log" 2>&1; local rc=$?
   echo "=== $name rc=$rc ($(( $(date +%s) - t0 )) s)"; tail -n "${TAILN:-15}" "$LOGS/$name.log"; }
 
