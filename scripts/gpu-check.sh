@@ -24,7 +24,7 @@ step() { local name=$1 limit=$2; shift 2; local t0=$(date +%s) left=$(( DEADLINE
   echo "=== $name rc=$rc ($(( $(date +%s) - t0 )) s)"; tail -n "${TAILN:-15}" "$LOGS/$name.log"; }
 
 TAILN=2 step tests 240 dotnet .gpu/Autograd.Tests/Autograd.Tests.dll
-grep -A4 -E "\[FAIL\]" "$LOGS/tests.log" | head -60
+grep -A4 -E "\[FAIL\]" "$LOGS/tests.log" 2>/dev/null | head -60
 TAILN=9 step example 60 dotnet .gpu/TwoLayerNet/TwoLayerNet.dll
 TAILN=3 step example-eager 60 dotnet .gpu/TwoLayerNet/TwoLayerNet.dll --eager
 step bench 260 dotnet .gpu/Autograd.Bench/Autograd.Bench.dll --device "$AUTOGRAD_DEVICE" --json "$LOGS/bench.json"
