@@ -9,6 +9,9 @@ namespace AutogradNet.Kernels;
 
 public static partial class MatMulKernels
 {
+    /// <summary>The most elements of C a SumTail sums in the product's launch (the seed's loss has 640).</summary>
+    public const int MaxTailElements = 4096;
+
     /// <summary>
     /// The product of MatMul&lt;TEpi&gt; followed by a sum of all of C (the tail): loss = Scale * sum of
     /// Map(C(i, j)), and with a side op C(i, j) = Side(C(i, j), S). A loss and its gradient, taken where
@@ -73,7 +76,7 @@ public static partial class MatMulKernels
     /// <summary>
     /// Whether MatMulSum sums C in the product's own launch: allowed (KernelHost.SumTailInLaunch), a
     /// Tiled, Small or Warp product whose last kernel has groups of a power of two up to MaxTailThreads
-    /// threads, and a C that Reduce's sum would take in one group. (On the host SGEMM the sum is host
+    /// threads, and a C of at most MaxTailElements that Reduce's sum would take in one group. (On the host SGEMM the sum is host
     /// code; elsewhere it is a second launch.)
     /// </summary>
     /// <param name="host">The kernel host.</param>
@@ -83,7 +86,10 @@ public static partial class MatMulKernels
     public static bool SumInSameLaunch(KernelHost host, int m, int n, int k)
     {
         var path = Choose(host, m, n);
-        if (!host.SumTailInLaunch || path is not (MatMulPath.Tiled or MatMulPath.Small or MatMulPath.Warp) || !Reduce.OneGroup(host, m * n)) return false;
+        if (!host.SumTailInLaunch || path is not (MatMulPath.Tiled or MatMulPath.Small or MatMulPath.Warp)) return false;
+        // One group walks all of C: past MaxTailElements (16 a thread on a GPU's 256) a second launch,
+        // whose groups share the walk, costs less than the wait.
+        if ((long)m * n > MaxTailElements || !Reduce.OneGroup(host, m * n)) return false;
         // The group of the launch that stores C: the tiled group, or the grid-stride kernels' group
         // (Small, Warp, and the kernel that sums split-K's slices in a second launch).
         bool sumKernelStores = SplitK(host, m, n, k) > 1 && !SumsInSameLaunch(host, TileGrid(host.TiledGroup, m, n));

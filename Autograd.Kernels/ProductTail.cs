@@ -8,9 +8,9 @@
 // for the next launch). The group that counts last sees every other group's stores. It walks C in the
 // order of Reduce's one-group sum: thread t takes t, t + T, t + 2T, ..., then a tree over the group.
 // The bits are the same every run, and on a group of Reduce's size they are the bits of
-// Reduce.SumAllMap. One group does all the work, so the launcher keeps the tail for outputs that one
-// group of Reduce's sum would take anyway (MatMulKernels.Launch.cs); a larger C is summed by
-// Reduce.SumAllMap in a second launch.
+// Reduce.SumAllMap. One group does all the work, so the launcher keeps the tail for a C of at most
+// MatMulKernels.MaxTailElements that one group of Reduce's sum would take anyway
+// (MatMulKernels.Sum.cs); a larger C is summed by Reduce.SumAllMap in a second launch.
 using ILGPU;
 using ILGPU.Runtime;
 

@@ -88,7 +88,7 @@ public sealed partial class KernelTests
     {
         var host = Device.CpuSimulator(16, 16, 2).Host;
         using var pin = new MatMulPin(host, path, path == MatMulPath.Tiled ? 5 : null);
-        int m = 130, n = 70, k = 160;
+        int m = 64, n = 60, k = 160;
         var a = TestData.Normal(m * k, 41);
         var b = TestData.Normal(k * n, 42);
         using var ab = Upload(host, a);
@@ -161,6 +161,17 @@ public sealed partial class KernelTests
         Reduce.HostSumAllMap(Host, xh.View, new SumTail<PowOp, PowGradOp>(lossH.View, new PowOp(2f), 0.25f, new PowGradOp(2f), s.View, 0));
         Download(Host, lossH, 1).Should().Equal(Download(Host, lossK, 1), $"{count} elements");
         Download(Host, xh, count).Should().Equal(Download(Host, sideK, count), "the side op, in place");
+    }
+
+    [Fact]
+    public void The_tail_takes_at_most_MaxTailElements()
+    {
+        using var pin = new MatMulPin(Host, MatMulPath.Small);
+        MatMulKernels.MaxTailElements.Should().Be(4096);
+        MatMulKernels.SumInSameLaunch(Host, 64, 64, 10).Should().BeTrue("4096 elements");
+        MatMulKernels.SumInSameLaunch(Host, 64, 65, 10).Should().BeFalse("4160 elements: a second launch");
+        MatMulKernels.Describe(Host, 64, 65, 10, withSum: true).Should().Be("Small, sum in a second launch");
+        MatMulKernels.Describe(Host, 64, 64, 10, withSum: true).Should().Be("Small, sum in the same launch");
     }
 
     [Fact]
