@@ -27,6 +27,18 @@ quick |= !gpu; // the CPU simulator runs the seed-sized workloads only
 Console.WriteLine($"device: {device}  date: {DateTime.UtcNow:yyyy-MM-dd}  quick: {quick}");
 
 var results = new List<Result>();
+// The JSON is rewritten after every result: a run cut short by its time limit still leaves a file
+// with every figure it reached.
+void WriteJson()
+{
+    if (jsonPath == null) return;
+    File.WriteAllText(jsonPath, JsonSerializer.Serialize(new
+    {
+        device = device.ToString(),
+        date = DateTime.UtcNow.ToString("yyyy-MM-dd"),
+        results,
+    }, new JsonSerializerOptions { WriteIndented = true }));
+}
 var failures = new List<string>();
 // A workload that throws (a wrong result, a kernel that fails to launch) is reported and the rest
 // still run: one device call must bring back every figure it can.
@@ -37,6 +49,7 @@ void Report(Func<Result> make)
         var r = make();
         results.Add(r);
         Console.WriteLine(r.ToRow());
+        WriteJson();
     }
     catch (Exception e)
     {
@@ -139,15 +152,6 @@ else
     Report(() => Workloads.SumDim(device, 512, 512, 1));
 }
 
-if (jsonPath != null)
-{
-    File.WriteAllText(jsonPath, JsonSerializer.Serialize(new
-    {
-        device = device.ToString(),
-        date = DateTime.UtcNow.ToString("yyyy-MM-dd"),
-        results,
-    }, new JsonSerializerOptions { WriteIndented = true }));
-    Console.WriteLine($"wrote {jsonPath}");
-}
+if (jsonPath != null) Console.WriteLine($"wrote {jsonPath}");
 if (failures.Count > 0) Console.WriteLine($"{failures.Count} workload(s) FAILED; see the FAILED lines above.");
 return failures.Count > 0 ? 1 : 0;
