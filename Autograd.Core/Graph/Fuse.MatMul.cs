@@ -37,11 +37,14 @@ internal static partial class Fuse
     private static Node? WithUnary(Node mm, Node user)
     {
         if (!ComposedOps.CanFollow(user.Op)) return null;
-        var current = mm.Op.Payload as MatMulEpilogue
-            ?? FusedKernels.MatMul(mm.Op, new FirstOp(), mm.Op.ToString(), 0, 0, hasOperand: false);
+        var current = EpilogueOf(mm);
         var e = FusedKernels.Then(mm.Op, current, ComposedOps.Struct(user.Op), current.Text + " -> " + user.Op);
         return new Node(mm.Op with { Payload = e }, mm.Inputs, user.Output);
     }
+
+    // A product's epilogue: the one fused into it, or the plain store (FirstOp) when it has none.
+    private static MatMulEpilogue EpilogueOf(Node mm) => mm.Op.Payload as MatMulEpilogue
+        ?? FusedKernels.MatMul(mm.Op, new FirstOp(), mm.Op.ToString(), 0, 0, hasOperand: false);
 
     private static Node? WithBinary(Node mm, Node user)
     {

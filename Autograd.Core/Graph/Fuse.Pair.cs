@@ -3,8 +3,6 @@
 // them in one launch where the device allows (MatMulKernels.MatMulPair). The seed's last two
 // products, w1 -= lr x^T dH and w2 -= lr h^T dY, are such a pair: on a GPU the one-tile update of w2
 // then runs beside the 32 tiles of w1's instead of after them.
-using AutogradNet.Kernels;
-
 namespace AutogradNet;
 
 internal static partial class Fuse
@@ -36,7 +34,4 @@ internal static partial class Fuse
     }
 
     private static bool Pairable(Node n) => n is { Op.Kind: Prim.MatMul, Op.Payload: null or MatMulEpilogue, Side: null };
-
-    private static MatMulEpilogue EpilogueOf(Node n) => n.Op.Payload as MatMulEpilogue
-        ?? FusedKernels.MatMul(n.Op, new FirstOp(), n.Op.ToString(), 0, 0, hasOperand: false);
 }

@@ -89,11 +89,9 @@ internal static partial class Fuse
             var mm = result.Find(n => ReferenceEquals(n.Output, u));
             if (mm is not { Op.Kind: Prim.MatMul, Op.Payload: null or MatMulEpilogue } || outputs.Contains(u)
                 || consumers[u].Count != 1 || sum.Inputs.Skip(1).Contains(u)) continue;
-            var epi = mm.Op.Payload as MatMulEpilogue
-                ?? FusedKernels.MatMul(mm.Op, new FirstOp(), mm.Op.ToString(), 0, 0, hasOperand: false);
             var tail = mapped ?? FusedKernels.SumMap(new IdentityOp(), null, null, null);
             Tensor[] inputs = [.. mm.Inputs, .. sum.Inputs.Skip(1)];
-            var op = mm.Op with { Payload = FusedKernels.MatMulSum(mm.Op, epi, tail) };
+            var op = mm.Op with { Payload = FusedKernels.MatMulSum(mm.Op, EpilogueOf(mm), tail) };
             var fused = new Node(op, inputs, sum.Output) { Side = sum.Side ?? u };
             result[i] = fused;
             result.Remove(mm);
