@@ -102,6 +102,7 @@ public sealed class KernelHost
         MaxGroups = other.MaxGroups;
         CanUseLargeMatMul = other.CanUseLargeMatMul;
         MatMulSettings = other.MatMulSettings;
+        SumChunks = other.SumChunks;
         // Shared: the streams' work is ordered on the default stream (a captured graph is launched there).
         _arrivals = other._arrivals;
     }
