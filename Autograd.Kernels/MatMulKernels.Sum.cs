@@ -53,8 +53,9 @@ public static partial class MatMulKernels
         int mn = m * n;
         Check.Length("MatMulSum", "loss", tail.Loss, 1);
         if (tail.HasSide) Check.Length("MatMulSum", "s", tail.S, tail.SStride == 0 ? 1 : mn);
-        if (scratch.Length < MatMulSumScratch(host, m, n, k))
-            throw new ArgumentException($"MatMulSum: scratch has {scratch.Length} elements, needs {MatMulSumScratch(host, m, n, k)}. Ask MatMulSumScratch first.");
+        long need = MatMulSumScratch(host, m, n, k);
+        if (scratch.Length < need)
+            throw new ArgumentException($"MatMulSum: scratch has {scratch.Length} elements, needs {need}. Ask MatMulSumScratch first.");
         var path = Choose(host, m, n);
         var cView = c.SubView(0, mn);
         if (path == MatMulPath.Host)

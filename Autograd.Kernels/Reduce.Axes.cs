@@ -168,11 +168,15 @@ public static partial class Reduce
     /// <param name="axes">Axes to sum.</param>
     public static long SumAxesScratch(KernelHost host, ReadOnlySpan<int> xShape, ReadOnlySpan<int> axes)
     {
-        if (!Contiguous(xShape, axes, out int outer, out int r, out int inner) || (inner == 1 && r >= 64 && host.ReduceGroupSize >= 32))
+        if (!Contiguous(xShape, axes, out int outer, out int r, out int inner) || ByRows(host, r, inner))
             return 0;
         int chunks = MiddleChunks(host, outer, r, inner, out _);
         return chunks == 1 ? 0 : (long)outer * chunks * inner;
     }
+
+    // Whether a run is summed a group per row (SumRowsKernel): a trailing run (inner 1) of 64 or more,
+    // on wide groups.
+    private static bool ByRows(KernelHost host, int r, int inner) => inner == 1 && r >= 64 && host.ReduceGroupSize >= 32;
 
     // How many chunks a middle run's r is cut into (1: a thread per output walks all of r), and their
     // depth. Cut when the outputs fill under half the device's resident threads and there is work
@@ -232,7 +236,7 @@ public static partial class Reduce
         {
             // A group per row pays where groups are wide (a GPU); the CPU accelerator's groups of 2 would
             // spend more on barriers than on adds.
-            if (inner == 1 && rr >= 64 && host.ReduceGroupSize >= 32)
+            if (ByRows(host, rr, inner))
             {
                 var kr = host.Load("SumRows", null, acc =>
                     acc.LoadKernel<ArrayView<float>, ArrayView<float>, int, int, float, float>(SumRowsKernel));
