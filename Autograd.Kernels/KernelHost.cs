@@ -28,7 +28,7 @@ public enum MatMulPath
     Host,
     /// <summary>128x128 tiles with 16-byte loads and double-buffered slices (needs groups of 256; not chosen by Auto yet).</summary>
     Wide,
-    /// <summary>A warp per 4x4 block of C with K split across its lanes, for products with few outputs (not chosen by Auto yet).</summary>
+    /// <summary>A team of warps per 4x4 block of C with K split across its threads, for products with few outputs (chosen by Auto up to KernelHost.WarpMaxOutputs, 0 by default).</summary>
     Warp,
 }
 
@@ -40,13 +40,14 @@ public enum MatMulPath
 /// <param name="WarpMaxOutputs">KernelHost.WarpMaxOutputs.</param>
 /// <param name="SumTailInLaunch">KernelHost.SumTailInLaunch.</param>
 /// <param name="PairProducts">KernelHost.PairProducts.</param>
+/// <param name="WarpTeam">KernelHost.WarpTeam.</param>
 public readonly record struct MatMulSettings(MatMulPath Path, (int X, int Y) TiledGroup, int? SplitK, bool SplitKInOneLaunch, int WarpMaxOutputs,
-    bool SumTailInLaunch = true, bool PairProducts = true)
+    bool SumTailInLaunch = true, bool PairProducts = true, int? WarpTeam = null)
 {
     /// <inheritdoc/>
     public override string ToString() =>
         $"MatMulPath {Path}, TiledGroup {TiledGroup.X}x{TiledGroup.Y}, MatMulSplitK {SplitK?.ToString() ?? "auto"}, " +
-        $"SplitKInOneLaunch {SplitKInOneLaunch}, WarpMaxOutputs {WarpMaxOutputs}, SumTailInLaunch {SumTailInLaunch}, PairProducts {PairProducts}";
+        $"SplitKInOneLaunch {SplitKInOneLaunch}, WarpMaxOutputs {WarpMaxOutputs}, SumTailInLaunch {SumTailInLaunch}, PairProducts {PairProducts}, WarpTeam {WarpTeam?.ToString() ?? "auto"}";
 }
 
 /// <summary>
@@ -179,12 +180,25 @@ public sealed class KernelHost
     private int _warpMaxOutputs;
 
     /// <summary>
+    /// Forces the warps per 4x4 block of C of the Warp kernel (tests and benchmarks: 1, or a power of two
+    /// dividing the group's warps); null chooses by shape (MatMulKernels.WarpTeam).
+    /// </summary>
+    public int? WarpTeam
+    {
+        get => _warpTeam;
+        set => _warpTeam = value is null || (value > 0 && (value & (value - 1)) == 0) ? value
+            : throw new ArgumentOutOfRangeException(nameof(value), value, "WarpTeam: a power of two of warps (1, 2, 4, ...), or null to choose by shape.");
+    }
+
+    private int? _warpTeam;
+
+    /// <summary>
     /// The settings that choose the SGEMM kernels, read or put back together (a compiled step keeps the
     /// ones it was compiled under; a test or benchmark restores the ones it found).
     /// </summary>
     public MatMulSettings MatMulSettings
     {
-        get => new(MatMulPath, TiledGroup, MatMulSplitK, SplitKInOneLaunch, WarpMaxOutputs, SumTailInLaunch, PairProducts);
+        get => new(MatMulPath, TiledGroup, MatMulSplitK, SplitKInOneLaunch, WarpMaxOutputs, SumTailInLaunch, PairProducts, WarpTeam);
         set
         {
             TiledGroup = value.TiledGroup; // validated first: a refused group changes nothing
@@ -194,6 +208,7 @@ public sealed class KernelHost
             WarpMaxOutputs = value.WarpMaxOutputs;
             SumTailInLaunch = value.SumTailInLaunch;
             PairProducts = value.PairProducts;
+            WarpTeam = value.WarpTeam;
         }
     }
 

@@ -52,6 +52,7 @@ public static partial class MatMulKernels
             bool one = SumsInSameLaunch(host, TileGrid(host.TiledGroup, m, n));
             text = split == 1 ? $"Tiled {x}x{y}" : $"Tiled {x}x{y}, split-K {split} in {(one ? "one launch" : "two launches")}";
         }
+        if (path == MatMulPath.Warp && WarpTeam(host, m, n, k) is > 1 and var team) text = $"Warp, teams of {team} warps";
         if (!withSum) return text;
         return text + (path == MatMulPath.Host ? ", sum on the host"
             : SumInSameLaunch(host, m, n, k) ? ", sum in the same launch" : ", sum in a second launch");
@@ -89,6 +90,31 @@ public static partial class MatMulKernels
     // arrival counter.
     private static bool SumsInSameLaunch(KernelHost host, (int X, int Y) grid) =>
         host.SplitKInOneLaunch && (long)grid.X * grid.Y <= KernelHost.MaxSplitKTiles;
+
+    /// <summary>
+    /// Warps the Warp kernel gives each 4x4 block of C for this shape (KernelHost.WarpTeam, or by the
+    /// shape): the smallest power of two that brings a thread's share of K to its fewest round trips
+    /// to memory (two k a trip), within the group's warps and the device's resident threads.
+    /// </summary>
+    /// <param name="host">The kernel host.</param>
+    /// <param name="m">Rows of C.</param>
+    /// <param name="n">Columns of C.</param>
+    /// <param name="k">Shared dimension.</param>
+    public static int WarpTeam(KernelHost host, int m, int n, int k)
+    {
+        int w = host.Accelerator.WarpSize, warps = host.GroupSize / w;
+        if (host.WarpTeam is { } forced)
+            return forced <= warps && warps % forced == 0 && (forced == 1 || warps <= MaxTeamWarps) ? forced
+                : throw new NotSupportedException(
+                    $"MatMul: a Warp team of {forced} warps does not fit {host.Accelerator.Name}'s groups of {warps} warps " +
+                    $"(a team divides the group's warps, and teams need groups of at most {MaxTeamWarps} warps). Set KernelHost.WarpTeam to a divisor, or null.");
+        if (warps > MaxTeamWarps) return 1;
+        long resident = (long)host.MaxGroups * host.GroupSize, blocks = Blocks4x4(m, n);
+        static int Trips(int k, int threads) => ((k + threads - 1) / threads + 1) / 2;
+        int team = 1;
+        while (team * 2 <= warps && Trips(k, w * team * 2) < Trips(k, w * team) && blocks * w * team * 2 <= resident) team *= 2;
+        return team;
+    }
 
     // 4x4 blocks of C (M, N), the Small and Warp kernels' unit of work.
     private static long Blocks4x4(int m, int n) => (long)((m + 3) / 4) * ((n + 3) / 4);
@@ -212,9 +238,9 @@ public static partial class MatMulKernels
                 throw new NotSupportedException(
                     $"MatMul: the Warp kernel needs groups of whole warps; {host.Accelerator.Name} has groups of {host.GroupSize} and warps of {host.Accelerator.WarpSize}. Use Tiled or Small.");
             var kw = host.Load("MatMulWarp", typeof((TEpi, TTail)), acc =>
-                acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, TEpi, TTail>(WarpKernel));
-            // A warp per block.
-            kw(host.Stream, host.GridStride(Blocks4x4(m, n) * host.Accelerator.WarpSize), a, b, c, operand, g, epilogue, tail);
+                acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, int, TEpi, TTail>(WarpKernel));
+            int team = WarpTeam(host, m, n, g.K);
+            kw(host.Stream, host.GridStride(Blocks4x4(m, n) * team * host.Accelerator.WarpSize), a, b, c, operand, g, team, epilogue, tail);
             return;
         }
         var ks = host.Load("MatMulSmall", typeof((TEpi, TTail)), acc =>

@@ -99,6 +99,31 @@ public static partial class MatMulKernels
             _s30 = WarpSum(_s30); _s31 = WarpSum(_s31); _s32 = WarpSum(_s32); _s33 = WarpSum(_s33);
         }
 
+        // Writes the block's 16 sums to s[at..at + 16), row by row (a team's warp hands its block over).
+        public readonly void ToShared(ArrayView<float> s, int at)
+        {
+            s[at] = _s00; s[at + 1] = _s01; s[at + 2] = _s02; s[at + 3] = _s03;
+            s[at + 4] = _s10; s[at + 5] = _s11; s[at + 6] = _s12; s[at + 7] = _s13;
+            s[at + 8] = _s20; s[at + 9] = _s21; s[at + 10] = _s22; s[at + 11] = _s23;
+            s[at + 12] = _s30; s[at + 13] = _s31; s[at + 14] = _s32; s[at + 15] = _s33;
+        }
+
+        // Stores row `row` of the block summed over a team of warps whose blocks lie 16 apart in s from
+        // `at`, adding warp 0, then 1, ...: the order is fixed, so the bits are.
+        public readonly void StoreRowOfTeam<TEpi>(ArrayView<float> c, ArrayView<float> e, GemmArgs g, TEpi epi,
+            ArrayView<float> s, int at, int team, int row)
+            where TEpi : struct, IBinaryOp
+        {
+            int p = at + 4 * row;
+            float v0 = s[p], v1 = s[p + 1], v2 = s[p + 2], v3 = s[p + 3];
+            for (int w = 1; w < team; w++)
+            {
+                int q = p + 16 * w;
+                v0 += s[q]; v1 += s[q + 1]; v2 += s[q + 2]; v3 += s[q + 3];
+            }
+            StoreStrided(c, e, g, epi, 0, _i0 + row, _j0, 1, v0, v1, v2, v3);
+        }
+
         // Stores the block's elements that lie inside C, through scale, accumulate and the epilogue.
         public readonly void Store<TEpi>(ArrayView<float> c, ArrayView<float> e, GemmArgs g, TEpi epi)
             where TEpi : struct, IBinaryOp

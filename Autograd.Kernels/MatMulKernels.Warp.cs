@@ -2,14 +2,21 @@
 //
 // Why: a tiled kernel gives such a product a handful of tiles, so it either leaves most of the GPU
 // idle while each tile walks all of K, or splits K across groups and pays for the slices' scratch
-// and their sum (MatMulKernels.cs, split-K). Here a warp owns a 4x4 block of C and its lanes split K
-// among themselves (lane l takes k = l, l + W, ...); the warp then adds its lanes' sums by a
-// shuffle tree. No shared memory, no barrier, no scratch, one launch, and the serial depth is
-// K / W loads instead of K. The order of every sum is fixed by the lane and the tree, so the result
-// has the same bits every run. The epilogue is the same Store as every other path.
+// and their sum (MatMulKernels.cs, split-K). Here a team of warps owns a 4x4 block of C and its
+// threads split K among themselves (thread r of the team takes k = r, r + T, ...); each warp adds its
+// lanes' sums by a shuffle tree, and a team of more than one warp adds its warps' sums through
+// shared memory, in warp order. No scratch, one launch, and the serial depth is K / T loads
+// instead of K (Small) or a 16-deep slice per barrier (Tiled). The order of every sum is fixed by
+// the thread, the tree and the warp order, so the result has the same bits every run for a given
+// team size. The epilogue is the same Store as every other path.
 //
-// Unmeasured on a GPU when written: MatMulPath.Warp is not chosen by Auto; the bench times it
-// beside the tiled kernel for the seed's products.
+// The team: one warp (no shared memory, no barrier) where a lane's share of K is already one trip
+// of two loads; up to a group's warps where K is long. The seed's first product (K = 1000) has
+// 400 blocks: a warp a block walks 32 k a lane, 16 round trips to memory; a team of 8 warps walks
+// 4 k a thread, 2 round trips, on 102K threads (a third of an H200's resident threads).
+//
+// Unmeasured on a GPU when written: MatMulPath.Warp is not chosen by Auto (KernelHost.WarpMaxOutputs
+// is 0); the bench times it beside the tiled kernel for the seed's products.
 using ILGPU;
 using ILGPU.Runtime;
 
@@ -17,33 +24,55 @@ namespace AutogradNet.Kernels;
 
 public static partial class MatMulKernels
 {
-    /// <summary>One warp per 4x4 block of C, K split across the warp's lanes, summed by shuffles.</summary>
+    /// <summary>Warps of a group whose sums a team's shared array holds: teams need groups of at most this many warps.</summary>
+    public const int MaxTeamWarps = 64;
+
+    /// <summary>A team of warps per 4x4 block of C, K split across the team's threads, summed by shuffles and in warp order.</summary>
     internal static void WarpKernel<TEpi, TTail>(
         ArrayView<float> a,   // (M, K) or (K, M) per g's strides
         ArrayView<float> b,   // (K, N) or (N, K) per g's strides
         ArrayView<float> c,   // (M, N) row-major
         ArrayView<float> e,   // epilogue operand, E(i, j) = e[i * Em + j * En]
         GemmArgs g,
+        int team,             // warps per block: 1, or a power of two dividing the group's warps (<= MaxTeamWarps)
         TEpi epi,
         TTail tail)           // run once C is stored
         where TEpi : struct, IBinaryOp
         where TTail : struct, IProductTail
     {
+        var sums = SharedMemory.Allocate<float>(16 * MaxTeamWarps); // (warps of the group, 16): each warp's block
         int w = Warp.WarpSize, lane = Warp.LaneIdx;
+        int warp = Group.IdxX / w, teamsPerGroup = Group.DimX / w / team;
+        int member = warp % team, rank = member * w + lane, span = team * w;
         int tilesN = (g.N + 3) / 4;
         int total = ((g.M + 3) / 4) * tilesN;
-        // Whole warps stride over the blocks, so every lane of a warp takes the same trip through
-        // the loop and all of them reach each shuffle.
-        int warps = Grid.DimX * Group.DimX / w;
-        for (int t = Grid.GlobalIndex.X / w; t < total; t += warps)
+        // Whole groups stride over the blocks, a block per team, so every thread of a group takes the
+        // same trips through the loop and all of them reach each shuffle and barrier.
+        int teams = Grid.DimX * teamsPerGroup;
+        for (int t0 = Grid.IdxX * teamsPerGroup; t0 < total; t0 += teams)
         {
-            var block = new Block4x4(g, t, tilesN);
-            // Two of the lane's k per trip, loads first (a lane of the seed's first product walks 32).
-            int k = lane;
-            for (; k + w < g.K; k += 2 * w) block.Step2(a, b, g, k, k + w);
-            if (k < g.K) block.Step(a, b, g, k);
+            int t = t0 + warp / team;
+            bool active = t < total;
+            var block = new Block4x4(g, active ? t : 0, tilesN);
+            if (active)
+            {
+                // Two of the thread's k per trip, loads first.
+                int k = rank;
+                for (; k + span < g.K; k += 2 * span) block.Step2(a, b, g, k, k + span);
+                if (k < g.K) block.Step(a, b, g, k);
+            }
             block.SumOverWarp();
-            if (lane == 0) block.Store(c, e, g, epi);
+            if (team == 1)
+            {
+                if (active && lane == 0) block.Store(c, e, g, epi);
+                continue;
+            }
+            if (lane == 0) block.ToShared(sums, warp * 16);
+            Group.Barrier();
+            // The team's first four threads store a row each: its four sums added over the team's warps in order.
+            if (active)
+                for (int row = rank; row < 4; row += span) block.StoreRowOfTeam(c, e, g, epi, sums, (warp - member) * 16, team, row);
+            Group.Barrier();
         }
         tail.Finish(c, g.M * g.N);
     }

@@ -432,6 +432,30 @@ public sealed class GraphTests
         auto[^1].Should().BeLessThan(auto[0]);
     }
 
+    // The warp kernel in teams of 4 warps (a simulator of groups of 4 two-lane warps) trains the
+    // compiled seed as Small does.
+    [Fact]
+    public void Compiled_seed_trains_the_same_on_warp_teams()
+    {
+        var dev = Device.CpuSimulator(2, 4, 1);
+        float[] Losses(MatMulPath path, int? team)
+        {
+            Tensor.ManualSeed(21);
+            var x = Tensor.Randn([64, 1000], dev);
+            var y = Tensor.Randn([64, 10], dev);
+            var w1 = Tensor.Randn([1000, 100], dev, requiresGrad: true);
+            var w2 = Tensor.Randn([100, 10], dev, requiresGrad: true);
+            using var pin = new MatMulPin(dev.Host, path, warpTeam: team);
+            using var opt = new Sgd([w1, w2], 1e-6f);
+            using var step = Graph.Compile(() => (x.MatMul(w1).Clamp(min: 0).MatMul(w2) - y).Pow(2).Sum(), opt);
+            if (team is { } t) step.Describe().Should().Contain($"Warp, teams of {t} warps");
+            var losses = step.Run(steps: 3).ToArray();
+            foreach (var tensor in new[] { x, y, w1, w2 }) tensor.Dispose();
+            return losses;
+        }
+        ShouldMatchEachStep(Losses(MatMulPath.Small, null), Losses(MatMulPath.Warp, 4), "Small vs Warp in teams of 4");
+    }
+
     [Theory]
     [InlineData("momentum", 7)]
     [InlineData("adam", 8)]

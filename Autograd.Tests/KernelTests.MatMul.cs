@@ -14,7 +14,7 @@ public sealed partial class KernelTests
     public static TheoryData<int, int, int, bool, bool, string> MatMulCases()
     {
         var d = new TheoryData<int, int, int, bool, bool, string>();
-        var sizes = new (int, int, int)[] { (1, 1, 1), (7, 33, 65), (65, 7, 33), (130, 65, 7), (33, 130, 1), (1, 65, 130), (64, 100, 200), (260, 132, 24) };
+        var sizes = new (int, int, int)[] { (1, 1, 1), (7, 33, 65), (65, 7, 33), (130, 65, 7), (33, 130, 1), (1, 65, 130), (64, 100, 200), (260, 132, 24), (9, 13, 301) };
         foreach (var path in Paths)
             foreach (var (m, n, k) in sizes.Where(s => Affordable(path, s.Item1, s.Item2)))
                 foreach (var ta in new[] { false, true })
@@ -25,14 +25,20 @@ public sealed partial class KernelTests
 
     // Every SGEMM path. The tiled kernel runs on three of its group shapes: the GPU's 16x16, 8x8, and
     // the 2x1 that the CPU accelerator's groups of 2 give it; "split3" cuts K into 3 slices. The warp
-    // kernel runs on the device's warps (2 lanes on the CPU accelerator) and on warps of 16.
+    // kernel runs on the device's warps (2 lanes on the CPU accelerator), on warps of 16 (its team
+    // chosen by shape, and teams of 4), and in teams of 2 and 4 two-lane warps (a simulator of groups of 4 warps).
     private static readonly string[] Paths =
-        ["host", "small", "tiled", "tiled-8x8", "tiled-2x1", "split3", "split3-2x1", "split3-two-launches", "large", "wide", "warp", "warp-16"];
+        ["host", "small", "tiled", "tiled-8x8", "tiled-2x1", "split3", "split3-2x1", "split3-two-launches", "large", "wide", "warp", "warp-16",
+         "warp-16-team4", "warp-team2", "warp-team4"];
 
     // The CPU simulator pays a 16-thread rendezvous per shuffle: warps of 16 take only products of
-    // up to ~40 blocks of C (the 2-lane warps take every size).
-    private static bool Affordable(string path, int m, int n) =>
-        path != "warp-16" || Host.Accelerator.WarpSize >= 16 || (m + 3) / 4 * ((n + 3) / 4) <= 40;
+    // up to ~40 blocks of C, and in teams (two 256-thread barriers a block as well) up to 12. The
+    // 2-lane warps take every size.
+    private static bool Affordable(string path, int m, int n)
+    {
+        if (!path.StartsWith("warp-16", StringComparison.Ordinal) || Host.Accelerator.WarpSize >= 16) return true;
+        return (m + 3) / 4 * ((n + 3) / 4) <= (path == "warp-16" ? 40 : 12);
+    }
 
     private static MatMulPath PathOf(string path) => path switch
     {
@@ -40,7 +46,7 @@ public sealed partial class KernelTests
         "small" => MatMulPath.Small,
         "large" => MatMulPath.Large,
         "wide" => MatMulPath.Wide,
-        "warp" or "warp-16" => MatMulPath.Warp,
+        _ when path.StartsWith("warp", StringComparison.Ordinal) => MatMulPath.Warp,
         _ => MatMulPath.Tiled,
     };
 
@@ -58,14 +64,17 @@ public sealed partial class KernelTests
             return Host;
         }
         if (path == "small" || path == "warp") return Host;
-        if (path == "warp-16") return Host.Accelerator.WarpSize >= 16 ? Host : Device.CpuSimulator(16, 16, 1).Host;
+        if (path.StartsWith("warp-16", StringComparison.Ordinal)) return Host.Accelerator.WarpSize >= 16 ? Host : Device.CpuSimulator(16, 16, 1).Host;
+        if (path.StartsWith("warp-team", StringComparison.Ordinal))
+            return Host.GroupSize / Host.Accelerator.WarpSize >= 4 ? Host : Device.CpuSimulator(2, 4, 1).Host;
         var (x, y) = PathOf(path) == MatMulPath.Tiled ? GroupOf(path) : (16, 16);
         return x * y > Host.Accelerator.MaxNumThreadsPerGroup ? Device.CpuSimulator(16, 16, 1).Host : Host;
     }
 
     private static MatMulPin PinFor(KernelHost host, string path) =>
         new(host, PathOf(path), path.StartsWith("split3", StringComparison.Ordinal) ? 3 : 1, path != "split3-two-launches",
-            PathOf(path) == MatMulPath.Tiled ? GroupOf(path) : null);
+            PathOf(path) == MatMulPath.Tiled ? GroupOf(path) : null,
+            path.EndsWith("team2", StringComparison.Ordinal) ? 2 : path.EndsWith("team4", StringComparison.Ordinal) ? 4 : null);
 
     [Theory]
     [MemberData(nameof(MatMulCases))]
@@ -83,7 +92,7 @@ public sealed partial class KernelTests
         MatMulKernels.MatMul(host, ab.View, ta, bb.View, tb, cb.View, m, n, k, scratch: scratch.View);
         var expected = Reference.MatMul(a, ta, b, tb, m, n, k);
         TestData.ShouldMatch(Download(host, cb, m * n), expected, 1e-4, 2e-5 * Math.Sqrt(k),
-            $"{path} (group {host.TiledGroup}, K in {MatMulKernels.SplitK(host, m, n, k)} slices) {m}x{n}x{k} ta={ta} tb={tb}");
+            $"{path} ({MatMulKernels.Describe(host, m, n, k)}) {m}x{n}x{k} ta={ta} tb={tb}");
     }
 
     [Theory]
@@ -215,6 +224,49 @@ public sealed partial class KernelTests
         var host = Device.CpuSimulator(2, 1, 10).Host;
         host.Invoking(h => h.WarpMaxOutputs = -1).Should().Throw<ArgumentOutOfRangeException>().WithMessage("*0 or more*");
         host.WarpMaxOutputs.Should().Be(0, "off by default, and a refused value changes nothing");
+    }
+
+    // The team grows while it cuts a thread's round trips to memory (two k a trip) and the threads fit
+    // the device: on a simulator of 16 warps of 16 lanes, 256 resident threads.
+    [Fact]
+    public void Warp_teams_follow_K_within_the_group_and_the_device()
+    {
+        var host = Device.CpuSimulator(16, 16, 1).Host;
+        long resident = (long)host.MaxGroups * host.GroupSize;
+        resident.Should().Be(256, "the rule below is worked for one group of 256 resident threads");
+        using var pin = new MatMulPin(host, MatMulPath.Warp);
+        MatMulKernels.WarpTeam(host, 4, 4, 1000).Should().Be(16, "one block: 16 warps take K = 1000 in 2 trips (4 k a thread) where one takes 32");
+        MatMulKernels.WarpTeam(host, 4, 4, 64).Should().Be(2, "K = 64: 2 k a thread is one trip");
+        MatMulKernels.WarpTeam(host, 4, 4, 32).Should().Be(1, "K = 32: one warp takes it in one trip");
+        MatMulKernels.WarpTeam(host, 8, 8, 1000).Should().Be(4, "4 blocks: 4 warps each fill the 256 threads");
+        MatMulKernels.WarpTeam(host, 64, 100, 1000).Should().Be(1, "400 blocks already fill the device a warp each");
+        MatMulKernels.Describe(host, 4, 4, 1000).Should().Be("Warp, teams of 16 warps");
+        MatMulKernels.Describe(host, 64, 100, 1000).Should().Be("Warp");
+        host.WarpTeam = 4;
+        MatMulKernels.WarpTeam(host, 64, 100, 1000).Should().Be(4, "forced");
+        host.WarpTeam = 32;
+        host.Invoking(h => MatMulKernels.WarpTeam(h, 4, 4, 1000)).Should().Throw<NotSupportedException>()
+            .WithMessage("*team of 32 warps does not fit*groups of 16 warps*KernelHost.WarpTeam*");
+        host.Invoking(h => h.WarpTeam = 3).Should().Throw<ArgumentOutOfRangeException>().WithMessage("*power of two*");
+        host.WarpTeam.Should().Be(32, "a refused value changes nothing");
+    }
+
+    // A team's sum is in a fixed order (lanes by the shuffle tree, then warps in order): a repeat has the same bits.
+    [Fact]
+    public void A_warp_team_repeats_bit_for_bit()
+    {
+        var host = HostFor("warp-team4");
+        using var pin = PinFor(host, "warp-team4");
+        int m = 9, n = 13, k = 301;
+        using var ab = Upload(host, TestData.Normal(m * k, 5));
+        using var bb = Upload(host, TestData.Normal(k * n, 6));
+        float[] Run()
+        {
+            using var cb = Upload(host, Enumerable.Repeat(float.NaN, m * n).ToArray());
+            MatMulKernels.MatMul(host, ab.View, false, bb.View, false, cb.View, m, n, k);
+            return Download(host, cb, m * n);
+        }
+        Run().Should().Equal(Run());
     }
 
     [Fact]

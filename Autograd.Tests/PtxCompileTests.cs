@@ -142,10 +142,14 @@ public sealed class PtxCompileTests
     }
 
     [Fact]
-    public void Warp_SGEMM_sums_its_lanes_by_shuffles_without_shared_memory()
+    public void Warp_SGEMM_sums_its_lanes_by_shuffles_and_its_team_through_one_shared_array()
     {
         var ptx = PtxOf("MatMulKernels.WarpKernel<FirstOp, NoTail>");
-        ptx.Should().Contain("shfl.sync.down").And.NotContain("bar.sync").And.NotContain(".shared");
+        ptx.Should().Contain("shfl.sync.down");
+        var sizes = System.Text.RegularExpressions.Regex.Matches(ptx, @"\.shared \.align \d+ \.b8 \w+\[(\d+)\]")
+            .Select(mt => int.Parse(mt.Groups[1].Value)).ToList();
+        sizes.Should().Equal([sizeof(float) * 16 * MatMulKernels.MaxTeamWarps], "a 4x4 block per warp of the group, and nothing else");
+        (ptx.Split("bar.sync").Length - 1).Should().Be(2, "a team hands its warps' blocks over, then frees the array for the next block");
     }
 
     // NoTail must cost nothing: the tail's barriers, atomic and shared tree appear only with a SumTail.

@@ -8,7 +8,7 @@ internal sealed class MatMulPin : IDisposable
     private readonly KernelHost _host;
     private readonly MatMulSettings _saved;
 
-    public MatMulPin(KernelHost host, MatMulPath path, int? splitK = null, bool oneLaunch = true, (int X, int Y)? group = null)
+    public MatMulPin(KernelHost host, MatMulPath path, int? splitK = null, bool oneLaunch = true, (int X, int Y)? group = null, int? warpTeam = null)
     {
         _host = host;
         _saved = host.MatMulSettings;
@@ -16,6 +16,7 @@ internal sealed class MatMulPin : IDisposable
         host.MatMulSplitK = splitK;
         host.SplitKInOneLaunch = oneLaunch;
         if (group is { } g) host.TiledGroup = g;
+        host.WarpTeam = warpTeam;
     }
 
     public void Dispose() => _host.MatMulSettings = _saved;

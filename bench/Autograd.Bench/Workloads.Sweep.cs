@@ -1,5 +1,6 @@
 // The split-K sweep: one seed-sized product on every tiled group shape and K split, with the slices
-// summed in the same launch (1L) and in a second kernel (2L), beside Small and the warp-split kernel. Which is fastest depends on latencies
+// summed in the same launch (1L) and in a second kernel (2L), beside Small and the warp-split kernel
+// (its team of warps per block chosen by shape, and each team forced). Which is fastest depends on latencies
 // no CPU can predict (an L2 round trip per slice summed, a barrier per 16-deep slice, launch gaps),
 // so MatMulKernels.Choose and SplitK are to be set from this table.
 //
@@ -46,11 +47,17 @@ public static partial class Workloads
 
             h.MatMulSplitK = null;
             var others = new Dictionary<string, double>();
-            foreach (var path in new[] { MatMulPath.Small, MatMulPath.Warp })
+            h.MatMulPath = MatMulPath.Small;
+            others["Small"] = Time("Small");
+            // The warp-split kernel with its team chosen by shape, then with each team the group allows.
+            h.MatMulPath = MatMulPath.Warp;
+            others[$"Warp (team {MatMulKernels.WarpTeam(h, m, n, k)})"] = Time("Warp");
+            for (int team = 1; team <= h.GroupSize / h.Accelerator.WarpSize && team <= MatMulKernels.MaxTeamWarps; team *= 2)
             {
-                h.MatMulPath = path;
-                others[path.ToString()] = Time(path.ToString());
+                h.WarpTeam = team;
+                others[$"Warp team {team}"] = Time($"Warp team {team}");
             }
+            h.WarpTeam = null;
             h.MatMulPath = MatMulPath.Tiled;
             // The three largest groups the accelerator allows (16x16, 8x8, 4x4 on a GPU).
             var groups = MatMulKernels.TiledGroups.SkipWhile(g => g != saved.TiledGroup).Take(3);

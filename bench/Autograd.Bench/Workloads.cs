@@ -76,7 +76,8 @@ public static partial class Workloads
     /// <param name="stepsPerRun">Steps per Run call.</param>
     /// <param name="variant">"" as shipped; "unfused" compiles with AUTOGRAD_FUSE=0; "split-K in two launches"
     /// sums split products in a second kernel (KernelHost.SplitKInOneLaunch = false); "warp products" runs
-    /// every product on MatMulPath.Warp; "warp below 16K outputs" sets KernelHost.WarpMaxOutputs = 16384 (the
+    /// every product on MatMulPath.Warp (teams of warps chosen by shape); "warp products, one warp a block" pins
+    /// KernelHost.WarpTeam = 1 (the kernel as first written); "warp below 16K outputs" sets KernelHost.WarpMaxOutputs = 16384 (the
     /// products of up to 16K outputs on Warp, the rest as Auto chooses); "8x8 tiles" gives the tiled kernel
     /// groups of 8x8; "loss in a second launch" sums the loss after its product instead of in the
     /// product's launch (KernelHost.SumTailInLaunch = false); "updates one after the other" launches the
@@ -86,7 +87,8 @@ public static partial class Workloads
         var saved = d.Kernels.MatMulSettings;
         Environment.SetEnvironmentVariable("AUTOGRAD_FUSE", variant == "unfused" ? "0" : null);
         d.Kernels.SplitKInOneLaunch = variant != "split-K in two launches";
-        if (variant == "warp products") d.Kernels.MatMulPath = MatMulPath.Warp;
+        if (variant is "warp products" or "warp products, one warp a block") d.Kernels.MatMulPath = MatMulPath.Warp;
+        if (variant == "warp products, one warp a block") d.Kernels.WarpTeam = 1;
         if (variant == "8x8 tiles") d.Kernels.TiledGroup = (8, 8);
         if (variant == "warp below 16K outputs") d.Kernels.WarpMaxOutputs = 16384;
         if (variant == "loss in a second launch") d.Kernels.SumTailInLaunch = false;
@@ -94,7 +96,7 @@ public static partial class Workloads
         try
         {
             // The kernel-choice variants print where their time goes, like the shipped step.
-            var r = SeedCompiledAsShipped(d, steps, cudaGraphs, stepsPerRun, profile: variant is "warp products" or "warp below 16K outputs" or "8x8 tiles");
+            var r = SeedCompiledAsShipped(d, steps, cudaGraphs, stepsPerRun, profile: variant is "warp products" or "warp products, one warp a block" or "warp below 16K outputs" or "8x8 tiles");
             return variant == "" ? r : r with { Name = $"{r.Name}, {variant}" };
         }
         finally
