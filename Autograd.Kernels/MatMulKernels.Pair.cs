@@ -1,4 +1,4 @@
-// Two independent products in one launch of the tiled SGEMM. Why: the seed's step ends with two
+// Two independent products in one launch of the tiled or the warp SGEMM. Why: the seed's step ends with two
 // gradient products, dW1 = x^T dH (32 tiles) and dW2 = h^T dY (1 tile), each with the SGD update in
 // its store. Neither reads what the other writes, but as two launches the second waits for the first,
 // and a one-tile product is all latency (run 4 on an H200: 4.8 us for dW2 alone). In one launch the
@@ -7,6 +7,8 @@
 // group finds its product, tile and slice from its index and runs the same per-tile code as
 // TiledKernel (TiledTile), split-K fixup included; the second product's tiles count their arrivals
 // after the first's. The shared slices are allocated once and serve whichever product the group has.
+// On the warp kernel (MatMulKernels.Warp.cs) the same holds with blocks for tiles: the teams stride
+// over the first product's 4x4 blocks, then the second's, when both products take the same team.
 using ILGPU;
 using ILGPU.Runtime;
 
@@ -124,6 +126,16 @@ public static partial class MatMulKernels
             Run(second, epi2, scratch);
             return;
         }
+        if (Choose(host, first.M, first.N) == MatMulPath.Warp)
+        {
+            int team = WarpTeam(host, first.M, first.N, first.K);
+            var j1 = new WarpJob<TEpi1>(first.A, first.B, first.C, first.Operand, g1, epi1);
+            var j2 = new WarpJob<TEpi2>(second.A, second.B, second.C, second.Operand, g2, epi2);
+            var kw = host.Load("MatMulWarpPair", typeof((TEpi1, TEpi2)), acc =>
+                acc.LoadKernel<WarpJob<TEpi1>, WarpJob<TEpi2>, int>(WarpPairKernel));
+            kw(host.Stream, host.GridStride((long)(j1.Blocks + j2.Blocks) * team * host.Accelerator.WarpSize), j1, j2, team);
+            return;
+        }
         WithTileShape(host.TiledGroup, new PairLaunch<TEpi1, TEpi2>(host, first, g1, epi1, second, g2, epi2, scratch, need1));
 
         void Run<TEpi>(GemmCall p, TEpi epi, ArrayView<float> s) where TEpi : struct, IBinaryOp =>
@@ -132,8 +144,9 @@ public static partial class MatMulKernels
 
     /// <summary>
     /// Whether MatMulPair runs both products in one launch: pairing allowed (KernelHost.PairProducts),
-    /// both products on the tiled kernel, each either unsplit or summing its slices in its own launch,
-    /// and their tiles together within the split-K counters.
+    /// and either both products on the tiled kernel, each either unsplit or summing its slices in its
+    /// own launch, with their tiles together within the split-K counters; or both on the warp kernel
+    /// with the same team (MatMulKernels.WarpTeam).
     /// </summary>
     /// <param name="host">The kernel host.</param>
     /// <param name="m1">Rows of the first C.</param>
@@ -145,7 +158,11 @@ public static partial class MatMulKernels
     public static bool PairInOneLaunch(KernelHost host, int m1, int n1, int k1, int m2, int n2, int k2)
     {
         if (!host.PairProducts || (long)m1 * n1 == 0 || (long)m2 * n2 == 0) return false;
-        if (Choose(host, m1, n1) != MatMulPath.Tiled || Choose(host, m2, n2) != MatMulPath.Tiled) return false;
+        var (path1, path2) = (Choose(host, m1, n1), Choose(host, m2, n2));
+        if (path1 == MatMulPath.Warp && path2 == MatMulPath.Warp)
+            return host.GroupSize % host.Accelerator.WarpSize == 0 && WarpTeam(host, m1, n1, k1) == WarpTeam(host, m2, n2, k2)
+                && Blocks4x4(m1, n1) + Blocks4x4(m2, n2) <= int.MaxValue;
+        if (path1 != MatMulPath.Tiled || path2 != MatMulPath.Tiled) return false;
         // One set of slices serves both halves; each half's split-K fixup has its own flag.
         if (PairSharedBytes(host.TiledGroup) > host.Accelerator.MaxSharedMemoryPerGroup) return false;
         var grid1 = TileGrid(host.TiledGroup, m1, n1);

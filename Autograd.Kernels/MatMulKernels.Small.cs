@@ -81,6 +81,14 @@ public static partial class MatMulKernels
             Add(e0, e1, e2, e3, f0, f1, f2, f3);
         }
 
+        // Adds k = first, first + span, ... of K: two a trip, with their loads issued first.
+        public void Walk(ArrayView<float> a, ArrayView<float> b, GemmArgs g, int first, int span)
+        {
+            int k = first;
+            for (; k + span < g.K; k += 2 * span) Step2(a, b, g, k, k + span);
+            if (k < g.K) Step(a, b, g, k);
+        }
+
         // The block += the outer product of a column (a0..a3) and a row (b0..b3).
         private void Add(float a0, float a1, float a2, float a3, float b0, float b1, float b2, float b3)
         {

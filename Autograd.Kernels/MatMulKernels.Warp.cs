@@ -22,6 +22,42 @@ using ILGPU.Runtime;
 
 namespace AutogradNet.Kernels;
 
+/// <summary>
+/// One product of a warp-kernel launch: its operands, sizes and epilogue, and its 4x4 blocks of C.
+/// Public because ILGPU's kernel loader must see a kernel argument's type.
+/// </summary>
+/// <typeparam name="TEpi">The product's epilogue op.</typeparam>
+public readonly struct WarpJob<TEpi>
+    where TEpi : struct, IBinaryOp
+{
+    /// <summary>A, B, C and the epilogue operand, as the warp kernel reads them.</summary>
+    public readonly ArrayView<float> A, B, C, E;
+
+    /// <summary>Sizes, strides and scalars.</summary>
+    public readonly GemmArgs G;
+
+    /// <summary>4x4 blocks of C (0 for a launch's absent second product), and blocks to a row of C.</summary>
+    public readonly int Blocks, TilesN;
+
+    /// <summary>The epilogue op.</summary>
+    public readonly TEpi Epi;
+
+    internal WarpJob(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> e, GemmArgs g, TEpi epi)
+        : this(a, b, c, e, g, epi, ((g.M + 3) / 4) * ((g.N + 3) / 4))
+    {
+    }
+
+    private WarpJob(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> e, GemmArgs g, TEpi epi, int blocks)
+    {
+        A = a; B = b; C = c; E = e; G = g; Epi = epi;
+        TilesN = (g.N + 3) / 4;
+        Blocks = blocks;
+    }
+
+    // The same job with no blocks: the second of a launch that has one product.
+    internal WarpJob<TEpi> Without() => new(A, B, C, E, G, Epi, 0);
+}
+
 public static partial class MatMulKernels
 {
     /// <summary>Warps of a group whose sums a team's shared array holds: teams need groups of at most this many warps.</summary>
@@ -40,41 +76,67 @@ public static partial class MatMulKernels
         where TEpi : struct, IBinaryOp
         where TTail : struct, IProductTail
     {
+        var job = new WarpJob<TEpi>(a, b, c, e, g, epi);
+        WarpBlocks(job, job.Without(), team);
+        tail.Finish(c, g.M * g.N);
+    }
+
+    /// <summary>Two products in one launch of the warp kernel: the first's blocks, then the second's, a team each.</summary>
+    internal static void WarpPairKernel<TEpi1, TEpi2>(
+        WarpJob<TEpi1> first,
+        WarpJob<TEpi2> second,
+        int team)             // warps per block, as WarpKernel
+        where TEpi1 : struct, IBinaryOp
+        where TEpi2 : struct, IBinaryOp
+    {
+        WarpBlocks(first, second, team);
+    }
+
+    // The blocks of both jobs (the second may have none), a team of warps each.
+    private static void WarpBlocks<TEpi1, TEpi2>(WarpJob<TEpi1> j1, WarpJob<TEpi2> j2, int team)
+        where TEpi1 : struct, IBinaryOp
+        where TEpi2 : struct, IBinaryOp
+    {
         var sums = SharedMemory.Allocate<float>(16 * MaxTeamWarps); // (warps of the group, 16): each warp's block
         int w = Warp.WarpSize, lane = Warp.LaneIdx;
         int warp = Group.IdxX / w, teamsPerGroup = Group.DimX / w / team;
         int member = warp % team, rank = member * w + lane, span = team * w;
-        int tilesN = (g.N + 3) / 4;
-        int total = ((g.M + 3) / 4) * tilesN;
+        int total = j1.Blocks + j2.Blocks;
         // Whole groups stride over the blocks, a block per team, so every thread of a group takes the
         // same trips through the loop and all of them reach each shuffle and barrier.
         int teams = Grid.DimX * teamsPerGroup;
         for (int t0 = Grid.IdxX * teamsPerGroup; t0 < total; t0 += teams)
         {
             int t = t0 + warp / team;
-            bool active = t < total;
-            var block = new Block4x4(g, active ? t : 0, tilesN);
+            bool active = t < total, first = t < j1.Blocks;
+            var block = first ? new Block4x4(j1.G, t, j1.TilesN) : new Block4x4(j2.G, active ? t - j1.Blocks : 0, j2.TilesN);
             if (active)
             {
-                // Two of the thread's k per trip, loads first.
-                int k = rank;
-                for (; k + span < g.K; k += 2 * span) block.Step2(a, b, g, k, k + span);
-                if (k < g.K) block.Step(a, b, g, k);
+                if (first) block.Walk(j1.A, j1.B, j1.G, rank, span);
+                else block.Walk(j2.A, j2.B, j2.G, rank, span);
             }
             block.SumOverWarp();
             if (team == 1)
             {
-                if (active && lane == 0) block.Store(c, e, g, epi);
+                if (active && lane == 0)
+                {
+                    if (first) block.Store(j1.C, j1.E, j1.G, j1.Epi);
+                    else block.Store(j2.C, j2.E, j2.G, j2.Epi);
+                }
                 continue;
             }
             if (lane == 0) block.ToShared(sums, warp * 16);
             Group.Barrier();
             // The team's first four threads store a row each: its four sums added over the team's warps in order.
+            int at = (warp - member) * 16;
             if (active)
-                for (int row = rank; row < 4; row += span) block.StoreRowOfTeam(c, e, g, epi, sums, (warp - member) * 16, team, row);
+                for (int row = rank; row < 4; row += span)
+                {
+                    if (first) block.StoreRowOfTeam(j1.C, j1.E, j1.G, j1.Epi, sums, at, team, row);
+                    else block.StoreRowOfTeam(j2.C, j2.E, j2.G, j2.Epi, sums, at, team, row);
+                }
             Group.Barrier();
         }
-        tail.Finish(c, g.M * g.N);
     }
 
     // Lane 0 gets the sum of v over the warp, by halving: lane l adds lane l + d for d = W/2, ..., 1.

@@ -1,6 +1,7 @@
-// MatMulPair: two independent products in one launch of the tiled kernel, against the double host
+// MatMulPair: two independent products in one launch of the tiled or the warp kernel, against the double host
 // twin and against the same two products launched one by one (the same sums in the same order, so
-// the same bits), on the tiled kernel's group shapes, with K split or not, and on the paths that do
+// the same bits), on the tiled kernel's group shapes, with K split or not, on the warp kernel a warp
+// and a team of 4 warps a block, and on the paths that do
 // not pair (two launches).
 using AutogradNet.Kernels;
 using AutogradNet.Tests.Support;
@@ -16,7 +17,7 @@ public sealed partial class KernelTests
         var d = new TheoryData<int, int, int, int, int, int, string>();
         // The seed's gradient products shrunk (1000x100 and 100x10, K = 64), and awkward shapes.
         var pairs = new (int, int, int, int, int, int)[] { (130, 33, 40, 33, 7, 40), (1, 1, 1, 65, 7, 33), (7, 65, 130, 1, 33, 17) };
-        foreach (var path in new[] { "tiled", "tiled-8x8", "tiled-2x1", "split3", "split3-2x1", "split3-two-launches", "small", "host" })
+        foreach (var path in new[] { "tiled", "tiled-8x8", "tiled-2x1", "split3", "split3-2x1", "split3-two-launches", "warp", "warp-team4", "small", "host" })
             foreach (var (m1, n1, k1, m2, n2, k2) in pairs)
                 d.Add(m1, n1, k1, m2, n2, k2, path);
         return d;
