@@ -94,7 +94,7 @@ public static partial class MatMulKernels
     /// <summary>
     /// Warps the Warp kernel gives each 4x4 block of C for this shape (KernelHost.WarpTeam, or by the
     /// shape): the smallest power of two that brings a thread's share of K to its fewest round trips
-    /// to memory (two k a trip), within the group's warps and the device's resident threads.
+    /// to memory (four k a trip), within the group's warps and the device's resident threads.
     /// </summary>
     /// <param name="host">The kernel host.</param>
     /// <param name="m">Rows of C.</param>
@@ -110,7 +110,7 @@ public static partial class MatMulKernels
                     $"(a team divides the group's warps, and teams need groups of at most {MaxTeamWarps} warps). Set KernelHost.WarpTeam to a divisor, or null.");
         if (warps > MaxTeamWarps) return 1;
         long resident = (long)host.MaxGroups * host.GroupSize, blocks = Blocks4x4(m, n);
-        static int Trips(int k, int threads) => ((k + threads - 1) / threads + 1) / 2;
+        static int Trips(int k, int threads) => ((k + threads - 1) / threads + 3) / 4;
         int team = 1;
         while (team * 2 <= warps && Trips(k, w * team * 2) < Trips(k, w * team) && blocks * w * team * 2 <= resident) team *= 2;
         return team;

@@ -81,12 +81,35 @@ public static partial class MatMulKernels
             Add(e0, e1, e2, e3, f0, f1, f2, f3);
         }
 
-        // Adds k = first, first + span, ... of K: two a trip, with their loads issued first.
+        // Adds k = first, first + span, ... of K: four a trip, with their 32 loads issued first (the
+        // adds in k's order, as Step would make them).
         public void Walk(ArrayView<float> a, ArrayView<float> b, GemmArgs g, int first, int span)
         {
             int k = first;
-            for (; k + span < g.K; k += 2 * span) Step2(a, b, g, k, k + span);
+            for (; k + 3 * span < g.K; k += 4 * span) Step4(a, b, g, k, span);
+            if (k + span < g.K) { Step2(a, b, g, k, k + span); k += 2 * span; }
             if (k < g.K) Step(a, b, g, k);
+        }
+
+        // Step(k), Step(k + span), Step(k + 2 span), Step(k + 3 span) with all 32 loads issued first.
+        private void Step4(ArrayView<float> a, ArrayView<float> b, GemmArgs g, int k, int span)
+        {
+            int ka = k * g.Ak, kb = k * g.Bk, da = span * g.Ak, db = span * g.Bk;
+            float a0 = a[_pa0 + ka], a1 = a[_pa1 + ka], a2 = a[_pa2 + ka], a3 = a[_pa3 + ka];
+            float b0 = b[kb + _pb0], b1 = b[kb + _pb1], b2 = b[kb + _pb2], b3 = b[kb + _pb3];
+            ka += da; kb += db;
+            float c0 = a[_pa0 + ka], c1 = a[_pa1 + ka], c2 = a[_pa2 + ka], c3 = a[_pa3 + ka];
+            float d0 = b[kb + _pb0], d1 = b[kb + _pb1], d2 = b[kb + _pb2], d3 = b[kb + _pb3];
+            ka += da; kb += db;
+            float e0 = a[_pa0 + ka], e1 = a[_pa1 + ka], e2 = a[_pa2 + ka], e3 = a[_pa3 + ka];
+            float f0 = b[kb + _pb0], f1 = b[kb + _pb1], f2 = b[kb + _pb2], f3 = b[kb + _pb3];
+            ka += da; kb += db;
+            float h0 = a[_pa0 + ka], h1 = a[_pa1 + ka], h2 = a[_pa2 + ka], h3 = a[_pa3 + ka];
+            float q0 = b[kb + _pb0], q1 = b[kb + _pb1], q2 = b[kb + _pb2], q3 = b[kb + _pb3];
+            Add(a0, a1, a2, a3, b0, b1, b2, b3);
+            Add(c0, c1, c2, c3, d0, d1, d2, d3);
+            Add(e0, e1, e2, e3, f0, f1, f2, f3);
+            Add(h0, h1, h2, h3, q0, q1, q2, q3);
         }
 
         // The block += the outer product of a column (a0..a3) and a row (b0..b3).

@@ -11,9 +11,10 @@
 // team size. The epilogue is the same Store as every other path.
 //
 // The team: one warp (no shared memory, no barrier) where a lane's share of K is already one trip
-// of two loads; up to a group's warps where K is long. The seed's first product (K = 1000) has
-// 400 blocks: a warp a block walks 32 k a lane, 16 round trips to memory; a team of 8 warps walks
-// 4 k a thread, 2 round trips, on 102K threads (a third of an H200's resident threads).
+// (four k, their 32 loads in flight); up to a group's warps where K is long. The seed's first
+// product (K = 1000) has 400 blocks: a warp a block walks 32 k a lane, 8 round trips to memory; a
+// team of 8 warps walks 4 k a thread, one round trip, on 102K threads (a third of an H200's
+// resident threads).
 //
 // Unmeasured on a GPU when written: MatMulPath.Warp is not chosen by Auto (KernelHost.WarpMaxOutputs
 // is 0); the bench times it beside the tiled kernel for the seed's products.

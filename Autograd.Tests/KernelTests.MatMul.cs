@@ -226,7 +226,7 @@ public sealed partial class KernelTests
         host.WarpMaxOutputs.Should().Be(0, "off by default, and a refused value changes nothing");
     }
 
-    // The team grows while it cuts a thread's round trips to memory (two k a trip) and the threads fit
+    // The team grows while it cuts a thread's round trips to memory (four k a trip) and the threads fit
     // the device: on a simulator of 16 warps of 16 lanes, 256 resident threads.
     [Fact]
     public void Warp_teams_follow_K_within_the_group_and_the_device()
@@ -235,9 +235,9 @@ public sealed partial class KernelTests
         long resident = (long)host.MaxGroups * host.GroupSize;
         resident.Should().Be(256, "the rule below is worked for one group of 256 resident threads");
         using var pin = new MatMulPin(host, MatMulPath.Warp);
-        MatMulKernels.WarpTeam(host, 4, 4, 1000).Should().Be(16, "one block: 16 warps take K = 1000 in 2 trips (4 k a thread) where one takes 32");
-        MatMulKernels.WarpTeam(host, 4, 4, 64).Should().Be(2, "K = 64: 2 k a thread is one trip");
-        MatMulKernels.WarpTeam(host, 4, 4, 32).Should().Be(1, "K = 32: one warp takes it in one trip");
+        MatMulKernels.WarpTeam(host, 4, 4, 1000).Should().Be(16, "one block: 16 warps take K = 1000 in one trip (4 k a thread) where one warp takes 16");
+        MatMulKernels.WarpTeam(host, 4, 4, 128).Should().Be(2, "K = 128: 2 warps take 4 k a thread, one trip");
+        MatMulKernels.WarpTeam(host, 4, 4, 64).Should().Be(1, "K = 64: one warp takes it in one trip");
         MatMulKernels.WarpTeam(host, 8, 8, 1000).Should().Be(4, "4 blocks: 4 warps each fill the 256 threads");
         MatMulKernels.WarpTeam(host, 64, 100, 1000).Should().Be(1, "400 blocks already fill the device a warp each");
         MatMulKernels.Describe(host, 4, 4, 1000).Should().Be("Warp, teams of 16 warps");

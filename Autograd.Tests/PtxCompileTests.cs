@@ -150,6 +150,14 @@ public sealed class PtxCompileTests
             .Select(mt => int.Parse(mt.Groups[1].Value)).ToList();
         sizes.Should().Equal([sizeof(float) * 16 * MatMulKernels.MaxTeamWarps], "a 4x4 block per warp of the group, and nothing else");
         (ptx.Split("bar.sync").Length - 1).Should().Be(2, "a team hands its warps' blocks over, then frees the array for the next block");
+        // A trip through K issues the loads of four k (4 of A and 4 of B each) before any multiply-add.
+        int run = 0, longest = 0;
+        foreach (var line in ptx.Split('\n').Select(l => l.Trim()))
+        {
+            if (line.StartsWith("ld.f32", StringComparison.Ordinal)) longest = Math.Max(longest, ++run);
+            else if (System.Text.RegularExpressions.Regex.IsMatch(line, @"^(mul|fma|add)\.(rn\.)?f32")) run = 0;
+        }
+        longest.Should().Be(32, "32 loads in flight a trip");
     }
 
     // NoTail must cost nothing: the tail's barriers, atomic and shared tree appear only with a SumTail.
