@@ -20,6 +20,9 @@ public static partial class MatMulKernels
 {
     private const int WideTile = 128, WideDepth = 8;
 
+    // Float4s from a thread's first fragment to its last in one stage: 7 steps of 32, then 16 more, then itself.
+    private const int FragmentSpan = (WideDepth - 1) * 32 + 16 + 1;
+
     /// <summary>Double-buffered, 16-byte-load SGEMM: a 128x128 tile of C per group of 16x16 threads.</summary>
     internal static void WideKernel<TEpi>(
         ArrayView<float> a,   // (M, K) or (K, M) per g's strides
@@ -65,10 +68,14 @@ public static partial class MatMulKernels
                 pa = FetchA(a, g, vec, tid, rowBase, k0 + WideDepth, kEnd);
                 pb = FetchB(b, g, vec, tid, colBase, k0 + WideDepth, kEnd);
             }
+            // The thread's fragments of this stage, from its own base: each load below is the base
+            // plus a constant, which the PTX can fold into the load's offset.
             int o4 = stage * (WideDepth * WideTile / 4);
+            var fa = sA4.SubView(o4 + ty, FragmentSpan);
+            var fb = sB4.SubView(o4 + tx, FragmentSpan);
                 // kk = 0
-                va0 = sA4[o4 + 0 + ty]; va1 = sA4[o4 + 16 + ty];
-                vb0 = sB4[o4 + 0 + tx]; vb1 = sB4[o4 + 16 + tx];
+                va0 = fa[0]; va1 = fa[16];
+                vb0 = fb[0]; vb1 = fb[16];
                 c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
                 c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
                 c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;
@@ -78,8 +85,8 @@ public static partial class MatMulKernels
                 c60 += va1.Z * vb0.X; c61 += va1.Z * vb0.Y; c62 += va1.Z * vb0.Z; c63 += va1.Z * vb0.W; c64 += va1.Z * vb1.X; c65 += va1.Z * vb1.Y; c66 += va1.Z * vb1.Z; c67 += va1.Z * vb1.W;
                 c70 += va1.W * vb0.X; c71 += va1.W * vb0.Y; c72 += va1.W * vb0.Z; c73 += va1.W * vb0.W; c74 += va1.W * vb1.X; c75 += va1.W * vb1.Y; c76 += va1.W * vb1.Z; c77 += va1.W * vb1.W;
                 // kk = 1
-                va0 = sA4[o4 + 32 + ty]; va1 = sA4[o4 + 48 + ty];
-                vb0 = sB4[o4 + 32 + tx]; vb1 = sB4[o4 + 48 + tx];
+                va0 = fa[32]; va1 = fa[48];
+                vb0 = fb[32]; vb1 = fb[48];
                 c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
                 c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
                 c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;
@@ -89,8 +96,8 @@ public static partial class MatMulKernels
                 c60 += va1.Z * vb0.X; c61 += va1.Z * vb0.Y; c62 += va1.Z * vb0.Z; c63 += va1.Z * vb0.W; c64 += va1.Z * vb1.X; c65 += va1.Z * vb1.Y; c66 += va1.Z * vb1.Z; c67 += va1.Z * vb1.W;
                 c70 += va1.W * vb0.X; c71 += va1.W * vb0.Y; c72 += va1.W * vb0.Z; c73 += va1.W * vb0.W; c74 += va1.W * vb1.X; c75 += va1.W * vb1.Y; c76 += va1.W * vb1.Z; c77 += va1.W * vb1.W;
                 // kk = 2
-                va0 = sA4[o4 + 64 + ty]; va1 = sA4[o4 + 80 + ty];
-                vb0 = sB4[o4 + 64 + tx]; vb1 = sB4[o4 + 80 + tx];
+                va0 = fa[64]; va1 = fa[80];
+                vb0 = fb[64]; vb1 = fb[80];
                 c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
                 c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
                 c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;
@@ -100,8 +107,8 @@ public static partial class MatMulKernels
                 c60 += va1.Z * vb0.X; c61 += va1.Z * vb0.Y; c62 += va1.Z * vb0.Z; c63 += va1.Z * vb0.W; c64 += va1.Z * vb1.X; c65 += va1.Z * vb1.Y; c66 += va1.Z * vb1.Z; c67 += va1.Z * vb1.W;
                 c70 += va1.W * vb0.X; c71 += va1.W * vb0.Y; c72 += va1.W * vb0.Z; c73 += va1.W * vb0.W; c74 += va1.W * vb1.X; c75 += va1.W * vb1.Y; c76 += va1.W * vb1.Z; c77 += va1.W * vb1.W;
                 // kk = 3
-                va0 = sA4[o4 + 96 + ty]; va1 = sA4[o4 + 112 + ty];
-                vb0 = sB4[o4 + 96 + tx]; vb1 = sB4[o4 + 112 + tx];
+                va0 = fa[96]; va1 = fa[112];
+                vb0 = fb[96]; vb1 = fb[112];
                 c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
                 c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
                 c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;
@@ -111,8 +118,8 @@ public static partial class MatMulKernels
                 c60 += va1.Z * vb0.X; c61 += va1.Z * vb0.Y; c62 += va1.Z * vb0.Z; c63 += va1.Z * vb0.W; c64 += va1.Z * vb1.X; c65 += va1.Z * vb1.Y; c66 += va1.Z * vb1.Z; c67 += va1.Z * vb1.W;
                 c70 += va1.W * vb0.X; c71 += va1.W * vb0.Y; c72 += va1.W * vb0.Z; c73 += va1.W * vb0.W; c74 += va1.W * vb1.X; c75 += va1.W * vb1.Y; c76 += va1.W * vb1.Z; c77 += va1.W * vb1.W;
                 // kk = 4
-                va0 = sA4[o4 + 128 + ty]; va1 = sA4[o4 + 144 + ty];
-                vb0 = sB4[o4 + 128 + tx]; vb1 = sB4[o4 + 144 + tx];
+                va0 = fa[128]; va1 = fa[144];
+                vb0 = fb[128]; vb1 = fb[144];
                 c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
                 c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
                 c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;
@@ -122,8 +129,8 @@ public static partial class MatMulKernels
                 c60 += va1.Z * vb0.X; c61 += va1.Z * vb0.Y; c62 += va1.Z * vb0.Z; c63 += va1.Z * vb0.W; c64 += va1.Z * vb1.X; c65 += va1.Z * vb1.Y; c66 += va1.Z * vb1.Z; c67 += va1.Z * vb1.W;
                 c70 += va1.W * vb0.X; c71 += va1.W * vb0.Y; c72 += va1.W * vb0.Z; c73 += va1.W * vb0.W; c74 += va1.W * vb1.X; c75 += va1.W * vb1.Y; c76 += va1.W * vb1.Z; c77 += va1.W * vb1.W;
                 // kk = 5
-                va0 = sA4[o4 + 160 + ty]; va1 = sA4[o4 + 176 + ty];
-                vb0 = sB4[o4 + 160 + tx]; vb1 = sB4[o4 + 176 + tx];
+                va0 = fa[160]; va1 = fa[176];
+                vb0 = fb[160]; vb1 = fb[176];
                 c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
                 c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
                 c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;
@@ -133,8 +140,8 @@ public static partial class MatMulKernels
                 c60 += va1.Z * vb0.X; c61 += va1.Z * vb0.Y; c62 += va1.Z * vb0.Z; c63 += va1.Z * vb0.W; c64 += va1.Z * vb1.X; c65 += va1.Z * vb1.Y; c66 += va1.Z * vb1.Z; c67 += va1.Z * vb1.W;
                 c70 += va1.W * vb0.X; c71 += va1.W * vb0.Y; c72 += va1.W * vb0.Z; c73 += va1.W * vb0.W; c74 += va1.W * vb1.X; c75 += va1.W * vb1.Y; c76 += va1.W * vb1.Z; c77 += va1.W * vb1.W;
                 // kk = 6
-                va0 = sA4[o4 + 192 + ty]; va1 = sA4[o4 + 208 + ty];
-                vb0 = sB4[o4 + 192 + tx]; vb1 = sB4[o4 + 208 + tx];
+                va0 = fa[192]; va1 = fa[208];
+                vb0 = fb[192]; vb1 = fb[208];
                 c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
                 c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
                 c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;
@@ -144,8 +151,8 @@ public static partial class MatMulKernels
                 c60 += va1.Z * vb0.X; c61 += va1.Z * vb0.Y; c62 += va1.Z * vb0.Z; c63 += va1.Z * vb0.W; c64 += va1.Z * vb1.X; c65 += va1.Z * vb1.Y; c66 += va1.Z * vb1.Z; c67 += va1.Z * vb1.W;
                 c70 += va1.W * vb0.X; c71 += va1.W * vb0.Y; c72 += va1.W * vb0.Z; c73 += va1.W * vb0.W; c74 += va1.W * vb1.X; c75 += va1.W * vb1.Y; c76 += va1.W * vb1.Z; c77 += va1.W * vb1.W;
                 // kk = 7
-                va0 = sA4[o4 + 224 + ty]; va1 = sA4[o4 + 240 + ty];
-                vb0 = sB4[o4 + 224 + tx]; vb1 = sB4[o4 + 240 + tx];
+                va0 = fa[224]; va1 = fa[240];
+                vb0 = fb[224]; vb1 = fb[240];
                 c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
                 c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
                 c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;

@@ -182,5 +182,10 @@ public sealed class PtxCompileTests
         Count("ld.shared.f32").Should().Be(0, "no scalar shared loads in the inner loop");
         Count("ld.v4.f32").Should().BeGreaterThanOrEqualTo(2, "the slices' 16-byte global loads");
         Count("bar.sync").Should().Be(2, "one barrier before the loop and one per slice (double buffering)");
+        // Each fragment load is the thread's base plus a constant (foldable into the load's offset): no
+        // index is computed between the first and the last shared load of a slice.
+        var lines = ptx.Split('\n');
+        int first = Array.FindIndex(lines, l => l.Contains("ld.shared.v4.f32")), last = Array.FindLastIndex(lines, l => l.Contains("ld.shared.v4.f32"));
+        lines[first..last].Count(l => l.Contains("add.s32") || l.Contains("mul.lo.s32")).Should().Be(0);
     }
 }

@@ -8,8 +8,8 @@ acc_decl = "\n".join("        float " + ", ".join(f"c{i}{j} = 0" for j in R) + "
 
 def step(kk):
     lines = [f"                // kk = {kk}",
-             f"                va0 = sA4[o4 + {kk * 32} + ty]; va1 = sA4[o4 + {kk * 32 + 16} + ty];",
-             f"                vb0 = sB4[o4 + {kk * 32} + tx]; vb1 = sB4[o4 + {kk * 32 + 16} + tx];"]
+             f"                va0 = fa[{kk * 32}]; va1 = fa[{kk * 32 + 16}];",
+             f"                vb0 = fb[{kk * 32}]; vb1 = fb[{kk * 32 + 16}];"]
     # Rows: va0.X..W then va1.X..W; columns: vb0.X..W then vb1.X..W.
     comp = ["va0.X", "va0.Y", "va0.Z", "va0.W", "va1.X", "va1.Y", "va1.Z", "va1.W"]
     compb = ["vb0.X", "vb0.Y", "vb0.Z", "vb0.W", "vb1.X", "vb1.Y", "vb1.Z", "vb1.W"]
@@ -44,6 +44,9 @@ namespace AutogradNet.Kernels;
 public static partial class MatMulKernels
 {{
     private const int WideTile = 128, WideDepth = 8;
+
+    // Float4s from a thread's first fragment to its last in one stage: 7 steps of 32, then 16 more, then itself.
+    private const int FragmentSpan = (WideDepth - 1) * 32 + 16 + 1;
 
     /// <summary>Double-buffered, 16-byte-load SGEMM: a 128x128 tile of C per group of 16x16 threads.</summary>
     internal static void WideKernel<TEpi>(
@@ -83,7 +86,11 @@ public static partial class MatMulKernels
                 pa = FetchA(a, g, vec, tid, rowBase, k0 + WideDepth, kEnd);
                 pb = FetchB(b, g, vec, tid, colBase, k0 + WideDepth, kEnd);
             }}
+            // The thread's fragments of this stage, from its own base: each load below is the base
+            // plus a constant, which the PTX can fold into the load's offset.
             int o4 = stage * (WideDepth * WideTile / 4);
+            var fa = sA4.SubView(o4 + ty, FragmentSpan);
+            var fb = sB4.SubView(o4 + tx, FragmentSpan);
 {inner}
             if (more)
             {{
