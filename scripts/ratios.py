@@ -51,3 +51,15 @@ copy = next((r.get("GbS") for n, r in ours.items() if n.startswith("device copy 
 for n, r in ours.items():
     if copy and n.startswith("sum ") and r.get("GbS"):
         print(f"{n:<48} {r['GbS']:>8.0f} GB/s, copy {copy:>8.0f} GB/s {r['GbS'] / copy:>8.2f}x")
+# Issue #4's seed-product target (<= 5 us each), judged where the product runs: inside a CUDA graph,
+# as the split-K sweep times each cell. The fastest cell per product, and the warp kernel's own.
+sweeps = {}
+for n, r in ours.items():
+    if " sweep " in n:
+        product, label = n.rsplit(" sweep ", 1)
+        sweeps.setdefault(product, {})[label] = r["MedianUs"]
+for product, cells in sweeps.items():
+    best = min(cells, key=cells.get)
+    warp = cells.get("Warp")
+    print(f"{product[:48]:<48} best {cells[best]:>7.1f} us ({best}){'' if cells[best] <= 5 else ' > 5 us'}"
+          + (f"; Warp (team by shape) {warp:.1f} us" if warp is not None else ""))
