@@ -53,7 +53,7 @@ public readonly record struct MatMulSettings(MatMulPath Path, (int X, int Y) Til
 /// <summary>
 /// Per-accelerator state for the kernels: the stream, launch geometry and the loaded-kernel cache.
 /// </summary>
-public sealed class KernelHost
+public sealed partial class KernelHost
 {
     private readonly ConcurrentDictionary<(string Name, Type? Shape, Type? Op), Delegate> _cache;
     private readonly StrongBox<int> _loads;

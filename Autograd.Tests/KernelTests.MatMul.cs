@@ -251,6 +251,32 @@ public sealed partial class KernelTests
         host.WarpTeam.Should().Be(32, "a refused value changes nothing");
     }
 
+    // Each loaded kernel, named as its launcher loads it; on CUDA with what ptxas gave it.
+    [Fact]
+    public void KernelResources_lists_every_loaded_kernel_and_on_CUDA_its_registers_and_shared_memory()
+    {
+        bool cuda = Device.Available.Any(d => d.Kind == DeviceKind.Cuda);
+        var host = cuda ? Device.Get("cuda").Host : Device.CpuSimulator(16, 16, 1).Host;
+        using var pin = new MatMulPin(host, MatMulPath.Wide);
+        int m = 130, n = 68, k = 40;
+        using var ab = Upload(host, TestData.Normal(m * k, 1));
+        using var bb = Upload(host, TestData.Normal(k * n, 2));
+        using var cb = Upload(host, new float[m * n]);
+        MatMulKernels.MatMul(host, ab.View, false, bb.View, false, cb.View, m, n, k);
+        var wide = host.KernelResources().Where(r => r.Name == "MatMulWide").ToList();
+        wide.Should().ContainSingle(r => r.Specialization == "FirstOp", string.Join("\n", host.KernelResources()));
+        var r = wide.Single(r => r.Specialization == "FirstOp");
+        if (!cuda)
+        {
+            (r.Registers, r.LocalBytes, r.SharedBytes).Should().Be((-1, -1, -1), "only the CUDA driver says");
+            return;
+        }
+        r.Registers.Should().BeInRange(64, 255, "64 accumulators at least");
+        r.LocalBytes.Should().BeGreaterThanOrEqualTo(0);
+        r.SharedBytes.Should().Be(2 * 2 * 8 * 128 * sizeof(float), "two stages of A's and B's 8x128 slices");
+        r.GroupsOf256PerMultiprocessor.Should().BeGreaterThan(0);
+    }
+
     // A team's sum is in a fixed order (lanes by the shuffle tree, then warps in order): a repeat has the same bits.
     [Fact]
     public void A_warp_team_repeats_bit_for_bit()

@@ -135,6 +135,9 @@ if (!quick)
             if (n == 4096 || name == "NN")
                 Report(() => Workloads.MatMul(device, n, n, n, ta, tb, $"matmul {n}^3 {name}", MatMulPath.Wide));
         }
+    // What ptxas made of the SGEMM kernels timed so far (registers, spills, shared memory, groups a
+    // multiprocessor holds), printed before the rest of the bench so a cut-short call still has it.
+    PrintResources("the kernels loaded so far");
     Report(() => Workloads.BigStep(device));
     Report(() => Workloads.BigStepCompiled(device, MatMulPath.Auto));
     Report(() => Workloads.BigStepCompiled(device, MatMulPath.Wide));
@@ -153,6 +156,13 @@ else
     Report(() => Workloads.SumDim(device, 512, 512, 1));
 }
 
+PrintResources("every kernel the bench loaded");
 if (jsonPath != null) Console.WriteLine($"wrote {jsonPath}");
+
+void PrintResources(string what)
+{
+    Console.WriteLine($"kernel resources on {device.Name}, {what} (-1: the accelerator does not say):");
+    foreach (var r in device.Kernels.KernelResources()) Console.WriteLine($"    {r}");
+}
 if (failures.Count > 0) Console.WriteLine($"{failures.Count} workload(s) FAILED; see the FAILED lines above.");
 return failures.Count > 0 ? 1 : 0;

@@ -1,0 +1,81 @@
+// What each loaded kernel holds on the device: registers and local memory (spills) per thread,
+// static shared memory per group, and how many groups of 256 fit a multiprocessor. Why: a kernel's
+// speed on a GPU is bounded by what ptxas made of its PTX, which no CPU can see; the SGEMM's
+// register blocking is worth nothing if ptxas spills its accumulators, and a kernel whose registers
+// leave room for one group per multiprocessor cannot hide its memory latency. The bench prints this
+// table on a GPU so a measured figure comes with what limits it.
+// How: ILGPU gives the loaded kernel (KernelUtil.GetKernel) and, on CUDA, its CUfunction; the driver's
+// cuFuncGetAttribute reads the rest. ILGPU's own estimate gives the occupancy.
+using System.Runtime.InteropServices;
+using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
+
+namespace AutogradNet.Kernels;
+
+/// <summary>What one loaded kernel holds on its device (-1 where the accelerator does not say).</summary>
+/// <param name="Name">The launcher's name for the kernel, e.g. "MatMulWide".</param>
+/// <param name="Specialization">The shape and op structs it was specialised on.</param>
+/// <param name="Registers">Registers per thread (CUDA only).</param>
+/// <param name="LocalBytes">Local memory per thread: registers spilled, or arrays not kept in registers (CUDA only).</param>
+/// <param name="SharedBytes">Static shared memory per group (CUDA only).</param>
+/// <param name="GroupsOf256PerMultiprocessor">Groups of 256 threads that fit one multiprocessor at once, given the above.</param>
+public readonly record struct KernelResource(string Name, string Specialization, int Registers, int LocalBytes, int SharedBytes,
+    int GroupsOf256PerMultiprocessor)
+{
+    /// <inheritdoc/>
+    public override string ToString() =>
+        $"{Name,-18} {Registers,5} regs {LocalBytes,6} B local {SharedBytes,7} B shared {GroupsOf256PerMultiprocessor,3} groups/SM  {Specialization}";
+}
+
+public sealed partial class KernelHost
+{
+    /// <summary>
+    /// Every kernel this host has loaded, with the resources it holds on the device (registers, local
+    /// memory and shared memory on CUDA; -1 elsewhere), sorted by name.
+    /// </summary>
+    public IReadOnlyList<KernelResource> KernelResources()
+    {
+        var list = new List<KernelResource>();
+        foreach (var ((name, shape, op), launcher) in _cache)
+        {
+            string types = string.Join(", ", new[] { shape, op }.Where(t => t != null).Select(t => TypeName(t!)));
+            int regs = -1, local = -1, shared = -1, groups = -1;
+            if (KernelUtil.TryGetKernel(launcher, out var kernel))
+            {
+                if (kernel is CudaKernel cuda)
+                {
+                    regs = CudaFunction.Attribute(cuda.FunctionPtr, CudaFunction.NumRegs);
+                    local = CudaFunction.Attribute(cuda.FunctionPtr, CudaFunction.LocalSizeBytes);
+                    shared = CudaFunction.Attribute(cuda.FunctionPtr, CudaFunction.SharedSizeBytes);
+                }
+                if (Accelerator.MaxNumThreadsPerGroup >= 256)
+                    groups = (int)Math.Round(Accelerator.EstimateOccupancyPerMultiprocessor(kernel, 256) * Accelerator.MaxNumThreadsPerMultiprocessor / 256);
+            }
+            list.Add(new KernelResource(name, types, regs, local, shared, groups));
+        }
+        return list.OrderBy(r => r.Name, StringComparer.Ordinal).ThenBy(r => r.Specialization, StringComparer.Ordinal).ToList();
+    }
+
+    // FirstOp, Tile16x16, (AddOp, NoTail): generic arguments by their short names.
+    private static string TypeName(Type t) =>
+        t.IsGenericType
+            ? $"{(t.Name.StartsWith("ValueTuple", StringComparison.Ordinal) ? "" : t.Name[..t.Name.IndexOf('`')])}({string.Join(", ", t.GetGenericArguments().Select(TypeName))})"
+            : t.Name;
+
+    private static class CudaFunction
+    {
+        public const int SharedSizeBytes = 1, LocalSizeBytes = 3, NumRegs = 4;
+
+        static CudaFunction()
+        {
+            NativeLibrary.SetDllImportResolver(typeof(CudaFunction).Assembly, (name, asm, path) =>
+                name == "cuda" && (NativeLibrary.TryLoad("libcuda.so.1", out var h) || NativeLibrary.TryLoad("nvcuda.dll", out h)) ? h : IntPtr.Zero);
+        }
+
+        public static int Attribute(IntPtr function, int attribute) =>
+            cuFuncGetAttribute(out int value, attribute, function) == 0 ? value : -1;
+
+        [DllImport("cuda")]
+        private static extern int cuFuncGetAttribute(out int value, int attribute, IntPtr function);
+    }
+}
