@@ -10,11 +10,11 @@
 // the thread, the tree and the warp order, so the result has the same bits every run for a given
 // team size. The epilogue is the same Store as every other path.
 //
-// The team: one warp (no shared memory, no barrier) where a lane's share of K is already one trip
-// (four k, their 32 loads in flight); up to a group's warps where K is long. The seed's first
-// product (K = 1000) has 400 blocks: a warp a block walks 32 k a lane, 8 round trips to memory; a
-// team of 8 warps walks 4 k a thread, one round trip, on 102K threads (a third of an H200's
-// resident threads).
+// The team: one warp (no barrier; the shared array goes unused) where a lane's share of K is
+// already one trip (four k, their 32 loads in flight); up to a group's warps where K is long. The
+// seed's first product (K = 1000) has 400 blocks: a warp a block walks 32 k a lane, 8 round trips
+// to memory; a team of 8 warps walks 4 k a thread, one round trip, on 102K threads (a third of an
+// H200's resident threads).
 //
 // Unmeasured on a GPU when written: MatMulPath.Warp is not chosen by Auto (KernelHost.WarpMaxOutputs
 // is 0); the bench times it beside the tiled kernel for the seed's products.
