@@ -6,10 +6,12 @@ def read(name):
     p = out / name
     return p.read_text(errors="replace") if p.exists() else ""
 
-ours = {}
+ours, kernels = {}, []
 try:
-    for r in json.loads(read("bench.json") or "{}").get("results", []):
+    bench = json.loads(read("bench.json") or "{}")
+    for r in bench.get("results", []):
         ours[r["Name"]] = r
+    kernels = bench.get("kernels", [])
 except json.JSONDecodeError:
     pass
 torch, jax = read("torch.log"), read("jax.log")
@@ -63,3 +65,8 @@ for product, cells in sweeps.items():
     warp = cells.get("Warp")
     print(f"{product[:48]:<48} best {cells[best]:>7.1f} us ({best}){'' if cells[best] <= 5 else ' > 5 us'}"
           + (f"; Warp (team by shape) {warp:.1f} us" if warp is not None else ""))
+# What limits the SGEMM kernels: registers, spilled (local) bytes, shared bytes, groups a multiprocessor holds.
+for k in kernels:
+    if k["Name"] in ("MatMulLarge", "MatMulWide", "MatMulTiled", "MatMulWarp", "MatMulWarpPair", "MatMulTiledPair"):
+        print(f"{k['Name'] + ' ' + k['Specialization']:<48} {k['Registers']:>4} regs {k['LocalBytes']:>5} B spilled "
+              f"{k['SharedBytes']:>6} B shared {k['GroupsOf256PerMultiprocessor']:>2} groups/SM")

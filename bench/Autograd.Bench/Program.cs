@@ -27,6 +27,8 @@ quick |= !gpu; // the CPU simulator runs the seed-sized workloads only
 Console.WriteLine($"device: {device}  date: {DateTime.UtcNow:yyyy-MM-dd}  quick: {quick}");
 
 var results = new List<Result>();
+// Filled by PrintResources: what each loaded kernel holds on the device.
+var kernels = new List<KernelResource>();
 // The JSON is rewritten after every result: a run cut short by its time limit still leaves a file
 // with every figure it reached.
 void WriteJson()
@@ -37,8 +39,10 @@ void WriteJson()
         device = device.ToString(),
         date = DateTime.UtcNow.ToString("yyyy-MM-dd"),
         results,
+        kernels,
     }, new JsonSerializerOptions { WriteIndented = true }));
 }
+
 var failures = new List<string>();
 // A workload that throws (a wrong result, a kernel that fails to launch) is reported and the rest
 // still run: one device call must bring back every figure it can.
@@ -162,7 +166,10 @@ if (jsonPath != null) Console.WriteLine($"wrote {jsonPath}");
 void PrintResources(string what)
 {
     Console.WriteLine($"kernel resources on {device.Name}, {what} (-1: the accelerator does not say):");
-    foreach (var r in device.Kernels.KernelResources()) Console.WriteLine($"    {r}");
+    kernels.Clear();
+    kernels.AddRange(device.Kernels.KernelResources());
+    foreach (var r in kernels) Console.WriteLine($"    {r}");
+    WriteJson();
 }
 if (failures.Count > 0) Console.WriteLine($"{failures.Count} workload(s) FAILED; see the FAILED lines above.");
 return failures.Count > 0 ? 1 : 0;
