@@ -36,6 +36,8 @@ public sealed partial class KernelHost
     public IReadOnlyList<KernelResource> KernelResources()
     {
         var list = new List<KernelResource>();
+        // The driver reads a function's attributes in its context: make the accelerator's current here.
+        if (Accelerator is CudaAccelerator) Accelerator.Bind();
         foreach (var ((name, shape, op), launcher) in _cache)
         {
             string types = string.Join(", ", new[] { shape, op }.Where(t => t != null).Select(t => TypeName(t!)));
