@@ -116,6 +116,10 @@ public static partial class MatMulKernels
         return team;
     }
 
+    // The warp kernel's grid: a team of `team` warps for each of `blocks` 4x4 blocks, grid-strided.
+    private static KernelConfig TeamGrid(KernelHost host, long blocks, int team) =>
+        host.GridStride(blocks * team * host.Accelerator.WarpSize);
+
     // 4x4 blocks of C (M, N), the Small and Warp kernels' unit of work.
     private static long Blocks4x4(int m, int n) => (long)((m + 3) / 4) * ((n + 3) / 4);
 
@@ -240,7 +244,7 @@ public static partial class MatMulKernels
             var kw = host.Load("MatMulWarp", typeof((TEpi, TTail)), acc =>
                 acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, int, TEpi, TTail>(WarpKernel));
             int team = WarpTeam(host, m, n, g.K);
-            kw(host.Stream, host.GridStride(Blocks4x4(m, n) * team * host.Accelerator.WarpSize), a, b, c, operand, g, team, epilogue, tail);
+            kw(host.Stream, TeamGrid(host, Blocks4x4(m, n), team), a, b, c, operand, g, team, epilogue, tail);
             return;
         }
         var ks = host.Load("MatMulSmall", typeof((TEpi, TTail)), acc =>

@@ -99,7 +99,7 @@ public static partial class MatMulKernels
 
     /// <summary>
     /// Two independent products, each as MatMul&lt;TEpi&gt; computes it: in one launch when both run on the
-    /// tiled kernel (PairInOneLaunch), else one after the other. Neither C may alias an operand of the
+    /// tiled kernel or both on the warp kernel with one team (PairInOneLaunch), else one after the other. Neither C may alias an operand of the
     /// other product.
     /// </summary>
     /// <typeparam name="TEpi1">The first product's epilogue op.</typeparam>
@@ -133,7 +133,7 @@ public static partial class MatMulKernels
             var j2 = new WarpJob<TEpi2>(second.A, second.B, second.C, second.Operand, g2, epi2);
             var kw = host.Load("MatMulWarpPair", typeof((TEpi1, TEpi2)), acc =>
                 acc.LoadKernel<WarpJob<TEpi1>, WarpJob<TEpi2>, int>(WarpPairKernel));
-            kw(host.Stream, host.GridStride((long)(j1.Blocks + j2.Blocks) * team * host.Accelerator.WarpSize), j1, j2, team);
+            kw(host.Stream, TeamGrid(host, (long)j1.Blocks + j2.Blocks, team), j1, j2, team);
             return;
         }
         WithTileShape(host.TiledGroup, new PairLaunch<TEpi1, TEpi2>(host, first, g1, epi1, second, g2, epi2, scratch, need1));

@@ -1,7 +1,7 @@
 // The register-blocked SGEMM without shared memory: each thread owns a 4x4 block of C in registers
 // (Block4x4) and grid-strides over the blocks, walking all of K. It needs no shared memory and no
 // group size, so it runs on any accelerator. The warp-split kernel (MatMulKernels.Warp.cs) uses the
-// same block, with K split across a warp's lanes.
+// same block, with K split across a team of warps.
 using ILGPU;
 using ILGPU.Runtime;
 

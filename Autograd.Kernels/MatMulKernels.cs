@@ -10,7 +10,7 @@
 // gradient; beta = 0 never reads C, so a poisoned (NaN) output is fully overwritten.
 //
 // Here: the tiled kernel and the store every path shares. Elsewhere: Small (a 4x4 register block per
-// thread, no shared memory) in MatMulKernels.Small.cs; Warp (K split across a warp's lanes) in
+// thread, no shared memory) in MatMulKernels.Small.cs; Warp (K split across a team of warps) in
 // MatMulKernels.Warp.cs; Large and Wide (128x128 tiles), generated into MatMulKernels.Large.cs and
 // MatMulKernels.Wide.cs; the CPU accelerator's vectorised host code in MatMulKernels.Host.cs; the
 // launcher that picks among them in MatMulKernels.Launch.cs; split-K's sums in MatMulKernels.SplitK.cs;
