@@ -70,6 +70,20 @@ public sealed class Device
     internal KernelHost Host { get; }
 
     /// <summary>
+    /// Times every candidate SGEMM choice for C (M, N) = op(A) op(B) on this device and, unless the shape
+    /// was tuned before, records the fastest. Graph.Compile does this for each product shape where
+    /// <c>Kernels.Autotune</c> is on (by default on a GPU); eager MatMul follows the recorded choice too.
+    /// Returns each candidate's time and the choice.
+    /// </summary>
+    /// <param name="m">Rows of C.</param>
+    /// <param name="n">Columns of C.</param>
+    /// <param name="k">Shared dimension.</param>
+    /// <param name="transposeA">A is stored (K, M).</param>
+    /// <param name="transposeB">B is stored (N, K).</param>
+    public MatMulTuning TuneMatMul(int m, int n, int k, bool transposeA = false, bool transposeB = false) =>
+        Tune.Product(this, m, n, k, transposeA, transposeB);
+
+    /// <summary>
     /// Serialises the work of several threads on this device: every op, copy, backward, optimizer
     /// step and replay holds it (re-entrantly) while it enqueues, so tensors may be shared by threads.
     /// </summary>

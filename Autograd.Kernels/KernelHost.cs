@@ -41,13 +41,14 @@ public enum MatMulPath
 /// <param name="SumTailInLaunch">KernelHost.SumTailInLaunch.</param>
 /// <param name="PairProducts">KernelHost.PairProducts.</param>
 /// <param name="WarpTeam">KernelHost.WarpTeam.</param>
+/// <param name="Autotune">KernelHost.Autotune.</param>
 public readonly record struct MatMulSettings(MatMulPath Path, (int X, int Y) TiledGroup, int? SplitK, bool SplitKInOneLaunch, int WarpMaxOutputs,
-    bool SumTailInLaunch = true, bool PairProducts = true, int? WarpTeam = null)
+    bool SumTailInLaunch = true, bool PairProducts = true, int? WarpTeam = null, bool Autotune = false)
 {
     /// <inheritdoc/>
     public override string ToString() =>
         $"MatMulPath {Path}, TiledGroup {TiledGroup.X}x{TiledGroup.Y}, MatMulSplitK {SplitK?.ToString() ?? "auto"}, " +
-        $"SplitKInOneLaunch {SplitKInOneLaunch}, WarpMaxOutputs {WarpMaxOutputs}, SumTailInLaunch {SumTailInLaunch}, PairProducts {PairProducts}, WarpTeam {WarpTeam?.ToString() ?? "auto"}";
+        $"SplitKInOneLaunch {SplitKInOneLaunch}, WarpMaxOutputs {WarpMaxOutputs}, SumTailInLaunch {SumTailInLaunch}, PairProducts {PairProducts}, WarpTeam {WarpTeam?.ToString() ?? "auto"}, Autotune {Autotune}";
 }
 
 /// <summary>
@@ -58,7 +59,7 @@ public sealed partial class KernelHost
     private readonly ConcurrentDictionary<(string Name, Type? Shape, Type? Op), Delegate> _cache;
     private readonly StrongBox<int> _loads;
     private readonly MemoryBuffer1D<int, Stride1D.Dense> _arrivals;
-    private long _launches;
+    private readonly StrongBox<long> _launches;
     private (int X, int Y) _tiledGroup;
 
     /// <summary>Output tiles a one-launch split-K product may have (more fall back to two launches).</summary>
@@ -71,6 +72,8 @@ public sealed partial class KernelHost
         Accelerator = accelerator ?? throw new ArgumentNullException(nameof(accelerator));
         _cache = new();
         _loads = new(0);
+        _launches = new(0);
+        _tuned = new();
         Stream = accelerator.DefaultStream;
         IsCpu = accelerator.AcceleratorType == AcceleratorType.CPU;
         int maxGroup = accelerator.MaxNumThreadsPerGroup;
@@ -89,13 +92,21 @@ public sealed partial class KernelHost
         // The 128x128-tile kernels are written for 16x16 threads; the tiled kernel takes its group from the limits.
         CanUseLargeMatMul = maxGroup >= MatMulKernels.LargeThreads;
         _tiledGroup = MatMulKernels.TiledGroupFor(maxGroup, accelerator.MaxSharedMemoryPerGroup);
+        DefaultTiledGroup = _tiledGroup;
+        Autotune = AutotuneFromEnvironment(IsCpu);
     }
 
-    private KernelHost(KernelHost other, AcceleratorStream stream)
+    // A copy on another stream; shareLaunches: its launches count as this host's (a view for one shape).
+    // table: the tuned table it reads (default: the other's, shared).
+    private KernelHost(KernelHost other, AcceleratorStream stream, bool shareLaunches = false,
+        ConcurrentDictionary<(int M, int N, int K), MatMulChoice>? table = null)
     {
         Accelerator = other.Accelerator;
         _cache = other._cache;
         _loads = other._loads;
+        _launches = shareLaunches ? other._launches : new(0);
+        _tuned = table ?? other._tuned;
+        DefaultTiledGroup = other.DefaultTiledGroup;
         Stream = stream;
         IsCpu = other.IsCpu;
         GroupSize = other.GroupSize;
@@ -198,7 +209,7 @@ public sealed partial class KernelHost
     /// </summary>
     public MatMulSettings MatMulSettings
     {
-        get => new(MatMulPath, TiledGroup, MatMulSplitK, SplitKInOneLaunch, WarpMaxOutputs, SumTailInLaunch, PairProducts, WarpTeam);
+        get => new(MatMulPath, TiledGroup, MatMulSplitK, SplitKInOneLaunch, WarpMaxOutputs, SumTailInLaunch, PairProducts, WarpTeam, Autotune);
         set
         {
             TiledGroup = value.TiledGroup; // validated first: a refused group changes nothing
@@ -209,6 +220,7 @@ public sealed partial class KernelHost
             SumTailInLaunch = value.SumTailInLaunch;
             PairProducts = value.PairProducts;
             WarpTeam = value.WarpTeam;
+            Autotune = value.Autotune;
         }
     }
 
@@ -222,7 +234,7 @@ public sealed partial class KernelHost
     public int KernelLoads => _loads.Value;
 
     /// <summary>Kernel launches issued through this host (each launcher call counts its launches).</summary>
-    public long Launches => Interlocked.Read(ref _launches);
+    public long Launches => Interlocked.Read(ref _launches.Value);
 
     /// <summary>Returns the cached kernel for (name, op), loading it on first use.</summary>
     /// <typeparam name="T">The launcher delegate type.</typeparam>
@@ -240,7 +252,7 @@ public sealed partial class KernelHost
     public T Load<T>(string name, Type? shape, Type? op, Func<Accelerator, T> load) where T : Delegate
     {
         // Every launcher loads right before it launches, so this also counts launches.
-        Interlocked.Increment(ref _launches);
+        Interlocked.Increment(ref _launches.Value);
         if (_cache.TryGetValue((name, shape, op), out var d)) return (T)d;
         return (T)_cache.GetOrAdd((name, shape, op), _ =>
         {
@@ -282,7 +294,7 @@ public sealed partial class KernelHost
     internal ArrayView<int> TailArrival => _arrivals.View.SubView(MaxSplitKTiles, 1);
 
     /// <summary>Counts work run on the host in place of a kernel (the CPU accelerator's SGEMM).</summary>
-    internal void CountLaunch() => Interlocked.Increment(ref _launches);
+    internal void CountLaunch() => Interlocked.Increment(ref _launches.Value);
 
     /// <summary>Grid-stride launch geometry for n work items.</summary>
     /// <param name="n">Number of work items.</param>

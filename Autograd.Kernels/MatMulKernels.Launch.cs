@@ -15,6 +15,8 @@ public static partial class MatMulKernels
     /// <param name="n">Columns of C.</param>
     public static MatMulPath Choose(KernelHost host, int m, int n)
     {
+        // A tuned view pins its choice as settings, so the forced branch below answers for it.
+
         if (host.MatMulPath != MatMulPath.Auto)
         {
             if (host.MatMulPath == MatMulPath.Host && !host.IsCpu)
@@ -33,6 +35,13 @@ public static partial class MatMulKernels
         return large >= host.Accelerator.NumMultiprocessors ? MatMulPath.Large : MatMulPath.Tiled;
     }
 
+    /// <summary>The kernel MatMul takes for this product on this host: the tuned choice where the host follows one, else the rule.</summary>
+    /// <param name="host">The kernel host.</param>
+    /// <param name="m">Rows of C.</param>
+    /// <param name="n">Columns of C.</param>
+    /// <param name="k">Shared dimension.</param>
+    public static MatMulPath Choose(KernelHost host, int m, int n, int k) => Choose(host.ForShape(m, n, k), m, n);
+
     /// <summary>The kernel MatMul runs for this shape on this host, as text: "Host", "Large", or e.g.
     /// "Tiled 16x16, split-K 32 in one launch"; with withSum, where MatMulSum sums C, e.g. "Warp, sum in
     /// the same launch".</summary>
@@ -43,6 +52,7 @@ public static partial class MatMulKernels
     /// <param name="withSum">Describe MatMulSum rather than MatMul.</param>
     public static string Describe(KernelHost host, int m, int n, int k, bool withSum = false)
     {
+        host = host.ForShape(m, n, k);
         var path = Choose(host, m, n);
         string text = path.ToString();
         if (path == MatMulPath.Tiled)
@@ -53,6 +63,7 @@ public static partial class MatMulKernels
             text = split == 1 ? $"Tiled {x}x{y}" : $"Tiled {x}x{y}, split-K {split} in {(one ? "one launch" : "two launches")}";
         }
         if (path == MatMulPath.Warp && WarpTeam(host, m, n, k) is > 1 and var team) text = $"Warp, teams of {team} warps";
+        if (host.IsTunedView) text += ", autotuned";
         if (!withSum) return text;
         return text + (path == MatMulPath.Host ? ", sum on the host"
             : SumInSameLaunch(host, m, n, k) ? ", sum in the same launch" : ", sum in a second launch");
@@ -65,6 +76,7 @@ public static partial class MatMulKernels
     /// <param name="k">Shared dimension.</param>
     public static int SplitK(KernelHost host, int m, int n, int k)
     {
+        host = host.ForShape(m, n, k);
         if (m == 0 || n == 0 || k == 0 || Choose(host, m, n) != MatMulPath.Tiled) return 1;
         int split;
         if (host.MatMulSplitK is { } forced) split = forced;
@@ -102,6 +114,7 @@ public static partial class MatMulKernels
     /// <param name="k">Shared dimension.</param>
     public static int WarpTeam(KernelHost host, int m, int n, int k)
     {
+        host = host.ForShape(m, n, k);
         int w = host.Accelerator.WarpSize, warps = host.GroupSize / w;
         if (host.WarpTeam is { } forced)
             return forced <= warps && warps % forced == 0 && (forced == 1 || warps <= MaxTeamWarps) ? forced
@@ -185,6 +198,7 @@ public static partial class MatMulKernels
     {
         var g = Checked("MatMul", a, transA, b, transB, c, m, n, k, alpha, beta, operand, operandRowStride, operandColStride);
         if (m == 0 || n == 0) return;
+        host = host.ForShape(m, n, k);
         var path = Choose(host, m, n);
         if (path == MatMulPath.Host) HostMatMul(host, a, b, c, operand, g, epilogue);
         else Launch(host, path, a, b, c, operand, g, scratch, epilogue, default(NoTail));

@@ -126,9 +126,11 @@ public static partial class MatMulKernels
             Run(second, epi2, scratch);
             return;
         }
-        if (Choose(host, first.M, first.N) == MatMulPath.Warp)
+        // One launch: both halves agree on the kernel, group and team, so the first's view speaks for both.
+        var view = host.ForShape(first.M, first.N, first.K);
+        if (Choose(view, first.M, first.N) == MatMulPath.Warp)
         {
-            int team = WarpTeam(host, first.M, first.N, first.K);
+            int team = WarpTeam(view, first.M, first.N, first.K);
             var j1 = new WarpJob<TEpi1>(first.A, first.B, first.C, first.Operand, g1, epi1);
             var j2 = new WarpJob<TEpi2>(second.A, second.B, second.C, second.Operand, g2, epi2);
             var kw = host.Load("MatMulWarpPair", typeof((TEpi1, TEpi2)), acc =>
@@ -136,7 +138,7 @@ public static partial class MatMulKernels
             kw(host.Stream, TeamGrid(host, (long)j1.Blocks + j2.Blocks, team), j1, j2, team);
             return;
         }
-        WithTileShape(host.TiledGroup, new PairLaunch<TEpi1, TEpi2>(host, first, g1, epi1, second, g2, epi2, scratch, need1));
+        WithTileShape(view.TiledGroup, new PairLaunch<TEpi1, TEpi2>(host, first, g1, epi1, second, g2, epi2, scratch, need1));
 
         void Run<TEpi>(GemmCall p, TEpi epi, ArrayView<float> s) where TEpi : struct, IBinaryOp =>
             MatMul(host, p.A, p.TransA, p.B, p.TransB, p.C, p.M, p.N, p.K, p.Alpha, p.Beta, s, epi, p.Operand, p.OperandRowStride, p.OperandColStride);
@@ -158,17 +160,19 @@ public static partial class MatMulKernels
     public static bool PairInOneLaunch(KernelHost host, int m1, int n1, int k1, int m2, int n2, int k2)
     {
         if (!host.PairProducts || (long)m1 * n1 == 0 || (long)m2 * n2 == 0) return false;
-        var (path1, path2) = (Choose(host, m1, n1), Choose(host, m2, n2));
+        // Each half on its own view (its tuned choice, or the rule), which must agree with the other's.
+        var (v1, v2) = (host.ForShape(m1, n1, k1), host.ForShape(m2, n2, k2));
+        var (path1, path2) = (Choose(v1, m1, n1), Choose(v2, m2, n2));
         if (path1 == MatMulPath.Warp && path2 == MatMulPath.Warp)
-            return host.GroupSize % host.Accelerator.WarpSize == 0 && WarpTeam(host, m1, n1, k1) == WarpTeam(host, m2, n2, k2)
+            return host.GroupSize % host.Accelerator.WarpSize == 0 && WarpTeam(v1, m1, n1, k1) == WarpTeam(v2, m2, n2, k2)
                 && Blocks4x4(m1, n1) + Blocks4x4(m2, n2) <= int.MaxValue;
-        if (path1 != MatMulPath.Tiled || path2 != MatMulPath.Tiled) return false;
+        if (path1 != MatMulPath.Tiled || path2 != MatMulPath.Tiled || v1.TiledGroup != v2.TiledGroup) return false;
         // One set of slices serves both halves; each half's split-K fixup has its own flag.
-        if (PairSharedBytes(host.TiledGroup) > host.Accelerator.MaxSharedMemoryPerGroup) return false;
-        var grid1 = TileGrid(host.TiledGroup, m1, n1);
-        var grid2 = TileGrid(host.TiledGroup, m2, n2);
-        bool OneLaunch(int m, int n, int k, (int X, int Y) grid) => SplitK(host, m, n, k) == 1 || SumsInSameLaunch(host, grid);
-        return OneLaunch(m1, n1, k1, grid1) && OneLaunch(m2, n2, k2, grid2)
+        if (PairSharedBytes(v1.TiledGroup) > host.Accelerator.MaxSharedMemoryPerGroup) return false;
+        var grid1 = TileGrid(v1.TiledGroup, m1, n1);
+        var grid2 = TileGrid(v2.TiledGroup, m2, n2);
+        static bool OneLaunch(KernelHost v, int m, int n, int k, (int X, int Y) grid) => SplitK(v, m, n, k) == 1 || SumsInSameLaunch(v, grid);
+        return OneLaunch(v1, m1, n1, k1, grid1) && OneLaunch(v2, m2, n2, k2, grid2)
             && (long)grid1.X * grid1.Y + (long)grid2.X * grid2.Y <= KernelHost.MaxSplitKTiles;
     }
 
@@ -199,7 +203,7 @@ public static partial class MatMulKernels
         var group = new Index3D(default(TShape).ThreadsX, default(TShape).ThreadsY, 1);
         var grid1 = TileGrid((group.X, group.Y), p1.M, p1.N);
         var j1 = Job(host, p1, g1, epi1, grid1, scratch, host.SplitKArrivals);
-        var j2 = Job(host, p2, g2, epi2, TileGrid((group.X, group.Y), p2.M, p2.N), need1 == 0 ? scratch : scratch.SubView(need1),
+        var j2 = Job(host, p2, g2, epi2, TileGrid((group.X, group.Y), p2.M, p2.N), scratch.Length > need1 ? scratch.SubView(need1) : default, // empty when the second does not split
             host.SplitKArrivals.SubView(grid1.X * grid1.Y));
         var k = host.Load("MatMulTiledPair", typeof(TShape), typeof((TEpi1, TEpi2)), acc =>
             acc.LoadKernel<TiledJob<TEpi1>, TiledJob<TEpi2>>(TiledPairKernel<TShape, TEpi1, TEpi2>));

@@ -56,6 +56,7 @@ public static partial class MatMulKernels
         long need = MatMulSumScratch(host, m, n, k);
         if (scratch.Length < need)
             throw new ArgumentException($"MatMulSum: scratch has {scratch.Length} elements, needs {need}. Ask MatMulSumScratch first.");
+        host = host.ForShape(m, n, k);
         var path = Choose(host, m, n);
         var cView = c.SubView(0, mn);
         if (path == MatMulPath.Host)
@@ -86,6 +87,7 @@ public static partial class MatMulKernels
     /// <param name="k">Shared dimension.</param>
     public static bool SumInSameLaunch(KernelHost host, int m, int n, int k)
     {
+        host = host.ForShape(m, n, k);
         var path = Choose(host, m, n);
         if (!host.SumTailInLaunch || path is not (MatMulPath.Tiled or MatMulPath.Small or MatMulPath.Warp)) return false;
         // One group walks all of C: past MaxTailElements (16 a thread on a GPU's 256) a second launch,

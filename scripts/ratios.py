@@ -65,6 +65,19 @@ for product, cells in sweeps.items():
     warp = cells.get("Warp")
     print(f"{product[:48]:<48} best {cells[best]:>7.1f} us ({best}){'' if cells[best] <= 5 else ' > 5 us'}"
           + (f"; Warp (team by shape) {warp:.1f} us" if warp is not None else ""))
+# Autotuning, per shape: the choice against the rule's kernel (the bench's "tune MxNxK <choice>" rows,
+# each timed inside a CUDA graph as a compiled step runs it).
+tunes = {}
+for n, r in ours.items():
+    m = re.match(r"tune (\d+x\d+x\d+) (.*)$", n)
+    if m:
+        tunes.setdefault(m.group(1), []).append((m.group(2), r["MedianUs"]))
+for shape, rows in tunes.items():
+    chosen = next(((c, us) for c, us in rows if "(chosen)" in c), None)
+    rule = next(((c, us) for c, us in rows if "(rule)" in c), None)
+    if chosen:
+        print(f"tune {shape:<14} chosen {chosen[1]:>9.2f} us {chosen[0].replace(' (chosen)', '').replace(' (rule)', ''):<44}"
+              + (f" rule {rule[1]:>9.2f} us ({rule[1] / chosen[1]:.2f}x)" if rule else ""))
 # What limits the SGEMM kernels: registers, spilled (local) bytes, shared bytes, groups a multiprocessor holds.
 for k in kernels:
     if k["Name"] in ("MatMulLarge", "MatMulWide", "MatMulTiled", "MatMulWarp", "MatMulWarpPair", "MatMulTiledPair"):

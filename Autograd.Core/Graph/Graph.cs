@@ -2,7 +2,8 @@
 // optimised, planned and emitted as a list of pre-bound launches, then replayed (as a CUDA graph on
 // CUDA). The passes, in order, each in its own file: Trace, Differentiate, Fuse, Update (the
 // optimizer's pass: folded into the products, or appended by Emit), Fuse's pairing of the products
-// the update moved (Fuse.Pair.cs), PlanMemory, Emit, Replay.
+// the update moved (Fuse.Pair.cs), Tune (the SGEMM choice of each product shape, timed on the device
+// where it autotunes), PlanMemory, Emit, Replay.
 using System.Text;
 using AutogradNet.Kernels;
 using AutogradNet.Optim;
@@ -48,6 +49,7 @@ public static class Graph
             var nodes = Fuse.Run(traced, outputs, constants);
             nodes = Update.Fold(nodes, outputs, optimizer, grads);
             nodes = Fuse.PairProducts(nodes);
+            Tune.Run(nodes, output.Device);
             var plan = MemoryPlan.Run(nodes, outputs, output.Device);
             optimizer?.Prepare();
             var program = Emit.Run(nodes, plan, optimizer, grads);

@@ -19,5 +19,20 @@ internal sealed class MatMulPin : IDisposable
         host.WarpTeam = warpTeam;
     }
 
+    private MatMulPin(KernelHost host)
+    {
+        _host = host;
+        _saved = host.MatMulSettings;
+    }
+
+    /// <summary>The rule's kernels, not the tuned table's: for tests of a step's structure (launch counts,
+    /// pairs), which on a GPU would otherwise follow whatever the timings chose.</summary>
+    public static MatMulPin Rule(KernelHost host)
+    {
+        var pin = new MatMulPin(host);
+        host.Autotune = false;
+        return pin;
+    }
+
     public void Dispose() => _host.MatMulSettings = _saved;
 }

@@ -78,6 +78,8 @@ if (device.Kind == DeviceKind.Cuda)
     Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "warp products, one warp a block"));
     Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "warp below 16K outputs"));
     Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "8x8 tiles"));
+    // The rows above without a suffix follow the autotuned table (on by default on a GPU); this one, the rule.
+    Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "rule, no autotuning"));
 }
 Report(() => Workloads.MatMul(device, 64, 100, 1000, false, false, "seed layer-1 forward 64x1000x100 NN"));
 Report(() => Workloads.MatMul(device, 1000, 100, 64, true, false, "seed dW1 = x^T dH (1000x64x100 TN)"));
@@ -95,6 +97,12 @@ var seedProducts = new (int M, int N, int K, bool TA, bool TB, string Name)[]
     (100, 10, 64, true, false, "seed dW2 = h^T dY 100x10x64 TN"),
     (1000, 100, 64, true, false, "seed dW1 = x^T dH 1000x100x64 TN"),
 };
+if (gpu || sweep)
+{
+    // Autotuning's trials for each seed product (what Graph.Compile timed for the rows above), * the choice.
+    var tuned = gpu ? seedProducts : [(33, 20, 130, false, false, "33x20x130 NN (CPU: checks the tuner runs)")];
+    foreach (var p in tuned) Tuning(p.M, p.N, p.K, p.TA, p.TB);
+}
 if (gpu)
 {
     // All five seed products, as chosen, on the register-blocked kernel without shared memory, on
@@ -131,6 +139,8 @@ if (gpu || sweep)
 }
 if (!quick)
 {
+    // The big products tuned first, so the Auto rows below run (and name) the choice.
+    foreach (int n in new[] { 1024, 4096, 8192 }) Tuning(n, n, n, false, false);
     foreach (int n in new[] { 1024, 4096, 8192 })
         foreach (var (ta, tb, name) in new[] { (false, false, "NN"), (false, true, "NT"), (true, false, "TN") })
         {
@@ -162,6 +172,28 @@ else
 
 PrintResources("every kernel the bench loaded");
 if (jsonPath != null) Console.WriteLine($"wrote {jsonPath}");
+
+// Times every SGEMM candidate for one shape (Device.TuneMatMul), prints the trials and keeps each as a result.
+void Tuning(int m, int n, int k, bool ta, bool tb)
+{
+    try
+    {
+        var t = device.TuneMatMul(m, n, k, ta, tb);
+        var rule = MatMulKernels.RuleChoice(device.Kernels, m, n, k);
+        Console.WriteLine(t);
+        foreach (var trial in t.Trials.Where(x => x.Rejected == null))
+            results.Add(new Result($"tune {m}x{n}x{k} {trial.Candidate}{(trial.Candidate == t.Choice ? " (chosen)" : "")}{(trial.Candidate == rule ? " (rule)" : "")}",
+                trial.Microseconds, 2.0 * m * n * k / trial.Microseconds / 1e6, null, "64 samples against a double sum"));
+        foreach (var trial in t.Trials.Where(x => x.Rejected != null))
+            failures.Add($"tuning {m}x{n}x{k}: {trial.Candidate} rejected: {trial.Rejected}");
+        WriteJson();
+    }
+    catch (Exception e)
+    {
+        failures.Add(e.Message);
+        Console.WriteLine($"FAILED: tuning {m}x{n}x{k}: {e.GetType().Name}: {e.Message}");
+    }
+}
 
 void PrintResources(string what)
 {

@@ -81,7 +81,8 @@ public static partial class Workloads
     /// products of up to 16K outputs on Warp, the rest as Auto chooses); "8x8 tiles" gives the tiled kernel
     /// groups of 8x8; "loss in a second launch" sums the loss after its product instead of in the
     /// product's launch (KernelHost.SumTailInLaunch = false); "updates one after the other" launches the
-    /// two SGD-update products apart (KernelHost.PairProducts = false).</param>
+    /// two SGD-update products apart (KernelHost.PairProducts = false); "rule, no autotuning" turns
+    /// KernelHost.Autotune off (the kernels the rule picks, where the other rows follow the tuned table).</param>
     public static Result SeedCompiled(Device d, int steps, bool cudaGraphs, int stepsPerRun, string variant = "")
     {
         var saved = d.Kernels.MatMulSettings;
@@ -93,10 +94,11 @@ public static partial class Workloads
         if (variant == "warp below 16K outputs") d.Kernels.WarpMaxOutputs = 16384;
         if (variant == "loss in a second launch") d.Kernels.SumTailInLaunch = false;
         if (variant == "updates one after the other") d.Kernels.PairProducts = false;
+        if (variant == "rule, no autotuning") d.Kernels.Autotune = false;
         try
         {
             // The kernel-choice variants print where their time goes, like the shipped step.
-            var r = SeedCompiledAsShipped(d, steps, cudaGraphs, stepsPerRun, profile: variant is "warp products" or "warp products, one warp a block" or "warp below 16K outputs" or "8x8 tiles");
+            var r = SeedCompiledAsShipped(d, steps, cudaGraphs, stepsPerRun, profile: variant is "warp products" or "warp products, one warp a block" or "warp below 16K outputs" or "8x8 tiles" or "rule, no autotuning");
             return variant == "" ? r : r with { Name = $"{r.Name}, {variant}" };
         }
         finally

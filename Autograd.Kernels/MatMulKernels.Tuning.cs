@@ -1,0 +1,81 @@
+// The candidates autotuning times for one product shape, and the choice the rule would make. The
+// tuner (Autograd.Core's Tune pass) launches each with KernelHost.With, checks its result, times it
+// and records the fastest with KernelHost.SetTuned.
+//
+// Which candidates: the rule's own choice first (a tie keeps it); on a GPU every tiled group down to
+// two steps below the largest at every K split that is not pointless (more slices than the device
+// holds groups), summed in one launch and in two; Small and the warp kernel in each team where C is
+// small enough for a 4x4 block per thread or team to make sense; Large and Wide where groups of 256 fit.
+namespace AutogradNet.Kernels;
+
+public static partial class MatMulKernels
+{
+    /// <summary>Outputs above which Small and Warp are not candidates: a 4x4 block per thread or team leaves too little reuse.</summary>
+    public const long TuneSmallMaxOutputs = 1 << 18;
+
+    /// <summary>The choice Auto's rule makes for this shape on this host (the tuned table aside).</summary>
+    /// <param name="host">The kernel host.</param>
+    /// <param name="m">Rows of C.</param>
+    /// <param name="n">Columns of C.</param>
+    /// <param name="k">Shared dimension.</param>
+    public static MatMulChoice RuleChoice(KernelHost host, int m, int n, int k)
+    {
+        var rule = host.WithoutTuning();
+        var path = Choose(rule, m, n);
+        int split = SplitK(rule, m, n, k);
+        return path switch
+        {
+            MatMulPath.Tiled => new(path, rule.TiledGroup, split, split == 1 || SumsInSameLaunch(rule, TileGrid(rule.TiledGroup, m, n))),
+            MatMulPath.Warp => new(path, rule.TiledGroup, WarpTeam: WarpTeam(rule, m, n, k)),
+            _ => new(path, rule.TiledGroup),
+        };
+    }
+
+    /// <summary>The choices autotuning times for this shape, the rule's first; each runs on this host (KernelHost.With).</summary>
+    /// <param name="host">The kernel host.</param>
+    /// <param name="m">Rows of C.</param>
+    /// <param name="n">Columns of C.</param>
+    /// <param name="k">Shared dimension.</param>
+    public static IReadOnlyList<MatMulChoice> Candidates(KernelHost host, int m, int n, int k)
+    {
+        var list = new List<MatMulChoice> { RuleChoice(host, m, n, k) };
+        void Add(MatMulChoice c)
+        {
+            if (!list.Contains(c)) list.Add(c);
+        }
+        var neutral = host.DefaultTiledGroup;
+        if (host.IsCpu) Add(new(MatMulPath.Host, neutral));
+        if ((long)m * n <= TuneSmallMaxOutputs)
+        {
+            Add(new(MatMulPath.Small, neutral));
+            int warps = host.GroupSize / host.Accelerator.WarpSize;
+            if (host.GroupSize % host.Accelerator.WarpSize == 0)
+                for (int team = 1; team <= warps && (team == 1 || warps <= MaxTeamWarps); team *= 2)
+                    Add(new(MatMulPath.Warp, neutral, WarpTeam: team));
+        }
+        // Smaller groups only while the largest leaves the device short of groups.
+        var first = TileGrid(neutral, m, n);
+        int groups = (long)first.X * first.Y >= host.MaxGroups ? 1 : 3;
+        foreach (var group in TiledGroups.SkipWhile(g => g != neutral).Take(groups))
+        {
+            var grid = TileGrid(group, m, n);
+            long tiles = (long)grid.X * grid.Y;
+            int last = 0;
+            for (int ask = 1; ask <= 256; ask *= 2)
+            {
+                int split = SplitK(host.With(new(MatMulPath.Tiled, group, ask)), m, n, k);
+                if (split == last) continue;
+                if (split > 1 && tiles * split > 8L * host.MaxGroups) break;
+                last = split;
+                if (split == 1 || tiles <= KernelHost.MaxSplitKTiles) Add(new(MatMulPath.Tiled, group, split));
+                if (split > 1) Add(new(MatMulPath.Tiled, group, split, SplitKInOneLaunch: false));
+            }
+        }
+        if (host.CanUseLargeMatMul)
+        {
+            Add(new(MatMulPath.Large, neutral));
+            Add(new(MatMulPath.Wide, neutral));
+        }
+        return list;
+    }
+}

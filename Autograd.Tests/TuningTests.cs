@@ -1,0 +1,365 @@
+// Autotuning: the candidates, the table a device keeps per product shape, the views that launch a
+// tuned choice, and the Tune pass of Graph.Compile. The timer is replaced by a fake clock where a test
+// needs a given winner (the CPU accelerator's real timings would always pick its host SGEMM); every
+// candidate still runs and is checked against a double sum. Each test tunes shapes of its own: a
+// device's table is written once per shape.
+using AutogradNet.Kernels;
+using AutogradNet.Optim;
+using AutogradNet.Tests.Support;
+using FluentAssertions;
+using ILGPU;
+using ILGPU.Runtime;
+using Xunit;
+
+namespace AutogradNet.Tests;
+
+public sealed class TuningTests
+{
+    private static KernelHost Host => TestData.Device.Host;
+
+    private static readonly KernelHost Simulator = Device.CpuSimulator(16, 16, 1).Host;
+
+    // Choices of every kind, each on a host whose groups run it: the CPU accelerator's groups of 2, and
+    // a simulator of 16x16 for the GPU-shaped ones.
+    public static TheoryData<string, bool> Choices() => new()
+    {
+        { "Host", false }, { "Small", false }, { "Warp", false }, { "Tiled 2x1", false }, { "Tiled 2x1, split-K 3 in one launch", false },
+        { "Tiled 2x1, split-K 3 in two launches", false }, { "Tiled 1x1, split-K 2 in one launch", false },
+        { "Warp, teams of 4 warps", true }, { "Tiled 16x16, split-K 4 in one launch", true }, { "Tiled 8x8, split-K 2 in two launches", true },
+        { "Large", true }, { "Wide", true },
+    };
+
+    private static MatMulChoice Parse(string text, KernelHost host)
+    {
+        var neutral = host.DefaultTiledGroup;
+        if (!text.StartsWith("Tiled", StringComparison.Ordinal))
+            return text.StartsWith("Warp", StringComparison.Ordinal)
+                ? new(MatMulPath.Warp, neutral, WarpTeam: text.Contains("teams of 4") ? 4 : 1)
+                : new(Enum.Parse<MatMulPath>(text), neutral);
+        var parts = text.Split(' ', ',');
+        var xy = parts[1].Split('x');
+        int split = text.Contains("split-K") ? int.Parse(parts[4]) : 1;
+        return new(MatMulPath.Tiled, (int.Parse(xy[0]), int.Parse(xy[1])), split, !text.Contains("two launches"));
+    }
+
+    [Theory]
+    [MemberData(nameof(Choices))]
+    public void A_tuned_choice_is_what_MatMul_launches_and_it_matches_the_host_twin(string text, bool simulator)
+    {
+        if (text == "Host") Assert.SkipUnless(Host.IsCpu, "the Host SGEMM path runs only on the CPU accelerator");
+        var shared = simulator ? Simulator : Host;
+        // A host of its own: the table is written once per shape.
+        var host = new KernelHost(shared.Accelerator) { Autotune = true };
+        var choice = Parse(text, host);
+        choice.ToString().Should().Be(text);
+        int m = 9, n = 13, k = 301;
+        host.SetTuned(m, n, k, choice);
+        MatMulKernels.Describe(host, m, n, k).Should().Be(text + ", autotuned");
+        MatMulKernels.Choose(host, m, n, k).Should().Be(choice.Path);
+        MatMulKernels.Choose(host, m, n).Should().Be(MatMulKernels.RuleChoice(host, m, n, k).Path, "without K, Choose is the rule");
+        var a = TestData.Normal(m * k, 3);
+        var b = TestData.Normal(k * n, 4);
+        foreach (var (ta, tb) in new[] { (false, false), (true, true) })
+        {
+            var (ha, hb) = (ta ? Transposed(a, m, k) : a, tb ? Transposed(b, k, n) : b);
+            using var ab = Upload(host, ha);
+            using var bb = Upload(host, hb);
+            using var cb = Upload(host, Enumerable.Repeat(float.NaN, m * n).ToArray());
+            long need = MatMulKernels.SplitKScratch(host, m, n, k);
+            need.Should().Be(choice is { Path: MatMulPath.Tiled, SplitK: > 1 } ? (long)choice.SplitK * m * n : 0);
+            using var scratch = Upload(host, Enumerable.Repeat(float.NaN, (int)Math.Max(1, need)).ToArray());
+            long before = host.Launches;
+            MatMulKernels.MatMul(host, ab.View, ta, bb.View, tb, cb.View, m, n, k, scratch: scratch.View);
+            host.Launches.Should().Be(before + (choice is { Path: MatMulPath.Tiled, SplitK: > 1, SplitKInOneLaunch: false } ? 2 : 1),
+                "a tuned view counts its launches on the host it came from");
+            TestData.ShouldMatch(Download(host, cb, m * n), Reference.MatMul(ha, ta, hb, tb, m, n, k), 1e-4, 2e-5 * Math.Sqrt(k), $"{text} ta={ta} tb={tb}");
+        }
+    }
+
+    private static float[] Transposed(float[] x, int rows, int cols)
+    {
+        var t = new float[x.Length];
+        for (int i = 0; i < rows; i++)
+            for (int j = 0; j < cols; j++)
+                t[j * rows + i] = x[i * cols + j];
+        return t;
+    }
+
+    [Fact]
+    public void A_setting_pinned_by_hand_keeps_the_rule_and_a_shape_is_tuned_once()
+    {
+        var host = new KernelHost(Host.Accelerator) { Autotune = true };
+        var small = new MatMulChoice(MatMulPath.Small, host.DefaultTiledGroup);
+        host.SetTuned(7, 33, 65, small);
+        host.FollowsTuning.Should().BeTrue();
+        MatMulKernels.Describe(host, 7, 33, 65).Should().Be("Small, autotuned");
+        MatMulKernels.Describe(host, 7, 33, 66).Should().Be(MatMulKernels.RuleChoice(host, 7, 33, 66).ToString(), "another shape has no entry");
+        var saved = host.MatMulSettings;
+        foreach (Action<KernelHost> pin in new Action<KernelHost>[]
+                 {
+                     h => h.Autotune = false, h => h.MatMulPath = MatMulPath.Tiled, h => h.MatMulSplitK = 1, h => h.WarpTeam = 1,
+                     h => h.SplitKInOneLaunch = false, h => h.WarpMaxOutputs = 1, h => h.TiledGroup = (1, 1),
+                 })
+        {
+            pin(host);
+            host.FollowsTuning.Should().BeFalse();
+            MatMulKernels.Describe(host, 7, 33, 65).Should().NotContain("autotuned");
+            host.MatMulSettings = saved;
+        }
+        MatMulKernels.Describe(host, 7, 33, 65).Should().Be("Small, autotuned");
+        host.SetTuned(7, 33, 65, small); // the same choice again is no change
+        var act = () => host.SetTuned(7, 33, 65, new MatMulChoice(MatMulPath.Warp, host.DefaultTiledGroup));
+        act.Should().Throw<InvalidOperationException>().WithMessage("SetTuned: 7x33x65 was tuned to Small already*KernelHost.With*");
+        var auto = () => host.SetTuned(1, 2, 3, new MatMulChoice(MatMulPath.Auto, host.DefaultTiledGroup));
+        auto.Should().Throw<ArgumentException>().WithMessage("*not Auto*");
+        var big = () => host.SetTuned(1, 2, 3, new MatMulChoice(MatMulPath.Tiled, (16, 16)));
+        big.Should().Throw<ArgumentException>().WithMessage("TiledGroup: 16x16 needs 256 threads*");
+        host.Tuned(1, 2, 3).Should().BeNull("a refused choice is not recorded");
+    }
+
+    [Fact]
+    public void Two_halves_of_a_pair_share_a_launch_only_when_their_choices_agree()
+    {
+        var acc = Simulator.Accelerator;
+        var group = (8, 8);
+        var agree = new KernelHost(acc) { Autotune = true };
+        agree.SetTuned(9, 13, 40, new MatMulChoice(MatMulPath.Tiled, group, 2));
+        agree.SetTuned(5, 6, 40, new MatMulChoice(MatMulPath.Tiled, group));
+        MatMulKernels.PairInOneLaunch(agree, 9, 13, 40, 5, 6, 40).Should().BeTrue();
+        var differ = new KernelHost(acc) { Autotune = true };
+        differ.SetTuned(9, 13, 40, new MatMulChoice(MatMulPath.Tiled, group, 2));
+        differ.SetTuned(5, 6, 40, new MatMulChoice(MatMulPath.Tiled, (4, 4)));
+        MatMulKernels.PairInOneLaunch(differ, 9, 13, 40, 5, 6, 40).Should().BeFalse("one launch has one group shape");
+        MatMulKernels.MatMulPairScratch(differ, 9, 13, 40, 5, 6, 40).Should().Be(2 * 9 * 13);
+        foreach (var host in new[] { agree, differ })
+        {
+            var a1 = TestData.Normal(9 * 40, 1); var b1 = TestData.Normal(40 * 13, 2);
+            var a2 = TestData.Normal(5 * 40, 3); var b2 = TestData.Normal(40 * 6, 4);
+            using var ba1 = Upload(host, a1); using var bb1 = Upload(host, b1); using var bc1 = Upload(host, Enumerable.Repeat(float.NaN, 9 * 13).ToArray());
+            using var ba2 = Upload(host, a2); using var bb2 = Upload(host, b2); using var bc2 = Upload(host, Enumerable.Repeat(float.NaN, 5 * 6).ToArray());
+            using var scratch = Upload(host, Enumerable.Repeat(float.NaN, 2 * 9 * 13).ToArray());
+            long before = host.Launches;
+            MatMulKernels.MatMulPair(host,
+                new GemmCall(ba1.View, false, bb1.View, false, bc1.View, 9, 13, 40, 1f, 0f, bc1.View, 0, 0), new FirstOp(),
+                new GemmCall(ba2.View, false, bb2.View, false, bc2.View, 5, 6, 40, 1f, 0f, bc2.View, 0, 0), new FirstOp(), scratch.View);
+            host.Launches.Should().Be(before + (host == agree ? 1 : 2));
+            TestData.ShouldMatch(Download(host, bc1, 9 * 13), Reference.MatMul(a1, false, b1, false, 9, 13, 40), 1e-4, 2e-4, "first");
+            TestData.ShouldMatch(Download(host, bc2, 5 * 6), Reference.MatMul(a2, false, b2, false, 5, 6, 40), 1e-4, 2e-4, "second");
+        }
+    }
+
+    [Fact]
+    public void The_candidates_start_with_the_rule_and_each_runs_as_it_says()
+    {
+        foreach (var host in new[] { Host, Simulator })
+            foreach (var (m, n, k) in new[] { (64, 100, 1000), (1000, 100, 64), (7, 5, 33), (300, 260, 40) })
+            {
+                var list = MatMulKernels.Candidates(host, m, n, k);
+                list[0].Should().Be(MatMulKernels.RuleChoice(host, m, n, k));
+                list.Should().OnlyHaveUniqueItems();
+                foreach (var c in list)
+                {
+                    var on = host.With(c);
+                    MatMulKernels.Describe(on, m, n, k).Should().Be(c.ToString(), $"{m}x{n}x{k} on {host.Accelerator.Name}");
+                    MatMulKernels.SplitK(on, m, n, k).Should().Be(c.SplitK);
+                }
+                list.Any(c => c.Path == MatMulPath.Host).Should().Be(host.IsCpu);
+                list.Any(c => c.Path == MatMulPath.Wide).Should().Be(host.CanUseLargeMatMul);
+                list.Any(c => c.Path is MatMulPath.Small or MatMulPath.Warp).Should().Be((long)m * n <= MatMulKernels.TuneSmallMaxOutputs);
+            }
+        // 64x100x1000 on 16x16 groups: two 64x64 tiles, so K is split, in one launch and in two.
+        var seed = MatMulKernels.Candidates(Simulator, 64, 100, 1000);
+        seed.Should().Contain(new MatMulChoice(MatMulPath.Tiled, (16, 16), 2)).And.Contain(new MatMulChoice(MatMulPath.Tiled, (16, 16), 2, false))
+            .And.Contain(new MatMulChoice(MatMulPath.Warp, Simulator.DefaultTiledGroup, WarpTeam: 4));
+    }
+
+    [Fact]
+    public void TuneMatMul_times_every_candidate_and_records_the_fastest()
+    {
+        var device = TestData.Device;
+        var host = device.Host;
+        var saved = host.MatMulSettings;
+        try
+        {
+            host.Autotune = true;
+            int m = 13, n = 21, k = 77;
+            var candidates = MatMulKernels.Candidates(host, m, n, k);
+            var winner = candidates[^1];
+            Tune.Clock = (_, c) => c == winner ? 1 : 10;
+            var tuning = device.TuneMatMul(m, n, k, transposeA: true);
+            tuning.Trials.Select(t => t.Candidate).Should().Equal(candidates);
+            tuning.Trials.Should().OnlyContain(t => t.Rejected == null, "every candidate computes the right product");
+            tuning.Choice.Should().Be(winner);
+            host.Tuned(m, n, k).Should().Be(winner);
+            tuning.ToString().Should().Contain($"* {winner}");
+            // A second run measures again and keeps the recorded choice.
+            Tune.Clock = (_, c) => c == candidates[0] ? 1 : 10;
+            device.TuneMatMul(m, n, k).Choice.Should().Be(winner);
+        }
+        finally
+        {
+            Tune.Clock = null;
+            host.MatMulSettings = saved;
+        }
+    }
+
+    [Fact]
+    public void A_tie_keeps_the_rule_and_a_failing_candidate_is_never_chosen()
+    {
+        var device = TestData.Device;
+        var host = device.Host;
+        var saved = host.MatMulSettings;
+        try
+        {
+            host.Autotune = true;
+            var rule = MatMulKernels.RuleChoice(host, 5, 9, 67);
+            Tune.Clock = (_, c) => c == rule ? 1.02 : c.Path == MatMulPath.Small ? 1.0 : 10;
+            device.TuneMatMul(5, 9, 67).Choice.Should().Be(rule, "within 3% the rule stays");
+            Tune.Clock = (_, c) => c.Path == MatMulPath.Small ? throw new InvalidOperationException("boom") : c.Path == MatMulPath.Warp ? 1 : 10;
+            var tuning = device.TuneMatMul(11, 19, 29);
+            tuning.Choice.Path.Should().Be(MatMulPath.Warp);
+            tuning.Trials.Single(t => t.Candidate.Path == MatMulPath.Small).Rejected.Should().Be("InvalidOperationException: boom");
+        }
+        finally
+        {
+            Tune.Clock = null;
+            host.MatMulSettings = saved;
+        }
+    }
+
+    [Fact]
+    public void A_wrong_sample_is_caught()
+    {
+        int m = 6, n = 5, k = 7;
+        var a = TestData.Normal(m * k, 1);
+        var b = TestData.Normal(k * n, 2);
+        var c = Reference.MatMul(a, false, b, false, m, n, k).Select(v => (float)v).ToArray();
+        Tune.Wrong(a, b, c, m, n, k, false, false).Should().BeNull();
+        var off = (float[])c.Clone();
+        off[7] += 0.01f;
+        var bad = (float[])c.Clone();
+        bad[7] = float.NaN;
+        // 64 samples of 30 entries find the changed one.
+        Tune.Wrong(a, b, off, m, n, k, false, false).Should().StartWith("C[1, 2]");
+        Tune.Wrong(a, b, bad, m, n, k, false, false).Should().StartWith("C[1, 2] = NaN");
+    }
+
+    [Fact]
+    public void Compile_tunes_each_product_and_the_step_trains_as_the_rule_does()
+    {
+        var device = TestData.Device;
+        var host = device.Host;
+        var saved = host.MatMulSettings;
+        float[] Train(bool tune)
+        {
+            Tensor.ManualSeed(41);
+            var x = Tensor.Randn([17, 45], device);
+            var y = Tensor.Randn([17, 5], device);
+            var w1 = Tensor.Randn([45, 23], device, requiresGrad: true);
+            var w2 = Tensor.Randn([23, 5], device, requiresGrad: true);
+            host.Autotune = tune;
+            using var opt = new Sgd([w1, w2], 1e-5f);
+            using var step = Graph.Compile(() => (x.MatMul(w1).Clamp(min: 0).MatMul(w2) - y).Pow(2).Sum(), opt);
+            var losses = step.Run(steps: 20).ToArray();
+            if (tune)
+            {
+                string text = step.Describe();
+                foreach (var (m, n, k) in new[] { (17, 23, 45), (17, 5, 23), (17, 23, 5), (45, 23, 17), (23, 5, 17) })
+                    host.Tuned(m, n, k).Should().Be(new MatMulChoice(MatMulPath.Small, host.DefaultTiledGroup), $"{m}x{n}x{k}");
+                text.Should().Contain("[Small, autotuned, sum in the same launch]").And.Contain("[Small, autotuned]");
+                step.LaunchesPerStep.Should().Be(5, "five Small products, the loss in the second's launch: " + text);
+                host.Autotune = false;
+                var act = () => step.Run();
+                act.Should().Throw<GraphSignatureException>().WithMessage("*Autotune True*Autotune False*");
+                host.Autotune = true;
+                var eager = x.MatMul(w1);
+                MatMulKernels.Describe(host, 17, 23, 45).Should().Be("Small, autotuned", "eager products follow the table too");
+                eager.Dispose();
+            }
+            return losses;
+        }
+        try
+        {
+            var rule = Train(false);
+            // The Small kernel wins every product on the fake clock.
+            Tune.Clock = (_, c) => c.Path == MatMulPath.Small ? 1 : 10;
+            var tuned = Train(true);
+            TestData.ShouldMatch(tuned, rule.Select(v => (double)v).ToArray(), 1e-4, 1e-5, "tuned (Small) against the rule");
+        }
+        finally
+        {
+            Tune.Clock = null;
+            host.MatMulSettings = saved;
+        }
+    }
+
+    [Fact]
+    public void Paired_products_whose_winners_do_not_share_a_launch_get_the_faster_of_apart_and_together()
+    {
+        var device = TestData.Device;
+        var host = device.Host;
+        var saved = host.MatMulSettings;
+        (int, int, int) dW2 = (27, 6, 19);
+        float[] Train(bool tune, out CompiledStep kept, out Sgd keptOpt)
+        {
+            Tensor.ManualSeed(43);
+            var x = Tensor.Randn([19, 37], device);
+            var y = Tensor.Randn([19, 6], device);
+            var w1 = Tensor.Randn([37, 27], device, requiresGrad: true);
+            var w2 = Tensor.Randn([27, 6], device, requiresGrad: true);
+            host.Autotune = tune;
+            var opt = new Sgd([w1, w2], 1e-5f);
+            var step = Graph.Compile(() => (x.MatMul(w1).Clamp(min: 0).MatMul(w2) - y).Pow(2).Sum(), opt);
+            (kept, keptOpt) = (step, opt);
+            return step.Run(steps: 20).ToArray();
+        }
+        try
+        {
+            var rule = Train(false, out var ruleStep, out var ruleOpt);
+            ruleStep.Dispose();
+            ruleOpt.Dispose();
+            // Alone, dW1 is fastest on Small and dW2 on Warp, which cannot share a launch; on the fake
+            // clock the tiled kernel runs both in one launch in less than the two apart.
+            // The loss's product would be fastest on the host SGEMM, which sums its loss apart: not a candidate there.
+            Tune.Clock = (shape, c) => shape == dW2 ? (c.Path == MatMulPath.Warp ? 1 : 10)
+                : shape == (19, 6, 27) && c.Path == MatMulPath.Host ? 0.5 : (c.Path == MatMulPath.Small ? 1 : 10);
+            Tune.PairClock = (a, b) => a.Path == MatMulPath.Tiled && b.Path == MatMulPath.Tiled ? 1.5 : 3;
+            var tuned = Train(true, out var step, out var opt);
+            using (step)
+            using (opt)
+            {
+                var c1 = host.Tuned(37, 27, 19); // dW1
+                var c2 = host.Tuned(27, 6, 19);
+                c1!.Value.Path.Should().Be(MatMulPath.Tiled);
+                c2!.Value.Path.Should().Be(MatMulPath.Tiled);
+                c2.Value.TiledGroup.Should().Be(c1.Value.TiledGroup);
+                host.Tuned(19, 6, 27)!.Value.Path.Should().Be(MatMulPath.Small, "a product whose loss is summed in its launch keeps it there");
+                string text = step.Describe();
+                text.Should().Contain("autotuned]").And.Contain("in one launch").And.Contain("[Small, autotuned, sum in the same launch]");
+                step.LaunchesPerStep.Should().Be(4, text);
+            }
+            TestData.ShouldMatch(tuned, rule.Select(v => (double)v).ToArray(), 1e-4, 1e-5, "tuned (paired tiles) against the rule");
+        }
+        finally
+        {
+            Tune.Clock = null;
+            Tune.PairClock = null;
+            host.MatMulSettings = saved;
+        }
+    }
+
+    private static MemoryBuffer1D<float, Stride1D.Dense> Upload(KernelHost host, float[] data)
+    {
+        var b = host.Accelerator.Allocate1D<float>(Math.Max(1, data.Length));
+        b.View.SubView(0, data.Length).CopyFromCPU(host.Stream, data);
+        return b;
+    }
+
+    private static float[] Download(KernelHost host, MemoryBuffer1D<float, Stride1D.Dense> b, int n)
+    {
+        var r = new float[n];
+        b.View.SubView(0, n).CopyToCPU(host.Stream, r);
+        host.Synchronize();
+        return r;
+    }
+}
