@@ -44,6 +44,9 @@ public sealed partial class Tensor
     /// <param name="transposeA">Use a transposed.</param>
     /// <param name="b">(K, N), or (N, K) when transposeB.</param>
     /// <param name="transposeB">Use b transposed.</param>
-    public static Tensor MatMul(Tensor a, bool transposeA, Tensor b, bool transposeB) =>
-        Apply(new OpSpec(Prim.MatMul, Flag1: transposeA, Flag2: transposeB), a, b);
+    public static Tensor MatMul(Tensor a, bool transposeA, Tensor b, bool transposeB)
+    {
+        Tune.BeforeEager(a, transposeA, b, transposeB);
+        return Apply(new OpSpec(Prim.MatMul, Flag1: transposeA, Flag2: transposeB), a, b);
+    }
 }

@@ -350,6 +350,45 @@ public sealed class TuningTests
         }
     }
 
+    [Fact]
+    public void A_big_eager_product_and_its_gradients_are_tuned_on_first_use_and_a_small_one_is_not()
+    {
+        var device = TestData.Device;
+        var host = device.Host;
+        var saved = (host.MatMulSettings, Tune.EagerMinFlops);
+        try
+        {
+            host.Autotune = true;
+            // "Big" here: the threshold is lowered to this product's flops (the CPU simulator would take
+            // seconds for a product of 1 GFLOP on some candidates).
+            Tune.EagerMinFlops = 2.0 * 29 * 31 * 37;
+            Tune.Clock = (_, c) => c.Path == MatMulPath.Small ? 1 : 10;
+            var ha = TestData.Normal(29 * 37, 1);
+            var hb = TestData.Normal(37 * 31, 2);
+            var a = Tensor.FromArray(ha, [29, 37], device, requiresGrad: true);
+            var b = Tensor.FromArray(hb, [37, 31], device);
+            host.Tuned(29, 31, 37).Should().BeNull();
+            var c = a.MatMul(b);
+            host.Tuned(29, 31, 37).Should().Be(new MatMulChoice(MatMulPath.Small, host.DefaultTiledGroup));
+            TestData.ShouldMatch(c.ToArray(), Reference.MatMul(ha, false, hb, false, 29, 31, 37), 1e-4, 1e-4, "tuned eager product");
+            c.Sum().Backward();
+            host.Tuned(29, 37, 31).Should().NotBeNull("dA = dC b^T, as big, is tuned on its first use too");
+            var rowSums = Enumerable.Range(0, 37).Select(p => Enumerable.Range(0, 31).Sum(j => (double)hb[p * 31 + j])).ToArray();
+            TestData.ShouldMatch(a.Grad!.ToArray(), Enumerable.Range(0, 29 * 37).Select(i => rowSums[i % 37]).ToArray(), 1e-4, 1e-4, "dA");
+            _ = Tensor.FromArray(TestData.Normal(28 * 37, 3), [28, 37], device).MatMul(b);
+            host.Tuned(28, 31, 37).Should().BeNull("below the threshold eager products follow the rule");
+            host.Autotune = false;
+            _ = Tensor.FromArray(TestData.Normal(30 * 37, 4), [30, 37], device).MatMul(b);
+            host.Tuned(30, 31, 37).Should().BeNull("autotuning is off");
+        }
+        finally
+        {
+            Tune.Clock = null;
+            host.MatMulSettings = saved.MatMulSettings;
+            Tune.EagerMinFlops = saved.EagerMinFlops;
+        }
+    }
+
     private static MemoryBuffer1D<float, Stride1D.Dense> Upload(KernelHost host, float[] data)
     {
         var b = host.Accelerator.Allocate1D<float>(Math.Max(1, data.Length));

@@ -87,6 +87,26 @@ internal static class Tune
         }
     }
 
+    /// <summary>Products of at least this many flops are tuned on their first eager use (a big product's
+    /// tuning costs a few of its own runs; a small one's would cost thousands, and Graph.Compile tunes those).</summary>
+    internal static double EagerMinFlops { get; set; } = 1e9;
+
+    /// <summary>
+    /// Before an eager product: where the device autotunes, tunes a big shape it has not tuned yet (as
+    /// cuDNN's benchmark mode does on a first call). Not while tracing: Graph.Compile tunes its products.
+    /// Malformed operands are left to the op's own checks.
+    /// </summary>
+    public static void BeforeEager(Tensor a, bool transA, Tensor b, bool transB)
+    {
+        if (Tracer.Current != null || a.IsSymbolic || b.IsSymbolic || a.IsDisposed || b.IsDisposed || !ReferenceEquals(a.Device, b.Device)) return;
+        var host = a.Device.Host;
+        if (!host.FollowsTuning || a.ShapeArray.Length != 2 || b.ShapeArray.Length != 2) return;
+        int m = transA ? a.ShapeArray[1] : a.ShapeArray[0], k = transA ? a.ShapeArray[0] : a.ShapeArray[1];
+        int kb = transB ? b.ShapeArray[1] : b.ShapeArray[0], n = transB ? b.ShapeArray[0] : b.ShapeArray[1];
+        if (k != kb || m == 0 || n == 0 || k == 0 || 2.0 * m * n * k < EagerMinFlops || host.Tuned(m, n, k) != null) return;
+        Product(a.Device, m, n, k, transA, transB);
+    }
+
     /// <summary>Times every candidate for one shape; records the fastest unless the shape has a choice already.</summary>
     public static MatMulTuning Product(Device device, int m, int n, int k, bool transA, bool transB)
     {
