@@ -379,14 +379,14 @@ public sealed partial class KernelTests
         act.Should().Throw<ArgumentException>().WithMessage("MatMul: buffer b has 12 elements, expected 15.");
     }
 
-    private static MemoryBuffer1D<float, Stride1D.Dense> Upload(KernelHost host, float[] data)
+    internal static MemoryBuffer1D<float, Stride1D.Dense> Upload(KernelHost host, float[] data)
     {
         var buf = host.Accelerator.Allocate1D<float>(Math.Max(1, data.Length));
         if (data.Length > 0) buf.View.SubView(0, data.Length).CopyFromCPU(host.Stream, data);
         return buf;
     }
 
-    private static float[] Download(KernelHost host, MemoryBuffer1D<float, Stride1D.Dense> b, int n)
+    internal static float[] Download(KernelHost host, MemoryBuffer1D<float, Stride1D.Dense> b, int n)
     {
         var r = new float[n];
         b.View.SubView(0, n).CopyToCPU(host.Stream, r);

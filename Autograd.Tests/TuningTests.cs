@@ -15,6 +15,28 @@ namespace AutogradNet.Tests;
 
 public sealed class TuningTests
 {
+    // Autotuning on for the test device, the fake clocks and the eager threshold put back after it.
+    private sealed class Tuning : IDisposable
+    {
+        private readonly KernelHost _host = TestData.Device.Host;
+        private readonly MatMulSettings _saved;
+        private readonly double _eagerMinFlops = Tune.EagerMinFlops;
+
+        public Tuning()
+        {
+            _saved = _host.MatMulSettings;
+            _host.Autotune = true;
+        }
+
+        public void Dispose()
+        {
+            Tune.Clock = null;
+            Tune.PairClock = null;
+            Tune.EagerMinFlops = _eagerMinFlops;
+            _host.MatMulSettings = _saved;
+        }
+    }
+
     private static KernelHost Host => TestData.Device.Host;
 
     private static readonly KernelHost Simulator = Device.CpuSimulator(16, 16, 1).Host;
@@ -62,17 +84,17 @@ public sealed class TuningTests
         foreach (var (ta, tb) in new[] { (false, false), (true, true) })
         {
             var (ha, hb) = (ta ? Transposed(a, m, k) : a, tb ? Transposed(b, k, n) : b);
-            using var ab = Upload(host, ha);
-            using var bb = Upload(host, hb);
-            using var cb = Upload(host, Enumerable.Repeat(float.NaN, m * n).ToArray());
+            using var ab = KernelTests.Upload(host, ha);
+            using var bb = KernelTests.Upload(host, hb);
+            using var cb = KernelTests.Upload(host, Enumerable.Repeat(float.NaN, m * n).ToArray());
             long need = MatMulKernels.SplitKScratch(host, m, n, k);
             need.Should().Be(choice is { Path: MatMulPath.Tiled, SplitK: > 1 } ? (long)choice.SplitK * m * n : 0);
-            using var scratch = Upload(host, Enumerable.Repeat(float.NaN, (int)Math.Max(1, need)).ToArray());
+            using var scratch = KernelTests.Upload(host, Enumerable.Repeat(float.NaN, (int)Math.Max(1, need)).ToArray());
             long before = host.Launches;
             MatMulKernels.MatMul(host, ab.View, ta, bb.View, tb, cb.View, m, n, k, scratch: scratch.View);
             host.Launches.Should().Be(before + (choice is { Path: MatMulPath.Tiled, SplitK: > 1, SplitKInOneLaunch: false } ? 2 : 1),
                 "a tuned view counts its launches on the host it came from");
-            TestData.ShouldMatch(Download(host, cb, m * n), Reference.MatMul(ha, ta, hb, tb, m, n, k), 1e-4, 2e-5 * Math.Sqrt(k), $"{text} ta={ta} tb={tb}");
+            TestData.ShouldMatch(KernelTests.Download(host, cb, m * n), Reference.MatMul(ha, ta, hb, tb, m, n, k), 1e-4, 2e-5 * Math.Sqrt(k), $"{text} ta={ta} tb={tb}");
         }
     }
 
@@ -137,16 +159,16 @@ public sealed class TuningTests
         {
             var a1 = TestData.Normal(9 * 40, 1); var b1 = TestData.Normal(40 * 13, 2);
             var a2 = TestData.Normal(5 * 40, 3); var b2 = TestData.Normal(40 * 6, 4);
-            using var ba1 = Upload(host, a1); using var bb1 = Upload(host, b1); using var bc1 = Upload(host, Enumerable.Repeat(float.NaN, 9 * 13).ToArray());
-            using var ba2 = Upload(host, a2); using var bb2 = Upload(host, b2); using var bc2 = Upload(host, Enumerable.Repeat(float.NaN, 5 * 6).ToArray());
-            using var scratch = Upload(host, Enumerable.Repeat(float.NaN, 2 * 9 * 13).ToArray());
+            using var ba1 = KernelTests.Upload(host, a1); using var bb1 = KernelTests.Upload(host, b1); using var bc1 = KernelTests.Upload(host, Enumerable.Repeat(float.NaN, 9 * 13).ToArray());
+            using var ba2 = KernelTests.Upload(host, a2); using var bb2 = KernelTests.Upload(host, b2); using var bc2 = KernelTests.Upload(host, Enumerable.Repeat(float.NaN, 5 * 6).ToArray());
+            using var scratch = KernelTests.Upload(host, Enumerable.Repeat(float.NaN, 2 * 9 * 13).ToArray());
             long before = host.Launches;
             MatMulKernels.MatMulPair(host,
                 new GemmCall(ba1.View, false, bb1.View, false, bc1.View, 9, 13, 40, 1f, 0f, bc1.View, 0, 0), new FirstOp(),
                 new GemmCall(ba2.View, false, bb2.View, false, bc2.View, 5, 6, 40, 1f, 0f, bc2.View, 0, 0), new FirstOp(), scratch.View);
             host.Launches.Should().Be(before + (host == agree ? 1 : 2));
-            TestData.ShouldMatch(Download(host, bc1, 9 * 13), Reference.MatMul(a1, false, b1, false, 9, 13, 40), 1e-4, 2e-4, "first");
-            TestData.ShouldMatch(Download(host, bc2, 5 * 6), Reference.MatMul(a2, false, b2, false, 5, 6, 40), 1e-4, 2e-4, "second");
+            TestData.ShouldMatch(KernelTests.Download(host, bc1, 9 * 13), Reference.MatMul(a1, false, b1, false, 9, 13, 40), 1e-4, 2e-4, "first");
+            TestData.ShouldMatch(KernelTests.Download(host, bc2, 5 * 6), Reference.MatMul(a2, false, b2, false, 5, 6, 40), 1e-4, 2e-4, "second");
         }
     }
 
@@ -180,29 +202,20 @@ public sealed class TuningTests
     {
         var device = TestData.Device;
         var host = device.Host;
-        var saved = host.MatMulSettings;
-        try
-        {
-            host.Autotune = true;
-            int m = 13, n = 21, k = 77;
-            var candidates = MatMulKernels.Candidates(host, m, n, k);
-            var winner = candidates[^1];
-            Tune.Clock = (_, c) => c == winner ? 1 : 10;
-            var tuning = device.TuneMatMul(m, n, k, transposeA: true);
-            tuning.Trials.Select(t => t.Candidate).Should().Equal(candidates);
-            tuning.Trials.Should().OnlyContain(t => t.Rejected == null, "every candidate computes the right product");
-            tuning.Choice.Should().Be(winner);
-            host.Tuned(m, n, k).Should().Be(winner);
-            tuning.ToString().Should().Contain($"* {winner}");
-            // A second run measures again and keeps the recorded choice.
-            Tune.Clock = (_, c) => c == candidates[0] ? 1 : 10;
-            device.TuneMatMul(m, n, k).Choice.Should().Be(winner);
-        }
-        finally
-        {
-            Tune.Clock = null;
-            host.MatMulSettings = saved;
-        }
+        using var scope = new Tuning();
+        int m = 13, n = 21, k = 77;
+        var candidates = MatMulKernels.Candidates(host, m, n, k);
+        var winner = candidates[^1];
+        Tune.Clock = (_, c) => c == winner ? 1 : 10;
+        var tuning = device.TuneMatMul(m, n, k, transposeA: true);
+        tuning.Trials.Select(t => t.Candidate).Should().Equal(candidates);
+        tuning.Trials.Should().OnlyContain(t => t.Rejected == null, "every candidate computes the right product");
+        tuning.Choice.Should().Be(winner);
+        host.Tuned(m, n, k).Should().Be(winner);
+        tuning.ToString().Should().Contain($"* {winner}");
+        // A second run measures again and keeps the recorded choice.
+        Tune.Clock = (_, c) => c == candidates[0] ? 1 : 10;
+        device.TuneMatMul(m, n, k).Choice.Should().Be(winner);
     }
 
     [Fact]
@@ -210,23 +223,14 @@ public sealed class TuningTests
     {
         var device = TestData.Device;
         var host = device.Host;
-        var saved = host.MatMulSettings;
-        try
-        {
-            host.Autotune = true;
-            var rule = MatMulKernels.RuleChoice(host, 5, 9, 67);
-            Tune.Clock = (_, c) => c == rule ? 1.02 : c.Path == MatMulPath.Small ? 1.0 : 10;
-            device.TuneMatMul(5, 9, 67).Choice.Should().Be(rule, "within 3% the rule stays");
-            Tune.Clock = (_, c) => c.Path == MatMulPath.Small ? throw new InvalidOperationException("boom") : c.Path == MatMulPath.Warp ? 1 : 10;
-            var tuning = device.TuneMatMul(11, 19, 29);
-            tuning.Choice.Path.Should().Be(MatMulPath.Warp);
-            tuning.Trials.Single(t => t.Candidate.Path == MatMulPath.Small).Rejected.Should().Be("InvalidOperationException: boom");
-        }
-        finally
-        {
-            Tune.Clock = null;
-            host.MatMulSettings = saved;
-        }
+        using var scope = new Tuning();
+        var rule = MatMulKernels.RuleChoice(host, 5, 9, 67);
+        Tune.Clock = (_, c) => c == rule ? 1.02 : c.Path == MatMulPath.Small ? 1.0 : 10;
+        device.TuneMatMul(5, 9, 67).Choice.Should().Be(rule, "within 3% the rule stays");
+        Tune.Clock = (_, c) => c.Path == MatMulPath.Small ? throw new InvalidOperationException("boom") : c.Path == MatMulPath.Warp ? 1 : 10;
+        var tuning = device.TuneMatMul(11, 19, 29);
+        tuning.Choice.Path.Should().Be(MatMulPath.Warp);
+        tuning.Trials.Single(t => t.Candidate.Path == MatMulPath.Small).Rejected.Should().Be("InvalidOperationException: boom");
     }
 
     [Fact]
@@ -251,7 +255,7 @@ public sealed class TuningTests
     {
         var device = TestData.Device;
         var host = device.Host;
-        var saved = host.MatMulSettings;
+        using var scope = new Tuning();
         float[] Train(bool tune)
         {
             Tensor.ManualSeed(41);
@@ -280,19 +284,11 @@ public sealed class TuningTests
             }
             return losses;
         }
-        try
-        {
-            var rule = Train(false);
-            // The Small kernel wins every product on the fake clock.
-            Tune.Clock = (_, c) => c.Path == MatMulPath.Small ? 1 : 10;
-            var tuned = Train(true);
-            TestData.ShouldMatch(tuned, rule.Select(v => (double)v).ToArray(), 1e-4, 1e-5, "tuned (Small) against the rule");
-        }
-        finally
-        {
-            Tune.Clock = null;
-            host.MatMulSettings = saved;
-        }
+        var rule = Train(false);
+        // The Small kernel wins every product on the fake clock.
+        Tune.Clock = (_, c) => c.Path == MatMulPath.Small ? 1 : 10;
+        var tuned = Train(true);
+        TestData.ShouldMatch(tuned, rule.Select(v => (double)v).ToArray(), 1e-4, 1e-5, "tuned (Small) against the rule");
     }
 
     [Fact]
@@ -300,7 +296,7 @@ public sealed class TuningTests
     {
         var device = TestData.Device;
         var host = device.Host;
-        var saved = host.MatMulSettings;
+        using var scope = new Tuning();
         (int, int, int) dW2 = (27, 6, 19);
         float[] Train(bool tune, out CompiledStep kept, out Sgd keptOpt)
         {
@@ -315,39 +311,30 @@ public sealed class TuningTests
             (kept, keptOpt) = (step, opt);
             return step.Run(steps: 20).ToArray();
         }
-        try
+        var rule = Train(false, out var ruleStep, out var ruleOpt);
+        ruleStep.Dispose();
+        ruleOpt.Dispose();
+        // Alone, dW1 is fastest on Small and dW2 on Warp, which cannot share a launch; on the fake
+        // clock the tiled kernel runs both in one launch in less than the two apart.
+        // The loss's product would be fastest on the host SGEMM, which sums its loss apart: not a candidate there.
+        Tune.Clock = (shape, c) => shape == dW2 ? (c.Path == MatMulPath.Warp ? 1 : 10)
+            : shape == (19, 6, 27) && c.Path == MatMulPath.Host ? 0.5 : (c.Path == MatMulPath.Small ? 1 : 10);
+        Tune.PairClock = (a, b) => a.Path == MatMulPath.Tiled && b.Path == MatMulPath.Tiled ? 1.5 : 3;
+        var tuned = Train(true, out var step, out var opt);
+        using (step)
+        using (opt)
         {
-            var rule = Train(false, out var ruleStep, out var ruleOpt);
-            ruleStep.Dispose();
-            ruleOpt.Dispose();
-            // Alone, dW1 is fastest on Small and dW2 on Warp, which cannot share a launch; on the fake
-            // clock the tiled kernel runs both in one launch in less than the two apart.
-            // The loss's product would be fastest on the host SGEMM, which sums its loss apart: not a candidate there.
-            Tune.Clock = (shape, c) => shape == dW2 ? (c.Path == MatMulPath.Warp ? 1 : 10)
-                : shape == (19, 6, 27) && c.Path == MatMulPath.Host ? 0.5 : (c.Path == MatMulPath.Small ? 1 : 10);
-            Tune.PairClock = (a, b) => a.Path == MatMulPath.Tiled && b.Path == MatMulPath.Tiled ? 1.5 : 3;
-            var tuned = Train(true, out var step, out var opt);
-            using (step)
-            using (opt)
-            {
-                var c1 = host.Tuned(37, 27, 19); // dW1
-                var c2 = host.Tuned(27, 6, 19);
-                c1!.Value.Path.Should().Be(MatMulPath.Tiled);
-                c2!.Value.Path.Should().Be(MatMulPath.Tiled);
-                c2.Value.TiledGroup.Should().Be(c1.Value.TiledGroup);
-                host.Tuned(19, 6, 27)!.Value.Path.Should().Be(MatMulPath.Small, "a product whose loss is summed in its launch keeps it there");
-                string text = step.Describe();
-                text.Should().Contain("autotuned]").And.Contain("in one launch").And.Contain("[Small, autotuned, sum in the same launch]");
-                step.LaunchesPerStep.Should().Be(4, text);
-            }
-            TestData.ShouldMatch(tuned, rule.Select(v => (double)v).ToArray(), 1e-4, 1e-5, "tuned (paired tiles) against the rule");
+            var c1 = host.Tuned(37, 27, 19); // dW1
+            var c2 = host.Tuned(27, 6, 19);
+            c1!.Value.Path.Should().Be(MatMulPath.Tiled);
+            c2!.Value.Path.Should().Be(MatMulPath.Tiled);
+            c2.Value.TiledGroup.Should().Be(c1.Value.TiledGroup);
+            host.Tuned(19, 6, 27)!.Value.Path.Should().Be(MatMulPath.Small, "a product whose loss is summed in its launch keeps it there");
+            string text = step.Describe();
+            text.Should().Contain("autotuned]").And.Contain("in one launch").And.Contain("[Small, autotuned, sum in the same launch]");
+            step.LaunchesPerStep.Should().Be(4, text);
         }
-        finally
-        {
-            Tune.Clock = null;
-            Tune.PairClock = null;
-            host.MatMulSettings = saved;
-        }
+        TestData.ShouldMatch(tuned, rule.Select(v => (double)v).ToArray(), 1e-4, 1e-5, "tuned (paired tiles) against the rule");
     }
 
     [Fact]
@@ -355,52 +342,27 @@ public sealed class TuningTests
     {
         var device = TestData.Device;
         var host = device.Host;
-        var saved = (host.MatMulSettings, Tune.EagerMinFlops);
-        try
-        {
-            host.Autotune = true;
-            // "Big" here: the threshold is lowered to this product's flops (the CPU simulator would take
-            // seconds for a product of 1 GFLOP on some candidates).
-            Tune.EagerMinFlops = 2.0 * 29 * 31 * 37;
-            Tune.Clock = (_, c) => c.Path == MatMulPath.Small ? 1 : 10;
-            var ha = TestData.Normal(29 * 37, 1);
-            var hb = TestData.Normal(37 * 31, 2);
-            var a = Tensor.FromArray(ha, [29, 37], device, requiresGrad: true);
-            var b = Tensor.FromArray(hb, [37, 31], device);
-            host.Tuned(29, 31, 37).Should().BeNull();
-            var c = a.MatMul(b);
-            host.Tuned(29, 31, 37).Should().Be(new MatMulChoice(MatMulPath.Small, host.DefaultTiledGroup));
-            TestData.ShouldMatch(c.ToArray(), Reference.MatMul(ha, false, hb, false, 29, 31, 37), 1e-4, 1e-4, "tuned eager product");
-            c.Sum().Backward();
-            host.Tuned(29, 37, 31).Should().NotBeNull("dA = dC b^T, as big, is tuned on its first use too");
-            var rowSums = Enumerable.Range(0, 37).Select(p => Enumerable.Range(0, 31).Sum(j => (double)hb[p * 31 + j])).ToArray();
-            TestData.ShouldMatch(a.Grad!.ToArray(), Enumerable.Range(0, 29 * 37).Select(i => rowSums[i % 37]).ToArray(), 1e-4, 1e-4, "dA");
-            _ = Tensor.FromArray(TestData.Normal(28 * 37, 3), [28, 37], device).MatMul(b);
-            host.Tuned(28, 31, 37).Should().BeNull("below the threshold eager products follow the rule");
-            host.Autotune = false;
-            _ = Tensor.FromArray(TestData.Normal(30 * 37, 4), [30, 37], device).MatMul(b);
-            host.Tuned(30, 31, 37).Should().BeNull("autotuning is off");
-        }
-        finally
-        {
-            Tune.Clock = null;
-            host.MatMulSettings = saved.MatMulSettings;
-            Tune.EagerMinFlops = saved.EagerMinFlops;
-        }
-    }
-
-    private static MemoryBuffer1D<float, Stride1D.Dense> Upload(KernelHost host, float[] data)
-    {
-        var b = host.Accelerator.Allocate1D<float>(Math.Max(1, data.Length));
-        b.View.SubView(0, data.Length).CopyFromCPU(host.Stream, data);
-        return b;
-    }
-
-    private static float[] Download(KernelHost host, MemoryBuffer1D<float, Stride1D.Dense> b, int n)
-    {
-        var r = new float[n];
-        b.View.SubView(0, n).CopyToCPU(host.Stream, r);
-        host.Synchronize();
-        return r;
+        using var scope = new Tuning();
+        // "Big" here: the threshold is lowered to this product's flops (the CPU simulator would take
+        // seconds for a product of 1 GFLOP on some candidates).
+        Tune.EagerMinFlops = 2.0 * 29 * 31 * 37;
+        Tune.Clock = (_, c) => c.Path == MatMulPath.Small ? 1 : 10;
+        var ha = TestData.Normal(29 * 37, 1);
+        var hb = TestData.Normal(37 * 31, 2);
+        var a = Tensor.FromArray(ha, [29, 37], device, requiresGrad: true);
+        var b = Tensor.FromArray(hb, [37, 31], device);
+        host.Tuned(29, 31, 37).Should().BeNull();
+        var c = a.MatMul(b);
+        host.Tuned(29, 31, 37).Should().Be(new MatMulChoice(MatMulPath.Small, host.DefaultTiledGroup));
+        TestData.ShouldMatch(c.ToArray(), Reference.MatMul(ha, false, hb, false, 29, 31, 37), 1e-4, 1e-4, "tuned eager product");
+        c.Sum().Backward();
+        host.Tuned(29, 37, 31).Should().NotBeNull("dA = dC b^T, as big, is tuned on its first use too");
+        var rowSums = Enumerable.Range(0, 37).Select(p => Enumerable.Range(0, 31).Sum(j => (double)hb[p * 31 + j])).ToArray();
+        TestData.ShouldMatch(a.Grad!.ToArray(), Enumerable.Range(0, 29 * 37).Select(i => rowSums[i % 37]).ToArray(), 1e-4, 1e-4, "dA");
+        _ = Tensor.FromArray(TestData.Normal(28 * 37, 3), [28, 37], device).MatMul(b);
+        host.Tuned(28, 31, 37).Should().BeNull("below the threshold eager products follow the rule");
+        host.Autotune = false;
+        _ = Tensor.FromArray(TestData.Normal(30 * 37, 4), [30, 37], device).MatMul(b);
+        host.Tuned(30, 31, 37).Should().BeNull("autotuning is off");
     }
 }
