@@ -94,7 +94,7 @@ var total = clock.Elapsed;
 report.Done();
 int timed = Math.Max(1, options.Steps - 1);
 Console.WriteLine($"device: {device}, mode: {(options.Eager ? "eager" : "compiled")}");
-Console.WriteLine($"{options.Steps} steps in {total.TotalSeconds:F2} s; {(total - warm).TotalMilliseconds * 1000 / timed:F1} us/step after the first (which compiles the kernels: {warm.TotalMilliseconds:F0} ms)");
+Console.WriteLine($"{options.Steps} steps in {total.TotalSeconds:F2} s; {(total - warm).TotalMilliseconds * 1000 / timed:F1} us/step after the first (which compiles the kernels{(device.Kernels.Autotune && !options.Eager ? " and tunes them" : "")}: {warm.TotalMilliseconds:F0} ms)");
 
 if (options.Save != null)
 {
