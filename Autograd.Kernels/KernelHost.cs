@@ -16,7 +16,7 @@ namespace AutogradNet.Kernels;
 /// <summary>The SGEMM kernel choice.</summary>
 public enum MatMulPath
 {
-    /// <summary>Host on the CPU accelerator; on a GPU, Large or Tiled by the shape (Tiled where groups of 256 do not fit).</summary>
+    /// <summary>Host on the CPU accelerator; on a GPU, the autotuned choice for the shape (KernelHost.Autotune), else Large or Tiled by the shape (Tiled where groups of 256 do not fit).</summary>
     Auto,
     /// <summary>The register-blocked kernel without shared memory.</summary>
     Small,
@@ -26,9 +26,9 @@ public enum MatMulPath
     Large,
     /// <summary>Vectorised .NET on the CPU accelerator's host memory (CPU accelerator only).</summary>
     Host,
-    /// <summary>128x128 tiles with 16-byte loads and double-buffered slices (needs groups of 256; not chosen by Auto yet).</summary>
+    /// <summary>128x128 tiles with 16-byte loads and double-buffered slices (needs groups of 256; Auto takes it only where autotuning finds it fastest).</summary>
     Wide,
-    /// <summary>A team of warps per 4x4 block of C with K split across its threads, for products with few outputs (chosen by Auto up to KernelHost.WarpMaxOutputs, 0 by default).</summary>
+    /// <summary>A team of warps per 4x4 block of C with K split across its threads, for products with few outputs (Auto takes it where autotuning finds it fastest, or by the rule up to KernelHost.WarpMaxOutputs, 0 by default).</summary>
     Warp,
 }
 

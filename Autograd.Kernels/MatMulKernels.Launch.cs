@@ -1,7 +1,7 @@
 // The SGEMM launcher: the only entry to the kernels of MatMulKernels*.cs. It checks sizes, picks
-// the kernel for the device and shape (Choose), splits K where the output has too few tiles to fill
-// the device (SplitK), and launches. Pinning a path (KernelHost.MatMulPath, AUTOGRAD_MATMUL) is for
-// tests and benchmarks.
+// the kernel for the device and shape (the tuned table's choice where the host follows one, else the
+// rule: Choose), splits K where the output has too few tiles to fill the device (SplitK), and
+// launches. Pinning a path (KernelHost.MatMulPath, AUTOGRAD_MATMUL) is for tests and benchmarks.
 using ILGPU;
 using ILGPU.Runtime;
 
@@ -9,14 +9,13 @@ namespace AutogradNet.Kernels;
 
 public static partial class MatMulKernels
 {
-    /// <summary>The kernel MatMul takes for this shape on this host.</summary>
+    /// <summary>The kernel MatMul takes for this shape on this host by the rule (or, on a tuned view, its choice); Choose(host, m, n, k) includes the tuned table.</summary>
     /// <param name="host">The kernel host.</param>
     /// <param name="m">Rows of C.</param>
     /// <param name="n">Columns of C.</param>
     public static MatMulPath Choose(KernelHost host, int m, int n)
     {
-        // A tuned view pins its choice as settings, so the forced branch below answers for it.
-
+        // A tuned view (KernelHost.ForShape) pins its choice as settings, so the forced branch answers for it.
         if (host.MatMulPath != MatMulPath.Auto)
         {
             if (host.MatMulPath == MatMulPath.Host && !host.IsCpu)
