@@ -31,6 +31,12 @@ TAILN=3 step example-eager 60 dotnet .gpu/TwoLayerNet/TwoLayerNet.dll --eager
 # runs long must not cost the comparison.
 [ "${SKIP_ANCHORS:-0}" = 1 ] || { TAILN=20 step torch 150 python3 .gpu/torch_seed.py; TAILN=8 step jax 150 python3 .gpu/jax_seed.py; }
 step bench 400 dotnet .gpu/Autograd.Bench/Autograd.Bench.dll --device "$AUTOGRAD_DEVICE" --json "$LOGS/bench.json"
+# Autotuning launches every candidate kernel; if one broke the CUDA context, the figures after it are
+# lost. Then the bench again with the rule's kernels only, in what is left of the budget.
+if grep -qE "CudaException|CUDA_ERROR|illegal memory access|unspecified launch failure|misaligned address" "$LOGS/bench.log" 2>/dev/null; then
+  echo "=== the bench hit a CUDA error; again without autotuning"
+  step bench-rule 300 env AUTOGRAD_AUTOTUNE=0 dotnet .gpu/Autograd.Bench/Autograd.Bench.dll --device "$AUTOGRAD_DEVICE" --json "$LOGS/bench-rule.json"
+fi
 python3 scripts/ratios.py "$LOGS" | tee "$LOGS/ratios.txt"
 cp "$LOGS/bench.json" "$LOGS/ratios.txt" "$OUT/" 2>/dev/null
 tar -C "$LOGS" -czf "$OUT/logs.tgz" .
