@@ -200,6 +200,46 @@ public sealed class GraphTests
         next.Should().BeLessThan(history[^1]);
     }
 
+    // Run(steps) has the launch that computes the loss write it into the history: no copy launch per
+    // step (one at the end, into Output). Where the loss comes out of a view (a reshape), it is copied
+    // after each step instead. Either way each count keeps its own history, so alternating counts
+    // (each a CUDA graph of its own on CUDA) never write into another's.
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Run_steps_writes_each_loss_into_its_history_and_alternating_counts_agree_with_single_steps(bool reshaped)
+    {
+        var x = TestData.Tensor([33, 7], 11);
+        var y = TestData.Tensor([33, 1], 12);
+        Tensor[] Start() => [TestData.Tensor([7, 1], 13, requiresGrad: true)];
+        Tensor Loss(Tensor w) => reshaped ? (x.MatMul(w) - y).Pow(2).Sum().Reshape([1]) : (x.MatMul(w) - y).Pow(2).Sum();
+        var wa = Start();
+        var wb = Start();
+        using var oa = new Sgd(wa, 0.002f);
+        using var ob = new Sgd(wb, 0.002f);
+        using var chunked = Graph.Compile(() => Loss(wa[0]), oa);
+        using var single = Graph.Compile(() => Loss(wb[0]), ob);
+        var expected = new List<float>();
+        var got = new List<float>();
+        var seen = new HashSet<int>();
+        foreach (int n in new[] { 3, 5, 3, 1, 5, 1 })
+        {
+            long before = TestData.Device.Host.Launches;
+            var history = chunked.Run(steps: n);
+            long launches = TestData.Device.Host.Launches - before;
+            // Counted once the count's history exists (making it fills it) and the first step has run.
+            if (!seen.Add(n))
+                launches.Should().Be(n * chunked.LaunchesPerStep + (reshaped ? n : 1),
+                    reshaped ? "a copy after each step" : "the loss written by its own launch, one copy into Output at the end");
+            var h = history.ToArray();
+            h.Should().HaveCount(n);
+            chunked.Output.ToArray()[0].Should().Be(h[^1], "Output holds the last step's loss");
+            got.AddRange(h);
+            for (int i = 0; i < n; i++) expected.Add(single.Run().ToArray()[0]);
+        }
+        got.Should().Equal(expected);
+    }
+
     [Fact]
     public void Host_reads_and_in_place_updates_inside_the_traced_function_are_refused()
     {

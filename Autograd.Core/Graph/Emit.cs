@@ -7,15 +7,21 @@ using ILGPU;
 
 namespace AutogradNet;
 
-/// <summary>One pre-bound launch of a compiled step.</summary>
-internal sealed record Instr(string Text, Action<KernelHost> Launch);
+/// <summary>
+/// One pre-bound launch of a compiled step. Into, where set, is the same launch writing its output
+/// (the step's loss) to another buffer: Run(steps) has each step write its loss straight into the
+/// history, instead of a copy launch per step.
+/// </summary>
+internal sealed record Instr(string Text, Action<KernelHost> Launch, Action<KernelHost, ArrayView<float>>? Into = null);
 
 internal static class Emit
 {
-    public static List<Instr> Run(List<Node> nodes, MemoryPlan plan, Optimizer? optimizer, Tensor?[] grads)
+    public static List<Instr> Run(List<Node> nodes, MemoryPlan plan, Optimizer? optimizer, Tensor?[] grads, Tensor output)
     {
         var program = new List<Instr>();
         ArrayView<float> scratch = plan.Scratch?.View ?? default;
+        // The loss may be written elsewhere when one launch writes it and no launch reads it.
+        bool redirectable = output.NumElements == 1 && !nodes.Any(n => n.Inputs.Any(x => ReferenceEquals(x, output)) || ReferenceEquals(n.Side, output));
         foreach (var n in nodes)
         {
             if (n.Op.Kind == Prim.Reshape) continue;
@@ -24,7 +30,10 @@ internal static class Emit
             var side = n.Side != null ? Operand(plan, n.Side) : default;
             var op = n.Op;
             string text = op.Payload is MatMulPairOp pair ? PairText(n, pair) : Text(op, n.Inputs, n.Output, n.Side);
-            program.Add(new Instr(text, h => Executor.Run(h, op, xs, y, scratch, side)));
+            Action<KernelHost, ArrayView<float>>? into = redirectable && ReferenceEquals(n.Output, output)
+                ? (h, dst) => Executor.Run(h, op, xs, new Operand(dst, y.Shape), scratch, side)
+                : null;
+            program.Add(new Instr(text, h => Executor.Run(h, op, xs, y, scratch, side), into));
         }
         program.AddRange(Update.Run(plan, optimizer, grads));
         return program;

@@ -52,7 +52,7 @@ public static class Graph
             Tune.Run(nodes, output.Device);
             var plan = MemoryPlan.Run(nodes, outputs, output.Device);
             optimizer?.Prepare();
-            var program = Emit.Run(nodes, plan, optimizer, grads);
+            var program = Emit.Run(nodes, plan, optimizer, grads, output);
             return new CompiledStep(output, nodes, recorded, plan, program, optimizer, constants);
         }
         catch
@@ -76,7 +76,8 @@ public sealed class CompiledStep : IDisposable
     private readonly List<Tensor> _constants;
     private readonly Optimizer? _optimizer;
     private readonly object _gate = new();
-    private Tensor? _history;
+    // Run(steps)'s histories, one per count: a CUDA graph captured for n steps writes into its own.
+    private readonly Dictionary<int, Tensor> _histories = new();
     private bool _disposed;
 
     internal CompiledStep(Tensor output, List<Node> nodes, int recorded, MemoryPlan plan, List<Instr> program, Optimizer? optimizer, List<Tensor> constants)
@@ -148,14 +149,15 @@ public sealed class CompiledStep : IDisposable
         lock (_gate)
         {
             CheckInputs();
-            _replay.Run(1, null);
+            _replay.Run(1);
             return Output;
         }
     }
 
     /// <summary>
     /// Enqueues `steps` steps without host synchronisation and returns their outputs as a device tensor
-    /// of shape [steps] (owned by the step, overwritten by the next call of Run(steps)).
+    /// of shape [steps] (owned by the step, overwritten by the next Run with as many steps). Output then
+    /// holds the last step's.
     /// </summary>
     /// <param name="steps">Number of steps, at least 1.</param>
     public Tensor Run(int steps)
@@ -166,15 +168,10 @@ public sealed class CompiledStep : IDisposable
         lock (_gate)
         {
             CheckInputs();
-            if (_history == null || _history.NumElements != steps)
-            {
-                _history?.Dispose();
-                _history = TensorScope.Release(Tensor.Zeros([steps], Device));
-            }
-            var hist = _history.View;
-            var output = Output.View;
-            _replay.Run(steps, (h, s) => Elementwise.Map(h, output, hist.SubView(s, 1), new IdentityOp()));
-            return _history;
+            if (!_histories.TryGetValue(steps, out var history))
+                _histories[steps] = history = TensorScope.Release(Tensor.Zeros([steps], Device));
+            _replay.Run(steps, history.View, Output.View);
+            return history;
         }
     }
 
@@ -274,7 +271,8 @@ public sealed class CompiledStep : IDisposable
             Device.Synchronize();
             _replay.Dispose();
             Output.Dispose();
-            _history?.Dispose();
+            foreach (var h in _histories.Values) h.Dispose();
+            _histories.Clear();
             foreach (var c in _constants) c.Dispose();
             _plan.Dispose();
         }

@@ -1,6 +1,8 @@
 // Pass 7, replay: run the emitted launches. On CUDA, the launches of one step (or of n steps, for
 // Run(steps: n)) are captured once into a CUDA graph and each replay is a single graph launch;
-// elsewhere, or with AUTOGRAD_CUDA_GRAPHS=0, replay walks the launch list.
+// elsewhere, or with AUTOGRAD_CUDA_GRAPHS=0, replay walks the launch list. Run(steps: n) keeps each
+// step's loss: the launch that computes it writes it straight into the history (no copy launch per
+// step, which inside a graph costs a node, ~1 us on an H100), and the last one is copied to Output.
 using AutogradNet.Kernels;
 using ILGPU;
 using ILGPU.Runtime.Cuda;
@@ -11,7 +13,8 @@ internal sealed class Replay : IDisposable
 {
     private readonly Device _device;
     private readonly List<Instr> _program;
-    private readonly Dictionary<int, CudaGraph> _graphs = new();
+    private readonly Dictionary<(int Steps, int First, long History), CudaGraph> _graphs = new();
+    private readonly int _lossInstr;
     private readonly bool _useGraphs;
     private readonly Func<long> _version;
     private long _capturedVersion;
@@ -26,6 +29,8 @@ internal sealed class Replay : IDisposable
         _device = device;
         _program = program;
         _version = version;
+        // At most one launch writes the loss where Run(steps) asks (Emit.Run).
+        _lossInstr = program.FindIndex(i => i.Into != null);
         _useGraphs = device.Accelerator is CudaAccelerator
             && Environment.GetEnvironmentVariable("AUTOGRAD_CUDA_GRAPHS") != "0";
     }
@@ -35,15 +40,20 @@ internal sealed class Replay : IDisposable
     /// <summary>Launches per step, counted on a warm-up replay.</summary>
     public long LaunchesPerStep { get; private set; }
 
-    /// <summary>Enqueues `steps` steps; after step s, copy(s) runs (e.g. the loss into a history), if given.</summary>
-    public void Run(int steps, Action<KernelHost, int>? afterStep)
+    /// <summary>
+    /// Enqueues `steps` steps. With a history (`steps` floats), step s's loss goes to history[s]: the
+    /// launch that writes the loss writes it there (Instr.Into), or the loss is copied after the step
+    /// where no single launch does; output then gets the last step's loss.
+    /// </summary>
+    public void Run(int steps, ArrayView<float> history = default, ArrayView<float> output = default)
     {
-        lock (_device.Sync) RunLocked(steps, afterStep);
+        lock (_device.Sync) RunLocked(steps, history, output);
     }
 
-    private void RunLocked(int steps, Action<KernelHost, int>? afterStep)
+    private void RunLocked(int steps, ArrayView<float> history, ArrayView<float> output)
     {
         var host = _device.Host;
+        int first = 0;
         if (!_warm)
         {
             // The first replay loads every kernel and lazily made state (optimizer moments), so a
@@ -51,22 +61,14 @@ internal sealed class Replay : IDisposable
             long before = host.Launches;
             foreach (var i in _program) i.Launch(host);
             LaunchesPerStep = host.Launches - before;
-            afterStep?.Invoke(host, 0);
+            if (history.IsValid) Copy(host, output, history.SubView(0, 1));
             _warm = true;
-            if (--steps == 0) return;
-            if (afterStep != null)
-            {
-                var rest = afterStep;
-                afterStep = (h, s) => rest(h, s + 1);
-            }
+            first = 1;
+            if (steps == 1) return;
         }
         if (!_useGraphs)
         {
-            for (int s = 0; s < steps; s++)
-            {
-                foreach (var i in _program) i.Launch(host);
-                afterStep?.Invoke(host, s);
-            }
+            Steps(host, first, steps, history, output);
             return;
         }
         var acc = (CudaAccelerator)_device.Accelerator;
@@ -78,23 +80,35 @@ internal sealed class Replay : IDisposable
             _graphs.Clear();
             _capturedVersion = version;
         }
-        int key = afterStep == null ? -steps : steps;
+        // A history's buffer is the step's for that count (CompiledStep keeps one per count), so its
+        // length names it.
+        var key = (steps, first, history.IsValid ? history.Length : 0L);
         if (!_graphs.TryGetValue(key, out var graph))
         {
             host.Synchronize();
-            graph = CudaGraph.Capture(acc, stream =>
-            {
-                var captured = host.WithStream(stream);
-                for (int s = 0; s < steps; s++)
-                {
-                    foreach (var i in _program) i.Launch(captured);
-                    afterStep?.Invoke(captured, s);
-                }
-            });
+            graph = CudaGraph.Capture(acc, stream => Steps(host.WithStream(stream), first, steps, history, output));
             _graphs[key] = graph;
         }
         graph.Launch(acc);
     }
+
+    // Steps first..steps-1 of a Run(steps), each loss into the history where there is one.
+    private void Steps(KernelHost h, int first, int steps, ArrayView<float> history, ArrayView<float> output)
+    {
+        bool keep = history.IsValid, into = keep && _lossInstr >= 0;
+        for (int s = first; s < steps; s++)
+        {
+            for (int i = 0; i < _program.Count; i++)
+            {
+                if (into && i == _lossInstr) _program[i].Into!(h, history.SubView(s, 1));
+                else _program[i].Launch(h);
+            }
+            if (keep && !into) Copy(h, output, history.SubView(s, 1));
+        }
+        if (into && steps > first) Copy(h, history.SubView(steps - 1, 1), output);
+    }
+
+    private static void Copy(KernelHost h, ArrayView<float> from, ArrayView<float> to) => Elementwise.Map(h, from, to, new IdentityOp());
 
     /// <summary>
     /// Time of each launch of the program, run `reps` times back to back (inside one CUDA graph per
@@ -107,7 +121,7 @@ internal sealed class Replay : IDisposable
 
     private List<(string Launch, double Microseconds)> ProfileLocked(int reps)
     {
-        Run(1, null); // warm: kernels loaded, state made
+        Run(1); // warm: kernels loaded, state made
         var host = _device.Host;
         var result = new List<(string, double)>();
         foreach (var instr in _program)
