@@ -61,6 +61,8 @@ public static partial class MatMulKernels
             bool one = SumsInSameLaunch(host, TileGrid(host.TiledGroup, m, n));
             text = split == 1 ? $"Tiled {x}x{y}" : $"Tiled {x}x{y}, split-K {split} in {(one ? "one launch" : "two launches")}";
         }
+        if (path is MatMulPath.Large or MatMulPath.Wide && SplitK(host, m, n, k) is > 1 and var layers)
+            text = $"{path}, split-K {layers} in two launches";
         if (path == MatMulPath.Warp && WarpTeam(host, m, n, k) is > 1 and var team) text = $"Warp, teams of {team} warps";
         if (host.IsTunedView) text += ", autotuned";
         if (!withSum) return text;
@@ -76,7 +78,11 @@ public static partial class MatMulKernels
     public static int SplitK(KernelHost host, int m, int n, int k)
     {
         host = host.ForShape(m, n, k);
-        if (m == 0 || n == 0 || k == 0 || Choose(host, m, n) != MatMulPath.Tiled) return 1;
+        if (m == 0 || n == 0 || k == 0) return 1;
+        var path = Choose(host, m, n);
+        // Large and Wide split only where asked (a tuned choice, a test); the rule never splits them.
+        bool big = path is MatMulPath.Large or MatMulPath.Wide && host.MatMulSplitK is > 1;
+        if (path != MatMulPath.Tiled && !big) return 1;
         int split;
         if (host.MatMulSplitK is { } forced) split = forced;
         else
@@ -225,23 +231,26 @@ public static partial class MatMulKernels
         where TTail : struct, IProductTail
     {
         int m = g.M, n = g.N;
-        var group = new Index3D(LargeSide, LargeSide, 1);
-        if (path is MatMulPath.Large or MatMulPath.Wide && typeof(TTail) != typeof(NoTail))
-            throw new InvalidOperationException($"MatMul: the {path} kernel has no tail; MatMulSum sums its C in a second launch.");
-        if (path == MatMulPath.Wide)
+        if (path is MatMulPath.Large or MatMulPath.Wide)
         {
-            var kw = host.Load("MatMulWide", typeof(TEpi), acc =>
-                acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, int, TEpi>(WideKernel));
-            var grid = new Index3D((n + WideTile - 1) / WideTile, (m + WideTile - 1) / WideTile, 1);
-            kw(host.Stream, new KernelConfig(grid, group), a, b, c, operand, g, WideVectorizable(a, b, g), epilogue);
-            return;
-        }
-        if (path == MatMulPath.Large)
-        {
-            var kl = host.Load("MatMulLarge", typeof(TEpi), acc =>
-                acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, TEpi>(LargeKernel));
-            var grid = new Index3D((n + LargeTile - 1) / LargeTile, (m + LargeTile - 1) / LargeTile, 1);
-            kl(host.Stream, new KernelConfig(grid, group), a, b, c, operand, g, epilogue);
+            if (typeof(TTail) != typeof(NoTail))
+                throw new InvalidOperationException($"MatMul: the {path} kernel has no tail; MatMulSum sums its C in a second launch.");
+            int split = SplitK(host, m, n, g.K);
+            if (split == 1)
+            {
+                Big(host, path, a, b, c, operand, g, 1, epilogue);
+                return;
+            }
+            // Split K (a tuned choice, never the rule): raw slices into the scratch, then their sum.
+            long need = (long)split * m * n;
+            if (scratch.Length < need)
+                throw new ArgumentException($"MatMul: splitting K={g.K} into {split} slices needs a scratch of {need} elements, got {scratch.Length}. Ask SplitKScratch first.");
+            var partial = scratch.SubView(0, need);
+            var sliced = g.WithSliceDepth(SliceDepth(g.K, split));
+            Big(host, path, a, b, partial, partial, sliced.Sliced(sliced.KPer), split, default(FirstOp));
+            var sum = host.Load("SplitKSum", typeof((TEpi, TTail)), acc =>
+                acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, int, TEpi, TTail>(SplitKSumKernel));
+            sum(host.Stream, host.GridStride((long)m * n), partial, c, operand, g, split, epilogue, tail);
             return;
         }
         if (path == MatMulPath.Tiled)
@@ -263,6 +272,26 @@ public static partial class MatMulKernels
         var ks = host.Load("MatMulSmall", typeof((TEpi, TTail)), acc =>
             acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, TEpi, TTail>(SmallKernel));
         ks(host.Stream, host.GridStride(Blocks4x4(m, n)), a, b, c, operand, g, epilogue, tail);
+    }
+
+    // One launch of a 128x128-tile kernel over `layers` K slices (grid z; 1: the whole product into C).
+    private static void Big<TEpi>(KernelHost host, MatMulPath path, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c,
+        ArrayView<float> operand, GemmArgs g, int layers, TEpi epilogue)
+        where TEpi : struct, IBinaryOp
+    {
+        var group = new Index3D(LargeSide, LargeSide, 1);
+        if (path == MatMulPath.Wide)
+        {
+            var kw = host.Load("MatMulWide", typeof(TEpi), acc =>
+                acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, int, TEpi>(WideKernel));
+            var grid = new Index3D((g.N + WideTile - 1) / WideTile, (g.M + WideTile - 1) / WideTile, layers);
+            kw(host.Stream, new KernelConfig(grid, group), a, b, c, operand, g, WideVectorizable(a, b, g), epilogue);
+            return;
+        }
+        var kl = host.Load("MatMulLarge", typeof(TEpi), acc =>
+            acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, TEpi>(LargeKernel));
+        var largeGrid = new Index3D((g.N + LargeTile - 1) / LargeTile, (g.M + LargeTile - 1) / LargeTile, layers);
+        kl(host.Stream, new KernelConfig(largeGrid, group), a, b, c, operand, g, epilogue);
     }
 
     // Work that needs the tiled group's shape as a type argument: its sizes are then constants in the

@@ -5,7 +5,8 @@
 // Which candidates: the rule's own choice first (a tie keeps it); on a GPU every tiled group down to
 // two steps below the largest at every K split that is not pointless (more slices than the device
 // holds groups), summed in one launch and in two; Small and the warp kernel in each team where C is
-// small enough for a 4x4 block per thread or team to make sense; Large and Wide where groups of 256 fit.
+// small enough for a 4x4 block per thread or team to make sense; Large and Wide where groups of 256
+// fit, and with K split (two launches) where their 128x128 tiles make under two waves on the device.
 namespace AutogradNet.Kernels;
 
 public static partial class MatMulKernels
@@ -73,8 +74,23 @@ public static partial class MatMulKernels
         }
         if (host.CanUseLargeMatMul)
         {
-            Add(new(MatMulPath.Large, neutral));
-            Add(new(MatMulPath.Wide, neutral));
+            // Where the 128x128 tiles make under two waves, also with K split (up to about four waves).
+            long bigTiles = (long)((m + LargeTile - 1) / LargeTile) * ((n + LargeTile - 1) / LargeTile);
+            int sms = host.Accelerator.NumMultiprocessors;
+            foreach (var path in new[] { MatMulPath.Large, MatMulPath.Wide })
+            {
+                Add(new(path, neutral));
+                if (bigTiles >= 2L * sms) continue;
+                int last = 1;
+                for (int ask = 2; ask <= 8; ask *= 2)
+                {
+                    int split = SplitK(host.With(new(path, neutral, ask, false)), m, n, k);
+                    if (split == last) continue;
+                    if (bigTiles * split > 4L * sms || k / split < LargeTile) break;
+                    last = split;
+                    Add(new(path, neutral, split, false));
+                }
+            }
         }
         return list;
     }

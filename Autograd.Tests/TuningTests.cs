@@ -48,17 +48,18 @@ public sealed class TuningTests
         { "Host", false }, { "Small", false }, { "Warp", false }, { "Tiled 2x1", false }, { "Tiled 2x1, split-K 3 in one launch", false },
         { "Tiled 2x1, split-K 3 in two launches", false }, { "Tiled 1x1, split-K 2 in one launch", false },
         { "Warp, teams of 4 warps", true }, { "Tiled 16x16, split-K 4 in one launch", true }, { "Tiled 8x8, split-K 2 in two launches", true },
-        { "Large", true }, { "Wide", true },
+        { "Large", true }, { "Wide", true }, { "Large, split-K 3 in two launches", true }, { "Wide, split-K 2 in two launches", true },
     };
 
     private static MatMulChoice Parse(string text, KernelHost host)
     {
         var neutral = host.DefaultTiledGroup;
+        var parts = text.Split(' ', ',');
         if (!text.StartsWith("Tiled", StringComparison.Ordinal))
             return text.StartsWith("Warp", StringComparison.Ordinal)
                 ? new(MatMulPath.Warp, neutral, WarpTeam: text.Contains("teams of 4") ? 4 : 1)
+                : text.Contains("split-K") ? new(Enum.Parse<MatMulPath>(parts[0]), neutral, int.Parse(parts[3]), false)
                 : new(Enum.Parse<MatMulPath>(text), neutral);
-        var parts = text.Split(' ', ',');
         var xy = parts[1].Split('x');
         int split = text.Contains("split-K") ? int.Parse(parts[4]) : 1;
         return new(MatMulPath.Tiled, (int.Parse(xy[0]), int.Parse(xy[1])), split, !text.Contains("two launches"));
@@ -88,11 +89,11 @@ public sealed class TuningTests
             using var bb = KernelTests.Upload(host, hb);
             using var cb = KernelTests.Upload(host, Enumerable.Repeat(float.NaN, m * n).ToArray());
             long need = MatMulKernels.SplitKScratch(host, m, n, k);
-            need.Should().Be(choice is { Path: MatMulPath.Tiled, SplitK: > 1 } ? (long)choice.SplitK * m * n : 0);
+            need.Should().Be(choice.SplitK > 1 ? (long)choice.SplitK * m * n : 0);
             using var scratch = KernelTests.Upload(host, Enumerable.Repeat(float.NaN, (int)Math.Max(1, need)).ToArray());
             long before = host.Launches;
             MatMulKernels.MatMul(host, ab.View, ta, bb.View, tb, cb.View, m, n, k, scratch: scratch.View);
-            host.Launches.Should().Be(before + (choice is { Path: MatMulPath.Tiled, SplitK: > 1, SplitKInOneLaunch: false } ? 2 : 1),
+            host.Launches.Should().Be(before + (choice is { SplitK: > 1, SplitKInOneLaunch: false } ? 2 : 1),
                 "a tuned view counts its launches on the host it came from");
             TestData.ShouldMatch(KernelTests.Download(host, cb, m * n), Reference.MatMul(ha, ta, hb, tb, m, n, k), 1e-4, 2e-5 * Math.Sqrt(k), $"{text} ta={ta} tb={tb}");
         }
@@ -194,7 +195,8 @@ public sealed class TuningTests
         // 64x100x1000 on 16x16 groups: two 64x64 tiles, so K is split, in one launch and in two.
         var seed = MatMulKernels.Candidates(Simulator, 64, 100, 1000);
         seed.Should().Contain(new MatMulChoice(MatMulPath.Tiled, (16, 16), 2)).And.Contain(new MatMulChoice(MatMulPath.Tiled, (16, 16), 2, false))
-            .And.Contain(new MatMulChoice(MatMulPath.Warp, Simulator.DefaultTiledGroup, WarpTeam: 4));
+            .And.Contain(new MatMulChoice(MatMulPath.Warp, Simulator.DefaultTiledGroup, WarpTeam: 4))
+            .And.Contain(new MatMulChoice(MatMulPath.Wide, Simulator.DefaultTiledGroup, 2, false), "one 128x128 tile is under two waves of one multiprocessor");
     }
 
     [Fact]
