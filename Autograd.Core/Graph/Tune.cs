@@ -69,6 +69,14 @@ internal static class Tune
     {
         var host = device.Host;
         if (!host.FollowsTuning) return;
+        // The device's lock over the whole pass: another thread's compile or eager product neither
+        // launches in the middle of a timing nor records a shape between our check and our record.
+        lock (device.Sync) RunLocked(nodes, device);
+    }
+
+    private static void RunLocked(IEnumerable<Node> nodes, Device device)
+    {
+        var host = device.Host;
         foreach (var node in nodes)
         {
             if (node.Op.Kind != Prim.MatMul) continue;
@@ -104,7 +112,8 @@ internal static class Tune
         int m = transA ? a.ShapeArray[1] : a.ShapeArray[0], k = transA ? a.ShapeArray[0] : a.ShapeArray[1];
         int kb = transB ? b.ShapeArray[1] : b.ShapeArray[0], n = transB ? b.ShapeArray[0] : b.ShapeArray[1];
         if (k != kb || m == 0 || n == 0 || k == 0 || 2.0 * m * n * k < EagerMinFlops || host.Tuned(m, n, k) != null) return;
-        Product(a.Device, m, n, k, transA, transB);
+        lock (a.Device.Sync)
+            if (host.Tuned(m, n, k) == null) Product(a.Device, m, n, k, transA, transB);
     }
 
     /// <summary>Times every candidate for one shape; records the fastest unless the shape has a choice already.</summary>
@@ -113,7 +122,7 @@ internal static class Tune
         if (m <= 0 || n <= 0 || k <= 0)
             throw new ArgumentException($"TuneMatMul: sizes must be positive, got M={m}, N={n}, K={k}.");
         var s = new Shape(m, n, k, transA, transB);
-        return Record(device, s, Measure(device, s, null));
+        lock (device.Sync) return Record(device, s, Measure(device, s, null));
     }
 
     private static MatMulTuning Record(Device device, Shape s, List<MatMulTrial> trials)
