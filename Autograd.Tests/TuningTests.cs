@@ -236,6 +236,37 @@ public sealed class TuningTests
     }
 
     [Fact]
+    public void The_tuning_cache_carries_choices_to_a_later_run_on_the_same_device_only()
+    {
+        var device = TestData.Device;
+        string path = Path.GetTempFileName();
+        string? saved = Environment.GetEnvironmentVariable(Tune.CacheVariable);
+        using var scope = new Tuning();
+        try
+        {
+            Environment.SetEnvironmentVariable(Tune.CacheVariable, path);
+            Tune.Clock = (_, c) => c.Path == MatMulPath.Small ? 1 : 10;
+            device.TuneMatMul(23, 29, 41).Choice.Path.Should().Be(MatMulPath.Small);
+            var lines = File.ReadAllLines(path);
+            lines.Should().ContainSingle().Which.Should().Contain("\"M\":23").And.Contain(Tune.DeviceKey(device.Host));
+            File.AppendAllText(path, lines[0].Replace(Tune.DeviceKey(device.Host), "another card").Replace("\"M\":23", "\"M\":24") + "\n");
+            File.AppendAllText(path, "not a line of ours\n");
+            // A later process: a fresh host of the same accelerator takes the choice before timing anything.
+            var later = new KernelHost(device.Accelerator) { Autotune = true };
+            Tune.ReadCache(later, path);
+            later.Tuned(23, 29, 41).Should().Be(new MatMulChoice(MatMulPath.Small, later.DefaultTiledGroup));
+            later.Tuned(24, 29, 41).Should().BeNull("that line is another device's");
+            later.TunedShapes.Should().HaveCount(1);
+            MatMulKernels.Describe(later, 23, 29, 41).Should().Be("Small, autotuned");
+        }
+        finally
+        {
+            Environment.SetEnvironmentVariable(Tune.CacheVariable, saved);
+            File.Delete(path);
+        }
+    }
+
+    [Fact]
     public void A_wrong_sample_is_caught()
     {
         int m = 6, n = 5, k = 7;

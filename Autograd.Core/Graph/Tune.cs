@@ -49,7 +49,7 @@ public sealed record MatMulTuning(int M, int N, int K, MatMulChoice Choice, IRea
     }
 }
 
-internal static class Tune
+internal static partial class Tune
 {
     /// <summary>Test seam: when set, gives each accepted candidate's time for a shape (M, N, K) in place of the timer.</summary>
     internal static Func<(int M, int N, int K), MatMulChoice, double>? Clock { get; set; }
@@ -77,6 +77,7 @@ internal static class Tune
     private static void RunLocked(IEnumerable<Node> nodes, Device device)
     {
         var host = device.Host;
+        ReadCache(host);
         foreach (var node in nodes)
         {
             if (node.Op.Kind != Prim.MatMul) continue;
@@ -113,7 +114,10 @@ internal static class Tune
         int kb = transB ? b.ShapeArray[1] : b.ShapeArray[0], n = transB ? b.ShapeArray[0] : b.ShapeArray[1];
         if (k != kb || m == 0 || n == 0 || k == 0 || 2.0 * m * n * k < EagerMinFlops || host.Tuned(m, n, k) != null) return;
         lock (a.Device.Sync)
+        {
+            ReadCache(host);
             if (host.Tuned(m, n, k) == null) Product(a.Device, m, n, k, transA, transB);
+        }
     }
 
     /// <summary>Times every candidate for one shape; records the fastest unless the shape has a choice already.</summary>
@@ -122,7 +126,11 @@ internal static class Tune
         if (m <= 0 || n <= 0 || k <= 0)
             throw new ArgumentException($"TuneMatMul: sizes must be positive, got M={m}, N={n}, K={k}.");
         var s = new Shape(m, n, k, transA, transB);
-        lock (device.Sync) return Record(device, s, Measure(device, s, null));
+        lock (device.Sync)
+        {
+            ReadCache(device.Host);
+            return Record(device, s, Measure(device, s, null));
+        }
     }
 
     private static MatMulTuning Record(Device device, Shape s, List<MatMulTrial> trials)
@@ -131,7 +139,11 @@ internal static class Tune
         var rule = MatMulKernels.RuleChoice(host, s.M, s.N, s.K);
         var choice = Pick(trials, rule) ?? rule;
         if (host.Tuned(s.M, s.N, s.K) is { } earlier) choice = earlier;
-        else if (trials.Any(t => t.Rejected == null)) host.SetTuned(s.M, s.N, s.K, choice);
+        else if (trials.Any(t => t.Rejected == null))
+        {
+            host.SetTuned(s.M, s.N, s.K, choice);
+            WriteCache(host, s.M, s.N, s.K, choice);
+        }
         return new MatMulTuning(s.M, s.N, s.K, choice, trials);
     }
 
@@ -188,6 +200,8 @@ internal static class Tune
         }
         host.SetTuned(a.M, a.N, a.K, ca);
         host.SetTuned(b.M, b.N, b.K, cb);
+        WriteCache(host, a.M, a.N, a.K, ca);
+        WriteCache(host, b.M, b.N, b.K, cb);
     }
 
     private static double Time(List<MatMulTrial> trials, MatMulChoice c) => trials.First(t => t.Candidate == c).Microseconds;
