@@ -227,8 +227,9 @@ public sealed class GraphTests
             long before = TestData.Device.Host.Launches;
             var history = chunked.Run(steps: n);
             long launches = TestData.Device.Host.Launches - before;
-            // Counted once the count's history exists (making it fills it) and the first step has run.
-            if (!seen.Add(n))
+            // Counted once the count's history exists (making it fills it) and the first step has run;
+            // a CUDA graph's replay calls no launcher, so there the count is the capture's, not counted here.
+            if (!seen.Add(n) && !chunked.UsesCudaGraphs)
                 launches.Should().Be(n * chunked.LaunchesPerStep + (reshaped ? n : 1),
                     reshaped ? "a copy after each step" : "the loss written by its own launch, one copy into Output at the end");
             var h = history.ToArray();
