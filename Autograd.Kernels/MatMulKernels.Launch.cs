@@ -242,15 +242,10 @@ public static partial class MatMulKernels
                 return;
             }
             // Split K (a tuned choice, never the rule): raw slices into the scratch, then their sum.
-            long need = (long)split * m * n;
-            if (scratch.Length < need)
-                throw new ArgumentException($"MatMul: splitting K={g.K} into {split} slices needs a scratch of {need} elements, got {scratch.Length}. Ask SplitKScratch first.");
-            var partial = scratch.SubView(0, need);
-            var sliced = g.WithSliceDepth(SliceDepth(g.K, split));
-            Big(host, path, a, b, partial, partial, sliced.Sliced(sliced.KPer), split, default(FirstOp));
-            var sum = host.Load("SplitKSum", typeof((TEpi, TTail)), acc =>
-                acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, int, TEpi, TTail>(SplitKSumKernel));
-            sum(host.Stream, host.GridStride((long)m * n), partial, c, operand, g, split, epilogue, tail);
+            var slices = Partials(scratch, g, split);
+            var depth = g.WithSliceDepth(SliceDepth(g.K, split));
+            Big(host, path, a, b, slices, slices, depth.Sliced(depth.KPer), split, default(FirstOp));
+            SumSlices(host, slices, c, operand, g, split, epilogue, tail);
             return;
         }
         if (path == MatMulPath.Tiled)
@@ -345,10 +340,7 @@ public static partial class MatMulKernels
             Kernel()(host.Stream, new KernelConfig(new Index3D(gx, gy, 1), group), a, b, c, operand, c, arrivals, g, 0, epilogue, tail);
             return;
         }
-        long need = (long)split * m * n;
-        if (scratch.Length < need)
-            throw new ArgumentException($"MatMul: splitting K={g.K} into {split} slices needs a scratch of {need} elements, got {scratch.Length}. Ask SplitKScratch first.");
-        var partial = scratch.SubView(0, need);
+        var partial = Partials(scratch, g, split);
         var sliced = g.WithSliceDepth(SliceDepth(g.K, split));
         if (SumsInSameLaunch(host, (gx, gy)))
         {
@@ -359,9 +351,27 @@ public static partial class MatMulKernels
         var raw = host.Load("MatMulTiled", typeof(TShape), typeof((FirstOp, NoTail)), acc =>
             acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, GemmArgs, int, FirstOp, NoTail>(TiledKernel<TShape, FirstOp, NoTail>));
         raw(host.Stream, new KernelConfig(new Index3D(gx, gy, split), group), a, b, partial, partial, partial, arrivals, sliced.Sliced(sliced.KPer), 0, default, default);
+        SumSlices(host, partial, c, operand, g, split, epilogue, tail);
+    }
+
+    // The scratch's first split x M x N elements, where the slices of a split product go.
+    private static ArrayView<float> Partials(ArrayView<float> scratch, GemmArgs g, int split)
+    {
+        long need = (long)split * g.M * g.N;
+        if (scratch.Length < need)
+            throw new ArgumentException($"MatMul: splitting K={g.K} into {split} slices needs a scratch of {need} elements, got {scratch.Length}. Ask SplitKScratch first.");
+        return scratch.SubView(0, need);
+    }
+
+    // The second launch of a split product: its slices summed in order, then scale, accumulate, the epilogue and the tail.
+    private static void SumSlices<TEpi, TTail>(KernelHost host, ArrayView<float> slices, ArrayView<float> c, ArrayView<float> operand,
+        GemmArgs g, int split, TEpi epilogue, TTail tail)
+        where TEpi : struct, IBinaryOp
+        where TTail : struct, IProductTail
+    {
         var sum = host.Load("SplitKSum", typeof((TEpi, TTail)), acc =>
             acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, int, TEpi, TTail>(SplitKSumKernel));
-        sum(host.Stream, host.GridStride((long)m * n), partial, c, operand, g, split, epilogue, tail);
+        sum(host.Stream, host.GridStride((long)g.M * g.N), slices, c, operand, g, split, epilogue, tail);
     }
 
     /// <summary>
