@@ -62,6 +62,8 @@ internal static partial class Tune
     private readonly record struct Shape(int M, int N, int K, bool TransA, bool TransB)
     {
         public (int, int, int) Key => (M, N, K);
+
+        public bool Empty => M == 0 || N == 0 || K == 0;
     }
 
     /// <summary>Tunes every product of the fused nodes whose shape the device has not tuned, where it follows a table.</summary>
@@ -85,12 +87,12 @@ internal static partial class Tune
             {
                 var first = ShapeOf(pair.FirstOp, node.Inputs[..pair.FirstInputs]);
                 var second = ShapeOf(pair.SecondOp, node.Inputs[pair.FirstInputs..]);
-                if (first.M * first.N * first.K == 0 || second.M * second.N * second.K == 0) continue;
+                if (first.Empty || second.Empty) continue;
                 Pair(device, first, second);
                 continue;
             }
             var s = ShapeOf(node.Op, node.Inputs);
-            if (s.M == 0 || s.N == 0 || s.K == 0 || host.Tuned(s.M, s.N, s.K) != null) continue;
+            if (s.Empty || host.Tuned(s.M, s.N, s.K) != null) continue;
             bool tail = node.Op.Payload is MatMulSumOp;
             Record(device, s, Measure(device, s, tail ? c => MatMulKernels.SumInSameLaunch(host.With(c), s.M, s.N, s.K) : null));
         }
