@@ -20,6 +20,7 @@ public sealed partial class Tensor
         var axes = dims.Select(d => NormalizeDim(d, "Sum")).Distinct().Order().ToArray();
         if (axes.Length != dims.Length)
             throw new ArgumentException($"Sum: dimensions [{string.Join(", ", dims)}] repeat a dimension of shape {ShapeText(_shape)}.");
+        Tune.BeforeEagerSum(this, axes);
         return Apply(new OpSpec(Prim.Sum, Ints: axes, Flag1: keepDim), this);
     }
 

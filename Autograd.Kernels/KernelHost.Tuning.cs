@@ -44,6 +44,7 @@ public readonly record struct MatMulChoice(MatMulPath Path, (int X, int Y) Tiled
 public sealed partial class KernelHost
 {
     private readonly ConcurrentDictionary<(int M, int N, int K), MatMulChoice> _tuned;
+    private readonly ConcurrentDictionary<(int Outer, int R, int Inner), int> _tunedChunks = new();
     private ConcurrentDictionary<(int M, int N, int K, bool Tail, bool Pair), KernelHost>? _views;
     private KernelHost? _root;
     private (int M, int N, int K) _viewShape;
@@ -66,7 +67,7 @@ public sealed partial class KernelHost
     /// <summary>Whether Auto takes the tuned table's choices now: Autotune on and every other SGEMM setting at its default.</summary>
     public bool FollowsTuning =>
         Autotune && _root == null && MatMulPath == MatMulPath.Auto && MatMulSplitK is null && SplitKInOneLaunch
-        && WarpMaxOutputs == 0 && WarpTeam is null && TiledGroup == DefaultTiledGroup;
+        && WarpMaxOutputs == 0 && WarpTeam is null && TiledGroup == DefaultTiledGroup && SumChunks is null;
 
     /// <summary>The choice recorded for the product C (M, N) with shared dimension K, or null.</summary>
     /// <param name="m">Rows of C.</param>
@@ -93,6 +94,37 @@ public sealed partial class KernelHost
             throw new InvalidOperationException(
                 $"SetTuned: {m}x{n}x{k} was tuned to {kept} already; a shape's choice is set once, since compiled steps rely on it. " +
                 "Use KernelHost.With(choice) to launch another choice.");
+    }
+
+    /// <summary>The chunk count recorded for a sum of (outer, r, inner) over r (Reduce.SumAxes), or null.</summary>
+    /// <param name="outer">Product of the extents before the summed run.</param>
+    /// <param name="r">Product of the summed extents.</param>
+    /// <param name="inner">Product of the extents after the summed run.</param>
+    public int? TunedSumChunks(int outer, int r, int inner) => _tunedChunks.TryGetValue((outer, r, inner), out var c) ? c : null;
+
+    /// <summary>
+    /// Records how many chunks a sum of (outer, r, inner) over r cuts its rows into; once per shape, as
+    /// SetTuned (a compiled step's scratch was planned for it).
+    /// </summary>
+    /// <param name="outer">Product of the extents before the summed run.</param>
+    /// <param name="r">Product of the summed extents.</param>
+    /// <param name="inner">Product of the extents after the summed run.</param>
+    /// <param name="chunks">Chunks, 1 to r.</param>
+    public void SetTunedSumChunks(int outer, int r, int inner, int chunks)
+    {
+        if (chunks < 1 || chunks > Math.Max(1, r))
+            throw new ArgumentOutOfRangeException(nameof(chunks), chunks, $"SetTunedSumChunks: {r} rows are cut into 1 to {Math.Max(1, r)} chunks.");
+        var kept = _tunedChunks.GetOrAdd((outer, r, inner), chunks);
+        if (kept != chunks)
+            throw new InvalidOperationException($"SetTunedSumChunks: ({outer}, {r}, {inner}) was tuned to {kept} chunks already; a shape's choice is set once.");
+    }
+
+    /// <summary>A host on the same stream and kernels whose sums along a dim cut their rows into this many chunks (the tuner's trials).</summary>
+    /// <param name="chunks">Chunks, at least 1.</param>
+    public KernelHost WithSumChunks(int chunks)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(chunks, 1);
+        return new KernelHost(this, Stream) { SumChunks = chunks };
     }
 
     /// <summary>

@@ -106,6 +106,7 @@ public sealed partial class KernelHost
         _loads = other._loads;
         _launches = shareLaunches ? other._launches : new(0);
         _tuned = table ?? other._tuned;
+        _tunedChunks = other._tunedChunks;
         DefaultTiledGroup = other.DefaultTiledGroup;
         Stream = stream;
         IsCpu = other.IsCpu;

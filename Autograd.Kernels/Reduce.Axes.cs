@@ -181,18 +181,54 @@ public static partial class Reduce
     // How many chunks a middle run's r is cut into (1: a thread per output walks all of r), and their
     // depth. Cut when the outputs fill under half the device's resident threads and there is work
     // enough (a million elements, at least 64 rows) for a second launch to pay; a chunk is at least
-    // 32 rows. KernelHost.SumChunks forces a count (tests).
+    // 32 rows. KernelHost.SumChunks forces a count (tests, the tuner's trials); where the host follows
+    // the tuned table, the count autotuning recorded for the shape.
     private static int MiddleChunks(KernelHost host, int outer, int r, int inner, out int chunk)
+    {
+        int chunks = host.SumChunks ?? (host.FollowsTuning ? host.TunedSumChunks(outer, r, inner) : null) ?? RuleChunks(host, outer, r, inner);
+        chunks = Math.Clamp(chunks, 1, Math.Max(1, r));
+        chunk = (r + chunks - 1) / chunks;
+        return chunk == 0 ? 1 : (r + chunk - 1) / chunk;
+    }
+
+    private static int RuleChunks(KernelHost host, int outer, int r, int inner)
     {
         long outN = (long)outer * inner;
         long resident = (long)host.MaxGroups * host.GroupSize;
         int chunks = 1;
-        if (host.SumChunks is { } forced) chunks = forced;
-        else if (outN * 2 <= resident && r >= 64 && outN * r >= 1 << 20)
+        if (outN * 2 <= resident && r >= 64 && outN * r >= 1 << 20)
             chunks = (int)Math.Clamp(resident / Math.Max(1, outN), 1, r / 32);
-        chunks = Math.Clamp(chunks, 1, Math.Max(1, r));
-        chunk = (r + chunks - 1) / chunks;
-        return chunk == 0 ? 1 : (r + chunk - 1) / chunk;
+        return chunks;
+    }
+
+    /// <summary>
+    /// Where SumAxes sums these axes of this shape a thread per output down a middle run (x as
+    /// (outer, r, inner), summed over r), that run; else false (a row per group, or the general kernel).
+    /// Those sums cut r into chunks, which autotuning may choose.
+    /// </summary>
+    /// <param name="host">The kernel host.</param>
+    /// <param name="xShape">Shape of x.</param>
+    /// <param name="axes">Axes to sum.</param>
+    /// <param name="outer">Product of the extents before the run.</param>
+    /// <param name="r">Product of the summed extents.</param>
+    /// <param name="inner">Product of the extents after the run.</param>
+    public static bool MiddleRun(KernelHost host, ReadOnlySpan<int> xShape, ReadOnlySpan<int> axes, out int outer, out int r, out int inner) =>
+        Contiguous(xShape, axes, out outer, out r, out inner) && !ByRows(host, r, inner);
+
+    /// <summary>The chunk counts autotuning times for a middle-run sum: the rule's first, then 1, 2, 4, ... while a chunk keeps 32 rows.</summary>
+    /// <param name="host">The kernel host.</param>
+    /// <param name="outer">Product of the extents before the run.</param>
+    /// <param name="r">Product of the summed extents.</param>
+    /// <param name="inner">Product of the extents after the run.</param>
+    public static IReadOnlyList<int> SumChunkCandidates(KernelHost host, int outer, int r, int inner)
+    {
+        var list = new List<int> { MiddleChunks(host.WithSumChunks(RuleChunks(host, outer, r, inner)), outer, r, inner, out _) };
+        for (int ask = 1; ask == 1 || r / ask >= 32; ask *= 2)
+        {
+            int chunks = MiddleChunks(host.WithSumChunks(ask), outer, r, inner, out _);
+            if (!list.Contains(chunks)) list.Add(chunks);
+        }
+        return list;
     }
 
     // Whether the reduced axes are one run of neighbouring axes, and x's shape as (outer, r, inner) around them.

@@ -21,6 +21,7 @@ public sealed class TuningTests
         private readonly KernelHost _host = TestData.Device.Host;
         private readonly MatMulSettings _saved;
         private readonly double _eagerMinFlops = Tune.EagerMinFlops;
+        private readonly long _eagerSumMinElements = Tune.EagerSumMinElements;
 
         public Tuning()
         {
@@ -32,7 +33,9 @@ public sealed class TuningTests
         {
             Tune.Clock = null;
             Tune.PairClock = null;
+            Tune.SumClock = null;
             Tune.EagerMinFlops = _eagerMinFlops;
+            Tune.EagerSumMinElements = _eagerSumMinElements;
             _host.MatMulSettings = _saved;
         }
     }
@@ -258,12 +261,82 @@ public sealed class TuningTests
             later.Tuned(24, 29, 41).Should().BeNull("that line is another device's");
             later.TunedShapes.Should().HaveCount(1);
             MatMulKernels.Describe(later, 23, 29, 41).Should().Be("Small, autotuned");
+            // A sum's chunk count travels the same way.
+            Tune.SumClock = chunks => chunks == 2 ? 1 : 10;
+            Tune.Sum(device, 2, 160, 3);
+            var again = new KernelHost(device.Accelerator) { Autotune = true };
+            Tune.ReadCache(again, path);
+            again.TunedSumChunks(2, 160, 3).Should().Be(2);
+            again.Tuned(23, 29, 41).Should().NotBeNull();
         }
         finally
         {
             Environment.SetEnvironmentVariable(Tune.CacheVariable, saved);
             File.Delete(path);
         }
+    }
+
+    // Sums along a middle run: the chunk count is a tuned choice too.
+    [Fact]
+    public void A_tuned_chunk_count_is_what_a_sum_along_a_dim_runs_with()
+    {
+        var host = new KernelHost(Host.Accelerator) { Autotune = true };
+        int outer = 3, r = 200, inner = 5;
+        int[] shape = [outer, r, inner];
+        int[] axes = [1];
+        Reduce.MiddleRun(host, shape, axes, out int o, out int rr, out int i).Should().BeTrue();
+        (o, rr, i).Should().Be((outer, r, inner));
+        long ruleScratch = Reduce.SumAxesScratch(host, shape, axes);
+        host.SetTunedSumChunks(outer, r, inner, 4);
+        Reduce.SumAxesScratch(host, shape, axes).Should().Be((long)outer * 4 * inner);
+        var x = TestData.Normal(outer * r * inner, 5);
+        using var xb = KernelTests.Upload(host, x);
+        using var yb = KernelTests.Upload(host, Enumerable.Repeat(float.NaN, outer * inner).ToArray());
+        using var scratch = KernelTests.Upload(host, Enumerable.Repeat(float.NaN, outer * 4 * inner).ToArray());
+        long before = host.Launches;
+        Reduce.SumAxes(host, xb.View, shape, axes, yb.View, scratch: scratch.View);
+        host.Launches.Should().Be(before + 2, "the chunks' partials, then their sum");
+        var expected = new double[outer * inner];
+        for (int a = 0; a < outer; a++)
+            for (int p = 0; p < r; p++)
+                for (int c = 0; c < inner; c++)
+                    expected[a * inner + c] += x[(a * r + p) * inner + c];
+        TestData.ShouldMatch(KernelTests.Download(host, yb, outer * inner), expected, 1e-5, 1e-5, "4 chunks");
+        host.Autotune = false;
+        Reduce.SumAxesScratch(host, shape, axes).Should().Be(ruleScratch, "with autotuning off the rule counts the chunks");
+        var twice = () => host.SetTunedSumChunks(outer, r, inner, 2);
+        twice.Should().Throw<InvalidOperationException>().WithMessage("*tuned to 4 chunks already*");
+        Reduce.SumChunkCandidates(host, outer, r, inner).Should().Equal([1, 2, 4],
+            "the rule's count (1: 15 outputs, 3000 elements) first, then powers of two while a chunk keeps 32 rows");
+    }
+
+    [Fact]
+    public void Compile_and_a_big_eager_sum_tune_chunk_counts_and_the_results_hold()
+    {
+        var device = TestData.Device;
+        var host = device.Host;
+        using var scope = new Tuning();
+        // Two chunks win on the fake clock.
+        Tune.SumClock = chunks => chunks == 2 ? 1 : 10;
+        var x = TestData.Tensor([96, 7], 21);
+        host.Autotune = false;
+        float rule;
+        using (var plain = Graph.Compile(() => x.Sum(0).Pow(2).Sum())) rule = plain.Run().Item();
+        host.Autotune = true;
+        using var step = Graph.Compile(() => x.Sum(0).Pow(2).Sum());
+        host.TunedSumChunks(1, 96, 7).Should().Be(2, "Graph.Compile tuned its sum along dim 0");
+        step.Run().Item().Should().BeApproximately(rule, 1e-4f * Math.Abs(rule));
+        // Eager: a sum of at least EagerSumMinElements is tuned on first use, a smaller one is not.
+        Tune.EagerSumMinElements = 128 * 9;
+        var big = TestData.Tensor([128, 9], 22);
+        var small = TestData.Tensor([127, 9], 23);
+        var sum = big.Sum(0);
+        host.TunedSumChunks(1, 128, 9).Should().Be(2);
+        var hb = big.ToArray();
+        TestData.ShouldMatch(sum.ToArray(), Enumerable.Range(0, 9).Select(c => Enumerable.Range(0, 128).Sum(p => (double)hb[p * 9 + c])).ToArray(),
+            1e-5, 1e-5, "tuned eager sum");
+        _ = small.Sum(0);
+        host.TunedSumChunks(1, 127, 9).Should().BeNull();
     }
 
     [Fact]

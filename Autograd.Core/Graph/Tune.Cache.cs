@@ -1,6 +1,6 @@
 // The tuning cache, for runs that must pick the same kernels as an earlier run: AUTOGRAD_TUNE_CACHE
-// names a file where each tuned shape's choice is appended (a JSON line naming the device and the
-// library version), and from which a later process takes its device's choices before timing
+// names a file where each tuned shape's choice (a product's kernel, a sum's chunk count) is appended
+// (a JSON line naming the device and the library version), and from which a later process takes its device's choices before timing
 // anything. With it, a second run on the same machine runs the same kernels (the same bits) and
 // skips the tuning. A line for another device or library version is left alone; a line that does not
 // parse, or whose choice this device cannot run, is skipped. Off unless the variable is set.
@@ -18,8 +18,12 @@ internal static partial class Tune
     private static readonly ConcurrentDictionary<KernelHost, bool> CacheRead = new();
     private static readonly object CacheFile = new();
 
-    private sealed record CacheLine(string Device, string Library, int M, int N, int K, MatMulPath Path, int GroupX, int GroupY,
-        int SplitK, bool OneLaunch, int Team);
+    // A line: the device and library, then a product's choice or a sum's chunk count.
+    private sealed record CacheLine(string Device, string Library, ProductLine? Product = null, SumLine? Sum = null);
+
+    private sealed record ProductLine(int M, int N, int K, MatMulPath Path, int GroupX, int GroupY, int SplitK, bool OneLaunch, int Team);
+
+    private sealed record SumLine(int Outer, int R, int Inner, int Chunks);
 
     private static string? CachePath => Environment.GetEnvironmentVariable(CacheVariable) is { Length: > 0 } p ? p : null;
 
@@ -42,8 +46,11 @@ internal static partial class Tune
             try
             {
                 var line = JsonSerializer.Deserialize<CacheLine>(text);
-                if (line == null || line.Device != device || line.Library != library || host.Tuned(line.M, line.N, line.K) != null) continue;
-                host.SetTuned(line.M, line.N, line.K, new MatMulChoice(line.Path, (line.GroupX, line.GroupY), line.SplitK, line.OneLaunch, line.Team));
+                if (line == null || line.Device != device || line.Library != library) continue;
+                if (line.Product is { } p && host.Tuned(p.M, p.N, p.K) == null)
+                    host.SetTuned(p.M, p.N, p.K, new MatMulChoice(p.Path, (p.GroupX, p.GroupY), p.SplitK, p.OneLaunch, p.Team));
+                if (line.Sum is { } s && host.TunedSumChunks(s.Outer, s.R, s.Inner) == null)
+                    host.SetTunedSumChunks(s.Outer, s.R, s.Inner, s.Chunks);
             }
             catch (Exception e) when (e is JsonException or ArgumentException or InvalidOperationException or NotSupportedException)
             {
@@ -52,11 +59,18 @@ internal static partial class Tune
         }
     }
 
-    // Appends a newly recorded choice to the cache file, if there is one.
-    private static void WriteCache(KernelHost host, int m, int n, int k, MatMulChoice c)
+    // Appends a newly recorded product choice to the cache file, if there is one.
+    private static void WriteCache(KernelHost host, int m, int n, int k, MatMulChoice c) =>
+        Append(new CacheLine(DeviceKey(host), LibraryKey,
+            Product: new ProductLine(m, n, k, c.Path, c.TiledGroup.X, c.TiledGroup.Y, c.SplitK, c.SplitKInOneLaunch, c.WarpTeam)));
+
+    // Appends a newly recorded sum's chunk count to the cache file, if there is one.
+    private static void WriteCache(KernelHost host, int outer, int r, int inner, int chunks) =>
+        Append(new CacheLine(DeviceKey(host), LibraryKey, Sum: new SumLine(outer, r, inner, chunks)));
+
+    private static void Append(CacheLine line)
     {
         if (CachePath is not { } path) return;
-        var line = new CacheLine(DeviceKey(host), LibraryKey, m, n, k, c.Path, c.TiledGroup.X, c.TiledGroup.Y, c.SplitK, c.SplitKInOneLaunch, c.WarpTeam);
         lock (CacheFile) File.AppendAllText(path, JsonSerializer.Serialize(line) + "\n");
     }
 }

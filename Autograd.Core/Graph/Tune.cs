@@ -7,6 +7,7 @@
 // - Two paired products (Fuse.Pair.cs) share a launch only if their choices agree (one group shape,
 //   or one team of warps). When their separate winners do not, the agreeing pairs of choices are
 //   timed as one launch against the two winners one after the other, and the faster is recorded.
+// The step's sums along a middle run get their chunk counts the same way (Tune.Sums.cs).
 //
 // Why: the seed's products are a few microseconds each, and which kernel wins them (split-K depth,
 // a team of warps, a smaller tile) turns on latencies no rule here predicts; the big products turn on
@@ -82,6 +83,11 @@ internal static partial class Tune
         ReadCache(host);
         foreach (var node in nodes)
         {
+            if (TunesSum(node, host, out var run))
+            {
+                if (host.TunedSumChunks(run.Outer, run.R, run.Inner) == null) Sum(device, run.Outer, run.R, run.Inner);
+                continue;
+            }
             if (node.Op.Kind != Prim.MatMul) continue;
             if (node.Op.Payload is MatMulPairOp pair)
             {

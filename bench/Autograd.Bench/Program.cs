@@ -102,6 +102,7 @@ if (gpu || sweep)
     // Autotuning's trials for each seed product (what Graph.Compile timed for the rows above), * the choice.
     var tuned = gpu ? seedProducts : [(33, 20, 130, false, false, "33x20x130 NN (CPU: checks the tuner runs)")];
     foreach (var p in tuned) Tuning(p.M, p.N, p.K, p.TA, p.TB);
+    if (!gpu) SumTuning(1, 512, 512); // checks the sum's tuner runs
 }
 if (gpu)
 {
@@ -158,6 +159,8 @@ if (!quick)
     Report(() => Workloads.Sum(device, 16 << 20));
     Report(() => Workloads.Sum(device, 256 << 20));
     Report(() => Workloads.Copy(device, 256 << 20));
+    // The chunk counts autotuning times for the batch sum below (the eager sum would tune it on first use).
+    SumTuning(1, 8192, 8192);
     Report(() => Workloads.SumDim(device, 8192, 8192, 0));
     Report(() => Workloads.SumDim(device, 8192, 8192, 1));
 }
@@ -192,6 +195,31 @@ void Tuning(int m, int n, int k, bool ta, bool tb)
     {
         failures.Add(e.Message);
         Console.WriteLine($"FAILED: tuning {m}x{n}x{k}: {e.GetType().Name}: {e.Message}");
+    }
+}
+
+// Times each chunk count of a sum along a middle run (x as (outer, r, inner), summed over r), prints them, keeps each as a result.
+void SumTuning(int outer, int r, int inner)
+{
+    try
+    {
+        var trials = Tune.Sum(device, outer, r, inner);
+        int? chosen = device.Kernels.TunedSumChunks(outer, r, inner);
+        Console.WriteLine($"tuning sum of ({outer}, {r}, {inner}) over r: {chosen} chunks");
+        foreach (var (chunks, us, rejected) in trials)
+        {
+            Console.WriteLine($"  {(chunks == chosen ? "*" : " ")} {chunks,5} chunks  " + (rejected == null ? $"{us,9:F2} us" : $"rejected: {rejected}"));
+            if (rejected == null)
+                results.Add(new Result($"tune sum ({outer},{r},{inner}) {chunks} chunks{(chunks == chosen ? " (chosen)" : "")}", us, null,
+                    (double)outer * r * inner * sizeof(float) / us / 1e3, "32 outputs against double sums"));
+            else failures.Add($"tuning sum ({outer}, {r}, {inner}): {chunks} chunks rejected: {rejected}");
+        }
+        WriteJson();
+    }
+    catch (Exception e)
+    {
+        failures.Add(e.Message);
+        Console.WriteLine($"FAILED: tuning sum ({outer}, {r}, {inner}): {e.GetType().Name}: {e.Message}");
     }
 }
 
