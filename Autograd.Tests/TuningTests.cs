@@ -44,6 +44,36 @@ public sealed class TuningTests
 
     private static readonly KernelHost Simulator = Device.CpuSimulator(16, 16, 1).Host;
 
+    // The seed's net at a size of its own, (rows, inputs) -> hidden -> outputs, compiled with SGD on the
+    // test device with autotuning on or off, after 20 steps.
+    private sealed class SeedShaped : IDisposable
+    {
+        public readonly Tensor X, W1;
+        public readonly CompiledStep Step;
+        public readonly float[] Losses;
+        private readonly Sgd _opt;
+
+        public SeedShaped(ulong seed, int rows, int inputs, int hidden, int outputs, bool tune)
+        {
+            var device = TestData.Device;
+            Tensor.ManualSeed(seed);
+            var x = X = Tensor.Randn([rows, inputs], device);
+            var y = Tensor.Randn([rows, outputs], device);
+            var w1 = W1 = Tensor.Randn([inputs, hidden], device, requiresGrad: true);
+            var w2 = Tensor.Randn([hidden, outputs], device, requiresGrad: true);
+            device.Host.Autotune = tune;
+            _opt = new Sgd([w1, w2], 1e-5f);
+            Step = Graph.Compile(() => (x.MatMul(w1).Clamp(min: 0).MatMul(w2) - y).Pow(2).Sum(), _opt);
+            Losses = Step.Run(steps: 20).ToArray();
+        }
+
+        public void Dispose()
+        {
+            Step.Dispose();
+            _opt.Dispose();
+        }
+    }
+
     // Choices of every kind, each on a host whose groups run it: the CPU accelerator's groups of 2, and
     // a simulator of 16x16 for the GPU-shaped ones.
     public static TheoryData<string, bool> Choices() => new()
@@ -359,76 +389,45 @@ public sealed class TuningTests
     [Fact]
     public void Compile_tunes_each_product_and_the_step_trains_as_the_rule_does()
     {
-        var device = TestData.Device;
-        var host = device.Host;
+        var host = TestData.Device.Host;
         using var scope = new Tuning();
-        float[] Train(bool tune)
-        {
-            Tensor.ManualSeed(41);
-            var x = Tensor.Randn([17, 45], device);
-            var y = Tensor.Randn([17, 5], device);
-            var w1 = Tensor.Randn([45, 23], device, requiresGrad: true);
-            var w2 = Tensor.Randn([23, 5], device, requiresGrad: true);
-            host.Autotune = tune;
-            using var opt = new Sgd([w1, w2], 1e-5f);
-            using var step = Graph.Compile(() => (x.MatMul(w1).Clamp(min: 0).MatMul(w2) - y).Pow(2).Sum(), opt);
-            var losses = step.Run(steps: 20).ToArray();
-            if (tune)
-            {
-                string text = step.Describe();
-                foreach (var (m, n, k) in new[] { (17, 23, 45), (17, 5, 23), (17, 23, 5), (45, 23, 17), (23, 5, 17) })
-                    host.Tuned(m, n, k).Should().Be(new MatMulChoice(MatMulPath.Small, host.DefaultTiledGroup), $"{m}x{n}x{k}");
-                text.Should().Contain("[Small, autotuned, sum in the same launch]").And.Contain("[Small, autotuned]");
-                step.LaunchesPerStep.Should().Be(5, "five Small products, the loss in the second's launch: " + text);
-                host.Autotune = false;
-                var act = () => step.Run();
-                act.Should().Throw<GraphSignatureException>().WithMessage("*Autotune True*Autotune False*");
-                host.Autotune = true;
-                var eager = x.MatMul(w1);
-                MatMulKernels.Describe(host, 17, 23, 45).Should().Be("Small, autotuned", "eager products follow the table too");
-                eager.Dispose();
-            }
-            return losses;
-        }
-        var rule = Train(false);
+        float[] rule;
+        using (var plain = new SeedShaped(41, 17, 45, 23, 5, tune: false)) rule = plain.Losses;
         // The Small kernel wins every product on the fake clock.
         Tune.Clock = (_, c) => c.Path == MatMulPath.Small ? 1 : 10;
-        var tuned = Train(true);
-        TestData.ShouldMatch(tuned, rule.Select(v => (double)v).ToArray(), 1e-4, 1e-5, "tuned (Small) against the rule");
+        using (var net = new SeedShaped(41, 17, 45, 23, 5, tune: true))
+        {
+            string text = net.Step.Describe();
+            foreach (var (m, n, k) in new[] { (17, 23, 45), (17, 5, 23), (17, 23, 5), (45, 23, 17), (23, 5, 17) })
+                host.Tuned(m, n, k).Should().Be(new MatMulChoice(MatMulPath.Small, host.DefaultTiledGroup), $"{m}x{n}x{k}");
+            text.Should().Contain("[Small, autotuned, sum in the same launch]").And.Contain("[Small, autotuned]");
+            net.Step.LaunchesPerStep.Should().Be(5, "five Small products, the loss in the second's launch: " + text);
+            host.Autotune = false;
+            var act = () => net.Step.Run();
+            act.Should().Throw<GraphSignatureException>().WithMessage("*Autotune True*Autotune False*");
+            host.Autotune = true;
+            var eager = net.X.MatMul(net.W1);
+            MatMulKernels.Describe(host, 17, 23, 45).Should().Be("Small, autotuned", "eager products follow the table too");
+            eager.Dispose();
+            TestData.ShouldMatch(net.Losses, rule.Select(v => (double)v).ToArray(), 1e-4, 1e-5, "tuned (Small) against the rule");
+        }
     }
 
     [Fact]
     public void Paired_products_whose_winners_do_not_share_a_launch_get_the_faster_of_apart_and_together()
     {
-        var device = TestData.Device;
-        var host = device.Host;
+        var host = TestData.Device.Host;
         using var scope = new Tuning();
         (int, int, int) dW2 = (27, 6, 19);
-        float[] Train(bool tune, out CompiledStep kept, out Sgd keptOpt)
-        {
-            Tensor.ManualSeed(43);
-            var x = Tensor.Randn([19, 37], device);
-            var y = Tensor.Randn([19, 6], device);
-            var w1 = Tensor.Randn([37, 27], device, requiresGrad: true);
-            var w2 = Tensor.Randn([27, 6], device, requiresGrad: true);
-            host.Autotune = tune;
-            var opt = new Sgd([w1, w2], 1e-5f);
-            var step = Graph.Compile(() => (x.MatMul(w1).Clamp(min: 0).MatMul(w2) - y).Pow(2).Sum(), opt);
-            (kept, keptOpt) = (step, opt);
-            return step.Run(steps: 20).ToArray();
-        }
-        var rule = Train(false, out var ruleStep, out var ruleOpt);
-        ruleStep.Dispose();
-        ruleOpt.Dispose();
+        float[] rule;
+        using (var plain = new SeedShaped(43, 19, 37, 27, 6, tune: false)) rule = plain.Losses;
         // Alone, dW1 is fastest on Small and dW2 on Warp, which cannot share a launch; on the fake
         // clock the tiled kernel runs both in one launch in less than the two apart.
         // The loss's product would be fastest on the host SGEMM, which sums its loss apart: not a candidate there.
         Tune.Clock = (shape, c) => shape == dW2 ? (c.Path == MatMulPath.Warp ? 1 : 10)
             : shape == (19, 6, 27) && c.Path == MatMulPath.Host ? 0.5 : (c.Path == MatMulPath.Small ? 1 : 10);
         Tune.PairClock = (a, b) => a.Path == MatMulPath.Tiled && b.Path == MatMulPath.Tiled ? 1.5 : 3;
-        var tuned = Train(true, out var step, out var opt);
-        using (step)
-        using (opt)
+        using (var net = new SeedShaped(43, 19, 37, 27, 6, tune: true))
         {
             var c1 = host.Tuned(37, 27, 19); // dW1
             var c2 = host.Tuned(27, 6, 19);
@@ -436,11 +435,11 @@ public sealed class TuningTests
             c2!.Value.Path.Should().Be(MatMulPath.Tiled);
             c2.Value.TiledGroup.Should().Be(c1.Value.TiledGroup);
             host.Tuned(19, 6, 27)!.Value.Path.Should().Be(MatMulPath.Small, "a product whose loss is summed in its launch keeps it there");
-            string text = step.Describe();
+            string text = net.Step.Describe();
             text.Should().Contain("autotuned]").And.Contain("in one launch").And.Contain("[Small, autotuned, sum in the same launch]");
-            step.LaunchesPerStep.Should().Be(4, text);
+            net.Step.LaunchesPerStep.Should().Be(4, text);
+            TestData.ShouldMatch(net.Losses, rule.Select(v => (double)v).ToArray(), 1e-4, 1e-5, "tuned (paired tiles) against the rule");
         }
-        TestData.ShouldMatch(tuned, rule.Select(v => (double)v).ToArray(), 1e-4, 1e-5, "tuned (paired tiles) against the rule");
     }
 
     [Fact]

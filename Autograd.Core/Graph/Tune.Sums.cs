@@ -61,35 +61,20 @@ internal static partial class Tune
             var y = buffers.Take((long)outer * inner);
             int[] shape = [outer, r, inner];
             int[] axes = [1];
-            var scratch = buffers.Take(Math.Max(1, (long)outer * candidates.Max() * inner));
+            // One scratch for every candidate: the most chunks' partials.
+            var partials = buffers.Take(Math.Max(1, (long)outer * candidates.Max() * inner));
             foreach (int chunks in candidates)
             {
-                var trial = host.WithSumChunks(chunks);
-                void Launch(KernelHost h) => Reduce.SumAxes(h, x, shape, axes, y, scratch: scratch);
-                try
-                {
-                    Elementwise.Fill(host, y, float.NaN);
-                    Launch(trial);
-                    host.Synchronize();
-                    if (WrongSums(hx, buffers.Download(y), outer, r, inner) is { } wrong)
-                    {
-                        trials.Add((chunks, double.NaN, wrong));
-                        continue;
-                    }
-                    double us = SumClock?.Invoke(chunks) ?? Time(device, trial, Launch, SumRepetitions(device, (long)outer * r * inner));
-                    trials.Add((chunks, us, null));
-                }
-                catch (Exception e) when (e is not OutOfMemoryException)
-                {
-                    host.Synchronize();
-                    trials.Add((chunks, double.NaN, $"{e.GetType().Name}: {e.Message}"));
-                }
+                var (us, rejected) = Try(device, host.WithSumChunks(chunks),
+                    () => partials,
+                    _ => Elementwise.Fill(host, y, float.NaN),
+                    (h, scratch) => Reduce.SumAxes(h, x, shape, axes, y, scratch: scratch),
+                    () => WrongSums(hx, buffers.Download(y), outer, r, inner),
+                    () => SumClock?.Invoke(chunks), SumRepetitions(device, (long)outer * r * inner));
+                trials.Add((chunks, us, rejected));
             }
-            var ok = trials.Where(t => t.Rejected == null).ToList();
-            if (ok.Count > 0 && host.TunedSumChunks(outer, r, inner) == null)
+            if (Pick(trials, candidates[0]) is { } choice && host.TunedSumChunks(outer, r, inner) == null)
             {
-                var best = ok.MinBy(t => t.Microseconds);
-                int choice = ok.Any(t => t.Chunks == candidates[0] && t.Microseconds <= best.Microseconds * TieMargin) ? candidates[0] : best.Chunks;
                 host.SetTunedSumChunks(outer, r, inner, choice);
                 WriteCache(host, outer, r, inner, choice);
             }

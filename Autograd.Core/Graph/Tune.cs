@@ -167,8 +167,9 @@ internal static partial class Tune
             foreach (var candidate in MatMulKernels.Candidates(host, s.M, s.N, s.K))
             {
                 if (allowed != null && !allowed(candidate)) continue;
+                var trial = host.With(candidate);
                 trials.Add(Trial(device, candidate, () => Clock?.Invoke(s.Key, candidate), buffers, [p], (h, scratch) => p.Launch(h, scratch),
-                    host.With(candidate), MatMulKernels.SplitKScratch(host.With(candidate), s.M, s.N, s.K)));
+                    trial, MatMulKernels.SplitKScratch(trial, s.M, s.N, s.K)));
             }
             return trials;
         }
@@ -197,7 +198,7 @@ internal static partial class Tune
             MatMulKernels.PairInOneLaunch(host.WithChoices([new(a.Key, x), new(b.Key, y)]), a.M, a.N, a.K, b.M, b.N, b.K);
         if (!Together(ca, cb))
         {
-            double apart = Time(ta, ca) + Time(tb, cb);
+            double apart = TimeOf(ta, ca) + TimeOf(tb, cb);
             var (best, bestUs) = ((ca, cb), apart);
             foreach (var (x, y) in Agreeing(ta, tb).Where(o => Together(o.X, o.Y)))
             {
@@ -212,7 +213,7 @@ internal static partial class Tune
         WriteCache(host, b.M, b.N, b.K, cb);
     }
 
-    private static double Time(List<MatMulTrial> trials, MatMulChoice c) => trials.First(t => t.Candidate == c).Microseconds;
+    private static double TimeOf(List<MatMulTrial> trials, MatMulChoice c) => trials.First(t => t.Candidate == c).Microseconds;
 
     // Pairs of accepted choices that may share a launch: the same team of warps, or for each tiled
     // group the fastest choice of each product on it whose slices are summed in its own launch.
@@ -249,38 +250,56 @@ internal static partial class Tune
         }
     }
 
-    // One launch checked against the double sums of every product it writes, then timed.
+    // The products' candidate: every product it writes checked against its double sums, then timed.
     private static MatMulTrial Trial(Device device, MatMulChoice candidate, Func<double?> clock, Buffers buffers, Problem[] problems,
         Action<KernelHost, ArrayView<float>> launch, KernelHost trial, long scratchLength)
+    {
+        var shape = problems[0].Shape;
+        var (us, rejected) = Try(device, trial,
+            () => scratchLength > 0 ? buffers.Take(scratchLength) : default,
+            scratch => { foreach (var p in problems) Elementwise.Fill(device.Host, p.C, float.NaN); },
+            launch,
+            () => problems.Select(p => p.Wrong(buffers)).FirstOrDefault(w => w != null),
+            clock, Repetitions(device, shape.M, shape.N, shape.K));
+        return new(candidate, us, rejected);
+    }
+
+    // One candidate of any tuning (a product's kernel, a sum's chunk count): its scratch taken, its output
+    // poisoned, launched once and checked (check: null, or what is wrong), then timed (the clock's
+    // figure where a test gives one). (NaN, why) when it is wrong or throws.
+    private static (double Microseconds, string? Rejected) Try(Device device, KernelHost trial, Func<ArrayView<float>> takeScratch,
+        Action<ArrayView<float>> poison, Action<KernelHost, ArrayView<float>> launch, Func<string?> check, Func<double?> clock, int reps)
     {
         var host = device.Host;
         try
         {
-            var scratch = scratchLength > 0 ? buffers.Take(scratchLength) : default;
-            foreach (var p in problems) Elementwise.Fill(host, p.C, float.NaN);
+            var scratch = takeScratch();
+            poison(scratch);
             launch(trial, scratch);
             host.Synchronize();
-            foreach (var p in problems)
-                if (p.Wrong(buffers) is { } wrong) return new(candidate, double.NaN, wrong);
-            var s = problems[0].Shape;
-            double us = clock() ?? Time(device, trial, h => launch(h, scratch), Repetitions(device, s.M, s.N, s.K));
-            return new(candidate, us, null);
+            if (check() is { } wrong) return (double.NaN, wrong);
+            return (clock() ?? Time(device, trial, h => launch(h, scratch), reps), null);
         }
         catch (Exception e) when (e is not OutOfMemoryException)
         {
             host.Synchronize();
-            return new(candidate, double.NaN, $"{e.GetType().Name}: {e.Message}");
+            return (double.NaN, $"{e.GetType().Name}: {e.Message}");
         }
     }
 
-    // The fastest accepted candidate; the rule's where it was tried and is within the tie margin.
-    private static MatMulChoice? Pick(List<MatMulTrial> trials, MatMulChoice rule)
+    // The fastest accepted candidate of a tuning (a product's choice, a sum's chunk count); the rule's
+    // where it was tried and is within the tie margin; null when none was accepted.
+    private static T? Pick<T>(IEnumerable<(T Choice, double Microseconds, string? Rejected)> trials, T rule)
+        where T : struct, IEquatable<T>
     {
         var ok = trials.Where(t => t.Rejected == null).ToList();
         if (ok.Count == 0) return null;
         var best = ok.MinBy(t => t.Microseconds);
-        return ok.Any(t => t.Candidate == rule && t.Microseconds <= best.Microseconds * TieMargin) ? rule : best.Candidate;
+        return ok.Any(t => t.Choice.Equals(rule) && t.Microseconds <= best.Microseconds * TieMargin) ? rule : best.Choice;
     }
+
+    private static MatMulChoice? Pick(List<MatMulTrial> trials, MatMulChoice rule) =>
+        Pick(trials.Select(t => (t.Candidate, t.Microseconds, t.Rejected)), rule);
 
     // Enough launches in one graph that a seed-sized product's few microseconds are measured, not the graph's launch.
     private static int Repetitions(Device device, int m, int n, int k) =>
