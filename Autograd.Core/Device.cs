@@ -224,7 +224,10 @@ public sealed class Device
         {
             // 2 threads per group, one group per core: the fastest CPU-simulator shape measured.
             var cpu = new CPUDevice(2, 1, Math.Max(2, Environment.ProcessorCount));
-            return new Device("cpu", DeviceKind.Cpu, cpu.CreateCPUAccelerator(Context, CPUAcceleratorMode.Parallel));
+            var device = new Device("cpu", DeviceKind.Cpu, cpu.CreateCPUAccelerator(Context, CPUAcceleratorMode.Parallel));
+            // Its buffers are host memory: loops over them beat ILGPU's thread wake-ups (KernelHost.HostLoops).
+            device.Host.HostLoops = KernelHost.HostLoopsFromEnvironment();
+            return device;
         }
         if (TryIndex(key, "cuda:", out int c))
         {

@@ -83,7 +83,7 @@ public readonly struct Broadcast4
 }
 
 /// <summary>Elementwise kernels and their launchers.</summary>
-public static class Elementwise
+public static partial class Elementwise
 {
     // ---------------------------------------------------------------- kernels
 
@@ -167,6 +167,7 @@ public static class Elementwise
         Check.SameLength("Map", x, y);
         int n = (int)y.Length;
         if (n == 0) return;
+        if (host.HostLoops) { HostMap(host, x, y, op); return; }
         var k = host.Load("Map", typeof(TOp), acc =>
             acc.LoadKernel<ArrayView<float>, ArrayView<float>, int, TOp>(MapKernel<TOp>));
         k(host.Stream, host.GridStride(n), x, y, n, op);
@@ -188,6 +189,7 @@ public static class Elementwise
         int n = (int)y.Length;
         if (n == 0) return;
         var s = Broadcast4.Create(yShape, xShape, xShape);
+        if (host.HostLoops) { HostMapBroadcast(host, x, y, s, op); return; }
         var k = host.Load("MapBroadcast", typeof(TOp), acc =>
             acc.LoadKernel<ArrayView<float>, ArrayView<float>, int, Broadcast4, TOp>(MapBroadcastKernel<TOp>));
         k(host.Stream, host.GridStride(n), x, y, n, s, op);
@@ -216,13 +218,15 @@ public static class Elementwise
         if (a.Length == n && b.Length == n)
         {
             // Same element count and both broadcast to c: same shape up to leading ones.
+            Broadcast4.Create(cShape, aShape, bShape); // validates
+            if (host.HostLoops) { HostZip(host, a, b, c, op); return; }
             var k = host.Load("Zip", typeof(TOp), acc =>
                 acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, TOp>(ZipKernel<TOp>));
-            Broadcast4.Create(cShape, aShape, bShape); // validates
             k(host.Stream, host.GridStride(n), a, b, c, n, op);
             return;
         }
         var s = Broadcast4.Create(cShape, aShape, bShape);
+        if (host.HostLoops) { HostZipBroadcast(host, a, b, c, s, op); return; }
         var kb = host.Load("ZipBroadcast", typeof(TOp), acc =>
             acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, Broadcast4, TOp>(ZipBroadcastKernel<TOp>));
         kb(host.Stream, host.GridStride(n), a, b, c, n, s, op);
@@ -236,6 +240,7 @@ public static class Elementwise
     {
         int n = (int)y.Length;
         if (n == 0) return;
+        if (host.HostLoops) { HostFill(host, y, value); return; }
         var k = host.Load("Fill", null, acc =>
             acc.LoadKernel<ArrayView<float>, int, float>(FillKernel));
         k(host.Stream, host.GridStride(n), y, n, value);

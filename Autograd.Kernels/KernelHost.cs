@@ -116,6 +116,7 @@ public sealed partial class KernelHost
         CanUseLargeMatMul = other.CanUseLargeMatMul;
         MatMulSettings = other.MatMulSettings;
         SumChunks = other.SumChunks;
+        _hostLoops = other._hostLoops;
         // Shared: the streams' work is ordered on the default stream (a captured graph is launched there).
         _arrivals = other._arrivals;
     }
@@ -137,6 +138,41 @@ public sealed partial class KernelHost
 
     /// <summary>True for ILGPU's CPU accelerator (a simulator of a GPU).</summary>
     public bool IsCpu { get; }
+
+    /// <summary>Environment variable: AUTOGRAD_HOST_LOOPS=0 makes the "cpu" device launch ILGPU kernels where it would run host loops.</summary>
+    public const string HostLoopsVariable = "AUTOGRAD_HOST_LOOPS";
+
+    private bool _hostLoops;
+
+    /// <summary>
+    /// Whether elementwise maps, fills, sums, transposes, optimizer updates and random fills run as
+    /// host loops over the buffers (each with its kernel's bits) instead of ILGPU launches, as the SGEMM
+    /// runs on the host there. CPU accelerator only, where a launch costs 150-300 us of thread
+    /// wake-ups. Off for a host made here; the "cpu" device turns it on (unless AUTOGRAD_HOST_LOOPS=0);
+    /// CPU simulators (Device.CpuSimulator) leave it off, to run the kernels.
+    /// </summary>
+    public bool HostLoops
+    {
+        get => _hostLoops;
+        set
+        {
+            if (value && !IsCpu)
+                throw new InvalidOperationException($"KernelHost.HostLoops: {Accelerator.Name} is not the CPU accelerator; host loops read host memory. Leave HostLoops off on a GPU.");
+            _hostLoops = value;
+        }
+    }
+
+    /// <summary>A host like this one with HostLoops set as given (same kernels, stream and tuned tables; its own launch count).</summary>
+    /// <param name="on">Whether the view runs host loops.</param>
+    public KernelHost WithHostLoops(bool on) => new(this, Stream) { HostLoops = on };
+
+    /// <summary>Whether the "cpu" device runs host loops: on unless AUTOGRAD_HOST_LOOPS=0.</summary>
+    public static bool HostLoopsFromEnvironment() => Environment.GetEnvironmentVariable(HostLoopsVariable)?.Trim() switch
+    {
+        null or "" or "1" => true,
+        "0" => false,
+        var v => throw new ArgumentException($"{HostLoopsVariable}={v}: use 0 (ILGPU kernels on the cpu device) or 1 (host loops, the default), or unset it."),
+    };
 
     /// <summary>Threads per group of the grid-stride kernels.</summary>
     public int GroupSize { get; }

@@ -1,6 +1,7 @@
 // Parameter updates, each one fused kernel per parameter: SGD with momentum and Adam (plain SGD is
 // the Axpy of Elementwise). Adam's step count lives in a one-element device buffer that a one-thread
 // kernel increments, so a replayed or captured step needs no value from the host.
+using System.Runtime.CompilerServices;
 using ILGPU;
 using ILGPU.Algorithms;
 using ILGPU.Runtime;
@@ -67,11 +68,12 @@ public static class OptimizerKernels
     /// <param name="v">Velocity (n).</param>
     /// <param name="lr">Learning rate.</param>
     /// <param name="mu">Momentum.</param>
-    public static void Momentum(KernelHost host, ArrayView<float> p, ArrayView<float> g, ArrayView<float> v, float lr, float mu)
+    public static unsafe void Momentum(KernelHost host, ArrayView<float> p, ArrayView<float> g, ArrayView<float> v, float lr, float mu)
     {
         Check.Length("Momentum", "g", g, p.Length);
         Check.Length("Momentum", "v", v, p.Length);
         if (p.Length == 0) return;
+        if (host.HostLoops) { HostLoop.For(host, p.Length, new MomentumJob(HostLoop.Ptr(p), HostLoop.Ptr(g), HostLoop.Ptr(v), lr, mu)); return; }
         var k = host.Load("Momentum", null, acc =>
             acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float, float>(MomentumKernel));
         k(host.Stream, host.GridStride(p.Length), p, g, v, (int)p.Length, lr, mu);
@@ -80,9 +82,10 @@ public static class OptimizerKernels
     /// <summary>Increments the device step counter t[0].</summary>
     /// <param name="host">The kernel host.</param>
     /// <param name="t">The one-element counter.</param>
-    public static void Count(KernelHost host, ArrayView<float> t)
+    public static unsafe void Count(KernelHost host, ArrayView<float> t)
     {
         Check.Length("Count", "t", t, 1);
+        if (host.HostLoops) { HostLoop.For(host, 1, new CountJob(HostLoop.Ptr(t))); return; }
         var k = host.Load("Count", null, acc => acc.LoadKernel<ArrayView<float>>(CountKernel));
         k(host.Stream, new KernelConfig(1, 1), t);
     }
@@ -98,7 +101,7 @@ public static class OptimizerKernels
     /// <param name="beta1">First-moment decay.</param>
     /// <param name="beta2">Second-moment decay.</param>
     /// <param name="eps">Denominator guard.</param>
-    public static void Adam(KernelHost host, ArrayView<float> p, ArrayView<float> g, ArrayView<float> m, ArrayView<float> v,
+    public static unsafe void Adam(KernelHost host, ArrayView<float> p, ArrayView<float> g, ArrayView<float> m, ArrayView<float> v,
         ArrayView<float> t, float lr, float beta1, float beta2, float eps)
     {
         Check.Length("Adam", "g", g, p.Length);
@@ -106,8 +109,56 @@ public static class OptimizerKernels
         Check.Length("Adam", "v", v, p.Length);
         Check.Length("Adam", "t", t, 1);
         if (p.Length == 0) return;
+        if (host.HostLoops)
+        {
+            HostLoop.For(host, p.Length, new AdamJob(HostLoop.Ptr(p), HostLoop.Ptr(g), HostLoop.Ptr(m), HostLoop.Ptr(v), HostLoop.Ptr(t), lr, beta1, beta2, eps));
+            return;
+        }
         var k = host.Load("Adam", null, acc =>
             acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float, float, float, float>(AdamKernel));
         k(host.Stream, host.GridStride(p.Length), p, g, m, v, t, (int)p.Length, lr, beta1, beta2, eps);
+    }
+
+    // ---------------------------------------------------------------- host loops (KernelHost.HostLoops)
+    // The kernels' float operations per element, in their order.
+
+    private readonly unsafe struct MomentumJob(float* p, float* g, float* v, float lr, float mu) : IHostJob
+    {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void Run(int from, int to)
+        {
+            for (int i = from; i < to; i++)
+            {
+                float vi = mu * v[i] + g[i];
+                v[i] = vi;
+                p[i] -= lr * vi;
+            }
+        }
+    }
+
+    private readonly unsafe struct CountJob(float* t) : IHostJob
+    {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void Run(int from, int to) => t[0] += 1f;
+    }
+
+    private readonly unsafe struct AdamJob(float* p, float* g, float* m, float* v, float* t, float lr, float beta1, float beta2, float eps) : IHostJob
+    {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void Run(int from, int to)
+        {
+            float step = t[0];
+            float c1 = 1f - XMath.Pow(beta1, step);
+            float c2 = 1f - XMath.Pow(beta2, step);
+            for (int i = from; i < to; i++)
+            {
+                float gi = g[i];
+                float mi = beta1 * m[i] + (1f - beta1) * gi;
+                float vi = beta2 * v[i] + (1f - beta2) * gi * gi;
+                m[i] = mi;
+                v[i] = vi;
+                p[i] -= lr * (mi / c1) / (XMath.Sqrt(vi / c2) + eps);
+            }
+        }
     }
 }

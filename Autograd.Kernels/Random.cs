@@ -3,6 +3,7 @@
 // same seed gives the same numbers on every device and for any launch geometry. The Box-Muller
 // transform runs in double and rounds once to float, so devices whose double log/cos differ in the
 // last bit still agree in float (Philox itself is exact integer arithmetic).
+using System.Runtime.CompilerServices;
 using ILGPU;
 using ILGPU.Algorithms;
 using ILGPU.Runtime;
@@ -67,12 +68,29 @@ public static class RandomKernels
     /// <param name="y">Output buffer.</param>
     /// <param name="seed">Generator key.</param>
     /// <param name="offset">Counter of the first element.</param>
-    public static void Randn(KernelHost host, ArrayView<float> y, ulong seed, ulong offset)
+    public static unsafe void Randn(KernelHost host, ArrayView<float> y, ulong seed, ulong offset)
     {
         int n = (int)y.Length;
         if (n == 0) return;
+        if (host.HostLoops) { HostLoop.For(host, n, new RandnJob(HostLoop.Ptr(y), seed, offset)); return; }
         var k = host.Load("Randn", null, acc =>
             acc.LoadKernel<ArrayView<float>, int, ulong, ulong>(RandnKernel));
         k(host.Stream, host.GridStride(n), y, n, seed, offset);
+    }
+
+    // ---------------------------------------------------------------- host loop (KernelHost.HostLoops)
+
+    private readonly unsafe struct RandnJob(float* y, ulong seed, ulong offset) : IHostJob
+    {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void Run(int from, int to)
+        {
+            for (int i = from; i < to; i++)
+            {
+                ulong ctr = offset + (ulong)i;
+                Philox((uint)ctr, (uint)(ctr >> 32), (uint)seed, (uint)(seed >> 32), out uint x0, out uint x1);
+                y[i] = (float)ToNormal(x0, x1);
+            }
+        }
     }
 }

@@ -274,6 +274,7 @@ public static partial class Reduce
             // spend more on barriers than on adds.
             if (ByRows(host, rr, inner))
             {
+                if (host.HostLoops) { HostSumRows(host, x, y, outer, rr, alpha, beta); return; }
                 var kr = host.Load("SumRows", null, acc =>
                     acc.LoadKernel<ArrayView<float>, ArrayView<float>, int, int, float, float>(SumRowsKernel));
                 int groups = (int)Math.Clamp(outer, 1, host.MaxGroups);
@@ -286,12 +287,14 @@ public static partial class Reduce
                     acc.LoadKernel<ArrayView<float>, ArrayView<float>, int, int, int, float, float>(SumMiddleKernel));
             if (chunks == 1)
             {
+                if (host.HostLoops) { HostSumMiddle(host, x, y, outer, rr, inner, chunk, 1, alpha, beta); return; }
                 Middle()(host.Stream, host.GridStride(y.Length), x, y, outer, rr, inner, alpha, beta);
                 return;
             }
             long need = (long)outer * chunks * inner;
             if (scratch.Length < need)
                 throw new ArgumentException($"SumAxes: summing {rr} rows in {chunks} chunks needs a scratch of {need} elements, got {scratch.Length}. Ask SumAxesScratch first.");
+            if (host.HostLoops) { HostSumMiddle(host, x, y, outer, rr, inner, chunk, chunks, alpha, beta); return; }
             var partial = scratch.SubView(0, need);
             var kc = host.Load("SumMiddleChunks", null, acc =>
                 acc.LoadKernel<ArrayView<float>, ArrayView<float>, int, int, int, int, int>(SumMiddleChunksKernel));
@@ -299,6 +302,7 @@ public static partial class Reduce
             Middle()(host.Stream, host.GridStride(y.Length), partial, y, outer, chunks, inner, alpha, beta);
             return;
         }
+        if (host.HostLoops) { HostSumAxes(host, x, y, r, alpha, beta); return; }
         var k = host.Load("SumAxes", null, acc =>
             acc.LoadKernel<ArrayView<float>, ArrayView<float>, int, ReduceArgs, float, float>(SumAxesKernel));
         k(host.Stream, host.GridStride(y.Length), x, y, (int)y.Length, r, alpha, beta);

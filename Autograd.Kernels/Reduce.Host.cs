@@ -1,8 +1,13 @@
-// The CPU accelerator's sum of all elements, as host code: the same adds in the same order as
-// SumMapKernel and SumPartialsKernel on that accelerator's grid, so its bits are Reduce.SumAllMap's.
-// The host SGEMM uses it for a product's SumTail (MatMulKernels.Launch.cs). An ILGPU launch on the
-// CPU accelerator costs ~60-130 us of thread wake-ups, more than summing a loss's few thousand
-// elements, and the product is host code already. Never used on a GPU.
+// The sums as host code on the CPU accelerator: the same adds in the same order as the kernels on
+// that accelerator's grid, so the bits are the kernels'.
+// - Sums over all elements (SumMapKernel, then SumPartialsKernel): for SumAll and SumAllMap where
+//   KernelHost.HostLoops is on, and for a product's SumTail in the host SGEMM (MatMulKernels.Sum.cs),
+//   whose product is host code already.
+// - Sums over axes (SumMiddleKernel and its chunks, SumRowsKernel, SumAxesKernel) where HostLoops is on.
+// Why: an ILGPU launch on the CPU accelerator costs 150-300 us of thread wake-ups, more than summing
+// a loss's few thousand elements (HostLoops.cs). Never used on a GPU.
+using System.Buffers;
+using System.Runtime.CompilerServices;
 using ILGPU;
 using ILGPU.Runtime;
 
@@ -16,60 +21,90 @@ public static partial class Reduce
         where TSide : struct, IBinaryOp
     {
         if (!host.IsCpu) throw new InvalidOperationException("Reduce: the host sum reads host memory and runs only on the CPU accelerator.");
-        int n = (int)x.Length;
-        float* v = (float*)x.LoadEffectiveAddressAsPtr();
-        float* s = (float*)tail.S.LoadEffectiveAddressAsPtr();
-        int gs = host.ReduceGroupSize, groups = SumGroups(host, n);
-        // No allocation: a compiled step runs this every replay.
-        float[]? rented = groups > 1 ? System.Buffers.ArrayPool<float>.Shared.Rent(groups) : null;
-        Span<float> lanes = stackalloc float[gs];
-        Span<float> partial = rented;
-        try
-        {
-            SumOnHost(v, s, n, gs, groups, tail, lanes, partial);
-        }
-        finally
-        {
-            if (rented != null) System.Buffers.ArrayPool<float>.Shared.Return(rented);
-        }
+        float* v = HostLoop.Ptr(x);
+        SumOnHost(host, v, (float*)tail.Loss.LoadEffectiveAddressAsPtr(), v, (float*)tail.S.LoadEffectiveAddressAsPtr(), tail.SStride,
+            tail.HasSide, (int)x.Length, tail.Map, tail.Side, tail.Scale);
     }
 
-    private static unsafe void SumOnHost<TMap, TSide>(float* v, float* s, int n, int gs, int groups, SumTail<TMap, TSide> tail,
-        Span<float> lanes, Span<float> partial)
+    // SumAll and SumAllMap where HostLoops is on (the launcher checked the sizes).
+    private static unsafe void HostSumAllMap<TMap, TSide>(KernelHost host, ArrayView<float> x, ArrayView<float> y,
+        TMap map, ArrayView<float> side, ArrayView<float> s, int sStride, TSide sideOp, bool hasSide, float scale)
         where TMap : struct, IUnaryOp
         where TSide : struct, IBinaryOp
     {
-        int stride = groups * gs;
-        // Pass 1 (SumMapKernel): thread t of group g takes g * gs + t, then every stride-th element.
-        for (int g = 0; g < groups; g++)
+        HostLoop.Begin(host, "Reduce.SumAllMap");
+        SumOnHost(host, HostLoop.Ptr(x), HostLoop.Ptr(y), HostLoop.Ptr(side), HostLoop.Ptr(s), sStride, hasSide, (int)x.Length,
+            map, sideOp, scale);
+    }
+
+    // y[0] = scale * the sum of map(v[i]) and, with a side, side[i] = sideOp(v[i], s[i * sStride]) (side may be v).
+    private static unsafe void SumOnHost<TMap, TSide>(KernelHost host, float* v, float* y, float* side, float* s, int sStride, bool hasSide,
+        int n, TMap map, TSide sideOp, float scale)
+        where TMap : struct, IUnaryOp
+        where TSide : struct, IBinaryOp
+    {
+        int gs = host.ReduceGroupSize, groups = SumGroups(host, n);
+        if (groups == 1)
         {
+            *y = scale * GroupOnHost(v, side, s, sStride, hasSide, n, 0, gs, gs, map, sideOp);
+            return;
+        }
+        // No allocation: a compiled step runs this every replay.
+        float[] partial = ArrayPool<float>.Shared.Rent(groups);
+        try
+        {
+            // Pass 1 (SumMapKernel): thread t of group g takes g * gs + t, then every stride-th element.
+            var pass = new SumGroupsJob<TMap, TSide>(v, side, s, sStride, hasSide, n, gs, groups * gs, map, sideOp, partial);
+            if (n < 1 << 16) pass.Run(0, groups);
+            else Parallel.For(0, groups, g => pass.Run(g, g + 1));
+            // Pass 2 (SumPartialsKernel): one group over the partials, scaled once.
+            Span<float> lanes = stackalloc float[gs];
             for (int t = 0; t < gs; t++)
             {
                 float acc = 0f;
-                for (int i = g * gs + t; i < n; i += stride)
-                {
-                    float e = v[i];
-                    acc += tail.Map.Apply(e);
-                    if (tail.HasSide) v[i] = tail.Side.Apply(e, s[i * tail.SStride]);
-                }
+                for (int i = t; i < groups; i += gs) acc += partial[i];
                 lanes[t] = acc;
             }
-            float sum = Tree(lanes);
-            if (groups == 1)
-            {
-                *(float*)tail.Loss.LoadEffectiveAddressAsPtr() = tail.Scale * sum;
-                return;
-            }
-            partial[g] = 1f * sum;
+            *y = scale * Tree(lanes);
         }
-        // Pass 2 (SumPartialsKernel): one group over the partials, scaled once.
+        finally
+        {
+            ArrayPool<float>.Shared.Return(partial);
+        }
+    }
+
+    // One group's share of SumMapKernel: its gs threads' grid-stride sums, then GroupSum's tree.
+    private static unsafe float GroupOnHost<TMap, TSide>(float* v, float* side, float* s, int sStride, bool hasSide, int n,
+        int first, int gs, int stride, TMap map, TSide sideOp)
+        where TMap : struct, IUnaryOp
+        where TSide : struct, IBinaryOp
+    {
+        Span<float> lanes = stackalloc float[gs];
         for (int t = 0; t < gs; t++)
         {
             float acc = 0f;
-            for (int i = t; i < groups; i += gs) acc += partial[i];
+            for (int i = first + t; i < n; i += stride)
+            {
+                float e = v[i];
+                acc += map.Apply(e);
+                if (hasSide) side[i] = sideOp.Apply(e, s[i * sStride]);
+            }
             lanes[t] = acc;
         }
-        *(float*)tail.Loss.LoadEffectiveAddressAsPtr() = tail.Scale * Tree(lanes);
+        return Tree(lanes);
+    }
+
+    private readonly unsafe struct SumGroupsJob<TMap, TSide>(float* v, float* side, float* s, int sStride, bool hasSide, int n, int gs,
+        int stride, TMap map, TSide sideOp, float[] partial)
+        where TMap : struct, IUnaryOp
+        where TSide : struct, IBinaryOp
+    {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void Run(int from, int to)
+        {
+            for (int g = from; g < to; g++)
+                partial[g] = 1f * GroupOnHost(v, side, s, sStride, hasSide, n, g * gs, gs, stride, map, sideOp);
+        }
     }
 
     // GroupSum's tree: lane t adds lane t + half, halving.
@@ -82,4 +117,96 @@ public static partial class Reduce
 
     /// <summary>Whether the sum of all n elements takes one group (no second pass).</summary>
     internal static bool OneGroup(KernelHost host, int n) => SumGroups(host, n) == 1;
+
+    // ---------------------------------------------------------------- sums over axes
+
+    // SumMiddleKernel, with SumMiddleChunksKernel first when r is cut into chunks: each chunk summed
+    // down its rows, then the chunks in order from 0 (the second pass starts its sum at 0 too).
+    private static unsafe void HostSumMiddle(KernelHost host, ArrayView<float> x, ArrayView<float> y, int outer, int r, int inner,
+        int chunk, int chunks, float alpha, float beta) =>
+        HostLoop.For(host, y.Length, new SumMiddleJob(HostLoop.Ptr(x), HostLoop.Ptr(y), r, inner, chunk, chunks, alpha, beta));
+
+    private readonly unsafe struct SumMiddleJob(float* x, float* y, int r, int inner, int chunk, int chunks, float alpha, float beta) : IHostJob
+    {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void Run(int from, int to)
+        {
+            for (int idx = from; idx < to; idx++)
+            {
+                int o = idx / inner, i = idx - o * inner;
+                float s;
+                if (chunks == 1) s = Down(o * r * inner + i, r);
+                else
+                {
+                    s = 0f;
+                    for (int c = 0; c < chunks; c++)
+                    {
+                        int k0 = c * chunk, k1 = Math.Min(k0 + chunk, r);
+                        s += Down((o * r + k0) * inner + i, k1 - k0);
+                    }
+                }
+                y[idx] = beta == 0f ? alpha * s : alpha * s + beta * y[idx];
+            }
+        }
+
+        private float Down(int p, int rows)
+        {
+            float s = 0f;
+            for (int k = 0; k < rows; k++, p += inner) s += x[p];
+            return s;
+        }
+    }
+
+    // SumRowsKernel: a group of gs threads per row, lane t taking t, t + gs, ..., then GroupSum's tree.
+    private static unsafe void HostSumRows(KernelHost host, ArrayView<float> x, ArrayView<float> y, int rows, int r, float alpha, float beta) =>
+        HostLoop.For(host, rows, new SumRowsJob(HostLoop.Ptr(x), HostLoop.Ptr(y), r, host.ReduceGroupSize, alpha, beta));
+
+    private readonly unsafe struct SumRowsJob(float* x, float* y, int r, int gs, float alpha, float beta) : IHostJob
+    {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void Run(int from, int to)
+        {
+            Span<float> lanes = stackalloc float[gs];
+            for (int row = from; row < to; row++)
+            {
+                float* start = x + (long)row * r;
+                for (int t = 0; t < gs; t++)
+                {
+                    float s = 0f;
+                    for (int k = t; k < r; k += gs) s += start[k];
+                    lanes[t] = s;
+                }
+                float sum = Tree(lanes);
+                y[row] = beta == 0f ? alpha * sum : alpha * sum + beta * y[row];
+            }
+        }
+    }
+
+    // SumAxesKernel: each output walks its reduced sub-box in the kernel's order.
+    private static unsafe void HostSumAxes(KernelHost host, ArrayView<float> x, ArrayView<float> y, ReduceArgs args, float alpha, float beta) =>
+        HostLoop.For(host, y.Length, new SumAxesJob(HostLoop.Ptr(x), HostLoop.Ptr(y), args, alpha, beta));
+
+    private readonly unsafe struct SumAxesJob(float* x, float* y, ReduceArgs r, float alpha, float beta) : IHostJob
+    {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void Run(int from, int to)
+        {
+            for (int o = from; o < to; o++)
+            {
+                int o3 = o % r.O3; int t = o / r.O3;
+                int o2 = t % r.O2; t /= r.O2;
+                int o1 = t % r.O1; int o0 = t / r.O1;
+                int baseIdx = o0 * r.S0 + o1 * r.S1 + o2 * r.S2 + o3 * r.S3;
+                float s = 0f;
+                for (int q = 0; q < r.RCount; q++)
+                {
+                    int q3 = q % r.R3; int u = q / r.R3;
+                    int q2 = u % r.R2; u /= r.R2;
+                    int q1 = u % r.R1; int q0 = u / r.R1;
+                    s += x[baseIdx + q0 * r.S0 + q1 * r.S1 + q2 * r.S2 + q3 * r.S3];
+                }
+                y[o] = beta == 0f ? alpha * s : alpha * s + beta * y[o];
+            }
+        }
+    }
 }

@@ -151,6 +151,7 @@ public static partial class Reduce
         Check.Length(op, "y", y, 1);
         CheckScratch(op, host, scratch);
         int n = (int)x.Length;
+        if (host.HostLoops) { HostSumAllMap(host, x, y, map, side, s, sStride, sideOp, hasSide, scale); return; }
         var k = host.Load("SumMap", typeof((TMap, TSide)), acc =>
             acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, float, TMap, TSide>(SumMapKernel));
         int groups = SumGroups(host, n);

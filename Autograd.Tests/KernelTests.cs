@@ -13,6 +13,12 @@ public sealed partial class KernelTests
 {
     private static KernelHost Host => TestData.Device.Host;
 
+    // The hosts a kernel test launches on: the device's, and where that one runs host loops (the "cpu"
+    // device, KernelHost.HostLoops) the same device launching the ILGPU kernels, so both are checked.
+    internal static KernelHost[] Hosts() => Host.HostLoops ? [Host, Host.WithHostLoops(false)] : [Host];
+
+    internal static string Name(KernelHost host) => host.HostLoops ? "host loops" : "kernels";
+
     private static MemoryBuffer1D<float, Stride1D.Dense> Upload(float[] data)
     {
         var b = Host.Accelerator.Allocate1D<float>(Math.Max(1, data.Length));
@@ -64,28 +70,31 @@ public sealed partial class KernelTests
             _ => v => v,
         };
         using var xb = Upload(x);
-        using var yb = Poisoned(n);
         var xv = xb.View.SubView(0, n);
+        var expected = x.Select(v => f(v)).ToArray();
+        foreach (var host in Hosts())
+        {
+        using var yb = Poisoned(n);
         var yv = yb.View.SubView(0, n);
         switch (op)
         {
-            case "neg": Elementwise.Map(Host, xv, yv, new NegOp()); break;
-            case "exp": Elementwise.Map(Host, xv, yv, new ExpOp()); break;
-            case "log": Elementwise.Map(Host, xv, yv, new LogOp()); break;
-            case "tanh": Elementwise.Map(Host, xv, yv, new TanhOp()); break;
-            case "sigmoid": Elementwise.Map(Host, xv, yv, new SigmoidOp()); break;
-            case "clamp": Elementwise.Map(Host, xv, yv, new ClampOp(-0.5f, 0.7f)); break;
-            case "relu": Elementwise.Map(Host, xv, yv, new ClampOp(0f, float.PositiveInfinity)); break;
-            case "pow2": Elementwise.Map(Host, xv, yv, new PowOp(2f)); break;
-            case "pow3": Elementwise.Map(Host, xv, yv, new PowOp(3f)); break;
-            case "pow-1": Elementwise.Map(Host, xv, yv, new PowOp(-1f)); break;
-            case "pow0.5": Elementwise.Map(Host, xv, yv, new PowOp(0.5f)); break;
-            case "scale": Elementwise.Map(Host, xv, yv, new ScaleOp(1.7f)); break;
-            case "addscalar": Elementwise.Map(Host, xv, yv, new AddScalarOp(-0.3f)); break;
-            default: Elementwise.Map(Host, xv, yv, new IdentityOp()); break;
+            case "neg": Elementwise.Map(host, xv, yv, new NegOp()); break;
+            case "exp": Elementwise.Map(host, xv, yv, new ExpOp()); break;
+            case "log": Elementwise.Map(host, xv, yv, new LogOp()); break;
+            case "tanh": Elementwise.Map(host, xv, yv, new TanhOp()); break;
+            case "sigmoid": Elementwise.Map(host, xv, yv, new SigmoidOp()); break;
+            case "clamp": Elementwise.Map(host, xv, yv, new ClampOp(-0.5f, 0.7f)); break;
+            case "relu": Elementwise.Map(host, xv, yv, new ClampOp(0f, float.PositiveInfinity)); break;
+            case "pow2": Elementwise.Map(host, xv, yv, new PowOp(2f)); break;
+            case "pow3": Elementwise.Map(host, xv, yv, new PowOp(3f)); break;
+            case "pow-1": Elementwise.Map(host, xv, yv, new PowOp(-1f)); break;
+            case "pow0.5": Elementwise.Map(host, xv, yv, new PowOp(0.5f)); break;
+            case "scale": Elementwise.Map(host, xv, yv, new ScaleOp(1.7f)); break;
+            case "addscalar": Elementwise.Map(host, xv, yv, new AddScalarOp(-0.3f)); break;
+            default: Elementwise.Map(host, xv, yv, new IdentityOp()); break;
         }
-        var expected = x.Select(v => f(v)).ToArray();
-        TestData.ShouldMatch(Download(yb, n), expected, 2e-5, 1e-6, $"{op} n={n}");
+        TestData.ShouldMatch(Download(yb, n), expected, 2e-5, 1e-6, $"{op} n={n}, {Name(host)}");
+        }
     }
 
     public static TheoryData<string, int[], int[]> BinaryCases()
@@ -123,23 +132,26 @@ public sealed partial class KernelTests
         };
         using var ab = Upload(a);
         using var bb = Upload(b);
-        using var cb = Poisoned(nc);
         var av = ab.View.SubView(0, na);
         var bv = bb.View.SubView(0, nb);
+        var expected = Reference.Zip(Reference.ToDouble(a), aShape, Reference.ToDouble(b), bShape, f, out _);
+        foreach (var host in Hosts())
+        {
+        using var cb = Poisoned(nc);
         var cv = cb.View.SubView(0, nc);
         switch (op)
         {
-            case "add": Elementwise.Zip(Host, av, aShape, bv, bShape, cv, cShape, new AddOp()); break;
-            case "mul": Elementwise.Zip(Host, av, aShape, bv, bShape, cv, cShape, new MulOp()); break;
-            case "div": Elementwise.Zip(Host, av, aShape, bv, bShape, cv, cShape, new DivOp()); break;
-            case "axpy": Elementwise.Zip(Host, av, aShape, bv, bShape, cv, cShape, new AxpyOp(-0.25f)); break;
-            case "clampgrad": Elementwise.Zip(Host, av, aShape, bv, bShape, cv, cShape, new ClampGradOp(-0.5f, 0.5f)); break;
-            case "tanhgrad": Elementwise.Zip(Host, av, aShape, bv, bShape, cv, cShape, new TanhGradOp()); break;
-            case "sigmoidgrad": Elementwise.Zip(Host, av, aShape, bv, bShape, cv, cShape, new SigmoidGradOp()); break;
-            default: Elementwise.Zip(Host, av, aShape, bv, bShape, cv, cShape, new PowGradOp(3f)); break;
+            case "add": Elementwise.Zip(host, av, aShape, bv, bShape, cv, cShape, new AddOp()); break;
+            case "mul": Elementwise.Zip(host, av, aShape, bv, bShape, cv, cShape, new MulOp()); break;
+            case "div": Elementwise.Zip(host, av, aShape, bv, bShape, cv, cShape, new DivOp()); break;
+            case "axpy": Elementwise.Zip(host, av, aShape, bv, bShape, cv, cShape, new AxpyOp(-0.25f)); break;
+            case "clampgrad": Elementwise.Zip(host, av, aShape, bv, bShape, cv, cShape, new ClampGradOp(-0.5f, 0.5f)); break;
+            case "tanhgrad": Elementwise.Zip(host, av, aShape, bv, bShape, cv, cShape, new TanhGradOp()); break;
+            case "sigmoidgrad": Elementwise.Zip(host, av, aShape, bv, bShape, cv, cShape, new SigmoidGradOp()); break;
+            default: Elementwise.Zip(host, av, aShape, bv, bShape, cv, cShape, new PowGradOp(3f)); break;
         }
-        var expected = Reference.Zip(Reference.ToDouble(a), aShape, Reference.ToDouble(b), bShape, f, out _);
-        TestData.ShouldMatch(Download(cb, nc), expected, 2e-5, 1e-6, $"{op} {string.Join('x', aShape)} with {string.Join('x', bShape)}");
+        TestData.ShouldMatch(Download(cb, nc), expected, 2e-5, 1e-6, $"{op} {string.Join('x', aShape)} with {string.Join('x', bShape)}, {Name(host)}");
+        }
     }
 
     [Theory]
@@ -152,10 +164,13 @@ public sealed partial class KernelTests
         int nx = TestData.Count(xShape), ny = TestData.Count(yShape);
         var x = TestData.Normal(nx, 11);
         using var xb = Upload(x);
-        using var yb = Poisoned(ny);
-        Elementwise.MapBroadcast(Host, xb.View.SubView(0, nx), xShape, yb.View.SubView(0, ny), yShape, new IdentityOp());
         var expected = Enumerable.Range(0, ny).Select(i => (double)x[Reference.BroadcastIndex(i, yShape, xShape)]).ToArray();
-        TestData.ShouldMatch(Download(yb, ny), expected, 0, 0, "expand");
+        foreach (var host in Hosts())
+        {
+            using var yb = Poisoned(ny);
+            Elementwise.MapBroadcast(host, xb.View.SubView(0, nx), xShape, yb.View.SubView(0, ny), yShape, new IdentityOp());
+            TestData.ShouldMatch(Download(yb, ny), expected, 0, 0, $"expand, {Name(host)}");
+        }
     }
 
     [Theory]
@@ -169,11 +184,14 @@ public sealed partial class KernelTests
     {
         var x = TestData.Normal(n, n);
         using var xb = Upload(x);
-        using var yb = Poisoned(1);
-        using var scratch = Poisoned(Reduce.SumAllScratch(Host));
-        Reduce.SumAll(Host, xb.View.SubView(0, n), yb.View.SubView(0, 1), scratch.View);
         double expected = x.Sum(v => (double)v);
-        TestData.ShouldMatch(Download(yb, 1), [expected], 1e-5, 1e-5 * Math.Sqrt(n), $"sum of {n}");
+        foreach (var host in Hosts())
+        {
+            using var yb = Poisoned(1);
+            using var scratch = Poisoned(Reduce.SumAllScratch(host));
+            Reduce.SumAll(host, xb.View.SubView(0, n), yb.View.SubView(0, 1), scratch.View);
+            TestData.ShouldMatch(Download(yb, 1), [expected], 1e-5, 1e-5 * Math.Sqrt(n), $"sum of {n}, {Name(host)}");
+        }
     }
 
     // y = alpha * sums + beta * y, the form a compiled SGD step uses to update a bias from its
@@ -190,13 +208,13 @@ public sealed partial class KernelTests
         int no = TestData.Count(keep);
         var y0 = TestData.Normal(no, no + 4);
         var expected = sums.Select((v, i) => -0.5 * v + y0[i]).ToArray();
-        foreach (var host in new[] { Host, Device.CpuSimulator(16, 16, 1).Host })
+        foreach (var host in Hosts().Append(Device.CpuSimulator(16, 16, 1).Host))
         {
             using var xb = Upload(host, x);
             using var yb = Upload(host, y0);
             Reduce.SumAxes(host, xb.View.SubView(0, n), shape, axes, yb.View.SubView(0, no), alpha: -0.5f, beta: 1f);
             TestData.ShouldMatch(Download(host, yb, no), expected, 1e-5, 1e-5,
-                $"y - 0.5 sum {string.Join('x', shape)} over {string.Join(',', axes)}, groups of {host.ReduceGroupSize}");
+                $"y - 0.5 sum {string.Join('x', shape)} over {string.Join(',', axes)}, groups of {host.ReduceGroupSize}, {Name(host)}");
         }
     }
 
@@ -215,15 +233,18 @@ public sealed partial class KernelTests
         var s = TestData.Normal(scalarOperand ? 1 : n, n + 2);
         using var xb = Upload(x);
         using var sb = Upload(s);
-        using var yb = Poisoned(1);
-        using var side = Poisoned(n);
-        using var scratch = Poisoned(Reduce.SumAllScratch(Host));
-        Reduce.SumAllMap(Host, xb.View.SubView(0, n), yb.View.SubView(0, 1), scratch.View, new PowOp(2f),
-            side.View.SubView(0, n), sb.View.SubView(0, s.Length), scalarOperand ? 0 : 1, new PowGradOp(2f));
         double expected = x.Sum(v => (double)v * v);
-        TestData.ShouldMatch(Download(yb, 1), [expected], 1e-5, 1e-5 * Math.Sqrt(n), $"sum of squares of {n}");
         var sideExpected = x.Select((v, i) => 2.0 * v * s[scalarOperand ? 0 : i]).ToArray();
-        TestData.ShouldMatch(Download(side, n), sideExpected, 1e-6, 1e-6, $"side output of {n}");
+        foreach (var host in Hosts())
+        {
+            using var yb = Poisoned(1);
+            using var side = Poisoned(n);
+            using var scratch = Poisoned(Reduce.SumAllScratch(host));
+            Reduce.SumAllMap(host, xb.View.SubView(0, n), yb.View.SubView(0, 1), scratch.View, new PowOp(2f),
+                side.View.SubView(0, n), sb.View.SubView(0, s.Length), scalarOperand ? 0 : 1, new PowGradOp(2f));
+            TestData.ShouldMatch(Download(yb, 1), [expected], 1e-5, 1e-5 * Math.Sqrt(n), $"sum of squares of {n}, {Name(host)}");
+            TestData.ShouldMatch(Download(side, n), sideExpected, 1e-6, 1e-6, $"side output of {n}, {Name(host)}");
+        }
     }
 
     [Theory]
@@ -246,13 +267,13 @@ public sealed partial class KernelTests
         var expected = Reference.SumAxes(Reference.ToDouble(x), shape, axes, out var keep);
         int no = TestData.Count(keep);
         // The device's own groups, and groups of 256 (where trailing runs take the group-per-row kernel).
-        foreach (var host in new[] { Host, Device.CpuSimulator(16, 16, 1).Host })
+        foreach (var host in Hosts().Append(Device.CpuSimulator(16, 16, 1).Host))
         {
             using var xb = Upload(host, x);
             using var yb = Upload(host, Enumerable.Repeat(float.NaN, Math.Max(1, no)).ToArray());
             Reduce.SumAxes(host, xb.View.SubView(0, n), shape, axes, yb.View.SubView(0, no));
             TestData.ShouldMatch(Download(host, yb, no), expected, 1e-5, 1e-5,
-                $"sum {string.Join('x', shape)} over {string.Join(',', axes)}, groups of {host.ReduceGroupSize}");
+                $"sum {string.Join('x', shape)} over {string.Join(',', axes)}, groups of {host.ReduceGroupSize}, {Name(host)}");
         }
     }
 
@@ -273,7 +294,8 @@ public sealed partial class KernelTests
         int no = TestData.Count(keep);
         var y0 = TestData.Normal(no, no + 5);
         var expected = sums.Select((v, i) => -0.5 * v + y0[i]).ToArray();
-        var host = Host;
+        foreach (var host in Hosts())
+        {
         host.SumChunks = chunks;
         try
         {
@@ -284,14 +306,16 @@ public sealed partial class KernelTests
             using var scratch = Upload(host, Enumerable.Repeat(float.NaN, (int)need).ToArray());
             long launches = host.Launches;
             Reduce.SumAxes(host, xb.View.SubView(0, n), shape, axes, yb.View.SubView(0, no), -0.5f, 1f, scratch.View);
-            (host.Launches - launches).Should().Be(2, "the chunks, then their sum");
-            TestData.ShouldMatch(Download(host, yb, no), expected, 1e-5, 1e-5, $"{string.Join('x', shape)} over {string.Join(',', axes)} in {chunks} chunks");
+            // Host loops sum the chunks and then their sums in one loop, in the kernels' order.
+            (host.Launches - launches).Should().Be(host.HostLoops ? 1 : 2, "the chunks, then their sum");
+            TestData.ShouldMatch(Download(host, yb, no), expected, 1e-5, 1e-5, $"{string.Join('x', shape)} over {string.Join(',', axes)} in {chunks} chunks, {Name(host)}");
             Action small = () => Reduce.SumAxes(host, xb.View.SubView(0, n), shape, axes, yb.View.SubView(0, no), scratch: scratch.View.SubView(0, 1));
             small.Should().Throw<ArgumentException>().WithMessage($"SumAxes: summing * rows in * chunks needs a scratch of {need} elements, got 1. Ask SumAxesScratch first.");
         }
         finally
         {
             host.SumChunks = null;
+        }
         }
     }
 
@@ -332,9 +356,12 @@ public sealed partial class KernelTests
     {
         var x = TestData.Normal(m * n, m + n);
         using var xb = Upload(x);
-        using var yb = Poisoned(m * n);
-        Layout.Transpose(Host, xb.View.SubView(0, m * n), yb.View.SubView(0, m * n), m, n);
-        TestData.ShouldMatch(Download(yb, m * n), Reference.Transpose(Reference.ToDouble(x), m, n), 0, 0, "transpose");
+        foreach (var host in Hosts())
+        {
+            using var yb = Poisoned(m * n);
+            Layout.Transpose(host, xb.View.SubView(0, m * n), yb.View.SubView(0, m * n), m, n);
+            TestData.ShouldMatch(Download(yb, m * n), Reference.Transpose(Reference.ToDouble(x), m, n), 0, 0, $"transpose, {Name(host)}");
+        }
     }
 
     [Theory]
@@ -343,10 +370,13 @@ public sealed partial class KernelTests
     [InlineData(4099, 1UL << 40)]
     public void Randn_matches_host_philox(int n, ulong offset)
     {
-        using var yb = Poisoned(n);
-        RandomKernels.Randn(Host, yb.View.SubView(0, n), 0xDEADBEEFCAFEUL, offset);
         var expected = Enumerable.Range(0, n).Select(i => Reference.Normal(0xDEADBEEFCAFEUL, offset + (ulong)i)).ToArray();
-        TestData.ShouldMatch(Download(yb, n), expected, 1e-6, 1e-6, "randn");
+        foreach (var host in Hosts())
+        {
+            using var yb = Poisoned(n);
+            RandomKernels.Randn(host, yb.View.SubView(0, n), 0xDEADBEEFCAFEUL, offset);
+            TestData.ShouldMatch(Download(yb, n), expected, 1e-6, 1e-6, $"randn, {Name(host)}");
+        }
     }
 
     [Fact]
@@ -365,9 +395,12 @@ public sealed partial class KernelTests
     [Fact]
     public void Fill_writes_every_element()
     {
-        using var yb = Poisoned(1001);
-        Elementwise.Fill(Host, yb.View.SubView(0, 1001), 2.5f);
-        Download(yb, 1001).Should().AllSatisfy(v => v.Should().Be(2.5f));
+        foreach (var host in Hosts())
+        {
+            using var yb = Poisoned(1001);
+            Elementwise.Fill(host, yb.View.SubView(0, 1001), 2.5f);
+            Download(yb, 1001).Should().AllSatisfy(v => v.Should().Be(2.5f), Name(host));
+        }
     }
 
     [Fact]

@@ -1,0 +1,79 @@
+// The elementwise kernels as host loops, for the CPU accelerator (KernelHost.HostLoops; why in
+// HostLoops.cs): each element gets the op's float operations, as in MapKernel, ZipKernel and their
+// broadcasting forms, so the bits are the kernels'. The launchers of Elementwise.cs check the sizes
+// and choose; these run only from there.
+using System.Runtime.CompilerServices;
+using ILGPU;
+
+namespace AutogradNet.Kernels;
+
+public static partial class Elementwise
+{
+    private static unsafe void HostMap<TOp>(KernelHost host, ArrayView<float> x, ArrayView<float> y, TOp op)
+        where TOp : struct, IUnaryOp =>
+        HostLoop.For(host, y.Length, new MapJob<TOp>(HostLoop.Ptr(x), HostLoop.Ptr(y), op));
+
+    private static unsafe void HostMapBroadcast<TOp>(KernelHost host, ArrayView<float> x, ArrayView<float> y, Broadcast4 s, TOp op)
+        where TOp : struct, IUnaryOp =>
+        HostLoop.For(host, y.Length, new MapBroadcastJob<TOp>(HostLoop.Ptr(x), HostLoop.Ptr(y), s, op));
+
+    private static unsafe void HostZip<TOp>(KernelHost host, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, TOp op)
+        where TOp : struct, IBinaryOp =>
+        HostLoop.For(host, c.Length, new ZipJob<TOp>(HostLoop.Ptr(a), HostLoop.Ptr(b), HostLoop.Ptr(c), op));
+
+    private static unsafe void HostZipBroadcast<TOp>(KernelHost host, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, Broadcast4 s, TOp op)
+        where TOp : struct, IBinaryOp =>
+        HostLoop.For(host, c.Length, new ZipBroadcastJob<TOp>(HostLoop.Ptr(a), HostLoop.Ptr(b), HostLoop.Ptr(c), s, op));
+
+    private static unsafe void HostFill(KernelHost host, ArrayView<float> y, float value) =>
+        HostLoop.For(host, y.Length, new FillJob(HostLoop.Ptr(y), value));
+
+    private readonly unsafe struct MapJob<TOp>(float* x, float* y, TOp op) : IHostJob
+        where TOp : struct, IUnaryOp
+    {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void Run(int from, int to)
+        {
+            for (int i = from; i < to; i++) y[i] = op.Apply(x[i]);
+        }
+    }
+
+    private readonly unsafe struct MapBroadcastJob<TOp>(float* x, float* y, Broadcast4 s, TOp op) : IHostJob
+        where TOp : struct, IUnaryOp
+    {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void Run(int from, int to)
+        {
+            for (int i = from; i < to; i++) y[i] = op.Apply(x[s.OffsetA(i)]);
+        }
+    }
+
+    private readonly unsafe struct ZipJob<TOp>(float* a, float* b, float* c, TOp op) : IHostJob
+        where TOp : struct, IBinaryOp
+    {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void Run(int from, int to)
+        {
+            for (int i = from; i < to; i++) c[i] = op.Apply(a[i], b[i]);
+        }
+    }
+
+    private readonly unsafe struct ZipBroadcastJob<TOp>(float* a, float* b, float* c, Broadcast4 s, TOp op) : IHostJob
+        where TOp : struct, IBinaryOp
+    {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void Run(int from, int to)
+        {
+            for (int i = from; i < to; i++) c[i] = op.Apply(a[s.OffsetA(i)], b[s.OffsetB(i)]);
+        }
+    }
+
+    private readonly unsafe struct FillJob(float* y, float value) : IHostJob
+    {
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void Run(int from, int to)
+        {
+            for (int i = from; i < to; i++) y[i] = value;
+        }
+    }
+}
