@@ -22,13 +22,16 @@ internal static class HostLoop
     // Below this many elements the loop runs on the calling thread: waking a core costs more.
     private const int ParallelFrom = 1 << 16;
 
-    /// <summary>Runs job over [0, n) on the host (split across the cores when n is large) and counts it as a launch.</summary>
-    public static void For<TJob>(KernelHost host, long n, TJob job)
+    /// <summary>
+    /// Runs job over [0, n) on the host and counts it as a launch; split across the cores when the
+    /// elements touched (work, n when not given) are many.
+    /// </summary>
+    public static void For<TJob>(KernelHost host, long n, TJob job, long work = -1)
         where TJob : struct, IHostJob
     {
         Begin(host, "a host loop");
         int count = checked((int)n);
-        int parts = count < ParallelFrom ? 1 : Environment.ProcessorCount;
+        int parts = (work < 0 ? count : work) < ParallelFrom ? 1 : (int)Math.Min(Environment.ProcessorCount, count);
         if (parts <= 1) job.Run(0, count);
         else Parallel.For(0, parts, p => job.Run((int)((long)count * p / parts), (int)((long)count * (p + 1) / parts)));
     }
