@@ -273,6 +273,11 @@ public sealed partial class KernelHost
     /// <summary>Kernel launches issued through this host (each launcher call counts its launches).</summary>
     public long Launches => Interlocked.Read(ref _launches.Value);
 
+    /// <summary>ILGPU kernels launched through this host object (not its views), host loops and the host SGEMM excluded.</summary>
+    internal long IlgpuLaunches => Interlocked.Read(ref _ilgpuLaunches);
+
+    private long _ilgpuLaunches;
+
     /// <summary>Returns the cached kernel for (name, op), loading it on first use.</summary>
     /// <typeparam name="T">The launcher delegate type.</typeparam>
     /// <param name="name">Kernel name, unique within this assembly.</param>
@@ -290,6 +295,7 @@ public sealed partial class KernelHost
     {
         // Every launcher loads right before it launches, so this also counts launches.
         Interlocked.Increment(ref _launches.Value);
+        Interlocked.Increment(ref _ilgpuLaunches);
         if (_cache.TryGetValue((name, shape, op), out var d)) return (T)d;
         return (T)_cache.GetOrAdd((name, shape, op), _ =>
         {

@@ -210,6 +210,48 @@ public sealed class HostLoopsSettingTests
 
     private static readonly object EnvironmentLock = new();
 
+    // A launcher that forgets its loop would still work on the cpu device, only 100x slower: so the
+    // work of eager and compiled steps (each optimizer, a bias, tanh, sigmoid, means, sums along a dim)
+    // is counted here on a device of its own with host loops on, where no ILGPU kernel may run.
+    [Theory]
+    [InlineData("sgd")]
+    [InlineData("momentum")]
+    [InlineData("adam")]
+    public void With_host_loops_eager_and_compiled_steps_launch_no_ILGPU_kernel(string optimizer)
+    {
+        var dev = Device.CpuSimulator(2, 1, 5);
+        dev.Kernels.HostLoops = true;
+        Tensor.ManualSeed(5);
+        var x = Tensor.Randn([33, 7], dev);
+        var y = Tensor.Randn([33, 3], dev);
+        var w1 = Tensor.Randn([7, 65], dev, requiresGrad: true);
+        var b1 = Tensor.Randn([65], dev, requiresGrad: true);
+        var w2 = Tensor.Randn([65, 3], dev, requiresGrad: true);
+        Tensor Loss() => ((x.MatMul(w1) + b1).Tanh().MatMul(w2).Sigmoid() - y).Pow(2).Mean() + w1.Sum(0).Pow(2).Sum() * 1e-3f;
+        Optim.Optimizer Make() => optimizer switch
+        {
+            "sgd" => new Optim.Sgd([w1, b1, w2], 0.01f),
+            "momentum" => new Optim.Sgd([w1, b1, w2], 0.01f, momentum: 0.9f),
+            _ => new Optim.Adam([w1, b1, w2], 0.01f),
+        };
+        long before = dev.Kernels.IlgpuLaunches, launches = dev.Kernels.Launches;
+        using (var eager = Make())
+            for (int s = 0; s < 2; s++)
+            {
+                Loss().Backward();
+                eager.Step();
+                eager.ZeroGrad();
+            }
+        using (var o = Make())
+        using (var step = Graph.Compile(Loss, o))
+        {
+            step.Run();
+            step.Run(steps: 2).ToArray().Should().OnlyContain(v => float.IsFinite(v));
+        }
+        dev.Kernels.Launches.Should().BeGreaterThan(launches, "the loops count as launches");
+        dev.Kernels.IlgpuLaunches.Should().Be(before, "every launcher of these steps has a host loop");
+    }
+
     [Fact]
     public void A_GPU_refuses_host_loops()
     {
