@@ -50,13 +50,20 @@ public static class OptimizerKernels
         int stride = Grid.DimX * Group.DimX;
         for (int i = Grid.GlobalIndex.X; i < n; i += stride)
         {
-            float gi = g[i];
-            float mi = beta1 * m[i] + (1f - beta1) * gi;
-            float vi = beta2 * v[i] + (1f - beta2) * gi * gi;
+            var (pi, mi, vi) = AdamAt(p[i], g[i], m[i], v[i], lr, beta1, beta2, eps, c1, c2);
             m[i] = mi;
             v[i] = vi;
-            p[i] -= lr * (mi / c1) / (XMath.Sqrt(vi / c2) + eps);
+            p[i] = pi;
         }
+    }
+
+    // One element of Adam (the kernel's and the host loop's): the new parameter and moments.
+    private static (float P, float M, float V) AdamAt(float p, float g, float m, float v,
+        float lr, float beta1, float beta2, float eps, float c1, float c2)
+    {
+        float mi = beta1 * m + (1f - beta1) * g;
+        float vi = beta2 * v + (1f - beta2) * g * g;
+        return (p - lr * (mi / c1) / (XMath.Sqrt(vi / c2) + eps), mi, vi);
     }
 
     // ---------------------------------------------------------------- launchers
@@ -152,12 +159,10 @@ public static class OptimizerKernels
             float c2 = 1f - XMath.Pow(beta2, step);
             for (int i = from; i < to; i++)
             {
-                float gi = g[i];
-                float mi = beta1 * m[i] + (1f - beta1) * gi;
-                float vi = beta2 * v[i] + (1f - beta2) * gi * gi;
+                var (pi, mi, vi) = AdamAt(p[i], g[i], m[i], v[i], lr, beta1, beta2, eps, c1, c2);
                 m[i] = mi;
                 v[i] = vi;
-                p[i] -= lr * (mi / c1) / (XMath.Sqrt(vi / c2) + eps);
+                p[i] = pi;
             }
         }
     }

@@ -50,6 +50,26 @@ public readonly struct ReduceArgs
         R1 = red[1] ? ext[1] : 1; R2 = red[2] ? ext[2] : 1; R3 = red[3] ? ext[3] : 1;
         RCount = r0 * R1 * R2 * R3;
     }
+
+    /// <summary>Input index of output element o's first summand (o's position, the reduced dims at 0).</summary>
+    /// <param name="o">Linear index into the output.</param>
+    public int Base(int o)
+    {
+        int o3 = o % O3; int t = o / O3;
+        int o2 = t % O2; t /= O2;
+        int o1 = t % O1; int o0 = t / O1;
+        return o0 * S0 + o1 * S1 + o2 * S2 + o3 * S3;
+    }
+
+    /// <summary>Offset from Base of the q-th summand, q in [0, RCount), in the order the sums add them.</summary>
+    /// <param name="q">The summand's number.</param>
+    public int Offset(int q)
+    {
+        int q3 = q % R3; int u = q / R3;
+        int q2 = u % R2; u /= R2;
+        int q1 = u % R1; int q0 = u / R1;
+        return q0 * S0 + q1 * S1 + q2 * S2 + q3 * S3;
+    }
 }
 
 public static partial class Reduce
@@ -144,18 +164,9 @@ public static partial class Reduce
         int stride = Grid.DimX * Group.DimX;
         for (int o = Grid.GlobalIndex.X; o < outN; o += stride)
         {
-            int o3 = o % r.O3; int t = o / r.O3;
-            int o2 = t % r.O2; t /= r.O2;
-            int o1 = t % r.O1; int o0 = t / r.O1;
-            int baseIdx = o0 * r.S0 + o1 * r.S1 + o2 * r.S2 + o3 * r.S3;
+            int baseIdx = r.Base(o);
             float s = 0f;
-            for (int q = 0; q < r.RCount; q++)
-            {
-                int q3 = q % r.R3; int u = q / r.R3;
-                int q2 = u % r.R2; u /= r.R2;
-                int q1 = u % r.R1; int q0 = u / r.R1;
-                s += x[baseIdx + q0 * r.S0 + q1 * r.S1 + q2 * r.S2 + q3 * r.S3];
-            }
+            for (int q = 0; q < r.RCount; q++) s += x[baseIdx + r.Offset(q)];
             Put(y, o, s, alpha, beta);
         }
     }

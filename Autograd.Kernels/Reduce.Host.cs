@@ -222,18 +222,9 @@ public static partial class Reduce
         {
             for (int o = from; o < to; o++)
             {
-                int o3 = o % r.O3; int t = o / r.O3;
-                int o2 = t % r.O2; t /= r.O2;
-                int o1 = t % r.O1; int o0 = t / r.O1;
-                int baseIdx = o0 * r.S0 + o1 * r.S1 + o2 * r.S2 + o3 * r.S3;
+                int baseIdx = r.Base(o);
                 float s = 0f;
-                for (int q = 0; q < r.RCount; q++)
-                {
-                    int q3 = q % r.R3; int u = q / r.R3;
-                    int q2 = u % r.R2; u /= r.R2;
-                    int q1 = u % r.R1; int q0 = u / r.R1;
-                    s += x[baseIdx + q0 * r.S0 + q1 * r.S1 + q2 * r.S2 + q3 * r.S3];
-                }
+                for (int q = 0; q < r.RCount; q++) s += x[baseIdx + r.Offset(q)];
                 y[o] = beta == 0f ? alpha * s : alpha * s + beta * y[o];
             }
         }
