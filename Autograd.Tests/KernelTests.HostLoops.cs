@@ -99,6 +99,61 @@ public sealed partial class KernelTests
         }
     }
 
+    // Random shapes (rank 0 to 4, extents 1 to 33), random broadcasts and random sets of summed axes:
+    // each case against the double twin on the loops, and the loops against the kernels bit for bit.
+    // The seed is in every message, so a failure replays.
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    public void Host_loops_match_kernels_and_twins_on_random_shapes(int seed)
+    {
+        var rng = new Random(seed);
+        int[] extents = [1, 2, 3, 5, 7, 33];
+        int[] Shape(int rank) => Enumerable.Range(0, rank).Select(_ => extents[rng.Next(extents.Length)]).ToArray();
+        var cpu = Device.Cpu.Host;
+        for (int c = 0; c < 40; c++)
+        {
+            string what = $"seed {seed}, case {c}";
+            var cShape = Shape(rng.Next(5));
+            // Each operand drops some leading dims and sets some of the rest to 1: it broadcasts to cShape.
+            int[] Operand() => cShape.Skip(rng.Next(cShape.Length + 1)).Select(d => rng.Next(3) == 0 ? 1 : d).ToArray();
+            var aShape = Operand();
+            var bShape = Operand();
+            var outShape = Reference.BroadcastShape(aShape, bShape);
+            int na = TestData.Count(aShape), nb = TestData.Count(bShape), no = TestData.Count(outShape);
+            var a = TestData.Normal(na, seed * 1000 + c);
+            var b = TestData.Uniform(nb, seed * 1000 + c + 500, 0.5f, 2f);
+            float[] Zip(KernelHost h) => Run(h, no, null, (o, i) => Elementwise.Zip(h, i[0], aShape, i[1], bShape, o, outShape, new DivOp()), a, b);
+            var zipLoops = Zip(cpu.WithHostLoops(true));
+            TestData.ShouldMatch(zipLoops, Reference.Zip(Reference.ToDouble(a), aShape, Reference.ToDouble(b), bShape, (p, q) => p / q, out _),
+                1e-6, 1e-6, $"{what}: {Tensor.ShapeText(aShape)} / {Tensor.ShapeText(bShape)}");
+            Bits(zipLoops, Zip(cpu.WithHostLoops(false)), $"{what}: zip");
+
+            float[] Expand(KernelHost h) => Run(h, TestData.Count(cShape), null, (o, i) => Elementwise.MapBroadcast(h, i[0], aShape, o, cShape, new TanhOp()), a);
+            if (Reference.BroadcastShape(aShape, cShape).SequenceEqual(cShape))
+                Bits(Expand(cpu.WithHostLoops(true)), Expand(cpu.WithHostLoops(false)), $"{what}: expand {Tensor.ShapeText(aShape)} to {Tensor.ShapeText(cShape)}");
+
+            // A random non-empty set of axes of cShape, summed as y = 0.5 sums - y.
+            if (cShape.Length == 0) continue;
+            var axes = Enumerable.Range(0, cShape.Length).Where(_ => rng.Next(2) == 0).ToArray();
+            if (axes.Length == 0) axes = [rng.Next(cShape.Length)];
+            int nx = TestData.Count(cShape);
+            var x = TestData.Normal(nx, seed * 1000 + c + 900);
+            var sums = Reference.SumAxes(Reference.ToDouble(x), cShape, axes, out var keep);
+            var y0 = TestData.Normal(TestData.Count(keep), seed + c);
+            float[] Sum(KernelHost h) => Run(h, y0.Length, y0, (o, i) => Reduce.SumAxes(h, i[0], cShape, axes, o, 0.5f, -1f, i[1]),
+                x, new float[Math.Max(1, (int)Reduce.SumAxesScratch(h, cShape, axes))]);
+            var sumLoops = Sum(cpu.WithHostLoops(true));
+            string sumWhat = $"{what}: sum {Tensor.ShapeText(cShape)} over {string.Join(',', axes)}";
+            TestData.ShouldMatch(sumLoops, sums.Select((v, i) => 0.5 * v - y0[i]).ToArray(), 1e-5, 1e-5, sumWhat);
+            Bits(sumLoops, Sum(cpu.WithHostLoops(false)), sumWhat);
+        }
+    }
+
+    private static void Bits(float[] loops, float[] kernels, string what) =>
+        loops.Select(BitConverter.SingleToInt32Bits).Should().Equal(kernels.Select(BitConverter.SingleToInt32Bits), what);
+
     // Uploads the inputs and the output's start (init, or NaN poison), launches, downloads the output.
     private static float[] Run(KernelHost h, int outLength, float[]? init, Action<ArrayView<float>, ArrayView<float>[]> launch, params float[][] inputs)
     {
