@@ -63,22 +63,23 @@ public readonly struct Broadcast4
 
     /// <summary>Element offset of output element i in operand a.</summary>
     /// <param name="i">Linear index into the output.</param>
-    public int OffsetA(int i)
-    {
-        int i3 = i % D3; int t = i / D3;
-        int i2 = t % D2; t /= D2;
-        int i1 = t % D1; int i0 = t / D1;
-        return i0 * A0 + i1 * A1 + i2 * A2 + i3 * A3;
-    }
+    public int OffsetA(int i) => Index4.Offset(i, D1, D2, D3, A0, A1, A2, A3);
 
     /// <summary>Element offset of output element i in operand b.</summary>
     /// <param name="i">Linear index into the output.</param>
-    public int OffsetB(int i)
+    public int OffsetB(int i) => Index4.Offset(i, D1, D2, D3, B0, B1, B2, B3);
+}
+
+/// <summary>Index arithmetic of the rank-4 views (broadcasts, sums over axes), in kernels and host loops alike.</summary>
+internal static class Index4
+{
+    /// <summary>The element offset of linear index i of a box (_, d1, d2, d3) laid out with strides s0..s3.</summary>
+    public static int Offset(int i, int d1, int d2, int d3, int s0, int s1, int s2, int s3)
     {
-        int i3 = i % D3; int t = i / D3;
-        int i2 = t % D2; t /= D2;
-        int i1 = t % D1; int i0 = t / D1;
-        return i0 * B0 + i1 * B1 + i2 * B2 + i3 * B3;
+        int i3 = i % d3; int t = i / d3;
+        int i2 = t % d2; t /= d2;
+        int i1 = t % d1; int i0 = t / d1;
+        return i0 * s0 + i1 * s1 + i2 * s2 + i3 * s3;
     }
 }
 

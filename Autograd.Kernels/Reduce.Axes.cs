@@ -53,23 +53,11 @@ public readonly struct ReduceArgs
 
     /// <summary>Input index of output element o's first summand (o's position, the reduced dims at 0).</summary>
     /// <param name="o">Linear index into the output.</param>
-    public int Base(int o)
-    {
-        int o3 = o % O3; int t = o / O3;
-        int o2 = t % O2; t /= O2;
-        int o1 = t % O1; int o0 = t / O1;
-        return o0 * S0 + o1 * S1 + o2 * S2 + o3 * S3;
-    }
+    public int Base(int o) => Index4.Offset(o, O1, O2, O3, S0, S1, S2, S3);
 
     /// <summary>Offset from Base of the q-th summand, q in [0, RCount), in the order the sums add them.</summary>
     /// <param name="q">The summand's number.</param>
-    public int Offset(int q)
-    {
-        int q3 = q % R3; int u = q / R3;
-        int q2 = u % R2; u /= R2;
-        int q1 = u % R1; int q0 = u / R1;
-        return q0 * S0 + q1 * S1 + q2 * S2 + q3 * S3;
-    }
+    public int Offset(int q) => Index4.Offset(q, R1, R2, R3, S0, S1, S2, S3);
 }
 
 public static partial class Reduce
