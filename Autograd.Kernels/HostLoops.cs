@@ -30,8 +30,14 @@ internal static class HostLoop
         where TJob : struct, IHostJob
     {
         Begin(host, "a host loop");
-        int count = checked((int)n);
-        int parts = (work < 0 ? count : work) < ParallelFrom ? 1 : (int)Math.Min(Environment.ProcessorCount, count);
+        Split(checked((int)n), job, work < 0 ? n : work);
+    }
+
+    /// <summary>Runs job over [0, count) on this thread, or split across the cores when the elements touched (work) are many.</summary>
+    public static void Split<TJob>(int count, TJob job, long work)
+        where TJob : struct, IHostJob
+    {
+        int parts = work < ParallelFrom ? 1 : Math.Min(Environment.ProcessorCount, count);
         if (parts <= 1) job.Run(0, count);
         else Parallel.For(0, parts, p => job.Run((int)((long)count * p / parts), (int)((long)count * (p + 1) / parts)));
     }

@@ -191,11 +191,6 @@ public sealed partial class KernelHost
         Autotune = false;
     }
 
-    private static bool AutotuneFromEnvironment(bool isCpu) => Environment.GetEnvironmentVariable(AutotuneVariable)?.Trim() switch
-    {
-        null or "" => !isCpu,
-        "0" => false,
-        "1" => true,
-        var v => throw new ArgumentException($"{AutotuneVariable}={v}: use 0 (the rule) or 1 (tune on this device), or unset it (tune on GPUs)."),
-    };
+    private static bool AutotuneFromEnvironment(bool isCpu) =>
+        SwitchFromEnvironment(AutotuneVariable, unset: !isCpu, "the rule", "tune on this device", " (tune on GPUs)");
 }

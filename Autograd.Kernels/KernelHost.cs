@@ -167,12 +167,19 @@ public sealed partial class KernelHost
     public KernelHost WithHostLoops(bool on) => new(this, Stream) { HostLoops = on };
 
     /// <summary>Whether the "cpu" device runs host loops: on unless AUTOGRAD_HOST_LOOPS=0.</summary>
-    public static bool HostLoopsFromEnvironment() => Environment.GetEnvironmentVariable(HostLoopsVariable)?.Trim() switch
-    {
-        null or "" or "1" => true,
-        "0" => false,
-        var v => throw new ArgumentException($"{HostLoopsVariable}={v}: use 0 (ILGPU kernels on the cpu device) or 1 (host loops, the default), or unset it."),
-    };
+    public static bool HostLoopsFromEnvironment() =>
+        SwitchFromEnvironment(HostLoopsVariable, unset: true, "ILGPU kernels on the cpu device", "host loops, the default", "");
+
+    // A 0/1 switch read from the environment: unset (or empty) gives `unset`; any other value throws,
+    // saying what 0, 1 and unset mean.
+    private static bool SwitchFromEnvironment(string variable, bool unset, string zero, string one, string unsetMeans) =>
+        Environment.GetEnvironmentVariable(variable)?.Trim() switch
+        {
+            null or "" => unset,
+            "0" => false,
+            "1" => true,
+            var v => throw new ArgumentException($"{variable}={v}: use 0 ({zero}) or 1 ({one}), or unset it{unsetMeans}."),
+        };
 
     /// <summary>Threads per group of the grid-stride kernels.</summary>
     public int GroupSize { get; }

@@ -54,18 +54,10 @@ public static partial class Reduce
         try
         {
             // Pass 1 (SumMapKernel): thread t of group g takes g * gs + t, then every stride-th element.
-            var pass = new SumGroupsJob<TMap, TSide>(v, side, s, sStride, hasSide, n, gs, groups * gs, map, sideOp, partial);
-            if (n < 1 << 16) pass.Run(0, groups);
-            else Parallel.For(0, groups, g => pass.Run(g, g + 1));
-            // Pass 2 (SumPartialsKernel): one group over the partials, scaled once.
-            Span<float> lanes = stackalloc float[gs];
-            for (int t = 0; t < gs; t++)
-            {
-                float acc = 0f;
-                for (int i = t; i < groups; i += gs) acc += partial[i];
-                lanes[t] = acc;
-            }
-            *y = scale * Tree(lanes);
+            HostLoop.Split(groups, new SumGroupsJob<TMap, TSide>(v, side, s, sStride, hasSide, n, gs, groups * gs, map, sideOp, partial), n);
+            // Pass 2 (SumPartialsKernel): one group over the partials, as plain adds, scaled once.
+            fixed (float* p = partial)
+                *y = scale * GroupOnHost(p, null, null, 0, false, groups, 0, gs, gs, default(IdentityOp), default(FirstOp));
         }
         finally
         {
@@ -112,7 +104,7 @@ public static partial class Reduce
     }
 
     private readonly unsafe struct SumGroupsJob<TMap, TSide>(float* v, float* side, float* s, int sStride, bool hasSide, int n, int gs,
-        int stride, TMap map, TSide sideOp, float[] partial)
+        int stride, TMap map, TSide sideOp, float[] partial) : IHostJob
         where TMap : struct, IUnaryOp
         where TSide : struct, IBinaryOp
     {

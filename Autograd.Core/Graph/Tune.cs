@@ -147,12 +147,15 @@ internal static partial class Tune
         var rule = MatMulKernels.RuleChoice(host, s.M, s.N, s.K);
         var choice = Pick(trials, rule) ?? rule;
         if (host.Tuned(s.M, s.N, s.K) is { } earlier) choice = earlier;
-        else if (trials.Any(t => t.Rejected == null))
-        {
-            host.SetTuned(s.M, s.N, s.K, choice);
-            WriteCache(host, s.M, s.N, s.K, choice);
-        }
+        else if (trials.Any(t => t.Rejected == null)) Keep(host, s, choice);
         return new MatMulTuning(s.M, s.N, s.K, choice, trials);
+    }
+
+    // Records a shape's choice on the device and in the tuning cache file, if there is one.
+    private static void Keep(KernelHost host, Shape s, MatMulChoice choice)
+    {
+        host.SetTuned(s.M, s.N, s.K, choice);
+        WriteCache(host, s.M, s.N, s.K, choice);
     }
 
     // Each candidate (those `allowed` passes) launched once and checked, then timed.
@@ -207,10 +210,8 @@ internal static partial class Tune
             }
             (ca, cb) = best;
         }
-        host.SetTuned(a.M, a.N, a.K, ca);
-        host.SetTuned(b.M, b.N, b.K, cb);
-        WriteCache(host, a.M, a.N, a.K, ca);
-        WriteCache(host, b.M, b.N, b.K, cb);
+        Keep(host, a, ca);
+        Keep(host, b, cb);
     }
 
     private static double TimeOf(List<MatMulTrial> trials, MatMulChoice c) => trials.First(t => t.Candidate == c).Microseconds;
