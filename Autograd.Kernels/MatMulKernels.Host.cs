@@ -1,11 +1,20 @@
 // The CPU accelerator's SGEMM. ILGPU's CPU accelerator simulates every GPU thread with an OS thread
 // running scalar code: the register-blocked kernel reaches ~2.6 GFLOP/s a core there, and the seed's
 // two large products took 4.9 of a compiled step's 5.8 ms. Its buffers are plain host memory, so on
-// it MatMul runs as vectorised .NET over the same buffers instead: 4 rows x 2 SIMD vectors of C per
-// step in registers, rows split across the cores. Same contract as the ILGPU kernels (layouts,
-// alpha, beta, the generic epilogue), same host twin in the tests. Never used on a GPU.
+// it MatMul runs as vectorised .NET over the same buffers instead, in the widest SIMD vectors the CPU
+// runs (HostSimd.cs).
+// - A block keeps 4 rows x 3 vectors of C in registers: 12 FMA chains (two FMA units of 4 cycles'
+//   latency need 8), fed by 3 loads of B and 4 broadcasts of A. The last one or two column blocks
+//   take 2 vectors, so that no block runs on fewer than 8 chains.
+// - B is read in place. A vector that runs past column N reads the next row's first elements (lanes
+//   never stored), except in B's last rows, which the edge block takes from a padded copy as its
+//   chains' last FMAs. A transposed B is packed first.
+// - Work is cut into (4 rows, column block) pieces, split across the cores.
+// Same contract as the ILGPU kernels (layouts, alpha, beta, the generic epilogue), same host twin in
+// the tests; each element of C is one FMA chain in k order. Never used on a GPU.
 using System.Numerics;
 using System.Runtime.CompilerServices;
+using System.Runtime.Intrinsics;
 using ILGPU;
 using ILGPU.Runtime;
 
@@ -16,39 +25,57 @@ public static partial class MatMulKernels
     // Below this many multiply-adds the product runs on the calling thread: waking a core costs more.
     private const long HostParallelWork = 1 << 18;
 
-    private static unsafe void HostMatMul<TEpi>(KernelHost host,
+    /// <summary>Lets the host SGEMM take Vector512 where AVX-512 runs; off, it takes Vector&lt;float&gt;
+    /// (the tests run both widths).</summary>
+    internal static bool HostWideVectors { get; set; } = true;
+
+    /// <summary>Floats per vector in the host SGEMM on this CPU.</summary>
+    internal static int HostVectorWidth =>
+        HostWideVectors && Vector512.IsHardwareAccelerated ? Vector512<float>.Count : Vector<float>.Count;
+
+    private static void HostMatMul<TEpi>(KernelHost host,
         ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> e, GemmArgs g, TEpi epi)
         where TEpi : struct, IBinaryOp
     {
         // CPU launches complete before they return, but a copy may still be queued on the stream.
         host.Synchronize();
         host.CountLaunch();
-        int w = Vector<float>.Count;
+        if (HostVectorWidth == Vector512<float>.Count && Vector512<float>.Count != Vector<float>.Count)
+            HostMatMul<TEpi, Simd512, Vector512<float>>(a, b, c, e, g, epi);
+        else
+            HostMatMul<TEpi, SimdAny, Vector<float>>(a, b, c, e, g, epi);
+    }
+
+    private static unsafe void HostMatMul<TEpi, TS, TV>(
+        ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> e, GemmArgs g, TEpi epi)
+        where TEpi : struct, IBinaryOp
+        where TS : struct, IHostSimd<TV>
+        where TV : unmanaged
+    {
+        var cols = new HostColumns(g.N, TS.Count);
         float* src = (float*)b.LoadEffectiveAddressAsPtr();
-        // Whole vectors of B's columns are read in place when B's rows are contiguous. The rest (the
-        // last N mod W columns, or all of a transposed B) is packed as zero-padded (K, width) rows;
-        // the padding's results are never stored.
-        int inPlace = g.Bn == 1 ? g.N / w * w : 0;
-        int rest = g.N - inPlace;
-        int packedWidth = (rest + w - 1) / w * w;
-        float[]? packed = rest > 0 ? System.Buffers.ArrayPool<float>.Shared.Rent(Math.Max(1, g.K * packedWidth)) : null;
+        // A transposed B is packed as zero-padded (K, V * W) rows, so that every block reads rows of
+        // whole vectors; the padding's results are never stored.
+        int width = cols.Vectors * cols.W;
+        float[]? packed = g.Bn != 1 ? System.Buffers.ArrayPool<float>.Shared.Rent(Math.Max(1, g.K * width)) : null;
         try
         {
             if (packed != null)
                 for (int k = 0; k < g.K; k++)
                 {
-                    for (int j = 0; j < rest; j++) packed[k * packedWidth + j] = src[k * g.Bk + (inPlace + j) * g.Bn];
-                    for (int j = rest; j < packedWidth; j++) packed[k * packedWidth + j] = 0f;
+                    for (int j = 0; j < g.N; j++) packed[k * width + j] = src[k * g.Bk + j * g.Bn];
+                    for (int j = g.N; j < width; j++) packed[k * width + j] = 0f;
                 }
             fixed (float* pk = packed)
             {
-                var job = new HostGemm<TEpi>((float*)a.LoadEffectiveAddressAsPtr(), src, inPlace, pk, packedWidth,
+                var job = new HostGemm<TEpi, TS, TV>((float*)a.LoadEffectiveAddressAsPtr(),
+                    packed != null ? pk : src, packed != null ? width : g.N, packed == null && g.N % cols.W != 0, cols,
                     (float*)c.LoadEffectiveAddressAsPtr(), (float*)e.LoadEffectiveAddressAsPtr(), g, epi);
-                int blocks = (g.M + 3) / 4;
-                int parts = (long)g.M * g.N * g.K < HostParallelWork ? 1 : Math.Min(Environment.ProcessorCount, blocks);
-                if (parts <= 1) job.Rows(0, blocks);
+                int pieces = (g.M + 3) / 4 * cols.Blocks;
+                int parts = (long)g.M * g.N * g.K < HostParallelWork ? 1 : Math.Min(Environment.ProcessorCount, pieces);
+                if (parts <= 1) job.Pieces(0, pieces);
                 else
-                    Parallel.For(0, parts, p => job.Rows(blocks * p / parts, blocks * (p + 1) / parts));
+                    Parallel.For(0, parts, p => job.Pieces((int)((long)pieces * p / parts), (int)((long)pieces * (p + 1) / parts)));
             }
         }
         finally
@@ -58,109 +85,225 @@ public static partial class MatMulKernels
     }
 
     /// <summary>
-    /// One host product. A through g's strides; columns [0, inPlace) of B read in place ((K, N) rows);
-    /// columns from inPlace on from the packed (K, packedWidth) rows; C and E as in the kernels.
+    /// How the host SGEMM cuts C's columns: V = ceil(N / W) vectors in blocks of 3, except that V mod 3
+    /// = 2 ends in a block of 2 and V mod 3 = 1 ends in two blocks of 2 (a lone vector when V = 1).
     /// </summary>
-    private readonly unsafe struct HostGemm<TEpi>(float* a, float* b, int inPlace, float* packed, int packedWidth,
+    private readonly struct HostColumns
+    {
+        public readonly int W, Vectors, Threes, Blocks;
+
+        public HostColumns(int n, int w)
+        {
+            W = w;
+            Vectors = (n + w - 1) / w;
+            int twos = Vectors % 3 == 0 ? 0 : Vectors % 3 == 2 || Vectors == 1 ? 1 : 2;
+            Threes = (Vectors - Math.Min(Vectors, 2 * twos)) / 3;
+            Blocks = Threes + twos;
+        }
+
+        /// <summary>The first vector of column block q (Blocks gives V).</summary>
+        public int Start(int q) => Math.Min(Vectors, q <= Threes ? 3 * q : 3 * Threes + 2 * (q - Threes));
+
+        /// <summary>Vectors in column block q.</summary>
+        public int Size(int q) => Start(q + 1) - Start(q);
+    }
+
+    /// <summary>The last Count rows of B for an edge block, (Count, vectors * W) zero-padded; none when Count is 0.</summary>
+    private readonly unsafe struct LastRows(float* rows, int count)
+    {
+        public readonly float* Rows = rows;
+        public readonly int Count = count;
+    }
+
+    /// <summary>
+    /// One host product. A through g's strides; B(k, j) at b[k * ld + j]; C and E as in the kernels.
+    /// rowsShort: B's rows are N long and N is not a whole number of vectors, so the last column
+    /// block's reads of B's last rows would run past B.
+    /// </summary>
+    private readonly unsafe struct HostGemm<TEpi, TS, TV>(float* a, float* b, int ld, bool rowsShort, HostColumns cols,
         float* c, float* e, GemmArgs g, TEpi epi)
         where TEpi : struct, IBinaryOp
+        where TS : struct, IHostSimd<TV>
+        where TV : unmanaged
     {
-        /// <summary>Row blocks [from, to) of 4 rows each.</summary>
-        // Fully optimised from the first call: tiered JIT would run the first products unoptimised.
+        /// <summary>Pieces [from, to): piece p is rows 4 (p / Blocks) on, column block p mod Blocks.</summary>
+        // Each method here is fully optimised from the first call: tiered JIT would run the first
+        // products unoptimised, with every vector operation a call.
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        public void Rows(int from, int to)
+        public void Pieces(int from, int to)
         {
-            int w = Vector<float>.Count;
-            for (int blk = from; blk < to; blk++)
+            int w = cols.W;
+            // The edge block's last rows of B, zero-padded (filled on first use: there is one edge block).
+            float* lastRows = stackalloc float[3 * w * w];
+            bool filled = false;
+            // Where a block parks its accumulators before Finish: accumulators live across a call are
+            // spilled inside the loop.
+            TV* acc = stackalloc TV[12];
+            for (int p = from; p < to; p++)
             {
-                int i0 = blk * 4;
-                int j = 0;
-                for (; j + 2 * w <= inPlace; j += 2 * w) Block2(i0, j, b + j, g.N);
-                for (; j < inPlace; j += w) Block1(i0, j, b + j, g.N);
-                for (int q = 0; q < packedWidth; q += w) Block1(i0, inPlace + q, packed + q, packedWidth);
+                int i0 = p / cols.Blocks * 4, q = p % cols.Blocks, size = cols.Size(q);
+                int j = cols.Start(q) * w;
+                // Row k's vectors end at k * ld + j + size * w: past B's end for the last `tail` rows.
+                int overrun = j + size * w - g.N, tail = 0;
+                if (rowsShort && overrun > 0) tail = Math.Min(g.K, (overrun + g.N - 1) / g.N);
+                if (tail > 0 && !filled)
+                {
+                    for (int r = 0; r < tail; r++)
+                        for (int l = 0; l < size * w; l++)
+                            lastRows[r * size * w + l] = j + l < g.N ? b[(long)(g.K - tail + r) * ld + j + l] : 0f;
+                    filled = true;
+                }
+                var last = new LastRows(tail > 0 ? lastRows : null, tail);
+                int kEnd = g.K - tail;
+                switch (size)
+                {
+                    case 3: Block3(i0, j, b + j, kEnd, last, acc); break;
+                    case 2: Block2(i0, j, b + j, kEnd, last, acc); break;
+                    default: Block1(i0, j, b + j, kEnd, last, acc); break;
+                }
             }
         }
 
-        // Rows past M repeat the last row (loads stay in bounds); Put drops their results.
+        // Rows past M repeat the last row (loads stay in bounds); Finish drops their results.
         private float* RowA(int i) => a + Math.Min(i, g.M - 1) * g.Am;
 
-        // 4 rows x 2 vectors of C: 8 independent FMA chains; B(k, j..) at bk + k * ld.
+        // 4 rows x 3 vectors of C: 12 independent FMA chains; B(k, j..) at bk + k * ld.
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private void Block2(int i0, int j, float* bk, int ld)
+        private void Block3(int i0, int j, float* bk, int kEnd, LastRows last, TV* acc)
         {
             float* a0 = RowA(i0), a1 = RowA(i0 + 1), a2 = RowA(i0 + 2), a3 = RowA(i0 + 3);
-            Vector<float> c00 = default, c01 = default, c10 = default, c11 = default;
-            Vector<float> c20 = default, c21 = default, c30 = default, c31 = default;
-            int kEnd = g.K, ak = g.Ak, w = Vector<float>.Count;
-            for (int k = 0, ka = 0; k < kEnd; k++, ka += ak, bk += ld)
+            TV c00 = default, c01 = default, c02 = default, c10 = default, c11 = default, c12 = default;
+            TV c20 = default, c21 = default, c22 = default, c30 = default, c31 = default, c32 = default;
+            int ak = g.Ak, w = TS.Count, step = ld;
+            for (int k = 0, ka = 0; k < kEnd; k++, ka += ak, bk += step)
             {
-                var b0 = *(Vector<float>*)bk;
-                var b1 = *(Vector<float>*)(bk + w);
-                var x = new Vector<float>(a0[ka]);
-                c00 = Vector.FusedMultiplyAdd(x, b0, c00); c01 = Vector.FusedMultiplyAdd(x, b1, c01);
-                x = new Vector<float>(a1[ka]);
-                c10 = Vector.FusedMultiplyAdd(x, b0, c10); c11 = Vector.FusedMultiplyAdd(x, b1, c11);
-                x = new Vector<float>(a2[ka]);
-                c20 = Vector.FusedMultiplyAdd(x, b0, c20); c21 = Vector.FusedMultiplyAdd(x, b1, c21);
-                x = new Vector<float>(a3[ka]);
-                c30 = Vector.FusedMultiplyAdd(x, b0, c30); c31 = Vector.FusedMultiplyAdd(x, b1, c31);
+                var b0 = TS.Load(bk);
+                var b1 = TS.Load(bk + w);
+                var b2 = TS.Load(bk + 2 * w);
+                var x = TS.Splat(a0[ka]);
+                c00 = TS.Fma(x, b0, c00); c01 = TS.Fma(x, b1, c01); c02 = TS.Fma(x, b2, c02);
+                x = TS.Splat(a1[ka]);
+                c10 = TS.Fma(x, b0, c10); c11 = TS.Fma(x, b1, c11); c12 = TS.Fma(x, b2, c12);
+                x = TS.Splat(a2[ka]);
+                c20 = TS.Fma(x, b0, c20); c21 = TS.Fma(x, b1, c21); c22 = TS.Fma(x, b2, c22);
+                x = TS.Splat(a3[ka]);
+                c30 = TS.Fma(x, b0, c30); c31 = TS.Fma(x, b1, c31); c32 = TS.Fma(x, b2, c32);
             }
-            // Parked before any call: accumulators live across a call are spilled inside the loop.
-            var acc = stackalloc Vector<float>[8];
-            acc[0] = c00; acc[1] = c01; acc[2] = c10; acc[3] = c11;
-            acc[4] = c20; acc[5] = c21; acc[6] = c30; acc[7] = c31;
-            for (int r = 0; r < 4; r++)
-            {
-                Put(i0 + r, j, acc[2 * r]);
-                Put(i0 + r, j + w, acc[2 * r + 1]);
-            }
+            acc[0] = c00; acc[1] = c01; acc[2] = c02; acc[3] = c10; acc[4] = c11; acc[5] = c12;
+            acc[6] = c20; acc[7] = c21; acc[8] = c22; acc[9] = c30; acc[10] = c31; acc[11] = c32;
+            Finish(i0, j, acc, 3, last);
         }
 
+        // 4 rows x 2 vectors of C: 8 independent FMA chains.
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private void Block1(int i0, int j, float* bk, int ld)
+        private void Block2(int i0, int j, float* bk, int kEnd, LastRows last, TV* acc)
         {
             float* a0 = RowA(i0), a1 = RowA(i0 + 1), a2 = RowA(i0 + 2), a3 = RowA(i0 + 3);
-            Vector<float> c0 = default, c1 = default, c2 = default, c3 = default;
-            int kEnd = g.K, ak = g.Ak;
-            for (int k = 0, ka = 0; k < kEnd; k++, ka += ak, bk += ld)
+            TV c00 = default, c01 = default, c10 = default, c11 = default;
+            TV c20 = default, c21 = default, c30 = default, c31 = default;
+            int ak = g.Ak, w = TS.Count, step = ld;
+            for (int k = 0, ka = 0; k < kEnd; k++, ka += ak, bk += step)
             {
-                var b0 = *(Vector<float>*)bk;
-                c0 = Vector.FusedMultiplyAdd(new Vector<float>(a0[ka]), b0, c0);
-                c1 = Vector.FusedMultiplyAdd(new Vector<float>(a1[ka]), b0, c1);
-                c2 = Vector.FusedMultiplyAdd(new Vector<float>(a2[ka]), b0, c2);
-                c3 = Vector.FusedMultiplyAdd(new Vector<float>(a3[ka]), b0, c3);
+                var b0 = TS.Load(bk);
+                var b1 = TS.Load(bk + w);
+                var x = TS.Splat(a0[ka]);
+                c00 = TS.Fma(x, b0, c00); c01 = TS.Fma(x, b1, c01);
+                x = TS.Splat(a1[ka]);
+                c10 = TS.Fma(x, b0, c10); c11 = TS.Fma(x, b1, c11);
+                x = TS.Splat(a2[ka]);
+                c20 = TS.Fma(x, b0, c20); c21 = TS.Fma(x, b1, c21);
+                x = TS.Splat(a3[ka]);
+                c30 = TS.Fma(x, b0, c30); c31 = TS.Fma(x, b1, c31);
             }
-            var acc = stackalloc Vector<float>[4];
+            acc[0] = c00; acc[1] = c01; acc[2] = c10; acc[3] = c11;
+            acc[4] = c20; acc[5] = c21; acc[6] = c30; acc[7] = c31;
+            Finish(i0, j, acc, 2, last);
+        }
+
+        // 4 rows x 1 vector: only when C is one vector wide.
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private void Block1(int i0, int j, float* bk, int kEnd, LastRows last, TV* acc)
+        {
+            float* a0 = RowA(i0), a1 = RowA(i0 + 1), a2 = RowA(i0 + 2), a3 = RowA(i0 + 3);
+            TV c0 = default, c1 = default, c2 = default, c3 = default;
+            int ak = g.Ak, step = ld;
+            for (int k = 0, ka = 0; k < kEnd; k++, ka += ak, bk += step)
+            {
+                var b0 = TS.Load(bk);
+                c0 = TS.Fma(TS.Splat(a0[ka]), b0, c0);
+                c1 = TS.Fma(TS.Splat(a1[ka]), b0, c1);
+                c2 = TS.Fma(TS.Splat(a2[ka]), b0, c2);
+                c3 = TS.Fma(TS.Splat(a3[ka]), b0, c3);
+            }
             acc[0] = c0; acc[1] = c1; acc[2] = c2; acc[3] = c3;
-            for (int r = 0; r < 4; r++) Put(i0 + r, j, acc[r]);
+            Finish(i0, j, acc, 1, last);
+        }
+
+        // Stores a block's 4 x vectors accumulators (row-major in acc). The edge block first does the
+        // FMAs of B's last rows from their padded copy: each chain still ends in k order.
+        // Never inlined: in a block's body it would take the registers its FMA chains need.
+        [MethodImpl(MethodImplOptions.AggressiveOptimization | MethodImplOptions.NoInlining)]
+        private void Finish(int i0, int j, TV* acc, int vectors, LastRows last)
+        {
+            int w = TS.Count;
+            for (int t = 0; t < last.Count; t++)
+            {
+                int ka = (g.K - last.Count + t) * g.Ak;
+                float* row = last.Rows + t * vectors * w;
+                for (int r = 0; r < 4; r++)
+                {
+                    var x = TS.Splat(RowA(i0 + r)[ka]);
+                    for (int v = 0; v < vectors; v++)
+                        acc[r * vectors + v] = TS.Fma(x, TS.Load(row + v * w), acc[r * vectors + v]);
+                }
+            }
+            if (typeof(TEpi) == typeof(FirstOp) && i0 + 4 <= g.M && j + vectors * w <= g.N)
+            {
+                // The common piece: whole vectors inside C, no epilogue op. Put's operations without
+                // its checks, which cost a fifth of a product whose K is 64.
+                float* ci = c + i0 * g.N + j;
+                for (int r = 0; r < 4; r++, ci += g.N)
+                    for (int v = 0; v < vectors; v++)
+                    {
+                        var p = TS.Scale(acc[r * vectors + v], g.Alpha);
+                        if (g.Beta != 0f) p = TS.Add(p, TS.Scale(TS.Load(ci + v * w), g.Beta));
+                        TS.Store(p, ci + v * w);
+                    }
+                return;
+            }
+            for (int r = 0; r < 4; r++)
+                for (int v = 0; v < vectors; v++)
+                    Put(i0 + r, j + v * w, acc[r * vectors + v]);
         }
 
         // Whole vectors are scaled and accumulated as vectors (same operations per lane as Store, so
         // the same bits); the epilogue op, unless it is FirstOp, runs per element.
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private void Put(int i, int j, Vector<float> v)
+        private void Put(int i, int j, TV v)
         {
             if (i >= g.M) return;
-            int w = Vector<float>.Count;
+            int w = TS.Count;
+            float* lanes = (float*)&v;
             if (g.N - j < w)
             {
-                for (int l = 0; l < g.N - j; l++) Store(i, j + l, v[l]);
+                for (int l = 0; l < g.N - j; l++) Store(i, j + l, lanes[l]);
                 return;
             }
             float* ci = c + i * g.N + j;
-            var p = v * g.Alpha;
-            if (g.Beta != 0f) p += *(Vector<float>*)ci * g.Beta;
+            var p = TS.Scale(v, g.Alpha);
+            if (g.Beta != 0f) p = TS.Add(p, TS.Scale(TS.Load(ci), g.Beta));
             if (typeof(TEpi) == typeof(FirstOp))
             {
-                *(Vector<float>*)ci = p;
+                TS.Store(p, ci);
                 return;
             }
-            float* lanes = (float*)&p;
+            lanes = (float*)&p;
             float* ei = e + i * g.Em + j * g.En;
             for (int l = 0; l < w; l++) ci[l] = epi.Apply(lanes[l], ei[l * g.En]);
         }
 
         // The kernels' Store: scale, accumulate, then the epilogue op.
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void Store(int i, int j, float v)
         {
             int idx = i * g.N + j;

@@ -1,0 +1,98 @@
+// The host SGEMM's column cutting against the double twin, in both vector widths it runs (Vector512
+// where AVX-512 runs, Vector<float>). It cuts C's columns into blocks of 3, 2 or 1 SIMD vectors and
+// reads B in place, so a block that runs past column N reads into B's next row and takes B's last
+// rows from a padded copy instead. These widths put every kind of block at the edge (N below, at and
+// past a vector of 8 or 16; V mod 3 = 0, 1, 2), and the depths make the padded copy one row, several
+// rows, or all of B. B sits in a buffer that goes on in NaN, so a stored lane that read past B shows.
+// Each element is one FMA chain in k order whatever the width, so the two widths give the same bits.
+using System.Numerics;
+using System.Runtime.Intrinsics;
+using AutogradNet.Kernels;
+using AutogradNet.Tests.Support;
+using FluentAssertions;
+using Xunit;
+
+namespace AutogradNet.Tests;
+
+public sealed partial class KernelTests
+{
+    public static TheoryData<int, bool> HostWidths()
+    {
+        var d = new TheoryData<int, bool>();
+        foreach (bool wide in new[] { false, true })
+            foreach (int n in new[] { 1, 2, 7, 8, 9, 15, 16, 17, 19, 24, 25, 33, 40, 47, 48, 49, 64, 66, 81, 100, 117 })
+                d.Add(n, wide);
+        return d;
+    }
+
+    // Runs f with the host SGEMM on Vector512 (wide) or on Vector<float>.
+    private static void OnHostWidth(bool wide, Action f)
+    {
+        Assert.SkipUnless(Host.IsCpu, "the Host SGEMM path runs only on the CPU accelerator");
+        Assert.SkipWhen(wide && !Vector512.IsHardwareAccelerated, "this CPU does not run Vector512 (no AVX-512)");
+        using var pin = new MatMulPin(Host, MatMulPath.Host);
+        bool saved = MatMulKernels.HostWideVectors;
+        MatMulKernels.HostWideVectors = wide;
+        try
+        {
+            MatMulKernels.HostVectorWidth.Should().Be(wide ? 16 : Vector<float>.Count);
+            f();
+        }
+        finally
+        {
+            MatMulKernels.HostWideVectors = saved;
+        }
+    }
+
+    [Theory]
+    [MemberData(nameof(HostWidths))]
+    public void Host_SGEMM_edge_blocks_match_host_twin(int n, bool wide) => OnHostWidth(wide, () =>
+    {
+        foreach (int m in new[] { 1, 6 })
+            foreach (int k in new[] { 1, 2, 5, 17 })
+                foreach (bool ta in new[] { false, true })
+                    foreach (bool tb in new[] { false, true })
+                    {
+                        var a = TestData.Normal(m * k, m * 7 + k);
+                        var b = TestData.Normal(k * n, n * 5 + k);
+                        var c0 = TestData.Normal(m * n, n + m);
+                        using var ab = Upload(Host, a);
+                        using var bb = Upload(Host, [.. b, .. Enumerable.Repeat(float.NaN, 64)]);
+                        using var cb = Upload(Host, c0);
+                        MatMulKernels.MatMul(Host, ab.View, ta, bb.View.SubView(0, k * n), tb, cb.View, m, n, k, alpha: 1.5f, beta: -0.5f);
+                        var expected = Reference.MatMul(a, ta, b, tb, m, n, k).Select((v, i) => 1.5 * v - 0.5 * c0[i]).ToArray();
+                        TestData.ShouldMatch(Download(Host, cb, m * n), expected, 1e-4, 4e-5 * Math.Sqrt(k),
+                            $"host {m}x{n}x{k} ta={ta} tb={tb}, {MatMulKernels.HostVectorWidth}-float vectors");
+                    }
+    });
+
+    [Theory]
+    [InlineData(64, 100, 1000, false, false)]
+    [InlineData(1000, 100, 64, true, false)]
+    [InlineData(64, 100, 10, false, true)]
+    [InlineData(33, 130, 65, true, true)]
+    public void Host_SGEMM_widths_give_the_same_bits(int m, int n, int k, bool ta, bool tb)
+    {
+        var a = TestData.Normal(m * k, 3);
+        var b = TestData.Normal(k * n, 4);
+        var c0 = TestData.Normal(m * n, 5);
+        float[] Run(bool wide)
+        {
+            float[] result = [];
+            OnHostWidth(wide, () =>
+            {
+                using var ab = Upload(Host, a);
+                using var bb = Upload(Host, b);
+                using var cb = Upload(Host, c0);
+                MatMulKernels.MatMul(Host, ab.View, ta, bb.View, tb, cb.View, m, n, k, alpha: -0.25f, beta: 0.75f);
+                result = Download(Host, cb, m * n);
+            });
+            return result;
+        }
+        var narrow = Run(false);
+        var wide = Run(true);
+        for (int i = 0; i < narrow.Length; i++)
+            BitConverter.SingleToInt32Bits(wide[i]).Should().Be(BitConverter.SingleToInt32Bits(narrow[i]),
+                $"element {i} of {m}x{n}x{k} ta={ta} tb={tb}: {wide[i]} on Vector512, {narrow[i]} on Vector<float>");
+    }
+}
