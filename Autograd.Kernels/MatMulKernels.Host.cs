@@ -54,20 +54,15 @@ public static partial class MatMulKernels
     {
         var cols = new HostColumns(g.N, TS.Count);
         float* src = (float*)b.LoadEffectiveAddressAsPtr();
-        // A transposed B is packed as zero-padded (K, V * W) rows, so that every block reads rows of
-        // whole vectors; the padding's results are never stored.
+        // A transposed B is packed as zero-padded (K, V * W) rows (PackTransposed), so that every
+        // block reads rows of whole vectors; the padding's results are never stored.
         int width = cols.Vectors * cols.W;
         float[]? packed = g.Bn != 1 ? System.Buffers.ArrayPool<float>.Shared.Rent(Math.Max(1, g.K * width)) : null;
         try
         {
-            if (packed != null)
-                for (int k = 0; k < g.K; k++)
-                {
-                    for (int j = 0; j < g.N; j++) packed[k * width + j] = src[k * g.Bk + j * g.Bn];
-                    for (int j = g.N; j < width; j++) packed[k * width + j] = 0f;
-                }
             fixed (float* pk = packed)
             {
+                if (packed != null) PackTransposed(src, pk, g, width);
                 var job = new HostGemm<TEpi, TS, TV>((float*)a.LoadEffectiveAddressAsPtr(),
                     packed != null ? pk : src, packed != null ? width : g.N, packed == null && g.N % cols.W != 0, cols,
                     (float*)c.LoadEffectiveAddressAsPtr(), (float*)e.LoadEffectiveAddressAsPtr(), g, epi);
@@ -81,6 +76,19 @@ public static partial class MatMulKernels
         finally
         {
             if (packed != null) System.Buffers.ArrayPool<float>.Shared.Return(packed);
+        }
+    }
+
+    // B(k, j) = src[k * Bk + j * Bn] into dst's (K, width) rows, zero-padded. Optimised from the first
+    // call: a product whose B is transposed paid ~4 µs here at tier 0 for 10x100 floats.
+    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    private static unsafe void PackTransposed(float* src, float* dst, GemmArgs g, int width)
+    {
+        for (int k = 0; k < g.K; k++, dst += width)
+        {
+            float* s = src + (long)k * g.Bk;
+            for (int j = 0; j < g.N; j++) dst[j] = s[(long)j * g.Bn];
+            for (int j = g.N; j < width; j++) dst[j] = 0f;
         }
     }
 

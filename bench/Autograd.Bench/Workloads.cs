@@ -128,7 +128,7 @@ public static partial class Workloads
         {
             // Where the time goes: each launch alone, repeated (this advances the weights; timing is done).
             double sum = 0;
-            foreach (var (launch, t) in step.Profile(d.Kind == DeviceKind.Cpu ? 5 : 200))
+            foreach (var (launch, t) in step.Profile(200))
             {
                 Console.WriteLine($"    profile {t,9:F2} us  {launch}");
                 sum += t;
