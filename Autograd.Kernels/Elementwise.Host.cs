@@ -73,7 +73,8 @@ public static partial class Elementwise
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int from, int to)
         {
-            for (int i = from; i < to; i++) y[i] = value;
+            // Span's Fill stores whole vectors: a zero_() of 100K floats took ~17 µs as a loop of floats.
+            new Span<float>(y + from, to - from).Fill(value);
         }
     }
 }

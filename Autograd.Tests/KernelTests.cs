@@ -400,6 +400,12 @@ public sealed partial class KernelTests
             using var yb = Poisoned(1001);
             Elementwise.Fill(host, yb.View.SubView(0, 1001), 2.5f);
             Download(yb, 1001).Should().AllSatisfy(v => v.Should().Be(2.5f), Name(host));
+            // A view inside a longer buffer, long enough to be split across the cores: only the view is written.
+            using var zb = Poisoned(150_010);
+            Elementwise.Fill(host, zb.View.SubView(3, 150_001), -0.75f);
+            var z = Download(zb, 150_010);
+            z.Skip(3).Take(150_001).Should().AllSatisfy(v => v.Should().Be(-0.75f), Name(host));
+            z.Take(3).Concat(z.Skip(150_004)).Should().AllSatisfy(v => float.IsNaN(v).Should().BeTrue(), Name(host) + ", outside the view");
         }
     }
 
