@@ -1,7 +1,9 @@
 // The elementwise kernels as host loops, for the CPU accelerator (KernelHost.HostLoops; why in
 // HostLoops.cs): each element gets the op's float operations, as in MapKernel, ZipKernel and their
 // broadcasting forms, so the bits are the kernels'. The launchers of Elementwise.cs check the sizes
-// and choose; these run only from there.
+// and choose; these run only from there. Maps and zips of whole buffers go by SIMD vectors where the op
+// has a vector form with its bits (ElementwiseOps.Vector.cs).
+using System.Numerics;
 using System.Runtime.CompilerServices;
 using ILGPU;
 
@@ -34,7 +36,11 @@ public static partial class Elementwise
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int from, int to)
         {
-            for (int i = from; i < to; i++) y[i] = op.Apply(x[i]);
+            int i = from;
+            if (VectorOp.Has(op))
+                for (int w = Vector<float>.Count; i + w <= to; i += w)
+                    *(Vector<float>*)(y + i) = VectorOp.Apply(op, *(Vector<float>*)(x + i));
+            for (; i < to; i++) y[i] = op.Apply(x[i]);
         }
     }
 
@@ -54,7 +60,11 @@ public static partial class Elementwise
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int from, int to)
         {
-            for (int i = from; i < to; i++) c[i] = op.Apply(a[i], b[i]);
+            int i = from;
+            if (VectorOp.HasBinary(op))
+                for (int w = Vector<float>.Count; i + w <= to; i += w)
+                    *(Vector<float>*)(c + i) = VectorOp.Apply(op, *(Vector<float>*)(a + i), *(Vector<float>*)(b + i));
+            for (; i < to; i++) c[i] = op.Apply(a[i], b[i]);
         }
     }
 

@@ -24,14 +24,14 @@ public interface IBinaryOp
 }
 
 /// <summary>y = x (used for broadcasting copies).</summary>
-public readonly struct IdentityOp : IUnaryOp
+public readonly partial struct IdentityOp : IUnaryOp
 {
     /// <inheritdoc/>
     public float Apply(float x) => x;
 }
 
 /// <summary>y = -x.</summary>
-public readonly struct NegOp : IUnaryOp
+public readonly partial struct NegOp : IUnaryOp
 {
     /// <inheritdoc/>
     public float Apply(float x) => -x;
@@ -80,14 +80,14 @@ public readonly struct SigmoidOp : IUnaryOp
 /// <summary>y = min(max(x, Min), Max); Relu is Clamp(0, +inf).</summary>
 /// <param name="Min">Lower bound (may be -inf).</param>
 /// <param name="Max">Upper bound (may be +inf).</param>
-public readonly record struct ClampOp(float Min, float Max) : IUnaryOp
+public readonly partial record struct ClampOp(float Min, float Max) : IUnaryOp
 {
     /// <inheritdoc/>
     public float Apply(float x) => x < Min ? Min : (x > Max ? Max : x);
 }
 
 /// <summary>y = x^P. Integral exponents use repeated multiplication so negative bases work.</summary>
-public readonly struct PowOp : IUnaryOp
+public readonly partial struct PowOp : IUnaryOp
 {
     /// <summary>Creates x^p.</summary>
     /// <param name="p">The exponent.</param>
@@ -125,7 +125,7 @@ public readonly struct PowOp : IUnaryOp
 
 /// <summary>y = x * S.</summary>
 /// <param name="S">The scale.</param>
-public readonly record struct ScaleOp(float S) : IUnaryOp
+public readonly partial record struct ScaleOp(float S) : IUnaryOp
 {
     /// <inheritdoc/>
     public float Apply(float x) => x * S;
@@ -133,28 +133,28 @@ public readonly record struct ScaleOp(float S) : IUnaryOp
 
 /// <summary>y = x + S.</summary>
 /// <param name="S">The added constant.</param>
-public readonly record struct AddScalarOp(float S) : IUnaryOp
+public readonly partial record struct AddScalarOp(float S) : IUnaryOp
 {
     /// <inheritdoc/>
     public float Apply(float x) => x + S;
 }
 
 /// <summary>c = a + b.</summary>
-public readonly struct AddOp : IBinaryOp
+public readonly partial struct AddOp : IBinaryOp
 {
     /// <inheritdoc/>
     public float Apply(float a, float b) => a + b;
 }
 
 /// <summary>c = a * b.</summary>
-public readonly struct MulOp : IBinaryOp
+public readonly partial struct MulOp : IBinaryOp
 {
     /// <inheritdoc/>
     public float Apply(float a, float b) => a * b;
 }
 
 /// <summary>c = a / b.</summary>
-public readonly struct DivOp : IBinaryOp
+public readonly partial struct DivOp : IBinaryOp
 {
     /// <inheritdoc/>
     public float Apply(float a, float b) => a / b;
@@ -162,7 +162,7 @@ public readonly struct DivOp : IBinaryOp
 
 /// <summary>c = a + Alpha * b (the in-place update of SGD and of gradient accumulation).</summary>
 /// <param name="Alpha">The factor on b.</param>
-public readonly record struct AxpyOp(float Alpha) : IBinaryOp
+public readonly partial record struct AxpyOp(float Alpha) : IBinaryOp
 {
     /// <inheritdoc/>
     public float Apply(float a, float b) => a + Alpha * b;
@@ -176,7 +176,7 @@ public readonly record struct AxpyOp(float Alpha) : IBinaryOp
 /// </summary>
 /// <param name="Min">Lower bound of the forward clamp.</param>
 /// <param name="Max">Upper bound of the forward clamp.</param>
-public readonly record struct ClampGradOp(float Min, float Max) : IBinaryOp
+public readonly partial record struct ClampGradOp(float Min, float Max) : IBinaryOp
 {
     /// <summary>a = y (the clamp's output), b = dOut.</summary>
     /// <param name="a">The forward output y.</param>
@@ -185,7 +185,7 @@ public readonly record struct ClampGradOp(float Min, float Max) : IBinaryOp
 }
 
 /// <summary>Backward of Tanh from its output: dX = dOut * (1 - y^2).</summary>
-public readonly struct TanhGradOp : IBinaryOp
+public readonly partial struct TanhGradOp : IBinaryOp
 {
     /// <summary>a = y (the tanh's output), b = dOut.</summary>
     /// <param name="a">The forward output y.</param>
@@ -194,7 +194,7 @@ public readonly struct TanhGradOp : IBinaryOp
 }
 
 /// <summary>Backward of Sigmoid from its output: dX = dOut * y * (1 - y).</summary>
-public readonly struct SigmoidGradOp : IBinaryOp
+public readonly partial struct SigmoidGradOp : IBinaryOp
 {
     /// <summary>a = y (the sigmoid's output), b = dOut.</summary>
     /// <param name="a">The forward output y.</param>
@@ -203,7 +203,7 @@ public readonly struct SigmoidGradOp : IBinaryOp
 }
 
 /// <summary>Backward of Pow(p): dX = dOut * p * x^(p-1).</summary>
-public readonly struct PowGradOp : IBinaryOp
+public readonly partial struct PowGradOp : IBinaryOp
 {
     /// <summary>The backward of x^p.</summary>
     /// <param name="p">The forward exponent.</param>
@@ -226,7 +226,7 @@ public readonly struct PowGradOp : IBinaryOp
 }
 
 /// <summary>c = a: the binary op that ignores its second operand (a matmul epilogue without one).</summary>
-public readonly struct FirstOp : IBinaryOp
+public readonly partial struct FirstOp : IBinaryOp
 {
     /// <inheritdoc/>
     public float Apply(float a, float b) => a;
@@ -235,7 +235,7 @@ public readonly struct FirstOp : IBinaryOp
 /// <summary>c = Op(b, a): a binary op with its operands swapped.</summary>
 /// <typeparam name="T">The op.</typeparam>
 /// <param name="Op">The op.</param>
-public readonly record struct Flip<T>(T Op) : IBinaryOp where T : struct, IBinaryOp
+public readonly partial record struct Flip<T>(T Op) : IBinaryOp where T : struct, IBinaryOp
 {
     /// <inheritdoc/>
     public float Apply(float a, float b) => Op.Apply(b, a);
@@ -244,7 +244,7 @@ public readonly record struct Flip<T>(T Op) : IBinaryOp where T : struct, IBinar
 /// <summary>y = Next(First(x)): two unary ops as one (a fused kernel is Map over this).</summary>
 /// <typeparam name="T1">The op applied first.</typeparam>
 /// <typeparam name="T2">The op applied to its result.</typeparam>
-public readonly struct UnaryThen<T1, T2> : IUnaryOp
+public readonly partial struct UnaryThen<T1, T2> : IUnaryOp
     where T1 : struct, IUnaryOp
     where T2 : struct, IUnaryOp
 {
@@ -266,7 +266,7 @@ public readonly struct UnaryThen<T1, T2> : IUnaryOp
 /// <summary>c = Next(First(a, b)): a binary op followed by a unary one (a fused kernel is Zip over this).</summary>
 /// <typeparam name="TB">The binary op.</typeparam>
 /// <typeparam name="TU">The unary op applied to its result.</typeparam>
-public readonly struct BinaryThen<TB, TU> : IBinaryOp
+public readonly partial struct BinaryThen<TB, TU> : IBinaryOp
     where TB : struct, IBinaryOp
     where TU : struct, IUnaryOp
 {

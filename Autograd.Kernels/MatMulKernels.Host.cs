@@ -307,6 +307,16 @@ public static partial class MatMulKernels
             }
             lanes = (float*)&p;
             float* ei = e + i * g.Em + j * g.En;
+            if (VectorOp.HasBinary(epi) && g.En <= 1)
+            {
+                // The op's vector form (its bits), on each Vector<float> of the block's vector.
+                for (int l = 0; l < w; l += Vector<float>.Count)
+                {
+                    var operand = g.En == 1 ? *(Vector<float>*)(ei + l) : new Vector<float>(*ei);
+                    *(Vector<float>*)(ci + l) = VectorOp.Apply(epi, *(Vector<float>*)(lanes + l), operand);
+                }
+                return;
+            }
             for (int l = 0; l < w; l++) ci[l] = epi.Apply(lanes[l], ei[l * g.En]);
         }
 
