@@ -69,17 +69,20 @@ internal static unsafe class VectorOp
 
 public readonly partial struct IdentityOp : IVectorUnaryOp
 {
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     Vector<float> IVectorUnaryOp.Apply(Vector<float> x) => x;
 }
 
 public readonly partial struct NegOp : IVectorUnaryOp
 {
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     Vector<float> IVectorUnaryOp.Apply(Vector<float> x) => VectorOp.Negate(x);
 }
 
 public readonly partial record struct ClampOp : IVectorUnaryOp
 {
     // x < Min ? Min : (x > Max ? Max : x)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     Vector<float> IVectorUnaryOp.Apply(Vector<float> x)
     {
         var min = new Vector<float>(Min);
@@ -91,6 +94,7 @@ public readonly partial record struct ClampOp : IVectorUnaryOp
 public readonly partial struct PowOp : IVectorUnaryOp
 {
     // The same multiplications as Apply, on every lane; a non-integral exponent goes lane by lane.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     Vector<float> IVectorUnaryOp.Apply(Vector<float> x)
     {
         if (IsInt == 0) return VectorOp.Apply(new PowOp.Lanes(this), x);
@@ -114,38 +118,45 @@ public readonly partial struct PowOp : IVectorUnaryOp
 
 public readonly partial record struct ScaleOp : IVectorUnaryOp
 {
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     Vector<float> IVectorUnaryOp.Apply(Vector<float> x) => x * S;
 }
 
 public readonly partial record struct AddScalarOp : IVectorUnaryOp
 {
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     Vector<float> IVectorUnaryOp.Apply(Vector<float> x) => x + new Vector<float>(S);
 }
 
 public readonly partial struct AddOp : IVectorBinaryOp
 {
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     Vector<float> IVectorBinaryOp.Apply(Vector<float> a, Vector<float> b) => a + b;
 }
 
 public readonly partial struct MulOp : IVectorBinaryOp
 {
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     Vector<float> IVectorBinaryOp.Apply(Vector<float> a, Vector<float> b) => a * b;
 }
 
 public readonly partial struct DivOp : IVectorBinaryOp
 {
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     Vector<float> IVectorBinaryOp.Apply(Vector<float> a, Vector<float> b) => a / b;
 }
 
 public readonly partial record struct AxpyOp : IVectorBinaryOp
 {
     // a + Alpha * b: the product rounded, then the sum (the JIT fuses neither form).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     Vector<float> IVectorBinaryOp.Apply(Vector<float> a, Vector<float> b) => a + b * Alpha;
 }
 
 public readonly partial record struct ClampGradOp : IVectorBinaryOp
 {
     // a > Min && a < Max ? b : 0
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     Vector<float> IVectorBinaryOp.Apply(Vector<float> a, Vector<float> b) =>
         VectorOp.Select(Vector.GreaterThan(a, new Vector<float>(Min)) & Vector.LessThan(a, new Vector<float>(Max)), b, Vector<float>.Zero);
 }
@@ -153,37 +164,44 @@ public readonly partial record struct ClampGradOp : IVectorBinaryOp
 public readonly partial struct TanhGradOp : IVectorBinaryOp
 {
     // b * (1 - a * a)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     Vector<float> IVectorBinaryOp.Apply(Vector<float> a, Vector<float> b) => b * (Vector<float>.One - a * a);
 }
 
 public readonly partial struct SigmoidGradOp : IVectorBinaryOp
 {
     // b * a * (1 - a), left to right
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     Vector<float> IVectorBinaryOp.Apply(Vector<float> a, Vector<float> b) => b * a * (Vector<float>.One - a);
 }
 
 public readonly partial struct PowGradOp : IVectorBinaryOp
 {
     // b * P * a^(P - 1), left to right
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     Vector<float> IVectorBinaryOp.Apply(Vector<float> a, Vector<float> b) => b * P * VectorOp.Apply(Pm1, a);
 }
 
 public readonly partial struct FirstOp : IVectorBinaryOp
 {
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     Vector<float> IVectorBinaryOp.Apply(Vector<float> a, Vector<float> b) => a;
 }
 
 public readonly partial record struct Flip<T> : IVectorBinaryOp
 {
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     Vector<float> IVectorBinaryOp.Apply(Vector<float> a, Vector<float> b) => VectorOp.Apply(Op, b, a);
 }
 
 public readonly partial struct UnaryThen<T1, T2> : IVectorUnaryOp
 {
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     Vector<float> IVectorUnaryOp.Apply(Vector<float> x) => VectorOp.Apply(Next, VectorOp.Apply(First, x));
 }
 
 public readonly partial struct BinaryThen<TB, TU> : IVectorBinaryOp
 {
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     Vector<float> IVectorBinaryOp.Apply(Vector<float> a, Vector<float> b) => VectorOp.Apply(Next, VectorOp.Apply(First, a, b));
 }

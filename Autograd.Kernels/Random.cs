@@ -20,6 +20,8 @@ public static class RandomKernels
     /// <param name="k1">Key high word.</param>
     /// <param name="x0">First output word.</param>
     /// <param name="x1">Second output word.</param>
+    // Inlined into the host loop (optimised from its first call), which would otherwise call it unoptimised.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static void Philox(uint c0, uint c1, uint k0, uint k1, out uint x0, out uint x1)
     {
         uint c2 = 0, c3 = 0;
