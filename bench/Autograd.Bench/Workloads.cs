@@ -28,8 +28,16 @@ public static partial class Workloads
     /// <summary>Median of `batches` timings of `reps` calls of run (synchronised), per call in microseconds.</summary>
     private static double Median(Device d, Action run, int reps, int batches = 5)
     {
-        run();
-        d.Synchronize();
+        // Warm up for 300 ms, not one run: the JIT compiles a method fully only after it has been
+        // called 30 times and then no new method for 100 ms. A seed step's 500 eager runs take
+        // ~90 ms on the CPU, so timing after one run measured unoptimised code (eager 166 or 303 µs
+        // in two runs of the same build).
+        var warm = Stopwatch.StartNew();
+        do
+        {
+            for (int i = 0; i < reps; i++) run();
+            d.Synchronize();
+        } while (warm.ElapsedMilliseconds < 300);
         var times = new List<double>();
         for (int b = 0; b < batches; b++)
         {
