@@ -61,10 +61,6 @@ internal static unsafe class VectorOp
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static Vector<float> Negate(Vector<float> x) =>
         Vector.AsVectorSingle(Vector.AsVectorUInt32(x) ^ new Vector<uint>(0x8000_0000u));
-
-    /// <summary>c ? a : b per lane, c a compare's mask.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public static Vector<float> Select(Vector<int> c, Vector<float> a, Vector<float> b) => Vector.ConditionalSelect(c, a, b);
 }
 
 public readonly partial struct IdentityOp : IVectorUnaryOp
@@ -87,7 +83,7 @@ public readonly partial record struct ClampOp : IVectorUnaryOp
     {
         var min = new Vector<float>(Min);
         var max = new Vector<float>(Max);
-        return VectorOp.Select(Vector.LessThan(x, min), min, VectorOp.Select(Vector.GreaterThan(x, max), max, x));
+        return Vector.ConditionalSelect(Vector.LessThan(x, min), min, Vector.ConditionalSelect(Vector.GreaterThan(x, max), max, x));
     }
 }
 
@@ -158,7 +154,7 @@ public readonly partial record struct ClampGradOp : IVectorBinaryOp
     // a > Min && a < Max ? b : 0
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     Vector<float> IVectorBinaryOp.Apply(Vector<float> a, Vector<float> b) =>
-        VectorOp.Select(Vector.GreaterThan(a, new Vector<float>(Min)) & Vector.LessThan(a, new Vector<float>(Max)), b, Vector<float>.Zero);
+        Vector.ConditionalSelect(Vector.GreaterThan(a, new Vector<float>(Min)) & Vector.LessThan(a, new Vector<float>(Max)), b, Vector<float>.Zero);
 }
 
 public readonly partial struct TanhGradOp : IVectorBinaryOp

@@ -267,16 +267,12 @@ public static partial class MatMulKernels
             }
             if (typeof(TEpi) == typeof(FirstOp) && i0 + 4 <= g.M && j + vectors * w <= g.N)
             {
-                // The common piece: whole vectors inside C, no epilogue op. Put's operations without
-                // its checks, which cost a fifth of a product whose K is 64.
+                // The common piece: whole vectors inside C, no epilogue op. Put without its checks,
+                // which cost a fifth of a product whose K is 64.
                 float* ci = c + i0 * g.N + j;
                 for (int r = 0; r < 4; r++, ci += g.N)
                     for (int v = 0; v < vectors; v++)
-                    {
-                        var p = TS.Scale(acc[r * vectors + v], g.Alpha);
-                        if (g.Beta != 0f) p = TS.Add(p, TS.Scale(TS.Load(ci + v * w), g.Beta));
-                        TS.Store(p, ci + v * w);
-                    }
+                        TS.Store(Scaled(acc[r * vectors + v], ci + v * w), ci + v * w);
                 return;
             }
             for (int r = 0; r < 4; r++)
@@ -298,8 +294,7 @@ public static partial class MatMulKernels
                 return;
             }
             float* ci = c + i * g.N + j;
-            var p = TS.Scale(v, g.Alpha);
-            if (g.Beta != 0f) p = TS.Add(p, TS.Scale(TS.Load(ci), g.Beta));
+            var p = Scaled(v, ci);
             if (typeof(TEpi) == typeof(FirstOp))
             {
                 TS.Store(p, ci);
@@ -318,6 +313,15 @@ public static partial class MatMulKernels
                 return;
             }
             for (int l = 0; l < w; l++) ci[l] = epi.Apply(lanes[l], ei[l * g.En]);
+        }
+
+        // Alpha v + Beta C for the whole vector of C at ci (C not read when Beta is 0): Store's
+        // operations per lane, so its bits.
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private TV Scaled(TV v, float* ci)
+        {
+            var p = TS.Scale(v, g.Alpha);
+            return g.Beta != 0f ? TS.Add(p, TS.Scale(TS.Load(ci), g.Beta)) : p;
         }
 
         // The kernels' Store: scale, accumulate, then the epilogue op.

@@ -34,28 +34,31 @@ public sealed partial class KernelTests
     private static void UnaryBitsMatch<TOp>(string name, TOp op, bool ownVector) where TOp : struct, IUnaryOp
     {
         VectorOp.Has(op).Should().Be(ownVector, $"{name} has a vector form of its own");
-        var (a, _) = VectorCases();
-        int w = Vector<float>.Count;
-        for (int i = 0; i < a.Length; i += w)
-        {
-            var v = VectorOp.Apply(op, new Vector<float>(a, i));
-            for (int l = 0; l < w; l++)
-                BitConverter.SingleToInt32Bits(v[l]).Should().Be(BitConverter.SingleToInt32Bits(op.Apply(a[i + l])),
-                    $"{name}({a[i + l]:R}): vector {v[l]:R}, scalar {op.Apply(a[i + l]):R}");
-        }
+        BitsMatch(name, (va, _) => VectorOp.Apply(op, va), (x, _) => op.Apply(x), unary: true);
     }
 
     private static void BinaryBitsMatch<TOp>(string name, TOp op, bool ownVector) where TOp : struct, IBinaryOp
     {
         VectorOp.HasBinary(op).Should().Be(ownVector, $"{name} has a vector form of its own");
+        BitsMatch(name, (va, vb) => VectorOp.Apply(op, va, vb), op.Apply, unary: false);
+    }
+
+    // Every lane of the vector form against the scalar form on the same values (a unary op ignores b).
+    private static void BitsMatch(string name, Func<Vector<float>, Vector<float>, Vector<float>> vector,
+        Func<float, float, float> scalar, bool unary)
+    {
         var (a, b) = VectorCases();
         int w = Vector<float>.Count;
         for (int i = 0; i < a.Length; i += w)
         {
-            var v = VectorOp.Apply(op, new Vector<float>(a, i), new Vector<float>(b, i));
+            var v = vector(new Vector<float>(a, i), new Vector<float>(b, i));
             for (int l = 0; l < w; l++)
-                BitConverter.SingleToInt32Bits(v[l]).Should().Be(BitConverter.SingleToInt32Bits(op.Apply(a[i + l], b[i + l])),
-                    $"{name}({a[i + l]:R}, {b[i + l]:R}): vector {v[l]:R}, scalar {op.Apply(a[i + l], b[i + l]):R}");
+            {
+                float expected = scalar(a[i + l], b[i + l]);
+                string args = unary ? $"{a[i + l]:R}" : $"{a[i + l]:R}, {b[i + l]:R}";
+                BitConverter.SingleToInt32Bits(v[l]).Should().Be(BitConverter.SingleToInt32Bits(expected),
+                    $"{name}({args}): vector {v[l]:R}, scalar {expected:R}");
+            }
         }
     }
 

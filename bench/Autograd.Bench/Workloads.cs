@@ -32,10 +32,11 @@ public static partial class Workloads
         // called 30 times and then no new method for 100 ms. A seed step's 500 eager runs take
         // ~90 ms on the CPU, so timing after one run measured unoptimised code (eager 166 or 303 µs
         // in two runs of the same build).
+        // One run at a time, so that a slow workload's warm-up stays near 300 ms, not a batch.
         var warm = Stopwatch.StartNew();
         do
         {
-            for (int i = 0; i < reps; i++) run();
+            run();
             d.Synchronize();
         } while (warm.ElapsedMilliseconds < 300);
         var times = new List<double>();
