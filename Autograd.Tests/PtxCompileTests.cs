@@ -15,13 +15,8 @@ namespace AutogradNet.Tests;
 
 public sealed class PtxCompileTests
 {
-    private static readonly Lazy<(Context Ctx, PTXBackend Backend)> Ptx = new(() =>
-    {
-        var ctx = Context.Create(b => b.EnableAlgorithms());
-        var be = new PTXBackend(ctx, new CudaCapabilityContext(CudaArchitecture.SM_90),
-            CudaArchitecture.SM_90, CudaInstructionSet.ISA_80, null);
-        return (ctx, be);
-    });
+    private static readonly Lazy<Context> Ctx = new(() => Context.Create(b => b.EnableAlgorithms()));
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<CudaInstructionSet, PTXBackend> Backends = new();
 
     /// <summary>Every kernel method of Autograd.Kernels, generic ones closed over each op struct.</summary>
     public static TheoryData<string> Kernels()
@@ -68,14 +63,17 @@ public sealed class PtxCompileTests
         }
     }
 
-    // The PTX of one kernel of AllKernels, named as Describe names it.
-    private static string PtxOf(string kernel)
+    // The PTX of one kernel of AllKernels, named as Describe names it, in PTX ISA 8.0 unless told
+    // (SassTests asks for the ISA its ptxas reads).
+    internal static string PtxOf(string kernel, CudaInstructionSet? isa = null)
     {
+        var backend = Backends.GetOrAdd(isa ?? CudaInstructionSet.ISA_80, i => new PTXBackend(Ctx.Value,
+            new CudaCapabilityContext(CudaArchitecture.SM_90), CudaArchitecture.SM_90, i, null));
         var entry = EntryPointDescription.FromExplicitlyGroupedKernel(AllKernels().Single(m => Describe(m) == kernel));
-        return ((PTXCompiledKernel)Ptx.Value.Backend.Compile(entry, KernelSpecialization.Empty)).PTXAssembly;
+        lock (backend) return ((PTXCompiledKernel)backend.Compile(entry, KernelSpecialization.Empty)).PTXAssembly;
     }
 
-    private static string Describe(MethodInfo m) =>
+    internal static string Describe(MethodInfo m) =>
         $"{m.DeclaringType!.Name}.{m.Name}" + (m.IsGenericMethod ? $"<{string.Join(", ", m.GetGenericArguments().Select(Name))}>" : "");
 
     // A type as C# spells it, generic arguments included: SumTail<PowOp, PowGradOp>.

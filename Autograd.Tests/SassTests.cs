@@ -1,0 +1,120 @@
+// Every kernel assembled for sm_90 (H100, H200) by NVIDIA's own PTX assembler, as the driver does when
+// it loads our PTX, on a machine without a GPU. The PTX tests prove ILGPU emits PTX; these prove ptxas
+// accepts it and say what the GPU would get: registers (so groups per multiprocessor), spills, and
+// the SASS of the wide SGEMM's inner loop. ptxas comes from scripts/get-ptxas.sh (CI runs it);
+// without it these tests skip and say how to get it.
+using System.Diagnostics;
+using System.Text.RegularExpressions;
+using FluentAssertions;
+using ILGPU.Runtime.Cuda;
+using Xunit;
+
+namespace AutogradNet.Tests;
+
+public sealed class SassTests
+{
+    // The ptxas of Debian's nvidia-cuda-toolkit 11.8 reads PTX ISA up to 7.8; the kernels' code is
+    // the same in 7.8 as in 8.0 apart from the header.
+    private static readonly CudaInstructionSet Isa = CudaInstructionSet.ISA_78;
+
+    /// <summary>ptxas: AUTOGRAD_PTXAS, else .tools/cuda/ptxas above the test assembly, else on PATH.</summary>
+    private static readonly Lazy<string?> Ptxas = new(() =>
+    {
+        if (Environment.GetEnvironmentVariable("AUTOGRAD_PTXAS") is { Length: > 0 } set) return File.Exists(set) ? set : null;
+        for (var dir = new DirectoryInfo(AppContext.BaseDirectory); dir != null; dir = dir.Parent)
+        {
+            var candidate = Path.Combine(dir.FullName, ".tools", "cuda", "ptxas");
+            if (File.Exists(candidate)) return candidate;
+        }
+        return (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator)
+            .Select(p => Path.Combine(p, "ptxas")).FirstOrDefault(File.Exists);
+    });
+
+    private static string RequirePtxas()
+    {
+        Assert.SkipWhen(Ptxas.Value == null,
+            "no ptxas on this machine: run scripts/get-ptxas.sh (Debian's nvidia-cuda-toolkit, no GPU needed) or set AUTOGRAD_PTXAS");
+        return Ptxas.Value!;
+    }
+
+    private static (int ExitCode, string Output) Run(string file, params string[] args)
+    {
+        var psi = new ProcessStartInfo(file) { RedirectStandardOutput = true, RedirectStandardError = true };
+        foreach (var a in args) psi.ArgumentList.Add(a);
+        using var p = Process.Start(psi)!;
+        var stdout = p.StandardOutput.ReadToEndAsync();
+        var stderr = p.StandardError.ReadToEndAsync();
+        p.WaitForExit();
+        return (p.ExitCode, stdout.Result + stderr.Result);
+    }
+
+    // ptxas -v's report and the cubin's path, in a folder of its own.
+    private static (string Report, string Cubin) Assemble(string kernel)
+    {
+        var ptxas = RequirePtxas();
+        var dir = Directory.CreateTempSubdirectory("autograd-sass-").FullName;
+        var ptx = Path.Combine(dir, "k.ptx");
+        var cubin = Path.Combine(dir, "k.cubin");
+        File.WriteAllText(ptx, PtxCompileTests.PtxOf(kernel, Isa));
+        var (code, output) = Run(ptxas, "-arch=sm_90", "-v", "-o", cubin, ptx);
+        code.Should().Be(0, $"ptxas must accept {kernel}'s PTX:\n{output}");
+        return (output, cubin);
+    }
+
+    private static int Registers(string report) =>
+        int.Parse(Regex.Match(report, @"Used (\d+) registers").Groups[1].Value);
+
+    [Theory]
+    [MemberData(nameof(PtxCompileTests.Kernels), MemberType = typeof(PtxCompileTests))]
+    public void Kernel_assembles_for_sm_90_without_spilling(string kernel)
+    {
+        var (report, _) = Assemble(kernel);
+        Regex.IsMatch(report, @"Used \d+ registers").Should().BeTrue(report);
+        foreach (Match m in Regex.Matches(report, @"(\d+) bytes spill stores, (\d+) bytes spill loads"))
+            (m.Groups[1].Value, m.Groups[2].Value).Should().Be(("0", "0"), $"{kernel} must keep its values in registers:\n{report}");
+        // Randn's double log and cos (ILGPU.Algorithms) are calls with a stack frame; it runs once
+        // per draw, not in a step. Every other kernel is one function with no frame.
+        if (kernel != "RandomKernels.RandnKernel")
+            Regex.Matches(report, @"(\d+) bytes stack frame").Should().AllSatisfy(m => m.Groups[1].Value.Should().Be("0", report));
+    }
+
+    // An SM holds 64K registers, allocated in steps of 8 a thread: a group of 256 threads at up to 128
+    // registers leaves room for a second group, whose warps hide the first one's slice loads. At 129 the
+    // SM would hold one group (8 warps) and the 128x128 kernels would stall on every slice.
+    [Theory]
+    [InlineData("MatMulKernels.WideKernel<FirstOp>")]
+    [InlineData("MatMulKernels.WideKernel<ClampGradOp>")]
+    [InlineData("MatMulKernels.WideKernel<AxpyOp>")]
+    [InlineData("MatMulKernels.LargeKernel<FirstOp>")]
+    [InlineData("MatMulKernels.LargeKernel<DivOp>")]
+    [InlineData("MatMulKernels.TiledKernel<Tile16x16, FirstOp, SumTail<PowOp, PowGradOp>>")]
+    [InlineData("MatMulKernels.TiledPairKernel<Tile16x16, FirstOp, PowGradOp>")]
+    public void SGEMM_groups_of_256_fit_two_to_a_multiprocessor(string kernel)
+    {
+        var (report, _) = Assemble(kernel);
+        Registers(report).Should().BeLessThanOrEqualTo(128, $"{kernel}: two groups of 256 threads per SM need at most 128 registers a thread");
+    }
+
+    // What the PTX test asserts of Wide's inner loop (16-byte loads, constant offsets) must survive
+    // ptxas: from the slice's first shared load to its last, nothing but LDS.128 and FFMA, so the
+    // FMA units are fed and no index arithmetic sits between the loads.
+    [Fact]
+    public void Wide_SGEMM_inner_loop_in_SASS_is_only_16_byte_shared_loads_and_FMAs()
+    {
+        var (_, cubin) = Assemble("MatMulKernels.WideKernel<FirstOp>");
+        var cuobjdump = Path.Combine(Path.GetDirectoryName(Ptxas.Value!)!, "cuobjdump");
+        Assert.SkipUnless(File.Exists(cuobjdump), "no cuobjdump beside ptxas: run scripts/get-ptxas.sh");
+        var (code, sass) = Run(cuobjdump, "-sass", cubin);
+        code.Should().Be(0, sass);
+        // "/*25b0*/  @!P0 LDS.128 R56, [R83] ;" -> "LDS.128"
+        var ops = Regex.Matches(sass, @"/\*[0-9a-f]{4}\*/\s+(?:@!?U?P\w+\s+)?([A-Z0-9_.]+)")
+            .Select(m => m.Groups[1].Value).ToList();
+        ops.Count(o => o == "LDS.128").Should().Be(32, "8 unrolled steps x 4 fragment loads");
+        ops.Count(o => o.StartsWith("LDS", StringComparison.Ordinal) && o != "LDS.128").Should().Be(0, "no narrower shared loads");
+        int first = ops.IndexOf("LDS.128"), last = ops.LastIndexOf("LDS.128");
+        var between = ops[first..(last + 1)];
+        between.Where(o => o != "LDS.128" && o != "FFMA").Should().BeEmpty("the unrolled slice is loads and multiply-adds only");
+        between.Count(o => o == "FFMA").Should().BeGreaterThan(384, "most of the slice's 512 FMAs are issued between its loads");
+        ops.Count(o => o == "FFMA").Should().BeGreaterThanOrEqualTo(512, "8 steps x 8x8 per thread");
+    }
+}
