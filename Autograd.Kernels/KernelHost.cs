@@ -117,6 +117,7 @@ public sealed partial class KernelHost
         MatMulSettings = other.MatMulSettings;
         SumChunks = other.SumChunks;
         _hostLoops = other._hostLoops;
+        LaunchBounds = other.LaunchBounds;
         // Shared: the streams' work is ordered on the default stream (a captured graph is launched there).
         _arrivals = other._arrivals;
     }

@@ -127,7 +127,9 @@ public static partial class MatMulKernels
                     $"MatMul: a Warp team of {forced} warps does not fit {host.Accelerator.Name}'s groups of {warps} warps " +
                     $"(a team divides the group's warps, and teams need groups of at most {MaxTeamWarps} warps). Set KernelHost.WarpTeam to a divisor, or null.");
         if (warps > MaxTeamWarps) return 1;
-        long resident = (long)host.MaxGroups * host.GroupSize, blocks = Blocks4x4(m, n);
+        // Resident threads as the kernel's launch bounds leave them (2 groups a multiprocessor on a GPU).
+        int groups = Math.Min(host.MaxGroups, host.Accelerator.NumMultiprocessors * host.GroupsPerMultiprocessor(host.Bounds(WarpBounds)));
+        long resident = (long)groups * host.GroupSize, blocks = Blocks4x4(m, n);
         static int Trips(int k, int threads) => ((k + threads - 1) / threads + 3) / 4;
         int team = 1;
         while (team * 2 <= warps && Trips(k, w * team * 2) < Trips(k, w * team) && blocks * w * team * 2 <= resident) team *= 2;
@@ -258,8 +260,9 @@ public static partial class MatMulKernels
             if (host.GroupSize % host.Accelerator.WarpSize != 0)
                 throw new NotSupportedException(
                     $"MatMul: the Warp kernel needs groups of whole warps; {host.Accelerator.Name} has groups of {host.GroupSize} and warps of {host.Accelerator.WarpSize}. Use Tiled or Small.");
-            var kw = host.Load("MatMulWarp", typeof((TEpi, TTail)), acc =>
-                acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, int, TEpi, TTail>(WarpKernel));
+            var bounds = host.Bounds(WarpBounds);
+            var kw = host.Load(KernelHost.Bounded("MatMulWarp", bounds), typeof((TEpi, TTail)), acc =>
+                acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, int, TEpi, TTail>(WarpKernel, bounds));
             int team = WarpTeam(host, m, n, g.K);
             kw(host.Stream, TeamGrid(host, Blocks4x4(m, n), team), a, b, c, operand, g, team, epilogue, tail);
             return;
@@ -319,6 +322,8 @@ public static partial class MatMulKernels
             Tiled<TShape, TEpi, TTail>(Host, A, B, C, Operand, G, Scratch, Epilogue, Tail);
     }
 
+    private static readonly KernelSpecialization TiledBounds = LaunchBoundsAttribute.Of(typeof(MatMulKernels), nameof(TiledKernel));
+
     // The tiled kernel on one group shape: one launch, split-K in one launch, or split-K in two.
     private static void Tiled<TShape, TEpi, TTail>(KernelHost host, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c,
         ArrayView<float> operand, GemmArgs g, ArrayView<float> scratch, TEpi epilogue, TTail tail)
@@ -330,21 +335,25 @@ public static partial class MatMulKernels
         var group = new Index3D(default(TShape).ThreadsX, default(TShape).ThreadsY, 1);
         var (gx, gy) = TileGrid((group.X, group.Y), m, n);
         int split = SplitK(host, m, n, g.K);
-        // Load counts a launch, so each branch loads only what it launches.
-        Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, GemmArgs, int, TEpi, TTail> Kernel() =>
-            host.Load("MatMulTiled", typeof(TShape), typeof((TEpi, TTail)), acc =>
-                acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, GemmArgs, int, TEpi, TTail>(TiledKernel<TShape, TEpi, TTail>));
+        // Load counts a launch, so each branch loads only what it launches. Only split-K in one launch
+        // takes the kernel's launch bounds (its fixup keeps 32 loads in flight; TiledKernel says why).
+        Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, GemmArgs, int, TEpi, TTail> Kernel(bool fixup)
+        {
+            var bounds = fixup ? host.Bounds(TiledBounds) : KernelSpecialization.Empty;
+            return host.Load(KernelHost.Bounded("MatMulTiled", bounds), typeof(TShape), typeof((TEpi, TTail)), acc =>
+                acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, GemmArgs, int, TEpi, TTail>(TiledKernel<TShape, TEpi, TTail>, bounds));
+        }
         var arrivals = host.SplitKArrivals;
         if (split == 1)
         {
-            Kernel()(host.Stream, new KernelConfig(new Index3D(gx, gy, 1), group), a, b, c, operand, c, arrivals, g, 0, epilogue, tail);
+            Kernel(fixup: false)(host.Stream, new KernelConfig(new Index3D(gx, gy, 1), group), a, b, c, operand, c, arrivals, g, 0, epilogue, tail);
             return;
         }
         var partial = Partials(scratch, g, split);
         var sliced = g.WithSliceDepth(SliceDepth(g.K, split));
         if (SumsInSameLaunch(host, (gx, gy)))
         {
-            Kernel()(host.Stream, new KernelConfig(new Index3D(gx, gy, split), group), a, b, c, operand, partial, arrivals, sliced, 1, epilogue, tail);
+            Kernel(fixup: true)(host.Stream, new KernelConfig(new Index3D(gx, gy, split), group), a, b, c, operand, partial, arrivals, sliced, 1, epilogue, tail);
             return;
         }
         // Two launches: raw slices, then their sum with scale, accumulate, the epilogue and the tail.

@@ -16,6 +16,11 @@
 // to memory; a team of 8 warps walks 4 k a thread, one round trip, on 102K threads (a third of an
 // H200's resident threads).
 //
+// Launch bounds (256 threads, 2 groups a multiprocessor, LaunchBounds.cs): without them ptxas fits
+// the kernel in 64 registers by splitting a trip's 32 loads into four waits on memory, which SassTests
+// found offline (ninth session). With them it takes ~104 registers and one wait a trip, and the team
+// rule counts 2 resident groups a multiprocessor.
+//
 // Unmeasured on a GPU when written: MatMulPath.Warp is not chosen by Auto (KernelHost.WarpMaxOutputs
 // is 0); the bench times it beside the tiled kernel for the seed's products.
 using ILGPU;
@@ -64,7 +69,13 @@ public static partial class MatMulKernels
     /// <summary>Warps of a group whose sums a team's shared array holds: teams need groups of at most this many warps.</summary>
     public const int MaxTeamWarps = 64;
 
+    // Groups of 256 (KernelHost.GroupSize on a GPU), two to a multiprocessor: up to 128 registers, so
+    // ptxas keeps a trip's 32 loads in flight (LaunchBounds.cs says why; SassTests checks it).
+    internal static readonly KernelSpecialization WarpBounds = LaunchBoundsAttribute.Of(typeof(MatMulKernels), nameof(WarpKernel));
+    internal static readonly KernelSpecialization WarpPairBounds = LaunchBoundsAttribute.Of(typeof(MatMulKernels), nameof(WarpPairKernel));
+
     /// <summary>A team of warps per 4x4 block of C, K split across the team's threads, summed by shuffles and in warp order.</summary>
+    [LaunchBounds(256, 2)]
     internal static void WarpKernel<TEpi, TTail>(
         ArrayView<float> a,   // (M, K) or (K, M) per g's strides
         ArrayView<float> b,   // (K, N) or (N, K) per g's strides
@@ -83,6 +94,7 @@ public static partial class MatMulKernels
     }
 
     /// <summary>Two products in one launch of the warp kernel: the first's blocks, then the second's, a team each.</summary>
+    [LaunchBounds(256, 2)]
     internal static void WarpPairKernel<TEpi1, TEpi2>(
         WarpJob<TEpi1> first,
         WarpJob<TEpi2> second,

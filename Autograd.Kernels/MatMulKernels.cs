@@ -124,6 +124,11 @@ public static partial class MatMulKernels
     /// in one launch, with the bits of the two-kernel form (the order of the sum does not depend on
     /// which layer finishes last).
     /// </summary>
+    // The bounds serve the fixup, which walks a tile's slices with 32 loads in flight: without them
+    // ptxas splits those loads to fit 64 registers (LaunchBounds.cs). So the launcher loads this
+    // build only for split-K in one launch, where the tiles are few and residency does not limit;
+    // a whole-K launch of many tiles keeps 4 groups a multiprocessor, unbounded.
+    [LaunchBounds(256, 2)]
     internal static void TiledKernel<TShape, TEpi, TTail>(
         ArrayView<float> a,        // (M, K) or (K, M) per g's strides
         ArrayView<float> b,        // (K, N) or (N, K) per g's strides

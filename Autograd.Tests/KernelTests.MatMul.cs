@@ -281,6 +281,47 @@ public sealed partial class KernelTests
         r.GroupsOf256PerMultiprocessor.Should().BeGreaterThan(0);
     }
 
+    // Launch bounds change what ptxas may do, never the sums: with and without them the warp kernel gives
+    // the same bits, and the two builds are cached apart (the CPU accelerator ignores the bounds, so
+    // this checks the load path and the cache; SassTests checks what the bounds do on a GPU).
+    [Fact]
+    public void The_warp_kernel_with_and_without_launch_bounds_gives_the_same_bits()
+    {
+        // Groups of 256, as the bounds declare (a simulator of smaller groups loads it without them).
+        var host = Device.CpuSimulator(16, 16, 1).Host;
+        using var pin = new MatMulPin(host, MatMulPath.Warp, warpTeam: 4);
+        host.LaunchBounds.Should().BeTrue("on by default");
+        int m = 9, n = 13, k = 301;
+        using var ab = Upload(host, TestData.Normal(m * k, 5));
+        using var bb = Upload(host, TestData.Normal(k * n, 6));
+        float[] Run(KernelHost h)
+        {
+            using var cb = Upload(h, Enumerable.Repeat(float.NaN, m * n).ToArray());
+            MatMulKernels.MatMul(h, ab.View, false, bb.View, false, cb.View, m, n, k);
+            return Download(h, cb, m * n);
+        }
+        var bounded = Run(host);
+        var unbounded = Run(host.WithLaunchBounds(false));
+        unbounded.Should().Equal(bounded);
+        TestData.RelativeError(bounded, Reference.MatMul(TestData.Normal(m * k, 5), false, TestData.Normal(k * n, 6), false, m, n, k))
+            .Should().BeLessThan(1e-5);
+        var names = host.KernelResources().Select(r => r.Name).ToList();
+        names.Should().Contain("MatMulWarp/bounded").And.Contain("MatMulWarp");
+        // The team rule counts residency by the threads alone off a GPU, bounds or not.
+        host.GroupsPerMultiprocessor(MatMulKernels.WarpBounds).Should().Be(host.MaxGroups / host.Accelerator.NumMultiprocessors);
+    }
+
+    // On a GPU the rule counts the groups the bounds guarantee: 2 of 256 a multiprocessor, not the 8 its threads allow.
+    [Fact]
+    public void On_a_GPU_the_warp_team_rule_counts_the_groups_its_launch_bounds_leave()
+    {
+        Assert.SkipUnless(Device.Available.Any(d => d.Kind == DeviceKind.Cuda), "needs a CUDA device: the CPU accelerator ignores launch bounds");
+        var host = Device.Get("cuda").Host;
+        host.GroupsPerMultiprocessor(host.Bounds(MatMulKernels.WarpBounds)).Should().Be(2);
+        var off = host.WithLaunchBounds(false);
+        off.GroupsPerMultiprocessor(off.Bounds(MatMulKernels.WarpBounds)).Should().Be(host.MaxGroups / host.Accelerator.NumMultiprocessors);
+    }
+
     // A team's sum is in a fixed order (lanes by the shuffle tree, then warps in order): a repeat has the same bits.
     [Fact]
     public void A_warp_team_repeats_bit_for_bit()

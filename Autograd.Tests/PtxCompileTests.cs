@@ -63,14 +63,15 @@ public sealed class PtxCompileTests
         }
     }
 
-    // The PTX of one kernel of AllKernels, named as Describe names it, in PTX ISA 8.0 unless told
-    // (SassTests asks for the ISA its ptxas reads).
+    // The PTX of one kernel of AllKernels, named as Describe names it, with its launch bounds as a GPU
+    // loads it, in PTX ISA 8.0 unless told (SassTests asks for the ISA its ptxas reads).
     internal static string PtxOf(string kernel, CudaInstructionSet? isa = null)
     {
         var backend = Backends.GetOrAdd(isa ?? CudaInstructionSet.ISA_80, i => new PTXBackend(Ctx.Value,
             new CudaCapabilityContext(CudaArchitecture.SM_90), CudaArchitecture.SM_90, i, null));
-        var entry = EntryPointDescription.FromExplicitlyGroupedKernel(AllKernels().Single(m => Describe(m) == kernel));
-        lock (backend) return ((PTXCompiledKernel)backend.Compile(entry, KernelSpecialization.Empty)).PTXAssembly;
+        var method = AllKernels().Single(m => Describe(m) == kernel);
+        var entry = EntryPointDescription.FromExplicitlyGroupedKernel(method);
+        lock (backend) return ((PTXCompiledKernel)backend.Compile(entry, LaunchBoundsAttribute.Of(method))).PTXAssembly;
     }
 
     internal static string Describe(MethodInfo m) =>
@@ -169,6 +170,22 @@ public sealed class PtxCompileTests
         var sizes = System.Text.RegularExpressions.Regex.Matches(tail, @"\.shared \.align \d+ \.b8 \w+\[(\d+)\]")
             .Select(mt => int.Parse(mt.Groups[1].Value)).ToList();
         sizes.Sum().Should().Be(sizeof(int) + sizeof(float) * MatMulKernels.MaxTailThreads, "the last-group flag and the tree");
+    }
+
+    // The bounds that let ptxas keep a trip's loads in flight (LaunchBounds.cs) reach the PTX; kernels
+    // without declared bounds get none.
+    [Theory]
+    [InlineData("MatMulKernels.WarpKernel<FirstOp, NoTail>", true)]
+    [InlineData("MatMulKernels.WarpKernel<FirstOp, SumTail<PowOp, PowGradOp>>", true)]
+    [InlineData("MatMulKernels.WarpPairKernel<AxpyOp, FirstOp>", true)]
+    [InlineData("MatMulKernels.TiledKernel<Tile16x16, FirstOp, NoTail>", true)]
+    [InlineData("MatMulKernels.TiledPairKernel<Tile16x16, FirstOp, FirstOp>", false)]
+    [InlineData("MatMulKernels.WideKernel<FirstOp>", false)]
+    public void Launch_bounds_reach_the_PTX(string kernel, bool bounded)
+    {
+        var ptx = PtxOf(kernel);
+        if (bounded) ptx.Should().Contain(".maxntid 256, 1, 1").And.Contain(".minnctapersm 2");
+        else ptx.Should().NotContain(".maxntid").And.NotContain(".minnctapersm");
     }
 
     [Fact]

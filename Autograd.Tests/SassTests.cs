@@ -89,10 +89,49 @@ public sealed class SassTests
     [InlineData("MatMulKernels.LargeKernel<DivOp>")]
     [InlineData("MatMulKernels.TiledKernel<Tile16x16, FirstOp, SumTail<PowOp, PowGradOp>>")]
     [InlineData("MatMulKernels.TiledPairKernel<Tile16x16, FirstOp, PowGradOp>")]
+    [InlineData("MatMulKernels.WarpKernel<PowGradOp, NoTail>")]
+    [InlineData("MatMulKernels.WarpPairKernel<FirstOp, PowGradOp>")]
     public void SGEMM_groups_of_256_fit_two_to_a_multiprocessor(string kernel)
     {
         var (report, _) = Assemble(kernel);
         Registers(report).Should().BeLessThanOrEqualTo(128, $"{kernel}: two groups of 256 threads per SM need at most 128 registers a thread");
+    }
+
+    // The warp kernel's trip issues the loads of four k (4 of A and 4 of B each) before any multiply-add,
+    // so a trip waits on memory once; the tiled kernel's split-K fixup walks a tile's slices two at a
+    // time, 32 loads before its adds (the PTX tests assert both of the PTX). Without launch bounds
+    // ptxas fits each in 64 registers by splitting the 32 loads into several waits (LaunchBounds.cs):
+    // the SASS, not the PTX, is what the GPU runs.
+    [Theory]
+    [InlineData("MatMulKernels.WarpKernel<FirstOp, NoTail>")]
+    [InlineData("MatMulKernels.WarpKernel<ClampGradOp, NoTail>")]
+    [InlineData("MatMulKernels.WarpKernel<FirstOp, SumTail<PowOp, PowGradOp>>")]
+    [InlineData("MatMulKernels.WarpPairKernel<AxpyOp, FirstOp>")]
+    [InlineData("MatMulKernels.TiledKernel<Tile16x16, FirstOp, NoTail>")]
+    [InlineData("MatMulKernels.TiledKernel<Tile16x16, AxpyOp, NoTail>")]
+    [InlineData("MatMulKernels.TiledKernel<Tile16x16, FirstOp, SumTail<PowOp, PowGradOp>>")]
+    [InlineData("MatMulKernels.TiledKernel<Tile8x8, FirstOp, NoTail>")]
+    public void SGEMM_keeps_32_loads_in_flight_in_SASS(string kernel)
+    {
+        var ops = Sass(kernel);
+        int run = 0, longest = 0;
+        foreach (var o in ops)
+        {
+            if (o.StartsWith("LD.", StringComparison.Ordinal) || o.StartsWith("LDG.", StringComparison.Ordinal)) longest = Math.Max(longest, ++run);
+            else if (o.StartsWith("FFMA", StringComparison.Ordinal) || o.StartsWith("FMUL", StringComparison.Ordinal) || o.StartsWith("FADD", StringComparison.Ordinal)) run = 0;
+        }
+        longest.Should().BeGreaterThanOrEqualTo(32, $"{kernel}: the 32 loads of a trip are issued before its first multiply-add");
+    }
+
+    // The SASS of one kernel as opcodes: "/*25b0*/  @!P0 LDS.128 R56, [R83] ;" -> "LDS.128".
+    private static List<string> Sass(string kernel)
+    {
+        var (_, cubin) = Assemble(kernel);
+        var cuobjdump = Path.Combine(Path.GetDirectoryName(Ptxas.Value!)!, "cuobjdump");
+        Assert.SkipUnless(File.Exists(cuobjdump), "no cuobjdump beside ptxas: run scripts/get-ptxas.sh");
+        var (code, sass) = Run(cuobjdump, "-sass", cubin);
+        code.Should().Be(0, sass);
+        return Regex.Matches(sass, @"/\*[0-9a-f]{4}\*/\s+(?:@!?U?P\w+\s+)?([A-Z0-9_.]+)").Select(m => m.Groups[1].Value).ToList();
     }
 
     // What the PTX test asserts of Wide's inner loop (16-byte loads, constant offsets) must survive
@@ -101,14 +140,7 @@ public sealed class SassTests
     [Fact]
     public void Wide_SGEMM_inner_loop_in_SASS_is_only_16_byte_shared_loads_and_FMAs()
     {
-        var (_, cubin) = Assemble("MatMulKernels.WideKernel<FirstOp>");
-        var cuobjdump = Path.Combine(Path.GetDirectoryName(Ptxas.Value!)!, "cuobjdump");
-        Assert.SkipUnless(File.Exists(cuobjdump), "no cuobjdump beside ptxas: run scripts/get-ptxas.sh");
-        var (code, sass) = Run(cuobjdump, "-sass", cubin);
-        code.Should().Be(0, sass);
-        // "/*25b0*/  @!P0 LDS.128 R56, [R83] ;" -> "LDS.128"
-        var ops = Regex.Matches(sass, @"/\*[0-9a-f]{4}\*/\s+(?:@!?U?P\w+\s+)?([A-Z0-9_.]+)")
-            .Select(m => m.Groups[1].Value).ToList();
+        var ops = Sass("MatMulKernels.WideKernel<FirstOp>");
         ops.Count(o => o == "LDS.128").Should().Be(32, "8 unrolled steps x 4 fragment loads");
         ops.Count(o => o.StartsWith("LDS", StringComparison.Ordinal) && o != "LDS.128").Should().Be(0, "no narrower shared loads");
         int first = ops.IndexOf("LDS.128"), last = ops.LastIndexOf("LDS.128");

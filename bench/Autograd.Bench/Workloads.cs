@@ -86,7 +86,10 @@ public static partial class Workloads
     /// <param name="variant">"" as shipped; "unfused" compiles with AUTOGRAD_FUSE=0; "split-K in two launches"
     /// sums split products in a second kernel (KernelHost.SplitKInOneLaunch = false); "warp products" runs
     /// every product on MatMulPath.Warp (teams of warps chosen by shape); "warp products, one warp a block" pins
-    /// KernelHost.WarpTeam = 1 (the kernel as first written); "warp below 16K outputs" sets KernelHost.WarpMaxOutputs = 16384 (the
+    /// KernelHost.WarpTeam = 1 (the kernel as first written); "no launch bounds" is the shipped step with
+    /// every kernel compiled without its launch bounds; "warp products, no launch bounds" compiles them
+    /// without their launch bounds (KernelHost.LaunchBounds = false: ptxas keeps 64 registers and splits a
+    /// trip's 32 loads into four waits); "warp below 16K outputs" sets KernelHost.WarpMaxOutputs = 16384 (the
     /// products of up to 16K outputs on Warp, the rest as Auto chooses); "8x8 tiles" gives the tiled kernel
     /// groups of 8x8; "loss in a second launch" sums the loss after its product instead of in the
     /// product's launch (KernelHost.SumTailInLaunch = false); "updates one after the other" launches the
@@ -97,7 +100,9 @@ public static partial class Workloads
         var saved = d.Kernels.MatMulSettings;
         Environment.SetEnvironmentVariable("AUTOGRAD_FUSE", variant == "unfused" ? "0" : null);
         d.Kernels.SplitKInOneLaunch = variant != "split-K in two launches";
-        if (variant is "warp products" or "warp products, one warp a block") d.Kernels.MatMulPath = MatMulPath.Warp;
+        bool bounds = d.Kernels.LaunchBounds;
+        if (variant is "warp products" or "warp products, one warp a block" or "warp products, no launch bounds") d.Kernels.MatMulPath = MatMulPath.Warp;
+        if (variant is "no launch bounds" or "warp products, no launch bounds") d.Kernels.LaunchBounds = false;
         if (variant == "warp products, one warp a block") d.Kernels.WarpTeam = 1;
         if (variant == "8x8 tiles") d.Kernels.TiledGroup = (8, 8);
         if (variant == "warp below 16K outputs") d.Kernels.WarpMaxOutputs = 16384;
@@ -107,13 +112,14 @@ public static partial class Workloads
         try
         {
             // The kernel-choice variants print where their time goes, like the shipped step.
-            var r = SeedCompiledAsShipped(d, steps, cudaGraphs, stepsPerRun, profile: variant is "warp products" or "warp products, one warp a block" or "warp below 16K outputs" or "8x8 tiles" or "rule, no autotuning");
+            var r = SeedCompiledAsShipped(d, steps, cudaGraphs, stepsPerRun, profile: variant is "no launch bounds" or "warp products" or "warp products, one warp a block" or "warp products, no launch bounds" or "warp below 16K outputs" or "8x8 tiles" or "rule, no autotuning");
             return variant == "" ? r : r with { Name = $"{r.Name}, {variant}" };
         }
         finally
         {
             Environment.SetEnvironmentVariable("AUTOGRAD_FUSE", null);
             d.Kernels.MatMulSettings = saved;
+            d.Kernels.LaunchBounds = bounds;
         }
     }
 
