@@ -12,7 +12,8 @@ public sealed partial class Tensor : IDisposable
     public const int MaxRank = 4;
 
     private readonly int[] _shape;
-    private Storage? _storage;
+    // Null for a symbolic tensor; the lease is what a dropped tensor's finalization needs (StorageLease).
+    private readonly StorageLease? _lease;
     private string? _releasedBy;
     private bool _requiresGrad;
 
@@ -21,7 +22,7 @@ public sealed partial class Tensor : IDisposable
         Device = device;
         _shape = shape;
         Shape = new ReadOnlyCollection<int>(shape);
-        _storage = storage;
+        _lease = new StorageLease(storage);
         TensorScope.Adopt(this);
     }
 
@@ -41,13 +42,6 @@ public sealed partial class Tensor : IDisposable
         _shape = shape;
         Shape = new ReadOnlyCollection<int>(shape);
         IsSymbolic = true;
-        GC.SuppressFinalize(this);
-    }
-
-    /// <summary>Finalizer: returns the storage of a tensor that was dropped without Dispose.</summary>
-    ~Tensor()
-    {
-        _storage?.Release();
     }
 
     /// <summary>The extents, outermost first; empty for a scalar.</summary>
@@ -63,7 +57,7 @@ public sealed partial class Tensor : IDisposable
     public Device Device { get; }
 
     /// <summary>Whether Dispose (or Backward, for an intermediate) released the data.</summary>
-    public bool IsDisposed => _storage == null;
+    public bool IsDisposed => _lease?.Storage == null;
 
     /// <summary>
     /// Whether gradients flow to this tensor. Set it on leaves (parameters); results of ops on such
@@ -117,12 +111,11 @@ public sealed partial class Tensor : IDisposable
         var g = Grad;
         Grad = null;
         g?.Dispose();
-        GC.SuppressFinalize(this);
     }
 
     internal void Release(string? reason)
     {
-        var s = Interlocked.Exchange(ref _storage, null);
+        var s = _lease?.Take();
         if (s == null) return;
         _releasedBy = reason;
         s.Release();
@@ -130,7 +123,7 @@ public sealed partial class Tensor : IDisposable
 
     internal Storage Live(string what)
     {
-        var s = _storage;
+        var s = _lease?.Storage;
         if (s != null) return s;
         if (IsSymbolic)
             throw new GraphTraceException(
