@@ -78,9 +78,12 @@ public sealed partial class KernelHost
     internal KernelSpecialization Bounds(KernelSpecialization declared) =>
         LaunchBounds && (declared.MaxNumThreadsPerGroup ?? 0) <= Accelerator.MaxNumThreadsPerGroup ? declared : KernelSpecialization.Empty;
 
-    /// <summary>The cache name of a kernel loaded with these bounds: bounded and unbounded builds are distinct kernels.</summary>
-    internal static string Bounded(string name, KernelSpecialization bounds) =>
-        bounds.MaxNumThreadsPerGroup is null && bounds.MinNumGroupsPerMultiprocessor is null ? name : name + "/bounded";
+    /// <summary>
+    /// Whether a specialization carries bounds: the bounded and unbounded builds of a kernel are distinct
+    /// kernels, cached under two names (constants at each launcher, so a launch allocates no string).
+    /// </summary>
+    internal static bool HasBounds(KernelSpecialization bounds) =>
+        bounds.MaxNumThreadsPerGroup is not null || bounds.MinNumGroupsPerMultiprocessor is not null;
 
     /// <summary>
     /// Groups a multiprocessor holds for a kernel loaded with these bounds, as the team rule counts them:

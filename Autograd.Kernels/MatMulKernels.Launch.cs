@@ -261,7 +261,7 @@ public static partial class MatMulKernels
                 throw new NotSupportedException(
                     $"MatMul: the Warp kernel needs groups of whole warps; {host.Accelerator.Name} has groups of {host.GroupSize} and warps of {host.Accelerator.WarpSize}. Use Tiled or Small.");
             var bounds = host.Bounds(WarpBounds);
-            var kw = host.Load(KernelHost.Bounded("MatMulWarp", bounds), typeof((TEpi, TTail)), acc =>
+            var kw = host.Load(KernelHost.HasBounds(bounds) ? "MatMulWarp/bounded" : "MatMulWarp", typeof((TEpi, TTail)), acc =>
                 acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, int, TEpi, TTail>(WarpKernel, bounds));
             int team = WarpTeam(host, m, n, g.K);
             kw(host.Stream, TeamGrid(host, Blocks4x4(m, n), team), a, b, c, operand, g, team, epilogue, tail);
@@ -340,7 +340,7 @@ public static partial class MatMulKernels
         Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, GemmArgs, int, TEpi, TTail> Kernel(bool fixup)
         {
             var bounds = fixup ? host.Bounds(TiledBounds) : KernelSpecialization.Empty;
-            return host.Load(KernelHost.Bounded("MatMulTiled", bounds), typeof(TShape), typeof((TEpi, TTail)), acc =>
+            return host.Load(KernelHost.HasBounds(bounds) ? "MatMulTiled/bounded" : "MatMulTiled", typeof(TShape), typeof((TEpi, TTail)), acc =>
                 acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, GemmArgs, int, TEpi, TTail>(TiledKernel<TShape, TEpi, TTail>, bounds));
         }
         var arrivals = host.SplitKArrivals;

@@ -134,7 +134,7 @@ public static partial class MatMulKernels
             var j1 = new WarpJob<TEpi1>(first.A, first.B, first.C, first.Operand, g1, epi1);
             var j2 = new WarpJob<TEpi2>(second.A, second.B, second.C, second.Operand, g2, epi2);
             var bounds = host.Bounds(WarpPairBounds);
-            var kw = host.Load(KernelHost.Bounded("MatMulWarpPair", bounds), typeof((TEpi1, TEpi2)), acc =>
+            var kw = host.Load(KernelHost.HasBounds(bounds) ? "MatMulWarpPair/bounded" : "MatMulWarpPair", typeof((TEpi1, TEpi2)), acc =>
                 acc.LoadKernel<WarpJob<TEpi1>, WarpJob<TEpi2>, int>(WarpPairKernel, bounds));
             kw(host.Stream, TeamGrid(host, (long)j1.Blocks + j2.Blocks, team), j1, j2, team);
             return;
