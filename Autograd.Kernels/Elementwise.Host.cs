@@ -44,13 +44,36 @@ public static partial class Elementwise
         }
     }
 
+    // The broadcasting jobs walk the output in runs along its last dim: one operand offset (three
+    // divisions) per run instead of per element; a bias add of 1000x100 took 460 us that way against
+    // 6 us for a plain zip. Within a run an operand's stride is 1 (it has the last dim) or 0 (it is
+    // repeated along it), so a run goes by vectors, with the repeated element in every lane.
     private readonly unsafe struct MapBroadcastJob<TOp>(float* x, float* y, Broadcast4 s, TOp op) : IHostJob
         where TOp : struct, IUnaryOp
     {
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int from, int to)
         {
-            for (int i = from; i < to; i++) y[i] = op.Apply(x[s.OffsetA(i)]);
+            int d3 = s.D3;
+            for (int i = from; i < to;)
+            {
+                int end = Math.Min(to, (i / d3 + 1) * d3);
+                float* px = x + s.OffsetA(i), py = y + i;
+                int n = end - i, k = 0;
+                if (s.A3 == 0)
+                {
+                    // One input element for the whole run: one op, stored n times.
+                    new Span<float>(py, n).Fill(op.Apply(*px));
+                }
+                else
+                {
+                    if (VectorOp.Has(op))
+                        for (int w = Vector<float>.Count; k + w <= n; k += w)
+                            *(Vector<float>*)(py + k) = VectorOp.Apply(op, *(Vector<float>*)(px + k));
+                    for (; k < n; k++) py[k] = op.Apply(px[k]);
+                }
+                i = end;
+            }
         }
     }
 
@@ -74,7 +97,36 @@ public static partial class Elementwise
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int from, int to)
         {
-            for (int i = from; i < to; i++) c[i] = op.Apply(a[s.OffsetA(i)], b[s.OffsetB(i)]);
+            int d3 = s.D3, sa = s.A3, sb = s.B3;
+            bool vectors = VectorOp.HasBinary(op);
+            for (int i = from; i < to;)
+            {
+                int end = Math.Min(to, (i / d3 + 1) * d3);
+                float* pa = a + s.OffsetA(i), pb = b + s.OffsetB(i), pc = c + i;
+                int n = end - i, k = 0;
+                if (sa == 0 && sb == 0)
+                {
+                    new Span<float>(pc, n).Fill(op.Apply(*pa, *pb));
+                    i = end;
+                    continue;
+                }
+                if (vectors)
+                {
+                    // A repeated operand is the same element in every lane: the scalar op's bits, lane by lane.
+                    int w = Vector<float>.Count;
+                    if (sa == 1 && sb == 1)
+                        for (; k + w <= n; k += w)
+                            *(Vector<float>*)(pc + k) = VectorOp.Apply(op, *(Vector<float>*)(pa + k), *(Vector<float>*)(pb + k));
+                    else if (sa == 0)
+                        for (var va = new Vector<float>(*pa); k + w <= n; k += w)
+                            *(Vector<float>*)(pc + k) = VectorOp.Apply(op, va, *(Vector<float>*)(pb + k));
+                    else
+                        for (var vb = new Vector<float>(*pb); k + w <= n; k += w)
+                            *(Vector<float>*)(pc + k) = VectorOp.Apply(op, *(Vector<float>*)(pa + k), vb);
+                }
+                for (; k < n; k++) pc[k] = op.Apply(pa[k * sa], pb[k * sb]);
+                i = end;
+            }
         }
     }
 

@@ -151,6 +151,45 @@ public sealed partial class KernelTests
         }
     }
 
+    // The broadcasting loops walk runs along the last dim, by vectors where an operand is contiguous
+    // (stride 1) or one repeated element (stride 0). Each pairing of strides, with ops that have a
+    // vector form and ops that do not, on outputs past the size that splits a loop across the cores
+    // (so the parts start and end inside a run): against the double twin, and bit for bit against the kernels.
+    [Theory]
+    [InlineData(new[] { 65, 1, 33 }, new[] { 1, 40, 33 })]   // both contiguous along the run
+    [InlineData(new[] { 65, 40, 1 }, new[] { 1, 40, 33 })]   // a repeated, b contiguous
+    [InlineData(new[] { 65, 40, 33 }, new[] { 65, 40, 1 })]  // a contiguous, b repeated
+    [InlineData(new[] { 2000, 40, 1 }, new[] { 1 })]         // both of stride 0: runs of one element
+    [InlineData(new[] { 3, 1, 7, 1009 }, new[] { 1, 5, 7, 1 })] // rank 4, runs of 1009 split across the cores
+    public void Broadcast_loops_walk_runs_with_the_kernels_bits(int[] aShape, int[] bShape)
+    {
+        var cpu = Device.Cpu.Host;
+        var outShape = Reference.BroadcastShape(aShape, bShape);
+        int na = TestData.Count(aShape), nb = TestData.Count(bShape), no = TestData.Count(outShape);
+        no.Should().BeGreaterThan(65536, "past the size that splits a host loop across the cores");
+        var a = TestData.Normal(na, 11);
+        var b = TestData.Uniform(nb, 12, 0.5f, 2f);
+        string what = $"{Tensor.ShapeText(aShape)} with {Tensor.ShapeText(bShape)}";
+        float[] Zip<TOp>(KernelHost h, TOp op) where TOp : struct, IBinaryOp =>
+            Run(h, no, null, (o, i) => Elementwise.Zip(h, i[0], aShape, i[1], bShape, o, outShape, op), a, b);
+        var div = Zip(cpu.WithHostLoops(true), new DivOp());
+        TestData.ShouldMatch(div, Reference.Zip(Reference.ToDouble(a), aShape, Reference.ToDouble(b), bShape, (p, q) => p / q, out _), 1e-6, 1e-6, what);
+        Bits(div, Zip(cpu.WithHostLoops(false), new DivOp()), $"{what}: div");
+        // PowGrad at a non-integral exponent has no vector form: the run's scalar loop with strides.
+        var pg = Zip(cpu.WithHostLoops(true), new PowGradOp(2.5f));
+        Bits(pg, Zip(cpu.WithHostLoops(false), new PowGradOp(2.5f)), $"{what}: powgrad");
+        // Expanding each operand to the output: a map with its stride (1 or 0) along the run.
+        foreach (var (x, shape) in new[] { (a, aShape), (b, bShape) })
+        {
+            float[] Expand<TOp>(KernelHost h, TOp op) where TOp : struct, IUnaryOp =>
+                Run(h, no, null, (o, i) => Elementwise.MapBroadcast(h, i[0], shape, o, outShape, op), x);
+            var scaled = Expand(cpu.WithHostLoops(true), new ScaleOp(1.3f));
+            TestData.ShouldMatch(scaled, Reference.Zip(Reference.ToDouble(x), shape, new double[no], outShape, (p, _) => (double)(float)(1.3f * (float)p), out _), 1e-6, 1e-6, $"{what}: expand {Tensor.ShapeText(shape)}");
+            Bits(scaled, Expand(cpu.WithHostLoops(false), new ScaleOp(1.3f)), $"{what}: scale {Tensor.ShapeText(shape)}");
+            Bits(Expand(cpu.WithHostLoops(true), new TanhOp()), Expand(cpu.WithHostLoops(false), new TanhOp()), $"{what}: tanh {Tensor.ShapeText(shape)}");
+        }
+    }
+
     private static void Bits(float[] loops, float[] kernels, string what) =>
         loops.Select(BitConverter.SingleToInt32Bits).Should().Equal(kernels.Select(BitConverter.SingleToInt32Bits), what);
 
