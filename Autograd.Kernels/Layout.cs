@@ -34,7 +34,12 @@ public static class Layout
         Check.Length("Transpose", "x", x, (long)m * n);
         Check.Length("Transpose", "y", y, (long)m * n);
         if (m * n == 0) return;
-        if (host.HostLoops) { HostLoop.For(host, (long)m * n, new TransposeJob(HostLoop.Ptr(x), HostLoop.Ptr(y), m, n)); return; }
+        if (host.HostLoops)
+        {
+            int tilesN = (n + HostTile - 1) / HostTile, tiles = (m + HostTile - 1) / HostTile * tilesN;
+            HostLoop.For(host, tiles, new TransposeJob(HostLoop.Ptr(x), HostLoop.Ptr(y), m, n, tilesN), work: (long)m * n);
+            return;
+        }
         var k = host.Load("Transpose", null, acc =>
             acc.LoadKernel<ArrayView<float>, ArrayView<float>, int, int>(TransposeKernel));
         k(host.Stream, host.GridStride((long)m * n), x, y, m, n);
@@ -42,15 +47,26 @@ public static class Layout
 
     // ---------------------------------------------------------------- host loop (KernelHost.HostLoops)
 
-    private readonly unsafe struct TransposeJob(float* x, float* y, int m, int n) : IHostJob
+    // Square tiles of the host transpose: a tile's rows of x and of y stay in the L1 cache while it is
+    // copied, where walking x in order wrote y a cache line apart for every element (and divided twice
+    // per element): 100K floats took 160 us.
+    private const int HostTile = 32;
+
+    // Over tiles of HostTile x HostTile, tilesN to a row of tiles.
+    private readonly unsafe struct TransposeJob(float* x, float* y, int m, int n, int tilesN) : IHostJob
     {
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int from, int to)
         {
-            for (int idx = from; idx < to; idx++)
+            for (int t = from; t < to; t++)
             {
-                int i = idx / n, j = idx % n;
-                y[j * m + i] = x[idx];
+                int i0 = t / tilesN * HostTile, j0 = t % tilesN * HostTile;
+                int i1 = Math.Min(m, i0 + HostTile), j1 = Math.Min(n, j0 + HostTile);
+                for (int i = i0; i < i1; i++)
+                {
+                    float* row = x + (long)i * n;
+                    for (int j = j0; j < j1; j++) y[(long)j * m + i] = row[j];
+                }
             }
         }
     }

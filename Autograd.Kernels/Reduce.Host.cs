@@ -207,16 +207,26 @@ public static partial class Reduce
     private static unsafe void HostSumAxes(KernelHost host, ArrayView<float> x, ArrayView<float> y, ReduceArgs args, float alpha, float beta) =>
         HostLoop.For(host, y.Length, new SumAxesJob(HostLoop.Ptr(x), HostLoop.Ptr(y), args, alpha, beta), x.Length);
 
+    // The summands in the kernel's order (q = ((q0 R1 + q1) R2 + q2) R3 + q3, q3 fastest) as four
+    // nested loops, so no summand's offset is divided out of q: a sum over dims 0 and 2 of 8x50x100
+    // took 352 us with three divisions a summand.
     private readonly unsafe struct SumAxesJob(float* x, float* y, ReduceArgs r, float alpha, float beta) : IHostJob
     {
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int from, int to)
         {
+            int r0 = r.RCount / (r.R1 * r.R2 * r.R3);
             for (int o = from; o < to; o++)
             {
-                int baseIdx = r.Base(o);
+                float* p = x + r.Base(o);
                 float s = 0f;
-                for (int q = 0; q < r.RCount; q++) s += x[baseIdx + r.Offset(q)];
+                for (int q0 = 0; q0 < r0; q0++)
+                    for (int q1 = 0; q1 < r.R1; q1++)
+                        for (int q2 = 0; q2 < r.R2; q2++)
+                        {
+                            float* run = p + q0 * r.S0 + q1 * r.S1 + q2 * r.S2;
+                            for (int q3 = 0; q3 < r.R3; q3++) s += run[q3 * r.S3];
+                        }
                 y[o] = beta == 0f ? alpha * s : alpha * s + beta * y[o];
             }
         }
