@@ -1,6 +1,7 @@
 // Parameter updates, each one fused kernel per parameter: SGD with momentum and Adam (plain SGD is
 // the Axpy of Elementwise). Adam's step count lives in a one-element device buffer that a one-thread
 // kernel increments, so a replayed or captured step needs no value from the host.
+using System.Numerics;
 using System.Runtime.CompilerServices;
 using ILGPU;
 using ILGPU.Algorithms;
@@ -129,12 +130,24 @@ public static class OptimizerKernels
     // ---------------------------------------------------------------- host loops (KernelHost.HostLoops)
     // The kernels' float operations per element, in their order.
 
+    // The loops go by SIMD vectors with the scalar operations in the same order (no fused
+    // multiply-adds; division and square root are correctly rounded in both), so each lane has the
+    // scalar bits; Adam's update took 1.5 ns a parameter lane by lane.
     private readonly unsafe struct MomentumJob(float* p, float* g, float* v, float lr, float mu) : IHostJob
     {
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int from, int to)
         {
-            for (int i = from; i < to; i++)
+            int i = from, w = Vector<float>.Count;
+            var vmu = new Vector<float>(mu);
+            var vlr = new Vector<float>(lr);
+            for (; i + w <= to; i += w)
+            {
+                var vi = vmu * *(Vector<float>*)(v + i) + *(Vector<float>*)(g + i);
+                *(Vector<float>*)(v + i) = vi;
+                *(Vector<float>*)(p + i) -= vlr * vi;
+            }
+            for (; i < to; i++)
             {
                 float vi = mu * v[i] + g[i];
                 v[i] = vi;
@@ -157,7 +170,20 @@ public static class OptimizerKernels
             float step = t[0];
             float c1 = 1f - XMath.Pow(beta1, step);
             float c2 = 1f - XMath.Pow(beta2, step);
-            for (int i = from; i < to; i++)
+            int i = from, w = Vector<float>.Count;
+            Vector<float> b1 = new(beta1), b2 = new(beta2), k1 = new(1f - beta1), k2 = new(1f - beta2);
+            Vector<float> vlr = new(lr), veps = new(eps), vc1 = new(c1), vc2 = new(c2);
+            for (; i + w <= to; i += w)
+            {
+                // AdamAt's operations, in its order.
+                var gi = *(Vector<float>*)(g + i);
+                var mi = b1 * *(Vector<float>*)(m + i) + k1 * gi;
+                var vi = b2 * *(Vector<float>*)(v + i) + k2 * gi * gi;
+                *(Vector<float>*)(m + i) = mi;
+                *(Vector<float>*)(v + i) = vi;
+                *(Vector<float>*)(p + i) -= vlr * (mi / vc1) / (Vector.SquareRoot(vi / vc2) + veps);
+            }
+            for (; i < to; i++)
             {
                 var (pi, mi, vi) = AdamAt(p[i], g[i], m[i], v[i], lr, beta1, beta2, eps, c1, c2);
                 m[i] = mi;
