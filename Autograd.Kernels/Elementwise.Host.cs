@@ -1,8 +1,8 @@
 // The elementwise kernels as host loops, for the CPU accelerator (KernelHost.HostLoops; why in
 // HostLoops.cs): each element gets the op's float operations, as in MapKernel, ZipKernel and their
 // broadcasting forms, so the bits are the kernels'. The launchers of Elementwise.cs check the sizes
-// and choose; these run only from there. Maps and zips of whole buffers go by SIMD vectors where the op
-// has a vector form with its bits (ElementwiseOps.Vector.cs).
+// and choose; these run only from there. Maps and zips go by SIMD vectors where the op has a vector
+// form with its bits (ElementwiseOps.Vector.cs): whole buffers, and broadcasts along runs of the last dim.
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using ILGPU;
