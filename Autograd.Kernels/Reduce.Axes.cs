@@ -134,8 +134,17 @@ public static partial class Reduce
         for (int row = Grid.IdxX; row < rows; row += Grid.DimX)
         {
             float s = 0f;
-            int start = row * r;
-            for (int k = Group.IdxX; k < r; k += Group.DimX) s += x[start + k];
+            int start = row * r, dim = Group.DimX, k = Group.IdxX;
+            // Four loads in flight, added in the one-at-a-time order (SumMapKernel says why).
+            for (; k < r - 3 * dim; k += 4 * dim)
+            {
+                float v0 = x[start + k], v1 = x[start + k + dim], v2 = x[start + k + 2 * dim], v3 = x[start + k + 3 * dim];
+                s += v0;
+                s += v1;
+                s += v2;
+                s += v3;
+            }
+            for (; k < r; k += dim) s += x[start + k];
             GroupSum(shared, y, row, s, alpha, beta);
         }
     }

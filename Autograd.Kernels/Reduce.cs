@@ -74,7 +74,22 @@ public static partial class Reduce
         var shared = SharedMemory.Allocate<float>(MaxGroup);
         int stride = Grid.DimX * Group.DimX;
         float acc = 0f;
-        for (int i = Grid.GlobalIndex.X; i < n; i += stride)
+        int i = Grid.GlobalIndex.X;
+        // Four elements' loads before their adds, which keep the one-at-a-time order (so the bits):
+        // one at a time, ptxas leaves a thread a single load in flight (SassTests).
+        for (; i < n - 3 * stride; i += 4 * stride)
+        {
+            float v0 = x[i], v1 = x[i + stride], v2 = x[i + 2 * stride], v3 = x[i + 3 * stride];
+            acc += map.Apply(v0);
+            if (hasSide != 0) side[i] = sideOp.Apply(v0, s[i * sStride]);
+            acc += map.Apply(v1);
+            if (hasSide != 0) side[i + stride] = sideOp.Apply(v1, s[(i + stride) * sStride]);
+            acc += map.Apply(v2);
+            if (hasSide != 0) side[i + 2 * stride] = sideOp.Apply(v2, s[(i + 2 * stride) * sStride]);
+            acc += map.Apply(v3);
+            if (hasSide != 0) side[i + 3 * stride] = sideOp.Apply(v3, s[(i + 3 * stride) * sStride]);
+        }
+        for (; i < n; i += stride)
         {
             float v = x[i];
             acc += map.Apply(v);

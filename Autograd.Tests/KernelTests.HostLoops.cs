@@ -20,7 +20,7 @@ public sealed partial class KernelTests
     public static TheoryData<string> HostLoopCases() => new()
     {
         "map tanh", "map pow3", "map broadcast", "zip add", "zip broadcast clampgrad", "fill",
-        "sum all 130", "sum all 100003", "sum all map side", "sum middle", "sum middle chunks", "sum rows", "sum scattered",
+        "sum all 130", "sum all 100003", "sum all map side", "sum all map side 100003", "sum middle", "sum middle chunks", "sum rows", "sum scattered",
         "transpose", "randn", "momentum", "adam",
     };
 
@@ -60,6 +60,9 @@ public sealed partial class KernelTests
             // The loss and its gradient in one pass: the sum in element 0, the side output after it.
             "sum all map side" => h => Run(h, 1 + n, null, (o, i) => Reduce.SumAllMap(h, i[0], o.SubView(0, 1), Scratch(h), new PowOp(2f),
                 o.SubView(1, n), i[1], 1, new PowGradOp(2f), 0.5f), x, y),
+            // Past 4 x the threads, so the kernel's loop of four loads before their adds runs too.
+            "sum all map side 100003" => h => Run(h, 1 + 100_003, null, (o, i) => Reduce.SumAllMap(h, i[0], o.SubView(0, 1), Scratch(h), new PowOp(2f),
+                o.SubView(1, 100_003), i[1], 1, new PowGradOp(2f), 0.5f), TestData.Normal(100_003, 18), TestData.Normal(100_003, 19)),
             "sum middle" => h => Run(h, 33 * 65, TestData.Normal(33 * 65, 9), (o, i) => Reduce.SumAxes(h, i[0], [33, 7, 65], [1], o, -0.5f, 0.75f), big),
             "sum middle chunks" => h => Chunked(h),
             "sum rows" => h => Run(h, 7, null, (o, i) => Reduce.SumAxes(h, i[0].SubView(0, 7 * 2049), [7, 2049], [1], o), big),

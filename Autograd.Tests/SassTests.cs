@@ -111,16 +111,32 @@ public sealed class SassTests
     [InlineData("MatMulKernels.TiledKernel<Tile16x16, AxpyOp, NoTail>")]
     [InlineData("MatMulKernels.TiledKernel<Tile16x16, FirstOp, SumTail<PowOp, PowGradOp>>")]
     [InlineData("MatMulKernels.TiledKernel<Tile8x8, FirstOp, NoTail>")]
-    public void SGEMM_keeps_32_loads_in_flight_in_SASS(string kernel)
+    public void SGEMM_keeps_32_loads_in_flight_in_SASS(string kernel) =>
+        LongestLoadRun(kernel).Should().BeGreaterThanOrEqualTo(32, $"{kernel}: the 32 loads of a trip are issued before its first multiply-add");
+
+    // The sums' grid-stride loops load four elements before adding them in order: one at a time,
+    // ptxas leaves a thread one load in flight, and a sum of 256M floats then waits on memory once per
+    // element a thread.
+    [Theory]
+    [InlineData("Reduce.SumRowsKernel")]
+    [InlineData("Reduce.SumMapKernel<IdentityOp, FirstOp>")]
+    [InlineData("Reduce.SumMapKernel<PowOp, FirstOp>")]
+    [InlineData("Reduce.SumMapKernel<IdentityOp, PowGradOp>")]
+    [InlineData("Reduce.SumMiddleKernel")]
+    [InlineData("Reduce.SumMiddleChunksKernel")]
+    public void Sums_keep_4_loads_in_flight_in_SASS(string kernel) =>
+        LongestLoadRun(kernel).Should().BeGreaterThanOrEqualTo(4, $"{kernel}: four loads before their adds");
+
+    // The longest run of global loads with no floating-point instruction between them.
+    private static int LongestLoadRun(string kernel)
     {
-        var ops = Sass(kernel);
         int run = 0, longest = 0;
-        foreach (var o in ops)
+        foreach (var o in Sass(kernel))
         {
             if (o.StartsWith("LD.", StringComparison.Ordinal) || o.StartsWith("LDG.", StringComparison.Ordinal)) longest = Math.Max(longest, ++run);
             else if (o.StartsWith("FFMA", StringComparison.Ordinal) || o.StartsWith("FMUL", StringComparison.Ordinal) || o.StartsWith("FADD", StringComparison.Ordinal)) run = 0;
         }
-        longest.Should().BeGreaterThanOrEqualTo(32, $"{kernel}: the 32 loads of a trip are issued before its first multiply-add");
+        return longest;
     }
 
     // The SASS of one kernel as opcodes: "/*25b0*/  @!P0 LDS.128 R56, [R83] ;" -> "LDS.128".
