@@ -30,18 +30,52 @@ public static partial class Elementwise
     private static unsafe void HostFill(KernelHost host, ArrayView<float> y, float value) =>
         HostLoop.For(host, y.Length, new FillJob(HostLoop.Ptr(y), value));
 
+    // y[k] = op(x[k]) for k < n, by vectors where the op has a vector form: a whole buffer's part, or a
+    // broadcast's run with x contiguous. Inlined into the jobs' loops, which are optimised from their first call.
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static unsafe void MapRun<TOp>(TOp op, float* x, float* y, int n)
+        where TOp : struct, IUnaryOp
+    {
+        int k = 0;
+        if (VectorOp.Has(op))
+            for (int w = Vector<float>.Count; k + w <= n; k += w)
+                *(Vector<float>*)(y + k) = VectorOp.Apply(op, *(Vector<float>*)(x + k));
+        for (; k < n; k++) y[k] = op.Apply(x[k]);
+    }
+
+    // c[k] = op(a[k sa], b[k sb]) for k < n, each stride 1 (contiguous) or 0 (one repeated element, in
+    // every lane of a vector: the scalar op's bits, lane by lane). A whole buffer's part is (1, 1).
+    [MethodImpl(MethodImplOptions.AggressiveInlining | MethodImplOptions.AggressiveOptimization)]
+    private static unsafe void ZipRun<TOp>(TOp op, float* a, int sa, float* b, int sb, float* c, int n)
+        where TOp : struct, IBinaryOp
+    {
+        if (sa == 0 && sb == 0)
+        {
+            new Span<float>(c, n).Fill(op.Apply(*a, *b));
+            return;
+        }
+        int k = 0;
+        if (VectorOp.HasBinary(op))
+        {
+            int w = Vector<float>.Count;
+            if (sa == 1 && sb == 1)
+                for (; k + w <= n; k += w)
+                    *(Vector<float>*)(c + k) = VectorOp.Apply(op, *(Vector<float>*)(a + k), *(Vector<float>*)(b + k));
+            else if (sa == 0)
+                for (var va = new Vector<float>(*a); k + w <= n; k += w)
+                    *(Vector<float>*)(c + k) = VectorOp.Apply(op, va, *(Vector<float>*)(b + k));
+            else
+                for (var vb = new Vector<float>(*b); k + w <= n; k += w)
+                    *(Vector<float>*)(c + k) = VectorOp.Apply(op, *(Vector<float>*)(a + k), vb);
+        }
+        for (; k < n; k++) c[k] = op.Apply(a[k * sa], b[k * sb]);
+    }
+
     private readonly unsafe struct MapJob<TOp>(float* x, float* y, TOp op) : IHostJob
         where TOp : struct, IUnaryOp
     {
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        public void Run(int from, int to)
-        {
-            int i = from;
-            if (VectorOp.Has(op))
-                for (int w = Vector<float>.Count; i + w <= to; i += w)
-                    *(Vector<float>*)(y + i) = VectorOp.Apply(op, *(Vector<float>*)(x + i));
-            for (; i < to; i++) y[i] = op.Apply(x[i]);
-        }
+        public void Run(int from, int to) => MapRun(op, x + from, y + from, to - from);
     }
 
     // The broadcasting jobs walk the output in runs along its last dim: one operand offset (three
@@ -54,24 +88,13 @@ public static partial class Elementwise
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int from, int to)
         {
-            int d3 = s.D3;
-            for (int i = from; i < to;)
+            for (int i = from, d3 = s.D3; i < to;)
             {
                 int end = Math.Min(to, (i / d3 + 1) * d3);
-                float* px = x + s.OffsetA(i), py = y + i;
-                int n = end - i, k = 0;
-                if (s.A3 == 0)
-                {
-                    // One input element for the whole run: one op, stored n times.
-                    new Span<float>(py, n).Fill(op.Apply(*px));
-                }
-                else
-                {
-                    if (VectorOp.Has(op))
-                        for (int w = Vector<float>.Count; k + w <= n; k += w)
-                            *(Vector<float>*)(py + k) = VectorOp.Apply(op, *(Vector<float>*)(px + k));
-                    for (; k < n; k++) py[k] = op.Apply(px[k]);
-                }
+                float* px = x + s.OffsetA(i);
+                // One input element for the whole run: one op, stored end - i times.
+                if (s.A3 == 0) new Span<float>(y + i, end - i).Fill(op.Apply(*px));
+                else MapRun(op, px, y + i, end - i);
                 i = end;
             }
         }
@@ -81,14 +104,7 @@ public static partial class Elementwise
         where TOp : struct, IBinaryOp
     {
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        public void Run(int from, int to)
-        {
-            int i = from;
-            if (VectorOp.HasBinary(op))
-                for (int w = Vector<float>.Count; i + w <= to; i += w)
-                    *(Vector<float>*)(c + i) = VectorOp.Apply(op, *(Vector<float>*)(a + i), *(Vector<float>*)(b + i));
-            for (; i < to; i++) c[i] = op.Apply(a[i], b[i]);
-        }
+        public void Run(int from, int to) => ZipRun(op, a + from, 1, b + from, 1, c + from, to - from);
     }
 
     private readonly unsafe struct ZipBroadcastJob<TOp>(float* a, float* b, float* c, Broadcast4 s, TOp op) : IHostJob
@@ -97,34 +113,10 @@ public static partial class Elementwise
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int from, int to)
         {
-            int d3 = s.D3, sa = s.A3, sb = s.B3;
-            bool vectors = VectorOp.HasBinary(op);
-            for (int i = from; i < to;)
+            for (int i = from, d3 = s.D3; i < to;)
             {
                 int end = Math.Min(to, (i / d3 + 1) * d3);
-                float* pa = a + s.OffsetA(i), pb = b + s.OffsetB(i), pc = c + i;
-                int n = end - i, k = 0;
-                if (sa == 0 && sb == 0)
-                {
-                    new Span<float>(pc, n).Fill(op.Apply(*pa, *pb));
-                    i = end;
-                    continue;
-                }
-                if (vectors)
-                {
-                    // A repeated operand is the same element in every lane: the scalar op's bits, lane by lane.
-                    int w = Vector<float>.Count;
-                    if (sa == 1 && sb == 1)
-                        for (; k + w <= n; k += w)
-                            *(Vector<float>*)(pc + k) = VectorOp.Apply(op, *(Vector<float>*)(pa + k), *(Vector<float>*)(pb + k));
-                    else if (sa == 0)
-                        for (var va = new Vector<float>(*pa); k + w <= n; k += w)
-                            *(Vector<float>*)(pc + k) = VectorOp.Apply(op, va, *(Vector<float>*)(pb + k));
-                    else
-                        for (var vb = new Vector<float>(*pb); k + w <= n; k += w)
-                            *(Vector<float>*)(pc + k) = VectorOp.Apply(op, *(Vector<float>*)(pa + k), vb);
-                }
-                for (; k < n; k++) pc[k] = op.Apply(pa[k * sa], pb[k * sb]);
+                ZipRun(op, a + s.OffsetA(i), s.A3, b + s.OffsetB(i), s.B3, c + i, end - i);
                 i = end;
             }
         }
