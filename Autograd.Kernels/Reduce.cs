@@ -80,22 +80,24 @@ public static partial class Reduce
         for (; i < n - 3 * stride; i += 4 * stride)
         {
             float v0 = x[i], v1 = x[i + stride], v2 = x[i + 2 * stride], v3 = x[i + 3 * stride];
-            acc += map.Apply(v0);
-            if (hasSide != 0) side[i] = sideOp.Apply(v0, s[i * sStride]);
-            acc += map.Apply(v1);
-            if (hasSide != 0) side[i + stride] = sideOp.Apply(v1, s[(i + stride) * sStride]);
-            acc += map.Apply(v2);
-            if (hasSide != 0) side[i + 2 * stride] = sideOp.Apply(v2, s[(i + 2 * stride) * sStride]);
-            acc += map.Apply(v3);
-            if (hasSide != 0) side[i + 3 * stride] = sideOp.Apply(v3, s[(i + 3 * stride) * sStride]);
+            acc = SumMapStep(acc, v0, i, side, s, sStride, hasSide, map, sideOp);
+            acc = SumMapStep(acc, v1, i + stride, side, s, sStride, hasSide, map, sideOp);
+            acc = SumMapStep(acc, v2, i + 2 * stride, side, s, sStride, hasSide, map, sideOp);
+            acc = SumMapStep(acc, v3, i + 3 * stride, side, s, sStride, hasSide, map, sideOp);
         }
-        for (; i < n; i += stride)
-        {
-            float v = x[i];
-            acc += map.Apply(v);
-            if (hasSide != 0) side[i] = sideOp.Apply(v, s[i * sStride]);
-        }
+        for (; i < n; i += stride) acc = SumMapStep(acc, x[i], i, side, s, sStride, hasSide, map, sideOp);
         GroupSum(shared, partial, Grid.IdxX, acc, scale, 0f);
+    }
+
+    // One element of SumMapKernel: element i (value v) added to the sum through the map, and its side
+    // output written when there is one.
+    private static float SumMapStep<TMap, TSide>(float acc, float v, int i, ArrayView<float> side, ArrayView<float> s,
+        int sStride, int hasSide, TMap map, TSide sideOp)
+        where TMap : struct, IUnaryOp
+        where TSide : struct, IBinaryOp
+    {
+        if (hasSide != 0) side[i] = sideOp.Apply(v, s[i * sStride]);
+        return acc + map.Apply(v);
     }
 
     // y[at] = alpha * s + beta * y[at]; beta 0 never reads y. The axis sums take alpha and beta so that a
