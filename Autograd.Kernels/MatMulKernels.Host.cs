@@ -4,8 +4,8 @@
 // it MatMul runs as vectorised .NET over the same buffers instead, in the widest SIMD vectors the CPU
 // runs (HostSimd.cs).
 // - A block keeps 4 rows x 3 vectors of C in registers: 12 FMA chains (two FMA units of 4 cycles'
-//   latency need 8), fed by 3 loads of B and 4 broadcasts of A. The last one or two column blocks
-//   take 2 vectors, so that no block runs on fewer than 8 chains.
+//   latency need 8), fed by 3 loads of B and 4 broadcasts of A. A row of C ends in a block of 2 or
+//   of 4 vectors (two of 2 where 16 registers cannot hold 4), so that no block runs on fewer than 8.
 // - B is read in place. A vector that runs past column N reads the next row's first elements (lanes
 //   never stored), except in B's last rows, which the edge block takes from a padded copy as its
 //   chains' last FMAs. A transposed B is packed first.
@@ -52,7 +52,7 @@ public static partial class MatMulKernels
         where TS : struct, IHostSimd<TV>
         where TV : unmanaged
     {
-        var cols = new HostColumns(g.N, TS.Count);
+        var cols = new HostColumns(g.N, TS.Count, HostFourBlocks);
         float* src = (float*)b.LoadEffectiveAddressAsPtr();
         // A transposed B is packed as zero-padded (K, V * W) rows (PackTransposed), so that every
         // block reads rows of whole vectors; the padding's results are never stored.
@@ -93,27 +93,43 @@ public static partial class MatMulKernels
     }
 
     /// <summary>
-    /// How the host SGEMM cuts C's columns: V = ceil(N / W) vectors in blocks of 3, except that V mod 3
-    /// = 2 ends in a block of 2 and V mod 3 = 1 ends in two blocks of 2 (a lone vector when V = 1).
+    /// Lets the host SGEMM end a row of C in a block of 4 vectors (16 chains, 21 vector registers)
+    /// where V mod 3 = 1, instead of two blocks of 2 (8 chains each): on by default where the CPU has
+    /// 32 vector registers (AVX-512, Arm64); with AVX2's 16 a block of 4 would spill. The tests run both.
+    /// </summary>
+    internal static bool HostFourBlocks { get; set; } =
+        Vector512.IsHardwareAccelerated || System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture ==
+        System.Runtime.InteropServices.Architecture.Arm64;
+
+    /// <summary>
+    /// How the host SGEMM cuts C's columns: V = ceil(N / W) vectors in blocks of 3, then a tail: none
+    /// (V mod 3 = 0), a block of 2 (V mod 3 = 2), a block of 4 or two of 2 (V mod 3 = 1, HostFourBlocks),
+    /// or the lone vector when V = 1. No block but the lone vector has fewer than 8 chains.
     /// </summary>
     private readonly struct HostColumns
     {
-        public readonly int W, Vectors, Threes, Blocks;
+        public readonly int W, Vectors, Threes, Tail, Blocks;
 
-        public HostColumns(int n, int w)
+        public HostColumns(int n, int w, bool fours)
         {
             W = w;
             Vectors = (n + w - 1) / w;
-            int twos = Vectors % 3 == 0 ? 0 : Vectors % 3 == 2 || Vectors == 1 ? 1 : 2;
-            Threes = (Vectors - Math.Min(Vectors, 2 * twos)) / 3;
-            Blocks = Threes + twos;
+            int tails;
+            (Tail, tails) = Vectors == 1 ? (1, 1) : (Vectors % 3) switch
+            {
+                0 => (0, 0),
+                2 => (2, 1),
+                _ => fours ? (4, 1) : (2, 2),
+            };
+            Threes = (Vectors - Tail * tails) / 3;
+            Blocks = Threes + tails;
         }
 
-        /// <summary>The first vector of column block q (Blocks gives V).</summary>
-        public int Start(int q) => Math.Min(Vectors, q <= Threes ? 3 * q : 3 * Threes + 2 * (q - Threes));
+        /// <summary>The first vector of column block q.</summary>
+        public int Start(int q) => q <= Threes ? 3 * q : 3 * Threes + Tail * (q - Threes);
 
         /// <summary>Vectors in column block q.</summary>
-        public int Size(int q) => Start(q + 1) - Start(q);
+        public int Size(int q) => q < Threes ? 3 : Tail;
     }
 
     /// <summary>The last Count rows of B for an edge block, (Count, vectors * W) zero-padded; none when Count is 0.</summary>
@@ -142,11 +158,11 @@ public static partial class MatMulKernels
         {
             int w = cols.W;
             // The edge block's last rows of B, zero-padded (filled on first use: there is one edge block).
-            float* lastRows = stackalloc float[3 * w * w];
+            float* lastRows = stackalloc float[4 * w * w];
             bool filled = false;
             // Where a block parks its accumulators before Finish: accumulators live across a call are
             // spilled inside the loop.
-            TV* acc = stackalloc TV[12];
+            TV* acc = stackalloc TV[16];
             for (int p = from; p < to; p++)
             {
                 int i0 = p / cols.Blocks * 4, q = p % cols.Blocks, size = cols.Size(q);
@@ -165,6 +181,7 @@ public static partial class MatMulKernels
                 int kEnd = g.K - tail;
                 switch (size)
                 {
+                    case 4: Block4(i0, j, b + j, kEnd, last, acc); break;
                     case 3: Block3(i0, j, b + j, kEnd, last, acc); break;
                     case 2: Block2(i0, j, b + j, kEnd, last, acc); break;
                     default: Block1(i0, j, b + j, kEnd, last, acc); break;
@@ -200,6 +217,34 @@ public static partial class MatMulKernels
             acc[0] = c00; acc[1] = c01; acc[2] = c02; acc[3] = c10; acc[4] = c11; acc[5] = c12;
             acc[6] = c20; acc[7] = c21; acc[8] = c22; acc[9] = c30; acc[10] = c31; acc[11] = c32;
             Finish(i0, j, acc, 3, last);
+        }
+
+        // 4 rows x 4 vectors of C: 16 FMA chains, 21 vector registers (so only where there are 32).
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private void Block4(int i0, int j, float* bk, int kEnd, LastRows last, TV* acc)
+        {
+            float* a0 = RowA(i0), a1 = RowA(i0 + 1), a2 = RowA(i0 + 2), a3 = RowA(i0 + 3);
+            TV c00 = default, c01 = default, c02 = default, c03 = default, c10 = default, c11 = default, c12 = default, c13 = default;
+            TV c20 = default, c21 = default, c22 = default, c23 = default, c30 = default, c31 = default, c32 = default, c33 = default;
+            int ak = g.Ak, w = TS.Count, step = ld;
+            for (int k = 0, ka = 0; k < kEnd; k++, ka += ak, bk += step)
+            {
+                var b0 = TS.Load(bk);
+                var b1 = TS.Load(bk + w);
+                var b2 = TS.Load(bk + 2 * w);
+                var b3 = TS.Load(bk + 3 * w);
+                var x = TS.Splat(a0[ka]);
+                c00 = TS.Fma(x, b0, c00); c01 = TS.Fma(x, b1, c01); c02 = TS.Fma(x, b2, c02); c03 = TS.Fma(x, b3, c03);
+                x = TS.Splat(a1[ka]);
+                c10 = TS.Fma(x, b0, c10); c11 = TS.Fma(x, b1, c11); c12 = TS.Fma(x, b2, c12); c13 = TS.Fma(x, b3, c13);
+                x = TS.Splat(a2[ka]);
+                c20 = TS.Fma(x, b0, c20); c21 = TS.Fma(x, b1, c21); c22 = TS.Fma(x, b2, c22); c23 = TS.Fma(x, b3, c23);
+                x = TS.Splat(a3[ka]);
+                c30 = TS.Fma(x, b0, c30); c31 = TS.Fma(x, b1, c31); c32 = TS.Fma(x, b2, c32); c33 = TS.Fma(x, b3, c33);
+            }
+            acc[0] = c00; acc[1] = c01; acc[2] = c02; acc[3] = c03; acc[4] = c10; acc[5] = c11; acc[6] = c12; acc[7] = c13;
+            acc[8] = c20; acc[9] = c21; acc[10] = c22; acc[11] = c23; acc[12] = c30; acc[13] = c31; acc[14] = c32; acc[15] = c33;
+            Finish(i0, j, acc, 4, last);
         }
 
         // 4 rows x 2 vectors of C: 8 independent FMA chains.
@@ -273,6 +318,23 @@ public static partial class MatMulKernels
                 for (int r = 0; r < 4; r++, ci += g.N)
                     for (int v = 0; v < vectors; v++)
                         TS.Store(Scaled(acc[r * vectors + v], ci + v * w), ci + v * w);
+                return;
+            }
+            if (typeof(TEpi) == typeof(FirstOp) && i0 + 4 <= g.M)
+            {
+                // The edge piece, the same way up to its last vector, whose lanes past C's last
+                // column are dropped: through Put it cost ~5 of a 1000x64x100 product's 43 us. Kept
+                // apart from the loop above, which a variable vector count slowed (eighth session).
+                int whole = (g.N - j) / w, rest = g.N - j - whole * w;
+                float* ci = c + i0 * g.N + j;
+                for (int r = 0; r < 4; r++, ci += g.N)
+                {
+                    for (int v = 0; v < whole; v++)
+                        TS.Store(Scaled(acc[r * vectors + v], ci + v * w), ci + v * w);
+                    float* lanes = (float*)(acc + r * vectors + whole), cl = ci + whole * w;
+                    for (int l = 0; l < rest; l++)
+                        cl[l] = g.Beta == 0f ? g.Alpha * lanes[l] : g.Alpha * lanes[l] + g.Beta * cl[l];
+                }
                 return;
             }
             for (int r = 0; r < 4; r++)

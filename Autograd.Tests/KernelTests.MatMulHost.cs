@@ -1,10 +1,11 @@
 // The host SGEMM's column cutting against the double twin, in both vector widths it runs (Vector512
-// where AVX-512 runs, Vector<float>). It cuts C's columns into blocks of 3, 2 or 1 SIMD vectors and
+// where AVX-512 runs, Vector<float>). It cuts C's columns into blocks of 3, 4, 2 or 1 SIMD vectors and
 // reads B in place, so a block that runs past column N reads into B's next row and takes B's last
 // rows from a padded copy instead. These widths put every kind of block at the edge (N below, at and
 // past a vector of 8 or 16; V mod 3 = 0, 1, 2), and the depths make the padded copy one row, several
 // rows, or all of B. B sits in a buffer that goes on in NaN, so a stored lane that read past B shows.
-// Each element is one FMA chain in k order whatever the width, so the two widths give the same bits.
+// Six rows put a whole block of 4 rows at the edge (its fast store) and a block past M (Put's).
+// Each element is one FMA chain in k order whatever the width and the blocks, so all give the same bits.
 using System.Numerics;
 using System.Runtime.Intrinsics;
 using AutogradNet.Kernels;
@@ -16,23 +17,26 @@ namespace AutogradNet.Tests;
 
 public sealed partial class KernelTests
 {
-    public static TheoryData<int, bool> HostWidths()
+    public static TheoryData<int, bool, bool> HostWidths()
     {
-        var d = new TheoryData<int, bool>();
+        var d = new TheoryData<int, bool, bool>();
         foreach (bool wide in new[] { false, true })
-            foreach (int n in new[] { 1, 2, 7, 8, 9, 15, 16, 17, 19, 24, 25, 33, 40, 47, 48, 49, 64, 66, 81, 100, 117 })
-                d.Add(n, wide);
+            foreach (bool fours in new[] { false, true })
+                foreach (int n in new[] { 1, 2, 7, 8, 9, 15, 16, 17, 19, 24, 25, 33, 40, 47, 48, 49, 64, 66, 81, 100, 117 })
+                    d.Add(n, wide, fours);
         return d;
     }
 
-    // Runs f with the host SGEMM on Vector512 (wide) or on Vector<float>.
-    private static void OnHostWidth(bool wide, Action f)
+    // Runs f with the host SGEMM on Vector512 (wide) or on Vector<float>, ending rows of C in blocks
+    // of 4 vectors (fours) or of 2.
+    private static void OnHostWidth(bool wide, bool fours, Action f)
     {
         Assert.SkipUnless(Host.IsCpu, "the Host SGEMM path runs only on the CPU accelerator");
         Assert.SkipWhen(wide && !Vector512.IsHardwareAccelerated, "this CPU does not run Vector512 (no AVX-512)");
         using var pin = new MatMulPin(Host, MatMulPath.Host);
-        bool saved = MatMulKernels.HostWideVectors;
+        bool saved = MatMulKernels.HostWideVectors, savedFours = MatMulKernels.HostFourBlocks;
         MatMulKernels.HostWideVectors = wide;
+        MatMulKernels.HostFourBlocks = fours;
         try
         {
             MatMulKernels.HostVectorWidth.Should().Be(wide ? 16 : Vector<float>.Count);
@@ -41,17 +45,19 @@ public sealed partial class KernelTests
         finally
         {
             MatMulKernels.HostWideVectors = saved;
+            MatMulKernels.HostFourBlocks = savedFours;
         }
     }
 
     [Theory]
     [MemberData(nameof(HostWidths))]
-    public void Host_SGEMM_edge_blocks_match_host_twin(int n, bool wide) => OnHostWidth(wide, () =>
+    public void Host_SGEMM_edge_blocks_match_host_twin(int n, bool wide, bool fours) => OnHostWidth(wide, fours, () =>
     {
         foreach (int m in new[] { 1, 6 })
             foreach (int k in new[] { 1, 2, 5, 17 })
                 foreach (bool ta in new[] { false, true })
                     foreach (bool tb in new[] { false, true })
+                    foreach (float beta in new[] { -0.5f, 0f })
                     {
                         var a = TestData.Normal(m * k, m * 7 + k);
                         var b = TestData.Normal(k * n, n * 5 + k);
@@ -59,10 +65,10 @@ public sealed partial class KernelTests
                         using var ab = Upload(Host, a);
                         using var bb = Upload(Host, [.. b, .. Enumerable.Repeat(float.NaN, 64)]);
                         using var cb = Upload(Host, c0);
-                        MatMulKernels.MatMul(Host, ab.View, ta, bb.View.SubView(0, k * n), tb, cb.View, m, n, k, alpha: 1.5f, beta: -0.5f);
-                        var expected = Reference.MatMul(a, ta, b, tb, m, n, k).Select((v, i) => 1.5 * v - 0.5 * c0[i]).ToArray();
+                        MatMulKernels.MatMul(Host, ab.View, ta, bb.View.SubView(0, k * n), tb, cb.View, m, n, k, alpha: 1.5f, beta: beta);
+                        var expected = Reference.MatMul(a, ta, b, tb, m, n, k).Select((v, i) => 1.5 * v + beta * c0[i]).ToArray();
                         TestData.ShouldMatch(Download(Host, cb, m * n), expected, 1e-4, 4e-5 * Math.Sqrt(k),
-                            $"host {m}x{n}x{k} ta={ta} tb={tb}, {MatMulKernels.HostVectorWidth}-float vectors");
+                            $"host {m}x{n}x{k} ta={ta} tb={tb} beta={beta}, {MatMulKernels.HostVectorWidth}-float vectors, fours={fours}");
                     }
     });
 
@@ -76,10 +82,10 @@ public sealed partial class KernelTests
         var a = TestData.Normal(m * k, 3);
         var b = TestData.Normal(k * n, 4);
         var c0 = TestData.Normal(m * n, 5);
-        float[] Run(bool wide)
+        float[] Run(bool wide, bool fours)
         {
             float[] result = [];
-            OnHostWidth(wide, () =>
+            OnHostWidth(wide, fours, () =>
             {
                 using var ab = Upload(Host, a);
                 using var bb = Upload(Host, b);
@@ -89,10 +95,11 @@ public sealed partial class KernelTests
             });
             return result;
         }
-        var narrow = Run(false);
-        var wide = Run(true);
-        for (int i = 0; i < narrow.Length; i++)
-            BitConverter.SingleToInt32Bits(wide[i]).Should().Be(BitConverter.SingleToInt32Bits(narrow[i]),
-                $"element {i} of {m}x{n}x{k} ta={ta} tb={tb}: {wide[i]} on Vector512, {narrow[i]} on Vector<float>");
+        // Vector<float> in blocks of 2, then Vector512 and Vector<float> in blocks of 4.
+        var narrow = Run(false, false);
+        foreach (var (wide, label) in new[] { (Run(true, true), "Vector512, fours"), (Run(false, true), "Vector<float>, fours") })
+            for (int i = 0; i < narrow.Length; i++)
+                BitConverter.SingleToInt32Bits(wide[i]).Should().Be(BitConverter.SingleToInt32Bits(narrow[i]),
+                    $"element {i} of {m}x{n}x{k} ta={ta} tb={tb}: {wide[i]} on {label}, {narrow[i]} on Vector<float> in twos");
     }
 }
