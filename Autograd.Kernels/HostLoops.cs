@@ -38,8 +38,7 @@ internal static class HostLoop
         where TJob : struct, IHostJob
     {
         int parts = work < ParallelFrom ? 1 : Math.Min(Environment.ProcessorCount, count);
-        if (parts <= 1) job.Run(0, count);
-        else Parallel.For(0, parts, p => job.Run((int)((long)count * p / parts), (int)((long)count * (p + 1) / parts)));
+        HostFork.Run(count, job, parts);
     }
 
     /// <summary>Waits for queued copies (launches on the CPU accelerator finish before they return) and counts one launch.</summary>

@@ -9,7 +9,10 @@
 // - B is read in place. A vector that runs past column N reads the next row's first elements (lanes
 //   never stored), except in B's last rows, which the edge block takes from a padded copy as its
 //   chains' last FMAs. A transposed B is packed first.
-// - Work is cut into (4 rows, column block) pieces, split across the cores.
+// - Work is cut into (4 rows, column block) pieces, split across the cores (HostFork.cs). By rows:
+//   split by column slabs, so that W += x^T dH and h = x W found W's slab in their own core, the
+//   first took 39.6-39.8 us instead of 36.3-37.2 (the cores shared C's lines at the cut) and the
+//   eager step got slower, for no gain in the pair (74.6-75.7 against 73.1-75.3 us).
 // Same contract as the ILGPU kernels (layouts, alpha, beta, the generic epilogue), same host twin in
 // the tests; each element of C is one FMA chain in k order. Never used on a GPU.
 using System.Numerics;
@@ -68,9 +71,7 @@ public static partial class MatMulKernels
                     (float*)c.LoadEffectiveAddressAsPtr(), (float*)e.LoadEffectiveAddressAsPtr(), g, epi);
                 int pieces = (g.M + 3) / 4 * cols.Blocks;
                 int parts = (long)g.M * g.N * g.K < HostParallelWork ? 1 : Math.Min(Environment.ProcessorCount, pieces);
-                if (parts <= 1) job.Pieces(0, pieces);
-                else
-                    Parallel.For(0, parts, p => job.Pieces((int)((long)pieces * p / parts), (int)((long)pieces * (p + 1) / parts)));
+                HostFork.Run(pieces, job, parts);
             }
         }
         finally
@@ -145,11 +146,14 @@ public static partial class MatMulKernels
     /// block's reads of B's last rows would run past B.
     /// </summary>
     private readonly unsafe struct HostGemm<TEpi, TS, TV>(float* a, float* b, int ld, bool rowsShort, HostColumns cols,
-        float* c, float* e, GemmArgs g, TEpi epi)
+        float* c, float* e, GemmArgs g, TEpi epi) : IHostJob
         where TEpi : struct, IBinaryOp
         where TS : struct, IHostSimd<TV>
         where TV : unmanaged
     {
+        /// <summary>Pieces [from, to) (HostFork's part).</summary>
+        public void Run(int from, int to) => Pieces(from, to);
+
         /// <summary>Pieces [from, to): piece p is rows 4 (p / Blocks) on, column block p mod Blocks.</summary>
         // Each method here is fully optimised from the first call: tiered JIT would run the first
         // products unoptimised, with every vector operation a call.
