@@ -104,7 +104,9 @@ internal static class HostFork
         {
             if (Interlocked.CompareExchange(ref State[p], gen * 4 + 1, gen * 4) != gen * 4) return;
             Execute(p);
-            Volatile.Write(ref State[p], gen * 4 + 2);
+            // Only if the part is still this fork's: a fork that failed before its wait (a helper
+            // thread that could not start) may have been reopened by the next one meanwhile.
+            Interlocked.CompareExchange(ref State[p], gen * 4 + 2, gen * 4 + 1);
         }
 
         /// <summary>Runs part p, keeping its exception.</summary>
