@@ -151,14 +151,11 @@ public static partial class MatMulKernels
         where TS : struct, IHostSimd<TV>
         where TV : unmanaged
     {
-        /// <summary>Pieces [from, to) (HostFork's part).</summary>
-        public void Run(int from, int to) => Pieces(from, to);
-
-        /// <summary>Pieces [from, to): piece p is rows 4 (p / Blocks) on, column block p mod Blocks.</summary>
+        /// <summary>Pieces [from, to) (HostFork's part): piece p is rows 4 (p / Blocks) on, column block p mod Blocks.</summary>
         // Each method here is fully optimised from the first call: tiered JIT would run the first
         // products unoptimised, with every vector operation a call.
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        public void Pieces(int from, int to)
+        public void Run(int from, int to)
         {
             int w = cols.W;
             // The edge block's last rows of B, zero-padded (filled on first use: there is one edge block).
@@ -337,7 +334,7 @@ public static partial class MatMulKernels
                         TS.Store(Scaled(acc[r * vectors + v], ci + v * w), ci + v * w);
                     float* lanes = (float*)(acc + r * vectors + whole), cl = ci + whole * w;
                     for (int l = 0; l < rest; l++)
-                        cl[l] = g.Beta == 0f ? g.Alpha * lanes[l] : g.Alpha * lanes[l] + g.Beta * cl[l];
+                        cl[l] = ScaledLane(lanes[l], cl + l);
                 }
                 return;
             }
@@ -390,13 +387,17 @@ public static partial class MatMulKernels
             return g.Beta != 0f ? TS.Add(p, TS.Scale(TS.Load(ci), g.Beta)) : p;
         }
 
+        // Alpha v + Beta C for the element of C at ci (C not read when Beta is 0): the kernels' Store
+        // before its epilogue op.
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private float ScaledLane(float v, float* ci) => g.Beta == 0f ? g.Alpha * v : g.Alpha * v + g.Beta * *ci;
+
         // The kernels' Store: scale, accumulate, then the epilogue op.
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void Store(int i, int j, float v)
         {
             int idx = i * g.N + j;
-            float p = g.Beta == 0f ? g.Alpha * v : g.Alpha * v + g.Beta * c[idx];
-            c[idx] = epi.Apply(p, e[i * g.Em + j * g.En]);
+            c[idx] = epi.Apply(ScaledLane(v, c + idx), e[i * g.Em + j * g.En]);
         }
     }
 }
