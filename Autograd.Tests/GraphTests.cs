@@ -164,8 +164,10 @@ public sealed class GraphTests
         using var pin = new MatMulPin(host, MatMulPath.Tiled);
         using var step = Graph.Compile(() => (x.MatMul(w1).Clamp(min: 0).MatMul(w2) - y).Pow(2).Sum());
         var (gx, gy) = host.TiledGroup;
+        // The second product carries the loss's sum where its launch can (on a GPU), and says so.
+        bool sumInLaunch = MatMulKernels.SumInSameLaunch(host, 64, 10, 100);
         step.Describe().Should().Contain($"-> [64, 100] [Tiled {gx}x{gy}")
-            .And.Contain($"[{MatMulKernels.Describe(host, 64, 10, 100)}]");
+            .And.Contain($"[{MatMulKernels.Describe(host, 64, 10, 100, withSum: sumInLaunch)}]");
     }
 
     [Fact]
