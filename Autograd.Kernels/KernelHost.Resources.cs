@@ -50,7 +50,11 @@ public sealed partial class KernelHost
                     local = CudaFunction.Attribute(cuda.FunctionPtr, CudaFunction.LocalSizeBytes);
                     shared = CudaFunction.Attribute(cuda.FunctionPtr, CudaFunction.SharedSizeBytes);
                 }
-                if (Accelerator.MaxNumThreadsPerGroup >= 256)
+                // On CUDA the driver's own occupancy count: ILGPU's estimate gave twice the groups that
+                // the registers allow (4 for Wide's 125 registers a thread, where 64K registers hold 2).
+                if (kernel is CudaKernel occupied && CudaFunction.GroupsPerMultiprocessor(occupied.FunctionPtr, 256) is >= 0 and var n)
+                    groups = n;
+                else if (Accelerator.MaxNumThreadsPerGroup >= 256)
                     groups = (int)Math.Round(Accelerator.EstimateOccupancyPerMultiprocessor(kernel, 256) * Accelerator.MaxNumThreadsPerMultiprocessor / 256);
             }
             list.Add(new KernelResource(name, types, regs, local, shared, groups));
@@ -77,7 +81,14 @@ public sealed partial class KernelHost
         public static int Attribute(IntPtr function, int attribute) =>
             cuFuncGetAttribute(out int value, attribute, function) == 0 ? value : -1;
 
+        /// <summary>Groups of <paramref name="threads"/> threads (no dynamic shared memory) one multiprocessor holds; -1 if the driver does not say.</summary>
+        public static int GroupsPerMultiprocessor(IntPtr function, int threads) =>
+            cuOccupancyMaxActiveBlocksPerMultiprocessor(out int value, function, threads, 0) == 0 ? value : -1;
+
         [DllImport("cuda")]
         private static extern int cuFuncGetAttribute(out int value, int attribute, IntPtr function);
+
+        [DllImport("cuda")]
+        private static extern int cuOccupancyMaxActiveBlocksPerMultiprocessor(out int numBlocks, IntPtr function, int blockSize, nuint dynamicSharedBytes);
     }
 }

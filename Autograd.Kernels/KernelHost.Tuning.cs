@@ -19,7 +19,7 @@ namespace AutogradNet.Kernels;
 
 /// <summary>
 /// One way to run a product: the kernel, and for the tiled kernel its group and K split (in one launch
-/// or two), for Large and Wide a K split (two launches), for the warp kernel its team of warps. Unused fields hold their neutral values (the host's
+/// or two), for Large, Wide and Wide16 a K split (two launches), for the warp kernel its team of warps. Unused fields hold their neutral values (the host's
 /// tiled group, split 1, one launch, team 1).
 /// </summary>
 /// <param name="Path">The kernel (not Auto).</param>
@@ -35,7 +35,7 @@ public readonly record struct MatMulChoice(MatMulPath Path, (int X, int Y) Tiled
         MatMulPath.Tiled when SplitK > 1 =>
             $"Tiled {TiledGroup.X}x{TiledGroup.Y}, split-K {SplitK} in {(SplitKInOneLaunch ? "one launch" : "two launches")}",
         MatMulPath.Tiled => $"Tiled {TiledGroup.X}x{TiledGroup.Y}",
-        MatMulPath.Large or MatMulPath.Wide when SplitK > 1 => $"{Path}, split-K {SplitK} in two launches",
+        MatMulPath.Large or MatMulPath.Wide or MatMulPath.Wide16 when SplitK > 1 => $"{Path}, split-K {SplitK} in two launches",
         MatMulPath.Warp when WarpTeam > 1 => $"Warp, teams of {WarpTeam} warps",
         _ => Path.ToString(),
     };

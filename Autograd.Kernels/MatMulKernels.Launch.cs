@@ -21,7 +21,7 @@ public static partial class MatMulKernels
             if (host.MatMulPath == MatMulPath.Host && !host.IsCpu)
                 throw new InvalidOperationException(
                     $"MatMul: the Host path computes on host memory and runs only on the CPU accelerator, not on {host.Accelerator.Name}; use Auto.");
-            if (host.MatMulPath is MatMulPath.Large or MatMulPath.Wide && !host.CanUseLargeMatMul)
+            if (host.MatMulPath is MatMulPath.Large or MatMulPath.Wide or MatMulPath.Wide16 && !host.CanUseLargeMatMul)
                 throw new InvalidOperationException(
                     $"MatMul: the {host.MatMulPath} kernel needs groups of {LargeThreads} threads; this accelerator allows {host.Accelerator.MaxNumThreadsPerGroup}. Use Tiled, whose group fits the accelerator.");
             return host.MatMulPath;
@@ -29,9 +29,10 @@ public static partial class MatMulKernels
         if (host.IsCpu) return MatMulPath.Host;
         if ((long)m * n <= host.WarpMaxOutputs) return MatMulPath.Warp;
         if (!host.CanUseLargeMatMul) return MatMulPath.Tiled;
-        // 128x128 tiles once there are enough of them to give every multiprocessor one.
+        // 128x128 tiles once there are enough of them to give every multiprocessor one: Wide, which
+        // beat Large 3.3x at 1024^3, 4096^3 and 8192^3 on the H200 (eleventh session's tuning tables).
         long large = (long)((m + LargeTile - 1) / LargeTile) * ((n + LargeTile - 1) / LargeTile);
-        return large >= host.Accelerator.NumMultiprocessors ? MatMulPath.Large : MatMulPath.Tiled;
+        return large >= host.Accelerator.NumMultiprocessors ? MatMulPath.Wide : MatMulPath.Tiled;
     }
 
     /// <summary>The kernel MatMul takes for this product on this host: the tuned choice where the host follows one, else the rule.</summary>
@@ -61,7 +62,7 @@ public static partial class MatMulKernels
             bool one = SumsInSameLaunch(host, TileGrid(host.TiledGroup, m, n));
             text = split == 1 ? $"Tiled {x}x{y}" : $"Tiled {x}x{y}, split-K {split} in {(one ? "one launch" : "two launches")}";
         }
-        if (path is MatMulPath.Large or MatMulPath.Wide && SplitK(host, m, n, k) is > 1 and var layers)
+        if (path is MatMulPath.Large or MatMulPath.Wide or MatMulPath.Wide16 && SplitK(host, m, n, k) is > 1 and var layers)
             text = $"{path}, split-K {layers} in two launches";
         if (path == MatMulPath.Warp && WarpTeam(host, m, n, k) is > 1 and var team) text = $"Warp, teams of {team} warps";
         if (host.IsTunedView) text += ", autotuned";
@@ -80,8 +81,8 @@ public static partial class MatMulKernels
         host = host.ForShape(m, n, k);
         if (m == 0 || n == 0 || k == 0) return 1;
         var path = Choose(host, m, n);
-        // Large and Wide split only where asked (a tuned choice, a test); the rule never splits them.
-        bool big = path is MatMulPath.Large or MatMulPath.Wide && host.MatMulSplitK is > 1;
+        // Large, Wide and Wide16 split only where asked (a tuned choice, a test); the rule never splits them.
+        bool big = path is MatMulPath.Large or MatMulPath.Wide or MatMulPath.Wide16 && host.MatMulSplitK is > 1;
         if (path != MatMulPath.Tiled && !big) return 1;
         int split;
         if (host.MatMulSplitK is { } forced) split = forced;
@@ -233,7 +234,7 @@ public static partial class MatMulKernels
         where TTail : struct, IProductTail
     {
         int m = g.M, n = g.N;
-        if (path is MatMulPath.Large or MatMulPath.Wide)
+        if (path is MatMulPath.Large or MatMulPath.Wide or MatMulPath.Wide16)
         {
             if (typeof(TTail) != typeof(NoTail))
                 throw new InvalidOperationException($"MatMul: the {path} kernel has no tail; MatMulSum sums its C in a second launch.");
@@ -282,6 +283,14 @@ public static partial class MatMulKernels
         {
             var kw = host.Load("MatMulWide", typeof(TEpi), acc =>
                 acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, int, TEpi>(WideKernel));
+            var grid = new Index3D((g.N + WideTile - 1) / WideTile, (g.M + WideTile - 1) / WideTile, layers);
+            kw(host.Stream, new KernelConfig(grid, group), a, b, c, operand, g, WideVectorizable(a, b, g), epilogue);
+            return;
+        }
+        if (path == MatMulPath.Wide16)
+        {
+            var kw = host.Load("MatMulWide16", typeof(TEpi), acc =>
+                acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, int, TEpi>(Wide16Kernel));
             var grid = new Index3D((g.N + WideTile - 1) / WideTile, (g.M + WideTile - 1) / WideTile, layers);
             kw(host.Stream, new KernelConfig(grid, group), a, b, c, operand, g, WideVectorizable(a, b, g), epilogue);
             return;

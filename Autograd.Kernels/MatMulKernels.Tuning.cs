@@ -5,7 +5,7 @@
 // Which candidates: the rule's own choice first (a tie keeps it); on a GPU every tiled group down to
 // two steps below the largest at every K split that is not pointless (more slices than the device
 // holds groups), summed in one launch and in two; Small and the warp kernel in each team where C is
-// small enough for a 4x4 block per thread or team to make sense; Large and Wide where groups of 256
+// small enough for a 4x4 block per thread or team to make sense; Large, Wide and Wide16 where groups of 256
 // fit, and with K split (two launches) where their 128x128 tiles make under two waves on the device.
 namespace AutogradNet.Kernels;
 
@@ -77,7 +77,7 @@ public static partial class MatMulKernels
             // Where the 128x128 tiles make under two waves, also with K split (up to about four waves).
             long bigTiles = (long)((m + LargeTile - 1) / LargeTile) * ((n + LargeTile - 1) / LargeTile);
             int sms = host.Accelerator.NumMultiprocessors;
-            foreach (var path in new[] { MatMulPath.Large, MatMulPath.Wide })
+            foreach (var path in new[] { MatMulPath.Large, MatMulPath.Wide, MatMulPath.Wide16 })
             {
                 Add(new(path, neutral));
                 if (bigTiles >= 2L * sms) continue;

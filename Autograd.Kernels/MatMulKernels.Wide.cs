@@ -9,7 +9,7 @@
 // - Double buffering: the next slice is fetched into registers while the current one is multiplied,
 //   then stored to the other half of shared memory; one barrier per slice.
 // - The 8-step inner loop is unrolled (no loop counter, constant shared offsets).
-// Selected with MatMulPath.Wide; Auto keeps Large until the GPU measures which is faster.
+// Auto's rule takes it for 128x128 tiles (3.3x Large on the H200, eleventh session); autotuning times both.
 using System.Runtime.InteropServices;
 using ILGPU;
 using ILGPU.Runtime;

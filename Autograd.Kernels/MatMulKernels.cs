@@ -11,8 +11,8 @@
 //
 // Here: the tiled kernel and the store every path shares. Elsewhere: Small (a 4x4 register block per
 // thread, no shared memory) in MatMulKernels.Small.cs; Warp (K split across a team of warps) in
-// MatMulKernels.Warp.cs; Large and Wide (128x128 tiles), generated into MatMulKernels.Large.cs and
-// MatMulKernels.Wide.cs; the CPU accelerator's vectorised host code in MatMulKernels.Host.cs; the
+// MatMulKernels.Warp.cs; Large, Wide and Wide16 (128x128 tiles), generated into MatMulKernels.Large.cs,
+// MatMulKernels.Wide.cs and MatMulKernels.Wide16.cs; the CPU accelerator's vectorised host code in MatMulKernels.Host.cs; the
 // launcher that picks among them in MatMulKernels.Launch.cs; split-K's sums in MatMulKernels.SplitK.cs;
 // two products in one launch in MatMulKernels.Pair.cs; a product with its loss summed in its launch
 // in MatMulKernels.Sum.cs (the tail itself in ProductTail.cs).
@@ -91,14 +91,14 @@ public readonly struct GemmArgs
 /// <summary>SGEMM kernels and the launcher that picks one.</summary>
 public static partial class MatMulKernels
 {
-    /// <summary>Threads per group of the 128x128-tile kernels, Large and Wide (16 x 16).</summary>
+    /// <summary>Threads per group of the 128x128-tile kernels, Large, Wide and Wide16 (16 x 16).</summary>
     public const int LargeThreads = 256;
 
     /// <summary>The most threads a group running a SumTail may have (its tree's shared array).</summary>
     public const int MaxTailThreads = 256;
 
     // Depth: K per shared-memory slice of the tiled kernel (its tile comes from TShape).
-    // LargeSide: threads per side of the Large and Wide groups.
+    // LargeSide: threads per side of the Large, Wide and Wide16 groups.
     private const int Depth = 16, LargeSide = 16;
 
     // ---------------------------------------------------------------- kernels
@@ -257,7 +257,7 @@ public static partial class MatMulKernels
         if (j + 3 * step < g.N) Store(c, e, g, epi, cBase, i, j + 3 * step, v3);
     }
 
-    // One row of a 128x128-tile thread's 8x8 block (Large and Wide): column q of the 8 is
+    // One row of a 128x128-tile thread's 8x8 block (Large, Wide, Wide16): column q of the 8 is
     // j + (q % 4) * step + (q / 4) * 64, so Large (step 16) writes j, j+16, ..., j+112 and Wide
     // (step 1) writes j..j+3 and j+64..j+67.
     private static void StoreRow8<TEpi>(ArrayView<float> c, ArrayView<float> e, GemmArgs g, TEpi epi, int cBase, int i, int j, int step,

@@ -28,7 +28,7 @@ public sealed partial class KernelTests
     // kernel runs on the device's warps (2 lanes on the CPU accelerator), on warps of 16 (its team
     // chosen by shape, and teams of 4), and in teams of 2 and 4 two-lane warps (a simulator of groups of 4 warps).
     private static readonly string[] Paths =
-        ["host", "small", "tiled", "tiled-8x8", "tiled-2x1", "split3", "split3-2x1", "split3-two-launches", "large", "wide", "large-split3", "wide-split3", "warp", "warp-16",
+        ["host", "small", "tiled", "tiled-8x8", "tiled-2x1", "split3", "split3-2x1", "split3-two-launches", "large", "wide", "wide16", "large-split3", "wide-split3", "wide16-split3", "warp", "warp-16",
          "warp-16-team4", "warp-team2", "warp-team4"];
 
     // The CPU simulator pays a 16-thread rendezvous per shuffle: warps of 16 take only products of
@@ -49,6 +49,7 @@ public sealed partial class KernelTests
         "host" => MatMulPath.Host,
         "small" => MatMulPath.Small,
         _ when path.StartsWith("large", StringComparison.Ordinal) => MatMulPath.Large,
+        _ when path.StartsWith("wide16", StringComparison.Ordinal) => MatMulPath.Wide16,
         _ when path.StartsWith("wide", StringComparison.Ordinal) => MatMulPath.Wide,
         _ when path.StartsWith("warp", StringComparison.Ordinal) => MatMulPath.Warp,
         _ => MatMulPath.Tiled,
@@ -142,6 +143,37 @@ public sealed partial class KernelTests
         MatMulKernels.WideVectorizable(ab.View.SubView(0, 65 * 7), bb.View.SubView(0, 7 * 33), new GemmArgs(65, 33, 7, false, false, 1f, 0f)).Should().Be(0, "K = 7 and N = 33 are not multiples of 4");
         MatMulKernels.MatMul(host, aView, false, bb.View, false, cb.View, m, n, k);
         TestData.ShouldMatch(Download(host, cb, m * n), Reference.MatMul(a, false, b, false, m, n, k), 1e-4, 2e-5 * Math.Sqrt(k), "wide, unaligned A");
+    }
+
+    // Wide16 reads the same fragments as Wide, 16 k a slice instead of 8, and each element of C is the
+    // same chain of FMAs in k order: the same bits, at K that ends mid-half (7, 33), mid-slice (40),
+    // on slice boundaries (64), and with K split in 3 (slices ending wherever the split puts them).
+    [Theory]
+    [InlineData(130, 68, 7, false, false, 1)]
+    [InlineData(65, 33, 33, true, false, 1)]
+    [InlineData(132, 130, 40, false, true, 1)]
+    [InlineData(7, 260, 64, true, true, 1)]
+    [InlineData(129, 65, 130, false, false, 3)]
+    public void Wide16_gives_the_same_bits_as_Wide(int m, int n, int k, bool ta, bool tb, int split)
+    {
+        var host = HostFor("wide");
+        float[] Run(MatMulPath path)
+        {
+            using var pin = new MatMulPin(host, path, split, oneLaunch: false);
+            using var ab = Upload(host, TestData.Normal(m * k, 7));
+            using var bb = Upload(host, TestData.Normal(k * n, 8));
+            using var cb = Upload(host, Enumerable.Repeat(float.NaN, m * n).ToArray());
+            using var scratch = Upload(host, Enumerable.Repeat(float.NaN, (int)Math.Max(1, MatMulKernels.SplitKScratch(host, m, n, k))).ToArray());
+            MatMulKernels.MatMul(host, ab.View, ta, bb.View, tb, cb.View, m, n, k, scratch: scratch.View);
+            MatMulKernels.SplitK(host, m, n, k).Should().Be(split);
+            return Download(host, cb, m * n);
+        }
+        var wide = Run(MatMulPath.Wide);
+        var wide16 = Run(MatMulPath.Wide16);
+        wide.Should().NotContain(float.NaN);
+        for (int i = 0; i < wide.Length; i++)
+            BitConverter.SingleToInt32Bits(wide16[i]).Should().Be(BitConverter.SingleToInt32Bits(wide[i]),
+                $"element ({i / n}, {i % n}) of {m}x{n}x{k} ta={ta} tb={tb} split {split}: Wide16 {wide16[i]}, Wide {wide[i]}");
     }
 
     // With 2 simulated multiprocessors the K-slice groups of a tile run at the same time, so the

@@ -49,8 +49,8 @@ public sealed partial class KernelTests
         var expectedC = side ? v.Select(x => 2 * x * 0.75).ToArray() : v;
         string what = $"{MatMulKernels.Describe(host, m, n, k, withSum: true)} {m}x{n}x{k} side={side}";
         bool oneLaunch = PathOf(path) == MatMulPath.Host || MatMulKernels.SumInSameLaunch(host, m, n, k);
-        // Split K in two launches: the tiled kernel where asked, Large and Wide always.
-        int productLaunches = path is "split3-two-launches" or "large-split3" or "wide-split3" && MatMulKernels.SplitK(host, m, n, k) > 1 ? 2 : 1;
+        // Split K in two launches: the tiled kernel where asked, Large, Wide and Wide16 always.
+        int productLaunches = path is "split3-two-launches" or "large-split3" or "wide-split3" or "wide16-split3" && MatMulKernels.SplitK(host, m, n, k) > 1 ? 2 : 1;
 
         var runs = new List<(float Loss, float[] C)>();
         for (int rep = 0; rep < 2; rep++)

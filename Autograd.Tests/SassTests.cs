@@ -85,6 +85,8 @@ public sealed class SassTests
     [InlineData("MatMulKernels.WideKernel<FirstOp>")]
     [InlineData("MatMulKernels.WideKernel<ClampGradOp>")]
     [InlineData("MatMulKernels.WideKernel<AxpyOp>")]
+    [InlineData("MatMulKernels.Wide16Kernel<FirstOp>")]
+    [InlineData("MatMulKernels.Wide16Kernel<AxpyOp>")]
     [InlineData("MatMulKernels.LargeKernel<FirstOp>")]
     [InlineData("MatMulKernels.LargeKernel<DivOp>")]
     [InlineData("MatMulKernels.TiledKernel<Tile16x16, FirstOp, SumTail<PowOp, PowGradOp>>")]
