@@ -23,7 +23,32 @@ step() { local name=$1 limit=$2; shift 2; local t0=$(date +%s) left=$(( DEADLINE
   timeout "$limit" "$@" > "$LOGS/$name.log" 2>&1; local rc=$?
   echo "=== $name rc=$rc ($(( $(date +%s) - t0 )) s)"; tail -n "${TAILN:-15}" "$LOGS/$name.log"; }
 
-TAILN=2 step tests 240 dotnet .gpu/Autograd.Tests/Autograd.Tests.dll
+# The CUDA suite in SHARDS processes at once, each a share of the test methods dealt round-robin.
+# The suite runs its tests one at a time (they share a device's settings), so one process left 15
+# of the machine's 16 cores idle (151 s, eleventh session); processes share the GPU but no state,
+# and these tests check results, not times. Each shard writes xUnit XML with every test's time.
+tests_sharded() { local limit=$1 t0=$(date +%s) left=$(( DEADLINE - $(date +%s) )) pids=() i
+  (( left < limit )) && limit=$left
+  echo "=== tests in ${SHARDS:-4} shards (limit $limit s)"
+  dotnet .gpu/Autograd.Tests/Autograd.Tests.dll -list methods -noColor 2>/dev/null | grep '^AutogradNet\.' > "$LOGS/methods.txt"
+  for (( i = 0; i < ${SHARDS:-4}; i++ )); do
+    mapfile -t args < <(awk -v n="${SHARDS:-4}" -v i="$i" '(NR - 1) % n == i { print "-method"; print $0 }' "$LOGS/methods.txt")
+    timeout "$limit" dotnet .gpu/Autograd.Tests/Autograd.Tests.dll -noColor "${args[@]}" -xml "$LOGS/tests-$i.xml" > "$LOGS/tests-$i.log" 2>&1 &
+    pids+=($!)
+  done
+  for i in "${!pids[@]}"; do wait "${pids[$i]}"; echo "=== tests shard $i rc=$?"; grep -h "Total:" "$LOGS/tests-$i.log"; done
+  echo "=== tests ($(wc -l < "$LOGS/methods.txt") methods) done in $(( $(date +%s) - t0 )) s"
+  cat "$LOGS"/tests-*.log > "$LOGS/tests.log"; }
+tests_sharded 240
+# Where the suite's time goes on this machine (per class, and the slowest tests), for sharding it better.
+python3 - "$LOGS" <<'PY' 2>/dev/null | tee "$LOGS/test-times.txt"
+import sys, glob, collections, xml.etree.ElementTree as ET
+tests = [(float(t.get("time", 0)), t.get("name", "")) for f in glob.glob(sys.argv[1] + "/tests-*.xml") for t in ET.parse(f).iter("test")]
+by_class = collections.Counter()
+for s, n in tests: by_class[".".join(n.split("(")[0].split(".")[:3])] += s
+print("test seconds by class:", ", ".join(f"{c.split('.')[-1]} {s:.0f}" for c, s in by_class.most_common()))
+for s, n in sorted(tests, reverse=True)[:8]: print(f"  {s:6.1f} s  {n[:150]}")
+PY
 grep -A4 -E "\[FAIL\]" "$LOGS/tests.log" 2>/dev/null | head -60
 TAILN=9 step example 60 dotnet .gpu/TwoLayerNet/TwoLayerNet.dll
 TAILN=3 step example-eager 60 dotnet .gpu/TwoLayerNet/TwoLayerNet.dll --eager

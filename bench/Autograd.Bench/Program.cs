@@ -1,7 +1,10 @@
 // Autograd.Bench: the workloads of docs/PERF.md on one device. Each result is checked against a host
 // reference before it is timed; times are medians of several timed batches after a warm-up.
 //   dotnet run -c Release --project bench/Autograd.Bench -- [--device cpu|cuda] [--quick] [--sweep] [--json FILE]
-// --sweep (always on a GPU) adds the split-K sweep of the seed's products (Workloads.Sweep.cs).
+// --sweep adds the split-K sweep of the seed's products (Workloads.Sweep.cs) and each seed product on
+// every kernel as a direct launch. Off by default since the eleventh session's H200 run answered
+// them (the warp kernel's teams win four of the five products; the tuning tables below say it per run):
+// they took a part of gpu-check.sh's 5 minutes.
 using System.Text.Json;
 using AutogradNet;
 using AutogradNet.Bench;
@@ -109,12 +112,13 @@ if (gpu || sweep)
 }
 if (gpu)
 {
-    // All five seed products, as chosen, on the register-blocked kernel without shared memory, on
-    // the warp-split kernel, and on the tiled kernel with 8x8 and 4x4 groups, to find which kernel
-    // suits tiny products.
+    // All five seed products as chosen (direct launches; the tuning tables time them inside a CUDA
+    // graph); with --sweep also on the register-blocked kernel without shared memory, on the
+    // warp-split kernel, and on the tiled kernel with 8x8 and 4x4 groups.
     foreach (var p in seedProducts)
     {
         Report(() => Workloads.MatMul(device, p.M, p.N, p.K, p.TA, p.TB, p.Name));
+        if (!sweep) continue;
         Report(() => Workloads.MatMul(device, p.M, p.N, p.K, p.TA, p.TB, p.Name, MatMulPath.Small));
         Report(() => Workloads.MatMul(device, p.M, p.N, p.K, p.TA, p.TB, p.Name, MatMulPath.Warp));
         // Smaller tiles give a tiny product more groups with less (or no) K splitting.
@@ -122,7 +126,7 @@ if (gpu)
         Report(() => Workloads.MatMul(device, p.M, p.N, p.K, p.TA, p.TB, p.Name, MatMulPath.Tiled, (4, 4)));
     }
 }
-if (gpu || sweep)
+if (sweep)
 {
     // The seed's products on every tiled group and K split, timed as they run inside a compiled step.
     var swept = gpu ? seedProducts : [(33, 20, 130, false, false, "33x20x130 NN (CPU: checks the sweep runs)")];
@@ -149,9 +153,12 @@ if (!quick)
         foreach (var (ta, tb, name) in new[] { (false, false, "NN"), (false, true, "NT"), (true, false, "TN") })
         {
             Report(() => Workloads.MatMul(device, n, n, n, ta, tb, $"matmul {n}^3 {name}"));
-            // The double-buffered 16-byte-load kernel beside the default, until it is measured to win.
+            // Each 128x128 kernel pinned beside the autotuned choice: Wide (the rule's) and Wide16 (16-deep slices).
             if (n == 4096 || name == "NN")
+            {
                 Report(() => Workloads.MatMul(device, n, n, n, ta, tb, $"matmul {n}^3 {name}", MatMulPath.Wide));
+                Report(() => Workloads.MatMul(device, n, n, n, ta, tb, $"matmul {n}^3 {name}", MatMulPath.Wide16));
+            }
         }
     // What ptxas made of the SGEMM kernels timed so far (registers, spills, shared memory, groups a
     // multiprocessor holds), printed before the rest of the bench so a cut-short call still has it.
@@ -159,6 +166,7 @@ if (!quick)
     Report(() => Workloads.BigStep(device));
     Report(() => Workloads.BigStepCompiled(device, MatMulPath.Auto));
     Report(() => Workloads.BigStepCompiled(device, MatMulPath.Wide));
+    Report(() => Workloads.BigStepCompiled(device, MatMulPath.Wide16));
     Report(() => Workloads.Sum(device, 16 << 20));
     Report(() => Workloads.Sum(device, 256 << 20));
     Report(() => Workloads.Copy(device, 256 << 20));
