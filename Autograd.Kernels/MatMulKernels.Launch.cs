@@ -29,10 +29,13 @@ public static partial class MatMulKernels
         if (host.IsCpu) return MatMulPath.Host;
         if ((long)m * n <= host.WarpMaxOutputs) return MatMulPath.Warp;
         if (!host.CanUseLargeMatMul) return MatMulPath.Tiled;
-        // 128x128 tiles once there are enough of them to give every multiprocessor one: Wide, which
-        // beat Large 3.3x at 1024^3, 4096^3 and 8192^3 on the H200 (eleventh session's tuning tables).
+        // 128x128 tiles once there are enough of them to give every multiprocessor one: Wide16. On the
+        // H200 (eleventh session, runs 6 and 7) Wide beat Large 3.3x at 1024^3, 4096^3 and 8192^3, and
+        // Wide16 beat Wide at every size and layout timed (4096^3 NN 40.8 against 40.0 TFLOP/s, TN
+        // 42.6 against 40.4, 8192^3 NN 42.0 against 40.6; the big step 9.23 against 9.54 ms). A tie
+        // in autotuning keeps the rule's choice, so the rule must name the better kernel.
         long large = (long)((m + LargeTile - 1) / LargeTile) * ((n + LargeTile - 1) / LargeTile);
-        return large >= host.Accelerator.NumMultiprocessors ? MatMulPath.Wide : MatMulPath.Tiled;
+        return large >= host.Accelerator.NumMultiprocessors ? MatMulPath.Wide16 : MatMulPath.Tiled;
     }
 
     /// <summary>The kernel MatMul takes for this product on this host: the tuned choice where the host follows one, else the rule.</summary>
