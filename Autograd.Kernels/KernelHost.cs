@@ -314,7 +314,7 @@ public sealed partial class KernelHost
         });
     }
 
-    /// <summary>The path named by AUTOGRAD_MATMUL (auto, small, tiled, large, wide, warp, host), else Auto.</summary>
+    /// <summary>The path named by AUTOGRAD_MATMUL (auto, small, tiled, large, wide, warp, wide16, host), else Auto.</summary>
     public static MatMulPath PathFromEnvironment()
     {
         string? name = Environment.GetEnvironmentVariable("AUTOGRAD_MATMUL");
