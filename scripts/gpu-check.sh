@@ -23,16 +23,18 @@ step() { local name=$1 limit=$2; shift 2; local t0=$(date +%s) left=$(( DEADLINE
   timeout "$limit" "$@" > "$LOGS/$name.log" 2>&1; local rc=$?
   echo "=== $name rc=$rc ($(( $(date +%s) - t0 )) s)"; tail -n "${TAILN:-15}" "$LOGS/$name.log"; }
 
-# The CUDA suite in SHARDS processes at once, each a share of the test methods dealt round-robin.
-# The suite runs its tests one at a time (they share a device's settings), so one process left 15
-# of the machine's 16 cores idle (151 s, eleventh session); processes share the GPU but no state,
-# and these tests check results, not times. Each shard writes xUnit XML with every test's time.
+# The CUDA suite in SHARDS processes at once, each a share of the test methods. The suite runs its
+# tests one at a time (they share a device's settings), so one process left 15 of the machine's 16
+# cores idle (151 s, run 6); processes share the GPU but no state, and these tests check results,
+# not times. Methods are dealt heaviest first, each to the shard with the least time so far, by
+# their times in scripts/test-times.tsv (a method not listed counts 1 s). Each shard writes xUnit
+# XML with every test's time, from which that file is made.
 tests_sharded() { local limit=$1 t0=$(date +%s) left=$(( DEADLINE - $(date +%s) )) pids=() i
   (( left < limit )) && limit=$left
   echo "=== tests in ${SHARDS:-4} shards (limit $limit s)"
   dotnet .gpu/Autograd.Tests/Autograd.Tests.dll -list methods -noColor 2>/dev/null | grep '^AutogradNet\.' > "$LOGS/methods.txt"
   for (( i = 0; i < ${SHARDS:-4}; i++ )); do
-    mapfile -t args < <(awk -v n="${SHARDS:-4}" -v i="$i" '(NR - 1) % n == i { print "-method"; print $0 }' "$LOGS/methods.txt")
+    mapfile -t args < <(python3 scripts/deal-tests.py "$LOGS/methods.txt" scripts/test-times.tsv "${SHARDS:-4}" "$i")
     timeout "$limit" dotnet .gpu/Autograd.Tests/Autograd.Tests.dll -noColor "${args[@]}" -xml "$LOGS/tests-$i.xml" > "$LOGS/tests-$i.log" 2>&1 &
     pids+=($!)
   done
