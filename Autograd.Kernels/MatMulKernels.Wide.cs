@@ -9,7 +9,8 @@
 // - Double buffering: the next slice is fetched into registers while the current one is multiplied,
 //   then stored to the other half of shared memory; one barrier per slice.
 // - The 8-step inner loop is unrolled (no loop counter, constant shared offsets).
-// Auto's rule takes it for 128x128 tiles (3.3x Large on the H200, eleventh session); autotuning times both.
+// 3.3x Large on the H200 (eleventh session); Auto's rule takes Wide16 (MatMulKernels.Wide16.cs), the same
+// kernel with 16-deep slices, which was faster again; autotuning times all three.
 using System.Runtime.InteropServices;
 using ILGPU;
 using ILGPU.Runtime;
