@@ -6,6 +6,34 @@ R = range(8)
 acc_decl = "\n".join("        float " + ", ".join(f"c{i}{j} = 0" for j in R) + ";" for i in R)
 
 
+# Both kernels' parameters: the launcher passes them the same arguments.
+parameters = """        ArrayView<float> a,   // (M, K) or (K, M) per g's strides
+        ArrayView<float> b,   // (K, N) or (N, K) per g's strides
+        ArrayView<float> c,   // (M, N) row-major; (split, M, N) partial products when K is split
+        ArrayView<float> e,   // epilogue operand, E(i, j) = e[i * Em + j * En]
+        GemmArgs g,
+        int vec,              // bit 0: A's slices may be read as Float4; bit 1: B's
+        TEpi epi)
+        where TEpi : struct, IBinaryOp"""
+
+# The part of both kernels after their shared arrays: the thread's place, its accumulators, and the
+# first (8-deep) slice fetched and stored into stage 0.
+prologue = f"""        var sA4 = sA.Cast<Float4>();
+        var sB4 = sB.Cast<Float4>();
+        int tx = Group.IdxX, ty = Group.IdxY;
+        int tid = ty * LargeSide + tx;
+        int rowBase = Grid.IdxY * WideTile, colBase = Grid.IdxX * WideTile;
+        int kBegin = Grid.IdxZ * g.KPer;
+        int kEnd = Min(g.K, kBegin + g.KPer);
+        int cBase = Grid.IdxZ * g.M * g.N;
+{acc_decl}
+        Float4 va0, va1, vb0, vb1;
+        var pa = FetchA(a, g, vec, tid, rowBase, kBegin, kEnd);
+        var pb = FetchB(b, g, vec, tid, colBase, kBegin, kEnd);
+        PutA(sA, sA4, g, tid, 0, pa);
+        PutB(sB, sB4, g, tid, 0, pb);"""
+
+
 def step(kk):
     lines = [f"                // kk = {kk}",
              f"                va0 = fa[{kk * 32}]; va1 = fa[{kk * 32 + 16}];",
@@ -51,32 +79,12 @@ public static partial class MatMulKernels
 
     /// <summary>Double-buffered, 16-byte-load SGEMM: a 128x128 tile of C per group of 16x16 threads.</summary>
     internal static void WideKernel<TEpi>(
-        ArrayView<float> a,   // (M, K) or (K, M) per g's strides
-        ArrayView<float> b,   // (K, N) or (N, K) per g's strides
-        ArrayView<float> c,   // (M, N) row-major; (split, M, N) partial products when K is split
-        ArrayView<float> e,   // epilogue operand, E(i, j) = e[i * Em + j * En]
-        GemmArgs g,
-        int vec,              // bit 0: A's slices may be read as Float4; bit 1: B's
-        TEpi epi)
-        where TEpi : struct, IBinaryOp
+{parameters}
     {{
         // Two stages of [k][m] and [k][n] slices, 8 x 128 floats each.
         var sA = SharedMemory.Allocate<float>(2 * WideDepth * WideTile);
         var sB = SharedMemory.Allocate<float>(2 * WideDepth * WideTile);
-        var sA4 = sA.Cast<Float4>();
-        var sB4 = sB.Cast<Float4>();
-        int tx = Group.IdxX, ty = Group.IdxY;
-        int tid = ty * LargeSide + tx;
-        int rowBase = Grid.IdxY * WideTile, colBase = Grid.IdxX * WideTile;
-        int kBegin = Grid.IdxZ * g.KPer;
-        int kEnd = Min(g.K, kBegin + g.KPer);
-        int cBase = Grid.IdxZ * g.M * g.N;
-{acc_decl}
-        Float4 va0, va1, vb0, vb1;
-        var pa = FetchA(a, g, vec, tid, rowBase, kBegin, kEnd);
-        var pb = FetchB(b, g, vec, tid, colBase, kBegin, kEnd);
-        PutA(sA, sA4, g, tid, 0, pa);
-        PutB(sB, sB4, g, tid, 0, pb);
+{prologue}
         Group.Barrier();
         int stage = 0;
         for (int k0 = kBegin; k0 < kEnd; k0 += WideDepth)
@@ -233,33 +241,13 @@ public static partial class MatMulKernels
 
     /// <summary>Wide with 16-deep slices: a 128x128 tile of C per group of 16x16 threads.</summary>
     internal static void Wide16Kernel<TEpi>(
-        ArrayView<float> a,   // (M, K) or (K, M) per g's strides
-        ArrayView<float> b,   // (K, N) or (N, K) per g's strides
-        ArrayView<float> c,   // (M, N) row-major; (split, M, N) partial products when K is split
-        ArrayView<float> e,   // epilogue operand, E(i, j) = e[i * Em + j * En]
-        GemmArgs g,
-        int vec,              // bit 0: A's slices may be read as Float4; bit 1: B's
-        TEpi epi)
-        where TEpi : struct, IBinaryOp
+{parameters}
     {{
         // Two stages of [k][m] and [k][n] slices, 16 x 128 floats each; half h of stage s is Wide's
         // 8-deep stage 2s + h, so Wide's PutA and PutB store into it.
         var sA = SharedMemory.Allocate<float>(2 * Wide16Depth * WideTile);
         var sB = SharedMemory.Allocate<float>(2 * Wide16Depth * WideTile);
-        var sA4 = sA.Cast<Float4>();
-        var sB4 = sB.Cast<Float4>();
-        int tx = Group.IdxX, ty = Group.IdxY;
-        int tid = ty * LargeSide + tx;
-        int rowBase = Grid.IdxY * WideTile, colBase = Grid.IdxX * WideTile;
-        int kBegin = Grid.IdxZ * g.KPer;
-        int kEnd = Min(g.K, kBegin + g.KPer);
-        int cBase = Grid.IdxZ * g.M * g.N;
-{acc_decl}
-        Float4 va0, va1, vb0, vb1;
-        var pa = FetchA(a, g, vec, tid, rowBase, kBegin, kEnd);
-        var pb = FetchB(b, g, vec, tid, colBase, kBegin, kEnd);
-        PutA(sA, sA4, g, tid, 0, pa);
-        PutB(sB, sB4, g, tid, 0, pb);
+{prologue}
         pa = FetchA(a, g, vec, tid, rowBase, kBegin + WideDepth, kEnd);
         pb = FetchB(b, g, vec, tid, colBase, kBegin + WideDepth, kEnd);
         PutA(sA, sA4, g, tid, 1, pa);
