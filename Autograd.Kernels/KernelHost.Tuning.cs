@@ -35,7 +35,7 @@ public readonly record struct MatMulChoice(MatMulPath Path, (int X, int Y) Tiled
         MatMulPath.Tiled when SplitK > 1 =>
             $"Tiled {TiledGroup.X}x{TiledGroup.Y}, split-K {SplitK} in {(SplitKInOneLaunch ? "one launch" : "two launches")}",
         MatMulPath.Tiled => $"Tiled {TiledGroup.X}x{TiledGroup.Y}",
-        MatMulPath.Large or MatMulPath.Wide or MatMulPath.Wide16 when SplitK > 1 => $"{Path}, split-K {SplitK} in two launches",
+        _ when MatMulKernels.Has128Tiles(Path) && SplitK > 1 => $"{Path}, split-K {SplitK} in two launches",
         MatMulPath.Warp when WarpTeam > 1 => $"Warp, teams of {WarpTeam} warps",
         _ => Path.ToString(),
     };

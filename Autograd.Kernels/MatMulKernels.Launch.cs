@@ -21,7 +21,7 @@ public static partial class MatMulKernels
             if (host.MatMulPath == MatMulPath.Host && !host.IsCpu)
                 throw new InvalidOperationException(
                     $"MatMul: the Host path computes on host memory and runs only on the CPU accelerator, not on {host.Accelerator.Name}; use Auto.");
-            if (host.MatMulPath is MatMulPath.Large or MatMulPath.Wide or MatMulPath.Wide16 && !host.CanUseLargeMatMul)
+            if (Has128Tiles(host.MatMulPath) && !host.CanUseLargeMatMul)
                 throw new InvalidOperationException(
                     $"MatMul: the {host.MatMulPath} kernel needs groups of {LargeThreads} threads; this accelerator allows {host.Accelerator.MaxNumThreadsPerGroup}. Use Tiled, whose group fits the accelerator.");
             return host.MatMulPath;
@@ -65,7 +65,7 @@ public static partial class MatMulKernels
             bool one = SumsInSameLaunch(host, TileGrid(host.TiledGroup, m, n));
             text = split == 1 ? $"Tiled {x}x{y}" : $"Tiled {x}x{y}, split-K {split} in {(one ? "one launch" : "two launches")}";
         }
-        if (path is MatMulPath.Large or MatMulPath.Wide or MatMulPath.Wide16 && SplitK(host, m, n, k) is > 1 and var layers)
+        if (Has128Tiles(path) && SplitK(host, m, n, k) is > 1 and var layers)
             text = $"{path}, split-K {layers} in two launches";
         if (path == MatMulPath.Warp && WarpTeam(host, m, n, k) is > 1 and var team) text = $"Warp, teams of {team} warps";
         if (host.IsTunedView) text += ", autotuned";
@@ -85,7 +85,7 @@ public static partial class MatMulKernels
         if (m == 0 || n == 0 || k == 0) return 1;
         var path = Choose(host, m, n);
         // Large, Wide and Wide16 split only where asked (a tuned choice, a test); the rule never splits them.
-        bool big = path is MatMulPath.Large or MatMulPath.Wide or MatMulPath.Wide16 && host.MatMulSplitK is > 1;
+        bool big = Has128Tiles(path) && host.MatMulSplitK is > 1;
         if (path != MatMulPath.Tiled && !big) return 1;
         int split;
         if (host.MatMulSplitK is { } forced) split = forced;
@@ -237,7 +237,7 @@ public static partial class MatMulKernels
         where TTail : struct, IProductTail
     {
         int m = g.M, n = g.N;
-        if (path is MatMulPath.Large or MatMulPath.Wide or MatMulPath.Wide16)
+        if (Has128Tiles(path))
         {
             if (typeof(TTail) != typeof(NoTail))
                 throw new InvalidOperationException($"MatMul: the {path} kernel has no tail; MatMulSum sums its C in a second launch.");

@@ -94,6 +94,11 @@ public static partial class MatMulKernels
     /// <summary>Threads per group of the 128x128-tile kernels, Large, Wide and Wide16 (16 x 16).</summary>
     public const int LargeThreads = 256;
 
+    /// <summary>Whether a path is one of the 128x128-tile kernels (Large, Wide, Wide16): groups of
+    /// LargeThreads, no tail, K split only where asked and then summed in a second launch.</summary>
+    /// <param name="path">The kernel.</param>
+    internal static bool Has128Tiles(MatMulPath path) => path is MatMulPath.Large or MatMulPath.Wide or MatMulPath.Wide16;
+
     /// <summary>The most threads a group running a SumTail may have (its tree's shared array).</summary>
     public const int MaxTailThreads = 256;
 

@@ -153,7 +153,7 @@ if (!quick)
         foreach (var (ta, tb, name) in new[] { (false, false, "NN"), (false, true, "NT"), (true, false, "TN") })
         {
             Report(() => Workloads.MatMul(device, n, n, n, ta, tb, $"matmul {n}^3 {name}"));
-            // Each 128x128 kernel pinned beside the autotuned choice: Wide (the rule's) and Wide16 (16-deep slices).
+            // Both double-buffered 128x128 kernels pinned beside the autotuned choice: Wide and Wide16 (16-deep slices, the rule's).
             if (n == 4096 || name == "NN")
             {
                 Report(() => Workloads.MatMul(device, n, n, n, ta, tb, $"matmul {n}^3 {name}", MatMulPath.Wide));
