@@ -28,13 +28,15 @@ step() { local name=$1 limit=$2; shift 2; local t0=$(date +%s) left=$(( DEADLINE
 # cores idle (151 s, run 6); processes share the GPU but no state, and these tests check results,
 # not times. Methods are dealt heaviest first, each to the shard with the least time so far, by
 # their times in scripts/test-times.tsv (a method not listed counts 1 s). Each shard writes xUnit
-# XML with every test's time, from which that file is made.
+# XML with every test's time; the call leaves the times file they make in $LOGS/test-times.tsv
+# (scripts/test-shards.py), to copy over scripts/test-times.tsv when the suite has changed much.
 tests_sharded() { local limit=$1 t0=$(date +%s) left=$(( DEADLINE - $(date +%s) )) pids=() i
   (( left < limit )) && limit=$left
   echo "=== tests in ${SHARDS:-4} shards (limit $limit s)"
   dotnet .gpu/Autograd.Tests/Autograd.Tests.dll -list methods -noColor 2>/dev/null | grep '^AutogradNet\.' > "$LOGS/methods.txt"
+  python3 scripts/test-shards.py deal "$LOGS/methods.txt" scripts/test-times.tsv "${SHARDS:-4}" "$LOGS"
   for (( i = 0; i < ${SHARDS:-4}; i++ )); do
-    mapfile -t args < <(python3 scripts/deal-tests.py "$LOGS/methods.txt" scripts/test-times.tsv "${SHARDS:-4}" "$i")
+    mapfile -t args < "$LOGS/shard-$i.args"
     timeout "$limit" dotnet .gpu/Autograd.Tests/Autograd.Tests.dll -noColor "${args[@]}" -xml "$LOGS/tests-$i.xml" > "$LOGS/tests-$i.log" 2>&1 &
     pids+=($!)
   done
@@ -42,15 +44,8 @@ tests_sharded() { local limit=$1 t0=$(date +%s) left=$(( DEADLINE - $(date +%s) 
   echo "=== tests ($(wc -l < "$LOGS/methods.txt") methods) done in $(( $(date +%s) - t0 )) s"
   cat "$LOGS"/tests-*.log > "$LOGS/tests.log"; }
 tests_sharded 240
-# Where the suite's time goes on this machine (per class, and the slowest tests), for sharding it better.
-python3 - "$LOGS" <<'PY' 2>/dev/null | tee "$LOGS/test-times.txt"
-import sys, glob, collections, xml.etree.ElementTree as ET
-tests = [(float(t.get("time", 0)), t.get("name", "")) for f in glob.glob(sys.argv[1] + "/tests-*.xml") for t in ET.parse(f).iter("test")]
-by_class = collections.Counter()
-for s, n in tests: by_class[".".join(n.split("(")[0].split(".")[:3])] += s
-print("test seconds by class:", ", ".join(f"{c.split('.')[-1]} {s:.0f}" for c, s in by_class.most_common()))
-for s, n in sorted(tests, reverse=True)[:8]: print(f"  {s:6.1f} s  {n[:150]}")
-PY
+# Where the suite's time goes on this machine (per class, and the slowest tests), and the times file.
+python3 scripts/test-shards.py times "$LOGS"/tests-*.xml > "$LOGS/test-times.tsv"
 grep -A4 -E "\[FAIL\]" "$LOGS/tests.log" 2>/dev/null | head -60
 TAILN=9 step example 60 dotnet .gpu/TwoLayerNet/TwoLayerNet.dll
 TAILN=3 step example-eager 60 dotnet .gpu/TwoLayerNet/TwoLayerNet.dll --eager

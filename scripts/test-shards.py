@@ -1,26 +1,59 @@
-"""Deals test methods to shards, heaviest first, each to the shard with the least time so far.
-Usage: deal-tests.py METHODS TIMES SHARDS I  (prints shard I's methods as xUnit arguments, one per line:
--method, then the name). METHODS: one full method name a line; TIMES: name<TAB>seconds (# comments)."""
-import sys
+"""The CUDA suite's shards for scripts/gpu-check.sh, and the test times they are dealt by.
 
-methods_file, times_file, shards, index = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
-times = {}
-try:
-    for line in open(times_file):
-        if line.strip() and not line.startswith("#"):
-            name, seconds = line.rstrip("\n").split("\t")
-            times[name] = float(seconds)
-except FileNotFoundError:
-    pass
-methods = [m.strip() for m in open(methods_file) if m.strip()]
-load = [0.0] * shards
-mine = []
-# Ties broken by name, so every shard's process deals the same hands.
-for m in sorted(methods, key=lambda m: (-times.get(m, 1.0), m)):
-    s = min(range(shards), key=lambda i: (load[i], i))
-    load[s] += times.get(m, 1.0)
-    if s == index:
-        mine.append(m)
-for m in mine:
-    print("-method")
-    print(m)
+  test-shards.py deal METHODS TIMES SHARDS OUTDIR
+      Deals the methods (one full name a line) heaviest first, each to the shard with the least time
+      so far, by TIMES (name<TAB>seconds; # comments; a method not listed counts 1 s), and writes
+      OUTDIR/shard-I.args: shard I's xUnit arguments, one a line (-method, then the name).
+  test-shards.py times XML... > TIMES
+      Sums each method's test times from xUnit XML results into a TIMES file, and prints the time
+      per class and the slowest tests to stderr.
+"""
+import collections, sys, xml.etree.ElementTree as ET
+
+
+def deal(methods_file, times_file, shards, outdir):
+    times = {}
+    try:
+        for line in open(times_file):
+            if line.strip() and not line.startswith("#"):
+                name, seconds = line.rstrip("\n").split("\t")
+                times[name] = float(seconds)
+    except FileNotFoundError:
+        pass
+    methods = [m.strip() for m in open(methods_file) if m.strip()]
+    load, hands = [0.0] * shards, [[] for _ in range(shards)]
+    for m in sorted(methods, key=lambda m: (-times.get(m, 1.0), m)):
+        s = min(range(shards), key=lambda i: (load[i], i))
+        load[s] += times.get(m, 1.0)
+        hands[s].append(m)
+    for i, hand in enumerate(hands):
+        with open(f"{outdir}/shard-{i}.args", "w") as f:
+            f.writelines(f"-method\n{m}\n" for m in hand)
+
+
+def times(xml_files):
+    per_method, tests = collections.Counter(), []
+    for f in xml_files:
+        for t in ET.parse(f).iter("test"):
+            seconds = float(t.get("time", 0))
+            per_method[f'{t.get("type")}.{t.get("method")}'] += seconds
+            tests.append((seconds, t.get("name", "")))
+    print("# Seconds each test method took in the CUDA suite (summed over its cases), from xUnit XML:")
+    print("# scripts/gpu-check.sh deals the heaviest methods first so that its shards finish together.")
+    for name, seconds in per_method.most_common():
+        print(f"{name}\t{seconds:.2f}")
+    per_class = collections.Counter()
+    for name, seconds in per_method.items():
+        per_class[name.rsplit(".", 1)[0].split(".")[-1]] += seconds
+    print("test seconds by class: " + ", ".join(f"{c} {s:.0f}" for c, s in per_class.most_common()), file=sys.stderr)
+    for seconds, name in sorted(tests, reverse=True)[:8]:
+        print(f"  {seconds:6.1f} s  {name[:150]}", file=sys.stderr)
+
+
+mode = sys.argv[1] if len(sys.argv) > 1 else ""
+if mode == "deal" and len(sys.argv) == 6:
+    deal(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
+elif mode == "times":
+    times(sys.argv[2:])
+else:
+    sys.exit(__doc__)
