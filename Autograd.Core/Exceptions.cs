@@ -49,6 +49,17 @@ public sealed class GraphSignatureException : ArgumentException
     public GraphSignatureException(string message) : base(message) { }
 }
 
+/// <summary>
+/// A compiled step's replay failed on the device in a way the step recovered from (a persistent
+/// kernel's grid barrier gave up); the message says what the results of that run are and what to do.
+/// </summary>
+public sealed class GraphReplayException : InvalidOperationException
+{
+    /// <summary>Creates the exception.</summary>
+    /// <param name="message">What failed, on which device, and the fix.</param>
+    public GraphReplayException(string message) : base(message) { }
+}
+
 /// <summary>A device allocation failed or would pass the device's limit; nothing was allocated.</summary>
 public sealed class DeviceOutOfMemoryException : OutOfMemoryException
 {

@@ -120,6 +120,8 @@ public sealed partial class KernelHost
         SumChunks = other.SumChunks;
         _hostLoops = other._hostLoops;
         LaunchBounds = other.LaunchBounds;
+        PersistentSteps = other.PersistentSteps;
+        Recorder = other.Recorder;
         // Shared: the streams' work is ordered on the default stream (a captured graph is launched there).
         _arrivals = other._arrivals;
     }
@@ -303,9 +305,18 @@ public sealed partial class KernelHost
     /// <param name="load">Loads the kernel; called once per key.</param>
     public T Load<T>(string name, Type? shape, Type? op, Func<Accelerator, T> load) where T : Delegate
     {
+        // A launch that is not a phase of the persistent kernel: it records nothing, and it must not run.
+        if (Recorder != null)
+            throw new PersistentRefusedException($"{name} cannot run as a phase of the persistent kernel (phases: the Warp and Tiled SGEMMs, one product or a pair, split-K summed in their launch)");
         // Every launcher loads right before it launches, so this also counts launches.
         Interlocked.Increment(ref _launches.Value);
         Interlocked.Increment(ref _ilgpuLaunches);
+        return Peek(name, shape, op, load);
+    }
+
+    /// <summary>Load without counting a launch: for a kernel loaded to be measured (its occupancy) before it runs.</summary>
+    internal T Peek<T>(string name, Type? shape, Type? op, Func<Accelerator, T> load) where T : Delegate
+    {
         if (_cache.TryGetValue((name, shape, op), out var d)) return (T)d;
         return (T)_cache.GetOrAdd((name, shape, op), _ =>
         {
@@ -347,7 +358,46 @@ public sealed partial class KernelHost
     internal ArrayView<int> TailArrival => _arrivals.View.SubView(MaxSplitKTiles, 1);
 
     /// <summary>Counts work run on the host in place of a kernel (the CPU accelerator's SGEMM).</summary>
-    internal void CountLaunch() => Interlocked.Increment(ref _launches.Value);
+    internal void CountLaunch()
+    {
+        if (Recorder != null)
+            throw new PersistentRefusedException("the host SGEMM (the CPU accelerator's Auto) cannot run as a phase of the persistent kernel; pin an ILGPU kernel (Warp, Tiled)");
+        Interlocked.Increment(ref _launches.Value);
+    }
+
+    /// <summary>
+    /// Where launchers that can run as a phase of the persistent kernel hand it their arguments instead
+    /// of launching (Persistent.cs); null on a host that launches.
+    /// </summary>
+    internal PhaseRecorder? Recorder { get; private init; }
+
+    /// <summary>A view of this host whose launches are recorded as phases, not run (Persistent.cs).</summary>
+    /// <param name="recorder">Receives the phases.</param>
+    internal KernelHost WithRecorder(PhaseRecorder recorder) => new(this, Stream, shareLaunches: false) { Recorder = recorder };
+
+    /// <summary>
+    /// Groups of GroupSize threads that can run at once of a loaded kernel: on CUDA the driver's
+    /// occupancy count times the multiprocessors; on the CPU accelerator one a simulated multiprocessor
+    /// (it runs a group per multiprocessor); elsewhere MaxGroups.
+    /// </summary>
+    /// <param name="launcher">A launcher Load or Peek returned.</param>
+    internal int ResidentGroups(Delegate launcher)
+    {
+        if (IsCpu) return Accelerator.NumMultiprocessors;
+        if (KernelUtil.TryGetKernel(launcher, out var kernel) && kernel is ILGPU.Runtime.Cuda.CudaKernel cuda)
+        {
+            Accelerator.Bind();
+            return CudaGroupsPerMultiprocessor(cuda, GroupSize) is >= 0 and var n ? n * Accelerator.NumMultiprocessors : MaxGroups;
+        }
+        return MaxGroups;
+    }
+
+    /// <summary>Zeroes the split-K and tail counters (after a persistent run gave up on a barrier and left them counting).</summary>
+    internal void ResetCounters()
+    {
+        _arrivals.MemSetToZero(Stream);
+        Stream.Synchronize();
+    }
 
     /// <summary>Grid-stride launch geometry for n work items.</summary>
     /// <param name="n">Number of work items.</param>

@@ -264,6 +264,12 @@ public static partial class MatMulKernels
             if (host.GroupSize % host.Accelerator.WarpSize != 0)
                 throw new NotSupportedException(
                     $"MatMul: the Warp kernel needs groups of whole warps; {host.Accelerator.Name} has groups of {host.GroupSize} and warps of {host.Accelerator.WarpSize}. Use Tiled or Small.");
+            if (host.Recorder is { } recorder)
+            {
+                var job = new WarpJob<TEpi>(a, b, c, operand, g, epilogue);
+                recorder.Add(new WarpPhase<TEpi, TEpi, TTail>(job, job.Without(), WarpTeam(host, m, n, g.K), tail), PhaseName("Warp", tail));
+                return;
+            }
             var bounds = host.Bounds(WarpBounds);
             var kw = host.Load(KernelHost.HasBounds(bounds) ? "MatMulWarp/bounded" : "MatMulWarp", typeof((TEpi, TTail)), acc =>
                 acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, int, TEpi, TTail>(WarpKernel, bounds));
@@ -352,6 +358,15 @@ public static partial class MatMulKernels
                 acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<int>, GemmArgs, int, TEpi, TTail>(TiledKernel<TShape, TEpi, TTail>, bounds));
         }
         var arrivals = host.SplitKArrivals;
+        if (host.Recorder is { } recorder)
+        {
+            RecordTiled(host, recorder, group, split == 1 || SumsInSameLaunch(host, (gx, gy)));
+            var job = split == 1
+                ? new TiledJob<TEpi>(a, b, c, operand, c, arrivals, g, 0, gx, gy, 1, epilogue)
+                : new TiledJob<TEpi>(a, b, c, operand, Partials(scratch, g, split), arrivals, g.WithSliceDepth(SliceDepth(g.K, split)), 1, gx, gy, split, epilogue);
+            recorder.Add(new TiledPhase<TShape, TEpi, TEpi, TTail>(job, default, tail), PhaseName("Tiled", tail));
+            return;
+        }
         if (split == 1)
         {
             Kernel(fixup: false)(host.Stream, new KernelConfig(new Index3D(gx, gy, 1), group), a, b, c, operand, c, arrivals, g, 0, epilogue, tail);
@@ -370,6 +385,21 @@ public static partial class MatMulKernels
         raw(host.Stream, new KernelConfig(new Index3D(gx, gy, split), group), a, b, partial, partial, partial, arrivals, sliced.Sliced(sliced.KPer), 0, default, default);
         SumSlices(host, partial, c, operand, g, split, epilogue, tail);
     }
+
+    // Whether a tiled launch can be a phase of the persistent kernel: its group is the persistent
+    // kernel's, and split-K sums its slices in the launch (a second launch is not a phase).
+    private static void RecordTiled(KernelHost host, PhaseRecorder recorder, Index3D group, bool oneLaunch)
+    {
+        if (group.X * group.Y != host.GroupSize)
+            throw new PersistentRefusedException(
+                $"MatMulTiled's group of {group.X}x{group.Y} threads is not the persistent kernel's {host.GroupSize}: set KernelHost.TiledGroup to a group of {host.GroupSize}");
+        if (!oneLaunch)
+            throw new PersistentRefusedException("MatMulTiled with split-K summed in a second launch cannot be one phase: set KernelHost.SplitKInOneLaunch");
+    }
+
+    // A phase's name in PersistentProgram's description: the kernel, and "+ sum" where it sums the loss.
+    internal static string PhaseName<TTail>(string kernel, TTail tail) where TTail : struct, IProductTail =>
+        typeof(TTail) == typeof(NoTail) ? kernel : kernel + " + sum";
 
     // The scratch's first split x M x N elements, where the slices of a split product go.
     private static ArrayView<float> Partials(ArrayView<float> scratch, GemmArgs g, int split)

@@ -82,19 +82,20 @@ public static partial class MatMulKernels
         var tB = SharedMemory.Allocate<float>(Depth * 4 * default(TShape).ThreadsX); // [k][n] slice of B
         // The whole group takes the same branch, so every barrier inside is reached by all its threads.
         int idx = Grid.IdxX;
-        if (idx < first.Groups) Job<TShape, TEpi1>(tA, tB, first, idx);
-        else Job<TShape, TEpi2>(tA, tB, second, idx - first.Groups);
+        if (idx < first.Groups) Job<TShape, TEpi1>(tA, tB, first, idx, Group.IdxX, Group.IdxY);
+        else Job<TShape, TEpi2>(tA, tB, second, idx - first.Groups, Group.IdxX, Group.IdxY);
     }
 
-    // Group `local` of a product's (slice, tile row, tile) order, as TiledKernel's 3-D grid numbers them.
-    private static void Job<TShape, TEpi>(ArrayView<float> tA, ArrayView<float> tB, TiledJob<TEpi> j, int local)
+    // Group `local` of a product's (slice, tile row, tile) order, as TiledKernel's 3-D grid numbers them;
+    // (tx, ty) is the thread's place in the group.
+    internal static void Job<TShape, TEpi>(ArrayView<float> tA, ArrayView<float> tB, TiledJob<TEpi> j, int local, int tx, int ty)
         where TShape : struct, ITileShape
         where TEpi : struct, IBinaryOp
     {
         int tiles = j.TilesX * j.TilesY;
         int slice = local / tiles, t = local - slice * tiles;
         int tileY = t / j.TilesX, tileX = t - tileY * j.TilesX;
-        TiledTile<TShape, TEpi>(tA, tB, j.A, j.B, j.C, j.E, j.Partial, j.Arrivals, j.G, j.Fixup, j.Epi, tileX, tileY, slice, j.TilesX, j.Split);
+        TiledTile<TShape, TEpi>(tA, tB, j.A, j.B, j.C, j.E, j.Partial, j.Arrivals, j.G, j.Fixup, j.Epi, tileX, tileY, slice, j.TilesX, j.Split, tx, ty);
     }
 
     /// <summary>
@@ -133,6 +134,11 @@ public static partial class MatMulKernels
             int team = WarpTeam(view, first.M, first.N, first.K);
             var j1 = new WarpJob<TEpi1>(first.A, first.B, first.C, first.Operand, g1, epi1);
             var j2 = new WarpJob<TEpi2>(second.A, second.B, second.C, second.Operand, g2, epi2);
+            if (host.Recorder is { } recorder)
+            {
+                recorder.Add(new WarpPhase<TEpi1, TEpi2, NoTail>(j1, j2, team, default), "Warp pair");
+                return;
+            }
             var bounds = host.Bounds(WarpPairBounds);
             var kw = host.Load(KernelHost.HasBounds(bounds) ? "MatMulWarpPair/bounded" : "MatMulWarpPair", typeof((TEpi1, TEpi2)), acc =>
                 acc.LoadKernel<WarpJob<TEpi1>, WarpJob<TEpi2>, int>(WarpPairKernel, bounds));
@@ -206,6 +212,12 @@ public static partial class MatMulKernels
         var j1 = Job(host, p1, g1, epi1, grid1, scratch, host.SplitKArrivals);
         var j2 = Job(host, p2, g2, epi2, TileGrid((group.X, group.Y), p2.M, p2.N), scratch.Length > need1 ? scratch.SubView(need1) : default, // empty when the second does not split
             host.SplitKArrivals.SubView(grid1.X * grid1.Y));
+        if (host.Recorder is { } recorder)
+        {
+            RecordTiled(host, recorder, group, oneLaunch: true);
+            recorder.Add(new TiledPhase<TShape, TEpi1, TEpi2, NoTail>(j1, j2, default), "Tiled pair");
+            return;
+        }
         var k = host.Load("MatMulTiledPair", typeof(TShape), typeof((TEpi1, TEpi2)), acc =>
             acc.LoadKernel<TiledJob<TEpi1>, TiledJob<TEpi2>>(TiledPairKernel<TShape, TEpi1, TEpi2>));
         k(host.Stream, new KernelConfig(new Index3D(j1.Groups + j2.Groups, 1, 1), group), j1, j2);

@@ -106,7 +106,7 @@ public static partial class MatMulKernels
     }
 
     // The blocks of both jobs (the second may have none), a team of warps each.
-    private static void WarpBlocks<TEpi1, TEpi2>(WarpJob<TEpi1> j1, WarpJob<TEpi2> j2, int team)
+    internal static void WarpBlocks<TEpi1, TEpi2>(WarpJob<TEpi1> j1, WarpJob<TEpi2> j2, int team)
         where TEpi1 : struct, IBinaryOp
         where TEpi2 : struct, IBinaryOp
     {

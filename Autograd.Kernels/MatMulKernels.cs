@@ -106,6 +106,9 @@ public static partial class MatMulKernels
     // LargeSide: threads per side of the Large, Wide and Wide16 groups.
     private const int Depth = 16, LargeSide = 16;
 
+    /// <summary>K per shared-memory slice of the tiled kernel (its phase in the persistent kernel allocates the same slices).</summary>
+    internal const int TiledDepth = Depth;
+
     // ---------------------------------------------------------------- kernels
 
     private static int Min(int x, int y) => x < y ? x : y;
@@ -151,25 +154,27 @@ public static partial class MatMulKernels
     {
         var tA = SharedMemory.Allocate<float>(Depth * 4 * default(TShape).ThreadsY); // [k][m] slice of A
         var tB = SharedMemory.Allocate<float>(Depth * 4 * default(TShape).ThreadsX); // [k][n] slice of B
-        TiledTile<TShape, TEpi>(tA, tB, a, b, c, e, partial, arrivals, g, fixup, epi, Grid.IdxX, Grid.IdxY, Grid.IdxZ, Grid.DimX, Grid.DimZ);
+        TiledTile<TShape, TEpi>(tA, tB, a, b, c, e, partial, arrivals, g, fixup, epi, Grid.IdxX, Grid.IdxY, Grid.IdxZ, Grid.DimX, Grid.DimZ,
+            Group.IdxX, Group.IdxY);
         tail.Finish(c, g.M * g.N);
     }
 
     // One group's work in the tiled SGEMM: tile (tileX, tileY) of C over K slice `slice` of `split`,
-    // the product's grid having tilesX tiles to a row (TiledKernel, and each half of TiledPairKernel).
+    // the product's grid having tilesX tiles to a row (TiledKernel, each half of TiledPairKernel, and
+    // a phase of the persistent step kernel, whose groups are one line of threads: hence tx and ty).
     private static void TiledTile<TShape, TEpi>(
         ArrayView<float> tA,       // (Depth, 4 ThreadsY) shared slice of A
         ArrayView<float> tB,       // (Depth, 4 ThreadsX) shared slice of B
         ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> e,
         ArrayView<float> partial, ArrayView<int> arrivals, GemmArgs g, int fixup, TEpi epi,
-        int tileX, int tileY, int slice, int tilesX, int split)
+        int tileX, int tileY, int slice, int tilesX, int split,
+        int tx, int ty)            // the thread's place in the (ThreadsX, ThreadsY) group
         where TShape : struct, ITileShape
         where TEpi : struct, IBinaryOp
     {
         // Constants once the kernel is specialised on TShape.
         int sx = default(TShape).ThreadsX, sy = default(TShape).ThreadsY;
         int tileM = 4 * sy, tileN = 4 * sx;
-        int tx = Group.IdxX, ty = Group.IdxY;
         int tid = ty * sx + tx;
         int rowBase = tileY * tileM, colBase = tileX * tileN;
         int kBegin = slice * g.KPer;

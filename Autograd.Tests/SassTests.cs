@@ -49,13 +49,15 @@ public sealed class SassTests
     }
 
     // ptxas -v's report and the cubin's path, in a folder of its own.
-    private static (string Report, string Cubin) Assemble(string kernel)
+    private static (string Report, string Cubin) Assemble(string kernel) => Assemble(kernel, () => PtxCompileTests.PtxOf(kernel, Isa));
+
+    private static (string Report, string Cubin) Assemble(string kernel, Func<string> makePtx)
     {
         var ptxas = RequirePtxas();
         var dir = Directory.CreateTempSubdirectory("autograd-sass-").FullName;
         var ptx = Path.Combine(dir, "k.ptx");
         var cubin = Path.Combine(dir, "k.cubin");
-        File.WriteAllText(ptx, PtxCompileTests.PtxOf(kernel, Isa));
+        File.WriteAllText(ptx, makePtx());
         var (code, output) = Run(ptxas, "-arch=sm_90", "-v", "-o", cubin, ptx);
         code.Should().Be(0, $"ptxas must accept {kernel}'s PTX:\n{output}");
         return (output, cubin);
@@ -63,6 +65,21 @@ public sealed class SassTests
 
     private static int Registers(string report) =>
         int.Parse(Regex.Match(report, @"Used (\d+) registers").Groups[1].Value);
+
+    // The persistent step kernel of the seed's program (PersistentTests.SeedProgramKernel): its
+    // launch bounds (256 threads, 2 groups a multiprocessor) hold it to 128 registers, with no spills,
+    // as the warp and tiled kernels it is made of.
+    [Theory]
+    [InlineData(AutogradNet.Kernels.MatMulPath.Warp)]
+    [InlineData(AutogradNet.Kernels.MatMulPath.Tiled)]
+    public void Persistent_seed_kernel_assembles_within_its_bounds(AutogradNet.Kernels.MatMulPath path)
+    {
+        RequirePtxas();
+        var (report, _) = Assemble($"persistent seed kernel on {path}", () => PtxCompileTests.PtxOf(PersistentTests.SeedProgramKernel(path), Isa));
+        Registers(report).Should().BeLessThanOrEqualTo(128, report);
+        foreach (Match m in Regex.Matches(report, @"(\d+) bytes spill stores, (\d+) bytes spill loads"))
+            (m.Groups[1].Value, m.Groups[2].Value).Should().Be(("0", "0"), report);
+    }
 
     [Theory]
     [MemberData(nameof(PtxCompileTests.Kernels), MemberType = typeof(PtxCompileTests))]

@@ -129,6 +129,15 @@ public sealed class CompiledStep : IDisposable
     /// <summary>Whether replays are CUDA graph launches.</summary>
     public bool UsesCudaGraphs => _replay.UsesCudaGraphs;
 
+    /// <summary>
+    /// Whether each step runs as one persistent kernel (asked for with KernelHost.PersistentSteps before
+    /// compiling; known after the first Run). Describe says why a step that asked does not.
+    /// </summary>
+    public bool IsPersistent => _replay.IsPersistent;
+
+    /// <summary>The persistent kernel's program type (tests compile it to PTX).</summary>
+    internal Type? PersistentProgramType => _replay.PersistentProgramType;
+
     /// <summary>The tensors the step reads but did not compute (inputs, parameters, constants).</summary>
     public IReadOnlyList<Tensor> Inputs => _inputs;
 
@@ -228,6 +237,7 @@ public sealed class CompiledStep : IDisposable
         sb.AppendLine($"compiled step on {Device}: {RecordedNodes} recorded nodes -> {Nodes} after fusion ({FusedKernels} fused kernels)");
         sb.AppendLine($"launches per step: {(LaunchesPerStep > 0 ? LaunchesPerStep.ToString() : "(known after the first Run)")}; CUDA graphs: {UsesCudaGraphs}");
         sb.AppendLine($"buffer plan: {_plan.Buffers.Count} buffers + scratch, {PlannedBytes:N0} bytes, allocated at compile time");
+        if (_replay.PersistentText is { } persistent) sb.AppendLine(persistent);
         sb.AppendLine("program:");
         foreach (var i in _program) sb.AppendLine("  " + i.Text);
         return sb.ToString();

@@ -3,8 +3,12 @@
 // elsewhere, or with AUTOGRAD_CUDA_GRAPHS=0, replay walks the launch list. Run(steps: n) keeps each
 // step's loss: the launch that computes it writes it straight into the history (no copy launch per
 // step, which inside a graph costs a node, ~1 us on an H100), and the last one is copied to Output.
+// With KernelHost.PersistentSteps, the warm-up replay is followed by a recording of the launches
+// (Persistent.cs in Autograd.Kernels): where every one can be a phase, each step is then one launch
+// of a persistent kernel (one program per place the loss is written), captured as above.
 using AutogradNet.Kernels;
 using ILGPU;
+using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
 
 namespace AutogradNet;
@@ -19,6 +23,15 @@ internal sealed class Replay : IDisposable
     private readonly Func<long> _version;
     private long _capturedVersion;
     private bool _warm;
+    // The persistent kernel: asked for at compile time; the program of a step (loss to its own
+    // buffer), one per history slot a Run(steps) writes the loss into, and their shared barrier state.
+    private readonly bool _persistentAsked;
+    private PersistentProgram? _persistent;
+    private readonly Dictionary<IntPtr, PersistentProgram> _persistentInto = new();
+    private MemoryBuffer1D<int, Stride1D.Dense>? _barrierState;
+    private long _persistentVersion;
+    private bool _persistentChecked;
+    private string _persistentRefusal = "";
 
     /// <param name="device">The device.</param>
     /// <param name="program">The step's launches.</param>
@@ -33,9 +46,22 @@ internal sealed class Replay : IDisposable
         _lossInstr = program.FindIndex(i => i.Into != null);
         _useGraphs = device.Accelerator is CudaAccelerator
             && Environment.GetEnvironmentVariable("AUTOGRAD_CUDA_GRAPHS") != "0";
+        _persistentAsked = device.Host.PersistentSteps;
     }
 
     public bool UsesCudaGraphs => _useGraphs;
+
+    /// <summary>Whether steps run as one persistent kernel (known after the first Run).</summary>
+    public bool IsPersistent => _persistent != null;
+
+    /// <summary>The persistent kernel's program type (tests compile it to PTX); null where there is none.</summary>
+    public Type? PersistentProgramType => _persistent?.ProgramType;
+
+    /// <summary>The persistent kernel's phases and grid, why the step could not have one, or null where none was asked for.</summary>
+    public string? PersistentText => !_persistentAsked ? null
+        : _persistent != null ? _persistent.ToString()
+        : _warm ? $"Persistent: refused, {_persistentRefusal}; the step replays its launches"
+        : "Persistent: asked for (known after the first Run)";
 
     /// <summary>Launches per step, counted on a warm-up replay.</summary>
     public long LaunchesPerStep { get; private set; }
@@ -64,15 +90,18 @@ internal sealed class Replay : IDisposable
             if (history.IsValid) Copy(host, output, history.SubView(0, 1));
             _warm = true;
             first = 1;
+            if (_persistentAsked) BuildPersistent(host);
             if (steps == 1) return;
         }
+        long version = _version();
+        if (_persistent != null && version != _persistentVersion) BuildPersistent(host);
         if (!_useGraphs)
         {
             Steps(host, first, steps, history, output);
+            CheckPersistent();
             return;
         }
         var acc = (CudaAccelerator)_device.Accelerator;
-        long version = _version();
         if (version != _capturedVersion)
         {
             host.Synchronize();
@@ -90,6 +119,7 @@ internal sealed class Replay : IDisposable
             _graphs[key] = graph;
         }
         graph.Launch(acc);
+        CheckPersistent();
     }
 
     // Steps first..steps-1 of a Run(steps), each loss into the history where there is one.
@@ -98,14 +128,80 @@ internal sealed class Replay : IDisposable
         bool keep = history.IsValid, into = keep && _lossInstr >= 0;
         for (int s = first; s < steps; s++)
         {
-            for (int i = 0; i < _program.Count; i++)
+            if (_persistent != null)
             {
-                if (into && i == _lossInstr) _program[i].Into!(h, history.SubView(s, 1));
-                else _program[i].Launch(h);
+                (into ? PersistentInto(history.SubView(s, 1)) : _persistent).Launch(h);
+            }
+            else
+            {
+                for (int i = 0; i < _program.Count; i++)
+                {
+                    if (into && i == _lossInstr) _program[i].Into!(h, history.SubView(s, 1));
+                    else _program[i].Launch(h);
+                }
             }
             if (keep && !into) Copy(h, output, history.SubView(s, 1));
         }
         if (into && steps > first) Copy(h, history.SubView(steps - 1, 1), output);
+    }
+
+    // The step's launches recorded into one persistent kernel (again when a baked value, the learning
+    // rate, changed); where a launch cannot be a phase, the step keeps its launches.
+    private void BuildPersistent(KernelHost host)
+    {
+        DisposePersistent();
+        host.Synchronize();
+        _barrierState ??= _device.Accelerator.Allocate1D<int>(3);
+        _barrierState.MemSetToZero(host.Stream);
+        _persistentVersion = _version();
+        _persistent = PersistentProgram.TryBuild(host, h => { foreach (var i in _program) i.Launch(h); }, out _persistentRefusal,
+            state: _barrierState.View);
+        if (_persistent != null) LaunchesPerStep = 1;
+        _persistentChecked = false;
+    }
+
+    // The program of a step whose loss goes to dst (a slot of Run(steps)'s history), built once per slot.
+    private PersistentProgram PersistentInto(ArrayView<float> dst)
+    {
+        var key = dst.LoadEffectiveAddressAsPtr();
+        if (_persistentInto.TryGetValue(key, out var p)) return p;
+        var host = _device.Host;
+        p = PersistentProgram.TryBuild(host, h =>
+        {
+            for (int i = 0; i < _program.Count; i++)
+            {
+                if (i == _lossInstr) _program[i].Into!(h, dst);
+                else _program[i].Launch(h);
+            }
+        }, out var refusal, state: _barrierState!.View)
+            ?? throw new InvalidOperationException($"Replay: the step's program was recorded as a persistent kernel, but not with its loss redirected: {refusal}.");
+        _persistentInto[key] = p;
+        return p;
+    }
+
+    // After the first run of a persistent program: a barrier that gave up means the grid was not all
+    // resident, and that run's results are wrong. The step goes back to its launches.
+    private void CheckPersistent()
+    {
+        if (_persistent == null || _persistentChecked) return;
+        _persistentChecked = true;
+        if (!_persistent.TimedOut()) return;
+        DisposePersistent();
+        _persistentRefusal = "a grid barrier gave up on the first run (the grid was not all resident)";
+        foreach (var g in _graphs.Values) g.Dispose();
+        _graphs.Clear();
+        throw new GraphReplayException(
+            $"Run: the persistent kernel's grid barrier gave up waiting: not all its groups were resident on {_device.Name} " +
+            "(another context may hold multiprocessors). That run's results are wrong; the step now replays its launches. " +
+            $"Run the step again, or set KernelHost.PersistentSteps = false ({KernelHost.PersistentVariable}=0) before compiling.");
+    }
+
+    private void DisposePersistent()
+    {
+        _persistent?.Dispose();
+        _persistent = null;
+        foreach (var p in _persistentInto.Values) p.Dispose();
+        _persistentInto.Clear();
     }
 
     private static void Copy(KernelHost h, ArrayView<float> from, ArrayView<float> to) => Elementwise.Map(h, from, to, new IdentityOp());
@@ -124,7 +220,8 @@ internal sealed class Replay : IDisposable
         Run(1); // warm: kernels loaded, state made
         var host = _device.Host;
         var result = new List<(string, double)>();
-        foreach (var instr in _program)
+        var launches = _persistent is { } persistent ? [new Instr(persistent.ToString(), persistent.Launch)] : _program;
+        foreach (var instr in launches)
         {
             if (_useGraphs)
             {
@@ -159,5 +256,8 @@ internal sealed class Replay : IDisposable
     {
         foreach (var g in _graphs.Values) g.Dispose();
         _graphs.Clear();
+        DisposePersistent();
+        _barrierState?.Dispose();
+        _barrierState = null;
     }
 }

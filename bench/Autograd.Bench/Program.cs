@@ -84,6 +84,9 @@ if (device.Kind == DeviceKind.Cuda)
     Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "warp products, no launch bounds"));
     Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "warp below 16K outputs"));
     Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "8x8 tiles"));
+    // The whole step as one persistent kernel with grid barriers between its phases (Persistent.cs).
+    Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "persistent kernel"));
+    Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "persistent kernel, warp products"));
     // The rows above without a suffix follow the autotuned table (on by default on a GPU); this one, the rule.
     Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "rule, no autotuning"));
 }

@@ -94,7 +94,9 @@ public static partial class Workloads
     /// groups of 8x8; "loss in a second launch" sums the loss after its product instead of in the
     /// product's launch (KernelHost.SumTailInLaunch = false); "updates one after the other" launches the
     /// two SGD-update products apart (KernelHost.PairProducts = false); "rule, no autotuning" turns
-    /// KernelHost.Autotune off (the kernels the rule picks, where the other rows follow the tuned table).</param>
+    /// KernelHost.Autotune off (the kernels the rule picks, where the other rows follow the tuned table);
+    /// "persistent kernel" replays each step as one persistent kernel (KernelHost.PersistentSteps), on the
+    /// tuned kernels, and "persistent kernel, warp products" with every product on MatMulPath.Warp.</param>
     public static Result SeedCompiled(Device d, int steps, bool cudaGraphs, int stepsPerRun, string variant = "")
     {
         var saved = d.Kernels.MatMulSettings;
@@ -109,10 +111,14 @@ public static partial class Workloads
         if (variant == "loss in a second launch") d.Kernels.SumTailInLaunch = false;
         if (variant == "updates one after the other") d.Kernels.PairProducts = false;
         if (variant == "rule, no autotuning") d.Kernels.Autotune = false;
+        bool persistent = d.Kernels.PersistentSteps;
+        if (variant.StartsWith("persistent kernel", StringComparison.Ordinal)) d.Kernels.PersistentSteps = true;
+        if (variant == "persistent kernel, warp products") d.Kernels.MatMulPath = MatMulPath.Warp;
         try
         {
             // The kernel-choice variants print where their time goes, like the shipped step.
-            var r = SeedCompiledAsShipped(d, steps, cudaGraphs, stepsPerRun, profile: variant is "no launch bounds" or "warp products" or "warp products, one warp a block" or "warp products, no launch bounds" or "warp below 16K outputs" or "8x8 tiles" or "rule, no autotuning");
+            var r = SeedCompiledAsShipped(d, steps, cudaGraphs, stepsPerRun, profile: variant is "no launch bounds" or "warp products" or "warp products, one warp a block" or "warp products, no launch bounds" or "warp below 16K outputs" or "8x8 tiles" or "rule, no autotuning"
+                or "persistent kernel" or "persistent kernel, warp products");
             return variant == "" ? r : r with { Name = $"{r.Name}, {variant}" };
         }
         finally
@@ -120,6 +126,7 @@ public static partial class Workloads
             Environment.SetEnvironmentVariable("AUTOGRAD_FUSE", null);
             d.Kernels.MatMulSettings = saved;
             d.Kernels.LaunchBounds = bounds;
+            d.Kernels.PersistentSteps = persistent;
         }
     }
 
@@ -139,6 +146,9 @@ public static partial class Workloads
             else step.Run(stepsPerRun);
         }
         double us = Median(d, Run, Math.Max(1, steps / 5 / stepsPerRun)) / stepsPerRun;
+        // A persistent step says its phases and grid, or why it was refused (then the row times its launches).
+        foreach (var line in step.Describe().Split('\n').Where(l => l.StartsWith("Persistent:", StringComparison.Ordinal)))
+            Console.WriteLine($"    {line}");
         if ((stepsPerRun == 1 || profile) && (cudaGraphs || d.Kind != DeviceKind.Cuda))
         {
             // Where the time goes: each launch alone, repeated (this advances the weights; timing is done).

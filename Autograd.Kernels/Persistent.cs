@@ -1,0 +1,419 @@
+// The persistent step kernel: a compiled step's launches run as the phases of one kernel, with a
+// software grid barrier between consecutive phases.
+//
+// Why: the seed's compiled step is 4 launches of 4-13 us on an H200 (runs 6-8), where the work of
+// each is a fraction of a microsecond of memory traffic and arithmetic. Each launch pays its ramp
+// (groups placed on multiprocessors, first loads from memory) and its drain, and a CUDA graph node
+// costs ~1 us more. One kernel whose groups stay resident pays the ramp once and a grid barrier
+// (1.3-1.6 us measured on an H100, ilgpu-facts.md) between phases. Unmeasured on a GPU when written.
+//
+// How: the step's program is replayed once on a recording host (KernelHost.WithRecorder). The
+// launchers that can run as a phase (the warp and tiled SGEMMs, one product or a pair, with their
+// epilogues, one-launch split-K fixup and loss tail) hand the recorder a phase struct holding their
+// arguments instead of launching; any other launch refuses (PersistentRefusedException), and the
+// step keeps its launches. The phases compose into one type, Seq<P0, Seq<P1, ...>>, the way fused
+// elementwise ops do (ilgpu-facts.md), and StepKernel<TProgram> runs it: ILGPU inlines the whole
+// program into one kernel. Every phase strides over its work by Grid.IdxX / Grid.DimX, so any grid
+// computes the same bits as the phase's own launch (the order of every sum is fixed by the thread,
+// team and slice, never by the group that runs it).
+//
+// The grid: no more groups than can be resident at once (the driver's occupancy count on CUDA; one
+// group a multiprocessor on the CPU accelerator, which runs a group per simulated multiprocessor):
+// a barrier waiting on a group that is not yet running never returns. As a guard, a group that has
+// spun SpinLimit times on a barrier marks the step as timed out and goes on (wrong results, no
+// hung device), and the host reads the mark (PersistentProgram.TimedOut).
+using System.Reflection;
+using ILGPU;
+using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
+
+namespace AutogradNet.Kernels;
+
+/// <summary>One phase of the persistent step kernel: run by every thread of every group of its grid.</summary>
+public interface IPhase
+{
+    /// <summary>Does the phase's work, striding over it by the grid's groups.</summary>
+    /// <param name="barrier">The grid barrier, for phases made of phases.</param>
+    void Run(GridBarrier barrier);
+
+    /// <summary>Groups that find work in this phase (host side: the grid needs no more).</summary>
+    /// <param name="groupSize">Threads a group.</param>
+    /// <param name="warpSize">Threads a warp.</param>
+    int Groups(int groupSize, int warpSize);
+}
+
+/// <summary>
+/// A software barrier over every group of a grid whose groups are all resident: counts the groups in,
+/// the last one advances a generation the others wait on. Gives up after a spin limit (see the file's header).
+/// </summary>
+public readonly struct GridBarrier
+{
+    private readonly ArrayView<int> _state; // (3): groups arrived, generation, timed out (0 or 1); zero at the first launch
+    private readonly int _spinLimit;
+
+    internal GridBarrier(ArrayView<int> state, int spinLimit)
+    {
+        _state = state;
+        _spinLimit = spinLimit;
+    }
+
+    /// <summary>Returns once every group of the grid has called it (or the spin limit has passed).</summary>
+    public void Wait()
+    {
+        // Every thread's stores come before the group's barrier; thread 0's fences then order them
+        // before its arrival, and the other groups' stores before what this group reads next.
+        Group.Barrier();
+        if (Group.LinearIndex == 0)
+        {
+            MemoryFence.DeviceLevel();
+            if (Atomic.Or(ref _state[2], 0) == 0)
+            {
+                // The generation is read before arriving: it cannot move until this group has arrived.
+                int generation = Atomic.Or(ref _state[1], 0);
+                MemoryFence.DeviceLevel();
+                if (Atomic.Add(ref _state[0], 1) == Grid.Dimension.Size - 1)
+                {
+                    Atomic.Exchange(ref _state[0], 0);
+                    MemoryFence.DeviceLevel();
+                    Atomic.Add(ref _state[1], 1);
+                }
+                else
+                {
+                    for (int spins = 0; Atomic.Or(ref _state[1], 0) == generation; spins++)
+                    {
+                        if (spins < _spinLimit) continue;
+                        Atomic.Exchange(ref _state[2], 1);
+                        break;
+                    }
+                }
+            }
+            MemoryFence.DeviceLevel();
+        }
+        Group.Barrier();
+    }
+}
+
+/// <summary>Two phases, one after the other, with a grid barrier between them.</summary>
+/// <typeparam name="TFirst">The first phase.</typeparam>
+/// <typeparam name="TRest">What follows it.</typeparam>
+public readonly struct Seq<TFirst, TRest> : IPhase
+    where TFirst : struct, IPhase
+    where TRest : struct, IPhase
+{
+    private readonly TFirst _first;
+    private readonly TRest _rest;
+
+    /// <summary>Composes two phases (the persistent program is built by reflection from recorded phases).</summary>
+    /// <param name="first">The first phase.</param>
+    /// <param name="rest">What follows it.</param>
+    public Seq(TFirst first, TRest rest)
+    {
+        _first = first;
+        _rest = rest;
+    }
+
+    /// <inheritdoc/>
+    public void Run(GridBarrier barrier)
+    {
+        _first.Run(barrier);
+        barrier.Wait();
+        _rest.Run(barrier);
+    }
+
+    /// <inheritdoc/>
+    public int Groups(int groupSize, int warpSize) => Math.Max(_first.Groups(groupSize, warpSize), _rest.Groups(groupSize, warpSize));
+}
+
+/// <summary>The warp SGEMM as a phase: one product (the second job empty) or two, then the first's tail.</summary>
+/// <typeparam name="TEpi1">The first product's epilogue.</typeparam>
+/// <typeparam name="TEpi2">The second product's epilogue.</typeparam>
+/// <typeparam name="TTail">The first product's tail (NoTail for a pair).</typeparam>
+public readonly struct WarpPhase<TEpi1, TEpi2, TTail> : IPhase
+    where TEpi1 : struct, IBinaryOp
+    where TEpi2 : struct, IBinaryOp
+    where TTail : struct, IProductTail
+{
+    private readonly WarpJob<TEpi1> _first;
+    private readonly WarpJob<TEpi2> _second;
+    private readonly int _team;
+    private readonly TTail _tail;
+
+    internal WarpPhase(WarpJob<TEpi1> first, WarpJob<TEpi2> second, int team, TTail tail)
+    {
+        _first = first;
+        _second = second;
+        _team = team;
+        _tail = tail;
+    }
+
+    /// <inheritdoc/>
+    public void Run(GridBarrier barrier)
+    {
+        MatMulKernels.WarpBlocks(_first, _second, _team);
+        _tail.Finish(_first.C, _first.G.M * _first.G.N);
+    }
+
+    /// <inheritdoc/>
+    public int Groups(int groupSize, int warpSize)
+    {
+        long teams = Math.Max(1, groupSize / warpSize / _team);
+        return (int)Math.Min(int.MaxValue, ((long)_first.Blocks + _second.Blocks + teams - 1) / teams);
+    }
+}
+
+/// <summary>
+/// The tiled SGEMM as a phase: one product (the second job has no groups) or two, each with its
+/// split-K fixup, then the first's tail. Needs groups of exactly TShape's threads.
+/// </summary>
+/// <typeparam name="TShape">The tiled group's shape.</typeparam>
+/// <typeparam name="TEpi1">The first product's epilogue.</typeparam>
+/// <typeparam name="TEpi2">The second product's epilogue.</typeparam>
+/// <typeparam name="TTail">The first product's tail (NoTail for a pair).</typeparam>
+public readonly struct TiledPhase<TShape, TEpi1, TEpi2, TTail> : IPhase
+    where TShape : struct, ITileShape
+    where TEpi1 : struct, IBinaryOp
+    where TEpi2 : struct, IBinaryOp
+    where TTail : struct, IProductTail
+{
+    private readonly TiledJob<TEpi1> _first;
+    private readonly TiledJob<TEpi2> _second;
+    private readonly TTail _tail;
+
+    internal TiledPhase(TiledJob<TEpi1> first, TiledJob<TEpi2> second, TTail tail)
+    {
+        _first = first;
+        _second = second;
+        _tail = tail;
+    }
+
+    /// <inheritdoc/>
+    public void Run(GridBarrier barrier)
+    {
+        int sx = default(TShape).ThreadsX, sy = default(TShape).ThreadsY;
+        var tA = SharedMemory.Allocate<float>(MatMulKernels.TiledDepth * 4 * default(TShape).ThreadsY); // [k][m] slice of A
+        var tB = SharedMemory.Allocate<float>(MatMulKernels.TiledDepth * 4 * default(TShape).ThreadsX); // [k][n] slice of B
+        int t = Group.LinearIndex, tx = t % sx, ty = t / sx;
+        int total = _first.Groups + _second.Groups;
+        // A whole group takes each trip and branch together, so it reaches every barrier inside.
+        for (int idx = Grid.IdxX; idx < total; idx += Grid.DimX)
+        {
+            if (idx < _first.Groups) MatMulKernels.Job<TShape, TEpi1>(tA, tB, _first, idx, tx, ty);
+            else MatMulKernels.Job<TShape, TEpi2>(tA, tB, _second, idx - _first.Groups, tx, ty);
+        }
+        _tail.Finish(_first.C, _first.G.M * _first.G.N);
+    }
+
+    /// <inheritdoc/>
+    public int Groups(int groupSize, int warpSize) => _first.Groups + _second.Groups;
+}
+
+/// <summary>Thrown on a recording host by a launch that cannot be a phase of the persistent kernel.</summary>
+public sealed class PersistentRefusedException(string message) : Exception(message);
+
+/// <summary>The phases a recording host was handed, in launch order.</summary>
+public sealed class PhaseRecorder
+{
+    private readonly List<IPhase> _phases = new();
+    private readonly List<string> _names = new();
+
+    /// <summary>The phases recorded so far (boxed).</summary>
+    public IReadOnlyList<IPhase> Phases => _phases;
+
+    /// <summary>A short name per phase, e.g. "Warp" or "Tiled pair".</summary>
+    public IReadOnlyList<string> Names => _names;
+
+    internal void Add<TPhase>(TPhase phase, string name) where TPhase : struct, IPhase
+    {
+        _phases.Add(phase);
+        _names.Add(name);
+    }
+}
+
+/// <summary>
+/// A compiled step's launches as one persistent kernel (see Persistent.cs): built from a recording of
+/// the launches, then launched in their place. Owns its barrier's state on the device.
+/// </summary>
+public sealed class PersistentProgram : IDisposable
+{
+    /// <summary>Spins a barrier waits before it gives up on a GPU (some seconds); the CPU accelerator never gives up.</summary>
+    public const int GpuSpinLimit = 1 << 24;
+
+    private static readonly KernelSpecialization StepBounds = LaunchBoundsAttribute.Of(typeof(PersistentProgram), nameof(StepKernel));
+
+    private readonly MemoryBuffer1D<int, Stride1D.Dense>? _owned;
+    private readonly ArrayView<int> _state;
+    private readonly Action<KernelHost> _launch;
+    private readonly KernelHost _host;
+    private bool _disposed;
+
+    private PersistentProgram(KernelHost host, MemoryBuffer1D<int, Stride1D.Dense>? owned, ArrayView<int> state, Action<KernelHost> launch,
+        int grid, IReadOnlyList<string> phases, Type type)
+    {
+        ProgramType = type;
+        _host = host;
+        _owned = owned;
+        _state = state;
+        _launch = launch;
+        GridGroups = grid;
+        PhaseNames = phases;
+    }
+
+    /// <summary>The composed phases: the kernel's type argument, Seq&lt;P0, Seq&lt;P1, ...&gt;&gt; (tests compile it to PTX).</summary>
+    public Type ProgramType { get; }
+
+    /// <summary>Groups of the grid (all resident at once).</summary>
+    public int GridGroups { get; }
+
+    /// <summary>The phases, in order; a grid barrier separates each from the next.</summary>
+    public IReadOnlyList<string> PhaseNames { get; }
+
+    /// <summary>"Persistent: 4 phases (Warp, Warp + tail, Warp, Tiled pair), 3 grid barriers, 264 groups of 256".</summary>
+    public override string ToString() =>
+        $"Persistent: {PhaseNames.Count} phases ({string.Join(", ", PhaseNames)}), {PhaseNames.Count - 1} grid barriers, {GridGroups} groups of {_host.GroupSize}";
+
+    /// <summary>
+    /// Records the launches `record` makes on a recording view of the host and builds them into one
+    /// kernel, loaded and sized here; or says why they cannot be (a launch that is not a phase, host
+    /// loops, a kernel too large to be resident).
+    /// </summary>
+    /// <param name="host">The host whose kernels and settings the launches use.</param>
+    /// <param name="record">Makes the step's launches on the host it is given.</param>
+    /// <param name="refusal">Why there is no program, when null is returned.</param>
+    /// <param name="spinLimit">Spins before a barrier gives up (default: GpuSpinLimit on a GPU, never on the CPU accelerator).</param>
+    /// <param name="state">The barrier's state, 3 ints, zero (programs run one after another on one stream may share it); null: the program allocates its own.</param>
+    public static PersistentProgram? TryBuild(KernelHost host, Action<KernelHost> record, out string refusal, int? spinLimit = null,
+        ArrayView<int> state = default) => TryBuild(host, record, out refusal, spinLimit, state, groups: null);
+
+    // groups: a grid of this many groups, resident or not (tests of the barrier's guard).
+    internal static PersistentProgram? TryBuild(KernelHost host, Action<KernelHost> record, out string refusal, int? spinLimit,
+        ArrayView<int> state, int? groups)
+    {
+        ArgumentNullException.ThrowIfNull(host);
+        ArgumentNullException.ThrowIfNull(record);
+        if (host.HostLoops) { refusal = "the host runs host loops (the \"cpu\" device), which are not kernels"; return null; }
+        if (state.IsValid && state.Length != 3) throw new ArgumentException($"PersistentProgram: the barrier's state has {state.Length} ints; it needs 3.");
+        var recorder = new PhaseRecorder();
+        try
+        {
+            record(host.WithRecorder(recorder));
+        }
+        catch (PersistentRefusedException e)
+        {
+            refusal = e.Message;
+            return null;
+        }
+        if (recorder.Phases.Count == 0) { refusal = "the step launches nothing"; return null; }
+        // Seq<P0, Seq<P1, ... Pn-1>>, from the last phase back.
+        var phases = recorder.Phases;
+        object program = phases[^1];
+        var type = program.GetType();
+        for (int i = phases.Count - 2; i >= 0; i--)
+        {
+            type = typeof(Seq<,>).MakeGenericType(phases[i].GetType(), type);
+            program = Activator.CreateInstance(type, phases[i], program)!;
+        }
+        int wanted = ((IPhase)program).Groups(host.GroupSize, host.Accelerator.WarpSize);
+        var owned = state.IsValid ? null : host.Accelerator.Allocate1D<int>(3);
+        try
+        {
+            if (owned != null)
+            {
+                owned.MemSetToZero(host.Stream);
+                host.Stream.Synchronize();
+                state = owned.View;
+            }
+            int limit = spinLimit ?? (host.IsCpu ? int.MaxValue : GpuSpinLimit);
+            var barrier = new GridBarrier(state, limit);
+            var bind = typeof(PersistentProgram).GetMethod(nameof(Bind), BindingFlags.NonPublic | BindingFlags.Static)!.MakeGenericMethod(type);
+            var (launch, grid) = ((Action<KernelHost>, int))bind.Invoke(null, [host, program, barrier, wanted, groups])!;
+            if (grid < 1)
+            {
+                owned?.Dispose();
+                refusal = "the persistent kernel does not fit a multiprocessor (its registers or shared memory)";
+                return null;
+            }
+            refusal = "";
+            return new PersistentProgram(host, owned, state, launch, grid, recorder.Names.ToArray(), type);
+        }
+        catch
+        {
+            owned?.Dispose();
+            throw;
+        }
+    }
+
+    // Loads the program's kernel (once per program type and host), counts the groups that can be
+    // resident, and returns a launch of the grid that holds no more than both.
+    private static (Action<KernelHost>, int) Bind<TProgram>(KernelHost host, object boxed, GridBarrier barrier, int wanted, int? groups)
+        where TProgram : struct, IPhase
+    {
+        var program = (TProgram)boxed;
+        var bounds = host.Bounds(StepBounds);
+        string name = KernelHost.HasBounds(bounds) ? "Persistent/bounded" : "Persistent";
+        Action<AcceleratorStream, KernelConfig, TProgram, GridBarrier> Load(KernelHost h) =>
+            h.Load(name, typeof(TProgram), acc => acc.LoadKernel<TProgram, GridBarrier>(StepKernel, bounds));
+        int resident = host.ResidentGroups(host.Peek(name, null, typeof(TProgram), acc => acc.LoadKernel<TProgram, GridBarrier>(StepKernel, bounds)));
+        int grid = groups ?? Math.Min(resident, Math.Max(1, wanted));
+        var config = new KernelConfig(Math.Max(1, grid), host.GroupSize);
+        return (h => Load(h)(h.Stream, config, program, barrier), grid);
+    }
+
+    /// <summary>The whole program in one launch: its phases with a grid barrier between each two.</summary>
+    [LaunchBounds(256, 2)]
+    internal static void StepKernel<TProgram>(
+        TProgram program,     // the phases, each holding its buffers and sizes
+        GridBarrier barrier)  // over this grid, whose groups are all resident
+        where TProgram : struct, IPhase
+    {
+        program.Run(barrier);
+    }
+
+    /// <summary>Queues one run of the program on the host's stream (its kernel is loaded already).</summary>
+    /// <param name="host">The host, or a view of it on another stream (a CUDA graph's capture).</param>
+    public void Launch(KernelHost host)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        _launch(host);
+    }
+
+    /// <summary>
+    /// Waits for the device and says whether a barrier gave up since the program was built (its grid
+    /// was not all resident: another context held multiprocessors). The results of such a run are
+    /// wrong; the barrier's state and the host's split-K and tail counters are zeroed again, so later
+    /// launches are right.
+    /// </summary>
+    public bool TimedOut()
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        _host.Synchronize();
+        var flag = new int[3];
+        _state.CopyToCPU(_host.Stream, flag);
+        _host.Synchronize();
+        if (flag[2] == 0) return false;
+        _state.MemSetToZero(_host.Stream);
+        _host.ResetCounters();
+        return true;
+    }
+
+    /// <summary>Frees the barrier's state when the program allocated it (idempotent).</summary>
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        _owned?.Dispose();
+    }
+}
+
+public sealed partial class KernelHost
+{
+    /// <summary>The environment variable that makes compiled steps replay as one persistent kernel (1) or as their launches (0, the default).</summary>
+    public const string PersistentVariable = "AUTOGRAD_PERSISTENT";
+
+    /// <summary>
+    /// Whether a step compiled on this host replays as one persistent kernel (Persistent.cs) where all
+    /// its launches can be phases, instead of its launches (default: off, unless AUTOGRAD_PERSISTENT=1;
+    /// unmeasured on a GPU when written). Read when a step is compiled; the step's Describe says whether
+    /// it runs persistent, or why not.
+    /// </summary>
+    public bool PersistentSteps { get; set; } = SwitchFromEnvironment(PersistentVariable, unset: false, "replay a step's launches, the default", "one persistent kernel a step", "");
+}
