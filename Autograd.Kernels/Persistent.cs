@@ -124,6 +124,54 @@ public readonly struct Seq<TFirst, TRest> : IPhase
     public int Groups(int groupSize, int warpSize) => Math.Max(_first.Groups(groupSize, warpSize), _rest.Groups(groupSize, warpSize));
 }
 
+/// <summary>
+/// A step repeated in one launch (Run(steps: n) as one kernel): the body, a grid barrier, and the
+/// step's loss copied into its place in the history, n times. The copy comes before the next step's
+/// body can write the loss again: that takes the next barrier, which the copying group has not reached.
+/// </summary>
+/// <typeparam name="TBody">One step's phases.</typeparam>
+public readonly struct Repeat<TBody> : IPhase
+    where TBody : struct, IPhase
+{
+    private readonly TBody _body;
+    private readonly int _steps;
+    private readonly ArrayView<float> _loss;    // (1) where the body leaves its loss
+    private readonly ArrayView<float> _history; // (steps) each step's loss
+
+    /// <summary>The body `steps` times, each loss into history (built by reflection from a recorded step).</summary>
+    /// <param name="body">One step's phases.</param>
+    /// <param name="steps">Steps, at least 1.</param>
+    /// <param name="loss">Where the body leaves its loss (1 element).</param>
+    /// <param name="history">Each step's loss (steps elements).</param>
+    public Repeat(TBody body, int steps, ArrayView<float> loss, ArrayView<float> history)
+    {
+        _body = body;
+        _steps = steps;
+        _loss = loss;
+        _history = history;
+    }
+
+    /// <inheritdoc/>
+    public void Run(GridBarrier barrier)
+    {
+        for (int s = 0; s < _steps; s++)
+        {
+            _body.Run(barrier);
+            barrier.Wait();
+            if (Grid.IdxX == 0 && Group.LinearIndex == 0) _history[s] = _loss[0];
+        }
+    }
+
+    /// <inheritdoc/>
+    public int Groups(int groupSize, int warpSize) => _body.Groups(groupSize, warpSize);
+}
+
+/// <summary>How many times a persistent program repeats its step in one launch, and where each loss goes.</summary>
+/// <param name="Steps">Steps a launch runs.</param>
+/// <param name="Loss">Where the step leaves its loss (1 element).</param>
+/// <param name="History">Each step's loss (Steps elements).</param>
+public readonly record struct PersistentRepeat(int Steps, ArrayView<float> Loss, ArrayView<float> History);
+
 /// <summary>The warp SGEMM as a phase: one product (the second job empty) or two, then the first's tail.</summary>
 /// <typeparam name="TEpi1">The first product's epilogue.</typeparam>
 /// <typeparam name="TEpi2">The second product's epilogue.</typeparam>
@@ -247,9 +295,10 @@ public sealed class PersistentProgram : IDisposable
     private bool _disposed;
 
     private PersistentProgram(KernelHost host, MemoryBuffer1D<int, Stride1D.Dense>? owned, ArrayView<int> state, Action<KernelHost> launch,
-        int grid, IReadOnlyList<string> phases, Type type)
+        int grid, IReadOnlyList<string> phases, Type type, int steps)
     {
         ProgramType = type;
+        StepsPerLaunch = steps;
         _host = host;
         _owned = owned;
         _state = state;
@@ -261,6 +310,9 @@ public sealed class PersistentProgram : IDisposable
     /// <summary>The composed phases: the kernel's type argument, Seq&lt;P0, Seq&lt;P1, ...&gt;&gt; (tests compile it to PTX).</summary>
     public Type ProgramType { get; }
 
+    /// <summary>Steps one launch runs (Repeat), 1 for a single step.</summary>
+    public int StepsPerLaunch { get; }
+
     /// <summary>Groups of the grid (all resident at once).</summary>
     public int GridGroups { get; }
 
@@ -269,7 +321,8 @@ public sealed class PersistentProgram : IDisposable
 
     /// <summary>"Persistent: 4 phases (Warp, Warp + tail, Warp, Tiled pair), 3 grid barriers, 264 groups of 256".</summary>
     public override string ToString() =>
-        $"Persistent: {PhaseNames.Count} phases ({string.Join(", ", PhaseNames)}), {PhaseNames.Count - 1} grid barriers, {GridGroups} groups of {_host.GroupSize}";
+        $"Persistent: {PhaseNames.Count} phases ({string.Join(", ", PhaseNames)}), {PhaseNames.Count - 1} grid barriers, {GridGroups} groups of {_host.GroupSize}"
+        + (StepsPerLaunch > 1 ? $"; {StepsPerLaunch} steps a launch, a barrier after each" : "");
 
     /// <summary>
     /// Records the launches `record` makes on a recording view of the host and builds them into one
@@ -281,13 +334,16 @@ public sealed class PersistentProgram : IDisposable
     /// <param name="refusal">Why there is no program, when null is returned.</param>
     /// <param name="spinLimit">Spins before a barrier gives up (default: GpuSpinLimit on a GPU, never on the CPU accelerator).</param>
     /// <param name="state">The barrier's state, 3 ints, zero (programs run one after another on one stream may share it); null: the program allocates its own.</param>
+    /// <param name="repeat">Runs the step this many times in one launch, each loss into a history (null: once).</param>
     public static PersistentProgram? TryBuild(KernelHost host, Action<KernelHost> record, out string refusal, int? spinLimit = null,
-        ArrayView<int> state = default) => TryBuild(host, record, out refusal, spinLimit, state, groups: null);
+        ArrayView<int> state = default, PersistentRepeat? repeat = null) => TryBuild(host, record, out refusal, spinLimit, state, repeat, groups: null);
 
     // groups: a grid of this many groups, resident or not (tests of the barrier's guard).
     internal static PersistentProgram? TryBuild(KernelHost host, Action<KernelHost> record, out string refusal, int? spinLimit,
-        ArrayView<int> state, int? groups)
+        ArrayView<int> state, PersistentRepeat? repeat, int? groups)
     {
+        if (repeat is { } r && (r.Steps < 1 || r.Loss.Length < 1 || r.History.Length < r.Steps))
+            throw new ArgumentException($"PersistentProgram: a repeat of {r.Steps} steps needs a loss of 1 element and a history of {r.Steps}; got {r.Loss.Length} and {r.History.Length}.");
         ArgumentNullException.ThrowIfNull(host);
         ArgumentNullException.ThrowIfNull(record);
         if (host.HostLoops) { refusal = "the host runs host loops (the \"cpu\" device), which are not kernels"; return null; }
@@ -312,6 +368,11 @@ public sealed class PersistentProgram : IDisposable
             type = typeof(Seq<,>).MakeGenericType(phases[i].GetType(), type);
             program = Activator.CreateInstance(type, phases[i], program)!;
         }
+        if (repeat is { } rep)
+        {
+            type = typeof(Repeat<>).MakeGenericType(type);
+            program = Activator.CreateInstance(type, program, rep.Steps, rep.Loss, rep.History)!;
+        }
         int wanted = ((IPhase)program).Groups(host.GroupSize, host.Accelerator.WarpSize);
         var owned = state.IsValid ? null : host.Accelerator.Allocate1D<int>(3);
         try
@@ -333,7 +394,7 @@ public sealed class PersistentProgram : IDisposable
                 return null;
             }
             refusal = "";
-            return new PersistentProgram(host, owned, state, launch, grid, recorder.Names.ToArray(), type);
+            return new PersistentProgram(host, owned, state, launch, grid, recorder.Names.ToArray(), type, repeat?.Steps ?? 1);
         }
         catch
         {

@@ -126,8 +126,12 @@ public sealed class PersistentTests
                 using var step = Graph.Compile(() => (x.MatMul(w1).Clamp(min: 0).MatMul(w2) - y).Pow(2).Sum(), opt);
                 step.Run(steps: 2);
                 opt.LearningRate = 5e-3f;
-                var losses = step.Run(steps: 2).ToArray();
+                var losses = step.Run(steps: 3).ToArray();
+                long before = dev.Host.Launches;
+                losses = [.. losses, .. step.Run(steps: 3).ToArray()];
                 step.IsPersistent.Should().Be(persistent);
+                // Run(steps: 3) on a persistent step is one launch: the step three times with a barrier after each.
+                if (persistent) (dev.Host.Launches - before).Should().Be(1, step.Describe());
                 return [.. losses, .. w1.ToArray()];
             }
             finally
@@ -211,7 +215,7 @@ public sealed class PersistentTests
             MatMulKernels.MatMul(h, a.View, false, b.View, false, c.View, 9, 6, 13);
             MatMulKernels.MatMul(h, a.View, false, b.View, false, d.View, 9, 6, 13);
         }
-        using var program = PersistentProgram.TryBuild(host, Record, out var refusal, spinLimit: 20000, state: default, groups: 3)!;
+        using var program = PersistentProgram.TryBuild(host, Record, out var refusal, spinLimit: 20000, state: default, repeat: null, groups: 3)!;
         program.Should().NotBeNull(refusal);
         program.GridGroups.Should().Be(3);
         program.Launch(host);

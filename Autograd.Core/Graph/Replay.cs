@@ -4,8 +4,9 @@
 // step's loss: the launch that computes it writes it straight into the history (no copy launch per
 // step, which inside a graph costs a node, ~1 us on an H100), and the last one is copied to Output.
 // With KernelHost.PersistentSteps, the warm-up replay is followed by a recording of the launches
-// (Persistent.cs in Autograd.Kernels): where every one can be a phase, each step is then one launch
-// of a persistent kernel (one program per place the loss is written), captured as above.
+// (Persistent.cs in Autograd.Kernels): where every one can be a phase, Run() is one launch of a
+// persistent kernel, and Run(steps: n) one launch that runs the step n times with a grid barrier
+// after each and copies each loss into the history (one program per count and history).
 using AutogradNet.Kernels;
 using ILGPU;
 using ILGPU.Runtime;
@@ -27,7 +28,7 @@ internal sealed class Replay : IDisposable
     // buffer), one per history slot a Run(steps) writes the loss into, and their shared barrier state.
     private readonly bool _persistentAsked;
     private PersistentProgram? _persistent;
-    private readonly Dictionary<IntPtr, PersistentProgram> _persistentInto = new();
+    private readonly Dictionary<(int Steps, IntPtr History), PersistentProgram> _persistentRepeats = new();
     private MemoryBuffer1D<int, Stride1D.Dense>? _barrierState;
     private long _persistentVersion;
     private bool _persistentChecked;
@@ -126,19 +127,19 @@ internal sealed class Replay : IDisposable
     private void Steps(KernelHost h, int first, int steps, ArrayView<float> history, ArrayView<float> output)
     {
         bool keep = history.IsValid, into = keep && _lossInstr >= 0;
+        if (_persistent != null)
+        {
+            // All the steps in one launch, or one launch a step without a history.
+            if (keep && steps > first) PersistentRepeat(first, steps, history, output).Launch(h);
+            else for (int s = first; s < steps; s++) _persistent.Launch(h);
+            return;
+        }
         for (int s = first; s < steps; s++)
         {
-            if (_persistent != null)
+            for (int i = 0; i < _program.Count; i++)
             {
-                (into ? PersistentInto(history.SubView(s, 1)) : _persistent).Launch(h);
-            }
-            else
-            {
-                for (int i = 0; i < _program.Count; i++)
-                {
-                    if (into && i == _lossInstr) _program[i].Into!(h, history.SubView(s, 1));
-                    else _program[i].Launch(h);
-                }
+                if (into && i == _lossInstr) _program[i].Into!(h, history.SubView(s, 1));
+                else _program[i].Launch(h);
             }
             if (keep && !into) Copy(h, output, history.SubView(s, 1));
         }
@@ -160,22 +161,16 @@ internal sealed class Replay : IDisposable
         _persistentChecked = false;
     }
 
-    // The program of a step whose loss goes to dst (a slot of Run(steps)'s history), built once per slot.
-    private PersistentProgram PersistentInto(ArrayView<float> dst)
+    // Steps first..steps-1 as one persistent launch, each loss into history[s] (built once per count and history).
+    private PersistentProgram PersistentRepeat(int first, int steps, ArrayView<float> history, ArrayView<float> output)
     {
-        var key = dst.LoadEffectiveAddressAsPtr();
-        if (_persistentInto.TryGetValue(key, out var p)) return p;
-        var host = _device.Host;
-        p = PersistentProgram.TryBuild(host, h =>
-        {
-            for (int i = 0; i < _program.Count; i++)
-            {
-                if (i == _lossInstr) _program[i].Into!(h, dst);
-                else _program[i].Launch(h);
-            }
-        }, out var refusal, state: _barrierState!.View)
-            ?? throw new InvalidOperationException($"Replay: the step's program was recorded as a persistent kernel, but not with its loss redirected: {refusal}.");
-        _persistentInto[key] = p;
+        var slots = history.SubView(first, steps - first);
+        var key = (steps - first, slots.LoadEffectiveAddressAsPtr());
+        if (_persistentRepeats.TryGetValue(key, out var p)) return p;
+        p = PersistentProgram.TryBuild(_device.Host, h => { foreach (var i in _program) i.Launch(h); }, out var refusal,
+                state: _barrierState!.View, repeat: new PersistentRepeat(steps - first, output, slots))
+            ?? throw new InvalidOperationException($"Replay: the step was recorded as a persistent kernel, but not as a repeat: {refusal}.");
+        _persistentRepeats[key] = p;
         return p;
     }
 
@@ -200,8 +195,8 @@ internal sealed class Replay : IDisposable
     {
         _persistent?.Dispose();
         _persistent = null;
-        foreach (var p in _persistentInto.Values) p.Dispose();
-        _persistentInto.Clear();
+        foreach (var p in _persistentRepeats.Values) p.Dispose();
+        _persistentRepeats.Clear();
     }
 
     private static void Copy(KernelHost h, ArrayView<float> from, ArrayView<float> to) => Elementwise.Map(h, from, to, new IdentityOp());
