@@ -283,8 +283,12 @@ public sealed class PhaseRecorder
 /// </summary>
 public sealed class PersistentProgram : IDisposable
 {
-    /// <summary>Spins a barrier waits before it gives up on a GPU (some seconds); the CPU accelerator never gives up.</summary>
-    public const int GpuSpinLimit = 1 << 24;
+    /// <summary>
+    /// Spins a barrier waits before it gives up on a GPU: each is an atomic read in L2 (~0.5-1 us), so
+    /// some seconds, far beyond any phase of a step. The CPU accelerator never gives up (a phase there
+    /// may take as long as it likes; its grid is never larger than its simulated multiprocessors).
+    /// </summary>
+    public const int GpuSpinLimit = 1 << 22;
 
     private static readonly KernelSpecialization StepBounds = LaunchBoundsAttribute.Of(typeof(PersistentProgram), nameof(StepKernel));
 
