@@ -21,8 +21,14 @@ public static partial class MatMulKernels
 {
     private const int WideTile = 128, WideDepth = 8;
 
-    // Float4s from a thread's first fragment to its last in one stage: 7 steps of 32, then 16 more, then itself.
-    private const int FragmentSpan = (WideDepth - 1) * 32 + 16 + 1;
+    // Floats from one k's row of a shared slice to the next: the tile and 4 more, so that the rows
+    // start in different banks and the four scalar stores down k (an operand whose contiguous
+    // dimension is k: A in NN and NT, B in NT and TT) do not conflict two ways; 16-byte fragment
+    // loads stay aligned (scripts/smem_banks.py counts the wavefronts).
+    private const int WideRow = WideTile + 4;
+
+    // Float4s from a thread's first fragment to its last in one stage: 7 rows of WideRow / 4, then 16 more, then itself.
+    private const int FragmentSpan = (WideDepth - 1) * (WideRow / 4) + 16 + 1;
 
     /// <summary>Double-buffered, 16-byte-load SGEMM: a 128x128 tile of C per group of 16x16 threads.</summary>
     internal static void WideKernel<TEpi>(
@@ -35,9 +41,9 @@ public static partial class MatMulKernels
         TEpi epi)
         where TEpi : struct, IBinaryOp
     {
-        // Two stages of [k][m] and [k][n] slices, 8 x 128 floats each.
-        var sA = SharedMemory.Allocate<float>(2 * WideDepth * WideTile);
-        var sB = SharedMemory.Allocate<float>(2 * WideDepth * WideTile);
+        // Two stages of [k][m] and [k][n] slices, 8 rows of 128 floats each (WideRow apart).
+        var sA = SharedMemory.Allocate<float>(2 * WideDepth * WideRow);
+        var sB = SharedMemory.Allocate<float>(2 * WideDepth * WideRow);
         var sA4 = sA.Cast<Float4>();
         var sB4 = sB.Cast<Float4>();
         int tx = Group.IdxX, ty = Group.IdxY;
@@ -71,7 +77,7 @@ public static partial class MatMulKernels
             }
             // The thread's fragments of this stage, from its own base: each load below is the base
             // plus a constant, which the PTX can fold into the load's offset.
-            int o4 = stage * (WideDepth * WideTile / 4);
+            int o4 = stage * (WideDepth * WideRow / 4);
             var fa = sA4.SubView(o4 + ty, FragmentSpan);
             var fb = sB4.SubView(o4 + tx, FragmentSpan);
                 // kk = 0
@@ -86,8 +92,8 @@ public static partial class MatMulKernels
                 c60 += va1.Z * vb0.X; c61 += va1.Z * vb0.Y; c62 += va1.Z * vb0.Z; c63 += va1.Z * vb0.W; c64 += va1.Z * vb1.X; c65 += va1.Z * vb1.Y; c66 += va1.Z * vb1.Z; c67 += va1.Z * vb1.W;
                 c70 += va1.W * vb0.X; c71 += va1.W * vb0.Y; c72 += va1.W * vb0.Z; c73 += va1.W * vb0.W; c74 += va1.W * vb1.X; c75 += va1.W * vb1.Y; c76 += va1.W * vb1.Z; c77 += va1.W * vb1.W;
                 // kk = 1
-                va0 = fa[32]; va1 = fa[48];
-                vb0 = fb[32]; vb1 = fb[48];
+                va0 = fa[33]; va1 = fa[49];
+                vb0 = fb[33]; vb1 = fb[49];
                 c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
                 c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
                 c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;
@@ -97,8 +103,8 @@ public static partial class MatMulKernels
                 c60 += va1.Z * vb0.X; c61 += va1.Z * vb0.Y; c62 += va1.Z * vb0.Z; c63 += va1.Z * vb0.W; c64 += va1.Z * vb1.X; c65 += va1.Z * vb1.Y; c66 += va1.Z * vb1.Z; c67 += va1.Z * vb1.W;
                 c70 += va1.W * vb0.X; c71 += va1.W * vb0.Y; c72 += va1.W * vb0.Z; c73 += va1.W * vb0.W; c74 += va1.W * vb1.X; c75 += va1.W * vb1.Y; c76 += va1.W * vb1.Z; c77 += va1.W * vb1.W;
                 // kk = 2
-                va0 = fa[64]; va1 = fa[80];
-                vb0 = fb[64]; vb1 = fb[80];
+                va0 = fa[66]; va1 = fa[82];
+                vb0 = fb[66]; vb1 = fb[82];
                 c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
                 c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
                 c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;
@@ -108,8 +114,8 @@ public static partial class MatMulKernels
                 c60 += va1.Z * vb0.X; c61 += va1.Z * vb0.Y; c62 += va1.Z * vb0.Z; c63 += va1.Z * vb0.W; c64 += va1.Z * vb1.X; c65 += va1.Z * vb1.Y; c66 += va1.Z * vb1.Z; c67 += va1.Z * vb1.W;
                 c70 += va1.W * vb0.X; c71 += va1.W * vb0.Y; c72 += va1.W * vb0.Z; c73 += va1.W * vb0.W; c74 += va1.W * vb1.X; c75 += va1.W * vb1.Y; c76 += va1.W * vb1.Z; c77 += va1.W * vb1.W;
                 // kk = 3
-                va0 = fa[96]; va1 = fa[112];
-                vb0 = fb[96]; vb1 = fb[112];
+                va0 = fa[99]; va1 = fa[115];
+                vb0 = fb[99]; vb1 = fb[115];
                 c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
                 c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
                 c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;
@@ -119,8 +125,8 @@ public static partial class MatMulKernels
                 c60 += va1.Z * vb0.X; c61 += va1.Z * vb0.Y; c62 += va1.Z * vb0.Z; c63 += va1.Z * vb0.W; c64 += va1.Z * vb1.X; c65 += va1.Z * vb1.Y; c66 += va1.Z * vb1.Z; c67 += va1.Z * vb1.W;
                 c70 += va1.W * vb0.X; c71 += va1.W * vb0.Y; c72 += va1.W * vb0.Z; c73 += va1.W * vb0.W; c74 += va1.W * vb1.X; c75 += va1.W * vb1.Y; c76 += va1.W * vb1.Z; c77 += va1.W * vb1.W;
                 // kk = 4
-                va0 = fa[128]; va1 = fa[144];
-                vb0 = fb[128]; vb1 = fb[144];
+                va0 = fa[132]; va1 = fa[148];
+                vb0 = fb[132]; vb1 = fb[148];
                 c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
                 c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
                 c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;
@@ -130,8 +136,8 @@ public static partial class MatMulKernels
                 c60 += va1.Z * vb0.X; c61 += va1.Z * vb0.Y; c62 += va1.Z * vb0.Z; c63 += va1.Z * vb0.W; c64 += va1.Z * vb1.X; c65 += va1.Z * vb1.Y; c66 += va1.Z * vb1.Z; c67 += va1.Z * vb1.W;
                 c70 += va1.W * vb0.X; c71 += va1.W * vb0.Y; c72 += va1.W * vb0.Z; c73 += va1.W * vb0.W; c74 += va1.W * vb1.X; c75 += va1.W * vb1.Y; c76 += va1.W * vb1.Z; c77 += va1.W * vb1.W;
                 // kk = 5
-                va0 = fa[160]; va1 = fa[176];
-                vb0 = fb[160]; vb1 = fb[176];
+                va0 = fa[165]; va1 = fa[181];
+                vb0 = fb[165]; vb1 = fb[181];
                 c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
                 c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
                 c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;
@@ -141,8 +147,8 @@ public static partial class MatMulKernels
                 c60 += va1.Z * vb0.X; c61 += va1.Z * vb0.Y; c62 += va1.Z * vb0.Z; c63 += va1.Z * vb0.W; c64 += va1.Z * vb1.X; c65 += va1.Z * vb1.Y; c66 += va1.Z * vb1.Z; c67 += va1.Z * vb1.W;
                 c70 += va1.W * vb0.X; c71 += va1.W * vb0.Y; c72 += va1.W * vb0.Z; c73 += va1.W * vb0.W; c74 += va1.W * vb1.X; c75 += va1.W * vb1.Y; c76 += va1.W * vb1.Z; c77 += va1.W * vb1.W;
                 // kk = 6
-                va0 = fa[192]; va1 = fa[208];
-                vb0 = fb[192]; vb1 = fb[208];
+                va0 = fa[198]; va1 = fa[214];
+                vb0 = fb[198]; vb1 = fb[214];
                 c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
                 c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
                 c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;
@@ -152,8 +158,8 @@ public static partial class MatMulKernels
                 c60 += va1.Z * vb0.X; c61 += va1.Z * vb0.Y; c62 += va1.Z * vb0.Z; c63 += va1.Z * vb0.W; c64 += va1.Z * vb1.X; c65 += va1.Z * vb1.Y; c66 += va1.Z * vb1.Z; c67 += va1.Z * vb1.W;
                 c70 += va1.W * vb0.X; c71 += va1.W * vb0.Y; c72 += va1.W * vb0.Z; c73 += va1.W * vb0.W; c74 += va1.W * vb1.X; c75 += va1.W * vb1.Y; c76 += va1.W * vb1.Z; c77 += va1.W * vb1.W;
                 // kk = 7
-                va0 = fa[224]; va1 = fa[240];
-                vb0 = fb[224]; vb1 = fb[240];
+                va0 = fa[231]; va1 = fa[247];
+                vb0 = fb[231]; vb1 = fb[247];
                 c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
                 c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
                 c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;
@@ -228,29 +234,29 @@ public static partial class MatMulKernels
     // scalar stores down k.
     private static void PutA(ArrayView<float> sA, ArrayView<Float4> sA4, GemmArgs g, int tid, int s, Float4 v)
     {
-        int o = s * WideDepth * WideTile;
+        int o = s * WideDepth * WideRow;
         if (g.Ak == 1)
         {
             int m = tid / 2, k = (tid % 2) * 4;
-            sA[o + k * WideTile + m] = v.X;
-            sA[o + (k + 1) * WideTile + m] = v.Y;
-            sA[o + (k + 2) * WideTile + m] = v.Z;
-            sA[o + (k + 3) * WideTile + m] = v.W;
+            sA[o + k * WideRow + m] = v.X;
+            sA[o + (k + 1) * WideRow + m] = v.Y;
+            sA[o + (k + 2) * WideRow + m] = v.Z;
+            sA[o + (k + 3) * WideRow + m] = v.W;
         }
-        else sA4[(o + (tid / 32) * WideTile + (tid % 32) * 4) / 4] = v;
+        else sA4[(o + (tid / 32) * WideRow + (tid % 32) * 4) / 4] = v;
     }
 
     private static void PutB(ArrayView<float> sB, ArrayView<Float4> sB4, GemmArgs g, int tid, int s, Float4 v)
     {
-        int o = s * WideDepth * WideTile;
-        if (g.Bn == 1) sB4[(o + (tid / 32) * WideTile + (tid % 32) * 4) / 4] = v;
+        int o = s * WideDepth * WideRow;
+        if (g.Bn == 1) sB4[(o + (tid / 32) * WideRow + (tid % 32) * 4) / 4] = v;
         else
         {
             int n = tid / 2, k = (tid % 2) * 4;
-            sB[o + k * WideTile + n] = v.X;
-            sB[o + (k + 1) * WideTile + n] = v.Y;
-            sB[o + (k + 2) * WideTile + n] = v.Z;
-            sB[o + (k + 3) * WideTile + n] = v.W;
+            sB[o + k * WideRow + n] = v.X;
+            sB[o + (k + 1) * WideRow + n] = v.Y;
+            sB[o + (k + 2) * WideRow + n] = v.Z;
+            sB[o + (k + 3) * WideRow + n] = v.W;
         }
     }
 

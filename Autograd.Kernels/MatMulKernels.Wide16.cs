@@ -8,7 +8,7 @@
 // vectorised 128x128x8 kernel).
 // Registers: the next slice comes in two halves of Wide's size, each fetched before 8 steps and
 // stored after them into the other stage, so a thread holds 8 prefetch registers, as in Wide.
-// Shared memory: 2 stages x 16 x 128 floats per operand, 32 KB a group.
+// Shared memory: 2 stages x 16 rows x 132 floats per operand (rows padded as Wide's), 33 KB a group.
 // Bits: each element of C is still one chain of FMAs in k order, as in Wide and Large.
 // Selected with MatMulPath.Wide16; Auto takes it where autotuning finds it fastest.
 using ILGPU;
@@ -21,7 +21,7 @@ public static partial class MatMulKernels
     private const int Wide16Depth = 16;
 
     // Float4s from a thread's first fragment to its last in one 16-deep stage.
-    private const int Fragment16Span = (Wide16Depth - 1) * 32 + 16 + 1;
+    private const int Fragment16Span = (Wide16Depth - 1) * (WideRow / 4) + 16 + 1;
 
     /// <summary>Wide with 16-deep slices: a 128x128 tile of C per group of 16x16 threads.</summary>
     internal static void Wide16Kernel<TEpi>(
@@ -34,10 +34,10 @@ public static partial class MatMulKernels
         TEpi epi)
         where TEpi : struct, IBinaryOp
     {
-        // Two stages of [k][m] and [k][n] slices, 16 x 128 floats each; half h of stage s is Wide's
-        // 8-deep stage 2s + h, so Wide's PutA and PutB store into it.
-        var sA = SharedMemory.Allocate<float>(2 * Wide16Depth * WideTile);
-        var sB = SharedMemory.Allocate<float>(2 * Wide16Depth * WideTile);
+        // Two stages of [k][m] and [k][n] slices, 16 rows of 128 floats each (WideRow apart); half h
+        // of stage s is Wide's 8-deep stage 2s + h, so Wide's PutA and PutB store into it.
+        var sA = SharedMemory.Allocate<float>(2 * Wide16Depth * WideRow);
+        var sB = SharedMemory.Allocate<float>(2 * Wide16Depth * WideRow);
         var sA4 = sA.Cast<Float4>();
         var sB4 = sB.Cast<Float4>();
         int tx = Group.IdxX, ty = Group.IdxY;
@@ -73,7 +73,7 @@ public static partial class MatMulKernels
                 pa = FetchA(a, g, vec, tid, rowBase, k0 + Wide16Depth, kEnd);
                 pb = FetchB(b, g, vec, tid, colBase, k0 + Wide16Depth, kEnd);
             }
-            int o4 = stage * (Wide16Depth * WideTile / 4);
+            int o4 = stage * (Wide16Depth * WideRow / 4);
             var fa = sA4.SubView(o4 + ty, Fragment16Span);
             var fb = sB4.SubView(o4 + tx, Fragment16Span);
                 // kk = 0
@@ -88,8 +88,8 @@ public static partial class MatMulKernels
                 c60 += va1.Z * vb0.X; c61 += va1.Z * vb0.Y; c62 += va1.Z * vb0.Z; c63 += va1.Z * vb0.W; c64 += va1.Z * vb1.X; c65 += va1.Z * vb1.Y; c66 += va1.Z * vb1.Z; c67 += va1.Z * vb1.W;
                 c70 += va1.W * vb0.X; c71 += va1.W * vb0.Y; c72 += va1.W * vb0.Z; c73 += va1.W * vb0.W; c74 += va1.W * vb1.X; c75 += va1.W * vb1.Y; c76 += va1.W * vb1.Z; c77 += va1.W * vb1.W;
                 // kk = 1
-                va0 = fa[32]; va1 = fa[48];
-                vb0 = fb[32]; vb1 = fb[48];
+                va0 = fa[33]; va1 = fa[49];
+                vb0 = fb[33]; vb1 = fb[49];
                 c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
                 c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
                 c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;
@@ -99,8 +99,8 @@ public static partial class MatMulKernels
                 c60 += va1.Z * vb0.X; c61 += va1.Z * vb0.Y; c62 += va1.Z * vb0.Z; c63 += va1.Z * vb0.W; c64 += va1.Z * vb1.X; c65 += va1.Z * vb1.Y; c66 += va1.Z * vb1.Z; c67 += va1.Z * vb1.W;
                 c70 += va1.W * vb0.X; c71 += va1.W * vb0.Y; c72 += va1.W * vb0.Z; c73 += va1.W * vb0.W; c74 += va1.W * vb1.X; c75 += va1.W * vb1.Y; c76 += va1.W * vb1.Z; c77 += va1.W * vb1.W;
                 // kk = 2
-                va0 = fa[64]; va1 = fa[80];
-                vb0 = fb[64]; vb1 = fb[80];
+                va0 = fa[66]; va1 = fa[82];
+                vb0 = fb[66]; vb1 = fb[82];
                 c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
                 c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
                 c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;
@@ -110,8 +110,8 @@ public static partial class MatMulKernels
                 c60 += va1.Z * vb0.X; c61 += va1.Z * vb0.Y; c62 += va1.Z * vb0.Z; c63 += va1.Z * vb0.W; c64 += va1.Z * vb1.X; c65 += va1.Z * vb1.Y; c66 += va1.Z * vb1.Z; c67 += va1.Z * vb1.W;
                 c70 += va1.W * vb0.X; c71 += va1.W * vb0.Y; c72 += va1.W * vb0.Z; c73 += va1.W * vb0.W; c74 += va1.W * vb1.X; c75 += va1.W * vb1.Y; c76 += va1.W * vb1.Z; c77 += va1.W * vb1.W;
                 // kk = 3
-                va0 = fa[96]; va1 = fa[112];
-                vb0 = fb[96]; vb1 = fb[112];
+                va0 = fa[99]; va1 = fa[115];
+                vb0 = fb[99]; vb1 = fb[115];
                 c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
                 c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
                 c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;
@@ -121,8 +121,8 @@ public static partial class MatMulKernels
                 c60 += va1.Z * vb0.X; c61 += va1.Z * vb0.Y; c62 += va1.Z * vb0.Z; c63 += va1.Z * vb0.W; c64 += va1.Z * vb1.X; c65 += va1.Z * vb1.Y; c66 += va1.Z * vb1.Z; c67 += va1.Z * vb1.W;
                 c70 += va1.W * vb0.X; c71 += va1.W * vb0.Y; c72 += va1.W * vb0.Z; c73 += va1.W * vb0.W; c74 += va1.W * vb1.X; c75 += va1.W * vb1.Y; c76 += va1.W * vb1.Z; c77 += va1.W * vb1.W;
                 // kk = 4
-                va0 = fa[128]; va1 = fa[144];
-                vb0 = fb[128]; vb1 = fb[144];
+                va0 = fa[132]; va1 = fa[148];
+                vb0 = fb[132]; vb1 = fb[148];
                 c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
                 c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
                 c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;
@@ -132,8 +132,8 @@ public static partial class MatMulKernels
                 c60 += va1.Z * vb0.X; c61 += va1.Z * vb0.Y; c62 += va1.Z * vb0.Z; c63 += va1.Z * vb0.W; c64 += va1.Z * vb1.X; c65 += va1.Z * vb1.Y; c66 += va1.Z * vb1.Z; c67 += va1.Z * vb1.W;
                 c70 += va1.W * vb0.X; c71 += va1.W * vb0.Y; c72 += va1.W * vb0.Z; c73 += va1.W * vb0.W; c74 += va1.W * vb1.X; c75 += va1.W * vb1.Y; c76 += va1.W * vb1.Z; c77 += va1.W * vb1.W;
                 // kk = 5
-                va0 = fa[160]; va1 = fa[176];
-                vb0 = fb[160]; vb1 = fb[176];
+                va0 = fa[165]; va1 = fa[181];
+                vb0 = fb[165]; vb1 = fb[181];
                 c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
                 c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
                 c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;
@@ -143,8 +143,8 @@ public static partial class MatMulKernels
                 c60 += va1.Z * vb0.X; c61 += va1.Z * vb0.Y; c62 += va1.Z * vb0.Z; c63 += va1.Z * vb0.W; c64 += va1.Z * vb1.X; c65 += va1.Z * vb1.Y; c66 += va1.Z * vb1.Z; c67 += va1.Z * vb1.W;
                 c70 += va1.W * vb0.X; c71 += va1.W * vb0.Y; c72 += va1.W * vb0.Z; c73 += va1.W * vb0.W; c74 += va1.W * vb1.X; c75 += va1.W * vb1.Y; c76 += va1.W * vb1.Z; c77 += va1.W * vb1.W;
                 // kk = 6
-                va0 = fa[192]; va1 = fa[208];
-                vb0 = fb[192]; vb1 = fb[208];
+                va0 = fa[198]; va1 = fa[214];
+                vb0 = fb[198]; vb1 = fb[214];
                 c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
                 c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
                 c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;
@@ -154,8 +154,8 @@ public static partial class MatMulKernels
                 c60 += va1.Z * vb0.X; c61 += va1.Z * vb0.Y; c62 += va1.Z * vb0.Z; c63 += va1.Z * vb0.W; c64 += va1.Z * vb1.X; c65 += va1.Z * vb1.Y; c66 += va1.Z * vb1.Z; c67 += va1.Z * vb1.W;
                 c70 += va1.W * vb0.X; c71 += va1.W * vb0.Y; c72 += va1.W * vb0.Z; c73 += va1.W * vb0.W; c74 += va1.W * vb1.X; c75 += va1.W * vb1.Y; c76 += va1.W * vb1.Z; c77 += va1.W * vb1.W;
                 // kk = 7
-                va0 = fa[224]; va1 = fa[240];
-                vb0 = fb[224]; vb1 = fb[240];
+                va0 = fa[231]; va1 = fa[247];
+                vb0 = fb[231]; vb1 = fb[247];
                 c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
                 c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
                 c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;
@@ -174,8 +174,8 @@ public static partial class MatMulKernels
                 pb = FetchB(b, g, vec, tid, colBase, k0 + Wide16Depth + WideDepth, kEnd);
             }
                 // kk = 8
-                va0 = fa[256]; va1 = fa[272];
-                vb0 = fb[256]; vb1 = fb[272];
+                va0 = fa[264]; va1 = fa[280];
+                vb0 = fb[264]; vb1 = fb[280];
                 c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
                 c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
                 c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;
@@ -185,8 +185,8 @@ public static partial class MatMulKernels
                 c60 += va1.Z * vb0.X; c61 += va1.Z * vb0.Y; c62 += va1.Z * vb0.Z; c63 += va1.Z * vb0.W; c64 += va1.Z * vb1.X; c65 += va1.Z * vb1.Y; c66 += va1.Z * vb1.Z; c67 += va1.Z * vb1.W;
                 c70 += va1.W * vb0.X; c71 += va1.W * vb0.Y; c72 += va1.W * vb0.Z; c73 += va1.W * vb0.W; c74 += va1.W * vb1.X; c75 += va1.W * vb1.Y; c76 += va1.W * vb1.Z; c77 += va1.W * vb1.W;
                 // kk = 9
-                va0 = fa[288]; va1 = fa[304];
-                vb0 = fb[288]; vb1 = fb[304];
+                va0 = fa[297]; va1 = fa[313];
+                vb0 = fb[297]; vb1 = fb[313];
                 c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
                 c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
                 c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;
@@ -196,8 +196,8 @@ public static partial class MatMulKernels
                 c60 += va1.Z * vb0.X; c61 += va1.Z * vb0.Y; c62 += va1.Z * vb0.Z; c63 += va1.Z * vb0.W; c64 += va1.Z * vb1.X; c65 += va1.Z * vb1.Y; c66 += va1.Z * vb1.Z; c67 += va1.Z * vb1.W;
                 c70 += va1.W * vb0.X; c71 += va1.W * vb0.Y; c72 += va1.W * vb0.Z; c73 += va1.W * vb0.W; c74 += va1.W * vb1.X; c75 += va1.W * vb1.Y; c76 += va1.W * vb1.Z; c77 += va1.W * vb1.W;
                 // kk = 10
-                va0 = fa[320]; va1 = fa[336];
-                vb0 = fb[320]; vb1 = fb[336];
+                va0 = fa[330]; va1 = fa[346];
+                vb0 = fb[330]; vb1 = fb[346];
                 c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
                 c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
                 c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;
@@ -207,8 +207,8 @@ public static partial class MatMulKernels
                 c60 += va1.Z * vb0.X; c61 += va1.Z * vb0.Y; c62 += va1.Z * vb0.Z; c63 += va1.Z * vb0.W; c64 += va1.Z * vb1.X; c65 += va1.Z * vb1.Y; c66 += va1.Z * vb1.Z; c67 += va1.Z * vb1.W;
                 c70 += va1.W * vb0.X; c71 += va1.W * vb0.Y; c72 += va1.W * vb0.Z; c73 += va1.W * vb0.W; c74 += va1.W * vb1.X; c75 += va1.W * vb1.Y; c76 += va1.W * vb1.Z; c77 += va1.W * vb1.W;
                 // kk = 11
-                va0 = fa[352]; va1 = fa[368];
-                vb0 = fb[352]; vb1 = fb[368];
+                va0 = fa[363]; va1 = fa[379];
+                vb0 = fb[363]; vb1 = fb[379];
                 c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
                 c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
                 c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;
@@ -218,8 +218,8 @@ public static partial class MatMulKernels
                 c60 += va1.Z * vb0.X; c61 += va1.Z * vb0.Y; c62 += va1.Z * vb0.Z; c63 += va1.Z * vb0.W; c64 += va1.Z * vb1.X; c65 += va1.Z * vb1.Y; c66 += va1.Z * vb1.Z; c67 += va1.Z * vb1.W;
                 c70 += va1.W * vb0.X; c71 += va1.W * vb0.Y; c72 += va1.W * vb0.Z; c73 += va1.W * vb0.W; c74 += va1.W * vb1.X; c75 += va1.W * vb1.Y; c76 += va1.W * vb1.Z; c77 += va1.W * vb1.W;
                 // kk = 12
-                va0 = fa[384]; va1 = fa[400];
-                vb0 = fb[384]; vb1 = fb[400];
+                va0 = fa[396]; va1 = fa[412];
+                vb0 = fb[396]; vb1 = fb[412];
                 c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
                 c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
                 c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;
@@ -229,8 +229,8 @@ public static partial class MatMulKernels
                 c60 += va1.Z * vb0.X; c61 += va1.Z * vb0.Y; c62 += va1.Z * vb0.Z; c63 += va1.Z * vb0.W; c64 += va1.Z * vb1.X; c65 += va1.Z * vb1.Y; c66 += va1.Z * vb1.Z; c67 += va1.Z * vb1.W;
                 c70 += va1.W * vb0.X; c71 += va1.W * vb0.Y; c72 += va1.W * vb0.Z; c73 += va1.W * vb0.W; c74 += va1.W * vb1.X; c75 += va1.W * vb1.Y; c76 += va1.W * vb1.Z; c77 += va1.W * vb1.W;
                 // kk = 13
-                va0 = fa[416]; va1 = fa[432];
-                vb0 = fb[416]; vb1 = fb[432];
+                va0 = fa[429]; va1 = fa[445];
+                vb0 = fb[429]; vb1 = fb[445];
                 c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
                 c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
                 c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;
@@ -240,8 +240,8 @@ public static partial class MatMulKernels
                 c60 += va1.Z * vb0.X; c61 += va1.Z * vb0.Y; c62 += va1.Z * vb0.Z; c63 += va1.Z * vb0.W; c64 += va1.Z * vb1.X; c65 += va1.Z * vb1.Y; c66 += va1.Z * vb1.Z; c67 += va1.Z * vb1.W;
                 c70 += va1.W * vb0.X; c71 += va1.W * vb0.Y; c72 += va1.W * vb0.Z; c73 += va1.W * vb0.W; c74 += va1.W * vb1.X; c75 += va1.W * vb1.Y; c76 += va1.W * vb1.Z; c77 += va1.W * vb1.W;
                 // kk = 14
-                va0 = fa[448]; va1 = fa[464];
-                vb0 = fb[448]; vb1 = fb[464];
+                va0 = fa[462]; va1 = fa[478];
+                vb0 = fb[462]; vb1 = fb[478];
                 c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
                 c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
                 c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;
@@ -251,8 +251,8 @@ public static partial class MatMulKernels
                 c60 += va1.Z * vb0.X; c61 += va1.Z * vb0.Y; c62 += va1.Z * vb0.Z; c63 += va1.Z * vb0.W; c64 += va1.Z * vb1.X; c65 += va1.Z * vb1.Y; c66 += va1.Z * vb1.Z; c67 += va1.Z * vb1.W;
                 c70 += va1.W * vb0.X; c71 += va1.W * vb0.Y; c72 += va1.W * vb0.Z; c73 += va1.W * vb0.W; c74 += va1.W * vb1.X; c75 += va1.W * vb1.Y; c76 += va1.W * vb1.Z; c77 += va1.W * vb1.W;
                 // kk = 15
-                va0 = fa[480]; va1 = fa[496];
-                vb0 = fb[480]; vb1 = fb[496];
+                va0 = fa[495]; va1 = fa[511];
+                vb0 = fb[495]; vb1 = fb[511];
                 c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
                 c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
                 c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;

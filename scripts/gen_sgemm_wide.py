@@ -3,6 +3,7 @@ double-buffered shared slices and a fully unrolled inner loop. Each thread keeps
 in 64 named registers (ILGPU would put an indexed array in local memory), so the source is
 generated. Run: python3 scripts/gen_sgemm_wide.py"""
 R = range(8)
+ROW4 = (128 + 4) // 4  # float4s from one k's row of a shared slice to the next (WideRow / 4)
 acc_decl = "\n".join("        float " + ", ".join(f"c{i}{j} = 0" for j in R) + ";" for i in R)
 
 
@@ -36,8 +37,8 @@ prologue = f"""        var sA4 = sA.Cast<Float4>();
 
 def step(kk):
     lines = [f"                // kk = {kk}",
-             f"                va0 = fa[{kk * 32}]; va1 = fa[{kk * 32 + 16}];",
-             f"                vb0 = fb[{kk * 32}]; vb1 = fb[{kk * 32 + 16}];"]
+             f"                va0 = fa[{kk * ROW4}]; va1 = fa[{kk * ROW4 + 16}];",
+             f"                vb0 = fb[{kk * ROW4}]; vb1 = fb[{kk * ROW4 + 16}];"]
     # Rows: va0.X..W then va1.X..W; columns: vb0.X..W then vb1.X..W.
     comp = ["va0.X", "va0.Y", "va0.Z", "va0.W", "va1.X", "va1.Y", "va1.Z", "va1.W"]
     compb = ["vb0.X", "vb0.Y", "vb0.Z", "vb0.W", "vb1.X", "vb1.Y", "vb1.Z", "vb1.W"]
@@ -74,16 +75,22 @@ public static partial class MatMulKernels
 {{
     private const int WideTile = 128, WideDepth = 8;
 
-    // Float4s from a thread's first fragment to its last in one stage: 7 steps of 32, then 16 more, then itself.
-    private const int FragmentSpan = (WideDepth - 1) * 32 + 16 + 1;
+    // Floats from one k's row of a shared slice to the next: the tile and 4 more, so that the rows
+    // start in different banks and the four scalar stores down k (an operand whose contiguous
+    // dimension is k: A in NN and NT, B in NT and TT) do not conflict two ways; 16-byte fragment
+    // loads stay aligned (scripts/smem_banks.py counts the wavefronts).
+    private const int WideRow = WideTile + 4;
+
+    // Float4s from a thread's first fragment to its last in one stage: 7 rows of WideRow / 4, then 16 more, then itself.
+    private const int FragmentSpan = (WideDepth - 1) * (WideRow / 4) + 16 + 1;
 
     /// <summary>Double-buffered, 16-byte-load SGEMM: a 128x128 tile of C per group of 16x16 threads.</summary>
     internal static void WideKernel<TEpi>(
 {parameters}
     {{
-        // Two stages of [k][m] and [k][n] slices, 8 x 128 floats each.
-        var sA = SharedMemory.Allocate<float>(2 * WideDepth * WideTile);
-        var sB = SharedMemory.Allocate<float>(2 * WideDepth * WideTile);
+        // Two stages of [k][m] and [k][n] slices, 8 rows of 128 floats each (WideRow apart).
+        var sA = SharedMemory.Allocate<float>(2 * WideDepth * WideRow);
+        var sB = SharedMemory.Allocate<float>(2 * WideDepth * WideRow);
 {prologue}
         Group.Barrier();
         int stage = 0;
@@ -97,7 +104,7 @@ public static partial class MatMulKernels
             }}
             // The thread's fragments of this stage, from its own base: each load below is the base
             // plus a constant, which the PTX can fold into the load's offset.
-            int o4 = stage * (WideDepth * WideTile / 4);
+            int o4 = stage * (WideDepth * WideRow / 4);
             var fa = sA4.SubView(o4 + ty, FragmentSpan);
             var fb = sB4.SubView(o4 + tx, FragmentSpan);
 {inner}
@@ -160,29 +167,29 @@ public static partial class MatMulKernels
     // scalar stores down k.
     private static void PutA(ArrayView<float> sA, ArrayView<Float4> sA4, GemmArgs g, int tid, int s, Float4 v)
     {{
-        int o = s * WideDepth * WideTile;
+        int o = s * WideDepth * WideRow;
         if (g.Ak == 1)
         {{
             int m = tid / 2, k = (tid % 2) * 4;
-            sA[o + k * WideTile + m] = v.X;
-            sA[o + (k + 1) * WideTile + m] = v.Y;
-            sA[o + (k + 2) * WideTile + m] = v.Z;
-            sA[o + (k + 3) * WideTile + m] = v.W;
+            sA[o + k * WideRow + m] = v.X;
+            sA[o + (k + 1) * WideRow + m] = v.Y;
+            sA[o + (k + 2) * WideRow + m] = v.Z;
+            sA[o + (k + 3) * WideRow + m] = v.W;
         }}
-        else sA4[(o + (tid / 32) * WideTile + (tid % 32) * 4) / 4] = v;
+        else sA4[(o + (tid / 32) * WideRow + (tid % 32) * 4) / 4] = v;
     }}
 
     private static void PutB(ArrayView<float> sB, ArrayView<Float4> sB4, GemmArgs g, int tid, int s, Float4 v)
     {{
-        int o = s * WideDepth * WideTile;
-        if (g.Bn == 1) sB4[(o + (tid / 32) * WideTile + (tid % 32) * 4) / 4] = v;
+        int o = s * WideDepth * WideRow;
+        if (g.Bn == 1) sB4[(o + (tid / 32) * WideRow + (tid % 32) * 4) / 4] = v;
         else
         {{
             int n = tid / 2, k = (tid % 2) * 4;
-            sB[o + k * WideTile + n] = v.X;
-            sB[o + (k + 1) * WideTile + n] = v.Y;
-            sB[o + (k + 2) * WideTile + n] = v.Z;
-            sB[o + (k + 3) * WideTile + n] = v.W;
+            sB[o + k * WideRow + n] = v.X;
+            sB[o + (k + 1) * WideRow + n] = v.Y;
+            sB[o + (k + 2) * WideRow + n] = v.Z;
+            sB[o + (k + 3) * WideRow + n] = v.W;
         }}
     }}
 
@@ -224,7 +231,7 @@ src16 = f'''// <auto-generated by scripts/gen_sgemm_wide.py; edit the generator,
 // vectorised 128x128x8 kernel).
 // Registers: the next slice comes in two halves of Wide's size, each fetched before 8 steps and
 // stored after them into the other stage, so a thread holds 8 prefetch registers, as in Wide.
-// Shared memory: 2 stages x 16 x 128 floats per operand, 32 KB a group.
+// Shared memory: 2 stages x 16 rows x 132 floats per operand (rows padded as Wide's), 33 KB a group.
 // Bits: each element of C is still one chain of FMAs in k order, as in Wide and Large.
 // Selected with MatMulPath.Wide16; Auto takes it where autotuning finds it fastest.
 using ILGPU;
@@ -237,16 +244,16 @@ public static partial class MatMulKernels
     private const int Wide16Depth = 16;
 
     // Float4s from a thread's first fragment to its last in one 16-deep stage.
-    private const int Fragment16Span = (Wide16Depth - 1) * 32 + 16 + 1;
+    private const int Fragment16Span = (Wide16Depth - 1) * (WideRow / 4) + 16 + 1;
 
     /// <summary>Wide with 16-deep slices: a 128x128 tile of C per group of 16x16 threads.</summary>
     internal static void Wide16Kernel<TEpi>(
 {parameters}
     {{
-        // Two stages of [k][m] and [k][n] slices, 16 x 128 floats each; half h of stage s is Wide's
-        // 8-deep stage 2s + h, so Wide's PutA and PutB store into it.
-        var sA = SharedMemory.Allocate<float>(2 * Wide16Depth * WideTile);
-        var sB = SharedMemory.Allocate<float>(2 * Wide16Depth * WideTile);
+        // Two stages of [k][m] and [k][n] slices, 16 rows of 128 floats each (WideRow apart); half h
+        // of stage s is Wide's 8-deep stage 2s + h, so Wide's PutA and PutB store into it.
+        var sA = SharedMemory.Allocate<float>(2 * Wide16Depth * WideRow);
+        var sB = SharedMemory.Allocate<float>(2 * Wide16Depth * WideRow);
 {prologue}
         pa = FetchA(a, g, vec, tid, rowBase, kBegin + WideDepth, kEnd);
         pb = FetchB(b, g, vec, tid, colBase, kBegin + WideDepth, kEnd);
@@ -262,7 +269,7 @@ public static partial class MatMulKernels
                 pa = FetchA(a, g, vec, tid, rowBase, k0 + Wide16Depth, kEnd);
                 pb = FetchB(b, g, vec, tid, colBase, k0 + Wide16Depth, kEnd);
             }}
-            int o4 = stage * (Wide16Depth * WideTile / 4);
+            int o4 = stage * (Wide16Depth * WideRow / 4);
             var fa = sA4.SubView(o4 + ty, Fragment16Span);
             var fb = sB4.SubView(o4 + tx, Fragment16Span);
 {chr(10).join(inner16[:8])}
