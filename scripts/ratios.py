@@ -89,6 +89,8 @@ for shape, rows in tunes.items():
               + (("  seed product > 5 us" if chosen[1] > 5 else "  seed product <= 5 us") if seed else ""))
 # What limits the SGEMM kernels: registers, spilled (local) bytes, shared bytes, groups a multiprocessor holds.
 for k in kernels:
-    if k["Name"] in ("MatMulLarge", "MatMulWide", "MatMulTiled", "MatMulWarp", "MatMulWarpPair", "MatMulTiledPair"):
+    # Bounded builds are named "MatMulWarp/bounded" and so on.
+    if k["Name"].split("/")[0] in ("MatMulLarge", "MatMulWide", "MatMulWide16", "MatMulTiled", "MatMulWarp", "MatMulWarpPair",
+                                   "MatMulTiledPair", "Persistent"):
         print(f"{k['Name'] + ' ' + k['Specialization']:<48} {k['Registers']:>4} regs {k['LocalBytes']:>5} B spilled "
               f"{k['SharedBytes']:>6} B shared {k['GroupsOf256PerMultiprocessor']:>2} groups/SM")
