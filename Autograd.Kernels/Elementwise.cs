@@ -169,6 +169,7 @@ public static partial class Elementwise
         int n = (int)y.Length;
         if (n == 0) return;
         if (host.HostLoops) { HostMap(host, x, y, op); return; }
+        if (host.Recorder is { } recorder) { recorder.Add(new MapPhase<TOp>(x, y, n, op), "Map"); return; }
         var k = host.Load("Map", typeof(TOp), acc =>
             acc.LoadKernel<ArrayView<float>, ArrayView<float>, int, TOp>(MapKernel<TOp>));
         k(host.Stream, host.GridStride(n), x, y, n, op);
@@ -191,6 +192,7 @@ public static partial class Elementwise
         if (n == 0) return;
         var s = Broadcast4.Create(yShape, xShape, xShape);
         if (host.HostLoops) { HostMapBroadcast(host, x, y, s, op); return; }
+        if (host.Recorder is { } recorder) { recorder.Add(new MapBroadcastPhase<TOp>(x, y, n, s, op), "Map"); return; }
         var k = host.Load("MapBroadcast", typeof(TOp), acc =>
             acc.LoadKernel<ArrayView<float>, ArrayView<float>, int, Broadcast4, TOp>(MapBroadcastKernel<TOp>));
         k(host.Stream, host.GridStride(n), x, y, n, s, op);
@@ -221,6 +223,7 @@ public static partial class Elementwise
             // Same element count and both broadcast to c: same shape up to leading ones.
             Broadcast4.Create(cShape, aShape, bShape); // validates
             if (host.HostLoops) { HostZip(host, a, b, c, op); return; }
+            if (host.Recorder is { } zipRecorder) { zipRecorder.Add(new ZipPhase<TOp>(a, b, c, n, op), "Zip"); return; }
             var k = host.Load("Zip", typeof(TOp), acc =>
                 acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, TOp>(ZipKernel<TOp>));
             k(host.Stream, host.GridStride(n), a, b, c, n, op);
@@ -228,6 +231,7 @@ public static partial class Elementwise
         }
         var s = Broadcast4.Create(cShape, aShape, bShape);
         if (host.HostLoops) { HostZipBroadcast(host, a, b, c, s, op); return; }
+        if (host.Recorder is { } recorder) { recorder.Add(new ZipBroadcastPhase<TOp>(a, b, c, n, s, op), "Zip"); return; }
         var kb = host.Load("ZipBroadcast", typeof(TOp), acc =>
             acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, Broadcast4, TOp>(ZipBroadcastKernel<TOp>));
         kb(host.Stream, host.GridStride(n), a, b, c, n, s, op);
@@ -242,6 +246,7 @@ public static partial class Elementwise
         int n = (int)y.Length;
         if (n == 0) return;
         if (host.HostLoops) { HostFill(host, y, value); return; }
+        if (host.Recorder is { } recorder) { recorder.Add(new FillPhase(y, n, value), "Fill"); return; }
         var k = host.Load("Fill", null, acc =>
             acc.LoadKernel<ArrayView<float>, int, float>(FillKernel));
         k(host.Stream, host.GridStride(n), y, n, value);

@@ -360,11 +360,21 @@ public static partial class MatMulKernels
         var arrivals = host.SplitKArrivals;
         if (host.Recorder is { } recorder)
         {
-            RecordTiled(host, recorder, group, split == 1 || SumsInSameLaunch(host, (gx, gy)));
-            var job = split == 1
-                ? new TiledJob<TEpi>(a, b, c, operand, c, arrivals, g, 0, gx, gy, 1, epilogue)
-                : new TiledJob<TEpi>(a, b, c, operand, Partials(scratch, g, split), arrivals, g.WithSliceDepth(SliceDepth(g.K, split)), 1, gx, gy, split, epilogue);
-            recorder.Add(new TiledPhase<TShape, TEpi, TEpi, TTail>(job, default, tail), PhaseName("Tiled", tail));
+            RecordTiled(host, group);
+            if (split == 1 || SumsInSameLaunch(host, (gx, gy)))
+            {
+                var job = split == 1
+                    ? new TiledJob<TEpi>(a, b, c, operand, c, arrivals, g, 0, gx, gy, 1, epilogue)
+                    : new TiledJob<TEpi>(a, b, c, operand, Partials(scratch, g, split), arrivals, g.WithSliceDepth(SliceDepth(g.K, split)), 1, gx, gy, split, epilogue);
+                recorder.Add(new TiledPhase<TShape, TEpi, TEpi, TTail>(job, default, tail), PhaseName("Tiled", tail));
+                return;
+            }
+            // Split-K in two launches: the raw slices, then (after a barrier) their sum, as SumSlices launches it.
+            var slices = Partials(scratch, g, split);
+            var depth = g.WithSliceDepth(SliceDepth(g.K, split));
+            var rawJob = new TiledJob<FirstOp>(a, b, slices, slices, slices, arrivals, depth.Sliced(depth.KPer), 0, gx, gy, split, default);
+            recorder.Add(new TiledPhase<TShape, FirstOp, FirstOp, NoTail>(rawJob, default, default), "Tiled slices");
+            SumSlices(host, slices, c, operand, g, split, epilogue, tail);
             return;
         }
         if (split == 1)
@@ -386,15 +396,12 @@ public static partial class MatMulKernels
         SumSlices(host, partial, c, operand, g, split, epilogue, tail);
     }
 
-    // Whether a tiled launch can be a phase of the persistent kernel: its group is the persistent
-    // kernel's, and split-K sums its slices in the launch (a second launch is not a phase).
-    private static void RecordTiled(KernelHost host, PhaseRecorder recorder, Index3D group, bool oneLaunch)
+    // Whether a tiled launch can be a phase of the persistent kernel: its group is the persistent kernel's.
+    private static void RecordTiled(KernelHost host, Index3D group)
     {
         if (group.X * group.Y != host.GroupSize)
             throw new PersistentRefusedException(
                 $"MatMulTiled's group of {group.X}x{group.Y} threads is not the persistent kernel's {host.GroupSize}: set KernelHost.TiledGroup to a group of {host.GroupSize}");
-        if (!oneLaunch)
-            throw new PersistentRefusedException("MatMulTiled with split-K summed in a second launch cannot be one phase: set KernelHost.SplitKInOneLaunch");
     }
 
     // A phase's name in PersistentProgram's description: the kernel, and "+ sum" where it sums the loss.
@@ -416,6 +423,11 @@ public static partial class MatMulKernels
         where TEpi : struct, IBinaryOp
         where TTail : struct, IProductTail
     {
+        if (host.Recorder is { } recorder)
+        {
+            recorder.Add(new SplitKSumPhase<TEpi, TTail>(slices, c, operand, g, split, epilogue, tail), PhaseName("Sum of slices", tail));
+            return;
+        }
         var sum = host.Load("SplitKSum", typeof((TEpi, TTail)), acc =>
             acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, int, TEpi, TTail>(SplitKSumKernel));
         sum(host.Stream, host.GridStride((long)g.M * g.N), slices, c, operand, g, split, epilogue, tail);

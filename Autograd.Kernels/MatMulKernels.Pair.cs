@@ -214,7 +214,7 @@ public static partial class MatMulKernels
             host.SplitKArrivals.SubView(grid1.X * grid1.Y));
         if (host.Recorder is { } recorder)
         {
-            RecordTiled(host, recorder, group, oneLaunch: true);
+            RecordTiled(host, group);
             recorder.Add(new TiledPhase<TShape, TEpi1, TEpi2, NoTail>(j1, j2, default), "Tiled pair");
             return;
         }

@@ -82,6 +82,7 @@ public static class OptimizerKernels
         Check.Length("Momentum", "v", v, p.Length);
         if (p.Length == 0) return;
         if (host.HostLoops) { HostLoop.For(host, p.Length, new MomentumJob(HostLoop.Ptr(p), HostLoop.Ptr(g), HostLoop.Ptr(v), lr, mu)); return; }
+        if (host.Recorder is { } recorder) { recorder.Add(new MomentumPhase(p, g, v, (int)p.Length, lr, mu), "Momentum"); return; }
         var k = host.Load("Momentum", null, acc =>
             acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float, float>(MomentumKernel));
         k(host.Stream, host.GridStride(p.Length), p, g, v, (int)p.Length, lr, mu);
@@ -94,6 +95,7 @@ public static class OptimizerKernels
     {
         Check.Length("Count", "t", t, 1);
         if (host.HostLoops) { HostLoop.For(host, 1, new CountJob(HostLoop.Ptr(t))); return; }
+        if (host.Recorder is { } recorder) { recorder.Add(new CountPhase(t), "Count"); return; }
         var k = host.Load("Count", null, acc => acc.LoadKernel<ArrayView<float>>(CountKernel));
         k(host.Stream, new KernelConfig(1, 1), t);
     }
@@ -122,6 +124,7 @@ public static class OptimizerKernels
             HostLoop.For(host, p.Length, new AdamJob(HostLoop.Ptr(p), HostLoop.Ptr(g), HostLoop.Ptr(m), HostLoop.Ptr(v), HostLoop.Ptr(t), lr, beta1, beta2, eps));
             return;
         }
+        if (host.Recorder is { } recorder) { recorder.Add(new AdamPhase(p, g, m, v, t, (int)p.Length, lr, beta1, beta2, eps), "Adam"); return; }
         var k = host.Load("Adam", null, acc =>
             acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, float, float, float, float>(AdamKernel));
         k(host.Stream, host.GridStride(p.Length), p, g, m, v, t, (int)p.Length, lr, beta1, beta2, eps);

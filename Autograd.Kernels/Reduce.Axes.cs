@@ -283,6 +283,12 @@ public static partial class Reduce
             if (ByRows(host, rr, inner))
             {
                 if (host.HostLoops) { HostSumRows(host, x, y, outer, rr, alpha, beta); return; }
+                if (host.Recorder is { } rowsRecorder)
+                {
+                    RecordReduceGroup(host, "SumRows");
+                    rowsRecorder.Add(new SumRowsPhase(x, y, outer, rr, alpha, beta), "Sum of rows");
+                    return;
+                }
                 var kr = host.Load("SumRows", null, acc =>
                     acc.LoadKernel<ArrayView<float>, ArrayView<float>, int, int, float, float>(SumRowsKernel));
                 int groups = (int)Math.Clamp(outer, 1, host.MaxGroups);
@@ -296,6 +302,11 @@ public static partial class Reduce
             if (chunks == 1)
             {
                 if (host.HostLoops) { HostSumMiddle(host, x, y, outer, rr, inner, chunk, 1, alpha, beta); return; }
+                if (host.Recorder is { } middleRecorder)
+                {
+                    middleRecorder.Add(new SumMiddlePhase(x, y, outer, rr, inner, alpha, beta), "Sum down columns");
+                    return;
+                }
                 Middle()(host.Stream, host.GridStride(y.Length), x, y, outer, rr, inner, alpha, beta);
                 return;
             }
@@ -304,6 +315,12 @@ public static partial class Reduce
                 throw new ArgumentException($"SumAxes: summing {rr} rows in {chunks} chunks needs a scratch of {need} elements, got {scratch.Length}. Ask SumAxesScratch first.");
             if (host.HostLoops) { HostSumMiddle(host, x, y, outer, rr, inner, chunk, chunks, alpha, beta); return; }
             var partial = scratch.SubView(0, need);
+            if (host.Recorder is { } chunkRecorder)
+            {
+                chunkRecorder.Add(new SumMiddleChunksPhase(x, partial, outer, rr, inner, chunk, chunks), "Sum down column chunks");
+                chunkRecorder.Add(new SumMiddlePhase(partial, y, outer, chunks, inner, alpha, beta), "Sum of chunks");
+                return;
+            }
             var kc = host.Load("SumMiddleChunks", null, acc =>
                 acc.LoadKernel<ArrayView<float>, ArrayView<float>, int, int, int, int, int>(SumMiddleChunksKernel));
             kc(host.Stream, host.GridStride(need), x, partial, outer, rr, inner, chunk, chunks);
@@ -311,6 +328,11 @@ public static partial class Reduce
             return;
         }
         if (host.HostLoops) { HostSumAxes(host, x, y, r, alpha, beta); return; }
+        if (host.Recorder is { } recorder)
+        {
+            recorder.Add(new SumAxesPhase(x, y, (int)y.Length, r, alpha, beta), "Sum over axes");
+            return;
+        }
         var k = host.Load("SumAxes", null, acc =>
             acc.LoadKernel<ArrayView<float>, ArrayView<float>, int, ReduceArgs, float, float>(SumAxesKernel));
         k(host.Stream, host.GridStride(y.Length), x, y, (int)y.Length, r, alpha, beta);

@@ -22,12 +22,16 @@ public static partial class Reduce
         ArrayView<float> partial,  // (gridDim) one sum per group
         int n,
         float scale)               // 1, or a mean's 1/n on the final pass
+        => SumPartialsGroup(x, partial, n, scale, Grid.IdxX, Grid.DimX);
+
+    // Group `group` of `groups` of SumPartialsKernel (a persistent kernel's phase runs them on its own grid).
+    internal static void SumPartialsGroup(ArrayView<float> x, ArrayView<float> partial, int n, float scale, int group, int groups)
     {
         var shared = SharedMemory.Allocate<float>(MaxGroup);
-        int stride = Grid.DimX * Group.DimX;
+        int stride = groups * Group.DimX;
         float s = 0f;
-        for (int i = Grid.GlobalIndex.X; i < n; i += stride) s += x[i];
-        GroupSum(shared, partial, Grid.IdxX, s, scale, 0f);
+        for (int i = group * Group.DimX + Group.IdxX; i < n; i += stride) s += x[i];
+        GroupSum(shared, partial, group, s, scale, 0f);
     }
 
     // y[at] = alpha * (the sum of every thread's s) + beta * y[at], by a fixed tree (the same bits
@@ -70,11 +74,18 @@ public static partial class Reduce
         TSide sideOp)
         where TMap : struct, IUnaryOp
         where TSide : struct, IBinaryOp
+        => SumMapGroup(x, partial, side, s, n, sStride, hasSide, scale, map, sideOp, Grid.IdxX, Grid.DimX);
+
+    // Group `group` of `groups` of SumMapKernel (a persistent kernel's phase runs them on its own grid).
+    internal static void SumMapGroup<TMap, TSide>(ArrayView<float> x, ArrayView<float> partial, ArrayView<float> side, ArrayView<float> s,
+        int n, int sStride, int hasSide, float scale, TMap map, TSide sideOp, int group, int groups)
+        where TMap : struct, IUnaryOp
+        where TSide : struct, IBinaryOp
     {
         var shared = SharedMemory.Allocate<float>(MaxGroup);
-        int stride = Grid.DimX * Group.DimX;
+        int stride = groups * Group.DimX;
         float acc = 0f;
-        int i = Grid.GlobalIndex.X;
+        int i = group * Group.DimX + Group.IdxX;
         // Four elements' loads before their adds, which keep the one-at-a-time order (so the bits):
         // one at a time, ptxas leaves a thread a single load in flight (SassTests).
         for (; i < n - 3 * stride; i += 4 * stride)
@@ -86,7 +97,7 @@ public static partial class Reduce
             acc = SumMapStep(acc, v3, i + 3 * stride, side, s, sStride, hasSide, map, sideOp);
         }
         for (; i < n; i += stride) acc = SumMapStep(acc, x[i], i, side, s, sStride, hasSide, map, sideOp);
-        GroupSum(shared, partial, Grid.IdxX, acc, scale, 0f);
+        GroupSum(shared, partial, group, acc, scale, 0f);
     }
 
     // One element of SumMapKernel: element i (value v) added to the sum through the map, and its side
@@ -169,6 +180,14 @@ public static partial class Reduce
         CheckScratch(op, host, scratch);
         int n = (int)x.Length;
         if (host.HostLoops) { HostSumAllMap(host, x, y, map, side, s, sStride, sideOp, hasSide, scale); return; }
+        if (host.Recorder is { } recorder)
+        {
+            int g = SumGroups(host, n);
+            RecordReduceGroup(host, "SumMap");
+            recorder.Add(new SumMapPhase<TMap, TSide>(x, g == 1 ? y : scratch, side, s, n, sStride, hasSide ? 1 : 0, g == 1 ? scale : 1f, map, sideOp, g), "Sum");
+            if (g > 1) recorder.Add(new SumPartialsPhase(scratch.SubView(0, g), y, g, scale), "Sum of partials");
+            return;
+        }
         var k = host.Load("SumMap", typeof((TMap, TSide)), acc =>
             acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, int, int, int, float, TMap, TSide>(SumMapKernel));
         int groups = SumGroups(host, n);
@@ -180,6 +199,15 @@ public static partial class Reduce
         var sum = host.Load("SumPartials", null, acc =>
             acc.LoadKernel<ArrayView<float>, ArrayView<float>, int, float>(SumPartialsKernel));
         sum(host.Stream, new KernelConfig(1, gs), scratch.SubView(0, groups), y, groups, scale);
+    }
+
+    // A reduction's tree runs on groups of ReduceGroupSize; as a phase it runs on the persistent
+    // kernel's groups, which must be the same size for the same bits.
+    internal static void RecordReduceGroup(KernelHost host, string kernel)
+    {
+        if (host.ReduceGroupSize != host.GroupSize)
+            throw new PersistentRefusedException(
+                $"{kernel} sums in groups of {host.ReduceGroupSize} threads, not the persistent kernel's {host.GroupSize}");
     }
 
     private static void CheckScratch(string op, KernelHost host, ArrayView<float> scratch)

@@ -21,11 +21,11 @@ public sealed class PersistentTests
     // A two-layer net of awkward shapes trained `steps` steps by Run(steps) and two more by Run(),
     // compiled with the persistent kernel or without.
     private static Trained Train(Device dev, MatMulPath path, bool persistent, int? splitK = null,
-        int batch = 33, int inputs = 65, int hidden = 130, int outputs = 7, int steps = 4)
+        int batch = 33, int inputs = 65, int hidden = 130, int outputs = 7, int steps = 4, bool oneLaunch = true)
     {
         var host = dev.Host;
         bool saved = host.PersistentSteps;
-        using var pin = new MatMulPin(host, path, splitK: splitK);
+        using var pin = new MatMulPin(host, path, splitK: splitK, oneLaunch: oneLaunch);
         host.PersistentSteps = persistent;
         try
         {
@@ -48,19 +48,28 @@ public sealed class PersistentTests
     }
 
     [Theory]
-    [InlineData(MatMulPath.Warp, null)]
-    [InlineData(MatMulPath.Tiled, null)]
-    [InlineData(MatMulPath.Tiled, 3)]
-    public void Persistent_step_gives_the_bits_of_its_launches(MatMulPath path, int? splitK)
+    [InlineData(MatMulPath.Warp, null, true)]
+    [InlineData(MatMulPath.Tiled, null, true)]
+    [InlineData(MatMulPath.Tiled, 3, true)]
+    [InlineData(MatMulPath.Tiled, 3, false)]
+    public void Persistent_step_gives_the_bits_of_its_launches(MatMulPath path, int? splitK, bool oneLaunch)
     {
-        var launches = Train(Sim, path, persistent: false, splitK);
-        var persistent = Train(Sim, path, persistent: true, splitK);
+        var launches = Train(Sim, path, persistent: false, splitK, oneLaunch: oneLaunch);
+        var persistent = Train(Sim, path, persistent: true, splitK, oneLaunch: oneLaunch);
         persistent.Persistent.Should().BeTrue(persistent.Describe);
         persistent.Launches.Should().Be(1, persistent.Describe);
-        launches.Launches.Should().Be(4, launches.Describe);
-        // h; y with the loss and its gradient; dH; the two gradient products with their updates.
         string kernel = path == MatMulPath.Warp ? "Warp" : "Tiled";
-        persistent.Describe.Should().Contain($"Persistent: 4 phases ({kernel}, {kernel} + sum, {kernel}, {kernel} pair), 3 grid barriers, 2 groups of 4");
+        if (oneLaunch)
+        {
+            // h; y with the loss and its gradient; dH; the two gradient products with their updates.
+            launches.Launches.Should().Be(4, launches.Describe);
+            persistent.Describe.Should().Contain($"Persistent: 4 phases ({kernel}, {kernel} + sum, {kernel}, {kernel} pair), 3 grid barriers, 2 groups of 4");
+        }
+        else
+        {
+            // Each split product's slices, then their sum (with the epilogue, or the loss's tail) after a barrier.
+            persistent.Describe.Should().Contain("Tiled slices, Sum of slices, Tiled slices, Sum of slices + sum");
+        }
         launches.Describe.Should().NotContain("Persistent");
         persistent.Losses.Should().Equal(launches.Losses, "each phase sums in its launch's order, whatever the grid");
         persistent.W1.Should().Equal(launches.W1);
@@ -142,14 +151,71 @@ public sealed class PersistentTests
         Run(persistent: true).Should().Equal(Run(persistent: false));
     }
 
-    // A launch that cannot be a phase (here the bias gradient's batch sum) keeps the step on its
-    // launches, and Describe says which.
+    // A 3-layer net with biases, tanh and sigmoid, a mean loss, for each optimizer: the bias
+    // gradients' batch sums, the elementwise chains and the momentum and Adam updates run as phases
+    // too, and the step keeps the bits of its launches.
+    [Theory]
+    [InlineData("sgd")]
+    [InlineData("momentum")]
+    [InlineData("adam")]
+    public void Three_layer_persistent_step_gives_the_bits_of_its_launches(string optimizer)
+    {
+        (float[] Values, string Describe, bool Persistent) Run(bool persistent)
+        {
+            var dev = Sim;
+            bool saved = dev.Host.PersistentSteps;
+            using var pin = new MatMulPin(dev.Host, MatMulPath.Warp);
+            dev.Host.PersistentSteps = persistent;
+            try
+            {
+                Tensor.ManualSeed(48);
+                using var x = Tensor.Randn([33, 65], dev);
+                using var y = Tensor.Randn([33, 5], dev);
+                Tensor[] p =
+                [
+                    Tensor.Randn([65, 33], dev) * 0.1f, Tensor.Randn([33], dev) * 0.1f,
+                    Tensor.Randn([33, 7], dev) * 0.1f, Tensor.Randn([7], dev) * 0.1f, Tensor.Randn([7, 5], dev) * 0.5f,
+                ];
+                foreach (var t in p) t.RequiresGrad = true;
+                using Optimizer opt = optimizer switch
+                {
+                    "sgd" => new Sgd(p, 0.05f),
+                    "momentum" => new Sgd(p, 0.05f, momentum: 0.9f),
+                    _ => new Adam(p, 1e-2f),
+                };
+                using var step = Graph.Compile(() =>
+                {
+                    var h1 = (x.MatMul(p[0]) + p[1]).Tanh();
+                    var h2 = (h1.MatMul(p[2]) + p[3]).Sigmoid();
+                    return (h2.MatMul(p[4]) - y).Pow(2).Mean();
+                }, opt);
+                var losses = step.Run(steps: 3).ToArray();
+                float[] values = [.. losses, step.Run().Item(), .. p.SelectMany(t => t.ToArray())];
+                var result = (values, step.Describe(), step.IsPersistent);
+                foreach (var t in p) t.Dispose();
+                return result;
+            }
+            finally
+            {
+                dev.Host.PersistentSteps = saved;
+            }
+        }
+        var launches = Run(persistent: false);
+        var persistent = Run(persistent: true);
+        persistent.Persistent.Should().BeTrue(persistent.Describe);
+        persistent.Describe.Should().Contain("Sum down column").And.Contain(optimizer switch { "sgd" => "Warp + sum", "momentum" => "Momentum", _ => "Count, Adam" });
+        persistent.Values.Should().Equal(launches.Values, persistent.Describe);
+        persistent.Values[3].Should().BeLessThan(persistent.Values[0], "the net trains");
+    }
+
+    // A launch that cannot be a phase (here the Small SGEMM, which strides over its blocks with
+    // launches of its own geometry) keeps the step on its launches, and Describe says which.
     [Fact]
     public void A_step_with_a_launch_that_is_not_a_phase_keeps_its_launches()
     {
         var dev = Sim;
         bool saved = dev.Host.PersistentSteps;
-        using var pin = new MatMulPin(dev.Host, MatMulPath.Warp);
+        using var pin = new MatMulPin(dev.Host, MatMulPath.Small);
         dev.Host.PersistentSteps = true;
         try
         {
@@ -157,13 +223,12 @@ public sealed class PersistentTests
             using var x = Tensor.Randn([7, 33], dev);
             using var y = Tensor.Randn([7, 5], dev);
             using var w = Tensor.Randn([33, 5], dev, requiresGrad: true);
-            using var b = Tensor.Randn([5], dev, requiresGrad: true);
-            using var opt = new Sgd([w, b], 1e-3f);
-            using var step = Graph.Compile(() => (x.MatMul(w).Add(b).Tanh() - y).Pow(2).Sum(), opt);
+            using var opt = new Sgd([w], 1e-3f);
+            using var step = Graph.Compile(() => (x.MatMul(w) - y).Pow(2).Sum(), opt);
             var first = step.Run().Item();
             step.Run().Item().Should().BeLessThan(first);
             step.IsPersistent.Should().BeFalse();
-            step.Describe().Should().Contain("Persistent: refused, ").And.Contain("cannot run as a phase of the persistent kernel")
+            step.Describe().Should().Contain("Persistent: refused, MatMulSmall cannot run as a phase of the persistent kernel")
                 .And.Contain("the step replays its launches");
             step.LaunchesPerStep.Should().BeGreaterThan(1);
         }
@@ -243,6 +308,56 @@ public sealed class PersistentTests
         ptx.Should().NotContain(".local", "the program's values stay in registers");
         var shared = System.Text.RegularExpressions.Regex.Matches(ptx, @"\.shared \.align \d+ \.b8 \w+\[(\d+)\]").Sum(m => int.Parse(m.Groups[1].Value));
         shared.Should().BeLessThan(48 * 1024);
+    }
+
+    // Every kind of phase in one program (maps and zips with and without broadcasting, a fill, the
+    // optimizer updates, every sum): on groups of 256 with two multiprocessors it gives the bits of
+    // the same launches, and it compiles to PTX with its values in registers.
+    [Fact]
+    public void A_program_of_every_phase_gives_the_bits_of_its_launches_and_compiles_to_PTX()
+    {
+        // Two multiprocessors: a sum of many elements then takes partials and a second pass.
+        var dev = Device.CpuSimulator(16, 16, 2);
+        var host = dev.Host;
+        Tensor[] State()
+        {
+            Tensor.ManualSeed(49);
+            // a, b, c, a step count, row sums, a matrix over the one-group sum's 64K on the CPU accelerator, scratch.
+            return [Tensor.Randn([64, 130], dev), Tensor.Randn([130], dev), Tensor.Randn([64, 130], dev), Tensor.Randn([1], dev),
+                Tensor.Randn([64], dev), Tensor.Randn([300, 300], dev), Tensor.Zeros([Math.Max(Reduce.SumAllScratch(host), 64 * 130)], dev)];
+        }
+        Action<KernelHost> Record(Tensor[] t) => h =>
+        {
+            var (a, b, c, one, sums, big, scratch) = (t[0].View, t[1].View, t[2].View, t[3].View, t[4].View, t[5].View, t[6].View);
+            Elementwise.Map(h, a, c, new TanhOp());
+            Elementwise.MapBroadcast(h, b, [130], c, [64, 130], new ExpOp());
+            Elementwise.Zip(h, a, [64, 130], c, [64, 130], c, [64, 130], new AddOp());
+            Elementwise.Zip(h, a, [64, 130], b, [130], c, [64, 130], new AddOp());
+            OptimizerKernels.Momentum(h, a, c, scratch.SubView(0, 64 * 130), 0.1f, 0.9f);
+            OptimizerKernels.Count(h, one);
+            OptimizerKernels.Adam(h, a, c, scratch.SubView(0, 64 * 130), c, one, 1e-3f, 0.9f, 0.999f, 1e-8f);
+            Reduce.SumAxes(h, a, [64, 130], [1], sums);
+            Reduce.SumAxes(h, a, [64, 130], [0], b);
+            Elementwise.Fill(h, scratch, 0f);
+            Reduce.SumAll(h, big, one, scratch);
+        };
+        var launched = State();
+        Record(launched)(host);
+        var want = launched.Take(6).Select(t => t.ToArray()).ToArray();
+        var persistent = State();
+        using var program = PersistentProgram.TryBuild(host, Record(persistent), out var refusal)!;
+        program.Should().NotBeNull(refusal);
+        program.PhaseNames.Should().Equal("Map", "Map", "Zip", "Zip", "Momentum", "Count", "Adam", "Sum of rows", "Sum down columns",
+            "Fill", "Sum", "Sum of partials");
+        program.Launch(host);
+        program.TimedOut().Should().BeFalse();
+        for (int i = 0; i < want.Length; i++) persistent[i].ToArray().Should().Equal(want[i], $"tensor {i}");
+        foreach (var t in launched.Concat(persistent)) t.Dispose();
+        var kernel = typeof(PersistentProgram).GetMethod("StepKernel", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)!
+            .MakeGenericMethod(program.ProgramType);
+        var ptx = PtxCompileTests.PtxOf(kernel);
+        ptx.Should().Contain(".entry").And.Contain("bar.sync");
+        ptx.Should().NotContain(".local", "the program's values stay in registers");
     }
 
     // StepKernel closed over the program a seed-like step (7x33, 33x17, 17x5) records on groups of
