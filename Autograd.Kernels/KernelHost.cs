@@ -307,7 +307,7 @@ public sealed partial class KernelHost
     {
         // A launch that is not a phase of the persistent kernel: it records nothing, and it must not run.
         if (Recorder != null)
-            throw new PersistentRefusedException($"{name} cannot run as a phase of the persistent kernel (phases: the Warp and Tiled SGEMMs, one product or a pair, split-K summed in their launch)");
+            throw new PersistentRefusedException($"{name} cannot run as a phase of the persistent kernel (the 128x128-tile SGEMMs cannot; Persistent.cs lists what can)");
         // Every launcher loads right before it launches, so this also counts launches.
         Interlocked.Increment(ref _launches.Value);
         Interlocked.Increment(ref _ilgpuLaunches);

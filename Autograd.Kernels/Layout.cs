@@ -40,6 +40,7 @@ public static class Layout
             HostLoop.For(host, tiles, new TransposeJob(HostLoop.Ptr(x), HostLoop.Ptr(y), m, n, tilesN), work: (long)m * n);
             return;
         }
+        if (host.Recorder is { } recorder) { recorder.Add(new TransposePhase(x, y, m, n), "Transpose"); return; }
         var k = host.Load("Transpose", null, acc =>
             acc.LoadKernel<ArrayView<float>, ArrayView<float>, int, int>(TransposeKernel));
         k(host.Stream, host.GridStride((long)m * n), x, y, m, n);

@@ -277,6 +277,11 @@ public static partial class MatMulKernels
             kw(host.Stream, TeamGrid(host, Blocks4x4(m, n), team), a, b, c, operand, g, team, epilogue, tail);
             return;
         }
+        if (host.Recorder is { } smallRecorder)
+        {
+            smallRecorder.Add(new SmallPhase<TEpi, TTail>(a, b, c, operand, g, epilogue, tail), PhaseName("Small", tail));
+            return;
+        }
         var ks = host.Load("MatMulSmall", typeof((TEpi, TTail)), acc =>
             acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, TEpi, TTail>(SmallKernel));
         ks(host.Stream, host.GridStride(Blocks4x4(m, n)), a, b, c, operand, g, epilogue, tail);

@@ -1,7 +1,8 @@
-// The phases of the persistent step kernel besides the SGEMMs (Persistent.cs): elementwise maps and
-// zips, fills, the optimizer updates, and the sums. Each calls its kernel's own body: those kernels
-// stride over their work by the grid (Grid.GlobalIndex, Grid.DimX), so on the persistent kernel's
-// grid they compute the same elements with the same operations. The two whose groups are units of
+// The phases of the persistent step kernel besides the warp and tiled SGEMMs (Persistent.cs):
+// elementwise maps and zips, fills, the optimizer updates, the sums, the Small SGEMM and transposes.
+// Each calls its kernel's own body: those kernels stride over their work by the grid
+// (Grid.GlobalIndex, Grid.DimX), so on the persistent kernel's grid they compute the same elements
+// with the same operations. The two whose groups are units of
 // the sum's order (SumMap and SumPartials: a partial per group) run as many virtual groups as their
 // launch would, striding them over the grid; the tree sums need groups of ReduceGroupSize threads,
 // which their launchers check before they record.
@@ -314,4 +315,43 @@ public readonly struct SplitKSumPhase<TEpi, TTail> : IPhase
 
     /// <inheritdoc/>
     public int Groups(int groupSize, int warpSize) => Work.Groups((long)_g.M * _g.N, groupSize);
+}
+
+/// <summary>MatMulKernels.SmallKernel as a phase: a 4x4 block of C per thread, striding over the blocks, then the tail.</summary>
+/// <typeparam name="TEpi">The product's epilogue.</typeparam>
+/// <typeparam name="TTail">Its tail.</typeparam>
+public readonly struct SmallPhase<TEpi, TTail> : IPhase
+    where TEpi : struct, IBinaryOp
+    where TTail : struct, IProductTail
+{
+    private readonly ArrayView<float> _a, _b, _c, _e; // per _g's strides; C (M, N)
+    private readonly GemmArgs _g;
+    private readonly TEpi _epi;
+    private readonly TTail _tail;
+
+    internal SmallPhase(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> e, GemmArgs g, TEpi epi, TTail tail)
+    {
+        _a = a; _b = b; _c = c; _e = e; _g = g; _epi = epi; _tail = tail;
+    }
+
+    /// <inheritdoc/>
+    public void Run(GridBarrier barrier) => MatMulKernels.SmallKernel(_a, _b, _c, _e, _g, _epi, _tail);
+
+    /// <inheritdoc/>
+    public int Groups(int groupSize, int warpSize) => Work.Groups((long)((_g.M + 3) / 4) * ((_g.N + 3) / 4), groupSize);
+}
+
+/// <summary>Layout.TransposeKernel as a phase.</summary>
+public readonly struct TransposePhase : IPhase
+{
+    private readonly ArrayView<float> _x, _y; // (M, N), (N, M)
+    private readonly int _m, _n;
+
+    internal TransposePhase(ArrayView<float> x, ArrayView<float> y, int m, int n) { _x = x; _y = y; _m = m; _n = n; }
+
+    /// <inheritdoc/>
+    public void Run(GridBarrier barrier) => Layout.TransposeKernel(_x, _y, _m, _n);
+
+    /// <inheritdoc/>
+    public int Groups(int groupSize, int warpSize) => Work.Groups((long)_m * _n, groupSize);
 }

@@ -8,10 +8,12 @@
 // (1.3-1.6 us measured on an H100, ilgpu-facts.md) between phases. Unmeasured on a GPU when written.
 //
 // How: the step's program is replayed once on a recording host (KernelHost.WithRecorder). The
-// launchers that can run as a phase (the warp and tiled SGEMMs, one product or a pair, with their
-// epilogues, one-launch split-K fixup and loss tail) hand the recorder a phase struct holding their
-// arguments instead of launching; any other launch refuses (PersistentRefusedException), and the
-// step keeps its launches. The phases compose into one type, Seq<P0, Seq<P1, ...>>, the way fused
+// launchers that can run as a phase hand the recorder a phase struct holding their arguments instead
+// of launching: the warp and tiled SGEMMs here (one product or a pair, with their epilogues, split-K
+// and loss tail), and in Persistent.Phases.cs the Small SGEMM, split-K's second pass, elementwise
+// maps, zips and fills, the optimizer updates, the sums and transposes. The 128x128-tile SGEMMs
+// (Large, Wide, Wide16) number their tiles by the launch's grid and refuse
+// (PersistentRefusedException), as do host loops; the step then keeps its launches. The phases compose into one type, Seq<P0, Seq<P1, ...>>, the way fused
 // elementwise ops do (ilgpu-facts.md), and StepKernel<TProgram> runs it: ILGPU inlines the whole
 // program into one kernel. Every phase strides over its work by Grid.IdxX / Grid.DimX, so any grid
 // computes the same bits as the phase's own launch (the order of every sum is fixed by the thread,

@@ -52,14 +52,21 @@ public sealed class PersistentTests
     [InlineData(MatMulPath.Tiled, null, true)]
     [InlineData(MatMulPath.Tiled, 3, true)]
     [InlineData(MatMulPath.Tiled, 3, false)]
+    [InlineData(MatMulPath.Small, null, true)]
     public void Persistent_step_gives_the_bits_of_its_launches(MatMulPath path, int? splitK, bool oneLaunch)
     {
         var launches = Train(Sim, path, persistent: false, splitK, oneLaunch: oneLaunch);
         var persistent = Train(Sim, path, persistent: true, splitK, oneLaunch: oneLaunch);
         persistent.Persistent.Should().BeTrue(persistent.Describe);
         persistent.Launches.Should().Be(1, persistent.Describe);
-        string kernel = path == MatMulPath.Warp ? "Warp" : "Tiled";
-        if (oneLaunch)
+        string kernel = path.ToString();
+        if (path == MatMulPath.Small)
+        {
+            // Small pairs nothing: the two gradient products are a phase each.
+            launches.Launches.Should().Be(5, launches.Describe);
+            persistent.Describe.Should().Contain("Persistent: 5 phases (Small, Small + sum, Small, Small, Small), 4 grid barriers");
+        }
+        else if (oneLaunch)
         {
             // h; y with the loss and its gradient; dH; the two gradient products with their updates.
             launches.Launches.Should().Be(4, launches.Describe);
@@ -208,14 +215,14 @@ public sealed class PersistentTests
         persistent.Values[3].Should().BeLessThan(persistent.Values[0], "the net trains");
     }
 
-    // A launch that cannot be a phase (here the Small SGEMM, which strides over its blocks with
-    // launches of its own geometry) keeps the step on its launches, and Describe says which.
+    // A launch that cannot be a phase (here Wide16, whose 128x128 tiles are numbered by the launch's
+    // grid) keeps the step on its launches, and Describe says which.
     [Fact]
     public void A_step_with_a_launch_that_is_not_a_phase_keeps_its_launches()
     {
-        var dev = Sim;
+        var dev = Device.CpuSimulator(16, 16, 1);
         bool saved = dev.Host.PersistentSteps;
-        using var pin = new MatMulPin(dev.Host, MatMulPath.Small);
+        using var pin = new MatMulPin(dev.Host, MatMulPath.Wide16);
         dev.Host.PersistentSteps = true;
         try
         {
@@ -228,7 +235,7 @@ public sealed class PersistentTests
             var first = step.Run().Item();
             step.Run().Item().Should().BeLessThan(first);
             step.IsPersistent.Should().BeFalse();
-            step.Describe().Should().Contain("Persistent: refused, MatMulSmall cannot run as a phase of the persistent kernel")
+            step.Describe().Should().Contain("Persistent: refused, MatMulWide16 cannot run as a phase of the persistent kernel")
                 .And.Contain("the step replays its launches");
             step.LaunchesPerStep.Should().BeGreaterThan(1);
         }
