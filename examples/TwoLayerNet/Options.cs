@@ -2,7 +2,7 @@
 namespace AutogradNet.Examples;
 
 internal sealed record Options(int Steps, string? Device, (int N, int DIn, int H, int DOut) Sizes, ulong Seed,
-    bool Eager = false, string? Plot = null, string? Save = null, bool Help = false, bool Describe = false)
+    bool Eager = false, string? Plot = null, string? Save = null, bool Help = false, bool Describe = false, bool Persistent = false)
 {
     public const string Usage = """
         TwoLayerNet: the seed two-layer net (PyTorch's "Tensors and autograd" example) trained with Autograd.
@@ -14,6 +14,7 @@ internal sealed record Options(int Steps, string? Device, (int N, int DIn, int H
           --sizes N,DIN,H,DOUT   batch, input, hidden and output sizes (64,1000,100,10)
           --seed S               random seed (0)
           --eager                run the PyTorch-style eager loop instead of the compiled step
+          --persistent           run each compiled step as one persistent kernel (KernelHost.PersistentSteps)
           --describe             print the compiled step's plan: fused kernels, launches, buffers
           --plot FILE.png        draw the loss curve
           --save FILE            save w1 and w2 as safetensors (PyTorch and Hugging Face read it)
@@ -33,6 +34,7 @@ internal sealed record Options(int Steps, string? Device, (int N, int DIn, int H
                 case "--seed": o = o with { Seed = ulong.Parse(Next()) }; break;
                 case "--eager": o = o with { Eager = true }; break;
                 case "--describe": o = o with { Describe = true }; break;
+                case "--persistent": o = o with { Persistent = true }; break;
                 case "--plot": o = o with { Plot = Next() }; break;
                 case "--save": o = o with { Save = Next() }; break;
                 case "--sizes":
@@ -45,6 +47,7 @@ internal sealed record Options(int Steps, string? Device, (int N, int DIn, int H
             }
         }
         if (o.Steps < 1) throw new ArgumentException("--steps must be at least 1");
+        if (o.Eager && o.Persistent) throw new ArgumentException("--persistent is for the compiled step; drop --eager");
         return o;
     }
 }

@@ -66,7 +66,9 @@ if (options.Eager)
 }
 else
 {
-    // The same step, traced once: forward, generated backward and the SGD update replay on the device.
+    // The same step, traced once: forward, generated backward and the SGD update replay on the device
+    // (with --persistent, as one kernel a step, where the device's kernels allow it: --describe says).
+    if (options.Persistent) device.Kernels.PersistentSteps = true;
     using var step = Graph.Compile(() => (x.MatMul(w1).Clamp(min: 0).MatMul(w2) - y).Pow(2).Sum(),
         optimizer: new Sgd([w1, w2], learning_rate));
     losses.Add((0, step.Run().Item()));
@@ -86,7 +88,8 @@ else
         done += chunk;
         report.Advance(done);
     }
-    report.Line($"compiled: {step.Nodes} nodes, {step.LaunchesPerStep} launches per step, CUDA graphs: {step.UsesCudaGraphs}, {step.PlannedBytes:N0} bytes planned");
+    report.Line($"compiled: {step.Nodes} nodes, {step.LaunchesPerStep} launches per step, CUDA graphs: {step.UsesCudaGraphs}, " +
+        $"persistent kernel: {step.IsPersistent}, {step.PlannedBytes:N0} bytes planned");
     if (options.Describe) report.Line(step.Describe());
 }
 device.Synchronize();
