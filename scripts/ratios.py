@@ -33,12 +33,14 @@ anchors = {
 }
 example = num(r"([\d.]+) us/step after the first", read("example.log"))
 example_eager = num(r"([\d.]+) us/step after the first", read("example-eager.log"))
+example_persistent = num(r"([\d.]+) us/step after the first", read("example-persistent.log"))
 seeds = {n: r["MedianUs"] for n, r in ours.items() if n.startswith("seed step")}
 print(f"{'ours':<66} {'us/step':>10}")
 for n, v in seeds.items():
     print(f"{n:<66} {v:>10.1f}")
 print(f"{'example, compiled (499 steps, Item every 100)':<66} {example if example else float('nan'):>10.1f}")
 print(f"{'example, eager (499 steps)':<66} {example_eager if example_eager else float('nan'):>10.1f}")
+print(f"{'example, persistent kernel (499 steps, Item every 100)':<66} {example_persistent if example_persistent else float('nan'):>10.1f}")
 print()
 print(f"{'ours / anchor':<66}" + "".join(f"{a.split(' (')[0][:18]:>20}" for a in anchors))
 print(f"{'(anchor us/step)':<66}" + "".join(f"{(v or float('nan')):>20.1f}" for v in anchors.values()))
