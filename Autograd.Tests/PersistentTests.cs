@@ -245,6 +245,47 @@ public sealed class PersistentTests
         }
     }
 
+    // The barrier's state is a buffer of the device's allocator taken at compile time: replays,
+    // single or many steps a launch, allocate nothing, and disposing the step gives every buffer back.
+    [Fact]
+    public void Persistent_replays_allocate_nothing_and_dispose_gives_everything_back()
+    {
+        var dev = Sim;
+        bool saved = dev.Host.PersistentSteps;
+        using var pin = new MatMulPin(dev.Host, MatMulPath.Warp);
+        dev.Host.PersistentSteps = true;
+        try
+        {
+            Tensor.ManualSeed(50);
+            using var x = Tensor.Randn([7, 33], dev);
+            using var y = Tensor.Randn([7, 5], dev);
+            using var w1 = Tensor.Randn([33, 17], dev, requiresGrad: true);
+            using var w2 = Tensor.Randn([17, 5], dev, requiresGrad: true);
+            using var opt = new Sgd([w1, w2], 1e-4f);
+            Memory.Collect();
+            long before = dev.LiveBuffers;
+            var step = Graph.Compile(() => (x.MatMul(w1).Clamp(min: 0).MatMul(w2) - y).Pow(2).Sum(), opt);
+            step.Run();
+            step.Run(steps: 5);
+            dev.Synchronize();
+            step.IsPersistent.Should().BeTrue(step.Describe());
+            long allocations = Memory.DeviceAllocations, buffers = dev.LiveBuffers;
+            for (int i = 0; i < 200; i++) step.Run();
+            for (int i = 0; i < 20; i++) step.Run(steps: 5);
+            dev.Synchronize();
+            Memory.DeviceAllocations.Should().Be(allocations);
+            dev.LiveBuffers.Should().Be(buffers);
+            float.IsFinite(step.Output.Item()).Should().BeTrue();
+            step.Dispose();
+            step.Dispose();
+            dev.LiveBuffers.Should().Be(before, "the step's planned buffers, histories and barrier state are given back");
+        }
+        finally
+        {
+            dev.Host.PersistentSteps = saved;
+        }
+    }
+
     [Fact]
     public void The_cpu_device_runs_host_loops_and_refuses_the_persistent_kernel()
     {

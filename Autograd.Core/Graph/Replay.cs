@@ -29,7 +29,9 @@ internal sealed class Replay : IDisposable
     private readonly bool _persistentAsked;
     private PersistentProgram? _persistent;
     private readonly Dictionary<(int Steps, IntPtr History), PersistentProgram> _persistentRepeats = new();
-    private MemoryBuffer1D<int, Stride1D.Dense>? _barrierState;
+    // The barrier's 3 ints, in a buffer of the device's allocator taken at compile time (counted, and
+    // given back when the step is disposed).
+    private Storage? _barrierStorage;
     private long _persistentVersion;
     private bool _persistentChecked;
     private string _persistentRefusal = "";
@@ -48,7 +50,11 @@ internal sealed class Replay : IDisposable
         _useGraphs = device.Accelerator is CudaAccelerator
             && Environment.GetEnvironmentVariable("AUTOGRAD_CUDA_GRAPHS") != "0";
         _persistentAsked = device.Host.PersistentSteps;
+        if (_persistentAsked) _barrierStorage = device.Allocator.Take(3);
     }
+
+    // The barrier's state (groups arrived, generation, gave up) as ints.
+    private ArrayView<int> BarrierState => _barrierStorage!.View.Cast<int>().SubView(0, 3);
 
     public bool UsesCudaGraphs => _useGraphs;
 
@@ -152,11 +158,10 @@ internal sealed class Replay : IDisposable
     {
         DisposePersistent();
         host.Synchronize();
-        _barrierState ??= _device.Accelerator.Allocate1D<int>(3);
-        _barrierState.MemSetToZero(host.Stream);
+        BarrierState.MemSetToZero(host.Stream);
         _persistentVersion = _version();
         _persistent = PersistentProgram.TryBuild(host, h => { foreach (var i in _program) i.Launch(h); }, out _persistentRefusal,
-            state: _barrierState.View);
+            state: BarrierState);
         if (_persistent != null) LaunchesPerStep = 1;
         _persistentChecked = false;
     }
@@ -168,7 +173,7 @@ internal sealed class Replay : IDisposable
         var key = (steps - first, slots.LoadEffectiveAddressAsPtr());
         if (_persistentRepeats.TryGetValue(key, out var p)) return p;
         p = PersistentProgram.TryBuild(_device.Host, h => { foreach (var i in _program) i.Launch(h); }, out var refusal,
-                state: _barrierState!.View, repeat: new PersistentRepeat(steps - first, output, slots))
+                state: BarrierState, repeat: new PersistentRepeat(steps - first, output, slots))
             ?? throw new InvalidOperationException($"Replay: the step was recorded as a persistent kernel, but not as a repeat: {refusal}.");
         _persistentRepeats[key] = p;
         return p;
@@ -252,7 +257,7 @@ internal sealed class Replay : IDisposable
         foreach (var g in _graphs.Values) g.Dispose();
         _graphs.Clear();
         DisposePersistent();
-        _barrierState?.Dispose();
-        _barrierState = null;
+        _barrierStorage?.Release();
+        _barrierStorage = null;
     }
 }
