@@ -16,6 +16,44 @@ public sealed class PersistentTests
     // Groups of 4 threads (two 2-lane warps; the tiled kernel's 2x2 group), two multiprocessors.
     private static Device Sim => Device.CpuSimulator(2, 2, 2);
 
+    // Pins a device's SGEMM kernel (null: leaves it) and PersistentSteps for one test; Dispose puts both back.
+    private sealed class Pin : IDisposable
+    {
+        private readonly KernelHost _host;
+        private readonly bool _saved;
+        private readonly MatMulPin? _matMul;
+
+        public Pin(Device dev, MatMulPath? path, bool persistent, int? splitK = null, bool oneLaunch = true)
+        {
+            _host = dev.Host;
+            _saved = _host.PersistentSteps;
+            if (path is { } p) _matMul = new MatMulPin(_host, p, splitK: splitK, oneLaunch: oneLaunch);
+            _host.PersistentSteps = persistent;
+        }
+
+        public void Dispose()
+        {
+            _host.PersistentSteps = _saved;
+            _matMul?.Dispose();
+        }
+    }
+
+    // A two-layer net of small awkward shapes: x (7, 33), y (7, 5), w1 (33, 17), w2 (17, 5).
+    private sealed record Net(Tensor X, Tensor Y, Tensor W1, Tensor W2) : IDisposable
+    {
+        public void Dispose()
+        {
+            foreach (var t in new[] { X, Y, W1, W2 }) t.Dispose();
+        }
+    }
+
+    private static Net SmallNet(Device dev, ulong seed)
+    {
+        Tensor.ManualSeed(seed);
+        return new Net(Tensor.Randn([7, 33], dev), Tensor.Randn([7, 5], dev),
+            Tensor.Randn([33, 17], dev, requiresGrad: true), Tensor.Randn([17, 5], dev, requiresGrad: true));
+    }
+
     private sealed record Trained(float[] Losses, float[] W1, float[] W2, string Describe, bool Persistent, long Launches);
 
     // A two-layer net of awkward shapes trained `steps` steps by Run(steps) and two more by Run(),
@@ -24,27 +62,18 @@ public sealed class PersistentTests
         int batch = 33, int inputs = 65, int hidden = 130, int outputs = 7, int steps = 4, bool oneLaunch = true)
     {
         var host = dev.Host;
-        bool saved = host.PersistentSteps;
-        using var pin = new MatMulPin(host, path, splitK: splitK, oneLaunch: oneLaunch);
-        host.PersistentSteps = persistent;
-        try
-        {
-            Tensor.ManualSeed(41);
-            using var x = Tensor.Randn([batch, inputs], dev);
-            using var y = Tensor.Randn([batch, outputs], dev);
-            using var w1 = Tensor.Randn([inputs, hidden], dev, requiresGrad: true);
-            using var w2 = Tensor.Randn([hidden, outputs], dev, requiresGrad: true);
-            using var opt = new Sgd([w1, w2], 1e-5f);
-            using var step = Graph.Compile(() => (x.MatMul(w1).Clamp(min: 0).MatMul(w2) - y).Pow(2).Sum(), opt);
-            var losses = step.Run(steps: steps).ToArray().ToList();
-            losses.Add(step.Run().Item());
-            losses.Add(step.Run().Item());
-            return new Trained(losses.ToArray(), w1.ToArray(), w2.ToArray(), step.Describe(), step.IsPersistent, step.LaunchesPerStep);
-        }
-        finally
-        {
-            host.PersistentSteps = saved;
-        }
+        using var pin = new Pin(dev, path, persistent, splitK, oneLaunch);
+        Tensor.ManualSeed(41);
+        using var x = Tensor.Randn([batch, inputs], dev);
+        using var y = Tensor.Randn([batch, outputs], dev);
+        using var w1 = Tensor.Randn([inputs, hidden], dev, requiresGrad: true);
+        using var w2 = Tensor.Randn([hidden, outputs], dev, requiresGrad: true);
+        using var opt = new Sgd([w1, w2], 1e-5f);
+        using var step = Graph.Compile(() => (x.MatMul(w1).Clamp(min: 0).MatMul(w2) - y).Pow(2).Sum(), opt);
+        var losses = step.Run(steps: steps).ToArray().ToList();
+        losses.Add(step.Run().Item());
+        losses.Add(step.Run().Item());
+        return new Trained(losses.ToArray(), w1.ToArray(), w2.ToArray(), step.Describe(), step.IsPersistent, step.LaunchesPerStep);
     }
 
     [Theory]
@@ -128,32 +157,20 @@ public sealed class PersistentTests
         float[] Run(bool persistent)
         {
             var dev = Sim;
-            bool saved = dev.Host.PersistentSteps;
-            using var pin = new MatMulPin(dev.Host, MatMulPath.Warp);
-            dev.Host.PersistentSteps = persistent;
-            try
-            {
-                Tensor.ManualSeed(43);
-                using var x = Tensor.Randn([7, 33], dev);
-                using var y = Tensor.Randn([7, 5], dev);
-                using var w1 = Tensor.Randn([33, 17], dev, requiresGrad: true);
-                using var w2 = Tensor.Randn([17, 5], dev, requiresGrad: true);
-                using var opt = new Sgd([w1, w2], 1e-3f);
-                using var step = Graph.Compile(() => (x.MatMul(w1).Clamp(min: 0).MatMul(w2) - y).Pow(2).Sum(), opt);
-                step.Run(steps: 2);
-                opt.LearningRate = 5e-3f;
-                var losses = step.Run(steps: 3).ToArray();
-                long before = dev.Host.Launches;
-                losses = [.. losses, .. step.Run(steps: 3).ToArray()];
-                step.IsPersistent.Should().Be(persistent);
-                // Run(steps: 3) on a persistent step is one launch: the step three times with a barrier after each.
-                if (persistent) (dev.Host.Launches - before).Should().Be(1, step.Describe());
-                return [.. losses, .. w1.ToArray()];
-            }
-            finally
-            {
-                dev.Host.PersistentSteps = saved;
-            }
+            using var pin = new Pin(dev, MatMulPath.Warp, persistent);
+            using var net = SmallNet(dev, 43);
+            var (x, y, w1, w2) = net;
+            using var opt = new Sgd([w1, w2], 1e-3f);
+            using var step = Graph.Compile(() => (x.MatMul(w1).Clamp(min: 0).MatMul(w2) - y).Pow(2).Sum(), opt);
+            step.Run(steps: 2);
+            opt.LearningRate = 5e-3f;
+            var losses = step.Run(steps: 3).ToArray();
+            long before = dev.Host.Launches;
+            losses = [.. losses, .. step.Run(steps: 3).ToArray()];
+            step.IsPersistent.Should().Be(persistent);
+            // Run(steps: 3) on a persistent step is one launch: the step three times with a barrier after each.
+            if (persistent) (dev.Host.Launches - before).Should().Be(1, step.Describe());
+            return [.. losses, .. w1.ToArray()];
         }
         Run(persistent: true).Should().Equal(Run(persistent: false));
     }
@@ -170,42 +187,33 @@ public sealed class PersistentTests
         (float[] Values, string Describe, bool Persistent) Run(bool persistent)
         {
             var dev = Sim;
-            bool saved = dev.Host.PersistentSteps;
-            using var pin = new MatMulPin(dev.Host, MatMulPath.Warp);
-            dev.Host.PersistentSteps = persistent;
-            try
+            using var pin = new Pin(dev, MatMulPath.Warp, persistent);
+            Tensor.ManualSeed(48);
+            using var x = Tensor.Randn([33, 65], dev);
+            using var y = Tensor.Randn([33, 5], dev);
+            Tensor[] p =
+            [
+                Tensor.Randn([65, 33], dev) * 0.1f, Tensor.Randn([33], dev) * 0.1f,
+                Tensor.Randn([33, 7], dev) * 0.1f, Tensor.Randn([7], dev) * 0.1f, Tensor.Randn([7, 5], dev) * 0.5f,
+            ];
+            foreach (var t in p) t.RequiresGrad = true;
+            using Optimizer opt = optimizer switch
             {
-                Tensor.ManualSeed(48);
-                using var x = Tensor.Randn([33, 65], dev);
-                using var y = Tensor.Randn([33, 5], dev);
-                Tensor[] p =
-                [
-                    Tensor.Randn([65, 33], dev) * 0.1f, Tensor.Randn([33], dev) * 0.1f,
-                    Tensor.Randn([33, 7], dev) * 0.1f, Tensor.Randn([7], dev) * 0.1f, Tensor.Randn([7, 5], dev) * 0.5f,
-                ];
-                foreach (var t in p) t.RequiresGrad = true;
-                using Optimizer opt = optimizer switch
-                {
-                    "sgd" => new Sgd(p, 0.05f),
-                    "momentum" => new Sgd(p, 0.05f, momentum: 0.9f),
-                    _ => new Adam(p, 1e-2f),
-                };
-                using var step = Graph.Compile(() =>
-                {
-                    var h1 = (x.MatMul(p[0]) + p[1]).Tanh();
-                    var h2 = (h1.MatMul(p[2]) + p[3]).Sigmoid();
-                    return (h2.MatMul(p[4]) - y).Pow(2).Mean();
-                }, opt);
-                var losses = step.Run(steps: 3).ToArray();
-                float[] values = [.. losses, step.Run().Item(), .. p.SelectMany(t => t.ToArray())];
-                var result = (values, step.Describe(), step.IsPersistent);
-                foreach (var t in p) t.Dispose();
-                return result;
-            }
-            finally
+                "sgd" => new Sgd(p, 0.05f),
+                "momentum" => new Sgd(p, 0.05f, momentum: 0.9f),
+                _ => new Adam(p, 1e-2f),
+            };
+            using var step = Graph.Compile(() =>
             {
-                dev.Host.PersistentSteps = saved;
-            }
+                var h1 = (x.MatMul(p[0]) + p[1]).Tanh();
+                var h2 = (h1.MatMul(p[2]) + p[3]).Sigmoid();
+                return (h2.MatMul(p[4]) - y).Pow(2).Mean();
+            }, opt);
+            var losses = step.Run(steps: 3).ToArray();
+            float[] values = [.. losses, step.Run().Item(), .. p.SelectMany(t => t.ToArray())];
+            var result = (values, step.Describe(), step.IsPersistent);
+            foreach (var t in p) t.Dispose();
+            return result;
         }
         var launches = Run(persistent: false);
         var persistent = Run(persistent: true);
@@ -221,28 +229,19 @@ public sealed class PersistentTests
     public void A_step_with_a_launch_that_is_not_a_phase_keeps_its_launches()
     {
         var dev = Device.CpuSimulator(16, 16, 1);
-        bool saved = dev.Host.PersistentSteps;
-        using var pin = new MatMulPin(dev.Host, MatMulPath.Wide16);
-        dev.Host.PersistentSteps = true;
-        try
-        {
-            Tensor.ManualSeed(44);
-            using var x = Tensor.Randn([7, 33], dev);
-            using var y = Tensor.Randn([7, 5], dev);
-            using var w = Tensor.Randn([33, 5], dev, requiresGrad: true);
-            using var opt = new Sgd([w], 1e-3f);
-            using var step = Graph.Compile(() => (x.MatMul(w) - y).Pow(2).Sum(), opt);
-            var first = step.Run().Item();
-            step.Run().Item().Should().BeLessThan(first);
-            step.IsPersistent.Should().BeFalse();
-            step.Describe().Should().Contain("Persistent: refused, MatMulWide16 cannot run as a phase of the persistent kernel")
-                .And.Contain("the step replays its launches");
-            step.LaunchesPerStep.Should().BeGreaterThan(1);
-        }
-        finally
-        {
-            dev.Host.PersistentSteps = saved;
-        }
+        using var pin = new Pin(dev, MatMulPath.Wide16, true);
+        Tensor.ManualSeed(44);
+        using var x = Tensor.Randn([7, 33], dev);
+        using var y = Tensor.Randn([7, 5], dev);
+        using var w = Tensor.Randn([33, 5], dev, requiresGrad: true);
+        using var opt = new Sgd([w], 1e-3f);
+        using var step = Graph.Compile(() => (x.MatMul(w) - y).Pow(2).Sum(), opt);
+        var first = step.Run().Item();
+        step.Run().Item().Should().BeLessThan(first);
+        step.IsPersistent.Should().BeFalse();
+        step.Describe().Should().Contain("Persistent: refused, MatMulWide16 cannot run as a phase of the persistent kernel")
+            .And.Contain("the step replays its launches");
+        step.LaunchesPerStep.Should().BeGreaterThan(1);
     }
 
     // The barrier's state is a buffer of the device's allocator taken at compile time: replays,
@@ -251,63 +250,43 @@ public sealed class PersistentTests
     public void Persistent_replays_allocate_nothing_and_dispose_gives_everything_back()
     {
         var dev = Sim;
-        bool saved = dev.Host.PersistentSteps;
-        using var pin = new MatMulPin(dev.Host, MatMulPath.Warp);
-        dev.Host.PersistentSteps = true;
-        try
-        {
-            Tensor.ManualSeed(50);
-            using var x = Tensor.Randn([7, 33], dev);
-            using var y = Tensor.Randn([7, 5], dev);
-            using var w1 = Tensor.Randn([33, 17], dev, requiresGrad: true);
-            using var w2 = Tensor.Randn([17, 5], dev, requiresGrad: true);
-            using var opt = new Sgd([w1, w2], 1e-4f);
-            Memory.Collect();
-            long before = dev.LiveBuffers;
-            var step = Graph.Compile(() => (x.MatMul(w1).Clamp(min: 0).MatMul(w2) - y).Pow(2).Sum(), opt);
-            step.Run();
-            step.Run(steps: 5);
-            dev.Synchronize();
-            step.IsPersistent.Should().BeTrue(step.Describe());
-            long allocations = Memory.DeviceAllocations, buffers = dev.LiveBuffers;
-            for (int i = 0; i < 200; i++) step.Run();
-            for (int i = 0; i < 20; i++) step.Run(steps: 5);
-            dev.Synchronize();
-            Memory.DeviceAllocations.Should().Be(allocations);
-            dev.LiveBuffers.Should().Be(buffers);
-            float.IsFinite(step.Output.Item()).Should().BeTrue();
-            step.Dispose();
-            step.Dispose();
-            dev.LiveBuffers.Should().Be(before, "the step's planned buffers, histories and barrier state are given back");
-        }
-        finally
-        {
-            dev.Host.PersistentSteps = saved;
-        }
+        using var pin = new Pin(dev, MatMulPath.Warp, true);
+        using var net = SmallNet(dev, 50);
+        var (x, y, w1, w2) = net;
+        using var opt = new Sgd([w1, w2], 1e-4f);
+        Memory.Collect();
+        long before = dev.LiveBuffers;
+        var step = Graph.Compile(() => (x.MatMul(w1).Clamp(min: 0).MatMul(w2) - y).Pow(2).Sum(), opt);
+        step.Run();
+        step.Run(steps: 5);
+        dev.Synchronize();
+        step.IsPersistent.Should().BeTrue(step.Describe());
+        long allocations = Memory.DeviceAllocations, buffers = dev.LiveBuffers;
+        for (int i = 0; i < 200; i++) step.Run();
+        for (int i = 0; i < 20; i++) step.Run(steps: 5);
+        dev.Synchronize();
+        Memory.DeviceAllocations.Should().Be(allocations);
+        dev.LiveBuffers.Should().Be(buffers);
+        float.IsFinite(step.Output.Item()).Should().BeTrue();
+        step.Dispose();
+        step.Dispose();
+        dev.LiveBuffers.Should().Be(before, "the step's planned buffers, histories and barrier state are given back");
     }
 
     [Fact]
     public void The_cpu_device_runs_host_loops_and_refuses_the_persistent_kernel()
     {
         var dev = Device.Cpu;
-        bool saved = dev.Host.PersistentSteps;
-        dev.Host.PersistentSteps = true;
-        try
-        {
-            Tensor.ManualSeed(45);
-            var (x, y) = (Tensor.Randn([64, 1000], dev), Tensor.Randn([64, 10], dev));
-            var (w1, w2) = (Tensor.Randn([1000, 100], dev, requiresGrad: true), Tensor.Randn([100, 10], dev, requiresGrad: true));
-            using var opt = new Sgd([w1, w2], 1e-6f);
-            using var step = Graph.Compile(() => (x.MatMul(w1).Clamp(min: 0).MatMul(w2) - y).Pow(2).Sum(), opt);
-            step.Run();
-            step.IsPersistent.Should().BeFalse();
-            step.Describe().Should().Contain("Persistent: refused, the host runs host loops");
-            foreach (var t in new[] { x, y, w1, w2 }) t.Dispose();
-        }
-        finally
-        {
-            dev.Host.PersistentSteps = saved;
-        }
+        using var pin = new Pin(dev, null, true);
+        Tensor.ManualSeed(45);
+        var (x, y) = (Tensor.Randn([64, 1000], dev), Tensor.Randn([64, 10], dev));
+        var (w1, w2) = (Tensor.Randn([1000, 100], dev, requiresGrad: true), Tensor.Randn([100, 10], dev, requiresGrad: true));
+        using var opt = new Sgd([w1, w2], 1e-6f);
+        using var step = Graph.Compile(() => (x.MatMul(w1).Clamp(min: 0).MatMul(w2) - y).Pow(2).Sum(), opt);
+        step.Run();
+        step.IsPersistent.Should().BeFalse();
+        step.Describe().Should().Contain("Persistent: refused, the host runs host loops");
+        foreach (var t in new[] { x, y, w1, w2 }) t.Dispose();
     }
 
     // A grid with more groups than run at once: the first groups wait on a barrier for a group that
@@ -413,26 +392,14 @@ public sealed class PersistentTests
     internal static System.Reflection.MethodInfo SeedProgramKernel(MatMulPath path)
     {
         var dev = Device.CpuSimulator(16, 16, 1);
-        bool saved = dev.Host.PersistentSteps;
-        using var pin = new MatMulPin(dev.Host, path);
-        dev.Host.PersistentSteps = true;
-        try
-        {
-            Tensor.ManualSeed(47);
-            using var x = Tensor.Randn([7, 33], dev);
-            using var y = Tensor.Randn([7, 5], dev);
-            using var w1 = Tensor.Randn([33, 17], dev, requiresGrad: true);
-            using var w2 = Tensor.Randn([17, 5], dev, requiresGrad: true);
-            using var opt = new Sgd([w1, w2], 1e-3f);
-            using var step = Graph.Compile(() => (x.MatMul(w1).Clamp(min: 0).MatMul(w2) - y).Pow(2).Sum(), opt);
-            step.Run();
-            step.IsPersistent.Should().BeTrue(step.Describe());
-            return typeof(PersistentProgram).GetMethod("StepKernel", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)!
-                .MakeGenericMethod(step.PersistentProgramType!);
-        }
-        finally
-        {
-            dev.Host.PersistentSteps = saved;
-        }
+        using var pin = new Pin(dev, path, true);
+        using var net = SmallNet(dev, 47);
+        var (x, y, w1, w2) = net;
+        using var opt = new Sgd([w1, w2], 1e-3f);
+        using var step = Graph.Compile(() => (x.MatMul(w1).Clamp(min: 0).MatMul(w2) - y).Pow(2).Sum(), opt);
+        step.Run();
+        step.IsPersistent.Should().BeTrue(step.Describe());
+        return typeof(PersistentProgram).GetMethod("StepKernel", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)!
+            .MakeGenericMethod(step.PersistentProgramType!);
     }
 }
