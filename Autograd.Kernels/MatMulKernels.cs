@@ -109,6 +109,16 @@ public static partial class MatMulKernels
     /// <summary>K per shared-memory slice of the tiled kernel (its phase in the persistent kernel allocates the same slices).</summary>
     internal const int TiledDepth = Depth;
 
+    /// <summary>
+    /// Shared memory of the tiled SGEMM as a phase of the persistent kernel: its two slices, and the
+    /// split-K flag of each of the two products' inlined code (ILGPU gives each its own).
+    /// </summary>
+    /// <param name="group">Threads along x and along y.</param>
+    internal static int TiledPhaseSharedBytes((int X, int Y) group) => sizeof(float) * Depth * 4 * (group.X + group.Y) + 2 * sizeof(int);
+
+    /// <summary>Shared memory of the warp SGEMM's team sums (bytes).</summary>
+    internal const int WarpSharedBytes = 16 * MaxTeamWarps * sizeof(float);
+
     // ---------------------------------------------------------------- kernels
 
     private static int Min(int x, int y) => x < y ? x : y;

@@ -33,6 +33,9 @@ public readonly struct MapPhase<TOp> : IPhase
 
     /// <inheritdoc/>
     public int Groups(int groupSize, int warpSize) => Work.Groups(_n, groupSize);
+
+    /// <inheritdoc/>
+    public int SharedBytes => 0;
 }
 
 /// <summary>Elementwise.MapBroadcastKernel as a phase: y = op(broadcast x).</summary>
@@ -52,6 +55,9 @@ public readonly struct MapBroadcastPhase<TOp> : IPhase
 
     /// <inheritdoc/>
     public int Groups(int groupSize, int warpSize) => Work.Groups(_n, groupSize);
+
+    /// <inheritdoc/>
+    public int SharedBytes => 0;
 }
 
 /// <summary>Elementwise.ZipKernel as a phase: c = op(a, b).</summary>
@@ -70,6 +76,9 @@ public readonly struct ZipPhase<TOp> : IPhase
 
     /// <inheritdoc/>
     public int Groups(int groupSize, int warpSize) => Work.Groups(_n, groupSize);
+
+    /// <inheritdoc/>
+    public int SharedBytes => 0;
 }
 
 /// <summary>Elementwise.ZipBroadcastKernel as a phase: c = op(broadcast a, broadcast b).</summary>
@@ -92,6 +101,9 @@ public readonly struct ZipBroadcastPhase<TOp> : IPhase
 
     /// <inheritdoc/>
     public int Groups(int groupSize, int warpSize) => Work.Groups(_n, groupSize);
+
+    /// <inheritdoc/>
+    public int SharedBytes => 0;
 }
 
 /// <summary>Elementwise.FillKernel as a phase.</summary>
@@ -108,6 +120,9 @@ public readonly struct FillPhase : IPhase
 
     /// <inheritdoc/>
     public int Groups(int groupSize, int warpSize) => Work.Groups(_n, groupSize);
+
+    /// <inheritdoc/>
+    public int SharedBytes => 0;
 }
 
 /// <summary>OptimizerKernels.MomentumKernel as a phase.</summary>
@@ -127,6 +142,9 @@ public readonly struct MomentumPhase : IPhase
 
     /// <inheritdoc/>
     public int Groups(int groupSize, int warpSize) => Work.Groups(_n, groupSize);
+
+    /// <inheritdoc/>
+    public int SharedBytes => 0;
 }
 
 /// <summary>OptimizerKernels.CountKernel as a phase (Adam's step count).</summary>
@@ -141,6 +159,9 @@ public readonly struct CountPhase : IPhase
 
     /// <inheritdoc/>
     public int Groups(int groupSize, int warpSize) => 1;
+
+    /// <inheritdoc/>
+    public int SharedBytes => 0;
 }
 
 /// <summary>OptimizerKernels.AdamKernel as a phase.</summary>
@@ -162,6 +183,9 @@ public readonly struct AdamPhase : IPhase
 
     /// <inheritdoc/>
     public int Groups(int groupSize, int warpSize) => Work.Groups(_n, groupSize);
+
+    /// <inheritdoc/>
+    public int SharedBytes => 0;
 }
 
 /// <summary>Reduce.SumMapKernel as a phase: `groups` virtual groups, each a partial (or the sum, for one).</summary>
@@ -195,6 +219,9 @@ public readonly struct SumMapPhase<TMap, TSide> : IPhase
 
     /// <inheritdoc/>
     public int Groups(int groupSize, int warpSize) => _groups;
+
+    /// <inheritdoc/>
+    public int SharedBytes => Reduce.GroupSumBytes;
 }
 
 /// <summary>Reduce.SumPartialsKernel's one group as a phase: the partials' sum.</summary>
@@ -214,6 +241,9 @@ public readonly struct SumPartialsPhase : IPhase
 
     /// <inheritdoc/>
     public int Groups(int groupSize, int warpSize) => 1;
+
+    /// <inheritdoc/>
+    public int SharedBytes => Reduce.GroupSumBytes;
 }
 
 /// <summary>Reduce.SumRowsKernel as a phase: a group per row, striding over rows.</summary>
@@ -233,6 +263,9 @@ public readonly struct SumRowsPhase : IPhase
 
     /// <inheritdoc/>
     public int Groups(int groupSize, int warpSize) => Math.Max(1, _rows);
+
+    /// <inheritdoc/>
+    public int SharedBytes => Reduce.GroupSumBytes;
 }
 
 /// <summary>Reduce.SumMiddleKernel as a phase: a thread per output down the reduced rows.</summary>
@@ -252,6 +285,9 @@ public readonly struct SumMiddlePhase : IPhase
 
     /// <inheritdoc/>
     public int Groups(int groupSize, int warpSize) => Work.Groups((long)_outer * _inner, groupSize);
+
+    /// <inheritdoc/>
+    public int SharedBytes => 0;
 }
 
 /// <summary>Reduce.SumMiddleChunksKernel as a phase: chunks of the reduced rows, each summed in order.</summary>
@@ -270,6 +306,9 @@ public readonly struct SumMiddleChunksPhase : IPhase
 
     /// <inheritdoc/>
     public int Groups(int groupSize, int warpSize) => Work.Groups((long)_outer * _chunks * _inner, groupSize);
+
+    /// <inheritdoc/>
+    public int SharedBytes => 0;
 }
 
 /// <summary>Reduce.SumAxesKernel as a phase: a thread per output over any reduced axes.</summary>
@@ -290,6 +329,9 @@ public readonly struct SumAxesPhase : IPhase
 
     /// <inheritdoc/>
     public int Groups(int groupSize, int warpSize) => Work.Groups(_outN, groupSize);
+
+    /// <inheritdoc/>
+    public int SharedBytes => 0;
 }
 
 /// <summary>MatMulKernels.SplitKSumKernel as a phase: the slices of a split product summed in order, then its tail.</summary>
@@ -315,6 +357,9 @@ public readonly struct SplitKSumPhase<TEpi, TTail> : IPhase
 
     /// <inheritdoc/>
     public int Groups(int groupSize, int warpSize) => Work.Groups((long)_g.M * _g.N, groupSize);
+
+    /// <inheritdoc/>
+    public int SharedBytes => _tail.SharedBytes;
 }
 
 /// <summary>MatMulKernels.SmallKernel as a phase: a 4x4 block of C per thread, striding over the blocks, then the tail.</summary>
@@ -339,6 +384,9 @@ public readonly struct SmallPhase<TEpi, TTail> : IPhase
 
     /// <inheritdoc/>
     public int Groups(int groupSize, int warpSize) => Work.Groups((long)((_g.M + 3) / 4) * ((_g.N + 3) / 4), groupSize);
+
+    /// <inheritdoc/>
+    public int SharedBytes => _tail.SharedBytes;
 }
 
 /// <summary>Layout.TransposeKernel as a phase.</summary>
@@ -354,4 +402,7 @@ public readonly struct TransposePhase : IPhase
 
     /// <inheritdoc/>
     public int Groups(int groupSize, int warpSize) => Work.Groups((long)_m * _n, groupSize);
+
+    /// <inheritdoc/>
+    public int SharedBytes => 0;
 }

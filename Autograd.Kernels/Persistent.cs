@@ -42,6 +42,13 @@ public interface IPhase
     /// <param name="groupSize">Threads a group.</param>
     /// <param name="warpSize">Threads a warp.</param>
     int Groups(int groupSize, int warpSize);
+
+    /// <summary>
+    /// Static shared memory the phase allocates in a group (bytes; host side). ILGPU gives each
+    /// allocation in the inlined program its own array, so a program needs the sum over its phases,
+    /// which must fit a group's (48 KB on a GPU without opting in to more).
+    /// </summary>
+    int SharedBytes { get; }
 }
 
 /// <summary>
@@ -124,6 +131,9 @@ public readonly struct Seq<TFirst, TRest> : IPhase
 
     /// <inheritdoc/>
     public int Groups(int groupSize, int warpSize) => Math.Max(_first.Groups(groupSize, warpSize), _rest.Groups(groupSize, warpSize));
+
+    /// <inheritdoc/>
+    public int SharedBytes => _first.SharedBytes + _rest.SharedBytes;
 }
 
 /// <summary>
@@ -166,6 +176,9 @@ public readonly struct Repeat<TBody> : IPhase
 
     /// <inheritdoc/>
     public int Groups(int groupSize, int warpSize) => _body.Groups(groupSize, warpSize);
+
+    /// <inheritdoc/>
+    public int SharedBytes => _body.SharedBytes;
 }
 
 /// <summary>How many times a persistent program repeats its step in one launch, and where each loss goes.</summary>
@@ -209,6 +222,9 @@ public readonly struct WarpPhase<TEpi1, TEpi2, TTail> : IPhase
         long teams = Math.Max(1, groupSize / warpSize / _team);
         return (int)Math.Min(int.MaxValue, ((long)_first.Blocks + _second.Blocks + teams - 1) / teams);
     }
+
+    /// <inheritdoc/>
+    public int SharedBytes => MatMulKernels.WarpSharedBytes + _tail.SharedBytes;
 }
 
 /// <summary>
@@ -255,6 +271,10 @@ public readonly struct TiledPhase<TShape, TEpi1, TEpi2, TTail> : IPhase
 
     /// <inheritdoc/>
     public int Groups(int groupSize, int warpSize) => _first.Groups + _second.Groups;
+
+    /// <inheritdoc/>
+    public int SharedBytes =>
+        MatMulKernels.TiledPhaseSharedBytes((default(TShape).ThreadsX, default(TShape).ThreadsY)) + _tail.SharedBytes;
 }
 
 /// <summary>Thrown on a recording host by a launch that cannot be a phase of the persistent kernel.</summary>
@@ -319,6 +339,9 @@ public sealed class PersistentProgram : IDisposable
     /// <summary>Steps one launch runs (Repeat), 1 for a single step.</summary>
     public int StepsPerLaunch { get; }
 
+    /// <summary>Static shared memory a group of the kernel holds (bytes): the sum of its phases'.</summary>
+    public int SharedBytes { get; private init; }
+
     /// <summary>Groups of the grid (all resident at once).</summary>
     public int GridGroups { get; }
 
@@ -327,8 +350,8 @@ public sealed class PersistentProgram : IDisposable
 
     /// <summary>"Persistent: 4 phases (Warp, Warp + tail, Warp, Tiled pair), 3 grid barriers, 264 groups of 256".</summary>
     public override string ToString() =>
-        $"Persistent: {PhaseNames.Count} phases ({string.Join(", ", PhaseNames)}), {PhaseNames.Count - 1} grid barriers, {GridGroups} groups of {_host.GroupSize}"
-        + (StepsPerLaunch > 1 ? $"; {StepsPerLaunch} steps a launch, a barrier after each" : "");
+        $"Persistent: {PhaseNames.Count} phases ({string.Join(", ", PhaseNames)}), {PhaseNames.Count - 1} grid barriers, {GridGroups} groups of {_host.GroupSize}, " +
+        $"{SharedBytes:N0} bytes of shared memory a group" + (StepsPerLaunch > 1 ? $"; {StepsPerLaunch} steps a launch, a barrier after each" : "");
 
     /// <summary>
     /// Records the launches `record` makes on a recording view of the host and builds them into one
@@ -380,6 +403,14 @@ public sealed class PersistentProgram : IDisposable
             program = Activator.CreateInstance(type, program, rep.Steps, rep.Loss, rep.History)!;
         }
         int wanted = ((IPhase)program).Groups(host.GroupSize, host.Accelerator.WarpSize);
+        int shared = ((IPhase)program).SharedBytes;
+        if (shared > host.Accelerator.MaxSharedMemoryPerGroup)
+        {
+            refusal = $"the persistent kernel's {recorder.Phases.Count} phases need {shared} bytes of shared memory a group " +
+                $"(each tiled phase {MatMulKernels.TiledPhaseSharedBytes((16, 16))} on groups of 16x16, each warp phase {MatMulKernels.WarpSharedBytes}, " +
+                $"each group sum {Reduce.GroupSumBytes}); {host.Accelerator.Name} gives a group {host.Accelerator.MaxSharedMemoryPerGroup}";
+            return null;
+        }
         var owned = state.IsValid ? null : host.Accelerator.Allocate1D<int>(3);
         try
         {
@@ -400,7 +431,7 @@ public sealed class PersistentProgram : IDisposable
                 return null;
             }
             refusal = "";
-            return new PersistentProgram(host, owned, state, launch, grid, recorder.Names.ToArray(), type, repeat?.Steps ?? 1);
+            return new PersistentProgram(host, owned, state, launch, grid, recorder.Names.ToArray(), type, repeat?.Steps ?? 1) { SharedBytes = shared };
         }
         catch
         {

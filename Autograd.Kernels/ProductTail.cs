@@ -23,6 +23,9 @@ public interface IProductTail
     /// <param name="c">C, (count) row-major.</param>
     /// <param name="count">Elements of C.</param>
     void Finish(ArrayView<float> c, int count);
+
+    /// <summary>Static shared memory Finish allocates in a group (bytes); a kernel made of several phases adds each one's.</summary>
+    int SharedBytes { get; }
 }
 
 /// <summary>No tail: the product only stores C.</summary>
@@ -32,6 +35,9 @@ public readonly struct NoTail : IProductTail
     public void Finish(ArrayView<float> c, int count)
     {
     }
+
+    /// <inheritdoc/>
+    public int SharedBytes => 0;
 }
 
 /// <summary>
@@ -106,6 +112,9 @@ public readonly struct SumTail<TMap, TSide> : IProductTail
     // The launcher binds the host's counter; users never see it.
     internal SumTail<TMap, TSide> WithArrival(ArrayView<int> arrival) =>
         new(_loss, _map, _scale, _side, _s, _sStride, _hasSide, arrival);
+
+    /// <inheritdoc/>
+    public int SharedBytes => sizeof(int) + MatMulKernels.MaxTailThreads * sizeof(float);
 
     /// <inheritdoc/>
     public void Finish(ArrayView<float> c, int count)

@@ -14,6 +14,9 @@ public static partial class Reduce
 {
     private const int MaxGroup = 1024;
 
+    /// <summary>Shared memory of a group's tree sum (bytes): a slot per thread of the largest group.</summary>
+    internal const int GroupSumBytes = MaxGroup * sizeof(float);
+
     // ---------------------------------------------------------------- kernels
 
     /// <summary>partial[group] = scale * the sum of this group's grid-stride share of x.</summary>
