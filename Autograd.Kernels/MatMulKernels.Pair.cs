@@ -66,6 +66,20 @@ public readonly struct TiledJob<TEpi>
 
     /// <summary>Groups this product takes in the launch.</summary>
     public int Groups => TilesX * TilesY * Split;
+
+    /// <summary>What the product reads and writes, as a phase of the persistent kernel (nothing for a job of no groups).</summary>
+    /// <param name="access">Collects the buffers.</param>
+    internal void Touches(PhaseAccess access)
+    {
+        if (Groups == 0) return;
+        access.Read(A);
+        access.Read(B);
+        access.Read(E);
+        access.Write(C);
+        if (Fixup == 0) return;
+        access.Write(Partial);
+        access.UsesCounters();
+    }
 }
 
 public static partial class MatMulKernels

@@ -36,6 +36,13 @@ public readonly struct MapPhase<TOp> : IPhase
 
     /// <inheritdoc/>
     public int SharedBytes => 0;
+
+    /// <inheritdoc/>
+    public void Touches(PhaseAccess access)
+    {
+        access.Read(_x);
+        access.Write(_y);
+    }
 }
 
 /// <summary>Elementwise.MapBroadcastKernel as a phase: y = op(broadcast x).</summary>
@@ -58,6 +65,13 @@ public readonly struct MapBroadcastPhase<TOp> : IPhase
 
     /// <inheritdoc/>
     public int SharedBytes => 0;
+
+    /// <inheritdoc/>
+    public void Touches(PhaseAccess access)
+    {
+        access.Read(_x);
+        access.Write(_y);
+    }
 }
 
 /// <summary>Elementwise.ZipKernel as a phase: c = op(a, b).</summary>
@@ -79,6 +93,14 @@ public readonly struct ZipPhase<TOp> : IPhase
 
     /// <inheritdoc/>
     public int SharedBytes => 0;
+
+    /// <inheritdoc/>
+    public void Touches(PhaseAccess access)
+    {
+        access.Read(_a);
+        access.Read(_b);
+        access.Write(_c);
+    }
 }
 
 /// <summary>Elementwise.ZipBroadcastKernel as a phase: c = op(broadcast a, broadcast b).</summary>
@@ -104,6 +126,14 @@ public readonly struct ZipBroadcastPhase<TOp> : IPhase
 
     /// <inheritdoc/>
     public int SharedBytes => 0;
+
+    /// <inheritdoc/>
+    public void Touches(PhaseAccess access)
+    {
+        access.Read(_a);
+        access.Read(_b);
+        access.Write(_c);
+    }
 }
 
 /// <summary>Elementwise.FillKernel as a phase.</summary>
@@ -123,6 +153,12 @@ public readonly struct FillPhase : IPhase
 
     /// <inheritdoc/>
     public int SharedBytes => 0;
+
+    /// <inheritdoc/>
+    public void Touches(PhaseAccess access)
+    {
+        access.Write(_y);
+    }
 }
 
 /// <summary>OptimizerKernels.MomentumKernel as a phase.</summary>
@@ -145,6 +181,14 @@ public readonly struct MomentumPhase : IPhase
 
     /// <inheritdoc/>
     public int SharedBytes => 0;
+
+    /// <inheritdoc/>
+    public void Touches(PhaseAccess access)
+    {
+        access.Read(_g);
+        access.Write(_p);
+        access.Write(_v);
+    }
 }
 
 /// <summary>OptimizerKernels.CountKernel as a phase (Adam's step count).</summary>
@@ -162,6 +206,12 @@ public readonly struct CountPhase : IPhase
 
     /// <inheritdoc/>
     public int SharedBytes => 0;
+
+    /// <inheritdoc/>
+    public void Touches(PhaseAccess access)
+    {
+        access.Write(_t);
+    }
 }
 
 /// <summary>OptimizerKernels.AdamKernel as a phase.</summary>
@@ -186,6 +236,16 @@ public readonly struct AdamPhase : IPhase
 
     /// <inheritdoc/>
     public int SharedBytes => 0;
+
+    /// <inheritdoc/>
+    public void Touches(PhaseAccess access)
+    {
+        access.Read(_g);
+        access.Read(_t);
+        access.Write(_p);
+        access.Write(_m);
+        access.Write(_v);
+    }
 }
 
 /// <summary>Reduce.SumMapKernel as a phase: `groups` virtual groups, each a partial (or the sum, for one).</summary>
@@ -222,6 +282,16 @@ public readonly struct SumMapPhase<TMap, TSide> : IPhase
 
     /// <inheritdoc/>
     public int SharedBytes => Reduce.GroupSumBytes;
+
+    /// <inheritdoc/>
+    public void Touches(PhaseAccess access)
+    {
+        access.Read(_x);
+        access.Write(_partial);
+        if (_hasSide == 0) return;
+        access.Read(_s);
+        access.Write(_side);
+    }
 }
 
 /// <summary>Reduce.SumPartialsKernel's one group as a phase: the partials' sum.</summary>
@@ -244,6 +314,13 @@ public readonly struct SumPartialsPhase : IPhase
 
     /// <inheritdoc/>
     public int SharedBytes => Reduce.GroupSumBytes;
+
+    /// <inheritdoc/>
+    public void Touches(PhaseAccess access)
+    {
+        access.Read(_partial);
+        access.Write(_y);
+    }
 }
 
 /// <summary>Reduce.SumRowsKernel as a phase: a group per row, striding over rows.</summary>
@@ -266,6 +343,13 @@ public readonly struct SumRowsPhase : IPhase
 
     /// <inheritdoc/>
     public int SharedBytes => Reduce.GroupSumBytes;
+
+    /// <inheritdoc/>
+    public void Touches(PhaseAccess access)
+    {
+        access.Read(_x);
+        access.Write(_y);
+    }
 }
 
 /// <summary>Reduce.SumMiddleKernel as a phase: a thread per output down the reduced rows.</summary>
@@ -288,6 +372,13 @@ public readonly struct SumMiddlePhase : IPhase
 
     /// <inheritdoc/>
     public int SharedBytes => 0;
+
+    /// <inheritdoc/>
+    public void Touches(PhaseAccess access)
+    {
+        access.Read(_x);
+        access.Write(_y);
+    }
 }
 
 /// <summary>Reduce.SumMiddleChunksKernel as a phase: chunks of the reduced rows, each summed in order.</summary>
@@ -309,6 +400,13 @@ public readonly struct SumMiddleChunksPhase : IPhase
 
     /// <inheritdoc/>
     public int SharedBytes => 0;
+
+    /// <inheritdoc/>
+    public void Touches(PhaseAccess access)
+    {
+        access.Read(_x);
+        access.Write(_partial);
+    }
 }
 
 /// <summary>Reduce.SumAxesKernel as a phase: a thread per output over any reduced axes.</summary>
@@ -332,6 +430,13 @@ public readonly struct SumAxesPhase : IPhase
 
     /// <inheritdoc/>
     public int SharedBytes => 0;
+
+    /// <inheritdoc/>
+    public void Touches(PhaseAccess access)
+    {
+        access.Read(_x);
+        access.Write(_y);
+    }
 }
 
 /// <summary>MatMulKernels.SplitKSumKernel as a phase: the slices of a split product summed in order, then its tail.</summary>
@@ -360,6 +465,15 @@ public readonly struct SplitKSumPhase<TEpi, TTail> : IPhase
 
     /// <inheritdoc/>
     public int SharedBytes => _tail.SharedBytes;
+
+    /// <inheritdoc/>
+    public void Touches(PhaseAccess access)
+    {
+        access.Read(_partial);
+        access.Read(_e);
+        access.Write(_c);
+        _tail.Touches(access, _c);
+    }
 }
 
 /// <summary>MatMulKernels.SmallKernel as a phase: a 4x4 block of C per thread, striding over the blocks, then the tail.</summary>
@@ -387,6 +501,16 @@ public readonly struct SmallPhase<TEpi, TTail> : IPhase
 
     /// <inheritdoc/>
     public int SharedBytes => _tail.SharedBytes;
+
+    /// <inheritdoc/>
+    public void Touches(PhaseAccess access)
+    {
+        access.Read(_a);
+        access.Read(_b);
+        access.Read(_e);
+        access.Write(_c);
+        _tail.Touches(access, _c);
+    }
 }
 
 /// <summary>Layout.TransposeKernel as a phase.</summary>
@@ -405,4 +529,11 @@ public readonly struct TransposePhase : IPhase
 
     /// <inheritdoc/>
     public int SharedBytes => 0;
+
+    /// <inheritdoc/>
+    public void Touches(PhaseAccess access)
+    {
+        access.Read(_x);
+        access.Write(_y);
+    }
 }

@@ -13,11 +13,14 @@
 // and loss tail), and in Persistent.Phases.cs the Small SGEMM, split-K's second pass, elementwise
 // maps, zips and fills, the optimizer updates, the sums and transposes. The 128x128-tile SGEMMs
 // (Large, Wide, Wide16) number their tiles by the launch's grid and refuse
-// (PersistentRefusedException), as do host loops; the step then keeps its launches. The phases compose into one type, Seq<P0, Seq<P1, ...>>, the way fused
-// elementwise ops do (ilgpu-facts.md), and StepKernel<TProgram> runs it: ILGPU inlines the whole
-// program into one kernel. Every phase strides over its work by Grid.IdxX / Grid.DimX, so any grid
-// computes the same bits as the phase's own launch (the order of every sum is fixed by the thread,
-// team and slice, never by the group that runs it).
+// (PersistentRefusedException), as do host loops; the step then keeps its launches.
+// The phases compose into one type the way fused elementwise ops do (ilgpu-facts.md): consecutive
+// phases that touch nothing another of them writes (PhaseAccess: the seed's are all dependent, a
+// 3-layer net's weight and bias updates are not) run between the same two barriers, Par<P0, P1>;
+// such runs follow one another with a barrier between, Seq<R0, Seq<R1, ...>>. StepKernel<TProgram>
+// runs it all: ILGPU inlines the whole program into one kernel. Every phase strides over its work
+// by Grid.IdxX / Grid.DimX, so any grid computes the same bits as the phase's own launch (the order
+// of every sum is fixed by the thread, team and slice, never by the group that runs it).
 //
 // The grid: no more groups than can be resident at once (the driver's occupancy count on CUDA; one
 // group a multiprocessor on the CPU accelerator, which runs a group per simulated multiprocessor):
@@ -49,6 +52,58 @@ public interface IPhase
     /// which must fit a group's (48 KB on a GPU without opting in to more).
     /// </summary>
     int SharedBytes { get; }
+
+    /// <summary>
+    /// Says what the phase reads and writes (host side), so that phases that touch nothing another
+    /// writes can share the time between two barriers (PhaseAccess).
+    /// </summary>
+    /// <param name="access">Collects the phase's buffers.</param>
+    void Touches(PhaseAccess access);
+}
+
+/// <summary>
+/// The device memory a phase reads and writes, and whether it counts groups in the host's split-K
+/// and tail counters (which two phases must not do between the same two barriers). Host side.
+/// </summary>
+public sealed class PhaseAccess
+{
+    private readonly List<(long Start, long End)> _reads = new(), _writes = new();
+    private bool _counters;
+
+    /// <summary>The phase reads this buffer.</summary>
+    /// <typeparam name="T">Element type.</typeparam>
+    /// <param name="view">The buffer (an invalid or empty view adds nothing).</param>
+    public void Read<T>(ArrayView<T> view) where T : unmanaged => Add(_reads, view);
+
+    /// <summary>The phase writes this buffer (or reads and writes it).</summary>
+    /// <typeparam name="T">Element type.</typeparam>
+    /// <param name="view">The buffer (an invalid or empty view adds nothing).</param>
+    public void Write<T>(ArrayView<T> view) where T : unmanaged => Add(_writes, view);
+
+    /// <summary>The phase counts groups in the host's split-K or tail counters.</summary>
+    public void UsesCounters() => _counters = true;
+
+    private static void Add<T>(List<(long, long)> into, ArrayView<T> view) where T : unmanaged
+    {
+        if (!view.IsValid || view.Length == 0) return;
+        long start = view.LoadEffectiveAddressAsPtr().ToInt64();
+        into.Add((start, start + view.LengthInBytes));
+    }
+
+    /// <summary>Whether a phase with this access must wait for one with the other's (a write meets a read or a write, or both count).</summary>
+    internal bool ConflictsWith(PhaseAccess other) =>
+        Overlap(_writes, other._reads) || Overlap(_writes, other._writes) || Overlap(_reads, other._writes) || (_counters && other._counters);
+
+    /// <summary>Adds the other's buffers and counters to this one's (the phases between two barriers).</summary>
+    internal void Add(PhaseAccess other)
+    {
+        _reads.AddRange(other._reads);
+        _writes.AddRange(other._writes);
+        _counters |= other._counters;
+    }
+
+    private static bool Overlap(List<(long Start, long End)> a, List<(long Start, long End)> b) =>
+        a.Any(x => b.Any(y => x.Start < y.End && y.Start < x.End));
 }
 
 /// <summary>
@@ -134,6 +189,56 @@ public readonly struct Seq<TFirst, TRest> : IPhase
 
     /// <inheritdoc/>
     public int SharedBytes => _first.SharedBytes + _rest.SharedBytes;
+
+    /// <inheritdoc/>
+    public void Touches(PhaseAccess access)
+    {
+        _first.Touches(access);
+        _rest.Touches(access);
+    }
+}
+
+/// <summary>
+/// Two phases between the same two barriers: neither reads what the other writes, nor do both count
+/// groups in the host's counters (PhaseAccess), so each group does its share of one, then of the other.
+/// </summary>
+/// <typeparam name="TFirst">The first phase.</typeparam>
+/// <typeparam name="TRest">The other.</typeparam>
+public readonly struct Par<TFirst, TRest> : IPhase
+    where TFirst : struct, IPhase
+    where TRest : struct, IPhase
+{
+    private readonly TFirst _first;
+    private readonly TRest _rest;
+
+    /// <summary>Composes two independent phases (built by reflection from recorded phases).</summary>
+    /// <param name="first">The first phase.</param>
+    /// <param name="rest">The other.</param>
+    public Par(TFirst first, TRest rest)
+    {
+        _first = first;
+        _rest = rest;
+    }
+
+    /// <inheritdoc/>
+    public void Run(GridBarrier barrier)
+    {
+        _first.Run(barrier);
+        _rest.Run(barrier);
+    }
+
+    /// <inheritdoc/>
+    public int Groups(int groupSize, int warpSize) => Math.Max(_first.Groups(groupSize, warpSize), _rest.Groups(groupSize, warpSize));
+
+    /// <inheritdoc/>
+    public int SharedBytes => _first.SharedBytes + _rest.SharedBytes;
+
+    /// <inheritdoc/>
+    public void Touches(PhaseAccess access)
+    {
+        _first.Touches(access);
+        _rest.Touches(access);
+    }
 }
 
 /// <summary>
@@ -179,6 +284,14 @@ public readonly struct Repeat<TBody> : IPhase
 
     /// <inheritdoc/>
     public int SharedBytes => _body.SharedBytes;
+
+    /// <inheritdoc/>
+    public void Touches(PhaseAccess access)
+    {
+        _body.Touches(access);
+        access.Read(_loss);
+        access.Write(_history);
+    }
 }
 
 /// <summary>How many times a persistent program repeats its step in one launch, and where each loss goes.</summary>
@@ -225,6 +338,19 @@ public readonly struct WarpPhase<TEpi1, TEpi2, TTail> : IPhase
 
     /// <inheritdoc/>
     public int SharedBytes => MatMulKernels.WarpSharedBytes + _tail.SharedBytes;
+
+    /// <inheritdoc/>
+    public void Touches(PhaseAccess access)
+    {
+        foreach (var (a, b, c, e) in new[] { (_first.A, _first.B, _first.C, _first.E), (_second.A, _second.B, _second.C, _second.E) })
+        {
+            access.Read(a);
+            access.Read(b);
+            access.Read(e);
+            access.Write(c);
+        }
+        _tail.Touches(access, _first.C);
+    }
 }
 
 /// <summary>
@@ -275,6 +401,14 @@ public readonly struct TiledPhase<TShape, TEpi1, TEpi2, TTail> : IPhase
     /// <inheritdoc/>
     public int SharedBytes =>
         MatMulKernels.TiledPhaseSharedBytes((default(TShape).ThreadsX, default(TShape).ThreadsY)) + _tail.SharedBytes;
+
+    /// <inheritdoc/>
+    public void Touches(PhaseAccess access)
+    {
+        _first.Touches(access);
+        _second.Touches(access);
+        _tail.Touches(access, _first.C);
+    }
 }
 
 /// <summary>Thrown on a recording host by a launch that cannot be a phase of the persistent kernel.</summary>
@@ -388,15 +522,22 @@ public sealed class PersistentProgram : IDisposable
             return null;
         }
         if (recorder.Phases.Count == 0) { refusal = "the step launches nothing"; return null; }
-        // Seq<P0, Seq<P1, ... Pn-1>>, from the last phase back.
-        var phases = recorder.Phases;
-        object program = phases[^1];
-        var type = program.GetType();
-        for (int i = phases.Count - 2; i >= 0; i--)
+        // Consecutive phases that touch nothing another of them writes share the time between two
+        // barriers: Par<P0, Par<P1, ...>> within such a run, Seq<Run0, Seq<Run1, ...>> between runs.
+        var runs = new List<(List<IPhase> Phases, List<string> Names, PhaseAccess Access)>();
+        for (int i = 0; i < recorder.Phases.Count; i++)
         {
-            type = typeof(Seq<,>).MakeGenericType(phases[i].GetType(), type);
-            program = Activator.CreateInstance(type, phases[i], program)!;
+            var access = new PhaseAccess();
+            recorder.Phases[i].Touches(access);
+            if (runs.Count > 0 && !runs[^1].Access.ConflictsWith(access))
+            {
+                runs[^1].Phases.Add(recorder.Phases[i]);
+                runs[^1].Names.Add(recorder.Names[i]);
+                runs[^1].Access.Add(access);
+            }
+            else runs.Add(([recorder.Phases[i]], [recorder.Names[i]], access));
         }
+        var (program, type) = Compose(runs.Select(r => Compose(r.Phases.Select(p => ((object)p, p.GetType())).ToList(), typeof(Par<,>))).ToList(), typeof(Seq<,>));
         if (repeat is { } rep)
         {
             type = typeof(Repeat<>).MakeGenericType(type);
@@ -431,13 +572,26 @@ public sealed class PersistentProgram : IDisposable
                 return null;
             }
             refusal = "";
-            return new PersistentProgram(host, owned, state, launch, grid, recorder.Names.ToArray(), type, repeat?.Steps ?? 1) { SharedBytes = shared };
+            var names = runs.Select(r => string.Join(" & ", r.Names)).ToArray();
+            return new PersistentProgram(host, owned, state, launch, grid, names, type, repeat?.Steps ?? 1) { SharedBytes = shared };
         }
         catch
         {
             owned?.Dispose();
             throw;
         }
+    }
+
+    // Parts folded from the last back into Combine<P0, Combine<P1, ... Pn-1>> (Seq or Par).
+    private static (object Value, Type Type) Compose(List<(object Value, Type Type)> parts, Type combine)
+    {
+        var (value, type) = parts[^1];
+        for (int i = parts.Count - 2; i >= 0; i--)
+        {
+            type = combine.MakeGenericType(parts[i].Type, type);
+            value = Activator.CreateInstance(type, parts[i].Value, value)!;
+        }
+        return (value, type);
     }
 
     // Loads the program's kernel (once per program type and host), counts the groups that can be

@@ -26,6 +26,11 @@ public interface IProductTail
 
     /// <summary>Static shared memory Finish allocates in a group (bytes); a kernel made of several phases adds each one's.</summary>
     int SharedBytes { get; }
+
+    /// <summary>What Finish reads and writes besides C's product, as part of a persistent kernel's phase (host side).</summary>
+    /// <param name="access">Collects the buffers.</param>
+    /// <param name="c">C, which Finish reads (and rewrites with a side op).</param>
+    void Touches(PhaseAccess access, ArrayView<float> c);
 }
 
 /// <summary>No tail: the product only stores C.</summary>
@@ -38,6 +43,11 @@ public readonly struct NoTail : IProductTail
 
     /// <inheritdoc/>
     public int SharedBytes => 0;
+
+    /// <inheritdoc/>
+    public void Touches(PhaseAccess access, ArrayView<float> c)
+    {
+    }
 }
 
 /// <summary>
@@ -115,6 +125,16 @@ public readonly struct SumTail<TMap, TSide> : IProductTail
 
     /// <inheritdoc/>
     public int SharedBytes => sizeof(int) + MatMulKernels.MaxTailThreads * sizeof(float);
+
+    /// <inheritdoc/>
+    public void Touches(PhaseAccess access, ArrayView<float> c)
+    {
+        access.Write(_loss);
+        access.UsesCounters();
+        if (_hasSide == 0) return;
+        access.Read(_s);
+        access.Write(c);
+    }
 
     /// <inheritdoc/>
     public void Finish(ArrayView<float> c, int count)
