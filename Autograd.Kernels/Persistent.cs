@@ -16,8 +16,9 @@
 // (PersistentRefusedException), as do host loops; the step then keeps its launches.
 // The phases compose into one type the way fused elementwise ops do (ilgpu-facts.md): consecutive
 // phases that touch nothing another of them writes (PhaseAccess: the seed's are all dependent, a
-// 3-layer net's weight and bias updates are not) run between the same two barriers, Par<P0, P1>;
-// such runs follow one another with a barrier between, Seq<R0, Seq<R1, ...>>. StepKernel<TProgram>
+// 3-layer net's weight and bias updates are not) run between the same two barriers,
+// Then<P0, P1, Go>; such runs follow one another with a barrier between, Then<R0, Then<R1, ...,
+// Wait>, Wait>. StepKernel<TProgram>
 // runs it all: ILGPU inlines the whole program into one kernel. Every phase strides over its work
 // by Grid.IdxX / Grid.DimX, so any grid computes the same bits as the phase's own launch (the order
 // of every sum is fixed by the thread, team and slice, never by the group that runs it).
@@ -157,12 +158,41 @@ public readonly struct GridBarrier
     }
 }
 
-/// <summary>Two phases, one after the other, with a grid barrier between them.</summary>
+/// <summary>What comes between two composed phases: a grid barrier (Wait) or nothing (Go).</summary>
+public interface IJoin
+{
+    /// <summary>Called by every thread of every group between the two phases.</summary>
+    /// <param name="barrier">The grid barrier.</param>
+    void Join(GridBarrier barrier);
+}
+
+/// <summary>A grid barrier between two phases: the second reads what the first writes.</summary>
+public readonly struct Wait : IJoin
+{
+    /// <inheritdoc/>
+    public void Join(GridBarrier barrier) => barrier.Wait();
+}
+
+/// <summary>
+/// Nothing between two phases: neither reads what the other writes, nor do both count groups in the
+/// host's counters (PhaseAccess), so each group does its share of one, then of the other.
+/// </summary>
+public readonly struct Go : IJoin
+{
+    /// <inheritdoc/>
+    public void Join(GridBarrier barrier)
+    {
+    }
+}
+
+/// <summary>Two phases, one after the other, joined by TJoin (a barrier or nothing).</summary>
 /// <typeparam name="TFirst">The first phase.</typeparam>
 /// <typeparam name="TRest">What follows it.</typeparam>
-public readonly struct Seq<TFirst, TRest> : IPhase
+/// <typeparam name="TJoin">What comes between them.</typeparam>
+public readonly struct Then<TFirst, TRest, TJoin> : IPhase
     where TFirst : struct, IPhase
     where TRest : struct, IPhase
+    where TJoin : struct, IJoin
 {
     private readonly TFirst _first;
     private readonly TRest _rest;
@@ -170,7 +200,7 @@ public readonly struct Seq<TFirst, TRest> : IPhase
     /// <summary>Composes two phases (the persistent program is built by reflection from recorded phases).</summary>
     /// <param name="first">The first phase.</param>
     /// <param name="rest">What follows it.</param>
-    public Seq(TFirst first, TRest rest)
+    public Then(TFirst first, TRest rest)
     {
         _first = first;
         _rest = rest;
@@ -180,50 +210,7 @@ public readonly struct Seq<TFirst, TRest> : IPhase
     public void Run(GridBarrier barrier)
     {
         _first.Run(barrier);
-        barrier.Wait();
-        _rest.Run(barrier);
-    }
-
-    /// <inheritdoc/>
-    public int Groups(int groupSize, int warpSize) => Math.Max(_first.Groups(groupSize, warpSize), _rest.Groups(groupSize, warpSize));
-
-    /// <inheritdoc/>
-    public int SharedBytes => _first.SharedBytes + _rest.SharedBytes;
-
-    /// <inheritdoc/>
-    public void Touches(PhaseAccess access)
-    {
-        _first.Touches(access);
-        _rest.Touches(access);
-    }
-}
-
-/// <summary>
-/// Two phases between the same two barriers: neither reads what the other writes, nor do both count
-/// groups in the host's counters (PhaseAccess), so each group does its share of one, then of the other.
-/// </summary>
-/// <typeparam name="TFirst">The first phase.</typeparam>
-/// <typeparam name="TRest">The other.</typeparam>
-public readonly struct Par<TFirst, TRest> : IPhase
-    where TFirst : struct, IPhase
-    where TRest : struct, IPhase
-{
-    private readonly TFirst _first;
-    private readonly TRest _rest;
-
-    /// <summary>Composes two independent phases (built by reflection from recorded phases).</summary>
-    /// <param name="first">The first phase.</param>
-    /// <param name="rest">The other.</param>
-    public Par(TFirst first, TRest rest)
-    {
-        _first = first;
-        _rest = rest;
-    }
-
-    /// <inheritdoc/>
-    public void Run(GridBarrier barrier)
-    {
-        _first.Run(barrier);
+        default(TJoin).Join(barrier);
         _rest.Run(barrier);
     }
 
@@ -523,7 +510,7 @@ public sealed class PersistentProgram : IDisposable
         }
         if (recorder.Phases.Count == 0) { refusal = "the step launches nothing"; return null; }
         // Consecutive phases that touch nothing another of them writes share the time between two
-        // barriers: Par<P0, Par<P1, ...>> within such a run, Seq<Run0, Seq<Run1, ...>> between runs.
+        // barriers: Then<P0, Then<P1, ..., Go>, Go> within such a run, and the runs joined by Wait.
         var runs = new List<(List<IPhase> Phases, List<string> Names, PhaseAccess Access)>();
         for (int i = 0; i < recorder.Phases.Count; i++)
         {
@@ -537,7 +524,7 @@ public sealed class PersistentProgram : IDisposable
             }
             else runs.Add(([recorder.Phases[i]], [recorder.Names[i]], access));
         }
-        var (program, type) = Compose(runs.Select(r => Compose(r.Phases.Select(p => ((object)p, p.GetType())).ToList(), typeof(Par<,>))).ToList(), typeof(Seq<,>));
+        var (program, type) = Compose(runs.Select(r => Compose(r.Phases.Select(p => ((object)p, p.GetType())).ToList(), typeof(Go))).ToList(), typeof(Wait));
         if (repeat is { } rep)
         {
             type = typeof(Repeat<>).MakeGenericType(type);
@@ -582,13 +569,13 @@ public sealed class PersistentProgram : IDisposable
         }
     }
 
-    // Parts folded from the last back into Combine<P0, Combine<P1, ... Pn-1>> (Seq or Par).
-    private static (object Value, Type Type) Compose(List<(object Value, Type Type)> parts, Type combine)
+    // Parts folded from the last back into Then<P0, Then<P1, ... Pn-1, TJoin>, TJoin>.
+    private static (object Value, Type Type) Compose(List<(object Value, Type Type)> parts, Type join)
     {
         var (value, type) = parts[^1];
         for (int i = parts.Count - 2; i >= 0; i--)
         {
-            type = combine.MakeGenericType(parts[i].Type, type);
+            type = typeof(Then<,,>).MakeGenericType(parts[i].Type, type, join);
             value = Activator.CreateInstance(type, parts[i].Value, value)!;
         }
         return (value, type);
