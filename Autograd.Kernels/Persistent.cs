@@ -551,7 +551,22 @@ public sealed class PersistentProgram : IDisposable
             int limit = spinLimit ?? (host.IsCpu ? int.MaxValue : GpuSpinLimit);
             var barrier = new GridBarrier(state, limit);
             var bind = typeof(PersistentProgram).GetMethod(nameof(Bind), BindingFlags.NonPublic | BindingFlags.Static)!.MakeGenericMethod(type);
-            var (launch, grid) = ((Action<KernelHost>, int))bind.Invoke(null, [host, program, barrier, wanted, groups])!;
+            Action<KernelHost> launch;
+            int grid;
+            try
+            {
+                (launch, grid) = ((Action<KernelHost>, int))bind.Invoke(null, [host, program, barrier, wanted, groups])!;
+            }
+            catch (TargetInvocationException e) when (e.InnerException is { } load)
+            {
+                // The driver refused the kernel (its parameters over 4 KB, say, for a long step) or
+                // ILGPU could not compile it; a failed compile can leave ILGPU's caches broken
+                // (ilgpu-facts.md), which clearing them mends. The step keeps its launches.
+                host.Accelerator.Context.ClearCache(ClearCacheMode.Everything);
+                owned?.Dispose();
+                refusal = $"the persistent kernel of {recorder.Phases.Count} phases did not load ({load.GetType().Name}: {load.Message})";
+                return null;
+            }
             if (grid < 1)
             {
                 owned?.Dispose();

@@ -7,6 +7,7 @@ using AutogradNet.Kernels;
 using AutogradNet.Optim;
 using AutogradNet.Tests.Support;
 using FluentAssertions;
+using ILGPU;
 using Xunit;
 
 namespace AutogradNet.Tests;
@@ -280,6 +281,23 @@ public sealed class PersistentTests
         dev.LiveBuffers.Should().Be(before, "the step's planned buffers, histories and barrier state are given back");
     }
 
+    // A program whose kernel does not load (here ILGPU cannot compile a phase; on a GPU the driver
+    // may refuse one whose parameters pass 4 KB) is refused with the reason, the step keeps its
+    // launches, and ILGPU still compiles kernels afterwards.
+    [Fact]
+    public void A_program_that_does_not_load_is_refused_and_kernels_still_load()
+    {
+        var host = Sim.Host;
+        using var t = Tensor.Randn([5], Sim);
+        var program = PersistentProgram.TryBuild(host, h => h.Recorder!.Add(new UncompilablePhase(t.View), "Uncompilable"), out var refusal);
+        program.Should().BeNull();
+        refusal.Should().StartWith("the persistent kernel of 1 phases did not load (");
+        // A kernel never loaded before: a device of its own shape has an empty kernel cache.
+        var fresh = Device.CpuSimulator(2, 1, 7);
+        using var x = Tensor.FromArray([0.5f, -1f, 2f], [3], fresh);
+        x.Tanh().ToArray().Should().Equal([MathF.Tanh(0.5f), MathF.Tanh(-1f), MathF.Tanh(2f)], (a, b) => Math.Abs(a - b) < 1e-6f);
+    }
+
     [Fact]
     public void The_cpu_device_runs_host_loops_and_refuses_the_persistent_kernel()
     {
@@ -345,6 +363,9 @@ public sealed class PersistentTests
         // The host's count of the program's shared memory, which decides whether a device can hold it, is the PTX's.
         var program = (IPhase)Activator.CreateInstance(kernel.GetGenericArguments()[0])!;
         SharedBytes(ptx).Should().Be(program.SharedBytes).And.BeLessThan(48 * 1024);
+        // The program is the kernel's parameter: the driver takes up to 4 KB of them (the seed's: 1.2-1.5 KB).
+        int parameters = System.Text.RegularExpressions.Regex.Matches(ptx, @"\.param \.align \d+ \.b8 \w+\[(\d+)\]").Sum(m => int.Parse(m.Groups[1].Value));
+        parameters.Should().BeLessThan(4096);
     }
 
     // Every kind of phase in one program (maps and zips with and without broadcasting, a fill, the
@@ -418,4 +439,24 @@ public sealed class PersistentTests
         return typeof(PersistentProgram).GetMethod("StepKernel", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)!
             .MakeGenericMethod(step.PersistentProgramType!);
     }
+}
+
+/// <summary>A phase ILGPU cannot compile (Volatile.Read): for the test of a program that does not load.</summary>
+public readonly struct UncompilablePhase : IPhase
+{
+    private readonly ArrayView<float> _x;
+
+    internal UncompilablePhase(ArrayView<float> x) => _x = x;
+
+    /// <inheritdoc/>
+    public void Run(GridBarrier barrier) => _x[1] = System.Threading.Volatile.Read(ref _x[0]);
+
+    /// <inheritdoc/>
+    public int Groups(int groupSize, int warpSize) => 1;
+
+    /// <inheritdoc/>
+    public int SharedBytes => 0;
+
+    /// <inheritdoc/>
+    public void Touches(PhaseAccess access) => access.Write(_x);
 }
