@@ -28,7 +28,7 @@ internal sealed class Replay : IDisposable
     // buffer), one per history slot a Run(steps) writes the loss into, and their shared barrier state.
     private readonly bool _persistentAsked;
     private PersistentProgram? _persistent;
-    private readonly Dictionary<(int Steps, IntPtr History), PersistentProgram> _persistentRepeats = new();
+    private readonly Dictionary<(int Steps, IntPtr History), PersistentProgram?> _persistentRepeats = new();
     // The barrier's 3 ints, in a buffer of the device's allocator taken at compile time (counted, and
     // given back when the step is disposed).
     private Storage? _barrierStorage;
@@ -66,7 +66,7 @@ internal sealed class Replay : IDisposable
 
     /// <summary>The persistent kernel's phases and grid, why the step could not have one, or null where none was asked for.</summary>
     public string? PersistentText => !_persistentAsked ? null
-        : _persistent != null ? _persistent.ToString()
+        : _persistent != null ? _persistent.ToString() + (_repeatRefusal != null ? $"; Run(steps) with a history replays its launches: {_repeatRefusal}" : "")
         : _warm ? $"Persistent: refused, {_persistentRefusal}; the step replays its launches"
         : "Persistent: asked for (known after the first Run)";
 
@@ -135,10 +135,18 @@ internal sealed class Replay : IDisposable
         bool keep = history.IsValid, into = keep && _lossInstr >= 0;
         if (_persistent != null)
         {
-            // All the steps in one launch, or one launch a step without a history.
-            if (keep && steps > first) PersistentRepeat(first, steps, history, output).Launch(h);
-            else for (int s = first; s < steps; s++) _persistent.Launch(h);
-            return;
+            // All the steps in one launch, or one launch a step without a history. Where the repeat
+            // did not load (it is a kernel of its own), the steps with a history replay their launches.
+            if (!keep)
+            {
+                for (int s = first; s < steps; s++) _persistent.Launch(h);
+                return;
+            }
+            if (steps > first && PersistentRepeat(first, steps, history, output) is { } repeat)
+            {
+                repeat.Launch(h);
+                return;
+            }
         }
         for (int s = first; s < steps; s++)
         {
@@ -166,18 +174,21 @@ internal sealed class Replay : IDisposable
         _persistentChecked = false;
     }
 
-    // Steps first..steps-1 as one persistent launch, each loss into history[s] (built once per count and history).
-    private PersistentProgram PersistentRepeat(int first, int steps, ArrayView<float> history, ArrayView<float> output)
+    // Steps first..steps-1 as one persistent launch, each loss into history[s] (built once per count
+    // and history); null where that kernel was refused (Describe then says why).
+    private PersistentProgram? PersistentRepeat(int first, int steps, ArrayView<float> history, ArrayView<float> output)
     {
         var slots = history.SubView(first, steps - first);
         var key = (steps - first, slots.LoadEffectiveAddressAsPtr());
         if (_persistentRepeats.TryGetValue(key, out var p)) return p;
         p = PersistentProgram.TryBuild(_device.Host, h => { foreach (var i in _program) i.Launch(h); }, out var refusal,
-                state: BarrierState, repeat: new PersistentRepeat(steps - first, output, slots))
-            ?? throw new InvalidOperationException($"Replay: the step was recorded as a persistent kernel, but not as a repeat: {refusal}.");
+            state: BarrierState, repeat: new PersistentRepeat(steps - first, output, slots));
+        if (p == null) _repeatRefusal = refusal;
         _persistentRepeats[key] = p;
         return p;
     }
+
+    private string? _repeatRefusal;
 
     // After the first run of a persistent program: a barrier that gave up means the grid was not all
     // resident, and that run's results are wrong. The step goes back to its launches.
@@ -200,8 +211,9 @@ internal sealed class Replay : IDisposable
     {
         _persistent?.Dispose();
         _persistent = null;
-        foreach (var p in _persistentRepeats.Values) p.Dispose();
+        foreach (var p in _persistentRepeats.Values) p?.Dispose();
         _persistentRepeats.Clear();
+        _repeatRefusal = null;
     }
 
     private static void Copy(KernelHost h, ArrayView<float> from, ArrayView<float> to) => Elementwise.Map(h, from, to, new IdentityOp());
