@@ -40,7 +40,7 @@ public static partial class MatMulKernels
         float c70 = 0, c71 = 0, c72 = 0, c73 = 0, c74 = 0, c75 = 0, c76 = 0, c77 = 0;
         for (int k0 = kBegin; k0 < kEnd; k0 += LargeDepth)
         {
-            LoadSlices(tA, tB, a, b, g, tid, LargeThreads, rowBase, colBase, k0, kEnd, LargeTile, LargeTile, LargeDepth);
+            LoadSlices(tA, tB, a, b, g, tid, LargeThreads, rowBase, colBase, k0, kEnd, LargeTile, LargeTile, LargeTile, LargeTile, LargeDepth);
             Group.Barrier();
             for (int kk = 0; kk < LargeDepth; kk++)
             {

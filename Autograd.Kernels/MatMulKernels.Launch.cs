@@ -464,5 +464,5 @@ public static partial class MatMulKernels
 
     /// <summary>Shared memory a tiled-SGEMM group of this shape uses: the A and B slices and the split-K flag.</summary>
     /// <param name="group">Threads along x and along y.</param>
-    public static int TiledSharedBytes((int X, int Y) group) => sizeof(float) * Depth * 4 * (group.X + group.Y) + sizeof(int);
+    public static int TiledSharedBytes((int X, int Y) group) => sizeof(float) * Depth * (TiledRow(4 * group.X) + TiledRow(4 * group.Y)) + sizeof(int);
 }

@@ -92,8 +92,8 @@ public static partial class MatMulKernels
         where TEpi1 : struct, IBinaryOp
         where TEpi2 : struct, IBinaryOp
     {
-        var tA = SharedMemory.Allocate<float>(Depth * 4 * default(TShape).ThreadsY); // [k][m] slice of A
-        var tB = SharedMemory.Allocate<float>(Depth * 4 * default(TShape).ThreadsX); // [k][n] slice of B
+        var tA = SharedMemory.Allocate<float>(Depth * TiledRow(4 * default(TShape).ThreadsY)); // [k][m] slice of A
+        var tB = SharedMemory.Allocate<float>(Depth * TiledRow(4 * default(TShape).ThreadsX)); // [k][n] slice of B
         // The whole group takes the same branch, so every barrier inside is reached by all its threads.
         int idx = Grid.IdxX;
         if (idx < first.Groups) Job<TShape, TEpi1>(tA, tB, first, idx, Group.IdxX, Group.IdxY);

@@ -106,15 +106,16 @@ public static partial class MatMulKernels
     // LargeSide: threads per side of the Large, Wide and Wide16 groups.
     private const int Depth = 16, LargeSide = 16;
 
-    /// <summary>K per shared-memory slice of the tiled kernel (its phase in the persistent kernel allocates the same slices).</summary>
-    internal const int TiledDepth = Depth;
+    /// <summary>Floats of one operand's shared slice in the tiled kernel for a group side of `threads` (its phase in the persistent kernel allocates the same).</summary>
+    /// <param name="threads">Threads along the operand's side of the tile (4 rows or columns each).</param>
+    internal static int TiledSliceFloats(int threads) => Depth * TiledRow(4 * threads);
 
     /// <summary>
     /// Shared memory of the tiled SGEMM as a phase of the persistent kernel: its two slices, and the
     /// split-K flag of each of the two products' inlined code (ILGPU gives each its own).
     /// </summary>
     /// <param name="group">Threads along x and along y.</param>
-    internal static int TiledPhaseSharedBytes((int X, int Y) group) => sizeof(float) * Depth * 4 * (group.X + group.Y) + 2 * sizeof(int);
+    internal static int TiledPhaseSharedBytes((int X, int Y) group) => TiledSharedBytes(group) + sizeof(int);
 
     /// <summary>Shared memory of the warp SGEMM's team sums (bytes).</summary>
     internal const int WarpSharedBytes = 16 * MaxTeamWarps * sizeof(float);
@@ -162,8 +163,8 @@ public static partial class MatMulKernels
         where TEpi : struct, IBinaryOp
         where TTail : struct, IProductTail
     {
-        var tA = SharedMemory.Allocate<float>(Depth * 4 * default(TShape).ThreadsY); // [k][m] slice of A
-        var tB = SharedMemory.Allocate<float>(Depth * 4 * default(TShape).ThreadsX); // [k][n] slice of B
+        var tA = SharedMemory.Allocate<float>(Depth * TiledRow(4 * default(TShape).ThreadsY)); // [k][m] slice of A
+        var tB = SharedMemory.Allocate<float>(Depth * TiledRow(4 * default(TShape).ThreadsX)); // [k][n] slice of B
         TiledTile<TShape, TEpi>(tA, tB, a, b, c, e, partial, arrivals, g, fixup, epi, Grid.IdxX, Grid.IdxY, Grid.IdxZ, Grid.DimX, Grid.DimZ,
             Group.IdxX, Group.IdxY);
         tail.Finish(c, g.M * g.N);
@@ -185,6 +186,7 @@ public static partial class MatMulKernels
         // Constants once the kernel is specialised on TShape.
         int sx = default(TShape).ThreadsX, sy = default(TShape).ThreadsY;
         int tileM = 4 * sy, tileN = 4 * sx;
+        int rowA = TiledRow(tileM), rowB = TiledRow(tileN);
         int tid = ty * sx + tx;
         int rowBase = tileY * tileM, colBase = tileX * tileN;
         int kBegin = slice * g.KPer;
@@ -196,11 +198,11 @@ public static partial class MatMulKernels
 
         for (int k0 = kBegin; k0 < kEnd; k0 += Depth)
         {
-            LoadSlices(tA, tB, a, b, g, tid, sx * sy, rowBase, colBase, k0, kEnd, tileM, tileN, Depth);
+            LoadSlices(tA, tB, a, b, g, tid, sx * sy, rowBase, colBase, k0, kEnd, tileM, tileN, rowA, rowB, Depth);
             Group.Barrier();
             for (int kk = 0; kk < Depth; kk++)
             {
-                int pa = kk * tileM + ty, pb = kk * tileN + tx;
+                int pa = kk * rowA + ty, pb = kk * rowB + tx;
                 float a0 = tA[pa], a1 = tA[pa + sy], a2 = tA[pa + 2 * sy], a3 = tA[pa + 3 * sy];
                 float b0 = tB[pb], b1 = tB[pb + sx], b2 = tB[pb + 2 * sx], b3 = tB[pb + 3 * sx];
                 s00 += a0 * b0; s01 += a0 * b1; s02 += a0 * b2; s03 += a0 * b3;
@@ -228,17 +230,23 @@ public static partial class MatMulKernels
         SplitKFixup(c, e, partial, arrivals, g, epi, tid, r, col, sx, sy, tileY * tilesX + tileX, split);
     }
 
+    // Floats from one k's row of a tiled slice to the next: the tile and one more. A row-major A (or a
+    // transposed B) is stored down k by consecutive threads (they walk its contiguous dimension);
+    // with rows a multiple of 32 floats apart all 16 k of a warp's stores would fall in one bank,
+    // with one more they spread over the banks (scripts/smem_banks.py counts both).
+    private static int TiledRow(int tile) => tile + 1;
+
     /// <summary>
     /// Loads the depth-deep slices of op(A) (tileM rows from rowBase) and op(B) (tileN columns from
-    /// colBase) starting at k0 into shared memory as tA[k][m] and tB[k][n], zero outside the matrix or
-    /// past kEnd. Each of the group's threads takes its share; consecutive threads walk each operand's
-    /// contiguous dimension.
+    /// colBase) starting at k0 into shared memory as tA[k][m] and tB[k][n], rows rowA and rowB floats
+    /// apart, zero outside the matrix or past kEnd. Each of the group's threads takes its share;
+    /// consecutive threads walk each operand's contiguous dimension.
     /// </summary>
     private static void LoadSlices(
-        ArrayView<float> tA,  // (depth, tileM) shared
-        ArrayView<float> tB,  // (depth, tileN) shared
+        ArrayView<float> tA,  // (depth, rowA) shared, tileM of each row used
+        ArrayView<float> tB,  // (depth, rowB) shared, tileN of each row used
         ArrayView<float> a, ArrayView<float> b, GemmArgs g,
-        int tid, int threads, int rowBase, int colBase, int k0, int kEnd, int tileM, int tileN, int depth)
+        int tid, int threads, int rowBase, int colBase, int k0, int kEnd, int tileM, int tileN, int rowA, int rowB, int depth)
     {
         // Constant trip counts (threads divides both slices for every shape), so both operands' loads
         // of one step issue together.
@@ -252,14 +260,14 @@ public static partial class MatMulKernels
                 if (g.Ak == 1) { kk = idx % depth; mm = idx / depth; }
                 else { kk = idx / tileM; mm = idx % tileM; }
                 int gi = rowBase + mm, gk = k0 + kk;
-                tA[kk * tileM + mm] = gi < g.M && gk < kEnd ? a[gi * g.Am + gk * g.Ak] : 0f;
+                tA[kk * rowA + mm] = gi < g.M && gk < kEnd ? a[gi * g.Am + gk * g.Ak] : 0f;
             }
             if (l < countB)
             {
                 if (g.Bn == 1) { kk = idx / tileN; nn = idx % tileN; }
                 else { kk = idx % depth; nn = idx / depth; }
                 int gj = colBase + nn, gk = k0 + kk;
-                tB[kk * tileN + nn] = gj < g.N && gk < kEnd ? b[gk * g.Bk + gj * g.Bn] : 0f;
+                tB[kk * rowB + nn] = gj < g.N && gk < kEnd ? b[gk * g.Bk + gj * g.Bn] : 0f;
             }
         }
     }

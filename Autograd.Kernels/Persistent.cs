@@ -369,8 +369,8 @@ public readonly struct TiledPhase<TShape, TEpi1, TEpi2, TTail> : IPhase
     public void Run(GridBarrier barrier)
     {
         int sx = default(TShape).ThreadsX, sy = default(TShape).ThreadsY;
-        var tA = SharedMemory.Allocate<float>(MatMulKernels.TiledDepth * 4 * default(TShape).ThreadsY); // [k][m] slice of A
-        var tB = SharedMemory.Allocate<float>(MatMulKernels.TiledDepth * 4 * default(TShape).ThreadsX); // [k][n] slice of B
+        var tA = SharedMemory.Allocate<float>(MatMulKernels.TiledSliceFloats(default(TShape).ThreadsY)); // [k][m] slice of A
+        var tB = SharedMemory.Allocate<float>(MatMulKernels.TiledSliceFloats(default(TShape).ThreadsX)); // [k][n] slice of B
         int t = Group.LinearIndex, tx = t % sx, ty = t / sx;
         int total = _first.Groups + _second.Groups;
         // A whole group takes each trip and branch together, so it reaches every barrier inside.

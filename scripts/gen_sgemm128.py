@@ -41,7 +41,7 @@ public static partial class MatMulKernels
 {acc_decl}
         for (int k0 = kBegin; k0 < kEnd; k0 += LargeDepth)
         {{
-            LoadSlices(tA, tB, a, b, g, tid, LargeThreads, rowBase, colBase, k0, kEnd, LargeTile, LargeTile, LargeDepth);
+            LoadSlices(tA, tB, a, b, g, tid, LargeThreads, rowBase, colBase, k0, kEnd, LargeTile, LargeTile, LargeTile, LargeTile, LargeDepth);
             Group.Barrier();
             for (int kk = 0; kk < LargeDepth; kk++)
             {{

@@ -1,4 +1,4 @@
-"""Shared-memory wavefronts of the wide SGEMMs (Wide, Wide16), counted from their index formulas.
+"""Shared-memory wavefronts of the wide SGEMMs (Wide, Wide16) and the tiled one, counted from their index formulas.
 
 Why: a GPU serves a warp's shared access in wavefronts; threads that touch different 4-byte words of
 one bank (of 32) take a wavefront each, identical addresses are broadcast. The wide kernels' inner
@@ -7,7 +7,8 @@ loop reads 16-byte fragments, and their slices are stored either as one 16-byte 
 k: A in NN and NT, B in NT and TT), which conflict when the tile's rows are 128 floats apart (every
 row starts in bank 0). This script counts the wavefronts a warp spends per 8-deep slice for each
 layout and row stride, with no GPU: the model is the bank rule above, applied to every address a
-warp's instruction touches (a 16-byte access covers 4 consecutive banks).
+warp's instruction touches (a 16-byte access covers 4 consecutive banks). The tiled kernel (16x16
+threads, a 64x64 tile, 16-deep slices of scalars) has the same question for a 16-deep slice.
 Run: python3 scripts/smem_banks.py"""
 
 BANKS = 32
@@ -41,6 +42,24 @@ def slice_wavefronts(layout_a_rows, layout_b_rows, stride):
     return stores, loads
 
 
+def tiled_slice_wavefronts(a_rows_k, b_rows_k, stride, depth=16, tile=64, threads=256):
+    """Per warp (threads 0..31 of 16x16), one 16-deep slice of the tiled kernel: (stores, loads)."""
+    warp = range(32)
+    stores = 0
+    for rows_k in (a_rows_k, b_rows_k):
+        for l in range(depth * tile // threads):
+            idx = [t + l * threads for t in warp]
+            # Contiguous along k: k = idx % depth, m = idx / depth; else k = idx / tile, m = idx % tile.
+            addr = [(i % depth) * stride + i // depth if rows_k else (i // tile) * stride + i % tile for i in idx]
+            stores += wavefronts(addr, 1)
+    loads = 0
+    for kk in range(depth):
+        for p in range(4):
+            loads += wavefronts([kk * stride + t // 16 + p * 16 for t in warp], 1)  # A: rows ty + p * 16
+            loads += wavefronts([kk * stride + t % 16 + p * 16 for t in warp], 1)   # B: columns tx + q * 16
+    return stores, loads
+
+
 if __name__ == "__main__":
     # Which operand is stored as scalars down k: A when it is row-major (NN, NT), B when transposed (NT, TT).
     layouts = {"NN": (True, False), "TN": (False, False), "NT": (True, True), "TT": (False, True)}
@@ -50,5 +69,14 @@ if __name__ == "__main__":
         cells = []
         for stride in (128, 132):
             s, l = slice_wavefronts(a_rows, b_rows, stride)
+            cells.append(f"{s:>3} + {l} = {s + l}")
+        print(f"{name:<8}{cells[0]:>22}{cells[1]:>22}")
+    print()
+    print("tiled kernel, 16x16 threads: wavefronts per warp per 16-deep slice (stores + loads)")
+    print(f"{'layout':<8}{'row stride 64':>22}{'row stride 65':>22}")
+    for name, (a_rows, b_rows) in layouts.items():
+        cells = []
+        for stride in (64, 65):
+            s, l = tiled_slice_wavefronts(a_rows, b_rows, stride)
             cells.append(f"{s:>3} + {l} = {s + l}")
         print(f"{name:<8}{cells[0]:>22}{cells[1]:>22}")
