@@ -60,23 +60,18 @@ def tiled_slice_wavefronts(a_rows_k, b_rows_k, stride, depth=16, tile=64, thread
     return stores, loads
 
 
-if __name__ == "__main__":
+def table(title, count, strides):
+    """One table: for each layout, count(a_rows_k, b_rows_k, stride) -> (stores, loads) at each stride."""
     # Which operand is stored as scalars down k: A when it is row-major (NN, NT), B when transposed (NT, TT).
     layouts = {"NN": (True, False), "TN": (False, False), "NT": (True, True), "TT": (False, True)}
-    print("wavefronts per warp per 8-deep slice (stores + fragment loads)")
-    print(f"{'layout':<8}{'row stride 128':>22}{'row stride 132':>22}")
+    print(title)
+    print(f"{'layout':<8}" + "".join(f"{'row stride ' + str(st):>22}" for st in strides))
     for name, (a_rows, b_rows) in layouts.items():
-        cells = []
-        for stride in (128, 132):
-            s, l = slice_wavefronts(a_rows, b_rows, stride)
-            cells.append(f"{s:>3} + {l} = {s + l}")
-        print(f"{name:<8}{cells[0]:>22}{cells[1]:>22}")
+        cells = [count(a_rows, b_rows, st) for st in strides]
+        print(f"{name:<8}" + "".join(f"{f'{st_} + {ld} = {st_ + ld}':>22}" for st_, ld in cells))
+
+
+if __name__ == "__main__":
+    table("wavefronts per warp per 8-deep slice (stores + fragment loads)", slice_wavefronts, (128, 132))
     print()
-    print("tiled kernel, 16x16 threads: wavefronts per warp per 16-deep slice (stores + loads)")
-    print(f"{'layout':<8}{'row stride 64':>22}{'row stride 65':>22}")
-    for name, (a_rows, b_rows) in layouts.items():
-        cells = []
-        for stride in (64, 65):
-            s, l = tiled_slice_wavefronts(a_rows, b_rows, stride)
-            cells.append(f"{s:>3} + {l} = {s + l}")
-        print(f"{name:<8}{cells[0]:>22}{cells[1]:>22}")
+    table("tiled kernel, 16x16 threads: wavefronts per warp per 16-deep slice (stores + loads)", tiled_slice_wavefronts, (64, 65))
