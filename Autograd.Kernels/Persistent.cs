@@ -454,7 +454,7 @@ public sealed class PersistentProgram : IDisposable
         PhaseNames = phases;
     }
 
-    /// <summary>The composed phases: the kernel's type argument, Seq&lt;P0, Seq&lt;P1, ...&gt;&gt; (tests compile it to PTX).</summary>
+    /// <summary>The composed phases: the kernel's type argument, Then&lt;P0, Then&lt;P1, ..., Wait&gt;, Wait&gt; (tests compile it to PTX).</summary>
     public Type ProgramType { get; }
 
     /// <summary>Steps one launch runs (Repeat), 1 for a single step.</summary>
@@ -466,10 +466,10 @@ public sealed class PersistentProgram : IDisposable
     /// <summary>Groups of the grid (all resident at once).</summary>
     public int GridGroups { get; }
 
-    /// <summary>The phases, in order; a grid barrier separates each from the next.</summary>
+    /// <summary>The phases between barriers, in order ("A &amp; B" for two that share the time between two barriers); a grid barrier separates each from the next.</summary>
     public IReadOnlyList<string> PhaseNames { get; }
 
-    /// <summary>"Persistent: 4 phases (Warp, Warp + tail, Warp, Tiled pair), 3 grid barriers, 264 groups of 256".</summary>
+    /// <summary>"Persistent: 4 phases (Warp, Warp + sum, Warp, Tiled pair), 3 grid barriers, 200 groups of 256, 21,516 bytes of shared memory a group", and the steps a launch where more than one.</summary>
     public override string ToString() =>
         $"Persistent: {PhaseNames.Count} phases ({string.Join(", ", PhaseNames)}), {PhaseNames.Count - 1} grid barriers, {GridGroups} groups of {_host.GroupSize}, " +
         $"{SharedBytes:N0} bytes of shared memory a group" + (StepsPerLaunch > 1 ? $"; {StepsPerLaunch} steps a launch, a barrier after each" : "");
