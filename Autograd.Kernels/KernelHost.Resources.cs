@@ -62,9 +62,6 @@ public sealed partial class KernelHost
         return list.OrderBy(r => r.Name, StringComparer.Ordinal).ThenBy(r => r.Specialization, StringComparer.Ordinal).ToList();
     }
 
-    // The driver's count of groups of `threads` one multiprocessor holds for a loaded CUDA kernel; -1 if it does not say.
-    private static int CudaGroupsPerMultiprocessor(CudaKernel kernel, int threads) => CudaFunction.GroupsPerMultiprocessor(kernel.FunctionPtr, threads);
-
     // FirstOp, Tile16x16, (AddOp, NoTail): generic arguments by their short names.
     private static string TypeName(Type t) =>
         t.IsGenericType

@@ -387,7 +387,7 @@ public sealed partial class KernelHost
         if (KernelUtil.TryGetKernel(launcher, out var kernel) && kernel is ILGPU.Runtime.Cuda.CudaKernel cuda)
         {
             Accelerator.Bind();
-            return CudaGroupsPerMultiprocessor(cuda, GroupSize) is >= 0 and var n ? n * Accelerator.NumMultiprocessors : MaxGroups;
+            return CudaFunction.GroupsPerMultiprocessor(cuda.FunctionPtr, GroupSize) is >= 0 and var n ? n * Accelerator.NumMultiprocessors : MaxGroups;
         }
         return MaxGroups;
     }

@@ -368,9 +368,7 @@ public static partial class MatMulKernels
             RecordTiled(host, group);
             if (split == 1 || SumsInSameLaunch(host, (gx, gy)))
             {
-                var job = split == 1
-                    ? new TiledJob<TEpi>(a, b, c, operand, c, arrivals, g, 0, gx, gy, 1, epilogue)
-                    : new TiledJob<TEpi>(a, b, c, operand, Partials(scratch, g, split), arrivals, g.WithSliceDepth(SliceDepth(g.K, split)), 1, gx, gy, split, epilogue);
+                var job = OneLaunchJob(host, a, b, c, operand, g, epilogue, (gx, gy), scratch, arrivals);
                 recorder.Add(new TiledPhase<TShape, TEpi, TEpi, TTail>(job, default, tail), PhaseName("Tiled", tail));
                 return;
             }

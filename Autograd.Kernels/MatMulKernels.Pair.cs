@@ -249,11 +249,19 @@ public static partial class MatMulKernels
     // A product as one half of a pair: split-K slices summed in the launch (fixup), as Tiled does.
     private static TiledJob<TEpi> Job<TEpi>(KernelHost host, GemmCall p, GemmArgs g, TEpi epi, (int X, int Y) grid,
         ArrayView<float> partial, ArrayView<int> arrivals)
+        where TEpi : struct, IBinaryOp =>
+        OneLaunchJob(host, p.A, p.B, p.C, p.Operand, g, epi, grid, partial, arrivals);
+
+    // The tiled kernel's work for one product in one launch: its tiles over the whole of K, or over
+    // SplitK slices whose partial products go to the scratch and are summed by the last slice of
+    // each tile (the pair's halves, and the product as a phase of the persistent kernel).
+    private static TiledJob<TEpi> OneLaunchJob<TEpi>(KernelHost host, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c,
+        ArrayView<float> operand, GemmArgs g, TEpi epi, (int X, int Y) grid, ArrayView<float> scratch, ArrayView<int> arrivals)
         where TEpi : struct, IBinaryOp
     {
-        int split = SplitK(host, p.M, p.N, p.K);
-        if (split == 1) return new TiledJob<TEpi>(p.A, p.B, p.C, p.Operand, p.C, arrivals, g, 0, grid.X, grid.Y, 1, epi);
+        int split = SplitK(host, g.M, g.N, g.K);
+        if (split == 1) return new TiledJob<TEpi>(a, b, c, operand, c, arrivals, g, 0, grid.X, grid.Y, 1, epi);
         var sliced = g.WithSliceDepth(SliceDepth(g.K, split));
-        return new TiledJob<TEpi>(p.A, p.B, p.C, p.Operand, partial.SubView(0, (long)split * p.M * p.N), arrivals, sliced, 1, grid.X, grid.Y, split, epi);
+        return new TiledJob<TEpi>(a, b, c, operand, Partials(scratch, g, split), arrivals, sliced, 1, grid.X, grid.Y, split, epi);
     }
 }

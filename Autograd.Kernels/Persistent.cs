@@ -604,12 +604,11 @@ public sealed class PersistentProgram : IDisposable
         var program = (TProgram)boxed;
         var bounds = host.Bounds(StepBounds);
         string name = KernelHost.HasBounds(bounds) ? "Persistent/bounded" : "Persistent";
-        Action<AcceleratorStream, KernelConfig, TProgram, GridBarrier> Load(KernelHost h) =>
-            h.Load(name, typeof(TProgram), acc => acc.LoadKernel<TProgram, GridBarrier>(StepKernel, bounds));
-        int resident = host.ResidentGroups(host.Peek(name, null, typeof(TProgram), acc => acc.LoadKernel<TProgram, GridBarrier>(StepKernel, bounds)));
+        Func<Accelerator, Action<AcceleratorStream, KernelConfig, TProgram, GridBarrier>> load = acc => acc.LoadKernel<TProgram, GridBarrier>(StepKernel, bounds);
+        int resident = host.ResidentGroups(host.Peek(name, null, typeof(TProgram), load));
         int grid = groups ?? Math.Min(resident, Math.Max(1, wanted));
         var config = new KernelConfig(Math.Max(1, grid), host.GroupSize);
-        return (h => Load(h)(h.Stream, config, program, barrier), grid);
+        return (h => h.Load(name, typeof(TProgram), load)(h.Stream, config, program, barrier), grid);
     }
 
     /// <summary>The whole program in one launch: its phases with a grid barrier between each two.</summary>

@@ -24,11 +24,12 @@ internal sealed class Replay : IDisposable
     private readonly Func<long> _version;
     private long _capturedVersion;
     private bool _warm;
-    // The persistent kernel: asked for at compile time; the program of a step (loss to its own
-    // buffer), one per history slot a Run(steps) writes the loss into, and their shared barrier state.
+    // The persistent kernel: asked for at compile time; the program of one step, and a repeat per
+    // count and history of Run(steps) (null where refused, with why), sharing one barrier state.
     private readonly bool _persistentAsked;
     private PersistentProgram? _persistent;
     private readonly Dictionary<(int Steps, IntPtr History), PersistentProgram?> _persistentRepeats = new();
+    private string? _repeatRefusal;
     // The barrier's 3 ints, in a buffer of the device's allocator taken at compile time (counted, and
     // given back when the step is disposed).
     private Storage? _barrierStorage;
@@ -92,7 +93,7 @@ internal sealed class Replay : IDisposable
             // The first replay loads every kernel and lazily made state (optimizer moments), so a
             // capture afterwards records launches only.
             long before = host.Launches;
-            foreach (var i in _program) i.Launch(host);
+            LaunchStep(host);
             LaunchesPerStep = host.Launches - before;
             if (history.IsValid) Copy(host, output, history.SubView(0, 1));
             _warm = true;
@@ -168,8 +169,7 @@ internal sealed class Replay : IDisposable
         host.Synchronize();
         BarrierState.MemSetToZero(host.Stream);
         _persistentVersion = _version();
-        _persistent = PersistentProgram.TryBuild(host, h => { foreach (var i in _program) i.Launch(h); }, out _persistentRefusal,
-            state: BarrierState);
+        _persistent = PersistentProgram.TryBuild(host, LaunchStep, out _persistentRefusal, state: BarrierState);
         if (_persistent != null) LaunchesPerStep = 1;
         _persistentChecked = false;
     }
@@ -181,14 +181,18 @@ internal sealed class Replay : IDisposable
         var slots = history.SubView(first, steps - first);
         var key = (steps - first, slots.LoadEffectiveAddressAsPtr());
         if (_persistentRepeats.TryGetValue(key, out var p)) return p;
-        p = PersistentProgram.TryBuild(_device.Host, h => { foreach (var i in _program) i.Launch(h); }, out var refusal,
+        p = PersistentProgram.TryBuild(_device.Host, LaunchStep, out var refusal,
             state: BarrierState, repeat: new PersistentRepeat(steps - first, output, slots));
         if (p == null) _repeatRefusal = refusal;
         _persistentRepeats[key] = p;
         return p;
     }
 
-    private string? _repeatRefusal;
+    // One step's launches (what a persistent program records).
+    private void LaunchStep(KernelHost h)
+    {
+        foreach (var i in _program) i.Launch(h);
+    }
 
     // After the first run of a persistent program: a barrier that gave up means the grid was not all
     // resident, and that run's results are wrong. The step goes back to its launches.
