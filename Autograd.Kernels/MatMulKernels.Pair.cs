@@ -96,20 +96,20 @@ public static partial class MatMulKernels
         var tB = SharedMemory.Allocate<float>(Depth * TiledRow(4 * default(TShape).ThreadsX)); // [k][n] slice of B
         // The whole group takes the same branch, so every barrier inside is reached by all its threads.
         int idx = Grid.IdxX;
-        if (idx < first.Groups) Job<TShape, TEpi1>(tA, tB, first, idx, Group.IdxX, Group.IdxY);
-        else Job<TShape, TEpi2>(tA, tB, second, idx - first.Groups, Group.IdxX, Group.IdxY);
+        if (idx < first.Groups) Job<TShape, TEpi1>(tA, tB, first, idx, Group.IdxX, Group.IdxY, prefetch: true);
+        else Job<TShape, TEpi2>(tA, tB, second, idx - first.Groups, Group.IdxX, Group.IdxY, prefetch: true);
     }
 
     // Group `local` of a product's (slice, tile row, tile) order, as TiledKernel's 3-D grid numbers them;
-    // (tx, ty) is the thread's place in the group.
-    internal static void Job<TShape, TEpi>(ArrayView<float> tA, ArrayView<float> tB, TiledJob<TEpi> j, int local, int tx, int ty)
+    // (tx, ty) is the thread's place in the group; prefetch as TiledTile's.
+    internal static void Job<TShape, TEpi>(ArrayView<float> tA, ArrayView<float> tB, TiledJob<TEpi> j, int local, int tx, int ty, bool prefetch)
         where TShape : struct, ITileShape
         where TEpi : struct, IBinaryOp
     {
         int tiles = j.TilesX * j.TilesY;
         int slice = local / tiles, t = local - slice * tiles;
         int tileY = t / j.TilesX, tileX = t - tileY * j.TilesX;
-        TiledTile<TShape, TEpi>(tA, tB, j.A, j.B, j.C, j.E, j.Partial, j.Arrivals, j.G, j.Fixup, j.Epi, tileX, tileY, slice, j.TilesX, j.Split, tx, ty);
+        TiledTile<TShape, TEpi>(tA, tB, j.A, j.B, j.C, j.E, j.Partial, j.Arrivals, j.G, j.Fixup, j.Epi, tileX, tileY, slice, j.TilesX, j.Split, tx, ty, prefetch);
     }
 
     /// <summary>

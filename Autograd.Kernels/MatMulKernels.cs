@@ -19,7 +19,10 @@
 // - Tiled: a group of ThreadsX x ThreadsY threads (a TileShapes.cs struct: 16x16 on a GPU, 2x1 on
 //   this library's CPU accelerator; the host takes the largest its limits allow) computes a
 //   (4 ThreadsY) x (4 ThreadsX) tile of C through 16-deep shared-memory slices of A and B, 4x4 per
-//   thread with rows/cols strided by the group's sides so shared reads are conflict-free.
+//   thread with rows/cols strided by the group's sides so shared reads are conflict-free. A thread
+//   fetches its share of the next slice into registers while the current one is multiplied (a
+//   batch of 4 loads of each operand, all of a 16x16 group's share), so a slice never waits on
+//   memory element by element.
 //   Split-K: when C has too few tiles to fill the device (the seed's 64x100 output is 2 tiles), the
 //   K range is cut into slices, one grid layer each, writing partial products to a scratch buffer.
 //   The last layer to finish a tile (an atomic count per tile) sums the tile's slices in layer
@@ -124,6 +127,8 @@ public static partial class MatMulKernels
 
     private static int Min(int x, int y) => x < y ? x : y;
 
+    private static int Max(int x, int y) => x > y ? x : y;
+
     // The one place a product element is written: scale, accumulate, then the epilogue op.
     private static void Store<TEpi>(ArrayView<float> c, ArrayView<float> e, GemmArgs g, TEpi epi,
         int cBase, int i, int j, float v)
@@ -166,20 +171,25 @@ public static partial class MatMulKernels
         var tA = SharedMemory.Allocate<float>(Depth * TiledRow(4 * default(TShape).ThreadsY)); // [k][m] slice of A
         var tB = SharedMemory.Allocate<float>(Depth * TiledRow(4 * default(TShape).ThreadsX)); // [k][n] slice of B
         TiledTile<TShape, TEpi>(tA, tB, a, b, c, e, partial, arrivals, g, fixup, epi, Grid.IdxX, Grid.IdxY, Grid.IdxZ, Grid.DimX, Grid.DimZ,
-            Group.IdxX, Group.IdxY);
+            Group.IdxX, Group.IdxY, prefetch: true);
         tail.Finish(c, g.M * g.N);
     }
 
     // One group's work in the tiled SGEMM: tile (tileX, tileY) of C over K slice `slice` of `split`,
     // the product's grid having tilesX tiles to a row (TiledKernel, each half of TiledPairKernel, and
     // a phase of the persistent step kernel, whose groups are one line of threads: hence tx and ty).
+    // prefetch, a constant at each call: fetch each slice's loads while the one before is multiplied.
+    // The persistent kernel does without: it holds a whole program in the 128 registers that keep two
+    // groups a multiprocessor resident, and the prefetch's 8 pushed its tiled phases into spills
+    // (SassTests); its tiled phases are split-K layers of a slice or two, with little to fetch ahead.
     private static void TiledTile<TShape, TEpi>(
         ArrayView<float> tA,       // (Depth, 4 ThreadsY) shared slice of A
         ArrayView<float> tB,       // (Depth, 4 ThreadsX) shared slice of B
         ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> e,
         ArrayView<float> partial, ArrayView<int> arrivals, GemmArgs g, int fixup, TEpi epi,
         int tileX, int tileY, int slice, int tilesX, int split,
-        int tx, int ty)            // the thread's place in the (ThreadsX, ThreadsY) group
+        int tx, int ty,            // the thread's place in the (ThreadsX, ThreadsY) group
+        bool prefetch)
         where TShape : struct, ITileShape
         where TEpi : struct, IBinaryOp
     {
@@ -196,10 +206,21 @@ public static partial class MatMulKernels
         float s00 = 0, s01 = 0, s02 = 0, s03 = 0, s10 = 0, s11 = 0, s12 = 0, s13 = 0;
         float s20 = 0, s21 = 0, s22 = 0, s23 = 0, s30 = 0, s31 = 0, s32 = 0, s33 = 0;
 
+        // The first batch of each slice's loads is fetched a slice ahead, into registers, while the
+        // slice before it is multiplied: a 16x16 group's batch is the whole slice, so it never waits
+        // on memory between its slices. Smaller groups fetch the rest of a slice a batch at a time,
+        // and so does every group without prefetch.
+        var geo = new SliceGeometry(sx * sy, rowBase, colBase, tileM, tileN, rowA, rowB, Depth);
+        int loads = Max(geo.CountA, geo.CountB);
+        var next = prefetch ? FetchSlice(a, b, g, geo, tid, kBegin, kEnd, 0) : default;
         for (int k0 = kBegin; k0 < kEnd; k0 += Depth)
         {
-            LoadSlices(tA, tB, a, b, g, tid, sx * sy, rowBase, colBase, k0, kEnd, tileM, tileN, rowA, rowB, Depth);
+            if (!prefetch) next = FetchSlice(a, b, g, geo, tid, k0, kEnd, 0);
+            StoreSlice(tA, tB, g, geo, tid, next, 0);
+            for (int l0 = SliceBatch; l0 < loads; l0 += SliceBatch)
+                StoreSlice(tA, tB, g, geo, tid, FetchSlice(a, b, g, geo, tid, k0, kEnd, l0), l0);
             Group.Barrier();
+            if (prefetch && k0 + Depth < kEnd) next = FetchSlice(a, b, g, geo, tid, k0 + Depth, kEnd, 0);
             for (int kk = 0; kk < Depth; kk++)
             {
                 int pa = kk * rowA + ty, pb = kk * rowB + tx;
@@ -236,11 +257,106 @@ public static partial class MatMulKernels
     // with one more they spread over the banks (scripts/smem_banks.py counts both).
     private static int TiledRow(int tile) => tile + 1;
 
+    // Loads a thread has in flight for a slice: SliceBatch of each operand. That is all of a slice
+    // for a 16x16 group of the tiled kernel and for Large (4 a thread of each operand). Why batches:
+    // a loop of load-then-store waits on memory once per element (ptxas cannot move a load above a
+    // shared store, since the load's generic address could be that shared word): run 7's tuning
+    // table on the H200 gave the tiled kernel ~3.2 µs a 16-deep slice (201 µs for the 63 slices of
+    // h = x w1), as 8 waits in a row would. A batch fetched into registers and then stored waits once.
+    private const int SliceBatch = 4;
+
+    // Where a group's shared slices come from: the tile's first row and column, its sides, the
+    // shared rows' strides, the slice's depth, and how many elements of each operand a thread moves.
+    private readonly struct SliceGeometry
+    {
+        public readonly int Threads, RowBase, ColBase, TileM, TileN, RowA, RowB, Depth, CountA, CountB;
+
+        public SliceGeometry(int threads, int rowBase, int colBase, int tileM, int tileN, int rowA, int rowB, int depth)
+        {
+            Threads = threads; RowBase = rowBase; ColBase = colBase; TileM = tileM; TileN = tileN;
+            RowA = rowA; RowB = rowB; Depth = depth;
+            // Constant trip counts once the kernel is specialised: threads divide both slices for every shape.
+            CountA = depth * tileM / threads;
+            CountB = depth * tileN / threads;
+        }
+    }
+
+    // SliceBatch elements of each operand's slice, as one thread fetched them (0 past its share).
+    private struct SliceLoads
+    {
+        public float A0, A1, A2, A3, B0, B1, B2, B3;
+    }
+
+    // Element l of a thread's share of A's slice: consecutive threads walk A's contiguous dimension,
+    // k for a row-major A (kk = idx % depth), m for a transposed one. Its place in the shared slice
+    // is kk * RowA + mm.
+    private static int SliceK(int idx, bool alongK, int depth, int tile) => alongK ? idx % depth : idx / tile;
+
+    private static int SliceM(int idx, bool alongK, int depth, int tile) => alongK ? idx / depth : idx % tile;
+
+    private static float FetchSliceA(ArrayView<float> a, GemmArgs g, SliceGeometry s, int tid, int k0, int kEnd, int l)
+    {
+        if (l >= s.CountA) return 0f;
+        int idx = tid + l * s.Threads;
+        int gi = s.RowBase + SliceM(idx, g.Ak == 1, s.Depth, s.TileM), gk = k0 + SliceK(idx, g.Ak == 1, s.Depth, s.TileM);
+        return gi < g.M && gk < kEnd ? a[gi * g.Am + gk * g.Ak] : 0f;
+    }
+
+    private static float FetchSliceB(ArrayView<float> b, GemmArgs g, SliceGeometry s, int tid, int k0, int kEnd, int l)
+    {
+        if (l >= s.CountB) return 0f;
+        int idx = tid + l * s.Threads;
+        int gj = s.ColBase + SliceM(idx, g.Bn != 1, s.Depth, s.TileN), gk = k0 + SliceK(idx, g.Bn != 1, s.Depth, s.TileN);
+        return gj < g.N && gk < kEnd ? b[gk * g.Bk + gj * g.Bn] : 0f;
+    }
+
+    private static void StoreSliceA(ArrayView<float> tA, GemmArgs g, SliceGeometry s, int tid, int l, float v)
+    {
+        if (l >= s.CountA) return;
+        int idx = tid + l * s.Threads;
+        tA[SliceK(idx, g.Ak == 1, s.Depth, s.TileM) * s.RowA + SliceM(idx, g.Ak == 1, s.Depth, s.TileM)] = v;
+    }
+
+    private static void StoreSliceB(ArrayView<float> tB, GemmArgs g, SliceGeometry s, int tid, int l, float v)
+    {
+        if (l >= s.CountB) return;
+        int idx = tid + l * s.Threads;
+        tB[SliceK(idx, g.Bn != 1, s.Depth, s.TileN) * s.RowB + SliceM(idx, g.Bn != 1, s.Depth, s.TileN)] = v;
+    }
+
+    // Batch l0 / SliceBatch of a thread's share of the slices starting at k0 (zero outside the
+    // matrix or past kEnd): every load issues before any of them is used.
+    private static SliceLoads FetchSlice(ArrayView<float> a, ArrayView<float> b, GemmArgs g, SliceGeometry s, int tid, int k0, int kEnd, int l0)
+    {
+        SliceLoads r;
+        r.A0 = FetchSliceA(a, g, s, tid, k0, kEnd, l0);
+        r.A1 = FetchSliceA(a, g, s, tid, k0, kEnd, l0 + 1);
+        r.A2 = FetchSliceA(a, g, s, tid, k0, kEnd, l0 + 2);
+        r.A3 = FetchSliceA(a, g, s, tid, k0, kEnd, l0 + 3);
+        r.B0 = FetchSliceB(b, g, s, tid, k0, kEnd, l0);
+        r.B1 = FetchSliceB(b, g, s, tid, k0, kEnd, l0 + 1);
+        r.B2 = FetchSliceB(b, g, s, tid, k0, kEnd, l0 + 2);
+        r.B3 = FetchSliceB(b, g, s, tid, k0, kEnd, l0 + 3);
+        return r;
+    }
+
+    // Stores a fetched batch into the shared slices tA[k][m] and tB[k][n].
+    private static void StoreSlice(ArrayView<float> tA, ArrayView<float> tB, GemmArgs g, SliceGeometry s, int tid, SliceLoads r, int l0)
+    {
+        StoreSliceA(tA, g, s, tid, l0, r.A0);
+        StoreSliceA(tA, g, s, tid, l0 + 1, r.A1);
+        StoreSliceA(tA, g, s, tid, l0 + 2, r.A2);
+        StoreSliceA(tA, g, s, tid, l0 + 3, r.A3);
+        StoreSliceB(tB, g, s, tid, l0, r.B0);
+        StoreSliceB(tB, g, s, tid, l0 + 1, r.B1);
+        StoreSliceB(tB, g, s, tid, l0 + 2, r.B2);
+        StoreSliceB(tB, g, s, tid, l0 + 3, r.B3);
+    }
+
     /// <summary>
     /// Loads the depth-deep slices of op(A) (tileM rows from rowBase) and op(B) (tileN columns from
     /// colBase) starting at k0 into shared memory as tA[k][m] and tB[k][n], rows rowA and rowB floats
-    /// apart, zero outside the matrix or past kEnd. Each of the group's threads takes its share;
-    /// consecutive threads walk each operand's contiguous dimension.
+    /// apart, zero outside the matrix or past kEnd, a batch of loads at a time (Large's slices).
     /// </summary>
     private static void LoadSlices(
         ArrayView<float> tA,  // (depth, rowA) shared, tileM of each row used
@@ -248,28 +364,9 @@ public static partial class MatMulKernels
         ArrayView<float> a, ArrayView<float> b, GemmArgs g,
         int tid, int threads, int rowBase, int colBase, int k0, int kEnd, int tileM, int tileN, int rowA, int rowB, int depth)
     {
-        // Constant trip counts (threads divides both slices for every shape), so both operands' loads
-        // of one step issue together.
-        int countA = depth * tileM / threads, countB = depth * tileN / threads;
-        for (int l = 0; l < countA || l < countB; l++)
-        {
-            int idx = tid + l * threads;
-            int kk, mm, nn;
-            if (l < countA)
-            {
-                if (g.Ak == 1) { kk = idx % depth; mm = idx / depth; }
-                else { kk = idx / tileM; mm = idx % tileM; }
-                int gi = rowBase + mm, gk = k0 + kk;
-                tA[kk * rowA + mm] = gi < g.M && gk < kEnd ? a[gi * g.Am + gk * g.Ak] : 0f;
-            }
-            if (l < countB)
-            {
-                if (g.Bn == 1) { kk = idx / tileN; nn = idx % tileN; }
-                else { kk = idx % depth; nn = idx / depth; }
-                int gj = colBase + nn, gk = k0 + kk;
-                tB[kk * rowB + nn] = gj < g.N && gk < kEnd ? b[gk * g.Bk + gj * g.Bn] : 0f;
-            }
-        }
+        var s = new SliceGeometry(threads, rowBase, colBase, tileM, tileN, rowA, rowB, depth);
+        for (int l0 = 0; l0 < s.CountA || l0 < s.CountB; l0 += SliceBatch)
+            StoreSlice(tA, tB, g, s, tid, FetchSlice(a, b, g, s, tid, k0, kEnd, l0), l0);
     }
 
     // Four elements of row i: columns j, j + step, j + 2 step, j + 3 step, those inside C (a row of

@@ -376,8 +376,8 @@ public readonly struct TiledPhase<TShape, TEpi1, TEpi2, TTail> : IPhase
         // A whole group takes each trip and branch together, so it reaches every barrier inside.
         for (int idx = Grid.IdxX; idx < total; idx += Grid.DimX)
         {
-            if (idx < _first.Groups) MatMulKernels.Job<TShape, TEpi1>(tA, tB, _first, idx, tx, ty);
-            else MatMulKernels.Job<TShape, TEpi2>(tA, tB, _second, idx - _first.Groups, tx, ty);
+            if (idx < _first.Groups) MatMulKernels.Job<TShape, TEpi1>(tA, tB, _first, idx, tx, ty, prefetch: false);
+            else MatMulKernels.Job<TShape, TEpi2>(tA, tB, _second, idx - _first.Groups, tx, ty, prefetch: false);
         }
         _tail.Finish(_first.C, _first.G.M * _first.G.N);
     }

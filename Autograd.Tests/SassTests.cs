@@ -146,14 +146,52 @@ public sealed class SassTests
     public void Sums_keep_4_loads_in_flight_in_SASS(string kernel) =>
         LongestLoadRun(kernel).Should().BeGreaterThanOrEqualTo(4, $"{kernel}: four loads before their adds");
 
-    // The longest run of global loads with no floating-point instruction between them.
-    private static int LongestLoadRun(string kernel)
+    // A tiled slice's loads go to registers before any is stored to shared memory: a loop of load
+    // then store waited on memory once per element (ptxas cannot hoist a generic load above a shared
+    // store), ~3 µs a 16-deep slice on the H200 (run 7: 201 µs for h = x w1's 63 slices). And the next
+    // slice's loads issue while this one is multiplied: after the barrier that opens a slice, the 8
+    // loads of a 16x16 group's next slice (4 of A, 4 of B; the first of an 8x8 group's two batches)
+    // come before its first shared read. Large (one slice at a time, no prefetch) stores a slice
+    // after its 8 loads, not between them.
+    [Theory]
+    [InlineData("MatMulKernels.TiledKernel<Tile16x16, FirstOp, NoTail>")]
+    [InlineData("MatMulKernels.TiledKernel<Tile16x16, AxpyOp, NoTail>")]
+    [InlineData("MatMulKernels.TiledKernel<Tile16x16, FirstOp, SumTail<PowOp, PowGradOp>>")]
+    [InlineData("MatMulKernels.TiledKernel<Tile8x8, FirstOp, NoTail>")]
+    [InlineData("MatMulKernels.TiledPairKernel<Tile16x16, AxpyOp, FirstOp>")]
+    public void Tiled_SGEMM_fetches_the_next_slice_while_it_multiplies(string kernel)
+    {
+        var ops = Sass(kernel);
+        // A slice's multiply: from a barrier to the next, with its FMAs (the fixup's barrier has none).
+        var prefetched = new List<int>();
+        for (int i = 0; i < ops.Count; i++)
+        {
+            if (!ops[i].StartsWith("BAR.SYNC", StringComparison.Ordinal)) continue;
+            int end = ops.FindIndex(i + 1, o => o.StartsWith("BAR", StringComparison.Ordinal));
+            var segment = ops[(i + 1)..(end < 0 ? ops.Count : end)];
+            if (segment.Count(o => o == "FFMA") < 64) continue;
+            prefetched.Add(segment.TakeWhile(o => !o.StartsWith("LDS", StringComparison.Ordinal)).Count(IsGlobalLoad));
+        }
+        prefetched.Should().NotBeEmpty($"{kernel} multiplies its slices between barriers");
+        prefetched.Max().Should().BeGreaterThanOrEqualTo(8, $"{kernel}: the next slice's loads issue between the barrier and the slice's shared reads");
+    }
+
+    [Fact]
+    public void Large_SGEMM_loads_a_slice_before_storing_it() =>
+        LongestLoadRun("MatMulKernels.LargeKernel<FirstOp>", sharedStoresBreak: true).Should().BeGreaterThanOrEqualTo(8, "Large's 8 loads a slice issue before its shared stores");
+
+    private static bool IsGlobalLoad(string op) => op.StartsWith("LD.", StringComparison.Ordinal) || op.StartsWith("LDG.", StringComparison.Ordinal);
+
+    // The longest run of global loads with no floating-point instruction between them (nor a shared
+    // store, where asked).
+    private static int LongestLoadRun(string kernel, bool sharedStoresBreak = false)
     {
         int run = 0, longest = 0;
         foreach (var o in Sass(kernel))
         {
-            if (o.StartsWith("LD.", StringComparison.Ordinal) || o.StartsWith("LDG.", StringComparison.Ordinal)) longest = Math.Max(longest, ++run);
-            else if (o.StartsWith("FFMA", StringComparison.Ordinal) || o.StartsWith("FMUL", StringComparison.Ordinal) || o.StartsWith("FADD", StringComparison.Ordinal)) run = 0;
+            if (IsGlobalLoad(o)) longest = Math.Max(longest, ++run);
+            else if (o.StartsWith("FFMA", StringComparison.Ordinal) || o.StartsWith("FMUL", StringComparison.Ordinal) || o.StartsWith("FADD", StringComparison.Ordinal)
+                || (sharedStoresBreak && o.StartsWith("STS", StringComparison.Ordinal))) run = 0;
         }
         return longest;
     }
