@@ -203,8 +203,7 @@ public static partial class MatMulKernels
         int kEnd = Min(g.K, kBegin + g.KPer);
         int cBase = slice * g.M * g.N; // the slice's partial product when split
 
-        float s00 = 0, s01 = 0, s02 = 0, s03 = 0, s10 = 0, s11 = 0, s12 = 0, s13 = 0;
-        float s20 = 0, s21 = 0, s22 = 0, s23 = 0, s30 = 0, s31 = 0, s32 = 0, s33 = 0;
+        var s = default(TiledBlock);
 
         // The first batch of each slice's loads is fetched a slice ahead, into registers, while the
         // slice before it is multiplied: a 16x16 group's batch is the whole slice, so it never waits
@@ -213,6 +212,9 @@ public static partial class MatMulKernels
         var geo = new SliceGeometry(sx * sy, rowBase, colBase, tileM, tileN, rowA, rowB, Depth);
         int loads = Max(geo.CountA, geo.CountB);
         var next = prefetch ? FetchSlice(a, b, g, geo, tid, kBegin, kEnd, 0) : default;
+        // The thread's views of the slices, from its first row of A (column of B) to its last.
+        var fa = tA.SubView(ty, (Depth - 1) * rowA + 3 * sy + 1);
+        var fb = tB.SubView(tx, (Depth - 1) * rowB + 3 * sx + 1);
         for (int k0 = kBegin; k0 < kEnd; k0 += Depth)
         {
             if (!prefetch) next = FetchSlice(a, b, g, geo, tid, k0, kEnd, 0);
@@ -220,35 +222,66 @@ public static partial class MatMulKernels
             for (int l0 = SliceBatch; l0 < loads; l0 += SliceBatch)
                 StoreSlice(tA, tB, g, geo, tid, FetchSlice(a, b, g, geo, tid, k0, kEnd, l0), l0);
             Group.Barrier();
-            if (prefetch && k0 + Depth < kEnd) next = FetchSlice(a, b, g, geo, tid, k0 + Depth, kEnd, 0);
-            for (int kk = 0; kk < Depth; kk++)
-            {
-                int pa = kk * rowA + ty, pb = kk * rowB + tx;
-                float a0 = tA[pa], a1 = tA[pa + sy], a2 = tA[pa + 2 * sy], a3 = tA[pa + 3 * sy];
-                float b0 = tB[pb], b1 = tB[pb + sx], b2 = tB[pb + 2 * sx], b3 = tB[pb + 3 * sx];
-                s00 += a0 * b0; s01 += a0 * b1; s02 += a0 * b2; s03 += a0 * b3;
-                s10 += a1 * b0; s11 += a1 * b1; s12 += a1 * b2; s13 += a1 * b3;
-                s20 += a2 * b0; s21 += a2 * b1; s22 += a2 * b2; s23 += a2 * b3;
-                s30 += a3 * b0; s31 += a3 * b1; s32 += a3 * b2; s33 += a3 * b3;
-            }
+            // Unconditional: past the last slice every load is masked off (k >= kEnd), and behind an
+            // `if` ptxas sank the loads to the end of the multiply, where their wait was not hidden.
+            if (prefetch) next = FetchSlice(a, b, g, geo, tid, k0 + Depth, kEnd, 0);
+            // The 16 k of the slice unrolled, each read a constant offset from the thread's own view:
+            // no address arithmetic between the multiply-adds (the loop form took ~1 integer
+            // instruction per multiply-add in the SASS, and a 16x16 group alone on its
+            // multiprocessor, as the seed's few tiles are, is bound by instruction issue).
+            s = MultiplyK(s, fa, fb, 0 * rowA, 0 * rowB, sx, sy);
+            s = MultiplyK(s, fa, fb, 1 * rowA, 1 * rowB, sx, sy);
+            s = MultiplyK(s, fa, fb, 2 * rowA, 2 * rowB, sx, sy);
+            s = MultiplyK(s, fa, fb, 3 * rowA, 3 * rowB, sx, sy);
+            s = MultiplyK(s, fa, fb, 4 * rowA, 4 * rowB, sx, sy);
+            s = MultiplyK(s, fa, fb, 5 * rowA, 5 * rowB, sx, sy);
+            s = MultiplyK(s, fa, fb, 6 * rowA, 6 * rowB, sx, sy);
+            s = MultiplyK(s, fa, fb, 7 * rowA, 7 * rowB, sx, sy);
+            s = MultiplyK(s, fa, fb, 8 * rowA, 8 * rowB, sx, sy);
+            s = MultiplyK(s, fa, fb, 9 * rowA, 9 * rowB, sx, sy);
+            s = MultiplyK(s, fa, fb, 10 * rowA, 10 * rowB, sx, sy);
+            s = MultiplyK(s, fa, fb, 11 * rowA, 11 * rowB, sx, sy);
+            s = MultiplyK(s, fa, fb, 12 * rowA, 12 * rowB, sx, sy);
+            s = MultiplyK(s, fa, fb, 13 * rowA, 13 * rowB, sx, sy);
+            s = MultiplyK(s, fa, fb, 14 * rowA, 14 * rowB, sx, sy);
+            s = MultiplyK(s, fa, fb, 15 * rowA, 15 * rowB, sx, sy);
             Group.Barrier();
         }
         int r = rowBase + ty, col = colBase + tx;
         if (fixup == 0)
         {
-            StoreStrided(c, e, g, epi, cBase, r, col, sx, s00, s01, s02, s03);
-            StoreStrided(c, e, g, epi, cBase, r + sy, col, sx, s10, s11, s12, s13);
-            StoreStrided(c, e, g, epi, cBase, r + 2 * sy, col, sx, s20, s21, s22, s23);
-            StoreStrided(c, e, g, epi, cBase, r + 3 * sy, col, sx, s30, s31, s32, s33);
+            StoreStrided(c, e, g, epi, cBase, r, col, sx, s.S00, s.S01, s.S02, s.S03);
+            StoreStrided(c, e, g, epi, cBase, r + sy, col, sx, s.S10, s.S11, s.S12, s.S13);
+            StoreStrided(c, e, g, epi, cBase, r + 2 * sy, col, sx, s.S20, s.S21, s.S22, s.S23);
+            StoreStrided(c, e, g, epi, cBase, r + 3 * sy, col, sx, s.S30, s.S31, s.S32, s.S33);
             return;
         }
         var raw = g.Sliced(g.KPer);
         FirstOp keep = default;
-        StoreStrided(partial, partial, raw, keep, cBase, r, col, sx, s00, s01, s02, s03);
-        StoreStrided(partial, partial, raw, keep, cBase, r + sy, col, sx, s10, s11, s12, s13);
-        StoreStrided(partial, partial, raw, keep, cBase, r + 2 * sy, col, sx, s20, s21, s22, s23);
-        StoreStrided(partial, partial, raw, keep, cBase, r + 3 * sy, col, sx, s30, s31, s32, s33);
+        StoreStrided(partial, partial, raw, keep, cBase, r, col, sx, s.S00, s.S01, s.S02, s.S03);
+        StoreStrided(partial, partial, raw, keep, cBase, r + sy, col, sx, s.S10, s.S11, s.S12, s.S13);
+        StoreStrided(partial, partial, raw, keep, cBase, r + 2 * sy, col, sx, s.S20, s.S21, s.S22, s.S23);
+        StoreStrided(partial, partial, raw, keep, cBase, r + 3 * sy, col, sx, s.S30, s.S31, s.S32, s.S33);
         SplitKFixup(c, e, partial, arrivals, g, epi, tid, r, col, sx, sy, tileY * tilesX + tileX, split);
+    }
+
+    // A tiled thread's 4x4 block of C: rows ty + p * ThreadsY, columns tx + q * ThreadsX.
+    private struct TiledBlock
+    {
+        public float S00, S01, S02, S03, S10, S11, S12, S13, S20, S21, S22, S23, S30, S31, S32, S33;
+    }
+
+    // One k of a tiled slice: the thread's 4 rows of A at pa, pa + sy, ... and 4 columns of B at pb,
+    // pb + sx, ..., 16 multiply-adds into s (each element's chain stays in k order).
+    private static TiledBlock MultiplyK(TiledBlock s, ArrayView<float> tA, ArrayView<float> tB, int pa, int pb, int sx, int sy)
+    {
+        float a0 = tA[pa], a1 = tA[pa + sy], a2 = tA[pa + 2 * sy], a3 = tA[pa + 3 * sy];
+        float b0 = tB[pb], b1 = tB[pb + sx], b2 = tB[pb + 2 * sx], b3 = tB[pb + 3 * sx];
+        s.S00 += a0 * b0; s.S01 += a0 * b1; s.S02 += a0 * b2; s.S03 += a0 * b3;
+        s.S10 += a1 * b0; s.S11 += a1 * b1; s.S12 += a1 * b2; s.S13 += a1 * b3;
+        s.S20 += a2 * b0; s.S21 += a2 * b1; s.S22 += a2 * b2; s.S23 += a2 * b3;
+        s.S30 += a3 * b0; s.S31 += a3 * b1; s.S32 += a3 * b2; s.S33 += a3 * b3;
+        return s;
     }
 
     // Floats from one k's row of a tiled slice to the next: the tile and one more. A row-major A (or a
