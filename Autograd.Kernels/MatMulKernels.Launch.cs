@@ -282,8 +282,9 @@ public static partial class MatMulKernels
             smallRecorder.Add(new SmallPhase<TEpi, TTail>(a, b, c, operand, g, epilogue, tail), PhaseName("Small", tail));
             return;
         }
-        var ks = host.Load("MatMulSmall", typeof((TEpi, TTail)), acc =>
-            acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, TEpi, TTail>(SmallKernel));
+        var smallBounds = host.Bounds(SmallBounds);
+        var ks = host.Load(KernelHost.HasBounds(smallBounds) ? "MatMulSmall/bounded" : "MatMulSmall", typeof((TEpi, TTail)), acc =>
+            acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, TEpi, TTail>(SmallKernel, smallBounds));
         ks(host.Stream, host.GridStride(Blocks4x4(m, n)), a, b, c, operand, g, epilogue, tail);
     }
 

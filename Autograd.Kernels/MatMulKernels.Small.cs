@@ -1,6 +1,7 @@
 // The register-blocked SGEMM without shared memory: each thread owns a 4x4 block of C in registers
-// (Block4x4) and grid-strides over the blocks, walking all of K. It needs no shared memory and no
-// group size, so it runs on any accelerator. The warp-split kernel (MatMulKernels.Warp.cs) uses the
+// (Block4x4) and grid-strides over the blocks, walking all of K four k a trip (each trip's 32 loads
+// issued before its multiply-adds: one wait on memory per 4 k, where a loop of single k waited on
+// each). It needs no shared memory and no group size, so it runs on any accelerator. The warp-split kernel (MatMulKernels.Warp.cs) uses the
 // same block, with K split across a team of warps.
 using ILGPU;
 using ILGPU.Runtime;
@@ -9,7 +10,12 @@ namespace AutogradNet.Kernels;
 
 public static partial class MatMulKernels
 {
+    // As the warp kernel's: a thread walks K four k a trip, the trip's 32 loads issued before its
+    // multiply-adds (Block4x4.Walk); up to 128 registers let ptxas keep them in flight (SassTests).
+    internal static readonly KernelSpecialization SmallBounds = LaunchBoundsAttribute.Of(typeof(MatMulKernels), nameof(SmallKernel));
+
     /// <summary>Register-blocked SGEMM without shared memory: one 4x4 block of C per loop step.</summary>
+    [LaunchBounds(256, 2)]
     internal static void SmallKernel<TEpi, TTail>(
         ArrayView<float> a,   // (M, K) or (K, M) per g's strides
         ArrayView<float> b,   // (K, N) or (N, K) per g's strides
@@ -27,7 +33,7 @@ public static partial class MatMulKernels
         for (int t = Grid.GlobalIndex.X; t < total; t += stride)
         {
             var block = new Block4x4(g, t, tilesN);
-            for (int k = 0; k < g.K; k++) block.Step(a, b, g, k);
+            block.Walk(a, b, g, 0, 1);
             block.Store(c, e, g, epi);
         }
         tail.Finish(c, g.M * g.N);

@@ -179,9 +179,10 @@ public static partial class MatMulKernels
     // the product's grid having tilesX tiles to a row (TiledKernel, each half of TiledPairKernel, and
     // a phase of the persistent step kernel, whose groups are one line of threads: hence tx and ty).
     // prefetch, a constant at each call: fetch each slice's loads while the one before is multiplied.
-    // The persistent kernel does without: it holds a whole program in the 128 registers that keep two
-    // groups a multiprocessor resident, and the prefetch's 8 pushed its tiled phases into spills
-    // (SassTests); its tiled phases are split-K layers of a slice or two, with little to fetch ahead.
+    // The persistent kernel does without, and loads an operand's 4 at a time: it holds a whole program
+    // in the 128 registers that keep two groups a multiprocessor resident, and 8 loads in flight
+    // pushed its tiled phases into spills (SassTests; how many depended on what ILGPU had compiled
+    // before in the process); its tiled phases are split-K layers of a slice or two.
     private static void TiledTile<TShape, TEpi>(
         ArrayView<float> tA,       // (Depth, 4 ThreadsY) shared slice of A
         ArrayView<float> tB,       // (Depth, 4 ThreadsX) shared slice of B
@@ -207,24 +208,35 @@ public static partial class MatMulKernels
 
         // The first batch of each slice's loads is fetched a slice ahead, into registers, while the
         // slice before it is multiplied: a 16x16 group's batch is the whole slice, so it never waits
-        // on memory between its slices. Smaller groups fetch the rest of a slice a batch at a time,
-        // and so does every group without prefetch.
+        // on memory between its slices. Smaller groups fetch the rest of a slice a batch at a time.
         var geo = new SliceGeometry(sx * sy, rowBase, colBase, tileM, tileN, rowA, rowB, Depth);
         int loads = Max(geo.CountA, geo.CountB);
-        var next = prefetch ? FetchSlice(a, b, g, geo, tid, kBegin, kEnd, 0) : default;
+        var next = prefetch ? FetchSlice(a, b, g, geo, tid, kBegin, kEnd, 0, BothOperands) : default;
         // The thread's views of the slices, from its first row of A (column of B) to its last.
         var fa = tA.SubView(ty, (Depth - 1) * rowA + 3 * sy + 1);
         var fb = tB.SubView(tx, (Depth - 1) * rowB + 3 * sx + 1);
         for (int k0 = kBegin; k0 < kEnd; k0 += Depth)
         {
-            if (!prefetch) next = FetchSlice(a, b, g, geo, tid, k0, kEnd, 0);
-            StoreSlice(tA, tB, g, geo, tid, next, 0);
-            for (int l0 = SliceBatch; l0 < loads; l0 += SliceBatch)
-                StoreSlice(tA, tB, g, geo, tid, FetchSlice(a, b, g, geo, tid, k0, kEnd, l0), l0);
+            if (prefetch)
+            {
+                StoreSlice(tA, tB, g, geo, tid, next, 0, BothOperands);
+                for (int l0 = SliceBatch; l0 < loads; l0 += SliceBatch)
+                    StoreSlice(tA, tB, g, geo, tid, FetchSlice(a, b, g, geo, tid, k0, kEnd, l0, BothOperands), l0, BothOperands);
+            }
+            else
+            {
+                // An operand's batch at a time: 4 loads in flight, not 8, which the persistent
+                // kernel's registers hold without spilling wherever ILGPU compiles it (SassTests).
+                for (int l0 = 0; l0 < loads; l0 += SliceBatch)
+                {
+                    StoreSlice(tA, tB, g, geo, tid, FetchSlice(a, b, g, geo, tid, k0, kEnd, l0, OperandA), l0, OperandA);
+                    StoreSlice(tA, tB, g, geo, tid, FetchSlice(a, b, g, geo, tid, k0, kEnd, l0, OperandB), l0, OperandB);
+                }
+            }
             Group.Barrier();
             // Unconditional: past the last slice every load is masked off (k >= kEnd), and behind an
             // `if` ptxas sank the loads to the end of the multiply, where their wait was not hidden.
-            if (prefetch) next = FetchSlice(a, b, g, geo, tid, k0 + Depth, kEnd, 0);
+            if (prefetch) next = FetchSlice(a, b, g, geo, tid, k0 + Depth, kEnd, 0, BothOperands);
             // The 16 k of the slice unrolled, each read a constant offset from the thread's own view:
             // no address arithmetic between the multiply-adds (the loop form took ~1 integer
             // instruction per multiply-add in the SASS, and a 16x16 group alone on its
@@ -357,33 +369,48 @@ public static partial class MatMulKernels
         tB[SliceK(idx, g.Bn != 1, s.Depth, s.TileN) * s.RowB + SliceM(idx, g.Bn != 1, s.Depth, s.TileN)] = v;
     }
 
+    // Which operands a batch moves (constants, so the other's code folds away).
+    private const int OperandA = 1, OperandB = 2, BothOperands = 3;
+
     // Batch l0 / SliceBatch of a thread's share of the slices starting at k0 (zero outside the
-    // matrix or past kEnd): every load issues before any of them is used.
-    private static SliceLoads FetchSlice(ArrayView<float> a, ArrayView<float> b, GemmArgs g, SliceGeometry s, int tid, int k0, int kEnd, int l0)
+    // matrix or past kEnd) for the operands named: every load issues before any of them is used.
+    private static SliceLoads FetchSlice(ArrayView<float> a, ArrayView<float> b, GemmArgs g, SliceGeometry s, int tid, int k0, int kEnd, int l0, int operands)
     {
-        SliceLoads r;
-        r.A0 = FetchSliceA(a, g, s, tid, k0, kEnd, l0);
-        r.A1 = FetchSliceA(a, g, s, tid, k0, kEnd, l0 + 1);
-        r.A2 = FetchSliceA(a, g, s, tid, k0, kEnd, l0 + 2);
-        r.A3 = FetchSliceA(a, g, s, tid, k0, kEnd, l0 + 3);
-        r.B0 = FetchSliceB(b, g, s, tid, k0, kEnd, l0);
-        r.B1 = FetchSliceB(b, g, s, tid, k0, kEnd, l0 + 1);
-        r.B2 = FetchSliceB(b, g, s, tid, k0, kEnd, l0 + 2);
-        r.B3 = FetchSliceB(b, g, s, tid, k0, kEnd, l0 + 3);
+        var r = default(SliceLoads);
+        if ((operands & OperandA) != 0)
+        {
+            r.A0 = FetchSliceA(a, g, s, tid, k0, kEnd, l0);
+            r.A1 = FetchSliceA(a, g, s, tid, k0, kEnd, l0 + 1);
+            r.A2 = FetchSliceA(a, g, s, tid, k0, kEnd, l0 + 2);
+            r.A3 = FetchSliceA(a, g, s, tid, k0, kEnd, l0 + 3);
+        }
+        if ((operands & OperandB) != 0)
+        {
+            r.B0 = FetchSliceB(b, g, s, tid, k0, kEnd, l0);
+            r.B1 = FetchSliceB(b, g, s, tid, k0, kEnd, l0 + 1);
+            r.B2 = FetchSliceB(b, g, s, tid, k0, kEnd, l0 + 2);
+            r.B3 = FetchSliceB(b, g, s, tid, k0, kEnd, l0 + 3);
+        }
         return r;
     }
 
-    // Stores a fetched batch into the shared slices tA[k][m] and tB[k][n].
-    private static void StoreSlice(ArrayView<float> tA, ArrayView<float> tB, GemmArgs g, SliceGeometry s, int tid, SliceLoads r, int l0)
+    // Stores a fetched batch of the operands named into the shared slices tA[k][m] and tB[k][n].
+    private static void StoreSlice(ArrayView<float> tA, ArrayView<float> tB, GemmArgs g, SliceGeometry s, int tid, SliceLoads r, int l0, int operands)
     {
-        StoreSliceA(tA, g, s, tid, l0, r.A0);
-        StoreSliceA(tA, g, s, tid, l0 + 1, r.A1);
-        StoreSliceA(tA, g, s, tid, l0 + 2, r.A2);
-        StoreSliceA(tA, g, s, tid, l0 + 3, r.A3);
-        StoreSliceB(tB, g, s, tid, l0, r.B0);
-        StoreSliceB(tB, g, s, tid, l0 + 1, r.B1);
-        StoreSliceB(tB, g, s, tid, l0 + 2, r.B2);
-        StoreSliceB(tB, g, s, tid, l0 + 3, r.B3);
+        if ((operands & OperandA) != 0)
+        {
+            StoreSliceA(tA, g, s, tid, l0, r.A0);
+            StoreSliceA(tA, g, s, tid, l0 + 1, r.A1);
+            StoreSliceA(tA, g, s, tid, l0 + 2, r.A2);
+            StoreSliceA(tA, g, s, tid, l0 + 3, r.A3);
+        }
+        if ((operands & OperandB) != 0)
+        {
+            StoreSliceB(tB, g, s, tid, l0, r.B0);
+            StoreSliceB(tB, g, s, tid, l0 + 1, r.B1);
+            StoreSliceB(tB, g, s, tid, l0 + 2, r.B2);
+            StoreSliceB(tB, g, s, tid, l0 + 3, r.B3);
+        }
     }
 
     /// <summary>
@@ -399,7 +426,7 @@ public static partial class MatMulKernels
     {
         var s = new SliceGeometry(threads, rowBase, colBase, tileM, tileN, rowA, rowB, depth);
         for (int l0 = 0; l0 < s.CountA || l0 < s.CountB; l0 += SliceBatch)
-            StoreSlice(tA, tB, g, s, tid, FetchSlice(a, b, g, s, tid, k0, kEnd, l0), l0);
+            StoreSlice(tA, tB, g, s, tid, FetchSlice(a, b, g, s, tid, k0, kEnd, l0, BothOperands), l0, BothOperands);
     }
 
     // Four elements of row i: columns j, j + step, j + 2 step, j + 3 step, those inside C (a row of

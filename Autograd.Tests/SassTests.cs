@@ -130,6 +130,8 @@ public sealed class SassTests
     [InlineData("MatMulKernels.TiledKernel<Tile16x16, AxpyOp, NoTail>")]
     [InlineData("MatMulKernels.TiledKernel<Tile16x16, FirstOp, SumTail<PowOp, PowGradOp>>")]
     [InlineData("MatMulKernels.TiledKernel<Tile8x8, FirstOp, NoTail>")]
+    [InlineData("MatMulKernels.SmallKernel<FirstOp, NoTail>")]
+    [InlineData("MatMulKernels.SmallKernel<FirstOp, SumTail<PowOp, PowGradOp>>")]
     public void SGEMM_keeps_32_loads_in_flight_in_SASS(string kernel) =>
         LongestLoadRun(kernel).Should().BeGreaterThanOrEqualTo(32, $"{kernel}: the 32 loads of a trip are issued before its first multiply-add");
 
