@@ -206,12 +206,15 @@ public static partial class MatMulKernels
 
         var s = default(TiledBlock);
 
-        // The first batch of each slice's loads is fetched a slice ahead, into registers, while the
-        // slice before it is multiplied: a 16x16 group's batch is the whole slice, so it never waits
-        // on memory between its slices. Smaller groups fetch the rest of a slice a batch at a time.
+        // The first two batches of each slice's loads are fetched a slice ahead, into registers,
+        // while the slice before it is multiplied: that is all of a 16x16 group's share (one batch)
+        // and of an 8x8 group's (two), so neither waits on memory between its slices. Smaller groups
+        // (the CPU accelerator's) fetch the rest of a slice a batch at a time.
         var geo = new SliceGeometry(sx * sy, rowBase, colBase, tileM, tileN, rowA, rowB, Depth);
         int loads = Max(geo.CountA, geo.CountB);
+        bool two = loads > SliceBatch; // a constant once specialised on TShape
         var next = prefetch ? FetchSlice(a, b, g, geo, tid, kBegin, kEnd, 0, BothOperands) : default;
+        var next2 = prefetch && two ? FetchSlice(a, b, g, geo, tid, kBegin, kEnd, SliceBatch, BothOperands) : default;
         // The thread's views of the slices, from its first row of A (column of B) to its last.
         var fa = tA.SubView(ty, (Depth - 1) * rowA + 3 * sy + 1);
         var fb = tB.SubView(tx, (Depth - 1) * rowB + 3 * sx + 1);
@@ -220,7 +223,8 @@ public static partial class MatMulKernels
             if (prefetch)
             {
                 StoreSlice(tA, tB, g, geo, tid, next, 0, BothOperands);
-                for (int l0 = SliceBatch; l0 < loads; l0 += SliceBatch)
+                if (two) StoreSlice(tA, tB, g, geo, tid, next2, SliceBatch, BothOperands);
+                for (int l0 = 2 * SliceBatch; l0 < loads; l0 += SliceBatch)
                     StoreSlice(tA, tB, g, geo, tid, FetchSlice(a, b, g, geo, tid, k0, kEnd, l0, BothOperands), l0, BothOperands);
             }
             else
@@ -237,6 +241,7 @@ public static partial class MatMulKernels
             // Unconditional: past the last slice every load is masked off (k >= kEnd), and behind an
             // `if` ptxas sank the loads to the end of the multiply, where their wait was not hidden.
             if (prefetch) next = FetchSlice(a, b, g, geo, tid, k0 + Depth, kEnd, 0, BothOperands);
+            if (prefetch && two) next2 = FetchSlice(a, b, g, geo, tid, k0 + Depth, kEnd, SliceBatch, BothOperands);
             // The 16 k of the slice unrolled, each read a constant offset from the thread's own view:
             // no address arithmetic between the multiply-adds (the loop form took ~1 integer
             // instruction per multiply-add in the SASS, and a 16x16 group alone on its
