@@ -84,7 +84,12 @@ public readonly struct TiledJob<TEpi>
 
 public static partial class MatMulKernels
 {
+    // The pair's split-K build takes TiledKernel's bounds, for the same reason (its fixup's 32 loads
+    // in flight, and the next slice's prefetch, which ptxas placed late at 72 registers unbounded).
+    private static readonly KernelSpecialization TiledPairBounds = LaunchBoundsAttribute.Of(typeof(MatMulKernels), nameof(TiledPairKernel));
+
     /// <summary>Two tiled products in one launch: groups [0, first.Groups) take the first, the rest the second.</summary>
+    [LaunchBounds(256, 2)]
     internal static void TiledPairKernel<TShape, TEpi1, TEpi2>(
         TiledJob<TEpi1> first,
         TiledJob<TEpi2> second)
@@ -232,8 +237,9 @@ public static partial class MatMulKernels
             recorder.Add(new TiledPhase<TShape, TEpi1, TEpi2, NoTail>(j1, j2, default), "Tiled pair");
             return;
         }
-        var k = host.Load("MatMulTiledPair", typeof(TShape), typeof((TEpi1, TEpi2)), acc =>
-            acc.LoadKernel<TiledJob<TEpi1>, TiledJob<TEpi2>>(TiledPairKernel<TShape, TEpi1, TEpi2>));
+        var bounds = j1.Fixup != 0 || j2.Fixup != 0 ? host.Bounds(TiledPairBounds) : KernelSpecialization.Empty;
+        var k = host.Load(KernelHost.HasBounds(bounds) ? "MatMulTiledPair/bounded" : "MatMulTiledPair", typeof(TShape), typeof((TEpi1, TEpi2)), acc =>
+            acc.LoadKernel<TiledJob<TEpi1>, TiledJob<TEpi2>>(TiledPairKernel<TShape, TEpi1, TEpi2>, bounds));
         k(host.Stream, new KernelConfig(new Index3D(j1.Groups + j2.Groups, 1, 1), group), j1, j2);
     }
 

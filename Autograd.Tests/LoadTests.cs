@@ -97,6 +97,10 @@ public sealed class LoadTests
         Memory.Collect();
         Memory.LiveBuffers.Should().BeLessThanOrEqualTo(warmBuffers, "2,000 eager steps without Dispose hold no more buffers");
         Memory.LiveBytes.Should().BeLessThanOrEqualTo(warmBytes);
-        (Memory.DeviceAllocations - warmAllocations).Should().BeLessThan(16);
+        // A leak would take at least a buffer a step (1,900 here). What the collector's lag takes is
+        // bounded: tensors dropped without Dispose come back when finalized, so a burst of steps
+        // before a collection draws a few buffers from the driver once, and the cache keeps them
+        // (16 seen in a full-suite run, whose heap collects later than this test alone, which takes 0).
+        (Memory.DeviceAllocations - warmAllocations).Should().BeLessThan(64, "2,000 eager steps draw no buffer a step from the driver");
     }
 }

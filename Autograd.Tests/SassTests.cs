@@ -132,6 +132,7 @@ public sealed class SassTests
     [InlineData("MatMulKernels.TiledKernel<Tile8x8, FirstOp, NoTail>")]
     [InlineData("MatMulKernels.SmallKernel<FirstOp, NoTail>")]
     [InlineData("MatMulKernels.SmallKernel<FirstOp, SumTail<PowOp, PowGradOp>>")]
+    [InlineData("MatMulKernels.TiledPairKernel<Tile16x16, AxpyOp, FirstOp>")]
     public void SGEMM_keeps_32_loads_in_flight_in_SASS(string kernel) =>
         LongestLoadRun(kernel).Should().BeGreaterThanOrEqualTo(32, $"{kernel}: the 32 loads of a trip are issued before its first multiply-add");
 
