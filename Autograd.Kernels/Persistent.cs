@@ -27,7 +27,8 @@
 // group a multiprocessor on the CPU accelerator, which runs a group per simulated multiprocessor):
 // a barrier waiting on a group that is not yet running never returns. As a guard, a group that has
 // spun SpinLimit times on a barrier marks the step as timed out and goes on (wrong results, no
-// hung device), and the host reads the mark (PersistentProgram.TimedOut).
+// hung device), every other wait then ends within 64 polls, and the host reads the mark
+// (PersistentProgram.TimedOut).
 using System.Reflection;
 using ILGPU;
 using ILGPU.Runtime;
@@ -113,7 +114,9 @@ public sealed class PhaseAccess
 /// </summary>
 public readonly struct GridBarrier
 {
-    private readonly ArrayView<int> _state; // (3): groups arrived, generation, timed out (0 or 1); zero at the first launch
+    // (3): ints 0-1 one 64-bit word, the arrivals at the current barrier (low 32 bits) and its
+    // generation (high 32 bits); int 2 timed out (0 or 1). Zero at the first launch.
+    private readonly ArrayView<int> _state;
     private readonly int _spinLimit;
 
     internal GridBarrier(ArrayView<int> state, int spinLimit)
@@ -130,26 +133,30 @@ public readonly struct GridBarrier
         Group.Barrier();
         if (Group.LinearIndex == 0)
         {
+            // Arrivals and generation share a word, so a group arrives with one atomic add that also
+            // tells it the generation to wait past, and the last one zeroes the arrivals and turns the
+            // generation over with a second: two atomics in L2 on the barrier's path, where a count and
+            // a generation apart took five (a flag read, a generation read, the arrival, the reset, the
+            // turn), each a round trip the last group made after its share of the phase.
+            var word = _state.Cast<long>();
+            int groups = Grid.Dimension.Size;
             MemoryFence.DeviceLevel();
-            if (Atomic.Or(ref _state[2], 0) == 0)
+            long arrived = Atomic.Add(ref word[0], 1L);
+            if ((int)(arrived & 0xFFFFFFFFL) == groups - 1)
             {
-                // The generation is read before arriving: it cannot move until this group has arrived.
-                int generation = Atomic.Or(ref _state[1], 0);
-                MemoryFence.DeviceLevel();
-                if (Atomic.Add(ref _state[0], 1) == Grid.Dimension.Size - 1)
+                Atomic.Add(ref word[0], (1L << 32) - groups);
+            }
+            else
+            {
+                long generation = arrived >> 32;
+                for (int spins = 0; Atomic.Add(ref word[0], 0L) >> 32 == generation; spins++)
                 {
-                    Atomic.Exchange(ref _state[0], 0);
-                    MemoryFence.DeviceLevel();
-                    Atomic.Add(ref _state[1], 1);
-                }
-                else
-                {
-                    for (int spins = 0; Atomic.Or(ref _state[1], 0) == generation; spins++)
-                    {
-                        if (spins < _spinLimit) continue;
-                        Atomic.Exchange(ref _state[2], 1);
-                        break;
-                    }
+                    // A barrier that gave up, here or in another group, ends every later wait too: the
+                    // run is wrong already (the host checks the flag), and must only end soon.
+                    if ((spins & 63) == 63 && Atomic.Or(ref _state[2], 0) != 0) break;
+                    if (spins < _spinLimit) continue;
+                    Atomic.Exchange(ref _state[2], 1);
+                    break;
                 }
             }
             MemoryFence.DeviceLevel();
