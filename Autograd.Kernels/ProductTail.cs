@@ -148,32 +148,36 @@ public readonly struct SumTail<TMap, TSide> : IProductTail
         Group.Barrier();
         if (last[0] == 0) return;
         MemoryFence.DeviceLevel();
-        // Four of the thread's elements a trip, loads first: one wait on memory instead of four. The
-        // adds keep the order of the plain loop (t, t + T, t + 2T, ...), so the bits are the same.
+        // Four of the thread's elements a trip, every load (C's and the side operand's) before any
+        // add or store: one wait on memory a trip. The last trip's absent elements are neither
+        // loaded nor added, so the adds keep the order of the plain loop (t, t + T, t + 2T, ...) and
+        // its bits. The seed's 640 elements are one trip for groups of 256: a loop of single elements
+        // waited three times, and six with the side op (a generic load cannot pass the store before it).
         float acc = 0f;
-        int i = tid;
-        for (; i + 3 * threads < count; i += 4 * threads)
+        for (int i = tid; i < count; i += 4 * threads)
         {
             int i1 = i + threads, i2 = i1 + threads, i3 = i2 + threads;
-            float v0 = c[i], v1 = c[i1], v2 = c[i2], v3 = c[i3];
-            acc += _map.Apply(v0);
-            acc += _map.Apply(v1);
-            acc += _map.Apply(v2);
-            acc += _map.Apply(v3);
+            bool h1 = i1 < count, h2 = i2 < count, h3 = i3 < count;
+            float v0 = c[i], v1 = h1 ? c[i1] : 0f, v2 = h2 ? c[i2] : 0f, v3 = h3 ? c[i3] : 0f;
+            float s0 = 0f, s1 = 0f, s2 = 0f, s3 = 0f;
             if (_hasSide != 0)
             {
-                float s0 = _s[i * _sStride], s1 = _s[i1 * _sStride], s2 = _s[i2 * _sStride], s3 = _s[i3 * _sStride];
-                c[i] = _side.Apply(v0, s0);
-                c[i1] = _side.Apply(v1, s1);
-                c[i2] = _side.Apply(v2, s2);
-                c[i3] = _side.Apply(v3, s3);
+                s0 = _s[i * _sStride];
+                s1 = h1 ? _s[i1 * _sStride] : 0f;
+                s2 = h2 ? _s[i2 * _sStride] : 0f;
+                s3 = h3 ? _s[i3 * _sStride] : 0f;
             }
-        }
-        for (; i < count; i += threads)
-        {
-            float v = c[i];
-            acc += _map.Apply(v);
-            if (_hasSide != 0) c[i] = _side.Apply(v, _s[i * _sStride]);
+            acc += _map.Apply(v0);
+            if (h1) acc += _map.Apply(v1);
+            if (h2) acc += _map.Apply(v2);
+            if (h3) acc += _map.Apply(v3);
+            if (_hasSide != 0)
+            {
+                c[i] = _side.Apply(v0, s0);
+                if (h1) c[i1] = _side.Apply(v1, s1);
+                if (h2) c[i2] = _side.Apply(v2, s2);
+                if (h3) c[i3] = _side.Apply(v3, s3);
+            }
         }
         // Reduce's group tree (threads is a power of two, checked by the launcher).
         sums[tid] = acc;

@@ -119,6 +119,46 @@ public sealed partial class KernelTests
         losses.Should().AllBeEquivalentTo(losses[0], "the order of the sum does not depend on which group is last");
     }
 
+    // The tail walks four elements a thread a trip, every load first, and its last trip adds only the
+    // elements it has. On groups of 256, outputs of part of one trip and of several with a partial
+    // last trip: a side operand per element (stride 1: C = 2 v s element by element, and the loss),
+    // and a map that is not 0 at 0 (x + 1: the sum is sum(AB) + M N, not more).
+    [Theory]
+    [InlineData(MatMulPath.Tiled, 7, 33, 65)]
+    [InlineData(MatMulPath.Tiled, 33, 65, 17)]
+    [InlineData(MatMulPath.Small, 65, 33, 7)]
+    public void MatMulSum_tail_trips_match_host_twin(MatMulPath path, int m, int n, int k)
+    {
+        var host = Device.CpuSimulator(16, 16, 1).Host;
+        using var pin = new MatMulPin(host, path, null);
+        var a = TestData.Normal(m * k, 51);
+        var b = TestData.Normal(k * n, 52);
+        var s = TestData.Normal(m * n, 53);
+        using var ab = Upload(host, a);
+        using var bb = Upload(host, b);
+        using var sb = Upload(host, s);
+        using var loss = Upload(host, [float.NaN]);
+        using var scratch = Upload(host, new float[MatMulKernels.MatMulSumScratch(host, m, n, k)]);
+        MatMulKernels.SumInSameLaunch(host, m, n, k).Should().BeTrue();
+        var p = Reference.MatMul(a, false, b, false, m, n, k);
+        string what = $"{path} {m}x{n}x{k}";
+        float[] Run<TMap, TSide>(SumTail<TMap, TSide> tail)
+            where TMap : struct, IUnaryOp
+            where TSide : struct, IBinaryOp
+        {
+            using var cb = Upload(host, Enumerable.Repeat(float.NaN, m * n).ToArray());
+            MatMulKernels.MatMulSum(host, ab.View, false, bb.View, false, cb.View, m, n, k, 1f, 0f, scratch.View,
+                new FirstOp(), cb.View, 0, 0, tail);
+            return Download(host, cb, m * n);
+        }
+
+        var c = Run(new SumTail<PowOp, PowGradOp>(loss.View, new PowOp(2f), 1f, new PowGradOp(2f), sb.View, 1));
+        TestData.ShouldMatch(c, p.Select((v, i) => 2 * v * s[i]).ToArray(), 1e-4, 1e-4, what + ": C = 2 AB s");
+        TestData.ShouldMatch(Download(host, loss, 1), [p.Sum(v => v * v)], 1e-4, 1e-3, what + ": sum of (AB)^2");
+        Run(new SumTail<AddScalarOp, FirstOp>(loss.View, new AddScalarOp(1f)));
+        TestData.ShouldMatch(Download(host, loss, 1), [p.Sum() + m * n], 1e-4, 1e-3, what + ": sum of AB + 1");
+    }
+
     // Past what one group of Reduce's sum takes (64K elements on the CPU accelerator), the sum runs
     // in a second launch, and the host's twin takes two passes: both as Reduce.SumAllMap does.
     [Theory]
