@@ -127,8 +127,6 @@ public static partial class MatMulKernels
 
     private static int Min(int x, int y) => x < y ? x : y;
 
-    private static int Max(int x, int y) => x > y ? x : y;
-
     // The one place a product element is written: scale, accumulate, then the epilogue op.
     private static void Store<TEpi>(ArrayView<float> c, ArrayView<float> e, GemmArgs g, TEpi epi,
         int cBase, int i, int j, float v)
@@ -211,8 +209,7 @@ public static partial class MatMulKernels
         // and of an 8x8 group's (two), so neither waits on memory between its slices. Smaller groups
         // (the CPU accelerator's) fetch the rest of a slice a batch at a time.
         var geo = new SliceGeometry(sx * sy, rowBase, colBase, tileM, tileN, rowA, rowB, Depth);
-        int loads = Max(geo.CountA, geo.CountB);
-        bool two = loads > SliceBatch; // a constant once specialised on TShape
+        bool two = geo.Loads > SliceBatch; // a constant once specialised on TShape
         var next = prefetch ? FetchSlice(a, b, g, geo, tid, kBegin, kEnd, 0, BothOperands) : default;
         var next2 = prefetch && two ? FetchSlice(a, b, g, geo, tid, kBegin, kEnd, SliceBatch, BothOperands) : default;
         // The thread's views of the slices, from its first row of A (column of B) to its last.
@@ -224,14 +221,14 @@ public static partial class MatMulKernels
             {
                 StoreSlice(tA, tB, g, geo, tid, next, 0, BothOperands);
                 if (two) StoreSlice(tA, tB, g, geo, tid, next2, SliceBatch, BothOperands);
-                for (int l0 = 2 * SliceBatch; l0 < loads; l0 += SliceBatch)
+                for (int l0 = 2 * SliceBatch; l0 < geo.Loads; l0 += SliceBatch)
                     StoreSlice(tA, tB, g, geo, tid, FetchSlice(a, b, g, geo, tid, k0, kEnd, l0, BothOperands), l0, BothOperands);
             }
             else
             {
                 // An operand's batch at a time: 4 loads in flight, not 8, which the persistent
                 // kernel's registers hold without spilling wherever ILGPU compiles it (SassTests).
-                for (int l0 = 0; l0 < loads; l0 += SliceBatch)
+                for (int l0 = 0; l0 < geo.Loads; l0 += SliceBatch)
                 {
                     StoreSlice(tA, tB, g, geo, tid, FetchSlice(a, b, g, geo, tid, k0, kEnd, l0, OperandA), l0, OperandA);
                     StoreSlice(tA, tB, g, geo, tid, FetchSlice(a, b, g, geo, tid, k0, kEnd, l0, OperandB), l0, OperandB);
@@ -243,8 +240,8 @@ public static partial class MatMulKernels
             if (prefetch) next = FetchSlice(a, b, g, geo, tid, k0 + Depth, kEnd, 0, BothOperands);
             if (prefetch && two) next2 = FetchSlice(a, b, g, geo, tid, k0 + Depth, kEnd, SliceBatch, BothOperands);
             // The 16 k of the slice unrolled, each read a constant offset from the thread's own view:
-            // no address arithmetic between the multiply-adds (the loop form took ~1 integer
-            // instruction per multiply-add in the SASS, and a 16x16 group alone on its
+            // no address arithmetic between the multiply-adds (the loop form took ~2 integer
+            // instructions per multiply-add in the SASS, and a 16x16 group alone on its
             // multiprocessor, as the seed's few tiles are, is bound by instruction issue).
             s = MultiplyK(s, fa, fb, 0 * rowA, 0 * rowB, sx, sy);
             s = MultiplyK(s, fa, fb, 1 * rowA, 1 * rowB, sx, sy);
@@ -320,6 +317,9 @@ public static partial class MatMulKernels
     private readonly struct SliceGeometry
     {
         public readonly int Threads, RowBase, ColBase, TileM, TileN, RowA, RowB, Depth, CountA, CountB;
+
+        // Elements a thread moves for the larger of the two operands' shares: the batches' bound.
+        public int Loads => CountA > CountB ? CountA : CountB;
 
         public SliceGeometry(int threads, int rowBase, int colBase, int tileM, int tileN, int rowA, int rowB, int depth)
         {
@@ -430,7 +430,7 @@ public static partial class MatMulKernels
         int tid, int threads, int rowBase, int colBase, int k0, int kEnd, int tileM, int tileN, int rowA, int rowB, int depth)
     {
         var s = new SliceGeometry(threads, rowBase, colBase, tileM, tileN, rowA, rowB, depth);
-        for (int l0 = 0; l0 < s.CountA || l0 < s.CountB; l0 += SliceBatch)
+        for (int l0 = 0; l0 < s.Loads; l0 += SliceBatch)
             StoreSlice(tA, tB, g, s, tid, FetchSlice(a, b, g, s, tid, k0, kEnd, l0, BothOperands), l0, BothOperands);
     }
 
