@@ -121,6 +121,7 @@ public sealed partial class KernelHost
         _hostLoops = other._hostLoops;
         LaunchBounds = other.LaunchBounds;
         PersistentSteps = other.PersistentSteps;
+        ChainTails = other.ChainTails;
         Recorder = other.Recorder;
         // Shared: the streams' work is ordered on the default stream (a captured graph is launched there).
         _arrivals = other._arrivals;

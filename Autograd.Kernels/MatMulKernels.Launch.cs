@@ -408,9 +408,12 @@ public static partial class MatMulKernels
                 $"MatMulTiled's group of {group.X}x{group.Y} threads is not the persistent kernel's {host.GroupSize}: set KernelHost.TiledGroup to a group of {host.GroupSize}");
     }
 
-    // A phase's name in PersistentProgram's description: the kernel, and "+ sum" where it sums the loss.
+    // A phase's name in PersistentProgram's description: the kernel, and "+ sum" where it sums the
+    // loss, "+ chain" where its last group runs a chain's stages.
     internal static string PhaseName<TTail>(string kernel, TTail tail) where TTail : struct, IProductTail =>
-        typeof(TTail) == typeof(NoTail) ? kernel : kernel + " + sum";
+        typeof(TTail) == typeof(NoTail) ? kernel
+        : typeof(TTail).IsGenericType && typeof(TTail).GetGenericTypeDefinition() == typeof(ChainTail<>) ? kernel + " + chain"
+        : kernel + " + sum";
 
     // The scratch's first split x M x N elements, where the slices of a split product go.
     private static ArrayView<float> Partials(ArrayView<float> scratch, GemmArgs g, int split)

@@ -136,6 +136,19 @@ public static partial class MatMulKernels
             _s30 = WarpSum(_s30); _s31 = WarpSum(_s31); _s32 = WarpSum(_s32); _s33 = WarpSum(_s33);
         }
 
+        // Each run of `lanes` neighbouring lanes (a power of two dividing the warp) adds its sums into
+        // its first lane, halving: lane l adds lane l + d for d = lanes/2, ..., 1.
+        public void SumOverLanes(int lanes)
+        {
+            for (int d = lanes / 2; d > 0; d /= 2)
+            {
+                _s00 += Warp.ShuffleDown(_s00, d); _s01 += Warp.ShuffleDown(_s01, d); _s02 += Warp.ShuffleDown(_s02, d); _s03 += Warp.ShuffleDown(_s03, d);
+                _s10 += Warp.ShuffleDown(_s10, d); _s11 += Warp.ShuffleDown(_s11, d); _s12 += Warp.ShuffleDown(_s12, d); _s13 += Warp.ShuffleDown(_s13, d);
+                _s20 += Warp.ShuffleDown(_s20, d); _s21 += Warp.ShuffleDown(_s21, d); _s22 += Warp.ShuffleDown(_s22, d); _s23 += Warp.ShuffleDown(_s23, d);
+                _s30 += Warp.ShuffleDown(_s30, d); _s31 += Warp.ShuffleDown(_s31, d); _s32 += Warp.ShuffleDown(_s32, d); _s33 += Warp.ShuffleDown(_s33, d);
+            }
+        }
+
         // Writes the block's 16 sums to s[at..at + 16), row by row (a team's warp hands its block over).
         public readonly void ToShared(ArrayView<float> s, int at)
         {

@@ -87,17 +87,26 @@ public static partial class MatMulKernels
     /// <param name="k">Shared dimension.</param>
     public static bool SumInSameLaunch(KernelHost host, int m, int n, int k)
     {
-        host = host.ForShape(m, n, k);
-        var path = Choose(host, m, n);
-        if (!host.SumTailInLaunch || path is not (MatMulPath.Tiled or MatMulPath.Small or MatMulPath.Warp)) return false;
+        if (!host.SumTailInLaunch) return false;
         // One group walks all of C: past MaxTailElements (16 a thread on a GPU's 256) a second launch,
         // whose groups share the walk, costs less than the wait.
         if ((long)m * n > MaxTailElements || !Reduce.OneGroup(host, m * n)) return false;
-        // The group of the launch that stores C: the tiled group, or the grid-stride kernels' group
-        // (Small, Warp, and the kernel that sums split-K's slices in a second launch).
+        return TailThreads(host, m, n, k) > 0;
+    }
+
+    // Threads of the group that runs a product's tail (the last group of the launch that stores C),
+    // or 0 where the product has no tail: a Tiled, Small or Warp product whose storing kernel has
+    // groups of a power of two up to MaxTailThreads (the group sum's tree).
+    private static int TailThreads(KernelHost host, int m, int n, int k)
+    {
+        host = host.ForShape(m, n, k);
+        var path = Choose(host, m, n);
+        if (path is not (MatMulPath.Tiled or MatMulPath.Small or MatMulPath.Warp)) return 0;
+        // The tiled group, or the grid-stride kernels' group (Small, Warp, and the kernel that sums
+        // split-K's slices in a second launch).
         bool sumKernelStores = SplitK(host, m, n, k) > 1 && !SumsInSameLaunch(host, TileGrid(host.TiledGroup, m, n));
         int threads = path == MatMulPath.Tiled && !sumKernelStores ? host.TiledGroup.X * host.TiledGroup.Y : host.GroupSize;
-        return threads <= MaxTailThreads && (threads & (threads - 1)) == 0;
+        return threads <= MaxTailThreads && (threads & (threads - 1)) == 0 ? threads : 0;
     }
 
     /// <summary>Scratch elements MatMulSum needs for this shape: split-K's slices, or the second launch's partial sums.</summary>

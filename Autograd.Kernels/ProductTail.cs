@@ -140,14 +140,33 @@ public readonly struct SumTail<TMap, TSide> : IProductTail
     public void Finish(ArrayView<float> c, int count)
     {
         var last = SharedMemory.Allocate<int>(1);
-        var sums = SharedMemory.Allocate<float>(MatMulKernels.MaxTailThreads);
-        int tid = Group.LinearIndex, threads = Group.Dimension.Size;
+        int tid = Group.LinearIndex;
         MemoryFence.DeviceLevel();
         Group.Barrier();
         if (tid == 0) last[0] = Atomic.Add(ref _arrival[0], 1) == Grid.Dimension.Size - 1 ? 1 : 0;
         Group.Barrier();
         if (last[0] == 0) return;
         MemoryFence.DeviceLevel();
+        GroupSum.Run(c, count, _loss, _map, _scale, _hasSide != 0, _side, _s, _sStride);
+        if (tid == 0) _arrival[0] = 0;
+    }
+}
+
+/// <summary>A sum over all of C by one group, and the side op's rewrite of C: the SumTail's and the chain stages' last step.</summary>
+internal static class GroupSum
+{
+    /// <summary>
+    /// By every thread of one group (a power of two, at most MatMulKernels.MaxTailThreads):
+    /// loss[0] = scale * the sum of map(C), and with a side op C = side(C, s). Thread t adds t, t + T,
+    /// t + 2T, ..., then Reduce's group tree: the order is fixed, so the bits are.
+    /// </summary>
+    public static void Run<TMap, TSide>(ArrayView<float> c, int count, ArrayView<float> loss, TMap map, float scale,
+        bool hasSide, TSide side, ArrayView<float> s, int sStride)
+        where TMap : struct, IUnaryOp
+        where TSide : struct, IBinaryOp
+    {
+        var sums = SharedMemory.Allocate<float>(MatMulKernels.MaxTailThreads);
+        int tid = Group.LinearIndex, threads = Group.Dimension.Size;
         // Four of the thread's elements a trip, every load (C's and the side operand's) before any
         // add or store: one wait on memory a trip. The last trip's absent elements are neither
         // loaded nor added, so the adds keep the order of the plain loop (t, t + T, t + 2T, ...) and
@@ -160,23 +179,23 @@ public readonly struct SumTail<TMap, TSide> : IProductTail
             bool h1 = i1 < count, h2 = i2 < count, h3 = i3 < count;
             float v0 = c[i], v1 = h1 ? c[i1] : 0f, v2 = h2 ? c[i2] : 0f, v3 = h3 ? c[i3] : 0f;
             float s0 = 0f, s1 = 0f, s2 = 0f, s3 = 0f;
-            if (_hasSide != 0)
+            if (hasSide)
             {
-                s0 = _s[i * _sStride];
-                s1 = h1 ? _s[i1 * _sStride] : 0f;
-                s2 = h2 ? _s[i2 * _sStride] : 0f;
-                s3 = h3 ? _s[i3 * _sStride] : 0f;
+                s0 = s[i * sStride];
+                s1 = h1 ? s[i1 * sStride] : 0f;
+                s2 = h2 ? s[i2 * sStride] : 0f;
+                s3 = h3 ? s[i3 * sStride] : 0f;
             }
-            acc += _map.Apply(v0);
-            if (h1) acc += _map.Apply(v1);
-            if (h2) acc += _map.Apply(v2);
-            if (h3) acc += _map.Apply(v3);
-            if (_hasSide != 0)
+            acc += map.Apply(v0);
+            if (h1) acc += map.Apply(v1);
+            if (h2) acc += map.Apply(v2);
+            if (h3) acc += map.Apply(v3);
+            if (hasSide)
             {
-                c[i] = _side.Apply(v0, s0);
-                if (h1) c[i1] = _side.Apply(v1, s1);
-                if (h2) c[i2] = _side.Apply(v2, s2);
-                if (h3) c[i3] = _side.Apply(v3, s3);
+                c[i] = side.Apply(v0, s0);
+                if (h1) c[i1] = side.Apply(v1, s1);
+                if (h2) c[i2] = side.Apply(v2, s2);
+                if (h3) c[i3] = side.Apply(v3, s3);
             }
         }
         // Reduce's group tree (threads is a power of two, checked by the launcher).
@@ -187,10 +206,6 @@ public readonly struct SumTail<TMap, TSide> : IProductTail
             if (tid < half) sums[tid] += sums[tid + half];
             Group.Barrier();
         }
-        if (tid == 0)
-        {
-            _loss[0] = _scale * sums[0];
-            _arrival[0] = 0;
-        }
+        if (tid == 0) loss[0] = scale * sums[0];
     }
 }

@@ -325,6 +325,17 @@ public sealed class GraphTests
         var pairs = seedStep.GeneratedOps.Where(g => g.Family == "MatMulPair").ToList();
         pairs.Should().ContainSingle();
         generated.AddRange(pairs);
+        // The seed's chain (KernelHost.ChainTails, on a kernel that takes a tail): h's product, then y
+        // with its loss and dH in its last group.
+        using (new MatMulPin(TestData.Device.Host, MatMulPath.Small))
+        using (new KernelTests.ChainsOn(TestData.Device.Host, true))
+        {
+            using var opt4 = new Sgd([sw1, sw2], 1e-6f);
+            using var chainStep = Graph.Compile(() => (sx.MatMul(sw1).Clamp(min: 0).MatMul(sw2) - sy).Pow(2).Sum(), opt4);
+            var chains = chainStep.GeneratedOps.Where(g => g.Family == "MatMulChain").ToList();
+            chains.Should().ContainSingle().Which.Ops[1].Name.Should().Be("ChainTail`1");
+            generated.AddRange(chains);
+        }
         using var ctx = Context.Create(c => c.EnableAlgorithms());
         var be = new PTXBackend(ctx, new ILGPU.Runtime.Cuda.CudaCapabilityContext(ILGPU.Runtime.Cuda.CudaArchitecture.SM_90),
             ILGPU.Runtime.Cuda.CudaArchitecture.SM_90, ILGPU.Runtime.Cuda.CudaInstructionSet.ISA_80, null);
@@ -333,6 +344,7 @@ public sealed class GraphTests
             {
                 var ptx = ((PTXCompiledKernel)be.Compile(EntryPointDescription.FromExplicitlyGroupedKernel(m), KernelSpecialization.Empty)).PTXAssembly;
                 ptx.Should().Contain(".entry", $"{m.Name}<{string.Join(", ", ops.Select(o => o.Name))}>");
+                if (family == "MatMulChain") ptx.Should().NotContain(".local", $"{m.Name}: the chain's blocks stay in registers");
             }
         // And the fused step still trains like eager.
         var l0 = step.Run().Item();
@@ -349,11 +361,12 @@ public sealed class GraphTests
             "Map" => [(typeof(Elementwise), "MapKernel")],
             "Zip" => [(typeof(Elementwise), "ZipKernel")],
             "MatMulPair" => [(typeof(MatMulKernels), "TiledPairKernel")],
+            "MatMulChain" => new[] { "SmallKernel", "TiledKernel", "WarpKernel", "SplitKSumKernel" }.Select(n => (typeof(MatMulKernels), n)).ToArray(),
             "MatMul" or "MatMulSum" => new[] { "SmallKernel", "TiledKernel", "WarpKernel", "LargeKernel", "SplitKSumKernel" }.Select(n => (typeof(MatMulKernels), n)).ToArray(),
             _ => new[] { (typeof(Reduce), "SumMapKernel") },
         };
         // A MatMulSum's sum runs as a tail of the kernels that take one, else as SumMapKernel after the product.
-        Type tail = family == "MatMulSum" ? typeof(SumTail<,>).MakeGenericType(ops[1], ops[2]) : typeof(NoTail);
+        Type tail = family == "MatMulSum" ? typeof(SumTail<,>).MakeGenericType(ops[1], ops[2]) : family == "MatMulChain" ? ops[1] : typeof(NoTail);
         foreach (var (type, name) in names)
         {
             var m = type.GetMethod(name, flags)!;

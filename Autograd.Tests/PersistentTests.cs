@@ -12,7 +12,7 @@ using Xunit;
 
 namespace AutogradNet.Tests;
 
-public sealed class PersistentTests
+public sealed partial class PersistentTests
 {
     // Groups of 4 threads (two 2-lane warps; the tiled kernel's 2x2 group), two multiprocessors.
     private static Device Sim => Device.CpuSimulator(2, 2, 2);
@@ -21,20 +21,23 @@ public sealed class PersistentTests
     private sealed class Pin : IDisposable
     {
         private readonly KernelHost _host;
-        private readonly bool _saved;
+        private readonly bool _saved, _savedChains;
         private readonly MatMulPin? _matMul;
 
-        public Pin(Device dev, MatMulPath? path, bool persistent, int? splitK = null, bool oneLaunch = true)
+        public Pin(Device dev, MatMulPath? path, bool persistent, int? splitK = null, bool oneLaunch = true, bool chains = false)
         {
             _host = dev.Host;
             _saved = _host.PersistentSteps;
+            _savedChains = _host.ChainTails;
             if (path is { } p) _matMul = new MatMulPin(_host, p, splitK: splitK, oneLaunch: oneLaunch);
             _host.PersistentSteps = persistent;
+            _host.ChainTails = chains;
         }
 
         public void Dispose()
         {
             _host.PersistentSteps = _saved;
+            _host.ChainTails = _savedChains;
             _matMul?.Dispose();
         }
     }
@@ -60,10 +63,10 @@ public sealed class PersistentTests
     // A two-layer net of awkward shapes trained `steps` steps by Run(steps) and two more by Run(),
     // compiled with the persistent kernel or without.
     private static Trained Train(Device dev, MatMulPath path, bool persistent, int? splitK = null,
-        int batch = 33, int inputs = 65, int hidden = 130, int outputs = 7, int steps = 4, bool oneLaunch = true)
+        int batch = 33, int inputs = 65, int hidden = 130, int outputs = 7, int steps = 4, bool oneLaunch = true, bool chains = false)
     {
         var host = dev.Host;
-        using var pin = new Pin(dev, path, persistent, splitK, oneLaunch);
+        using var pin = new Pin(dev, path, persistent, splitK, oneLaunch, chains);
         Tensor.ManualSeed(41);
         using var x = Tensor.Randn([batch, inputs], dev);
         using var y = Tensor.Randn([batch, outputs], dev);

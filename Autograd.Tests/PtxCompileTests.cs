@@ -33,8 +33,10 @@ public sealed class PtxCompileTests
         var unary = asm.GetTypes().Where(t => t.IsValueType && !t.IsGenericTypeDefinition && typeof(IUnaryOp).IsAssignableFrom(t)).ToArray();
         var binary = asm.GetTypes().Where(t => t.IsValueType && !t.IsGenericTypeDefinition && typeof(IBinaryOp).IsAssignableFrom(t)).ToArray();
         var shapes = asm.GetTypes().Where(t => t.IsValueType && typeof(ITileShape).IsAssignableFrom(t)).ToArray();
-        // No tail; a plain sum (the sum of a product); the seed's loss and gradient.
-        Type[] tails = [typeof(NoTail), typeof(SumTail<IdentityOp, FirstOp>), typeof(SumTail<PowOp, PowGradOp>)];
+        // No tail; a plain sum (the sum of a product); the seed's loss and gradient; a chain of the
+        // seed's shape (a stage with the loss, then a plain product).
+        Type[] tails = [typeof(NoTail), typeof(SumTail<IdentityOp, FirstOp>), typeof(SumTail<PowOp, PowGradOp>),
+            typeof(ChainTail<Stages<GroupProduct<AxpyOp, PowOp, PowGradOp>, Stages<GroupProduct<ClampGradOp, IdentityOp, FirstOp>, NoStage>>>)];
         foreach (var type in asm.GetTypes())
         {
             foreach (var m in type.GetMethods(BindingFlags.Static | BindingFlags.NonPublic | BindingFlags.Public))

@@ -56,6 +56,8 @@ internal static class Executor
             case MatMulEpilogue e: e.Run(h, x, y, scratch); return;
             case MatMulSumOp ms: ms.Run(h, x, y, side, scratch); return;
             case MatMulPairOp mp: mp.Launch(h, x, y, side, scratch); return;
+            case MatMulChainOp:
+                throw new InvalidOperationException("Executor: a chain's stages are other nodes' operands; the compiled program (Emit) launches it.");
             case SumMapOp s: s.Launch(h, x, y, side, scratch); return;
             case SumInto s: Reduce.SumAxes(h, x[0].View, x[0].Shape, op.Ints!, y.View, s.Alpha(), s.Beta, scratch); return;
         }

@@ -70,6 +70,7 @@ internal sealed record OpSpec(Prim Kind, float A = 0, float B = 0, int[]? Ints =
         Prim.MatMul when Payload is MatMulEpilogue e => $"Fused({e.Text})",
         Prim.MatMul when Payload is MatMulSumOp f => $"Fused({f.Text})",
         Prim.MatMul when Payload is MatMulPairOp p => $"Paired({p.FirstOp} | {p.SecondOp})",
+        Prim.MatMul when Payload is MatMulChainOp c => $"Chain({c.Text})",
         Prim.Sum when Payload is SumMapOp s => $"Fused({s.Text})",
         Prim.Sum when Payload is SumInto s => $"Fused({s.Text})",
         Prim.MatMul => $"MatMul({(Flag1 ? "T" : "N")}{(Flag2 ? "T" : "N")})",
@@ -98,6 +99,9 @@ internal sealed class Node
 
     /// <summary>A second output, written by the same kernel (compiled graphs' fused sums only).</summary>
     public Tensor? Side { get; init; }
+
+    /// <summary>Run in the launch of the product before it, as a stage of its chain tail (compiled graphs only, Fuse.Chain.cs).</summary>
+    public bool InChain { get; init; }
 
     /// <summary>Set once Backward has released the graph (retainGraph: false).</summary>
     public bool Released { get; set; }

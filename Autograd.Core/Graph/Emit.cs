@@ -24,7 +24,13 @@ internal static class Emit
         bool redirectable = output.NumElements == 1 && !nodes.Any(n => n.Inputs.Any(x => ReferenceEquals(x, output)) || ReferenceEquals(n.Side, output));
         foreach (var n in nodes)
         {
-            if (n.Op.Kind == Prim.Reshape) continue;
+            // A chain's stages run in its head's launch.
+            if (n.Op.Kind == Prim.Reshape || n.InChain) continue;
+            if (n.Op.Payload is MatMulChainOp chain)
+            {
+                program.Add(Chain(plan, n, chain, scratch, redirectable ? output : null));
+                continue;
+            }
             var xs = n.Inputs.Select(x => Operand(plan, x)).ToArray();
             var y = Operand(plan, n.Output);
             var side = n.Side != null ? Operand(plan, n.Side) : default;
@@ -37,6 +43,40 @@ internal static class Emit
         }
         program.AddRange(Update.Run(plan, optimizer, grads));
         return program;
+    }
+
+    // A chain's launch: the head and its stages in one MatMulChain where the device allows when it runs
+    // (its settings may have changed since the step was compiled), else each as its own launch. The
+    // step's loss, when a stage writes it, can be written elsewhere (Into) as any launch's.
+    private static Instr Chain(MemoryPlan plan, Node head, MatMulChainOp chain, ArrayView<float> scratch, Tensor? loss)
+    {
+        var xs = head.Inputs.Select(x => Operand(plan, x)).ToArray();
+        var y = Operand(plan, head.Output);
+        var stages = chain.Stages.Select(s => new StageOperands(s.Inputs.Select(x => Operand(plan, x)).ToArray(),
+            Operand(plan, s.Output), s.Side != null ? Operand(plan, s.Side) : default)).ToArray();
+        var (m, n, k) = Dims(head.Op, head.Inputs);
+        void Run(KernelHost h, StageOperands[] bound)
+        {
+            if (MatMulKernels.ChainInSameLaunch(h, m, n, k))
+            {
+                chain.Launch(h, xs, y, bound, scratch);
+                return;
+            }
+            chain.Head.Run(h, xs, y, scratch);
+            for (int i = 0; i < bound.Length; i++)
+                Executor.Run(h, chain.Stages[i].Op, bound[i].X, bound[i].Y, scratch, bound[i].Side);
+        }
+        int writer = loss == null ? -1 : chain.Stages.ToList().FindIndex(s => ReferenceEquals(s.Output, loss));
+        Action<KernelHost, ArrayView<float>>? into = writer < 0 ? null : (h, dst) =>
+        {
+            var bound = (StageOperands[])stages.Clone();
+            bound[writer] = bound[writer] with { Y = new Operand(dst, bound[writer].Y.Shape) };
+            Run(h, bound);
+        };
+        string text = $"Chain: {Text(head.Op with { Payload = chain.Head }, head.Inputs, head.Output, null)}, then in its last group "
+            + string.Join(", then ", chain.Stages.Select(s => $"{s.Op} {string.Join(", ", s.Inputs.Select(i => Tensor.ShapeText(i.ShapeArray)))} -> "
+                + Tensor.ShapeText(s.Output.ShapeArray) + (s.Side != null ? $" and {Tensor.ShapeText(s.Side.ShapeArray)}" : "")));
+        return new Instr(text, h => Run(h, stages), into);
     }
 
     // "op input shapes -> output shape", and for a product the SGEMM kernel it runs, so Describe and

@@ -87,6 +87,11 @@ if (device.Kind == DeviceKind.Cuda)
     // The whole step as one persistent kernel with grid barriers between its phases (Persistent.cs).
     Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "persistent kernel"));
     Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "persistent kernel, warp products"));
+    // y with its loss and dH in the last group of h's launch (ProductChain.cs): 2 launches a step, or 2 phases.
+    Report(() => Workloads.SeedCompiled(device, 2000, cudaGraphs: true, stepsPerRun: 1, variant: "chain tails"));
+    Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "chain tails"));
+    Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "chain tails, warp products"));
+    Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "persistent kernel, chain tails"));
     // The rows above without a suffix follow the autotuned table (on by default on a GPU); this one, the rule.
     Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "rule, no autotuning"));
 }

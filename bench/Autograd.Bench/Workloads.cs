@@ -96,7 +96,9 @@ public static partial class Workloads
     /// two SGD-update products apart (KernelHost.PairProducts = false); "rule, no autotuning" turns
     /// KernelHost.Autotune off (the kernels the rule picks, where the other rows follow the tuned table);
     /// "persistent kernel" replays each step as one persistent kernel (KernelHost.PersistentSteps), on the
-    /// tuned kernels, and "persistent kernel, warp products" with every product on MatMulPath.Warp.</param>
+    /// tuned kernels, and "persistent kernel, warp products" with every product on MatMulPath.Warp; "chain
+    /// tails" runs the small products after h in h's launch (KernelHost.ChainTails), "chain tails, warp
+    /// products" with every product on Warp, "persistent kernel, chain tails" both.</param>
     public static Result SeedCompiled(Device d, int steps, bool cudaGraphs, int stepsPerRun, string variant = "")
     {
         var saved = d.Kernels.MatMulSettings;
@@ -113,12 +115,14 @@ public static partial class Workloads
         if (variant == "rule, no autotuning") d.Kernels.Autotune = false;
         bool persistent = d.Kernels.PersistentSteps;
         if (variant.StartsWith("persistent kernel", StringComparison.Ordinal)) d.Kernels.PersistentSteps = true;
-        if (variant == "persistent kernel, warp products") d.Kernels.MatMulPath = MatMulPath.Warp;
+        if (variant is "persistent kernel, warp products" or "chain tails, warp products") d.Kernels.MatMulPath = MatMulPath.Warp;
+        bool chains = d.Kernels.ChainTails;
+        if (variant.Contains("chain tails", StringComparison.Ordinal)) d.Kernels.ChainTails = true;
         try
         {
             // The kernel-choice variants print where their time goes, like the shipped step.
             var r = SeedCompiledAsShipped(d, steps, cudaGraphs, stepsPerRun, profile: variant is "no launch bounds" or "warp products" or "warp products, one warp a block" or "warp products, no launch bounds" or "warp below 16K outputs" or "8x8 tiles" or "rule, no autotuning"
-                or "persistent kernel" or "persistent kernel, warp products");
+                or "persistent kernel" or "persistent kernel, warp products" or "chain tails, warp products" or "persistent kernel, chain tails");
             return variant == "" ? r : r with { Name = $"{r.Name}, {variant}" };
         }
         finally
@@ -127,6 +131,7 @@ public static partial class Workloads
             d.Kernels.MatMulSettings = saved;
             d.Kernels.LaunchBounds = bounds;
             d.Kernels.PersistentSteps = persistent;
+            d.Kernels.ChainTails = chains;
         }
     }
 

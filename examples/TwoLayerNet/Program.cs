@@ -69,6 +69,7 @@ else
     // The same step, traced once: forward, generated backward and the SGD update replay on the device
     // (with --persistent, as one kernel a step, where the device's kernels allow it: --describe says).
     if (options.Persistent) device.Kernels.PersistentSteps = true;
+    if (options.Chain) device.Kernels.ChainTails = true;
     using var step = Graph.Compile(() => (x.MatMul(w1).Clamp(min: 0).MatMul(w2) - y).Pow(2).Sum(),
         optimizer: new Sgd([w1, w2], learning_rate));
     losses.Add((0, step.Run().Item()));
