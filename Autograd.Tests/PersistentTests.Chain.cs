@@ -1,8 +1,9 @@
-// Chain tails in a compiled step (Fuse.Chain.cs, KernelHost.ChainTails): the seed's y with its loss
-// and dH run in the last group of h's launch. The chained step must train as the step's launches do
+// Chain tails in a compiled step (Fuse.Chain.cs, KernelHost.ChainTails): the seed's y with its loss,
+// dH and w2's update run in the last group of h's launch, then w1's update. The chained step must train as the step's launches do
 // (its stages split K over lanes of a warp, so the bits may differ: within 1e-5), in two launches
 // fewer, and as a persistent kernel it must give the chained launches' bits in two phases fewer.
 using AutogradNet.Kernels;
+using AutogradNet.Optim;
 using FluentAssertions;
 using Xunit;
 
@@ -22,10 +23,13 @@ public sealed partial class PersistentTests
         var chained = Train(Sim, path, persistent: false, splitK, oneLaunch: oneLaunch, chains: true);
         chained.Describe.Should().Contain("Chain: Fused(MatMul(NN) -> Clamp(0, Infinity)) [33, 65], [65, 130] -> [33, 130]")
             .And.Contain("then in its last group Fused(MatMul(NN) -> Add(alpha=-1) with [33, 7] -> Pow(2) -> Sum, with PowGrad(2))")
-            .And.Contain(", then Fused(MatMul(NT) -> ClampGrad(0, Infinity) (flipped) with [33, 130])");
+            .And.Contain(", then Fused(MatMul(NT) -> ClampGrad(0, Infinity) (flipped) with [33, 130])")
+            .And.Contain(", then Fused(MatMul(TN) -> SGD update of [130, 7]) [33, 130], [33, 7] -> [130, 7]\n",
+                "w2's update (130x7x33) is small enough for the tail: the pairing pass leaves it apart and the chain passes over w1's")
+            .And.Contain("\n  Fused(MatMul(TN) -> SGD update of [65, 130]) [33, 65], [33, 130] -> [65, 130] [");
         launches.Describe.Should().NotContain("Chain:");
-        // y and dH were a launch each, or more where K is split in two launches.
-        if (oneLaunch) chained.Launches.Should().Be(launches.Launches - 2, chained.Describe);
+        // The chain, then w1's update: two launches, or more where K is split in two launches.
+        if (oneLaunch) chained.Launches.Should().Be(2, chained.Describe);
         else chained.Launches.Should().BeLessThan(launches.Launches - 2, chained.Describe);
         AssertClose(chained.Losses, launches.Losses, "losses");
         AssertClose(chained.W1, launches.W1, "w1");
@@ -41,7 +45,7 @@ public sealed partial class PersistentTests
         var launches = Train(Sim, path, persistent: false, splitK, chains: true);
         var persistent = Train(Sim, path, persistent: true, splitK, chains: true);
         persistent.Persistent.Should().BeTrue(persistent.Describe);
-        persistent.Describe.Should().Contain($"Persistent: 2 phases ({path} + chain, {path} pair), 1 grid barriers");
+        persistent.Describe.Should().Contain($"Persistent: 2 phases ({path} + chain, {path}), 1 grid barriers");
         persistent.Losses.Should().Equal(launches.Losses, "the chain's stages add in the same order, whatever the grid");
         persistent.W1.Should().Equal(launches.W1);
         persistent.W2.Should().Equal(launches.W2);
@@ -65,6 +69,34 @@ public sealed partial class PersistentTests
         if (!persistent.Persistent) return;
         persistent.Losses.Should().Equal(chained.Losses, persistent.Describe);
         persistent.W1.Should().Equal(chained.W1);
+    }
+
+    // A wide middle layer (8x4096x16, too large for a tail) between two small ones: the chain headed
+    // by the first product may pass over it, but must not take the products that read its output
+    // (y = h2 w3, then the backward through it), or they would read h2 before it is made.
+    [Fact]
+    public void A_chain_takes_no_stage_that_reads_what_it_passed_over()
+    {
+        (float[] Losses, float[] W, string Describe) Run(bool chains)
+        {
+            var dev = Sim;
+            using var pin = new Pin(dev, MatMulPath.Small, persistent: false, chains: chains);
+            Tensor.ManualSeed(44);
+            using var x = Tensor.Randn([8, 16], dev);
+            using var t = Tensor.Randn([8, 2], dev);
+            using var w1 = Tensor.Randn([16, 16], dev, requiresGrad: true);
+            using var w2 = Tensor.Randn([16, 4096], dev, requiresGrad: true);
+            using var w3 = Tensor.Randn([4096, 2], dev, requiresGrad: true);
+            using var opt = new Sgd([w1, w2, w3], 1e-6f);
+            using var step = Graph.Compile(() => (x.MatMul(w1).Clamp(min: 0).MatMul(w2).Clamp(min: 0).MatMul(w3) - t).Pow(2).Sum(), opt);
+            var losses = step.Run(steps: 3).ToArray();
+            return (losses, [.. w1.ToArray(), .. w3.ToArray()], step.Describe());
+        }
+        var launches = Run(false);
+        var chained = Run(true);
+        chained.Describe.Should().NotContain("Chain: Fused(MatMul(NN) -> Clamp(0, Infinity)) [8, 16], [16, 16] -> [8, 16] [Small], then in its last group Fused(MatMul(NN) -> Add(alpha=-1)");
+        AssertClose(chained.Losses, launches.Losses, "losses");
+        AssertClose(chained.W, launches.W, "w1 and w3");
     }
 
     // Within 1e-5 of the larger magnitude, element by element.

@@ -1,13 +1,17 @@
 // Fuse, chains (after Tune, which has chosen each product's kernel): a product followed by small
 // products takes them into its launch as its chain tail (Autograd.Kernels/ProductChain.cs), run by its
 // last group once every group has stored its part. The seed's h = relu(x w1) takes y = h w2 with its
-// loss and dY, then dH = (dY w2^T) masked by h: its step goes from 4 launches to 2 on a GPU.
+// loss and dY, then dH = (dY w2^T) masked by h, then w2's SGD update from h^T dY: its step goes
+// from 4 launches to 2 on a GPU (the chain, then w1's update).
 //
 // What may follow: the next products in program order (reshapes between them are views and launch
 // nothing), each a fused product or a product with its sum, each of at most MaxChainMacs
-// multiply-adds, up to MaxChainStages. They run after the head in the same order as before, so the
-// memory plan, made over the same node order, stays right: a stage overwrites only what no later
-// node reads, and the head's groups have all finished with their inputs before the tail starts. The
+// multiply-adds, up to MaxChainStages. A node that cannot be a stage may be passed over when the
+// stages after it neither read what it writes nor write what it reads or writes: it then runs after
+// the chain (the seed's dW1 update is passed over, and dW2's, 64K multiply-adds, joins the tail; the
+// pairing pass leaves such small products unpaired when chains may form). The passes that follow
+// see the new order, so the memory plan, made over it, stays right: a stage overwrites only what no
+// later node reads, and the head's groups have all finished with their inputs before the tail starts. The
 // head is a product (fused or plain) whose chosen kernel can end with a tail
 // (MatMulKernels.ChainInSameLaunch); on the CPU device's host SGEMM there is none, and the nodes stay.
 // Only with KernelHost.ChainTails (AUTOGRAD_CHAIN=1), and AUTOGRAD_FUSE=0 turns it off with the rest.
@@ -23,18 +27,41 @@ internal static partial class Fuse
         var host = device.Host;
         if (!Enabled || !host.ChainTails) return nodes;
         var result = new List<Node>(nodes);
+        // A reshape is a view: what a node reads through one, it reads of the reshape's input.
+        var viewOf = new Dictionary<Tensor, Tensor>(ReferenceEqualityComparer.Instance);
+        foreach (var n in nodes.Where(n => n.Op.Kind == Prim.Reshape)) viewOf[n.Output] = n.Inputs[0];
+        Tensor Root(Tensor t)
+        {
+            while (viewOf.TryGetValue(t, out var r)) t = r;
+            return t;
+        }
+        IEnumerable<Tensor> Writes(Node n) => n.Side == null ? [Root(n.Output)] : [Root(n.Output), Root(n.Side)];
+        bool Reads(Node n, Node writer) => n.Inputs.Any(x => Writes(writer).Contains(Root(x), ReferenceEqualityComparer.Instance));
+        // Whether two nodes may run in either order: neither reads what the other writes, and they write apart.
+        bool Independent(Node a, Node b) => !Reads(a, b) && !Reads(b, a)
+            && !Writes(a).Any(t => Writes(b).Contains(t, ReferenceEqualityComparer.Instance));
         for (int i = 0; i < result.Count; i++)
         {
             var head = result[i];
             if (head is not { Op.Kind: Prim.MatMul, Op.Payload: null or MatMulEpilogue, Side: null, InChain: false }) continue;
             var (m, n, k) = Dims(head);
             if (!MatMulKernels.ChainInSameLaunch(host, m, n, k)) continue;
+            // The stages in order; a node that cannot be one is passed over (at most MaxPassedOver of
+            // them) when the stages after it are independent of it: it then runs after the chain (the
+            // seed's dW1 update, too large, with dW2's update taken into the tail).
             var stages = new List<int>();
+            var passed = new List<int>();
             for (int j = i + 1; j < result.Count && stages.Count < MatMulKernels.MaxChainStages; j++)
             {
-                if (result[j].Op.Kind == Prim.Reshape) continue;
-                if (!Stageable(result[j])) break;
-                stages.Add(j);
+                var node = result[j];
+                if (node.Op.Kind == Prim.Reshape) continue;
+                if (Stageable(node) && passed.All(p => Independent(node, result[p])))
+                {
+                    stages.Add(j);
+                    continue;
+                }
+                if (passed.Count == MaxPassedOver) break;
+                passed.Add(j);
             }
             if (stages.Count == 0) continue;
             foreach (int j in stages)
@@ -44,11 +71,21 @@ internal static partial class Fuse
                 result[j] = new Node(op, s.Inputs, s.Output) { Side = s.Side, InChain = true };
             }
             var chain = ChainKernels.Chain(head.Op, EpilogueOf(head), stages.Select(j => result[j]).ToList());
-            result[i] = new Node(head.Op with { Payload = chain }, head.Inputs, head.Output);
-            i = stages[^1];
+            // The head and its stages, then what was passed over and the rest, each in its order.
+            int last = stages[^1];
+            var window = Enumerable.Range(i + 1, last - i).ToList();
+            var reordered = new List<Node> { new(head.Op with { Payload = chain }, head.Inputs, head.Output) };
+            reordered.AddRange(stages.Select(j => result[j]));
+            reordered.AddRange(window.Where(j => !stages.Contains(j)).Select(j => result[j]));
+            result.RemoveRange(i, last - i + 1);
+            result.InsertRange(i, reordered);
+            i += stages.Count;
         }
         return result;
     }
+
+    /// <summary>Nodes a chain may pass over to reach its next stage.</summary>
+    private const int MaxPassedOver = 2;
 
     // A product one group does alone: small, and fused (its epilogue) or with its sum (a loss one group sums).
     private static bool Stageable(Node n)

@@ -8,7 +8,10 @@ namespace AutogradNet;
 internal static partial class Fuse
 {
     /// <summary>Pairs neighbouring independent products (AUTOGRAD_FUSE=0 turns it off with the rest).</summary>
-    public static List<Node> PairProducts(List<Node> nodes)
+    /// <param name="nodes">The fused nodes, updates folded.</param>
+    /// <param name="chains">Whether chain tails may form (KernelHost.ChainTails): a product small enough to
+    /// be a chain's stage is then left unpaired, so that it can run in a chain's tail, not in a launch.</param>
+    public static List<Node> PairProducts(List<Node> nodes, bool chains = false)
     {
         if (!Enabled) return nodes;
         var result = new List<Node>(nodes);
@@ -24,7 +27,7 @@ internal static partial class Fuse
         for (int i = 0; i + 1 < result.Count; i++)
         {
             Node a = result[i], b = result[i + 1];
-            if (!Pairable(a) || !Pairable(b) || Reads(b, a.Output) || Reads(a, b.Output)
+            if (!Pairable(a) || !Pairable(b) || (chains && (Stageable(a) || Stageable(b))) || Reads(b, a.Output) || Reads(a, b.Output)
                 || ReferenceEquals(Root(a.Output), Root(b.Output))) continue;
             var op = a.Op with { Payload = FusedKernels.MatMulPair(a.Op, EpilogueOf(a), b.Op, EpilogueOf(b), a.Inputs.Length) };
             result[i] = new Node(op, [.. a.Inputs, .. b.Inputs], a.Output) { Side = b.Output };
@@ -33,5 +36,5 @@ internal static partial class Fuse
         return result;
     }
 
-    private static bool Pairable(Node n) => n is { Op.Kind: Prim.MatMul, Op.Payload: null or MatMulEpilogue, Side: null };
+    private static bool Pairable(Node n) => n is { Op.Kind: Prim.MatMul, Op.Payload: null or MatMulEpilogue, Side: null, InChain: false };
 }

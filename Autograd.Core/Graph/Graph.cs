@@ -49,9 +49,11 @@ public static class Graph
             int recorded = traced.Count;
             var nodes = Fuse.Run(traced, outputs, constants);
             nodes = Update.Fold(nodes, outputs, optimizer, grads);
-            nodes = Fuse.PairProducts(nodes);
+            nodes = Fuse.PairProducts(nodes, chains: output.Device.Host.ChainTails);
             Tune.Run(nodes, output.Device);
             nodes = Fuse.Chains(nodes, output.Device);
+            // The small products the pairing pass left apart for the chains, where no chain took them.
+            if (output.Device.Host.ChainTails) nodes = Fuse.PairProducts(nodes);
             var plan = MemoryPlan.Run(nodes, outputs, output.Device);
             optimizer?.Prepare();
             var program = Emit.Run(nodes, plan, optimizer, grads, output);
