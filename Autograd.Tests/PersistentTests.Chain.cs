@@ -81,44 +81,13 @@ public sealed partial class PersistentTests
     [InlineData("adam")]
     public void Three_layer_chained_step_trains_as_its_launches(string optimizer)
     {
-        (float[] Values, string Describe, long Launches, bool Persistent) Run(bool chains, bool persistent)
-        {
-            var dev = Sim;
-            using var pin = new Pin(dev, MatMulPath.Warp, persistent, chains: chains);
-            Tensor.ManualSeed(48);
-            using var x = Tensor.Randn([33, 65], dev);
-            using var y = Tensor.Randn([33, 5], dev);
-            Tensor[] p =
-            [
-                Tensor.Randn([65, 33], dev) * 0.1f, Tensor.Randn([33], dev) * 0.1f,
-                Tensor.Randn([33, 7], dev) * 0.1f, Tensor.Randn([7], dev) * 0.1f, Tensor.Randn([7, 5], dev) * 0.5f,
-            ];
-            foreach (var t in p) t.RequiresGrad = true;
-            using Optimizer opt = optimizer switch
-            {
-                "sgd" => new Sgd(p, 0.05f),
-                "momentum" => new Sgd(p, 0.05f, momentum: 0.9f),
-                _ => new Adam(p, 1e-2f),
-            };
-            using var step = Graph.Compile(() =>
-            {
-                var h1 = (x.MatMul(p[0]) + p[1]).Tanh();
-                var h2 = (h1.MatMul(p[2]) + p[3]).Sigmoid();
-                return (h2.MatMul(p[4]) - y).Pow(2).Mean();
-            }, opt);
-            var losses = step.Run(steps: 3).ToArray();
-            float[] values = [.. losses, step.Run().Item(), .. p.SelectMany(t => t.ToArray())];
-            var result = (values, step.Describe(), step.LaunchesPerStep, step.IsPersistent);
-            foreach (var t in p) t.Dispose();
-            return result;
-        }
-        var launches = Run(chains: false, persistent: false);
-        var chained = Run(chains: true, persistent: false);
+        var launches = TrainThreeLayer(optimizer, persistent: false);
+        var chained = TrainThreeLayer(optimizer, persistent: false, chains: true);
         chained.Describe.Should().Contain("Chain: Fused(MatMul(NN) -> Add with [33] -> Tanh) [33, 65], [65, 33], [33] -> [33, 33] [Warp], then in its last group Fused(MatMul(NN) -> Add with [7] -> Sigmoid)");
         chained.Launches.Should().BeLessThan(launches.Launches, chained.Describe);
         AssertClose(chained.Values, launches.Values, "losses and parameters");
         chained.Values[3].Should().BeLessThan(chained.Values[0], "the net trains");
-        var persistent = Run(chains: true, persistent: true);
+        var persistent = TrainThreeLayer(optimizer, persistent: true, chains: true);
         persistent.Persistent.Should().BeTrue(persistent.Describe);
         persistent.Describe.Should().Contain("Warp + chain");
         persistent.Values.Should().Equal(chained.Values, persistent.Describe);

@@ -179,6 +179,42 @@ public sealed partial class PersistentTests
         Run(persistent: true).Should().Equal(Run(persistent: false));
     }
 
+    private sealed record Trained3(float[] Values, string Describe, long Launches, bool Persistent);
+
+    // A 3-layer net with biases, tanh and sigmoid and a mean loss on the warp kernel, trained 3 steps
+    // by Run(steps) and one by Run(): the 4 losses, then the parameters.
+    private static Trained3 TrainThreeLayer(string optimizer, bool persistent, bool chains = false)
+    {
+        var dev = Sim;
+        using var pin = new Pin(dev, MatMulPath.Warp, persistent, chains: chains);
+        Tensor.ManualSeed(48);
+        using var x = Tensor.Randn([33, 65], dev);
+        using var y = Tensor.Randn([33, 5], dev);
+        Tensor[] p =
+        [
+            Tensor.Randn([65, 33], dev) * 0.1f, Tensor.Randn([33], dev) * 0.1f,
+            Tensor.Randn([33, 7], dev) * 0.1f, Tensor.Randn([7], dev) * 0.1f, Tensor.Randn([7, 5], dev) * 0.5f,
+        ];
+        foreach (var t in p) t.RequiresGrad = true;
+        using Optimizer opt = optimizer switch
+        {
+            "sgd" => new Sgd(p, 0.05f),
+            "momentum" => new Sgd(p, 0.05f, momentum: 0.9f),
+            _ => new Adam(p, 1e-2f),
+        };
+        using var step = Graph.Compile(() =>
+        {
+            var h1 = (x.MatMul(p[0]) + p[1]).Tanh();
+            var h2 = (h1.MatMul(p[2]) + p[3]).Sigmoid();
+            return (h2.MatMul(p[4]) - y).Pow(2).Mean();
+        }, opt);
+        var losses = step.Run(steps: 3).ToArray();
+        float[] values = [.. losses, step.Run().Item(), .. p.SelectMany(t => t.ToArray())];
+        var result = new Trained3(values, step.Describe(), step.LaunchesPerStep, step.IsPersistent);
+        foreach (var t in p) t.Dispose();
+        return result;
+    }
+
     // A 3-layer net with biases, tanh and sigmoid, a mean loss, for each optimizer: the bias
     // gradients' batch sums, the elementwise chains and the momentum and Adam updates run as phases
     // too, and the step keeps the bits of its launches.
@@ -188,39 +224,8 @@ public sealed partial class PersistentTests
     [InlineData("adam")]
     public void Three_layer_persistent_step_gives_the_bits_of_its_launches(string optimizer)
     {
-        (float[] Values, string Describe, bool Persistent) Run(bool persistent)
-        {
-            var dev = Sim;
-            using var pin = new Pin(dev, MatMulPath.Warp, persistent);
-            Tensor.ManualSeed(48);
-            using var x = Tensor.Randn([33, 65], dev);
-            using var y = Tensor.Randn([33, 5], dev);
-            Tensor[] p =
-            [
-                Tensor.Randn([65, 33], dev) * 0.1f, Tensor.Randn([33], dev) * 0.1f,
-                Tensor.Randn([33, 7], dev) * 0.1f, Tensor.Randn([7], dev) * 0.1f, Tensor.Randn([7, 5], dev) * 0.5f,
-            ];
-            foreach (var t in p) t.RequiresGrad = true;
-            using Optimizer opt = optimizer switch
-            {
-                "sgd" => new Sgd(p, 0.05f),
-                "momentum" => new Sgd(p, 0.05f, momentum: 0.9f),
-                _ => new Adam(p, 1e-2f),
-            };
-            using var step = Graph.Compile(() =>
-            {
-                var h1 = (x.MatMul(p[0]) + p[1]).Tanh();
-                var h2 = (h1.MatMul(p[2]) + p[3]).Sigmoid();
-                return (h2.MatMul(p[4]) - y).Pow(2).Mean();
-            }, opt);
-            var losses = step.Run(steps: 3).ToArray();
-            float[] values = [.. losses, step.Run().Item(), .. p.SelectMany(t => t.ToArray())];
-            var result = (values, step.Describe(), step.IsPersistent);
-            foreach (var t in p) t.Dispose();
-            return result;
-        }
-        var launches = Run(persistent: false);
-        var persistent = Run(persistent: true);
+        var launches = TrainThreeLayer(optimizer, persistent: false);
+        var persistent = TrainThreeLayer(optimizer, persistent: true);
         persistent.Persistent.Should().BeTrue(persistent.Describe);
         // Between two barriers, the phases that touch nothing another writes: the SGD-folded gradient
         // products and bias sums all at once; the five momentum or Adam updates at once.

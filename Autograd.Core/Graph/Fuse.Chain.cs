@@ -27,16 +27,9 @@ internal static partial class Fuse
         var host = device.Host;
         if (!Enabled || !host.ChainTails) return nodes;
         var result = new List<Node>(nodes);
-        // A reshape is a view: what a node reads through one, it reads of the reshape's input.
-        var viewOf = new Dictionary<Tensor, Tensor>(ReferenceEqualityComparer.Instance);
-        foreach (var n in nodes.Where(n => n.Op.Kind == Prim.Reshape)) viewOf[n.Output] = n.Inputs[0];
-        Tensor Root(Tensor t)
-        {
-            while (viewOf.TryGetValue(t, out var r)) t = r;
-            return t;
-        }
-        IEnumerable<Tensor> Writes(Node n) => n.Side == null ? [Root(n.Output)] : [Root(n.Output), Root(n.Side)];
-        bool Reads(Node n, Node writer) => n.Inputs.Any(x => Writes(writer).Contains(Root(x), ReferenceEqualityComparer.Instance));
+        var root = ViewRoots(nodes);
+        IEnumerable<Tensor> Writes(Node n) => n.Side == null ? [root(n.Output)] : [root(n.Output), root(n.Side)];
+        bool Reads(Node n, Node writer) => n.Inputs.Any(x => Writes(writer).Contains(root(x), ReferenceEqualityComparer.Instance));
         // Whether two nodes may run in either order: neither reads what the other writes, and they write apart.
         bool Independent(Node a, Node b) => !Reads(a, b) && !Reads(b, a)
             && !Writes(a).Any(t => Writes(b).Contains(t, ReferenceEqualityComparer.Instance));

@@ -15,20 +15,13 @@ internal static partial class Fuse
     {
         if (!Enabled) return nodes;
         var result = new List<Node>(nodes);
-        // A reshape is a view: what a product reads through one, it reads of the reshape's input.
-        var viewOf = new Dictionary<Tensor, Tensor>(ReferenceEqualityComparer.Instance);
-        foreach (var n in nodes.Where(n => n.Op.Kind == Prim.Reshape)) viewOf[n.Output] = n.Inputs[0];
-        Tensor Root(Tensor t)
-        {
-            while (viewOf.TryGetValue(t, out var r)) t = r;
-            return t;
-        }
-        bool Reads(Node n, Tensor t) => n.Inputs.Any(x => ReferenceEquals(Root(x), Root(t)));
+        var root = ViewRoots(nodes);
+        bool Reads(Node n, Tensor t) => n.Inputs.Any(x => ReferenceEquals(root(x), root(t)));
         for (int i = 0; i + 1 < result.Count; i++)
         {
             Node a = result[i], b = result[i + 1];
             if (!Pairable(a) || !Pairable(b) || (chains && (Stageable(a) || Stageable(b))) || Reads(b, a.Output) || Reads(a, b.Output)
-                || ReferenceEquals(Root(a.Output), Root(b.Output))) continue;
+                || ReferenceEquals(root(a.Output), root(b.Output))) continue;
             var op = a.Op with { Payload = FusedKernels.MatMulPair(a.Op, EpilogueOf(a), b.Op, EpilogueOf(b), a.Inputs.Length) };
             result[i] = new Node(op, [.. a.Inputs, .. b.Inputs], a.Output) { Side = b.Output };
             result.RemoveAt(i + 1);

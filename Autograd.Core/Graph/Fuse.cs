@@ -85,6 +85,19 @@ internal static partial class Fuse
         return c;
     }
 
+    // A reshape is a view: what a node reads or writes through one, it reads or writes of the
+    // reshape's input. The function maps a tensor to the tensor it views, through every reshape.
+    private static Func<Tensor, Tensor> ViewRoots(List<Node> nodes)
+    {
+        var viewOf = new Dictionary<Tensor, Tensor>(ReferenceEqualityComparer.Instance);
+        foreach (var n in nodes.Where(n => n.Op.Kind == Prim.Reshape)) viewOf[n.Output] = n.Inputs[0];
+        return t =>
+        {
+            while (viewOf.TryGetValue(t, out var r)) t = r;
+            return t;
+        };
+    }
+
     private static List<Node> DeadCode(List<Node> nodes, IReadOnlyCollection<Tensor> outputs)
     {
         var needed = new HashSet<Tensor>(outputs, ReferenceEqualityComparer.Instance);
