@@ -200,8 +200,16 @@ public readonly struct ChainTail<TStages> : IProductTail
     /// <inheritdoc/>
     public void Finish(ArrayView<float> c, int count)
     {
-        if (!Arrival.IsLast(_arrival)) return;
+        // SumTail's count-in (written out in both: see SumTail.Finish).
+        var last = SharedMemory.Allocate<int>(1);
+        int tid = Group.LinearIndex;
+        MemoryFence.DeviceLevel();
+        Group.Barrier();
+        if (tid == 0) last[0] = Atomic.Add(ref _arrival[0], 1) == Grid.Dimension.Size - 1 ? 1 : 0;
+        Group.Barrier();
+        if (last[0] == 0) return;
+        MemoryFence.DeviceLevel();
         _stages.Run();
-        if (Group.LinearIndex == 0) _arrival[0] = 0;
+        if (tid == 0) _arrival[0] = 0;
     }
 }
