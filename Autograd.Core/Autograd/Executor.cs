@@ -32,6 +32,13 @@ internal static class Executor
     /// <inheritdoc cref="ProductRows"/>
     public static int ProductDepth(OpSpec op, int[][] xShapes) => op.Flag1 ? xShapes[0][0] : xShapes[0][1];
 
+    /// <summary>A product's (M, N, K) from the shapes of its two operands.</summary>
+    public static (int M, int N, int K) ProductDims(OpSpec op, int[] a, int[] b)
+    {
+        int[][] shapes = [a, b];
+        return (ProductRows(op, shapes), ProductCols(op, shapes), ProductDepth(op, shapes));
+    }
+
     /// <summary>Whether a Sum runs as the sum of all elements (else on the axis kernels).</summary>
     public static bool IsSumAll(OpSpec op, int[] xShape) => op.Ints!.Length == xShape.Length && Tensor.Elements(xShape) > 0;
 

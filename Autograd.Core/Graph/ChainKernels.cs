@@ -81,7 +81,7 @@ internal static class ChainKernels
         bool ta = mm.Flag1, tb = mm.Flag2;
         return (h, x, y, stages, scratch) =>
         {
-            int m = y.Shape[0], n = y.Shape[1], k = ta ? x[0].Shape[0] : x[0].Shape[1];
+            var (m, n, k) = Dims(mm, x);
             var e = head.HasOperand ? x[2].View : y.View;
             var tail = new ChainTail<TStages>(maker.Make(h, (m, n, k), stages, 0));
             MatMulKernels.MatMulChain(h, x[0].View, ta, x[1].View, tb, y.View, m, n, k, head.Alpha(), head.Beta, scratch,
@@ -89,9 +89,8 @@ internal static class ChainKernels
         };
     }
 
-    // (M, N, K) of a stage's product, from its bound inputs.
-    private static (int M, int N, int K) Dims(OpSpec mm, Operand[] x) =>
-        (mm.Flag1 ? x[0].Shape[1] : x[0].Shape[0], mm.Flag2 ? x[1].Shape[0] : x[1].Shape[1], mm.Flag1 ? x[0].Shape[0] : x[0].Shape[1]);
+    // (M, N, K) of a product, from its bound inputs.
+    private static (int M, int N, int K) Dims(OpSpec mm, Operand[] x) => Executor.ProductDims(mm, x[0].Shape, x[1].Shape);
 
     private sealed class EndMaker : IStageMaker<NoStage>
     {
@@ -120,8 +119,8 @@ internal static class ChainKernels
         }
     }
 
-    // A product with its sum: the loss is the node's output, C its side output; the side op's operand
-    // is its last input (one element broadcasts), as MatMulSum binds them (FusedKernels).
+    // A product with its sum: the loss is the node's output, C its side output, the sum bound as
+    // MatMulSum's launch binds it (FusedKernels.Tail).
     private sealed class SumMaker<TEpi, TMap, TSide>(OpSpec mm, MatMulSumOp s) : IStageMaker<GroupProduct<TEpi, TMap, TSide>>
         where TEpi : struct, IBinaryOp
         where TMap : struct, IUnaryOp
@@ -132,9 +131,7 @@ internal static class ChainKernels
             var (x, loss, c) = (stages[i].X, stages[i].Y, stages[i].Side);
             var (m, n, k) = Dims(mm, x);
             var e = s.Epilogue;
-            var sum = s.Sum.Side is { } side
-                ? new SumTail<TMap, TSide>(loss.View, (TMap)s.Sum.Map, s.Sum.Scale, (TSide)side, x[^1].View, x[^1].View.Length == 1 ? 0 : 1)
-                : new SumTail<TMap, TSide>(loss.View, (TMap)s.Sum.Map, s.Sum.Scale);
+            var sum = FusedKernels.Tail<TMap, TSide>(s.Sum, loss, x);
             return MatMulKernels.GroupProductSum(h, head, x[0].View, mm.Flag1, x[1].View, mm.Flag2, c.View, m, n, k,
                 e.Alpha(), e.Beta, (TEpi)e.Op, e.HasOperand ? x[2].View : c.View, e.HasOperand ? e.RowStride : 0, e.HasOperand ? e.ColStride : 0, sum);
         }

@@ -90,11 +90,8 @@ internal static class Emit
         return text + $" [{MatMulKernels.Describe(output.Device.Host, m, n, k, withSum: op.Payload is MatMulSumOp)}]";
     }
 
-    private static (int M, int N, int K) Dims(OpSpec op, Tensor[] inputs)
-    {
-        int[][] shapes = [inputs[0].ShapeArray, inputs[1].ShapeArray];
-        return (Executor.ProductRows(op, shapes), Executor.ProductCols(op, shapes), Executor.ProductDepth(op, shapes));
-    }
+    private static (int M, int N, int K) Dims(OpSpec op, Tensor[] inputs) =>
+        Executor.ProductDims(op, inputs[0].ShapeArray, inputs[1].ShapeArray);
 
     // Each half as a product of its own, then whether they share a launch.
     private static string PairText(Node n, MatMulPairOp pair)

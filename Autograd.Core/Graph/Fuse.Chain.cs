@@ -84,20 +84,16 @@ internal static partial class Fuse
     private static bool Stageable(Node n)
     {
         if (n.Op.Kind != Prim.MatMul || n.InChain) return false;
-        var (m, rows, k) = Dims(n);
-        long macs = (long)m * rows * k;
+        var (m, cols, k) = Dims(n);
+        long macs = (long)m * cols * k;
         if (macs == 0 || macs > MatMulKernels.MaxChainMacs) return false;
         return n.Op.Payload switch
         {
             null or MatMulEpilogue => n.Side == null,
-            MatMulSumOp => n.Side != null && (long)m * rows <= MatMulKernels.MaxTailElements,
+            MatMulSumOp => n.Side != null && (long)m * cols <= MatMulKernels.MaxTailElements,
             _ => false,
         };
     }
 
-    private static (int M, int N, int K) Dims(Node n)
-    {
-        int[][] shapes = [n.Inputs[0].ShapeArray, n.Inputs[1].ShapeArray];
-        return (Executor.ProductRows(n.Op, shapes), Executor.ProductCols(n.Op, shapes), Executor.ProductDepth(n.Op, shapes));
-    }
+    private static (int M, int N, int K) Dims(Node n) => Executor.ProductDims(n.Op, n.Inputs[0].ShapeArray, n.Inputs[1].ShapeArray);
 }

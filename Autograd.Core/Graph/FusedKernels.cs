@@ -145,22 +145,26 @@ internal static class FusedKernels
         where TSide : struct, IBinaryOp
     {
         var epi = (TEpi)op;
-        var map = (TMap)sum.Map;
-        var side = sum.Side is null ? default : (TSide)sum.Side;
-        bool hasSide = sum.Side != null;
-        float scale = sum.Scale;
         return (h, x, loss, c, alpha, beta, scratch) =>
         {
             int k = ta ? x[0].Shape[0] : x[0].Shape[1];
             var e = hasOperand ? x[2].View : c.View;
-            // The side op's operand is the last input; one element broadcasts.
-            var tail = hasSide
-                ? new SumTail<TMap, TSide>(loss.View, map, scale, side, x[^1].View, x[^1].View.Length == 1 ? 0 : 1)
-                : new SumTail<TMap, TSide>(loss.View, map, scale);
+            var tail = Tail<TMap, TSide>(sum, loss, x);
             MatMulKernels.MatMulSum(h, x[0].View, ta, x[1].View, tb, c.View, c.Shape[0], c.Shape[1], k,
                 alpha, beta, scratch, epi, e, hasOperand ? rs : 0, hasOperand ? cs : 0, tail);
         };
     }
+
+    /// <summary>
+    /// A product's fused sum as the tail that takes it: into the loss, with the side op's operand the
+    /// node's last input (one element broadcasts). MatMulSum's launch and a chain's stage bind it alike.
+    /// </summary>
+    internal static SumTail<TMap, TSide> Tail<TMap, TSide>(SumMapOp sum, Operand loss, Operand[] x)
+        where TMap : struct, IUnaryOp
+        where TSide : struct, IBinaryOp =>
+        sum.Side is { } side
+            ? new SumTail<TMap, TSide>(loss.View, (TMap)sum.Map, sum.Scale, (TSide)side, x[^1].View, x[^1].View.Length == 1 ? 0 : 1)
+            : new SumTail<TMap, TSide>(loss.View, (TMap)sum.Map, sum.Scale);
 
     /// <summary>scale * the sum of map(u) over all elements, with an optional sibling side(u, s) written alongside.</summary>
     /// <param name="map">The unary op struct summed (IdentityOp for a plain sum).</param>
