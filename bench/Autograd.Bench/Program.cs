@@ -2,7 +2,8 @@
 // reference before it is timed; times are medians of several timed batches after a warm-up.
 //   dotnet run -c Release --project bench/Autograd.Bench -- [--device cpu|cuda] [--quick] [--sweep] [--json FILE]
 // --sweep adds the split-K sweep of the seed's products (Workloads.Sweep.cs) and each seed product on
-// every kernel as a direct launch. Off by default since the eleventh session's H200 run answered
+// every kernel as a direct launch, and the seed step's older variant rows (each fusion undone, launch
+// bounds off, other kernels for the tiny products). Off by default since the eleventh session's H200 run answered
 // them (the warp kernel's teams win four of the five products; the tuning tables below say it per run):
 // they took a part of gpu-check.sh's 5 minutes.
 using System.Text.Json;
@@ -71,19 +72,17 @@ if (device.Kind == DeviceKind.Cuda)
 {
     Report(() => Workloads.SeedCompiled(device, 2000, cudaGraphs: true, stepsPerRun: 1));
     Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500));
-    // What fusion, one-launch split-K, the loss tail and the paired updates buy, on the same card.
-    Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "unfused"));
-    Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "split-K in two launches"));
-    Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "loss in a second launch"));
-    Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "updates one after the other"));
-    // What the launch bounds buy (LaunchBounds.cs): the split-K fixup's and the warp kernel's loads in flight.
-    Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "no launch bounds"));
-    // Kernel choices for the tiny products, not yet the default.
+    // What fusion, one-launch split-K, the loss tail, the paired updates, the launch bounds and the
+    // kernel choices for the tiny products buy, on the same card: runs 6-8 answered each of these
+    // (docs/PERF.md), so only --sweep times them again, to keep gpu-check under 5 minutes.
+    if (sweep)
+    {
+        foreach (var variant in (string[])["unfused", "split-K in two launches", "loss in a second launch", "updates one after the other",
+            "no launch bounds", "warp products, one warp a block", "warp products, no launch bounds", "warp below 16K outputs", "8x8 tiles"])
+            Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: variant));
+    }
+    // The warp kernel for every seed product, the candidate the persistent and chain rows build on.
     Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "warp products"));
-    Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "warp products, one warp a block"));
-    Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "warp products, no launch bounds"));
-    Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "warp below 16K outputs"));
-    Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "8x8 tiles"));
     // The whole step as one persistent kernel with grid barriers between its phases (Persistent.cs).
     Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "persistent kernel"));
     Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "persistent kernel, warp products"));
