@@ -122,6 +122,7 @@ public sealed partial class KernelHost
         LaunchBounds = other.LaunchBounds;
         PersistentSteps = other.PersistentSteps;
         ChainTails = other.ChainTails;
+        RowChains = other.RowChains;
         Recorder = other.Recorder;
         // Shared: the streams' work is ordered on the default stream (a captured graph is launched there).
         _arrivals = other._arrivals;

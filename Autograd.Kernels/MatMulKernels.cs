@@ -85,6 +85,16 @@ public readonly struct GemmArgs
     /// <param name="kPer">Depth of each slice.</param>
     public GemmArgs WithSliceDepth(int kPer) => new(this, kPer, Em, En, raw: false);
 
+    /// <summary>The same product over the first `m` rows of C (strides kept): a block of a row chain's rows, from shifted views.</summary>
+    /// <param name="m">Rows of the block.</param>
+    public GemmArgs WithRows(int m) => new(this, m);
+
+    private GemmArgs(GemmArgs g, int m)
+    {
+        this = g;
+        M = m;
+    }
+
     /// <summary>The same product with the epilogue operand read at E(i, j) = e[i * em + j * en].</summary>
     /// <param name="em">Operand stride between rows of C (0 broadcasts a row).</param>
     /// <param name="en">Operand stride between columns of C (0 broadcasts a column).</param>

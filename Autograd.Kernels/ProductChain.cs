@@ -30,6 +30,23 @@ public interface IGroupStage
     /// <summary>Does the stage's work with the calling group's threads.</summary>
     void Run();
 
+    /// <summary>
+    /// Does the stage's work over rows [row0, row0 + rows) of its C with the calling group's threads,
+    /// as a stage of a row chain (MatMulKernels.MatMulRows); a sum's part over those rows goes to its
+    /// partial sums at `part`.
+    /// </summary>
+    /// <param name="row0">The block's first row of C.</param>
+    /// <param name="rows">Rows in the block.</param>
+    /// <param name="part">The block's index among the row chain's blocks.</param>
+    void RunRows(int row0, int rows, int part);
+
+    /// <summary>By the row chain's last group, once every block is done: each sum's loss from its `parts` partial sums.</summary>
+    /// <param name="parts">Blocks of the row chain.</param>
+    void SumParts(int parts);
+
+    /// <summary>Whether a stage sums (host side): a row chain then counts its blocks in.</summary>
+    bool Sums { get; }
+
     /// <summary>Static shared memory the stage allocates (bytes; host side).</summary>
     int SharedBytes { get; }
 
@@ -45,6 +62,19 @@ public readonly struct NoStage : IGroupStage
     public void Run()
     {
     }
+
+    /// <inheritdoc/>
+    public void RunRows(int row0, int rows, int part)
+    {
+    }
+
+    /// <inheritdoc/>
+    public void SumParts(int parts)
+    {
+    }
+
+    /// <inheritdoc/>
+    public bool Sums => false;
 
     /// <inheritdoc/>
     public int SharedBytes => 0;
@@ -84,6 +114,25 @@ public readonly struct Stages<TFirst, TRest> : IGroupStage
     }
 
     /// <inheritdoc/>
+    public void RunRows(int row0, int rows, int part)
+    {
+        _first.RunRows(row0, rows, part);
+        // The rest reads the rows this stage stored, possibly from other threads of the group.
+        Group.Barrier();
+        _rest.RunRows(row0, rows, part);
+    }
+
+    /// <inheritdoc/>
+    public void SumParts(int parts)
+    {
+        _first.SumParts(parts);
+        _rest.SumParts(parts);
+    }
+
+    /// <inheritdoc/>
+    public bool Sums => _first.Sums || _rest.Sums;
+
+    /// <inheritdoc/>
     public int SharedBytes => _first.SharedBytes + _rest.SharedBytes;
 
     /// <inheritdoc/>
@@ -113,6 +162,7 @@ public readonly struct GroupProduct<TEpi, TMap, TSide> : IGroupStage
     private readonly ArrayView<float> _e;    // epilogue operand, E(i, j) = e[i * Em + j * En]
     private readonly ArrayView<float> _loss; // (1), when the stage sums
     private readonly ArrayView<float> _s;    // (M * N) with stride 1, or (1) with stride 0: the side op's operand
+    private readonly ArrayView<float> _parts; // (blocks) a row chain's partial sums, one a block of rows
     private readonly GemmArgs _g;
     private readonly TEpi _epi;
     private readonly TMap _map;
@@ -121,11 +171,12 @@ public readonly struct GroupProduct<TEpi, TMap, TSide> : IGroupStage
     private readonly int _lanes, _sums, _hasSide, _sStride;
 
     internal GroupProduct(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> e, GemmArgs g, TEpi epi, int lanes,
-        bool sums, ArrayView<float> loss, TMap map, float scale, bool hasSide, TSide side, ArrayView<float> s, int sStride)
+        bool sums, ArrayView<float> loss, TMap map, float scale, bool hasSide, TSide side, ArrayView<float> s, int sStride,
+        ArrayView<float> parts = default)
     {
         _a = a; _b = b; _c = c; _e = e; _g = g; _epi = epi; _lanes = lanes;
         _sums = sums ? 1 : 0; _loss = loss; _map = map; _scale = scale;
-        _hasSide = hasSide ? 1 : 0; _side = side; _s = s; _sStride = sStride;
+        _hasSide = hasSide ? 1 : 0; _side = side; _s = s; _sStride = sStride; _parts = parts;
     }
 
     /// <summary>Lanes of a warp that split each 4x4 block's K.</summary>
@@ -141,6 +192,34 @@ public readonly struct GroupProduct<TEpi, TMap, TSide> : IGroupStage
     }
 
     /// <inheritdoc/>
+    public void RunRows(int row0, int rows, int part)
+    {
+        // Row i of the block is row row0 + i of C, of A (A(i, k) = a[i * Am + k * Ak], either layout),
+        // of E, and of the side operand when it has one element of C's each: the same strides from
+        // shifted starts. B is read whole.
+        var g = _g.WithRows(rows);
+        long cAt = (long)row0 * _g.N, aAt = (long)row0 * _g.Am, eAt = (long)row0 * _g.Em;
+        var c = _c.SubView(cAt, _c.Length - cAt);
+        MatMulKernels.GroupBlocks(_a.SubView(aAt, _a.Length - aAt), _b, c, _e.SubView(eAt, _e.Length - eAt), g, _epi, _lanes);
+        if (_sums == 0) return;
+        Group.Barrier();
+        // The block's unscaled part; SumParts scales the total, so a scale of 1 leaves the bits of the sum.
+        var s = _s;
+        if (_hasSide != 0 && _sStride != 0) s = _s.SubView(cAt, _s.Length - cAt);
+        GroupSum.Run(c, rows * _g.N, _parts.SubView(part, 1), _map, 1f, _hasSide != 0, _side, s, _sStride);
+    }
+
+    /// <inheritdoc/>
+    public void SumParts(int parts)
+    {
+        if (_sums == 0) return;
+        GroupSum.Run(_parts, parts, _loss, default(IdentityOp), _scale, false, default(FirstOp), _parts, 0);
+    }
+
+    /// <inheritdoc/>
+    public bool Sums => _sums != 0;
+
+    /// <inheritdoc/>
     public int SharedBytes => _sums != 0 ? MatMulKernels.MaxTailThreads * sizeof(float) : 0;
 
     /// <inheritdoc/>
@@ -153,6 +232,7 @@ public readonly struct GroupProduct<TEpi, TMap, TSide> : IGroupStage
         if (_sums == 0) return;
         access.Write(_loss);
         if (_hasSide != 0) access.Read(_s);
+        if (_parts.IsValid) access.Write(_parts);
     }
 }
 

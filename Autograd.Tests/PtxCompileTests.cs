@@ -37,6 +37,9 @@ public sealed class PtxCompileTests
         // seed's shape (a stage with the loss, then a plain product).
         Type[] tails = [typeof(NoTail), typeof(SumTail<IdentityOp, FirstOp>), typeof(SumTail<PowOp, PowGradOp>),
             typeof(ChainTail<Stages<GroupProduct<AxpyOp, PowOp, PowGradOp>, Stages<GroupProduct<ClampGradOp, IdentityOp, FirstOp>, NoStage>>>)];
+        // A row chain of the seed's shape: a product, a stage with the loss, a product masked by the first's output.
+        Type[] rowStages = [typeof(NoStage),
+            typeof(Stages<GroupProduct<FirstOp, IdentityOp, FirstOp>, Stages<GroupProduct<AxpyOp, PowOp, PowGradOp>, Stages<GroupProduct<ClampGradOp, IdentityOp, FirstOp>, NoStage>>>)];
         foreach (var type in asm.GetTypes())
         {
             foreach (var m in type.GetMethods(BindingFlags.Static | BindingFlags.NonPublic | BindingFlags.Public))
@@ -52,6 +55,7 @@ public sealed class PtxCompileTests
                         c.Contains(typeof(IUnaryOp)) ? (unary, typeof(IdentityOp))
                         : c.Contains(typeof(ITileShape)) ? (shapes, typeof(Tile16x16))
                         : c.Contains(typeof(IProductTail)) ? (tails, typeof(NoTail))
+                        : c.Contains(typeof(IGroupStage)) ? (rowStages, typeof(NoStage))
                         : (binary, typeof(FirstOp))).ToArray();
                 var choices = slots.Select(x => x.Choices).ToArray();
                 var identity = slots.Select(x => x.Identity).ToArray();
@@ -119,6 +123,7 @@ public sealed class PtxCompileTests
         names.Should().Contain("MatMulKernels.TiledKernel<Tile16x16, FirstOp, NoTail>").And.Contain("MatMulKernels.TiledKernel<Tile2x1, FirstOp, NoTail>");
         names.Should().Contain("MatMulKernels.TiledKernel<Tile16x16, FirstOp, SumTail<PowOp, PowGradOp>>")
             .And.Contain("MatMulKernels.WarpKernel<FirstOp, SumTail<IdentityOp, FirstOp>>");
+        names.Should().Contain(n => n.StartsWith("MatMulKernels.RowsKernel<Stages<GroupProduct<FirstOp", StringComparison.Ordinal));
         names.Count.Should().BeGreaterThan(40);
     }
 
