@@ -323,7 +323,18 @@ public sealed partial class KernelHost
         return (T)_cache.GetOrAdd((name, shape, op), _ =>
         {
             Interlocked.Increment(ref _loads.Value);
-            return load(Accelerator);
+            try
+            {
+                return load(Accelerator);
+            }
+            catch (InternalCompilerException)
+            {
+                // ILGPU 1.5.3's IR caches can fail a later, valid kernel's compile (a NullReferenceException
+                // in its view lowering: seen on a momentum step's persistent kernel compiled after a row
+                // chain's). Cleared, the same compile succeeds (ilgpu-facts.md); a second failure is real.
+                Accelerator.Context.ClearCache(ClearCacheMode.Everything);
+                return load(Accelerator);
+            }
         });
     }
 

@@ -191,6 +191,7 @@ public static partial class MatMulKernels
     // A chain stage's blocks by the calling group: `lanes` neighbouring threads a block, each walking
     // k = lane, lane + lanes, ... (four a trip, their loads first), added by a shuffle tree; the
     // block's first lane stores it. Every thread takes the same trips, so all reach each shuffle.
+    // A row chain's block starts at row0 (a multiple of 4), its g.M the block's last row + 1.
     internal static void GroupBlocks<TEpi>(
         ArrayView<float> a,   // (M, K) or (K, M) per g's strides
         ArrayView<float> b,   // (K, N) or (N, K) per g's strides
@@ -198,17 +199,18 @@ public static partial class MatMulKernels
         ArrayView<float> e,   // epilogue operand, E(i, j) = e[i * Em + j * En]
         GemmArgs g,
         TEpi epi,
-        int lanes)            // a power of two dividing the warp
+        int lanes,            // a power of two dividing the warp
+        int row0 = 0)         // the first row of C to compute, a multiple of 4
         where TEpi : struct, IBinaryOp
     {
         int tilesN = (g.N + 3) / 4;
-        int total = ((g.M + 3) / 4) * tilesN;
+        int first = (row0 / 4) * tilesN, total = ((g.M + 3) / 4) * tilesN;
         int tid = Group.LinearIndex, lane = tid % lanes, slots = Group.Dimension.Size / lanes;
-        for (int t0 = 0; t0 < total; t0 += slots)
+        for (int t0 = first; t0 < total; t0 += slots)
         {
             int t = t0 + tid / lanes;
             bool active = t < total;
-            var block = new Block4x4(g, active ? t : 0, tilesN);
+            var block = new Block4x4(g, active ? t : first, tilesN);
             if (active) block.Walk(a, b, g, lane, lanes);
             if (lanes > 1) block.SumOverLanes(lanes);
             if (active && lane == 0) block.Store(c, e, g, epi);

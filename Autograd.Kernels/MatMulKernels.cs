@@ -85,8 +85,8 @@ public readonly struct GemmArgs
     /// <param name="kPer">Depth of each slice.</param>
     public GemmArgs WithSliceDepth(int kPer) => new(this, kPer, Em, En, raw: false);
 
-    /// <summary>The same product over the first `m` rows of C (strides kept): a block of a row chain's rows, from shifted views.</summary>
-    /// <param name="m">Rows of the block.</param>
+    /// <summary>The same product with C's rows ending at `m` (strides kept): a row chain's block ends there.</summary>
+    /// <param name="m">The row after the block's last.</param>
     public GemmArgs WithRows(int m) => new(this, m);
 
     private GemmArgs(GemmArgs g, int m)

@@ -188,32 +188,27 @@ public readonly struct GroupProduct<TEpi, TMap, TSide> : IGroupStage
         MatMulKernels.GroupBlocks(_a, _b, _c, _e, _g, _epi, _lanes);
         if (_sums == 0) return;
         Group.Barrier();
-        GroupSum.Run(_c, _g.M * _g.N, _loss, _map, _scale, _hasSide != 0, _side, _s, _sStride);
+        GroupSum.Run(_c, 0, _g.M * _g.N, _loss, 0, _map, _scale, _hasSide != 0, _side, _s, _sStride);
     }
 
     /// <inheritdoc/>
     public void RunRows(int row0, int rows, int part)
     {
-        // Row i of the block is row row0 + i of C, of A (A(i, k) = a[i * Am + k * Ak], either layout),
-        // of E, and of the side operand when it has one element of C's each: the same strides from
-        // shifted starts. B is read whole.
-        var g = _g.WithRows(rows);
-        long cAt = (long)row0 * _g.N, aAt = (long)row0 * _g.Am, eAt = (long)row0 * _g.Em;
-        var c = _c.SubView(cAt, _c.Length - cAt);
-        MatMulKernels.GroupBlocks(_a.SubView(aAt, _a.Length - aAt), _b, c, _e.SubView(eAt, _e.Length - eAt), g, _epi, _lanes);
+        // C's rows [row0, row0 + rows) as a product whose M ends there, from its first 4x4 block row
+        // (row0 is a multiple of 4): every operand indexed where it is, as in Run, so the block's
+        // loads and stores are the chain tail's, address for address.
+        MatMulKernels.GroupBlocks(_a, _b, _c, _e, _g.WithRows(row0 + rows), _epi, _lanes, row0);
         if (_sums == 0) return;
         Group.Barrier();
         // The block's unscaled part; SumParts scales the total, so a scale of 1 leaves the bits of the sum.
-        var s = _s;
-        if (_hasSide != 0 && _sStride != 0) s = _s.SubView(cAt, _s.Length - cAt);
-        GroupSum.Run(c, rows * _g.N, _parts.SubView(part, 1), _map, 1f, _hasSide != 0, _side, s, _sStride);
+        GroupSum.Run(_c, row0 * _g.N, (row0 + rows) * _g.N, _parts, part, _map, 1f, _hasSide != 0, _side, _s, _sStride);
     }
 
     /// <inheritdoc/>
     public void SumParts(int parts)
     {
         if (_sums == 0) return;
-        GroupSum.Run(_parts, parts, _loss, default(IdentityOp), _scale, false, default(FirstOp), _parts, 0);
+        GroupSum.Run(_parts, 0, parts, _loss, 0, default(IdentityOp), _scale, false, default(FirstOp), _parts, 0);
     }
 
     /// <inheritdoc/>

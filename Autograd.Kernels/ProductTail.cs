@@ -150,7 +150,7 @@ public readonly struct SumTail<TMap, TSide> : IProductTail
         Group.Barrier();
         if (last[0] == 0) return;
         MemoryFence.DeviceLevel();
-        GroupSum.Run(c, count, _loss, _map, _scale, _hasSide != 0, _side, _s, _sStride);
+        GroupSum.Run(c, 0, count, _loss, 0, _map, _scale, _hasSide != 0, _side, _s, _sStride);
         if (tid == 0) _arrival[0] = 0;
     }
 }
@@ -160,10 +160,11 @@ internal static class GroupSum
 {
     /// <summary>
     /// By every thread of one group (a power of two, at most MatMulKernels.MaxTailThreads):
-    /// loss[0] = scale * the sum of map(C), and with a side op C = side(C, s). Thread t adds t, t + T,
-    /// t + 2T, ..., then Reduce's group tree: the order is fixed, so the bits are.
+    /// loss[lossAt] = scale * the sum of map(C[first..end)), and with a side op C = side(C, s) there.
+    /// Thread t adds first + t, first + t + T, ..., then Reduce's group tree: the order is fixed, so
+    /// the bits are. A row chain's block sums its own rows, into its own element of the partial sums.
     /// </summary>
-    public static void Run<TMap, TSide>(ArrayView<float> c, int count, ArrayView<float> loss, TMap map, float scale,
+    public static void Run<TMap, TSide>(ArrayView<float> c, int first, int end, ArrayView<float> loss, int lossAt, TMap map, float scale,
         bool hasSide, TSide side, ArrayView<float> s, int sStride)
         where TMap : struct, IUnaryOp
         where TSide : struct, IBinaryOp
@@ -176,10 +177,10 @@ internal static class GroupSum
         // its bits. The seed's 640 elements are one trip for groups of 256: a loop of single elements
         // waited three times, and six with the side op (a generic load cannot pass the store before it).
         float acc = 0f;
-        for (int i = tid; i < count; i += 4 * threads)
+        for (int i = first + tid; i < end; i += 4 * threads)
         {
             int i1 = i + threads, i2 = i1 + threads, i3 = i2 + threads;
-            bool h1 = i1 < count, h2 = i2 < count, h3 = i3 < count;
+            bool h1 = i1 < end, h2 = i2 < end, h3 = i3 < end;
             float v0 = c[i], v1 = h1 ? c[i1] : 0f, v2 = h2 ? c[i2] : 0f, v3 = h3 ? c[i3] : 0f;
             float s0 = 0f, s1 = 0f, s2 = 0f, s3 = 0f;
             if (hasSide)
@@ -209,6 +210,6 @@ internal static class GroupSum
             if (tid < half) sums[tid] += sums[tid + half];
             Group.Barrier();
         }
-        if (tid == 0) loss[0] = scale * sums[0];
+        if (tid == 0) loss[lossAt] = scale * sums[0];
     }
 }

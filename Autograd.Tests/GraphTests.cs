@@ -336,6 +336,17 @@ public sealed class GraphTests
             chains.Should().ContainSingle().Which.Ops[1].Name.Should().Be("ChainTail`1");
             generated.AddRange(chains);
         }
+        // The seed's row chain (KernelHost.RowChains): y with its loss, then dH, block of rows by block
+        // (h too where a block of its rows fits a group: not on this machine's few simulated groups).
+        using (new MatMulPin(TestData.Device.Host, MatMulPath.Small))
+        using (new KernelTests.RowsOn(TestData.Device.Host, true))
+        {
+            using var opt5 = new Sgd([sw1, sw2], 1e-6f);
+            using var rowStep = Graph.Compile(() => (sx.MatMul(sw1).Clamp(min: 0).MatMul(sw2) - sy).Pow(2).Sum(), opt5);
+            var rows = rowStep.GeneratedOps.Where(g => g.Family == "MatMulRows").ToList();
+            rows.Should().ContainSingle().Which.Ops[0].Name.Should().Be("Stages`2");
+            generated.AddRange(rows);
+        }
         using var ctx = Context.Create(c => c.EnableAlgorithms());
         var be = new PTXBackend(ctx, new ILGPU.Runtime.Cuda.CudaCapabilityContext(ILGPU.Runtime.Cuda.CudaArchitecture.SM_90),
             ILGPU.Runtime.Cuda.CudaArchitecture.SM_90, ILGPU.Runtime.Cuda.CudaInstructionSet.ISA_80, null);
@@ -344,7 +355,7 @@ public sealed class GraphTests
             {
                 var ptx = ((PTXCompiledKernel)be.Compile(EntryPointDescription.FromExplicitlyGroupedKernel(m), KernelSpecialization.Empty)).PTXAssembly;
                 ptx.Should().Contain(".entry", $"{m.Name}<{string.Join(", ", ops.Select(o => o.Name))}>");
-                if (family == "MatMulChain") ptx.Should().NotContain(".local", $"{m.Name}: the chain's blocks stay in registers");
+                if (family is "MatMulChain" or "MatMulRows") ptx.Should().NotContain(".local", $"{m.Name}: the chain's blocks stay in registers");
             }
         // And the fused step still trains like eager.
         var l0 = step.Run().Item();
@@ -361,6 +372,7 @@ public sealed class GraphTests
             "Map" => [(typeof(Elementwise), "MapKernel")],
             "Zip" => [(typeof(Elementwise), "ZipKernel")],
             "MatMulPair" => [(typeof(MatMulKernels), "TiledPairKernel")],
+            "MatMulRows" => [(typeof(MatMulKernels), "RowsKernel")],
             "MatMulChain" => new[] { "SmallKernel", "TiledKernel", "WarpKernel", "SplitKSumKernel" }.Select(n => (typeof(MatMulKernels), n)).ToArray(),
             "MatMul" or "MatMulSum" => new[] { "SmallKernel", "TiledKernel", "WarpKernel", "LargeKernel", "SplitKSumKernel" }.Select(n => (typeof(MatMulKernels), n)).ToArray(),
             _ => new[] { (typeof(Reduce), "SumMapKernel") },
@@ -372,6 +384,7 @@ public sealed class GraphTests
             var m = type.GetMethod(name, flags)!;
             yield return type != typeof(MatMulKernels) ? m.MakeGenericMethod(ops)
                 : name == "TiledPairKernel" ? m.MakeGenericMethod([typeof(Tile16x16), .. ops])
+                : name == "RowsKernel" ? m.MakeGenericMethod(ops)
                 : name == "LargeKernel" ? m.MakeGenericMethod(ops[0])
                 : m.MakeGenericMethod(name == "TiledKernel" ? [typeof(Tile16x16), ops[0], tail] : [ops[0], tail]);
         }

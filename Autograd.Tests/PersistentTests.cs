@@ -21,14 +21,16 @@ public sealed partial class PersistentTests
     private sealed class Pin : IDisposable
     {
         private readonly KernelHost _host;
-        private readonly bool _saved, _savedChains;
+        private readonly bool _saved, _savedChains, _savedRows;
         private readonly MatMulPin? _matMul;
 
-        public Pin(Device dev, MatMulPath? path, bool persistent, int? splitK = null, bool oneLaunch = true, bool chains = false)
+        public Pin(Device dev, MatMulPath? path, bool persistent, int? splitK = null, bool oneLaunch = true, bool chains = false, bool rows = false)
         {
             _host = dev.Host;
             _saved = _host.PersistentSteps;
             _savedChains = _host.ChainTails;
+            _savedRows = _host.RowChains;
+            _host.RowChains = rows;
             if (path is { } p) _matMul = new MatMulPin(_host, p, splitK: splitK, oneLaunch: oneLaunch);
             _host.PersistentSteps = persistent;
             _host.ChainTails = chains;
@@ -38,6 +40,7 @@ public sealed partial class PersistentTests
         {
             _host.PersistentSteps = _saved;
             _host.ChainTails = _savedChains;
+            _host.RowChains = _savedRows;
             _matMul?.Dispose();
         }
     }
@@ -63,10 +66,10 @@ public sealed partial class PersistentTests
     // A two-layer net of awkward shapes trained `steps` steps by Run(steps) and two more by Run(),
     // compiled with the persistent kernel or without.
     private static Trained Train(Device dev, MatMulPath path, bool persistent, int? splitK = null,
-        int batch = 33, int inputs = 65, int hidden = 130, int outputs = 7, int steps = 4, bool oneLaunch = true, bool chains = false)
+        int batch = 33, int inputs = 65, int hidden = 130, int outputs = 7, int steps = 4, bool oneLaunch = true, bool chains = false, bool rows = false)
     {
         var host = dev.Host;
-        using var pin = new Pin(dev, path, persistent, splitK, oneLaunch, chains);
+        using var pin = new Pin(dev, path, persistent, splitK, oneLaunch, chains, rows);
         Tensor.ManualSeed(41);
         using var x = Tensor.Randn([batch, inputs], dev);
         using var y = Tensor.Randn([batch, outputs], dev);
@@ -183,10 +186,10 @@ public sealed partial class PersistentTests
 
     // A 3-layer net with biases, tanh and sigmoid and a mean loss on the warp kernel, trained 3 steps
     // by Run(steps) and one by Run(): the 4 losses, then the parameters.
-    private static Trained3 TrainThreeLayer(string optimizer, bool persistent, bool chains = false)
+    private static Trained3 TrainThreeLayer(string optimizer, bool persistent, bool chains = false, bool rows = false)
     {
         var dev = Sim;
-        using var pin = new Pin(dev, MatMulPath.Warp, persistent, chains: chains);
+        using var pin = new Pin(dev, MatMulPath.Warp, persistent, chains: chains, rows: rows);
         Tensor.ManualSeed(48);
         using var x = Tensor.Randn([33, 65], dev);
         using var y = Tensor.Randn([33, 5], dev);

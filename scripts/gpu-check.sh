@@ -53,6 +53,8 @@ TAILN=3 step example-eager 60 dotnet .gpu/TwoLayerNet/TwoLayerNet.dll --eager
 TAILN=9 step example-persistent 60 dotnet .gpu/TwoLayerNet/TwoLayerNet.dll --persistent
 # And with the chain tails (y, its loss and dH in h's launch): the same losses within float rounding.
 TAILN=12 step example-chain 60 dotnet .gpu/TwoLayerNet/TwoLayerNet.dll --chain --describe
+# And with row chains too (h, y with its loss and dH block of rows by block in one launch): 2 launches.
+TAILN=12 step example-rows 60 dotnet .gpu/TwoLayerNet/TwoLayerNet.dll --rows --chain --describe
 # The anchors (~20 s each) before the bench, which takes what is left of the budget: a bench that
 # runs long must not cost the comparison.
 [ "${SKIP_ANCHORS:-0}" = 1 ] || { TAILN=20 step torch 150 python3 .gpu/torch_seed.py; TAILN=8 step jax 150 python3 .gpu/jax_seed.py; }

@@ -16,6 +16,8 @@ internal static class Executor
         Prim.MatMul when op.Payload is MatMulPairOp p => MatMulKernels.MatMulPairScratch(h,
             ProductRows(op, xShapes), ProductCols(op, xShapes), ProductDepth(op, xShapes),
             ProductRows(p.SecondOp, xShapes[p.FirstInputs..]), ProductCols(p.SecondOp, xShapes[p.FirstInputs..]), ProductDepth(p.SecondOp, xShapes[p.FirstInputs..])),
+        // A row chain's launch sums its loss in partials, one a block; alone, its first stage's.
+        Prim.MatMul when op.Payload is MatMulRowsOp r => Math.Max(r.Split.Blocks, ScratchElements(h, r.Stages[0].Op, xShapes, yShape)),
         Prim.MatMul when op.Payload is MatMulSumOp => MatMulKernels.MatMulSumScratch(h, ProductRows(op, xShapes), ProductCols(op, xShapes), ProductDepth(op, xShapes)),
         Prim.MatMul => MatMulKernels.SplitKScratch(h, yShape[0], yShape[1], ProductDepth(op, xShapes)),
         Prim.Sum when op.Payload is SumMapOp || IsSumAll(op, xShapes[0]) => Reduce.SumAllScratch(h),
@@ -63,7 +65,7 @@ internal static class Executor
             case MatMulEpilogue e: e.Run(h, x, y, scratch); return;
             case MatMulSumOp ms: ms.Run(h, x, y, side, scratch); return;
             case MatMulPairOp mp: mp.Launch(h, x, y, side, scratch); return;
-            case MatMulChainOp:
+            case MatMulChainOp or MatMulRowsOp:
                 throw new InvalidOperationException("Executor: a chain's stages are other nodes' operands; the compiled program (Emit) launches it.");
             case SumMapOp s: s.Launch(h, x, y, side, scratch); return;
             case SumInto s: Reduce.SumAxes(h, x[0].View, x[0].Shape, op.Ints!, y.View, s.Alpha(), s.Beta, scratch); return;

@@ -71,6 +71,7 @@ internal sealed record OpSpec(Prim Kind, float A = 0, float B = 0, int[]? Ints =
         Prim.MatMul when Payload is MatMulSumOp f => $"Fused({f.Text})",
         Prim.MatMul when Payload is MatMulPairOp p => $"Paired({p.FirstOp} | {p.SecondOp})",
         Prim.MatMul when Payload is MatMulChainOp c => $"Chain({c.Text})",
+        Prim.MatMul when Payload is MatMulRowsOp r => $"Rows({r.Text})",
         Prim.Sum when Payload is SumMapOp s => $"Fused({s.Text})",
         Prim.Sum when Payload is SumInto s => $"Fused({s.Text})",
         Prim.MatMul => $"MatMul({(Flag1 ? "T" : "N")}{(Flag2 ? "T" : "N")})",

@@ -1,5 +1,7 @@
 // Run-time generation of a chain tail (Autograd.Kernels/ProductChain.cs): a product and the small
-// products after it in one launch. Each stage's op structs are known only once the graph is fused, so
+// products after it in one launch; and of a row chain (MatMulKernels.Rows.cs), products that each
+// need only the rows the one before stored, block of rows by block of rows in one launch. Both are
+// made of the same stages. Each stage's op structs are known only once the graph is fused, so
 // the stage types are composed with MakeGenericType, Stages<S1, Stages<S2, NoStage>>, and so is a
 // maker per stage that builds its struct from the stage's bound operands at each launch (a learning
 // rate read then, as every fused product reads its alpha). The makers are built once, by reflection;
@@ -25,16 +27,53 @@ internal sealed record MatMulChainOp(MatMulEpilogue Head, IReadOnlyList<Node> St
     public string Text => Head.Text + " then " + string.Join(" then ", Stages.Select(s => s.Op.ToString()));
 }
 
+/// <summary>Launch of a row chain: each stage's operands, its split, scratch (the loss's partial sums).</summary>
+internal delegate void RowsLaunch(KernelHost h, RowSplit split, StageOperands[] stages, ArrayView<float> scratch);
+
+/// <summary>
+/// Products run block of rows by block of rows in one launch (Fuse.Rows.cs): Stages are the nodes, the
+/// first included, Split how the compile found the rows cut, StagesType the Stages&lt;...&gt; they make.
+/// </summary>
+internal sealed record MatMulRowsOp(IReadOnlyList<Node> Stages, RowSplit Split, Type StagesType, RowsLaunch Launch)
+{
+    public string Text => string.Join(" then ", Stages.Select(s => s.Op.ToString()));
+}
+
+/// <summary>
+/// Where a stage runs: in the last group of the chain's head product (Head), or over a block of rows
+/// of a row chain (Rows, with its sums' partials in Parts).
+/// </summary>
+internal readonly record struct StageContext((int M, int N, int K) Head, RowSplit? Rows, ArrayView<float> Parts);
+
 /// <summary>Builds stage i of a chain, and the stages after it, for one launch.</summary>
 internal interface IStageMaker<out T> where T : struct, IGroupStage
 {
-    T Make(KernelHost h, (int M, int N, int K) head, StageOperands[] stages, int i);
+    T Make(KernelHost h, StageContext at, StageOperands[] stages, int i);
 }
 
 internal static class ChainKernels
 {
     /// <summary>The chain op for a head product and its stages (each a fused product or a product with its sum).</summary>
     public static MatMulChainOp Chain(OpSpec headOp, MatMulEpilogue head, IReadOnlyList<Node> stages)
+    {
+        var (stagesType, maker) = Compose(stages);
+        var bind = typeof(ChainKernels).GetMethod(nameof(Bind), BindingFlags.NonPublic | BindingFlags.Static)!
+            .MakeGenericMethod(head.OpType, stagesType);
+        var launch = (ChainLaunch)bind.Invoke(null, [headOp, head, maker])!;
+        return new MatMulChainOp(head, stages, typeof(ChainTail<>).MakeGenericType(stagesType), launch);
+    }
+
+    /// <summary>The row chain op for its stages (each a fused product or a product with its sum), split as the compile found.</summary>
+    public static MatMulRowsOp Rows(IReadOnlyList<Node> stages, RowSplit split)
+    {
+        var (stagesType, maker) = Compose(stages);
+        var bind = typeof(ChainKernels).GetMethod(nameof(BindRows), BindingFlags.NonPublic | BindingFlags.Static)!
+            .MakeGenericMethod(stagesType);
+        return new MatMulRowsOp(stages, split, stagesType, (RowsLaunch)bind.Invoke(null, [maker])!);
+    }
+
+    // The stages' composed type, Stages<S1, Stages<S2, NoStage>>, and the maker of its struct.
+    private static (Type Stages, object Maker) Compose(IReadOnlyList<Node> stages)
     {
         // The maker of the last stage first: Stages<Sn, NoStage>, then Stages<Sn-1, ...>, ...
         Type stagesType = typeof(NoStage);
@@ -46,10 +85,7 @@ internal static class ChainKernels
             maker = Activator.CreateInstance(typeof(StagesMaker<,>).MakeGenericType(stageType, stagesType), stageMaker, maker, i)!;
             stagesType = composed;
         }
-        var bind = typeof(ChainKernels).GetMethod(nameof(Bind), BindingFlags.NonPublic | BindingFlags.Static)!
-            .MakeGenericMethod(head.OpType, stagesType);
-        var launch = (ChainLaunch)bind.Invoke(null, [headOp, head, maker])!;
-        return new MatMulChainOp(head, stages, typeof(ChainTail<>).MakeGenericType(stagesType), launch);
+        return (stagesType, maker);
     }
 
     // A stage's struct type and the maker of its struct.
@@ -83,18 +119,22 @@ internal static class ChainKernels
         {
             var (m, n, k) = Dims(mm, x);
             var e = head.HasOperand ? x[2].View : y.View;
-            var tail = new ChainTail<TStages>(maker.Make(h, (m, n, k), stages, 0));
+            var tail = new ChainTail<TStages>(maker.Make(h, new StageContext((m, n, k), null, default), stages, 0));
             MatMulKernels.MatMulChain(h, x[0].View, ta, x[1].View, tb, y.View, m, n, k, head.Alpha(), head.Beta, scratch,
                 epi, e, head.HasOperand ? head.RowStride : 0, head.HasOperand ? head.ColStride : 0, tail);
         };
     }
+
+    private static RowsLaunch BindRows<TStages>(IStageMaker<TStages> maker)
+        where TStages : struct, IGroupStage =>
+        (h, split, stages, scratch) => MatMulKernels.MatMulRows(h, split, maker.Make(h, new StageContext(default, split, scratch), stages, 0));
 
     // (M, N, K) of a product, from its bound inputs.
     private static (int M, int N, int K) Dims(OpSpec mm, Operand[] x) => Executor.ProductDims(mm, x[0].Shape, x[1].Shape);
 
     private sealed class EndMaker : IStageMaker<NoStage>
     {
-        public NoStage Make(KernelHost h, (int M, int N, int K) head, StageOperands[] stages, int i) => default;
+        public NoStage Make(KernelHost h, StageContext at, StageOperands[] stages, int i) => default;
     }
 
     private sealed class StagesMaker<TFirst, TRest>(IStageMaker<TFirst> first, IStageMaker<TRest> rest, int index)
@@ -102,20 +142,22 @@ internal static class ChainKernels
         where TFirst : struct, IGroupStage
         where TRest : struct, IGroupStage
     {
-        public Stages<TFirst, TRest> Make(KernelHost h, (int M, int N, int K) head, StageOperands[] stages, int i) =>
-            new(first.Make(h, head, stages, index), rest.Make(h, head, stages, index + 1));
+        public Stages<TFirst, TRest> Make(KernelHost h, StageContext at, StageOperands[] stages, int i) =>
+            new(first.Make(h, at, stages, index), rest.Make(h, at, stages, index + 1));
     }
 
     // A fused product: C is the node's output; the epilogue operand, when it has one, its third input.
     private sealed class ProductMaker<TEpi>(OpSpec mm, MatMulEpilogue e) : IStageMaker<GroupProduct<TEpi, IdentityOp, FirstOp>>
         where TEpi : struct, IBinaryOp
     {
-        public GroupProduct<TEpi, IdentityOp, FirstOp> Make(KernelHost h, (int M, int N, int K) head, StageOperands[] stages, int i)
+        public GroupProduct<TEpi, IdentityOp, FirstOp> Make(KernelHost h, StageContext at, StageOperands[] stages, int i)
         {
             var (x, y) = (stages[i].X, stages[i].Y);
             var (m, n, k) = Dims(mm, x);
-            return MatMulKernels.GroupProduct(h, head, x[0].View, mm.Flag1, x[1].View, mm.Flag2, y.View, m, n, k,
-                e.Alpha(), e.Beta, (TEpi)e.Op, e.HasOperand ? x[2].View : y.View, e.HasOperand ? e.RowStride : 0, e.HasOperand ? e.ColStride : 0);
+            var (operand, em, en) = e.HasOperand ? (x[2].View, e.RowStride, e.ColStride) : (y.View, 0, 0);
+            return at.Rows is { } split
+                ? MatMulKernels.RowProduct(h, split, x[0].View, mm.Flag1, x[1].View, mm.Flag2, y.View, m, n, k, e.Alpha(), e.Beta, (TEpi)e.Op, operand, em, en)
+                : MatMulKernels.GroupProduct(h, at.Head, x[0].View, mm.Flag1, x[1].View, mm.Flag2, y.View, m, n, k, e.Alpha(), e.Beta, (TEpi)e.Op, operand, em, en);
         }
     }
 
@@ -126,14 +168,16 @@ internal static class ChainKernels
         where TMap : struct, IUnaryOp
         where TSide : struct, IBinaryOp
     {
-        public GroupProduct<TEpi, TMap, TSide> Make(KernelHost h, (int M, int N, int K) head, StageOperands[] stages, int i)
+        public GroupProduct<TEpi, TMap, TSide> Make(KernelHost h, StageContext at, StageOperands[] stages, int i)
         {
             var (x, loss, c) = (stages[i].X, stages[i].Y, stages[i].Side);
             var (m, n, k) = Dims(mm, x);
             var e = s.Epilogue;
             var sum = FusedKernels.Tail<TMap, TSide>(s.Sum, loss, x);
-            return MatMulKernels.GroupProductSum(h, head, x[0].View, mm.Flag1, x[1].View, mm.Flag2, c.View, m, n, k,
-                e.Alpha(), e.Beta, (TEpi)e.Op, e.HasOperand ? x[2].View : c.View, e.HasOperand ? e.RowStride : 0, e.HasOperand ? e.ColStride : 0, sum);
+            var (operand, em, en) = e.HasOperand ? (x[2].View, e.RowStride, e.ColStride) : (c.View, 0, 0);
+            return at.Rows is { } split
+                ? MatMulKernels.RowProductSum(h, split, x[0].View, mm.Flag1, x[1].View, mm.Flag2, c.View, m, n, k, e.Alpha(), e.Beta, (TEpi)e.Op, operand, em, en, sum, at.Parts)
+                : MatMulKernels.GroupProductSum(h, at.Head, x[0].View, mm.Flag1, x[1].View, mm.Flag2, c.View, m, n, k, e.Alpha(), e.Beta, (TEpi)e.Op, operand, em, en, sum);
         }
     }
 }

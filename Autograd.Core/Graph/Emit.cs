@@ -31,6 +31,11 @@ internal static class Emit
                 program.Add(Chain(plan, n, chain, scratch, redirectable ? output : null));
                 continue;
             }
+            if (n.Op.Payload is MatMulRowsOp rows)
+            {
+                program.Add(Rows(plan, rows, scratch, redirectable ? output : null));
+                continue;
+            }
             var xs = n.Inputs.Select(x => Operand(plan, x)).ToArray();
             var y = Operand(plan, n.Output);
             var side = n.Side != null ? Operand(plan, n.Side) : default;
@@ -52,8 +57,7 @@ internal static class Emit
     {
         var xs = head.Inputs.Select(x => Operand(plan, x)).ToArray();
         var y = Operand(plan, head.Output);
-        var stages = chain.Stages.Select(s => new StageOperands(s.Inputs.Select(x => Operand(plan, x)).ToArray(),
-            Operand(plan, s.Output), s.Side != null ? Operand(plan, s.Side) : default)).ToArray();
+        var stages = chain.Stages.Select(s => Bind(plan, s)).ToArray();
         var (m, n, k) = Dims(head.Op, head.Inputs);
         void Run(KernelHost h, StageOperands[] bound)
         {
@@ -66,17 +70,49 @@ internal static class Emit
             for (int i = 0; i < bound.Length; i++)
                 Executor.Run(h, chain.Stages[i].Op, bound[i].X, bound[i].Y, scratch, bound[i].Side);
         }
-        int writer = loss == null ? -1 : chain.Stages.ToList().FindIndex(s => ReferenceEquals(s.Output, loss));
-        Action<KernelHost, ArrayView<float>>? into = writer < 0 ? null : (h, dst) =>
+        string text = $"Chain: {Text(head.Op with { Payload = chain.Head }, head.Inputs, head.Output, null)}, then in its last group "
+            + string.Join(", then ", chain.Stages.Select(StageText));
+        return new Instr(text, h => Run(h, stages), Redirect(chain.Stages, stages, loss, Run));
+    }
+
+    // A row chain's launch where the device allows it, split as compiled, when it runs (its settings
+    // may have changed since), else each stage as its own launch; the loss redirected as a chain's.
+    private static Instr Rows(MemoryPlan plan, MatMulRowsOp rows, ArrayView<float> scratch, Tensor? loss)
+    {
+        var stages = rows.Stages.Select(s => Bind(plan, s)).ToArray();
+        void Run(KernelHost h, StageOperands[] bound)
+        {
+            if (MatMulKernels.RowChainSplit(h, rows.Split.M) == rows.Split)
+            {
+                rows.Launch(h, rows.Split, bound, scratch);
+                return;
+            }
+            for (int i = 0; i < bound.Length; i++)
+                Executor.Run(h, rows.Stages[i].Op, bound[i].X, bound[i].Y, scratch, bound[i].Side);
+        }
+        string text = $"Rows, {rows.Split.Blocks} blocks of {rows.Split.RowsPer} rows a group: " + string.Join(", then ", rows.Stages.Select(StageText));
+        return new Instr(text, h => Run(h, stages), Redirect(rows.Stages, stages, loss, Run));
+    }
+
+    private static StageOperands Bind(MemoryPlan plan, Node s) =>
+        new(s.Inputs.Select(x => Operand(plan, x)).ToArray(), Operand(plan, s.Output), s.Side != null ? Operand(plan, s.Side) : default);
+
+    private static string StageText(Node s) =>
+        $"{s.Op} {string.Join(", ", s.Inputs.Select(i => Tensor.ShapeText(i.ShapeArray)))} -> {Tensor.ShapeText(s.Output.ShapeArray)}"
+        + (s.Side != null ? $" and {Tensor.ShapeText(s.Side.ShapeArray)}" : "");
+
+    // The launch with the stage that writes the step's loss writing it to dst instead (Into), or null.
+    private static Action<KernelHost, ArrayView<float>>? Redirect(IReadOnlyList<Node> nodes, StageOperands[] stages, Tensor? loss,
+        Action<KernelHost, StageOperands[]> run)
+    {
+        int writer = loss == null ? -1 : nodes.ToList().FindIndex(s => ReferenceEquals(s.Output, loss));
+        if (writer < 0) return null;
+        return (h, dst) =>
         {
             var bound = (StageOperands[])stages.Clone();
             bound[writer] = bound[writer] with { Y = new Operand(dst, bound[writer].Y.Shape) };
-            Run(h, bound);
+            run(h, bound);
         };
-        string text = $"Chain: {Text(head.Op with { Payload = chain.Head }, head.Inputs, head.Output, null)}, then in its last group "
-            + string.Join(", then ", chain.Stages.Select(s => $"{s.Op} {string.Join(", ", s.Inputs.Select(i => Tensor.ShapeText(i.ShapeArray)))} -> "
-                + Tensor.ShapeText(s.Output.ShapeArray) + (s.Side != null ? $" and {Tensor.ShapeText(s.Side.ShapeArray)}" : "")));
-        return new Instr(text, h => Run(h, stages), into);
     }
 
     // "op input shapes -> output shape", and for a product the SGEMM kernel it runs, so Describe and

@@ -3,8 +3,9 @@
 // CUDA). The passes, in order, each in its own file: Trace, Differentiate, Fuse, Update (the
 // optimizer's pass: folded into the products, or appended by Emit), Fuse's pairing of the products
 // the update moved (Fuse.Pair.cs), Tune (the SGEMM choice of each product shape, timed on the device
-// where it autotunes), Fuse's chains (small products in the launch of the product before them,
-// Fuse.Chain.cs), PlanMemory, Emit, Replay.
+// where it autotunes), Fuse's row chains (products that need only the rows the one before stored,
+// block of rows by block of rows in one launch, Fuse.Rows.cs), Fuse's chains (small products in the
+// launch of the product before them, Fuse.Chain.cs), PlanMemory, Emit, Replay.
 using System.Text;
 using AutogradNet.Kernels;
 using AutogradNet.Optim;
@@ -49,11 +50,14 @@ public static class Graph
             int recorded = traced.Count;
             var nodes = Fuse.Run(traced, outputs, constants);
             nodes = Update.Fold(nodes, outputs, optimizer, grads);
-            nodes = Fuse.PairProducts(nodes, chains: output.Device.Host.ChainTails);
+            // With row chains, products pair only after them: a pair would hide its halves from a chain.
+            var host = output.Device.Host;
+            if (!host.RowChains) nodes = Fuse.PairProducts(nodes, chains: host.ChainTails);
             Tune.Run(nodes, output.Device);
+            nodes = Fuse.Rows(nodes, output.Device);
             nodes = Fuse.Chains(nodes, output.Device);
             // The small products the pairing pass left apart for the chains, where no chain took them.
-            if (output.Device.Host.ChainTails) nodes = Fuse.PairProducts(nodes);
+            if (host.ChainTails || host.RowChains) nodes = Fuse.PairProducts(nodes);
             var plan = MemoryPlan.Run(nodes, outputs, output.Device);
             optimizer?.Prepare();
             var program = Emit.Run(nodes, plan, optimizer, grads, output);
@@ -122,7 +126,7 @@ public sealed class CompiledStep : IDisposable
     public int Nodes => _nodes.Count;
 
     /// <summary>Fused kernels generated for this step (elementwise chains, matmul epilogues, mapped sums).</summary>
-    public int FusedKernels => _nodes.Count(n => n.Op.Kind == Prim.Fused || n.Op.Payload is MatMulEpilogue or SumMapOp or MatMulSumOp or MatMulPairOp or MatMulChainOp);
+    public int FusedKernels => _nodes.Count(n => n.Op.Kind == Prim.Fused || n.Op.Payload is MatMulEpilogue or SumMapOp or MatMulSumOp or MatMulPairOp or MatMulChainOp or MatMulRowsOp);
 
     /// <summary>Kernel launches per step (known after the first Run).</summary>
     public long LaunchesPerStep => _replay.LaunchesPerStep;
@@ -145,13 +149,14 @@ public sealed class CompiledStep : IDisposable
     /// <summary>The tensors the step reads but did not compute (inputs, parameters, constants).</summary>
     public IReadOnlyList<Tensor> Inputs => _inputs;
 
-    /// <summary>The generated op structs by the kernel family they close: Map/Zip, MatMul (epilogue), MatMulPair (two epilogues), MatMulSum (epilogue, map, side), MatMulChain (epilogue, chain tail), SumMap (map, side).</summary>
+    /// <summary>The generated op structs by the kernel family they close: Map/Zip, MatMul (epilogue), MatMulPair (two epilogues), MatMulSum (epilogue, map, side), MatMulChain (epilogue, chain tail), MatMulRows (stages), SumMap (map, side).</summary>
     internal IEnumerable<(string Family, Type[] Ops)> GeneratedOps => _nodes.Select(n => n.Op.Payload switch
     {
         FusedOp f => (typeof(IBinaryOp).IsAssignableFrom(f.OpType) ? "Zip" : "Map", new[] { f.OpType }),
         MatMulEpilogue e => ("MatMul", new[] { e.OpType }),
         MatMulPairOp p => ("MatMulPair", new[] { p.First.OpType, p.Second.OpType }),
         MatMulChainOp c => ("MatMulChain", new[] { c.Head.OpType, c.TailType }),
+        MatMulRowsOp r => ("MatMulRows", new[] { r.StagesType }),
         MatMulSumOp f => ("MatMulSum", new[] { f.Epilogue.OpType, f.Sum.Map.GetType(), (f.Sum.Side ?? new FirstOp()).GetType() }),
         SumMapOp s => ("SumMap", new[] { s.Map.GetType(), (s.Side ?? new FirstOp()).GetType() }),
         _ => ("", Array.Empty<Type>()),

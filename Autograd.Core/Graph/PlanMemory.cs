@@ -35,11 +35,20 @@ internal sealed class MemoryPlan : IDisposable
         foreach (var n in nodes)
             if (n.Op.Kind == Prim.Reshape) plan._alias[n.Output] = n.Inputs[0];
 
-        // Last node index reading each root; outputs live to the end.
+        // Last node index reading each root; outputs live to the end. A row chain's groups run its
+        // stages at different times, so whatever any of its stages reads or writes stays live until
+        // its last stage, and is never reused within it.
         var lastUse = new Dictionary<Tensor, int>(ReferenceEqualityComparer.Instance);
         for (int i = 0; i < nodes.Count; i++)
-            foreach (var x in nodes[i].Inputs)
-                if (x.IsSymbolic) lastUse[plan.Root(x)] = i;
+        {
+            int until = nodes[i].Op.Payload is MatMulRowsOp rows ? i + rows.Stages.Count - 1 : i;
+            var span = nodes.Skip(i).Take(until - i + 1).ToList();
+            foreach (var x in span.SelectMany(n => n.Inputs))
+                if (x.IsSymbolic) lastUse[plan.Root(x)] = Math.Max(lastUse.GetValueOrDefault(plan.Root(x), -1), until);
+            if (until == i) continue;
+            foreach (var y in span.SelectMany(n => n.Side == null ? [n.Output] : new[] { n.Output, n.Side }))
+                if (y.IsSymbolic) lastUse[plan.Root(y)] = Math.Max(lastUse.GetValueOrDefault(plan.Root(y), -1), until);
+        }
         var pinned = new HashSet<Tensor>(outputs.Where(o => o.IsSymbolic).Select(plan.Root), ReferenceEqualityComparer.Instance);
 
         var free = new Dictionary<long, Stack<Tensor>>();

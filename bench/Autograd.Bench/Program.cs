@@ -91,6 +91,12 @@ if (device.Kind == DeviceKind.Cuda)
     Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "chain tails"));
     Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "chain tails, warp products"));
     Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "persistent kernel, chain tails"));
+    // h, y with its loss and dH block of rows by block in one launch (MatMulKernels.Rows.cs); with chain
+    // tails too, w2's update in w1's launch: 2 launches a step, or 2 phases.
+    Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "row chains"));
+    Report(() => Workloads.SeedCompiled(device, 2000, cudaGraphs: true, stepsPerRun: 1, variant: "row chains, chain tails"));
+    Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "row chains, chain tails"));
+    Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "persistent kernel, row chains, chain tails"));
     // The rows above without a suffix follow the autotuned table (on by default on a GPU); this one, the rule.
     Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "rule, no autotuning"));
 }

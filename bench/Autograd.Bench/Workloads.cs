@@ -98,7 +98,10 @@ public static partial class Workloads
     /// "persistent kernel" replays each step as one persistent kernel (KernelHost.PersistentSteps), on the
     /// tuned kernels, and "persistent kernel, warp products" with every product on MatMulPath.Warp; "chain
     /// tails" runs the small products after h in h's launch (KernelHost.ChainTails), "chain tails, warp
-    /// products" with every product on Warp, "persistent kernel, chain tails" both.</param>
+    /// products" with every product on Warp, "persistent kernel, chain tails" both; "row chains" runs h, y
+    /// with its loss and dH block of rows by block in one launch (KernelHost.RowChains), "row chains, chain
+    /// tails" with w2's update in w1's launch too (2 launches), "persistent kernel, row chains, chain
+    /// tails" all three.</param>
     public static Result SeedCompiled(Device d, int steps, bool cudaGraphs, int stepsPerRun, string variant = "")
     {
         var saved = d.Kernels.MatMulSettings;
@@ -118,11 +121,14 @@ public static partial class Workloads
         if (variant is "persistent kernel, warp products" or "chain tails, warp products") d.Kernels.MatMulPath = MatMulPath.Warp;
         bool chains = d.Kernels.ChainTails;
         if (variant.Contains("chain tails", StringComparison.Ordinal)) d.Kernels.ChainTails = true;
+        bool rows = d.Kernels.RowChains;
+        if (variant.Contains("row chains", StringComparison.Ordinal)) d.Kernels.RowChains = true;
         try
         {
             // The kernel-choice variants print where their time goes, like the shipped step.
             var r = SeedCompiledAsShipped(d, steps, cudaGraphs, stepsPerRun, profile: variant is "no launch bounds" or "warp products" or "warp products, one warp a block" or "warp products, no launch bounds" or "warp below 16K outputs" or "8x8 tiles" or "rule, no autotuning"
-                or "persistent kernel" or "persistent kernel, warp products" or "chain tails, warp products" or "persistent kernel, chain tails");
+                or "persistent kernel" or "persistent kernel, warp products" or "chain tails, warp products" or "persistent kernel, chain tails"
+                or "row chains, chain tails" or "persistent kernel, row chains, chain tails");
             return variant == "" ? r : r with { Name = $"{r.Name}, {variant}" };
         }
         finally
@@ -132,6 +138,7 @@ public static partial class Workloads
             d.Kernels.LaunchBounds = bounds;
             d.Kernels.PersistentSteps = persistent;
             d.Kernels.ChainTails = chains;
+            d.Kernels.RowChains = rows;
         }
     }
 

@@ -2,7 +2,7 @@
 namespace AutogradNet.Examples;
 
 internal sealed record Options(int Steps, string? Device, (int N, int DIn, int H, int DOut) Sizes, ulong Seed,
-    bool Eager = false, string? Plot = null, string? Save = null, bool Help = false, bool Describe = false, bool Persistent = false, bool Chain = false)
+    bool Eager = false, string? Plot = null, string? Save = null, bool Help = false, bool Describe = false, bool Persistent = false, bool Chain = false, bool Rows = false)
 {
     public const string Usage = """
         TwoLayerNet: the seed two-layer net (PyTorch's "Tensors and autograd" example) trained with Autograd.
@@ -16,6 +16,7 @@ internal sealed record Options(int Steps, string? Device, (int N, int DIn, int H
           --eager                run the PyTorch-style eager loop instead of the compiled step
           --persistent           run each compiled step as one persistent kernel (KernelHost.PersistentSteps)
           --chain                run the small products after h in h's launch (KernelHost.ChainTails)
+          --rows                 run h, y with its loss, and dH block of rows by block in one launch (KernelHost.RowChains)
           --describe             print the compiled step's plan: fused kernels, launches, buffers
           --plot FILE.png        draw the loss curve
           --save FILE            save w1 and w2 as safetensors (PyTorch and Hugging Face read it)
@@ -37,6 +38,7 @@ internal sealed record Options(int Steps, string? Device, (int N, int DIn, int H
                 case "--describe": o = o with { Describe = true }; break;
                 case "--persistent": o = o with { Persistent = true }; break;
                 case "--chain": o = o with { Chain = true }; break;
+                case "--rows": o = o with { Rows = true }; break;
                 case "--plot": o = o with { Plot = Next() }; break;
                 case "--save": o = o with { Save = Next() }; break;
                 case "--sizes":
@@ -51,6 +53,7 @@ internal sealed record Options(int Steps, string? Device, (int N, int DIn, int H
         if (o.Steps < 1) throw new ArgumentException("--steps must be at least 1");
         if (o.Eager && o.Persistent) throw new ArgumentException("--persistent is for the compiled step; drop --eager");
         if (o.Eager && o.Chain) throw new ArgumentException("--chain is for the compiled step; drop --eager");
+        if (o.Eager && o.Rows) throw new ArgumentException("--rows is for the compiled step; drop --eager");
         return o;
     }
 }

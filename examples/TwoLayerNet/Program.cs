@@ -70,6 +70,7 @@ else
     // (with --persistent, as one kernel a step, where the device's kernels allow it: --describe says).
     if (options.Persistent) device.Kernels.PersistentSteps = true;
     if (options.Chain) device.Kernels.ChainTails = true;
+    if (options.Rows) device.Kernels.RowChains = true;
     using var step = Graph.Compile(() => (x.MatMul(w1).Clamp(min: 0).MatMul(w2) - y).Pow(2).Sum(),
         optimizer: new Sgd([w1, w2], learning_rate));
     losses.Add((0, step.Run().Item()));

@@ -1,0 +1,133 @@
+// Row chains in a compiled step (Fuse.Rows.cs, KernelHost.RowChains): the seed's h, y with its loss
+// and dY, and dH run block of rows by block of rows in one launch, then the two updates. The row-chained
+// step must train as the step's launches do (its stages split K over lanes and its loss adds blocks'
+// partial sums, so the bits may differ: within 1e-5), in two launches fewer; with chain tails too, w2's
+// update runs in w1's launch (2 launches); as a persistent kernel it gives the row-chained launches' bits.
+using AutogradNet.Kernels;
+using AutogradNet.Optim;
+using FluentAssertions;
+using Xunit;
+
+namespace AutogradNet.Tests;
+
+public sealed partial class PersistentTests
+{
+    [Theory]
+    [InlineData(MatMulPath.Warp, false)]
+    [InlineData(MatMulPath.Tiled, false)]
+    [InlineData(MatMulPath.Small, false)]
+    [InlineData(MatMulPath.Warp, true)]
+    [InlineData(MatMulPath.Tiled, true)]
+    public void Row_chained_step_trains_as_its_launches(MatMulPath path, bool chains)
+    {
+        var launches = Train(Sim, path, persistent: false);
+        var rows = Train(Sim, path, persistent: false, chains: chains, rows: true);
+        RowSplit split;
+        using (new Pin(Sim, path, persistent: false, rows: true)) split = MatMulKernels.RowChainSplit(Sim.Host, 33)!.Value;
+        rows.Describe.Should().Contain($"Rows, {split.Blocks} blocks of {split.RowsPer} rows a group: "
+                + "Fused(MatMul(NN) -> Clamp(0, Infinity)) [33, 65], [65, 130] -> [33, 130], "
+                + "then Fused(MatMul(NN) -> Add(alpha=-1) with [33, 7] -> Pow(2) -> Sum, with PowGrad(2)) [33, 130], [130, 7], [33, 7], [1, 1] -> [] and [33, 7], "
+                + "then Fused(MatMul(NT) -> ClampGrad(0, Infinity) (flipped) with [33, 130]) [33, 7], [130, 7], [33, 130] -> [33, 130]\n",
+            "h, y with its loss, and dH need only their own rows; the updates read every row");
+        launches.Describe.Should().NotContain("Rows,");
+        if (chains)
+        {
+            rows.Describe.Should().Contain("Chain: Fused(MatMul(TN) -> SGD update of [65, 130])").And.Contain("then in its last group Fused(MatMul(TN) -> SGD update of [130, 7])");
+            rows.Launches.Should().Be(2, rows.Describe);
+        }
+        else rows.Launches.Should().Be(launches.Launches - 2, rows.Describe);
+        AssertClose(rows.Losses, launches.Losses, "losses");
+        AssertClose(rows.W1, launches.W1, "w1");
+        AssertClose(rows.W2, launches.W2, "w2");
+        rows.Losses[^1].Should().BeLessThan(rows.Losses[0], "the net trains");
+    }
+
+    [Theory]
+    [InlineData(MatMulPath.Warp)]
+    [InlineData(MatMulPath.Tiled)]
+    public void Row_chained_persistent_step_gives_the_bits_of_its_launches(MatMulPath path)
+    {
+        var launches = Train(Sim, path, persistent: false, rows: true);
+        var persistent = Train(Sim, path, persistent: true, rows: true);
+        persistent.Persistent.Should().BeTrue(persistent.Describe);
+        persistent.Describe.Should().Contain("Persistent: 2 phases (Rows, ").And.Contain("1 grid barriers");
+        persistent.Losses.Should().Equal(launches.Losses, "each block's stages and the parts add in the same order, whatever the grid");
+        persistent.W1.Should().Equal(launches.W1);
+        persistent.W2.Should().Equal(launches.W2);
+    }
+
+    // The 3-layer net with biases, tanh and sigmoid and a mean loss, for each optimizer: its forward
+    // and its backward down to dH1 are row-local (the biases broadcast along rows, the activations'
+    // gradients read their own rows), five stages in one launch.
+    [Theory]
+    [InlineData("sgd")]
+    [InlineData("momentum")]
+    [InlineData("adam")]
+    public void Three_layer_row_chained_step_trains_as_its_launches(string optimizer)
+    {
+        var launches = TrainThreeLayer(optimizer, persistent: false);
+        var rows = TrainThreeLayer(optimizer, persistent: false, rows: true);
+        rows.Describe.Should().Contain("Rows, ").And.Contain("rows a group: Fused(MatMul(NN) -> Add with [33] -> Tanh) [33, 65], [65, 33], [33] -> [33, 33], then Fused(MatMul(NN) -> Add with [7] -> Sigmoid)");
+        var chain = rows.Describe.Split('\n').Single(l => l.Contains("Rows, ", StringComparison.Ordinal));
+        chain.Split("then Fused(").Length.Should().Be(5, "five stages: h1, h2, y with the loss, dH2, dH1 (passing over dW3, db2 and dW2)\n" + rows.Describe);
+        chain.Should().EndWith("then Fused(MatMul(NT) -> TanhGrad (flipped) with [33, 33]) [33, 7], [33, 7], [33, 33] -> [33, 33]");
+        rows.Launches.Should().BeLessThan(launches.Launches, rows.Describe);
+        AssertClose(rows.Values, launches.Values, "losses and parameters");
+        rows.Values[3].Should().BeLessThan(rows.Values[0], "the net trains");
+        var persistent = TrainThreeLayer(optimizer, persistent: true, rows: true);
+        persistent.Persistent.Should().BeTrue(persistent.Describe);
+        persistent.Describe.Should().Contain("(Rows");
+        persistent.Values.Should().Equal(rows.Values, persistent.Describe);
+    }
+
+    // A product that reads other rows of a stage's output (h h^T reads all of h as its B) must not join
+    // the chain: its block would read rows other groups have not stored yet.
+    [Fact]
+    public void A_row_chain_takes_no_stage_that_reads_other_rows()
+    {
+        (float[] Losses, float[] W, string Describe) Run(bool rows)
+        {
+            var dev = Sim;
+            using var pin = new Pin(dev, MatMulPath.Small, persistent: false, rows: rows);
+            Tensor.ManualSeed(45);
+            using var x = Tensor.Randn([9, 13], dev);
+            using var t = Tensor.Randn([9, 9], dev);
+            using var w = Tensor.Randn([13, 6], dev, requiresGrad: true);
+            using var opt = new Sgd([w], 1e-4f);
+            using var step = Graph.Compile(() =>
+            {
+                var h = x.MatMul(w).Clamp(min: 0);
+                return (h.MatMul(h.Transpose()) - t).Pow(2).Sum();
+            }, opt);
+            var losses = step.Run(steps: 3).ToArray();
+            return (losses, w.ToArray(), step.Describe());
+        }
+        var launches = Run(false);
+        var rows = Run(true);
+        rows.Describe.Should().NotContain("Rows, 3 blocks of 4 rows a group: Fused(MatMul(NN) -> Clamp(0, Infinity)) [9, 13], [13, 6] -> [9, 6], then Fused(MatMul(N");
+        AssertClose(rows.Losses, launches.Losses, "losses");
+        AssertClose(rows.W, launches.W, "w");
+    }
+
+    // On a GPU: the seed's shapes, the tuned kernels (Auto) or the warp kernel, 50 steps; with chain
+    // tails the step is 2 launches, and the persistent kernel keeps the launches' bits.
+    [Theory]
+    [InlineData(MatMulPath.Warp)]
+    [InlineData(MatMulPath.Auto)]
+    public void Row_chained_seed_step_on_a_GPU_trains_as_its_launches(MatMulPath path)
+    {
+        Assert.SkipUnless(Device.Available.Any(d => d.Kind == DeviceKind.Cuda), "needs a CUDA device: the CPU simulators run the same tests above");
+        var dev = Device.Get("cuda");
+        var launches = Train(dev, path, persistent: false, batch: 64, inputs: 1000, hidden: 100, outputs: 10, steps: 50);
+        var rows = Train(dev, path, persistent: false, batch: 64, inputs: 1000, hidden: 100, outputs: 10, steps: 50, chains: true, rows: true);
+        rows.Describe.Should().Contain("Rows, 16 blocks of 4 rows a group: Fused(MatMul(NN) -> Clamp(0, Infinity)) [64, 1000]");
+        rows.Launches.Should().Be(2, rows.Describe);
+        AssertClose(rows.Losses, launches.Losses, "losses");
+        AssertClose(rows.W1, launches.W1, "w1");
+        AssertClose(rows.W2, launches.W2, "w2");
+        var persistent = Train(dev, path, persistent: true, batch: 64, inputs: 1000, hidden: 100, outputs: 10, steps: 50, chains: true, rows: true);
+        if (!persistent.Persistent) return;
+        persistent.Losses.Should().Equal(rows.Losses, persistent.Describe);
+        persistent.W1.Should().Equal(rows.W1);
+    }
+}
