@@ -80,8 +80,9 @@ public sealed partial class PersistentTests
         persistent.Values.Should().Equal(rows.Values, persistent.Describe);
     }
 
-    // A product that reads other rows of a stage's output (h h^T reads all of h as its B) must not join
-    // the chain: its block would read rows other groups have not stored yet.
+    // A product that reads other rows of a stage's output must not join the chain: its block would
+    // read rows other groups have not stored yet. Here z = s h (every row of z needs all of h, its
+    // B), and the backward's dH = s^T dZ (the same through A transposed).
     [Fact]
     public void A_row_chain_takes_no_stage_that_reads_other_rows()
     {
@@ -91,22 +92,53 @@ public sealed partial class PersistentTests
             using var pin = new Pin(dev, MatMulPath.Small, persistent: false, rows: rows);
             Tensor.ManualSeed(45);
             using var x = Tensor.Randn([9, 13], dev);
-            using var t = Tensor.Randn([9, 9], dev);
+            using var s = Tensor.Randn([9, 9], dev);
+            using var t = Tensor.Randn([9, 6], dev);
             using var w = Tensor.Randn([13, 6], dev, requiresGrad: true);
             using var opt = new Sgd([w], 1e-4f);
-            using var step = Graph.Compile(() =>
-            {
-                var h = x.MatMul(w).Clamp(min: 0);
-                return (h.MatMul(h.Transpose()) - t).Pow(2).Sum();
-            }, opt);
+            using var step = Graph.Compile(() => (s.MatMul(x.MatMul(w).Clamp(min: 0)) - t).Pow(2).Sum(), opt);
             var losses = step.Run(steps: 3).ToArray();
             return (losses, w.ToArray(), step.Describe());
         }
         var launches = Run(false);
         var rows = Run(true);
-        rows.Describe.Should().NotContain("Rows, 3 blocks of 4 rows a group: Fused(MatMul(NN) -> Clamp(0, Infinity)) [9, 13], [13, 6] -> [9, 6], then Fused(MatMul(N");
+        rows.Describe.Should().NotContain("Rows,", "no product here reads only its own rows of another's output");
         AssertClose(rows.Losses, launches.Losses, "losses");
         AssertClose(rows.W, launches.W, "w");
+    }
+
+    // A deep chain whose early outputs die inside it (only the last layer learns): launched one after
+    // another, a later stage's output would take a dead one's buffer (x w1 is 33x13, h2 w3 33x12:
+    // one size class), but a row chain's groups run the stages at different times, and a block writing
+    // rows of 12 over rows of 13 would write over rows another group has yet to read. The plan gives
+    // every value a row chain touches a buffer of its own.
+    [Fact]
+    public void A_row_chain_shares_no_buffer_between_its_values()
+    {
+        (float[] Losses, string Describe, List<(int Homes, int Values)> Chains) Run(bool rows)
+        {
+            var dev = Sim;
+            using var pin = new Pin(dev, MatMulPath.Small, persistent: false, rows: rows);
+            Tensor.ManualSeed(46);
+            using var x = Tensor.Randn([33, 13], dev);
+            using var t = Tensor.Randn([33, 4], dev);
+            using var w1 = Tensor.Randn([13, 13], dev);
+            using var w2 = Tensor.Randn([13, 5], dev);
+            using var w3 = Tensor.Randn([5, 12], dev);
+            using var w4 = Tensor.Randn([12, 4], dev, requiresGrad: true);
+            using var opt = new Sgd([w4], 1e-4f);
+            using var step = Graph.Compile(() =>
+                (x.MatMul(w1).Clamp(min: 0).MatMul(w2).Clamp(min: 0).MatMul(w3).Clamp(min: 0).MatMul(w4) - t).Pow(2).Sum(), opt);
+            var losses = step.Run(steps: 3).ToArray();
+            var chains = step.RowChainHomes.Zip(step.RowChainValues, (h, v) => (h.Count, v)).ToList();
+            return (losses, step.Describe(), chains);
+        }
+        var launches = Run(false);
+        var rows = Run(true);
+        rows.Chains.Should().ContainSingle(rows.Describe);
+        rows.Describe.Should().Contain("then Fused(MatMul(NN) -> Add(alpha=-1) with [33, 4]", "the whole forward and the loss are one row chain");
+        rows.Chains[0].Homes.Should().Be(rows.Chains[0].Values, "each value the chain touches has its own buffer\n" + rows.Describe);
+        AssertClose(rows.Losses, launches.Losses, "losses");
     }
 
     // On a GPU: the seed's shapes, the tuned kernels (Auto) or the warp kernel, 50 steps; with chain

@@ -23,7 +23,7 @@ internal sealed class MemoryPlan : IDisposable
 
     private readonly Dictionary<Tensor, Tensor> _alias = new(ReferenceEqualityComparer.Instance);
 
-    private Tensor Root(Tensor t)
+    internal Tensor Root(Tensor t)
     {
         while (_alias.TryGetValue(t, out var r)) t = r;
         return t;
