@@ -5,7 +5,7 @@
 // y = h w2 with its loss and dY = 2 (y - t), and of dH = (dY w2^T) masked by h > 0 needs only row i
 // of x and the weights. As launches they were 9.3, 7.1 and 4.4 us on an H200 (runs 6-8), and as a
 // chain tail (ProductChain.cs) the last two still run in one group after all of h. Here a group takes
-// 4 rows (more where the rows outnumber the groups that fit at once) from x to dH alone: no launch,
+// 4 rows from x to dH alone: no launch,
 // no grid barrier and no single group between the stages; only the loss needs every block, so the
 // group that counts in last adds the blocks' partial sums. The price: every group reads each stage's
 // B whole (w1's 400 KB for the seed), from L2 after the first.
@@ -44,7 +44,9 @@ public static partial class MatMulKernels
     /// How a row chain over M rows splits them on this host, or null where it cannot run: row chains
     /// allowed (KernelHost.RowChains), the product kernels ILGPU's (not the CPU accelerator's host
     /// SGEMM), and groups of a power of two up to MaxTailThreads (the sums' group tree). Blocks of
-    /// 4 rows, or a larger multiple of 4 where more blocks than groups fit at once.
+    /// 4 rows (one row of GroupBlocks' 4x4 blocks): the most groups, each reading every stage's B once;
+    /// where there are more blocks than groups that fit at once, they run in waves (nothing in a row
+    /// chain waits on another group but the loss's count-in).
     /// </summary>
     /// <param name="host">The kernel host.</param>
     /// <param name="m">Rows of every stage's C.</param>
@@ -53,9 +55,7 @@ public static partial class MatMulKernels
         int threads = host.GroupSize;
         if (!host.RowChains || m <= 0 || threads > MaxTailThreads || (threads & (threads - 1)) != 0) return null;
         if (host.MatMulPath == MatMulPath.Host || (host.MatMulPath == MatMulPath.Auto && host.IsCpu)) return null;
-        int rowsPer = 4;
-        while ((m + rowsPer - 1) / rowsPer > host.MaxGroups) rowsPer += 4;
-        return new RowSplit(m, rowsPer);
+        return new RowSplit(m, 4);
     }
 
     /// <summary>Whether a product (m, n, k) can be a stage of a row chain split so: at most MaxRowMacs a block.</summary>

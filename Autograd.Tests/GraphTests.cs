@@ -337,7 +337,7 @@ public sealed class GraphTests
             generated.AddRange(chains);
         }
         // The seed's row chain (KernelHost.RowChains): y with its loss, then dH, block of rows by block
-        // (h too where a block of its rows fits a group: not on this machine's few simulated groups).
+        // (h too: a block of 4 of its rows is 400,000 multiply-adds, within a group's share).
         using (new MatMulPin(TestData.Device.Host, MatMulPath.Small))
         using (new KernelTests.RowsOn(TestData.Device.Host, true))
         {
