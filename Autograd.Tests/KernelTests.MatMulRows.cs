@@ -12,23 +12,25 @@ namespace AutogradNet.Tests;
 
 public sealed partial class KernelTests
 {
-    public static TheoryData<int, int, int, int, bool, int> MatMulRowsCases() => new()
+    public static TheoryData<int, int, int, int, bool, int, int> MatMulRowsCases() => new()
     {
-        // (M, N1, K1) of the first stage, N2 of the others, A transposed, simulated multiprocessors.
-        { 7, 33, 65, 5, false, 1 },
-        { 1, 7, 130, 1, false, 1 },
-        { 33, 17, 7, 13, true, 2 },
-        { 65, 20, 33, 10, false, 4 },
-        { 130, 9, 17, 7, false, 2 },
+        // (M, N1, K1) of the first stage, N2 of the others, A transposed, simulated multiprocessors
+        // and threads a warp (warps of 16 and groups of 256 as a GPU's lanes would split K; smaller
+        // groups, which the simulator runs faster, for the many-block cases).
+        { 7, 33, 65, 5, false, 1, 16 },
+        { 1, 7, 130, 1, false, 1, 16 },
+        { 33, 17, 7, 13, true, 2, 8 },
+        { 65, 20, 33, 10, false, 4, 8 },
+        { 130, 9, 17, 7, false, 2, 4 },
     };
 
     // Stage 1: H = A B1. Stage 2: V = H B2 - T, loss = 0.5 * sum of V^2, Y = PowGrad(V, 0.75) = 1.5 V.
     // Stage 3: D = Y B2^T + 0.5 H (the first stage's output as its epilogue operand).
     [Theory]
     [MemberData(nameof(MatMulRowsCases))]
-    public void MatMulRows_matches_host_twin(int m, int n1, int k1, int n2, bool transA, int multiprocessors)
+    public void MatMulRows_matches_host_twin(int m, int n1, int k1, int n2, bool transA, int multiprocessors, int warp)
     {
-        var host = Device.CpuSimulator(16, 16, multiprocessors).Host;
+        var host = Device.CpuSimulator(warp, warp == 16 ? 16 : 4, multiprocessors).Host;
         using var pin = new MatMulPin(host, MatMulPath.Small);
         using var rows = new RowsOn(host, true);
         var split = MatMulKernels.RowChainSplit(host, m) ?? throw new InvalidOperationException("no split");
