@@ -41,9 +41,25 @@ public static partial class MatMulKernels
     public const long MaxRowMacs = 1 << 20;
 
     /// <summary>
+    /// The most threads of a row chain's group. Twice the product kernels' 256: a block of the seed's h
+    /// (25 4x4 blocks, K = 1000) then splits K over 16 lanes, 16 trips of 4 k, where 256 threads took
+    /// 8 lanes and 32 trips; and the kernel's 94 registers leave room for 512 (not for 1024).
+    /// </summary>
+    public const int MaxRowThreads = 512;
+
+    /// <summary>Threads of a row chain's group here: the largest power of two up to MaxRowThreads the accelerator allows, whole warps; 0 where none.</summary>
+    /// <param name="host">The kernel host.</param>
+    public static int RowThreads(KernelHost host)
+    {
+        int limit = Math.Min(MaxRowThreads, host.Accelerator.MaxNumThreadsPerGroup), threads = 1;
+        while (threads * 2 <= limit) threads *= 2;
+        return threads % host.Accelerator.WarpSize == 0 ? threads : 0;
+    }
+
+    /// <summary>
     /// How a row chain over M rows splits them on this host, or null where it cannot run: row chains
     /// allowed (KernelHost.RowChains), the product kernels ILGPU's (not the CPU accelerator's host
-    /// SGEMM), and groups of a power of two up to MaxTailThreads (the sums' group tree). Blocks of
+    /// SGEMM), and groups of whole warps (RowThreads). Blocks of
     /// 4 rows (one row of GroupBlocks' 4x4 blocks): the most groups, each reading every stage's B once;
     /// where there are more blocks than groups that fit at once, they run in waves (nothing in a row
     /// chain waits on another group but the loss's count-in).
@@ -52,8 +68,7 @@ public static partial class MatMulKernels
     /// <param name="m">Rows of every stage's C.</param>
     public static RowSplit? RowChainSplit(KernelHost host, int m)
     {
-        int threads = host.GroupSize;
-        if (!host.RowChains || m <= 0 || threads > MaxTailThreads || (threads & (threads - 1)) != 0) return null;
+        if (!host.RowChains || m <= 0 || RowThreads(host) == 0) return null;
         if (host.MatMulPath == MatMulPath.Host || (host.MatMulPath == MatMulPath.Auto && host.IsCpu)) return null;
         return new RowSplit(m, 4);
     }
@@ -145,11 +160,11 @@ public static partial class MatMulKernels
         var g = Checked(op, a, transA, b, transB, c, m, n, k, alpha, beta, operand, operandRowStride, operandColStride);
         if (RowChainSplit(host, split.M) is not { } allowed || allowed != split)
             throw new InvalidOperationException($"{op}: a row chain over {split.M} rows in blocks of {split.RowsPer} cannot run here "
-                + $"(KernelHost.RowChains {host.RowChains}, groups of {host.GroupSize}, path {host.MatMulPath}); ask RowChainSplit and launch the stages as products of their own where it says null.");
+                + $"(KernelHost.RowChains {host.RowChains}, groups of {RowThreads(host)}, path {host.MatMulPath}); ask RowChainSplit and launch the stages as products of their own where it says null.");
         if (!RowStageFits(split, m, n, k))
             throw new ArgumentException($"{op}: {m}x{n}x{k} cannot be a stage of a row chain over {split.M} rows in blocks of {split.RowsPer}: "
                 + $"its C must have the chain's {split.M} rows, and a block's {(long)Math.Min(split.RowsPer, m) * n * k} multiply-adds at most {MaxRowMacs}; launch it as a product of its own.");
-        return (g, ChainLanes(host.GroupSize, host.Accelerator.WarpSize, Math.Min(split.RowsPer, m), n, k));
+        return (g, ChainLanes(RowThreads(host), host.Accelerator.WarpSize, Math.Min(split.RowsPer, m), n, k));
     }
 
     /// <summary>
@@ -165,19 +180,24 @@ public static partial class MatMulKernels
     {
         if (RowChainSplit(host, split.M) is not { } allowed || allowed != split)
             throw new InvalidOperationException($"MatMulRows: a row chain over {split.M} rows in blocks of {split.RowsPer} cannot run here "
-                + $"(KernelHost.RowChains {host.RowChains}, groups of {host.GroupSize}, path {host.MatMulPath}); ask RowChainSplit first and launch the stages as products of their own.");
+                + $"(KernelHost.RowChains {host.RowChains}, groups of {RowThreads(host)}, path {host.MatMulPath}); ask RowChainSplit first and launch the stages as products of their own.");
         int sums = stages.Sums ? 1 : 0;
         if (host.Recorder is { } recorder)
         {
             recorder.Add(new RowsPhase<TStages>(stages, host.TailArrival, split, sums), "Rows");
             return;
         }
-        var kernel = host.Load("MatMulRows", null, typeof(TStages), acc =>
-            acc.LoadKernel<TStages, ArrayView<int>, int, int, int>(RowsKernel));
-        kernel(host.Stream, new KernelConfig(split.Blocks, host.GroupSize), stages, host.TailArrival, split.M, split.RowsPer, sums);
+        var bounds = host.Bounds(RowsBounds);
+        var kernel = host.Load(KernelHost.HasBounds(bounds) ? "MatMulRows/bounded" : "MatMulRows", null, typeof(TStages), acc =>
+            acc.LoadKernel<TStages, ArrayView<int>, int, int, int>(RowsKernel, bounds));
+        kernel(host.Stream, new KernelConfig(split.Blocks, RowThreads(host)), stages, host.TailArrival, split.M, split.RowsPer, sums);
     }
 
-    // One block of rows a group (the launch has Blocks groups).
+    private static readonly KernelSpecialization RowsBounds = LaunchBoundsAttribute.Of(typeof(MatMulKernels), nameof(RowsKernel));
+
+    // One block of rows a group (the launch has Blocks groups of RowThreads; its stages' lanes were
+    // picked for that many, and a persistent phase's groups of GroupSize run them too, in more rounds).
+    [LaunchBounds(MaxRowThreads, 1)]
     private static void RowsKernel<TStages>(TStages stages, ArrayView<int> arrival, int m, int rowsPer, int sums)
         where TStages : struct, IGroupStage =>
         RowBlocks(stages, arrival, m, rowsPer, sums);

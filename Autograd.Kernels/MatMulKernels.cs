@@ -112,8 +112,11 @@ public static partial class MatMulKernels
     /// <param name="path">The kernel.</param>
     internal static bool Has128Tiles(MatMulPath path) => path is MatMulPath.Large or MatMulPath.Wide or MatMulPath.Wide16;
 
-    /// <summary>The most threads a group running a SumTail may have (its tree's shared array).</summary>
-    public const int MaxTailThreads = 256;
+    /// <summary>
+    /// The most threads a group running a SumTail or a chain's stages may have (the sum tree's shared
+    /// array): 512, for the row chains' groups (MaxRowThreads); the product kernels' groups are 256.
+    /// </summary>
+    public const int MaxTailThreads = 512;
 
     // Depth: K per shared-memory slice of the tiled kernel (its tile comes from TShape).
     // LargeSide: threads per side of the Large, Wide and Wide16 groups.
