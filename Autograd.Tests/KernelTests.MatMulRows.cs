@@ -15,9 +15,9 @@ public sealed partial class KernelTests
     public static TheoryData<int, int, int, int, bool, int, int> MatMulRowsCases() => new()
     {
         // (M, N1, K1) of the first stage, N2 of the others, A transposed, simulated multiprocessors
-        // and threads a warp (warps of 16 and groups of 256 as a GPU's lanes would split K; smaller
-        // groups, which the simulator runs faster, for the many-block cases).
-        { 7, 33, 65, 5, false, 1, 16 },
+        // and threads a warp (16 warps a group: 512 threads in warps of 32, as a GPU runs a row chain,
+        // and 256 in warps of 16; smaller groups, which the simulator runs faster, for the many-block cases).
+        { 7, 33, 65, 5, false, 1, 32 },
         { 1, 7, 130, 1, false, 1, 16 },
         { 33, 17, 7, 13, true, 2, 8 },
         { 65, 20, 33, 10, false, 4, 8 },
@@ -30,7 +30,7 @@ public sealed partial class KernelTests
     [MemberData(nameof(MatMulRowsCases))]
     public void MatMulRows_matches_host_twin(int m, int n1, int k1, int n2, bool transA, int multiprocessors, int warp)
     {
-        var host = Device.CpuSimulator(warp, warp == 16 ? 16 : 4, multiprocessors).Host;
+        var host = Device.CpuSimulator(warp, warp >= 16 ? 16 : 4, multiprocessors).Host;
         using var pin = new MatMulPin(host, MatMulPath.Small);
         using var rows = new RowsOn(host, true);
         var split = MatMulKernels.RowChainSplit(host, m) ?? throw new InvalidOperationException("no split");
@@ -53,7 +53,7 @@ public sealed partial class KernelTests
         for (int i = 0; i < n1; i++)
             for (int j = 0; j < n2; j++) b2t[j * n1 + i] = b2[i * n2 + j];
         var expectedD = Reference.MatMul(y, b2t, m, n1, n2).Select((x, i) => x + 0.5 * h[i]).ToArray();
-        string what = $"{m}x{n1}x{k1} then N2 = {n2}, A transposed {transA}, blocks of {split.RowsPer} rows ({split.Blocks})";
+        string what = $"{m}x{n1}x{k1} then N2 = {n2}, A transposed {transA}, blocks of {split.RowsPer} rows ({split.Blocks}), groups of {MatMulKernels.RowThreads(host)}";
 
         var runs = new List<(float Loss, float[] H, float[] Y, float[] D)>();
         for (int rep = 0; rep < 3; rep++)
