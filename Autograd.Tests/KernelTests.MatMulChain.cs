@@ -47,16 +47,7 @@ public sealed partial class KernelTests
             using var scratch = Upload(host, Enumerable.Repeat(float.NaN, (int)Math.Max(1, MatMulKernels.SplitKScratch(host, m, n1, k1))).ToArray());
             MatMulKernels.ChainInSameLaunch(host, m, n1, k1).Should().BeTrue(path);
 
-            var h = Reference.MatMul(a, false, b1, false, m, n1, k1);
-            var p = Reference.MatMul(h, b2.Select(x => (double)x).ToArray(), m, n2, n1);
-            var v = p.Select((x, i) => x - t[i]).ToArray();
-            double expectedLoss = 0.5 * v.Sum(x => x * x);
-            var y = v.Select(x => 2 * x * 0.75).ToArray();
-            var b2t = new double[n2 * n1];
-            for (int i = 0; i < n1; i++)
-                for (int j = 0; j < n2; j++) b2t[j * n1 + i] = b2[i * n2 + j];
-            var dy = Reference.MatMul(y, b2t, m, n1, n2);
-            var expectedD = dy.Select((x, i) => x + 0.5 * h[i]).ToArray();
+            var twin = ChainTwin(a, false, b1, b2, t, m, n1, k1, n2);
             string what = $"{MatMulKernels.Describe(host, m, n1, k1)} {m}x{n1}x{k1} then N2 = {n2}";
             int launchesAlone = path == "split3-two-launches" && MatMulKernels.SplitK(host, m, n1, k1) > 1 ? 2 : 1;
 
@@ -80,10 +71,7 @@ public sealed partial class KernelTests
                 (host.Launches - launches).Should().Be(launchesAlone, what + ": the stages add no launch");
                 string lanes = $"{what}, lanes {s1.Lanes} and {s2.Lanes}";
                 runs.Add((Download(host, loss, 1)[0], Download(host, hb, m * n1), Download(host, yb, m * n2), Download(host, db, m * n1)));
-                TestData.ShouldMatch(runs[^1].H, h, 1e-4, 2e-5 * Math.Sqrt(k1), lanes + ": H");
-                TestData.ShouldMatch(runs[^1].Y, y, 1e-4, 1e-4 * Math.Sqrt(k1 * n1), lanes + ": Y");
-                TestData.ShouldMatch([runs[^1].Loss], [expectedLoss], 1e-4, 1e-4, lanes + ": loss");
-                TestData.ShouldMatch(runs[^1].D, expectedD, 1e-4, 1e-4 * Math.Sqrt(k1 * n1 * n2), lanes + ": D");
+                ShouldMatchTwin(runs[^1], twin, k1, n1, n2, lanes);
             }
             // The count of groups went back to zero, or the repeat's tail would not run.
             runs[1].Loss.Should().Be(runs[0].Loss, what + ": a repeat has the same bits");
@@ -91,21 +79,50 @@ public sealed partial class KernelTests
         }
     }
 
-    // Sets KernelHost.ChainTails for one test (devices and their hosts are shared between tests).
-    internal sealed class ChainsOn : IDisposable
+    // The host twin of the chain and row chain tests, in double: H = op(A) B1; V = H B2 - T,
+    // loss = 0.5 * the sum of V^2, Y = PowGrad(V, 0.75) = 1.5 V; D = Y B2^T + 0.5 H.
+    private static (double[] H, double Loss, double[] Y, double[] D) ChainTwin(float[] a, bool transA, float[] b1, float[] b2, float[] t,
+        int m, int n1, int k1, int n2)
     {
-        private readonly KernelHost _host;
+        var h = Reference.MatMul(a, transA, b1, false, m, n1, k1);
+        var v = Reference.MatMul(h, b2.Select(x => (double)x).ToArray(), m, n2, n1).Select((x, i) => x - t[i]).ToArray();
+        var y = v.Select(x => 2 * x * 0.75).ToArray();
+        var b2t = new double[n2 * n1];
+        for (int i = 0; i < n1; i++)
+            for (int j = 0; j < n2; j++) b2t[j * n1 + i] = b2[i * n2 + j];
+        var d = Reference.MatMul(y, b2t, m, n1, n2).Select((x, i) => x + 0.5 * h[i]).ToArray();
+        return (h, 0.5 * v.Sum(x => x * x), y, d);
+    }
+
+    // A run of the chain tests' products against their twin, each within float rounding of its depth.
+    private static void ShouldMatchTwin((float Loss, float[] H, float[] Y, float[] D) run, (double[] H, double Loss, double[] Y, double[] D) twin,
+        int k1, int n1, int n2, string what)
+    {
+        TestData.ShouldMatch(run.H, twin.H, 1e-4, 2e-5 * Math.Sqrt(k1), what + ": H");
+        TestData.ShouldMatch(run.Y, twin.Y, 1e-4, 1e-4 * Math.Sqrt(k1 * n1), what + ": Y");
+        TestData.ShouldMatch([run.Loss], [twin.Loss], 1e-4, 1e-4, what + ": loss");
+        TestData.ShouldMatch(run.D, twin.D, 1e-4, 1e-4 * Math.Sqrt(k1 * n1 * n2), what + ": D");
+    }
+
+    // Sets one of a KernelHost's switches for one test, and puts it back (devices and their hosts are
+    // shared between tests).
+    internal abstract class HostSwitch : IDisposable
+    {
+        private readonly Action<bool> _set;
         private readonly bool _saved;
 
-        public ChainsOn(KernelHost host, bool on)
+        protected HostSwitch(Func<bool> get, Action<bool> set, bool on)
         {
-            _host = host;
-            _saved = host.ChainTails;
-            host.ChainTails = on;
+            _set = set;
+            _saved = get();
+            set(on);
         }
 
-        public void Dispose() => _host.ChainTails = _saved;
+        public void Dispose() => _set(_saved);
     }
+
+    // KernelHost.ChainTails for one test.
+    internal sealed class ChainsOn(KernelHost host, bool on) : HostSwitch(() => host.ChainTails, v => host.ChainTails = v, on);
 
     // With 2 simulated multiprocessors, groups run at the same time and which one is last varies; the
     // result must not. The first stage reads the head's output stored by every group, the second the

@@ -28,53 +28,64 @@ internal static partial class Fuse
         if (!Enabled || !host.ChainTails) return nodes;
         var result = new List<Node>(nodes);
         var root = ViewRoots(nodes);
-        IEnumerable<Tensor> Writes(Node n) => n.Side == null ? [root(n.Output)] : [root(n.Output), root(n.Side)];
-        bool Reads(Node n, Node writer) => n.Inputs.Any(x => Writes(writer).Contains(root(x), ReferenceEqualityComparer.Instance));
-        // Whether two nodes may run in either order: neither reads what the other writes, and they write apart.
-        bool Independent(Node a, Node b) => !Reads(a, b) && !Reads(b, a)
-            && !Writes(a).Any(t => Writes(b).Contains(t, ReferenceEqualityComparer.Instance));
         for (int i = 0; i < result.Count; i++)
         {
             var head = result[i];
             if (head is not { Op.Kind: Prim.MatMul, Op.Payload: null or MatMulEpilogue, Side: null, InChain: false }) continue;
             var (m, n, k) = Dims(head);
             if (!MatMulKernels.ChainInSameLaunch(host, m, n, k)) continue;
-            // The stages in order; a node that cannot be one is passed over (at most MaxPassedOver of
-            // them) when the stages after it are independent of it: it then runs after the chain (the
-            // seed's dW1 update, too large, with dW2's update taken into the tail).
-            var stages = new List<int>();
-            var passed = new List<int>();
-            for (int j = i + 1; j < result.Count && stages.Count < MatMulKernels.MaxChainStages; j++)
-            {
-                var node = result[j];
-                if (node.Op.Kind == Prim.Reshape) continue;
-                if (Stageable(node) && passed.All(p => Independent(node, result[p])))
-                {
-                    stages.Add(j);
-                    continue;
-                }
-                if (passed.Count == MaxPassedOver) break;
-                passed.Add(j);
-            }
+            // The stages in order, passing over what cannot be one (the seed's dW1 update, too large,
+            // with dW2's update taken into the tail).
+            var stages = Gather(result, i, [], root, (node, _) => Stageable(node), MatMulKernels.MaxChainStages, MaxPassedOver);
             if (stages.Count == 0) continue;
-            foreach (int j in stages)
-            {
-                var s = result[j];
-                var op = s.Op.Payload == null ? s.Op with { Payload = EpilogueOf(s) } : s.Op;
-                result[j] = new Node(op, s.Inputs, s.Output) { Side = s.Side, InChain = true };
-            }
-            var chain = ChainKernels.Chain(head.Op, EpilogueOf(head), stages.Select(j => result[j]).ToList());
-            // The head and its stages, then what was passed over and the rest, each in its order.
-            int last = stages[^1];
-            var window = Enumerable.Range(i + 1, last - i).ToList();
-            var reordered = new List<Node> { new(head.Op with { Payload = chain }, head.Inputs, head.Output) };
-            reordered.AddRange(stages.Select(j => result[j]));
-            reordered.AddRange(window.Where(j => !stages.Contains(j)).Select(j => result[j]));
-            result.RemoveRange(i, last - i + 1);
-            result.InsertRange(i, reordered);
-            i += stages.Count;
+            var members = stages.Select(j => AsStage(result[j])).ToList();
+            var chain = ChainKernels.Chain(head.Op, EpilogueOf(head), members);
+            i = Reorder(result, i, [i, .. stages], [new(head.Op with { Payload = chain }, head.Inputs, head.Output), .. members]);
         }
         return result;
+    }
+
+    // The nodes after `head` that `joins` takes, in order, up to `maxStages` (with those already in
+    // `stages`): a node it does not take is passed over, at most `maxPassed` of them, and a later node
+    // joins only if it is independent of each passed over (neither reads what the other writes, and
+    // they write apart), since those will run after the chain. Reshapes are views and launch nothing.
+    private static List<int> Gather(List<Node> nodes, int head, List<int> stages, Func<Tensor, Tensor> root,
+        Func<Node, List<int>, bool> joins, int maxStages, int maxPassed)
+    {
+        var same = ReferenceEqualityComparer.Instance;
+        IEnumerable<Tensor> Writes(Node n) => n.Side == null ? [root(n.Output)] : [root(n.Output), root(n.Side)];
+        bool Reads(Node n, Node writer) => n.Inputs.Any(x => Writes(writer).Contains(root(x), same));
+        bool Independent(Node a, Node b) => !Reads(a, b) && !Reads(b, a) && !Writes(a).Any(t => Writes(b).Contains(t, same));
+        var passed = new List<int>();
+        for (int j = head + 1; j < nodes.Count && stages.Count < maxStages; j++)
+        {
+            var node = nodes[j];
+            if (node.Op.Kind == Prim.Reshape) continue;
+            if (joins(node, stages) && passed.All(p => Independent(node, nodes[p])))
+            {
+                stages.Add(j);
+                continue;
+            }
+            if (passed.Count == maxPassed) break;
+            passed.Add(j);
+        }
+        return stages;
+    }
+
+    // A stage of a chain: its node with its epilogue made explicit, run by the chain's launch (Emit skips it).
+    private static Node AsStage(Node s) =>
+        new(s.Op.Payload == null ? s.Op with { Payload = EpilogueOf(s) } : s.Op, s.Inputs, s.Output) { Side = s.Side, InChain = true };
+
+    // Replaces nodes[head..the last taken] with `placed` (the chain's node and its stages), then the
+    // nodes of that window not taken, each in order; returns the index of the last placed node. The
+    // passes that follow see the new order, so the memory plan, made over it, stays right.
+    private static int Reorder(List<Node> nodes, int head, List<int> taken, List<Node> placed)
+    {
+        int last = taken.Max();
+        var rest = Enumerable.Range(head, last - head + 1).Where(j => !taken.Contains(j)).Select(j => nodes[j]).ToList();
+        nodes.RemoveRange(head, last - head + 1);
+        nodes.InsertRange(head, [.. placed, .. rest]);
+        return head + placed.Count - 1;
     }
 
     /// <summary>Nodes a chain may pass over to reach its next stage.</summary>

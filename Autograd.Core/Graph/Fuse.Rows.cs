@@ -30,44 +30,19 @@ internal static partial class Fuse
         if (!Enabled || !host.RowChains) return nodes;
         var result = new List<Node>(nodes);
         var root = ViewRoots(nodes);
-        var same = ReferenceEqualityComparer.Instance;
-        IEnumerable<Tensor> Writes(Node n) => n.Side == null ? [root(n.Output)] : [root(n.Output), root(n.Side)];
-        bool Reads(Node n, Node writer) => n.Inputs.Any(x => Writes(writer).Contains(root(x), same));
-        bool Independent(Node a, Node b) => !Reads(a, b) && !Reads(b, a) && !Writes(a).Any(t => Writes(b).Contains(t, same));
         for (int i = 0; i < result.Count; i++)
         {
             var first = result[i];
             if (!RowCandidate(first)) continue;
             var (m, n, k) = Dims(first);
             if (MatMulKernels.RowChainSplit(host, m) is not { } split || !MatMulKernels.RowStageFits(split, m, n, k)) continue;
-            var stages = new List<int> { i };
-            var passed = new List<int>();
-            for (int j = i + 1; j < result.Count; j++)
-            {
-                var node = result[j];
-                if (node.Op.Kind == Prim.Reshape) continue;
-                if (RowCandidate(node) && RowLocal(node, stages.Select(s => result[s]).ToList(), split, root)
-                    && passed.All(p => Independent(node, result[p])))
-                {
-                    stages.Add(j);
-                    continue;
-                }
-                if (passed.Count == MaxRowPassedOver) break;
-                passed.Add(j);
-            }
+            var stages = Gather(result, i, [i], root,
+                (node, taken) => RowCandidate(node) && RowLocal(node, taken.Select(s => result[s]).ToList(), split, root), int.MaxValue, MaxRowPassedOver);
             if (stages.Count < 2) continue;
-            var members = stages.Select(j => result[j]).Select(s =>
-                new Node(s.Op.Payload == null ? s.Op with { Payload = EpilogueOf(s) } : s.Op, s.Inputs, s.Output) { Side = s.Side, InChain = true }).ToList();
-            var rows = ChainKernels.Rows(members, split);
+            var members = stages.Select(j => AsStage(result[j])).ToList();
             // The first stage's node carries the chain; the others follow it, then what was passed over.
-            int last = stages[^1];
-            var window = Enumerable.Range(i, last - i + 1).ToList();
-            var reordered = new List<Node> { new(first.Op with { Payload = rows }, first.Inputs, first.Output) { Side = first.Side } };
-            reordered.AddRange(members.Skip(1));
-            reordered.AddRange(window.Where(j => !stages.Contains(j)).Select(j => result[j]));
-            result.RemoveRange(i, last - i + 1);
-            result.InsertRange(i, reordered);
-            i += stages.Count - 1;
+            var carrier = new Node(first.Op with { Payload = ChainKernels.Rows(members, split) }, first.Inputs, first.Output) { Side = first.Side };
+            i = Reorder(result, i, stages, [carrier, .. members.Skip(1)]);
         }
         return result;
     }
