@@ -75,9 +75,10 @@ public sealed partial class PersistentTests
         rows.Launches.Should().BeLessThan(launches.Launches, rows.Describe);
         AssertClose(rows.Values, launches.Values, "losses and parameters");
         rows.Values[3].Should().BeLessThan(rows.Values[0], "the net trains");
-        // As a persistent kernel under SGD only: the momentum and Adam programs with a row chain make
-        // ILGPU fail the next persistent kernel's compile in this shared context (KernelHost.Peek
-        // clears its caches and compiles again), and the suite would compile cold from then on.
+        // As a persistent kernel under SGD only (the row phase is the same under any optimizer): the
+        // momentum and Adam programs with a row chain made ILGPU fail the 3-layer momentum step's
+        // persistent compile after them (KernelHost.Peek clears its caches and compiles again, and
+        // every compile after that starts cold).
         if (optimizer != "sgd") return;
         var persistent = TrainThreeLayer(optimizer, persistent: true, rows: true);
         persistent.Persistent.Should().BeTrue(persistent.Describe);
