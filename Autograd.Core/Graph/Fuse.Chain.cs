@@ -53,9 +53,8 @@ internal static partial class Fuse
         Func<Node, List<int>, bool> joins, int maxStages, int maxPassed)
     {
         var same = ReferenceEqualityComparer.Instance;
-        IEnumerable<Tensor> Writes(Node n) => n.Side == null ? [root(n.Output)] : [root(n.Output), root(n.Side)];
-        bool Reads(Node n, Node writer) => n.Inputs.Any(x => Writes(writer).Contains(root(x), same));
-        bool Independent(Node a, Node b) => !Reads(a, b) && !Reads(b, a) && !Writes(a).Any(t => Writes(b).Contains(t, same));
+        bool Reads(Node n, Node writer) => n.Inputs.Any(x => Writes(writer, root).Contains(root(x), same));
+        bool Independent(Node a, Node b) => !Reads(a, b) && !Reads(b, a) && !Writes(a, root).Any(t => Writes(b, root).Contains(t, same));
         var passed = new List<int>();
         for (int j = head + 1; j < nodes.Count && stages.Count < maxStages; j++)
         {
@@ -71,6 +70,9 @@ internal static partial class Fuse
         }
         return stages;
     }
+
+    // What a node writes, by view root: its output and, for a product with its sum, its side output.
+    private static Tensor[] Writes(Node n, Func<Tensor, Tensor> root) => n.Side == null ? [root(n.Output)] : [root(n.Output), root(n.Side)];
 
     // A stage of a chain: its node with its epilogue made explicit, run by the chain's launch (Emit skips it).
     private static Node AsStage(Node s) =>

@@ -94,12 +94,7 @@ internal static partial class Fuse
             if (!rowForRow) return false;
         }
         // What it writes: neither read nor written by a stage.
-        var writes = node.Side == null ? new[] { root(node.Output) } : [root(node.Output), root(node.Side)];
-        foreach (var s in stages)
-        {
-            if (s.Inputs.Any(x => writes.Contains(root(x), same))) return false;
-            if (writes.Contains(root(s.Output), same) || (s.Side != null && writes.Contains(root(s.Side), same))) return false;
-        }
-        return true;
+        var writes = Writes(node, root);
+        return !stages.Any(s => s.Inputs.Any(x => writes.Contains(root(x), same)) || Writes(s, root).Any(t => writes.Contains(t, same)));
     }
 }

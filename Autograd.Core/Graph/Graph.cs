@@ -135,15 +135,15 @@ public sealed class CompiledStep : IDisposable
     public long PlannedBytes => _plan.Bytes;
 
     /// <summary>The buffers each row chain's stages read and write, by their homes in the plan (tests check none is shared).</summary>
-    internal IEnumerable<IReadOnlyList<Tensor>> RowChainHomes => _nodes.Where(n => n.Op.Payload is MatMulRowsOp).Select(n =>
-        (IReadOnlyList<Tensor>)((MatMulRowsOp)n.Op.Payload!).Stages
-            .SelectMany(s => s.Inputs.Append(s.Output).Concat(s.Side == null ? [] : [s.Side]))
-            .Where(t => t.IsSymbolic).Select(_plan.Home).Distinct(ReferenceEqualityComparer.Instance).Cast<Tensor>().ToList());
+    internal IEnumerable<IReadOnlyList<Tensor>> RowChainHomes =>
+        RowChainTensors().Select(ts => (IReadOnlyList<Tensor>)ts.Select(_plan.Home).Distinct(ReferenceEqualityComparer.Instance).Cast<Tensor>().ToList());
 
     /// <summary>The symbolic values each row chain's stages touch, as many as the chain's homes must be (views share their root's).</summary>
-    internal IEnumerable<int> RowChainValues => _nodes.Where(n => n.Op.Payload is MatMulRowsOp).Select(n =>
-        ((MatMulRowsOp)n.Op.Payload!).Stages.SelectMany(s => s.Inputs.Append(s.Output).Concat(s.Side == null ? [] : [s.Side]))
-            .Where(t => t.IsSymbolic).Select(_plan.Root).Distinct(ReferenceEqualityComparer.Instance).Count());
+    internal IEnumerable<int> RowChainValues => RowChainTensors().Select(ts => ts.Select(_plan.Root).Distinct(ReferenceEqualityComparer.Instance).Count());
+
+    // The symbolic tensors each row chain's stages read and write.
+    private IEnumerable<IEnumerable<Tensor>> RowChainTensors() => _nodes.Select(n => n.Op.Payload).OfType<MatMulRowsOp>().Select(r =>
+        r.Stages.SelectMany(s => s.Inputs.Append(s.Output).Concat(s.Side == null ? [] : [s.Side])).Where(t => t.IsSymbolic));
 
     /// <summary>Whether replays are CUDA graph launches.</summary>
     public bool UsesCudaGraphs => _replay.UsesCudaGraphs;

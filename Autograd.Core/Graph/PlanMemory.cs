@@ -41,13 +41,16 @@ internal sealed class MemoryPlan : IDisposable
         var lastUse = new Dictionary<Tensor, int>(ReferenceEqualityComparer.Instance);
         for (int i = 0; i < nodes.Count; i++)
         {
-            int until = nodes[i].Op.Payload is MatMulRowsOp rows ? i + rows.Stages.Count - 1 : i;
-            var span = nodes.Skip(i).Take(until - i + 1).ToList();
-            foreach (var x in span.SelectMany(n => n.Inputs))
-                if (x.IsSymbolic) lastUse[plan.Root(x)] = Math.Max(lastUse.GetValueOrDefault(plan.Root(x), -1), until);
-            if (until == i) continue;
-            foreach (var y in span.SelectMany(n => n.Side == null ? [n.Output] : new[] { n.Output, n.Side }))
-                if (y.IsSymbolic) lastUse[plan.Root(y)] = Math.Max(lastUse.GetValueOrDefault(plan.Root(y), -1), until);
+            void Use(Tensor t, int at)
+            {
+                if (t.IsSymbolic) lastUse[plan.Root(t)] = Math.Max(lastUse.GetValueOrDefault(plan.Root(t), -1), at);
+            }
+            foreach (var x in nodes[i].Inputs) Use(x, i);
+            if (nodes[i].Op.Payload is not MatMulRowsOp rows) continue;
+            // The row chain's node and its stages, which follow it.
+            int until = i + rows.Stages.Count - 1;
+            foreach (var n in nodes.GetRange(i, until - i + 1))
+                foreach (var t in n.Inputs.Append(n.Output).Concat(n.Side == null ? [] : [n.Side])) Use(t, until);
         }
         var pinned = new HashSet<Tensor>(outputs.Where(o => o.IsSymbolic).Select(plan.Root), ReferenceEqualityComparer.Instance);
 
