@@ -63,10 +63,19 @@ public sealed partial class PersistentTests
 
     private sealed record Trained(float[] Losses, float[] W1, float[] W2, string Describe, bool Persistent, long Launches);
 
+    // Trainings already run, by their arguments: the launches each variant is compared with are the
+    // same training in several tests (the step is deterministic, and a result is only read).
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<object, object> Trainings = new();
+
     // A two-layer net of awkward shapes trained `steps` steps by Run(steps) and two more by Run(),
     // compiled with the persistent kernel or without.
     private static Trained Train(Device dev, MatMulPath path, bool persistent, int? splitK = null,
-        int batch = 33, int inputs = 65, int hidden = 130, int outputs = 7, int steps = 4, bool oneLaunch = true, bool chains = false, bool rows = false)
+        int batch = 33, int inputs = 65, int hidden = 130, int outputs = 7, int steps = 4, bool oneLaunch = true, bool chains = false, bool rows = false) =>
+        (Trained)Trainings.GetOrAdd((dev, path, persistent, splitK, batch, inputs, hidden, outputs, steps, oneLaunch, chains, rows),
+            _ => TrainOnce(dev, path, persistent, splitK, batch, inputs, hidden, outputs, steps, oneLaunch, chains, rows));
+
+    private static Trained TrainOnce(Device dev, MatMulPath path, bool persistent, int? splitK,
+        int batch, int inputs, int hidden, int outputs, int steps, bool oneLaunch, bool chains, bool rows)
     {
         var host = dev.Host;
         using var pin = new Pin(dev, path, persistent, splitK, oneLaunch, chains, rows);
@@ -186,7 +195,10 @@ public sealed partial class PersistentTests
 
     // A 3-layer net with biases, tanh and sigmoid and a mean loss on the warp kernel, trained 3 steps
     // by Run(steps) and one by Run(): the 4 losses, then the parameters.
-    private static Trained3 TrainThreeLayer(string optimizer, bool persistent, bool chains = false, bool rows = false)
+    private static Trained3 TrainThreeLayer(string optimizer, bool persistent, bool chains = false, bool rows = false) =>
+        (Trained3)Trainings.GetOrAdd((optimizer, persistent, chains, rows), _ => TrainThreeLayerOnce(optimizer, persistent, chains, rows));
+
+    private static Trained3 TrainThreeLayerOnce(string optimizer, bool persistent, bool chains, bool rows)
     {
         var dev = Sim;
         using var pin = new Pin(dev, MatMulPath.Warp, persistent, chains: chains, rows: rows);
