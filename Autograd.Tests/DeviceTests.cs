@@ -23,6 +23,17 @@ public sealed class DeviceTests
         acc.NumMultiprocessors.Should().BeGreaterThanOrEqualTo(2);
     }
 
+    // The CPU accelerator calls a kernel's .NET method and uses its IR only to lay out the launch, so
+    // its devices skip ILGPU's IR optimizations (half the load time); GPU code keeps them.
+    [Fact]
+    public void Cpu_devices_compile_without_IR_optimizations_and_GPUs_with_them()
+    {
+        Device.Cpu.Accelerator.Context.Properties.OptimizationLevel.Should().Be(ILGPU.OptimizationLevel.O0);
+        Device.CpuSimulator(2, 2, 2).Accelerator.Context.Should().BeSameAs(Device.Cpu.Accelerator.Context);
+        Device.Context.Properties.OptimizationLevel.Should().Be(ILGPU.OptimizationLevel.O1);
+        Device.Context.Should().NotBeSameAs(Device.Cpu.Accelerator.Context);
+    }
+
     [Fact]
     public void OpenCL_is_selectable_and_refused_with_a_clear_message_when_unusable()
     {

@@ -16,7 +16,13 @@ namespace AutogradNet.Tests;
 public sealed class PtxCompileTests
 {
     private static readonly Lazy<Context> Ctx = new(() => Context.Create(b => b.EnableAlgorithms()));
-    private static readonly System.Collections.Concurrent.ConcurrentDictionary<CudaInstructionSet, PTXBackend> Backends = new();
+    private static readonly Lazy<PTXBackend> Backend = new(() => new PTXBackend(Ctx.Value,
+        new CudaCapabilityContext(CudaArchitecture.SM_90), CudaArchitecture.SM_90, CudaInstructionSet.ISA_80, null));
+    // Each kernel's PTX, compiled once: PtxCompileTests, SassTests and PersistentTests ask for the same
+    // kernels (SassTests for all of them), and a compile is most of what each of those tests costs.
+    // The context is never cleared: ILGPU's PTX for a kernel depends on what the context compiled
+    // before (cleared before each compile, the Tile2x1 SGEMMs spill), so the tests keep one history.
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<MethodInfo, Lazy<string>> Compiled = new();
 
     /// <summary>Every kernel method of Autograd.Kernels, generic ones closed over each op struct.</summary>
     public static TheoryData<string> Kernels()
@@ -73,16 +79,24 @@ public sealed class PtxCompileTests
 
     // The PTX of one kernel of AllKernels, named as Describe names it, with its launch bounds as a GPU
     // loads it, in PTX ISA 8.0 unless told (SassTests asks for the ISA its ptxas reads).
-    internal static string PtxOf(string kernel, CudaInstructionSet? isa = null) =>
-        PtxOf(AllKernels().Single(m => Describe(m) == kernel), isa);
+    internal static string PtxOf(string kernel, CudaInstructionSet? isa = null) => PtxOf(ByName.Value[kernel], isa);
+
+    private static readonly Lazy<Dictionary<string, MethodInfo>> ByName = new(() => AllKernels().ToDictionary(Describe));
 
     // The PTX of a closed kernel method, with its launch bounds.
+    // ILGPU writes the ISA into the header's .version line and nowhere else (PTXBackend), so a kernel is
+    // compiled once, in 8.0, and its header rewritten for another ISA.
     internal static string PtxOf(MethodInfo method, CudaInstructionSet? isa = null)
     {
-        var backend = Backends.GetOrAdd(isa ?? CudaInstructionSet.ISA_80, i => new PTXBackend(Ctx.Value,
-            new CudaCapabilityContext(CudaArchitecture.SM_90), CudaArchitecture.SM_90, i, null));
-        var entry = EntryPointDescription.FromExplicitlyGroupedKernel(method);
-        lock (backend) return ((PTXCompiledKernel)backend.Compile(entry, LaunchBoundsAttribute.Of(method))).PTXAssembly;
+        string ptx = Compiled.GetOrAdd(method, m => new Lazy<string>(() =>
+        {
+            var entry = EntryPointDescription.FromExplicitlyGroupedKernel(m);
+            lock (Backend) return ((PTXCompiledKernel)Backend.Value.Compile(entry, LaunchBoundsAttribute.Of(m))).PTXAssembly;
+        })).Value;
+        if (isa is not { } other || other == CudaInstructionSet.ISA_80) return ptx;
+        string header = $".version {CudaInstructionSet.ISA_80}";
+        ptx.Should().Contain(header, "the ISA is named once, in the header");
+        return ptx.Replace(header, $".version {other}");
     }
 
     internal static string Describe(MethodInfo m) =>
