@@ -96,3 +96,12 @@ for k in kernels:
                                    "MatMulTiledPair", "Persistent"):
         print(f"{k['Name'] + ' ' + k['Specialization']:<48} {k['Registers']:>4} regs {k['LocalBytes']:>5} B spilled "
               f"{k['SharedBytes']:>6} B shared {k['GroupsOf256PerMultiprocessor']:>2} groups/SM")
+# Which form of the compiled seed step is fastest on this card (issue #3's <= 15 us), and the switch
+# that would make it the default on CUDA ("For the next GPU call" in docs/PERF.md, item 1).
+forms = {n: v for n, v in seeds.items() if "Run(steps: 500)" in n and "rule, no autotuning" not in n}
+if forms:
+    best = min(forms, key=forms.get)
+    switches = [k for s, k in (("persistent kernel", "KernelHost.PersistentSteps"), ("row chains", "KernelHost.RowChains"),
+                               ("chain tails", "KernelHost.ChainTails"), ("warp products", "MatMulPath.Warp")) if s in best]
+    print(f"fastest seed step: {forms[best]:.1f} us/step ({best}); goal <= 15: {'met' if forms[best] <= 15 else 'unmet'}; "
+          + (f"default on CUDA would need {', '.join(switches)}" if switches else "already the default form"))
