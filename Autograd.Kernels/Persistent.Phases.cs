@@ -1,4 +1,4 @@
-// The phases of the persistent step kernel besides the warp and tiled SGEMMs (Persistent.cs):
+// The phases of the persistent step kernel besides the warp and tiled SGEMMs (Persistent.MatMul.cs):
 // elementwise maps and zips, fills, the optimizer updates, the sums, the Small SGEMM and transposes.
 // Each calls its kernel's own body: those kernels stride over their work by the grid
 // (Grid.GlobalIndex, Grid.DimX), so on the persistent kernel's grid they compute the same elements
