@@ -45,7 +45,7 @@ public sealed class Device
     // The CPU accelerator runs a kernel's own .NET method (ILGPU's IL backend calls it); its IR is
     // built only to find the kernel's shared memory and parameters, so optimizing that IR buys nothing
     // there. Without the optimizations a kernel loads in about half the time (the persistent seed
-    // program on a CPU simulator: 7.5 -> 4.2 s), which is most of what the CPU spends in a first step.
+    // program on a CPU simulator: 7.5 -> 3.9-4.6 s), which is most of what the CPU spends in a first step.
     private static readonly Lazy<Context> CpuContext = new(() =>
         Context.Create(b => b.EnableAlgorithms().Optimize(OptimizationLevel.O0)));
     private static readonly ConcurrentDictionary<string, Lazy<Device>> Devices = new();

@@ -54,38 +54,31 @@ public sealed class SassTests
         Assembled.GetOrAdd(kernel, k => new Lazy<(string, string)>(() => Assemble(k, () => PtxCompileTests.PtxOf(k, Isa)))).Value;
 
     private static readonly System.Collections.Concurrent.ConcurrentDictionary<string, Lazy<(string Report, string Cubin)>> Assembled = new();
-    private static readonly object AllLock = new();
-    private static bool _allAssembled;
 
     // ptxas is most of this class's time, and one kernel at a time it ran on one core. The first time
     // every kernel is asked for, each is compiled to PTX in AllKernels' order on this thread (ILGPU's
     // PTX for a kernel depends on what its context compiled before, so the order stays fixed) and
     // assembled on the other cores meanwhile; a kernel's failure stays in its Lazy for its own test.
-    private static void AssembleAll()
+    private static readonly Lazy<bool> AllAssembled = new(() =>
     {
-        if (Ptxas.Value == null) return;
-        lock (AllLock)
+        if (Ptxas.Value == null) return false;
+        using var cores = new SemaphoreSlim(Environment.ProcessorCount);
+        var running = new List<Task>();
+        foreach (var kernel in PtxCompileTests.AllKernels().Select(PtxCompileTests.Describe))
         {
-            if (_allAssembled) return;
-            using var cores = new SemaphoreSlim(Environment.ProcessorCount);
-            var running = new List<Task>();
-            foreach (var kernel in PtxCompileTests.AllKernels().Select(PtxCompileTests.Describe))
+            try { PtxCompileTests.PtxOf(kernel, Isa); }
+            catch (Exception) { continue; } // Assemble(kernel) meets it again in the kernel's test
+            cores.Wait();
+            running.Add(Task.Run(() =>
             {
-                string ptx;
-                try { ptx = PtxCompileTests.PtxOf(kernel, Isa); }
-                catch (Exception) { continue; } // Assemble(kernel) meets it again in the kernel's test
-                cores.Wait();
-                running.Add(Task.Run(() =>
-                {
-                    try { _ = Assembled.GetOrAdd(kernel, k => new Lazy<(string, string)>(() => Assemble(k, () => ptx))).Value; }
-                    catch (Exception) { } // kept in its Lazy
-                    finally { cores.Release(); }
-                }));
-            }
-            Task.WaitAll(running);
-            _allAssembled = true;
+                try { Assemble(kernel); }
+                catch (Exception) { } // kept in its Lazy
+                finally { cores.Release(); }
+            }));
         }
-    }
+        Task.WaitAll(running);
+        return true;
+    });
 
     private static (string Report, string Cubin) Assemble(string kernel, Func<string> makePtx)
     {
@@ -121,7 +114,7 @@ public sealed class SassTests
     [MemberData(nameof(PtxCompileTests.Kernels), MemberType = typeof(PtxCompileTests))]
     public void Kernel_assembles_for_sm_90_without_spilling(string kernel)
     {
-        AssembleAll();
+        _ = AllAssembled.Value;
         var (report, _) = Assemble(kernel);
         Regex.IsMatch(report, @"Used \d+ registers").Should().BeTrue(report);
         foreach (Match m in Regex.Matches(report, @"(\d+) bytes spill stores, (\d+) bytes spill loads"))
