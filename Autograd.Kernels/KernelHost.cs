@@ -123,6 +123,7 @@ public sealed partial class KernelHost
         PersistentSteps = other.PersistentSteps;
         ChainTails = other.ChainTails;
         RowChains = other.RowChains;
+        RowShares = other.RowShares;
         Recorder = other.Recorder;
         // Shared: the streams' work is ordered on the default stream (a captured graph is launched there).
         _arrivals = other._arrivals;

@@ -200,16 +200,19 @@ public static partial class MatMulKernels
         GemmArgs g,
         TEpi epi,
         int lanes,            // a power of two dividing the warp
-        int row0 = 0)         // the first row of C to compute, a multiple of 4
+        int row0 = 0,         // the first row of C to compute, a multiple of 4
+        int col0 = 0,         // the first column of 4x4 blocks to compute
+        int cols = 0)         // columns of 4x4 blocks from col0 (0: all)
         where TEpi : struct, IBinaryOp
     {
-        int tilesN = (g.N + 3) / 4;
-        int first = (row0 / 4) * tilesN, total = ((g.M + 3) / 4) * tilesN;
+        int tilesN = (g.N + 3) / 4, width = cols > 0 ? cols : tilesN, firstRow = row0 / 4;
+        int first = firstRow * tilesN + col0, total = ((g.M + 3) / 4 - firstRow) * width;
         int tid = Group.LinearIndex, lane = tid % lanes, slots = Group.Dimension.Size / lanes;
-        for (int t0 = first; t0 < total; t0 += slots)
+        for (int u0 = 0; u0 < total; u0 += slots)
         {
-            int t = t0 + tid / lanes;
-            bool active = t < total;
+            // The u-th block of the range, row by row; with every column, t = first + u.
+            int u = u0 + tid / lanes, t = (firstRow + u / width) * tilesN + col0 + u % width;
+            bool active = u < total;
             var block = new Block4x4(g, active ? t : first, tilesN);
             if (active) block.Walk(a, b, g, lane, lanes);
             if (lanes > 1) block.SumOverLanes(lanes);

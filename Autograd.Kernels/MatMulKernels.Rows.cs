@@ -8,7 +8,9 @@
 // 4 rows from x to dH alone: no launch,
 // no grid barrier and no single group between the stages; only the loss needs every block, so the
 // group that counts in last adds the blocks' partial sums. The price: every group reads each stage's
-// B whole (w1's 400 KB for the seed), from L2 after the first.
+// B whole (w1's 400 KB for the seed), from L2 after the first. So the first stage, the largest, may be
+// shared out (RowSplit.Shares): a block's groups each take a share of its columns (a share of B),
+// count in on the block's counter, and the last of them runs the later stages for the block.
 //
 // How: each stage is a chain stage (GroupProduct, made here by RowProduct or RowProductSum) run over
 // the block's rows from views shifted to its first row (RunRows); stages are composed as in a chain
@@ -23,13 +25,21 @@ using ILGPU.Runtime;
 
 namespace AutogradNet.Kernels;
 
-/// <summary>A row chain's split of C's rows (M) into blocks of RowsPer rows, one a group.</summary>
+/// <summary>A row chain's split of C's rows (M) into blocks of RowsPer rows, each taken by Shares groups.</summary>
 /// <param name="M">Rows of every stage's C.</param>
 /// <param name="RowsPer">Rows of a block (a multiple of 4: GroupBlocks' 4x4 blocks).</param>
-public readonly record struct RowSplit(int M, int RowsPer)
+/// <param name="Shares">
+/// Groups a block takes for the chain's first stage, each a share of that stage's columns; the one
+/// that counts in last for the block runs the later stages. 1: one group takes a block through
+/// every stage.
+/// </param>
+public readonly record struct RowSplit(int M, int RowsPer, int Shares = 1)
 {
-    /// <summary>Blocks of rows, the groups of the launch (and the partial sums a summing stage needs).</summary>
+    /// <summary>Blocks of rows (and the partial sums a summing stage needs).</summary>
     public int Blocks => (M + RowsPer - 1) / RowsPer;
+
+    /// <summary>Groups of the launch: Shares a block.</summary>
+    public int Units => Blocks * Shares;
 }
 
 public static partial class MatMulKernels
@@ -62,15 +72,39 @@ public static partial class MatMulKernels
     /// SGEMM), and groups of whole warps (RowThreads). Blocks of
     /// 4 rows (one row of GroupBlocks' 4x4 blocks): the most groups, each reading every stage's B once;
     /// where there are more blocks than groups that fit at once, they run in waves (nothing in a row
-    /// chain waits on another group but the loss's count-in).
+    /// chain waits on another group: a block's and the loss's count-ins only pick who goes on).
+    /// Given the first stage's columns (headColumns; 0 when that stage sums, as a block's part of a sum
+    /// needs all of them), a block's first stage is shared out among RowShares groups.
     /// </summary>
     /// <param name="host">The kernel host.</param>
     /// <param name="m">Rows of every stage's C.</param>
-    public static RowSplit? RowChainSplit(KernelHost host, int m)
+    /// <param name="headColumns">Columns of the first stage's C, or 0 to keep one group a block.</param>
+    public static RowSplit? RowChainSplit(KernelHost host, int m, int headColumns = 0)
     {
         if (!host.RowChains || m <= 0 || RowThreads(host) == 0) return null;
         if (host.MatMulPath == MatMulPath.Host || (host.MatMulPath == MatMulPath.Auto && host.IsCpu)) return null;
-        return new RowSplit(m, 4);
+        var split = new RowSplit(m, 4);
+        return split with { Shares = RowShares(host, split.Blocks, headColumns) };
+    }
+
+    /// <summary>The most groups RowShares gives a block of rows by its rule.</summary>
+    public const int MaxRowShares = 8;
+
+    /// <summary>
+    /// Groups that share a block's first stage: KernelHost.RowShares where set, else as many as spread
+    /// the blocks over the multiprocessors (the seed's 16 blocks on an H200's 132: 8), at most
+    /// MaxRowShares; never more than the stage's columns of 4x4 blocks, and 1 where the blocks
+    /// outnumber the host's counters (KernelHost.MaxSplitKTiles).
+    /// </summary>
+    /// <param name="host">The kernel host.</param>
+    /// <param name="blocks">Blocks of rows.</param>
+    /// <param name="headColumns">Columns of the first stage's C (0: no sharing).</param>
+    public static int RowShares(KernelHost host, int blocks, int headColumns)
+    {
+        int columnBlocks = (headColumns + 3) / 4;
+        if (columnBlocks <= 1 || blocks <= 0 || blocks > KernelHost.MaxSplitKTiles) return 1;
+        int want = host.RowShares > 0 ? host.RowShares : Math.Min(MaxRowShares, host.Accelerator.NumMultiprocessors / blocks);
+        return Math.Clamp(want, 1, columnBlocks);
     }
 
     /// <summary>Whether a product (m, n, k) can be a stage of a row chain split so: at most MaxRowMacs a block.</summary>
@@ -99,13 +133,16 @@ public static partial class MatMulKernels
     /// <param name="operand">E's buffer.</param>
     /// <param name="operandRowStride">E's stride between rows of C.</param>
     /// <param name="operandColStride">E's stride between columns of C.</param>
+    /// <param name="head">Whether the stage is the chain's first: it then takes the split's Shares (its columns shared out among a block's groups).</param>
     public static GroupProduct<TEpi, IdentityOp, FirstOp> RowProduct<TEpi>(KernelHost host, RowSplit split,
         ArrayView<float> a, bool transA, ArrayView<float> b, bool transB, ArrayView<float> c,
-        int m, int n, int k, float alpha, float beta, TEpi epilogue, ArrayView<float> operand, int operandRowStride, int operandColStride)
+        int m, int n, int k, float alpha, float beta, TEpi epilogue, ArrayView<float> operand, int operandRowStride, int operandColStride,
+        bool head = false)
         where TEpi : struct, IBinaryOp
     {
-        var (g, lanes) = RowStage(host, split, a, transA, b, transB, c, m, n, k, alpha, beta, operand, operandRowStride, operandColStride);
-        return new GroupProduct<TEpi, IdentityOp, FirstOp>(a, b, c, operand, g, epilogue, lanes, false, default, default, 1f, false, default, default, 0);
+        var (g, lanes, shares) = RowStage(host, split, head, a, transA, b, transB, c, m, n, k, alpha, beta, operand, operandRowStride, operandColStride);
+        return new GroupProduct<TEpi, IdentityOp, FirstOp>(a, b, c, operand, g, epilogue, lanes, false, default, default, 1f, false, default, default, 0,
+            default, shares);
     }
 
     /// <summary>
@@ -134,15 +171,19 @@ public static partial class MatMulKernels
     /// <param name="operandColStride">E's stride between columns of C.</param>
     /// <param name="sum">The sum: its loss element, map, scale and side op.</param>
     /// <param name="parts">Split.Blocks elements: the blocks' partial sums (scratch).</param>
+    /// <param name="head">Whether the stage is the chain's first (then the split must not share it: a block's part of the sum needs all its columns).</param>
     public static GroupProduct<TEpi, TMap, TSide> RowProductSum<TEpi, TMap, TSide>(KernelHost host, RowSplit split,
         ArrayView<float> a, bool transA, ArrayView<float> b, bool transB, ArrayView<float> c,
         int m, int n, int k, float alpha, float beta, TEpi epilogue, ArrayView<float> operand, int operandRowStride, int operandColStride,
-        SumTail<TMap, TSide> sum, ArrayView<float> parts)
+        SumTail<TMap, TSide> sum, ArrayView<float> parts, bool head = false)
         where TEpi : struct, IBinaryOp
         where TMap : struct, IUnaryOp
         where TSide : struct, IBinaryOp
     {
-        var (g, lanes) = RowStage(host, split, a, transA, b, transB, c, m, n, k, alpha, beta, operand, operandRowStride, operandColStride);
+        if (head && split.Shares > 1)
+            throw new ArgumentException($"RowProductSum: the split shares each block's first stage among {split.Shares} groups, but a stage that sums needs all of a block's "
+                + $"{n} columns for its part; split with RowChainSplit(host, {m}) (no head columns) when the first stage sums.");
+        var (g, lanes, _) = RowStage(host, split, head, a, transA, b, transB, c, m, n, k, alpha, beta, operand, operandRowStride, operandColStride);
         Check.Length("RowProductSum", "loss", sum.Loss, 1);
         if (sum.HasSide) Check.Length("RowProductSum", "s", sum.S, sum.SStride == 0 ? 1 : m * n);
         if (parts.Length < split.Blocks)
@@ -151,20 +192,34 @@ public static partial class MatMulKernels
             sum.HasSide, sum.Side, sum.S, sum.SStride, parts.SubView(0, split.Blocks));
     }
 
-    // Checks a row stage's sizes against the split and picks its lanes for a block's rows.
-    private static (GemmArgs G, int Lanes) RowStage(KernelHost host, RowSplit split,
+    // Checks a row stage's sizes against the split and picks its lanes for a block's rows (for a
+    // shared first stage, for a share's columns) and its shares.
+    private static (GemmArgs G, int Lanes, int Shares) RowStage(KernelHost host, RowSplit split, bool head,
         ArrayView<float> a, bool transA, ArrayView<float> b, bool transB, ArrayView<float> c,
         int m, int n, int k, float alpha, float beta, ArrayView<float> operand, int operandRowStride, int operandColStride)
     {
         const string op = "RowProduct";
         var g = Checked(op, a, transA, b, transB, c, m, n, k, alpha, beta, operand, operandRowStride, operandColStride);
-        if (RowChainSplit(host, split.M) is not { } allowed || allowed != split)
-            throw new InvalidOperationException($"{op}: a row chain over {split.M} rows in blocks of {split.RowsPer} cannot run here "
-                + $"(KernelHost.RowChains {host.RowChains}, groups of {RowThreads(host)}, path {host.MatMulPath}); ask RowChainSplit and launch the stages as products of their own where it says null.");
+        CheckSplit(op, host, split);
         if (!RowStageFits(split, m, n, k))
             throw new ArgumentException($"{op}: {m}x{n}x{k} cannot be a stage of a row chain over {split.M} rows in blocks of {split.RowsPer}: "
                 + $"its C must have the chain's {split.M} rows, and a block's {(long)Math.Min(split.RowsPer, m) * n * k} multiply-adds at most {MaxRowMacs}; launch it as a product of its own.");
-        return (g, ChainLanes(RowThreads(host), host.Accelerator.WarpSize, Math.Min(split.RowsPer, m), n, k));
+        int shares = head ? split.Shares : 1, columnBlocks = (n + 3) / 4;
+        if (shares > columnBlocks)
+            throw new ArgumentException($"{op}: the split shares each block's first stage among {shares} groups, but its {n} columns make {columnBlocks} blocks of 4; "
+                + $"split with RowChainSplit(host, {m}, {n}).");
+        int widest = 4 * ((columnBlocks + shares - 1) / shares);
+        return (g, ChainLanes(RowThreads(host), host.Accelerator.WarpSize, Math.Min(split.RowsPer, m), Math.Min(n, widest), k), shares);
+    }
+
+    // Whether the split is one this host would make: its rows cut as RowChainSplit cuts them, and the
+    // first stage's shares within the host's counters.
+    private static void CheckSplit(string op, KernelHost host, RowSplit split)
+    {
+        if (RowChainSplit(host, split.M) is not { } allowed || allowed != split with { Shares = 1 }
+            || split.Shares < 1 || (split.Shares > 1 && split.Blocks > KernelHost.MaxSplitKTiles))
+            throw new InvalidOperationException($"{op}: a row chain over {split.M} rows in blocks of {split.RowsPer}, {split.Shares} groups a block, cannot run here "
+                + $"(KernelHost.RowChains {host.RowChains}, groups of {RowThreads(host)}, path {host.MatMulPath}); ask RowChainSplit and launch the stages as products of their own where it says null.");
     }
 
     /// <summary>
@@ -178,42 +233,67 @@ public static partial class MatMulKernels
     public static void MatMulRows<TStages>(KernelHost host, RowSplit split, TStages stages)
         where TStages : struct, IGroupStage
     {
-        if (RowChainSplit(host, split.M) is not { } allowed || allowed != split)
-            throw new InvalidOperationException($"MatMulRows: a row chain over {split.M} rows in blocks of {split.RowsPer} cannot run here "
-                + $"(KernelHost.RowChains {host.RowChains}, groups of {RowThreads(host)}, path {host.MatMulPath}); ask RowChainSplit first and launch the stages as products of their own.");
+        CheckSplit("MatMulRows", host, split);
+        if (stages.HeadShares != split.Shares)
+            throw new ArgumentException($"MatMulRows: the split shares each block's first stage among {split.Shares} groups, but that stage was made for {stages.HeadShares}; "
+                + "make it with RowProduct(..., head: true) for this split.");
         int sums = stages.Sums ? 1 : 0;
         if (host.Recorder is { } recorder)
         {
-            recorder.Add(new RowsPhase<TStages>(stages, host.TailArrival, split, sums), "Rows");
+            recorder.Add(new RowsPhase<TStages>(stages, host.TailArrival, host.SplitKArrivals, split, sums), "Rows");
             return;
         }
         var bounds = host.Bounds(RowsBounds);
         var kernel = host.Load(KernelHost.HasBounds(bounds) ? "MatMulRows/bounded" : "MatMulRows", null, typeof(TStages), acc =>
-            acc.LoadKernel<TStages, ArrayView<int>, int, int, int>(RowsKernel, bounds));
-        kernel(host.Stream, new KernelConfig(split.Blocks, RowThreads(host)), stages, host.TailArrival, split.M, split.RowsPer, sums);
+            acc.LoadKernel<TStages, ArrayView<int>, ArrayView<int>, RowSplit, int>(RowsKernel, bounds));
+        kernel(host.Stream, new KernelConfig(split.Units, RowThreads(host)), stages, host.TailArrival, host.SplitKArrivals, split, sums);
     }
 
     private static readonly KernelSpecialization RowsBounds = LaunchBoundsAttribute.Of(typeof(MatMulKernels), nameof(RowsKernel));
 
-    // One block of rows a group (the launch has Blocks groups of RowThreads; its stages' lanes were
-    // picked for that many, and a persistent phase's groups of GroupSize run them too, in more rounds).
+    // One unit a group: a block of rows, or a share of one (the launch has Units groups of
+    // RowThreads; its stages' lanes were picked for that many, and a persistent phase's groups of
+    // GroupSize run them too, in more rounds).
     [LaunchBounds(MaxRowThreads, 1)]
-    private static void RowsKernel<TStages>(TStages stages, ArrayView<int> arrival, int m, int rowsPer, int sums)
+    private static void RowsKernel<TStages>(TStages stages, ArrayView<int> arrival, ArrayView<int> blockArrivals, RowSplit split, int sums)
         where TStages : struct, IGroupStage =>
-        RowBlocks(stages, arrival, m, rowsPer, sums);
+        RowBlocks(stages, arrival, blockArrivals, split, sums);
 
-    // Every block of rows, strided over the grid's groups (one each in a launch; a persistent phase's
-    // grid may be smaller), each through every stage; a chain that sums counts each block in, and
-    // the block that counts last sums the parts.
-    internal static void RowBlocks<TStages>(TStages stages, ArrayView<int> arrival, int m, int rowsPer, int sums)
+    // Every unit, strided over the grid's groups (one each in a launch; a persistent phase's grid may
+    // be smaller). With one share a block, the unit's group takes its block through every stage. With
+    // more, it runs its share of the first stage's columns and counts in on the block's counter; the
+    // last of the block's groups runs the later stages over the block's rows (a count-in, not a wait:
+    // no group waits on another, so the groups need not all fit at once). A chain that sums counts
+    // each block in, and the block that counts last sums the parts.
+    internal static void RowBlocks<TStages>(TStages stages, ArrayView<int> arrival, ArrayView<int> blockArrivals, RowSplit split, int sums)
         where TStages : struct, IGroupStage
     {
         var last = SharedMemory.Allocate<int>(1);
-        int tid = Group.LinearIndex, blocks = (m + rowsPer - 1) / rowsPer;
-        for (int block = Grid.IdxX; block < blocks; block += Grid.DimX)
+        int tid = Group.LinearIndex, blocks = split.Blocks, shares = split.Shares;
+        for (int unit = Grid.IdxX; unit < blocks * shares; unit += Grid.DimX)
         {
-            int row0 = block * rowsPer;
-            stages.RunRows(row0, IntrinsicMath.Min(rowsPer, m - row0), block);
+            int block = unit / shares, row0 = block * split.RowsPer;
+            int rows = IntrinsicMath.Min(split.RowsPer, split.M - row0);
+            if (shares == 1)
+            {
+                stages.RunRows(row0, rows, block);
+            }
+            else
+            {
+                stages.RunShare(row0, rows, unit % shares);
+                // The block's count-in, as the loss's below.
+                MemoryFence.DeviceLevel();
+                Group.Barrier();
+                if (tid == 0) last[0] = Atomic.Add(ref blockArrivals[block], 1) == shares - 1 ? 1 : 0;
+                Group.Barrier();
+                int mine = last[0];
+                // The loss's count-in or the next unit's rewrites `last`.
+                Group.Barrier();
+                if (mine == 0) continue;
+                MemoryFence.DeviceLevel();
+                if (tid == 0) blockArrivals[block] = 0;
+                stages.RunRest(row0, rows, block);
+            }
             if (sums == 0) continue;
             // The count-in of SumTail and ChainTail, by blocks (see SumTail.Finish for why it is written out).
             MemoryFence.DeviceLevel();
@@ -238,19 +318,21 @@ public readonly struct RowsPhase<TStages> : IPhase
     where TStages : struct, IGroupStage
 {
     private readonly TStages _stages;
-    private readonly ArrayView<int> _arrival; // (1) blocks done, 0 between launches
-    private readonly int _m, _rowsPer, _sums;
+    private readonly ArrayView<int> _arrival;       // (1) blocks done, 0 between launches
+    private readonly ArrayView<int> _blockArrivals; // (blocks) a block's groups done, 0 between launches
+    private readonly RowSplit _split;
+    private readonly int _sums;
 
-    internal RowsPhase(TStages stages, ArrayView<int> arrival, RowSplit split, int sums)
+    internal RowsPhase(TStages stages, ArrayView<int> arrival, ArrayView<int> blockArrivals, RowSplit split, int sums)
     {
-        _stages = stages; _arrival = arrival; _m = split.M; _rowsPer = split.RowsPer; _sums = sums;
+        _stages = stages; _arrival = arrival; _blockArrivals = blockArrivals; _split = split; _sums = sums;
     }
 
     /// <inheritdoc/>
-    public void Run(GridBarrier barrier) => MatMulKernels.RowBlocks(_stages, _arrival, _m, _rowsPer, _sums);
+    public void Run(GridBarrier barrier) => MatMulKernels.RowBlocks(_stages, _arrival, _blockArrivals, _split, _sums);
 
     /// <inheritdoc/>
-    public int Groups(int groupSize, int warpSize) => (_m + _rowsPer - 1) / _rowsPer;
+    public int Groups(int groupSize, int warpSize) => _split.Units;
 
     /// <inheritdoc/>
     public int SharedBytes => sizeof(int) + 2 * _stages.SharedBytes;
@@ -259,7 +341,7 @@ public readonly struct RowsPhase<TStages> : IPhase
     public void Touches(PhaseAccess access)
     {
         _stages.Touches(access);
-        if (_sums != 0) access.UsesCounters();
+        if (_sums != 0 || _split.Shares > 1) access.UsesCounters();
     }
 }
 
@@ -275,4 +357,29 @@ public sealed partial class KernelHost
     /// is compiled (Describe shows the chain) and checked at each launch.
     /// </summary>
     public bool RowChains { get; set; } = SwitchFromEnvironment(RowsVariable, unset: false, "each product its own launch, the default", "row chains", "");
+
+    /// <summary>The environment variable that sets <see cref="RowShares"/>: a count of groups, or unset for the rule.</summary>
+    public const string RowSharesVariable = "AUTOGRAD_ROW_SHARES";
+
+    private int _rowShares = CountFromEnvironment(RowSharesVariable, "groups that share a block of a row chain's first stage");
+
+    /// <summary>
+    /// Groups that share each block of rows of a row chain's first stage (each a share of its columns;
+    /// MatMulKernels.RowShares): 0 for the rule (as many as spread the blocks over the multiprocessors,
+    /// at most MatMulKernels.MaxRowShares), 1 for one group a block through every stage. Read when a
+    /// step is compiled.
+    /// </summary>
+    public int RowShares
+    {
+        get => _rowShares;
+        set => _rowShares = value >= 0 ? value
+            : throw new ArgumentOutOfRangeException(nameof(RowShares), $"KernelHost.RowShares: {value} groups; use 0 (the rule) or a positive count.");
+    }
+
+    // A count read from the environment: unset (or empty) gives 0; anything but a whole number >= 0 throws.
+    private static int CountFromEnvironment(string variable, string what) =>
+        Environment.GetEnvironmentVariable(variable)?.Trim() is { Length: > 0 } v
+            ? int.TryParse(v, out int n) && n >= 0 ? n
+                : throw new ArgumentException($"{variable}={v}: use a whole number of {what} (0 or unset: the rule).")
+            : 0;
 }

@@ -40,6 +40,24 @@ public interface IGroupStage
     /// <param name="part">The block's index among the row chain's blocks.</param>
     void RunRows(int row0, int rows, int part);
 
+    /// <summary>
+    /// A row chain's first stage over rows [row0, row0 + rows) and share `share` of its columns (of
+    /// HeadShares), when the split shares it among a block's groups; in a composed chain, only the first.
+    /// </summary>
+    /// <param name="row0">The block's first row of C.</param>
+    /// <param name="rows">Rows in the block.</param>
+    /// <param name="share">Which share of the columns, from 0.</param>
+    void RunShare(int row0, int rows, int share);
+
+    /// <summary>The stages after the first over rows [row0, row0 + rows), as RunRows runs them (nothing for a lone stage).</summary>
+    /// <param name="row0">The block's first row of C.</param>
+    /// <param name="rows">Rows in the block.</param>
+    /// <param name="part">The block's index among the row chain's blocks.</param>
+    void RunRest(int row0, int rows, int part);
+
+    /// <summary>Groups the first stage was made to share a block among (RowProduct's head; 1 otherwise; host side).</summary>
+    int HeadShares { get; }
+
     /// <summary>By the row chain's last group, once every block is done: each sum's loss from its `parts` partial sums.</summary>
     /// <param name="parts">Blocks of the row chain.</param>
     void SumParts(int parts);
@@ -67,6 +85,19 @@ public readonly struct NoStage : IGroupStage
     public void RunRows(int row0, int rows, int part)
     {
     }
+
+    /// <inheritdoc/>
+    public void RunShare(int row0, int rows, int share)
+    {
+    }
+
+    /// <inheritdoc/>
+    public void RunRest(int row0, int rows, int part)
+    {
+    }
+
+    /// <inheritdoc/>
+    public int HeadShares => 1;
 
     /// <inheritdoc/>
     public void SumParts(int parts)
@@ -123,6 +154,15 @@ public readonly struct Stages<TFirst, TRest> : IGroupStage
     }
 
     /// <inheritdoc/>
+    public void RunShare(int row0, int rows, int share) => _first.RunShare(row0, rows, share);
+
+    /// <inheritdoc/>
+    public void RunRest(int row0, int rows, int part) => _rest.RunRows(row0, rows, part);
+
+    /// <inheritdoc/>
+    public int HeadShares => _first.HeadShares;
+
+    /// <inheritdoc/>
     public void SumParts(int parts)
     {
         _first.SumParts(parts);
@@ -169,14 +209,15 @@ public readonly struct GroupProduct<TEpi, TMap, TSide> : IGroupStage
     private readonly TSide _side;
     private readonly float _scale;
     private readonly int _lanes, _sums, _hasSide, _sStride;
+    private readonly int _shares; // groups that share a block of rows of this stage (a row chain's first), else 1
 
     internal GroupProduct(ArrayView<float> a, ArrayView<float> b, ArrayView<float> c, ArrayView<float> e, GemmArgs g, TEpi epi, int lanes,
         bool sums, ArrayView<float> loss, TMap map, float scale, bool hasSide, TSide side, ArrayView<float> s, int sStride,
-        ArrayView<float> parts = default)
+        ArrayView<float> parts = default, int shares = 1)
     {
         _a = a; _b = b; _c = c; _e = e; _g = g; _epi = epi; _lanes = lanes;
         _sums = sums ? 1 : 0; _loss = loss; _map = map; _scale = scale;
-        _hasSide = hasSide ? 1 : 0; _side = side; _s = s; _sStride = sStride; _parts = parts;
+        _hasSide = hasSide ? 1 : 0; _side = side; _s = s; _sStride = sStride; _parts = parts; _shares = shares;
     }
 
     /// <summary>Lanes of a warp that split each 4x4 block's K.</summary>
@@ -203,6 +244,23 @@ public readonly struct GroupProduct<TEpi, TMap, TSide> : IGroupStage
         // The block's unscaled part; SumParts scales the total, so a scale of 1 leaves the bits of the sum.
         GroupSum.Run(_c, row0 * _g.N, (row0 + rows) * _g.N, _parts, part, _map, 1f, _hasSide != 0, _side, _s, _sStride);
     }
+
+    /// <inheritdoc/>
+    public void RunShare(int row0, int rows, int share)
+    {
+        // Share `share` of C's columns of 4x4 blocks, as even as they divide; the blocks and their
+        // lanes are RunRows' own, so a block has the same bits in whichever share it falls.
+        int tilesN = (_g.N + 3) / 4, from = share * tilesN / _shares, to = (share + 1) * tilesN / _shares;
+        MatMulKernels.GroupBlocks(_a, _b, _c, _e, _g.WithRows(row0 + rows), _epi, _lanes, row0, from, to - from);
+    }
+
+    /// <inheritdoc/>
+    public void RunRest(int row0, int rows, int part)
+    {
+    }
+
+    /// <inheritdoc/>
+    public int HeadShares => _shares;
 
     /// <inheritdoc/>
     public void SumParts(int parts)

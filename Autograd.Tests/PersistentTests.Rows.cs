@@ -13,18 +13,23 @@ namespace AutogradNet.Tests;
 public sealed partial class PersistentTests
 {
     [Theory]
-    [InlineData(MatMulPath.Warp, false)]
-    [InlineData(MatMulPath.Tiled, false)]
-    [InlineData(MatMulPath.Small, false)]
-    [InlineData(MatMulPath.Warp, true)]
-    [InlineData(MatMulPath.Tiled, true)]
-    public void Row_chained_step_trains_as_its_launches(MatMulPath path, bool chains)
+    [InlineData(MatMulPath.Warp, false, 0)]
+    [InlineData(MatMulPath.Tiled, false, 0)]
+    [InlineData(MatMulPath.Small, false, 0)]
+    [InlineData(MatMulPath.Warp, true, 0)]
+    [InlineData(MatMulPath.Tiled, true, 0)]
+    [InlineData(MatMulPath.Warp, false, 3)]
+    [InlineData(MatMulPath.Tiled, true, 5)]
+    public void Row_chained_step_trains_as_its_launches(MatMulPath path, bool chains, int shares)
     {
         var launches = Train(Sim, path, persistent: false);
-        var rows = Train(Sim, path, persistent: false, chains: chains, rows: true);
+        var rows = Train(Sim, path, persistent: false, chains: chains, rows: true, shares: shares);
         RowSplit split;
-        using (new Pin(Sim, path, persistent: false, rows: true)) split = MatMulKernels.RowChainSplit(Sim.Host, 33)!.Value;
-        rows.Describe.Should().Contain($"Rows, {split.Blocks} blocks of {split.RowsPer} rows a group: "
+        using (new Pin(Sim, path, persistent: false, rows: true, shares: shares)) split = MatMulKernels.RowChainSplit(Sim.Host, 33, 130)!.Value;
+        if (shares > 0) split.Shares.Should().Be(shares);
+        string cut = split.Shares == 1 ? $"{split.Blocks} blocks of {split.RowsPer} rows a group"
+            : $"{split.Blocks} blocks of {split.RowsPer} rows, {split.Shares} groups a block sharing its first stage";
+        rows.Describe.Should().Contain($"Rows, {cut}: "
                 + "Fused(MatMul(NN) -> Clamp(0, Infinity)) [33, 65], [65, 130] -> [33, 130], "
                 + "then Fused(MatMul(NN) -> Add(alpha=-1) with [33, 7] -> Pow(2) -> Sum, with PowGrad(2)) [33, 130], [130, 7], [33, 7], [1, 1] -> [] and [33, 7], "
                 + "then Fused(MatMul(NT) -> ClampGrad(0, Infinity) (flipped) with [33, 130]) [33, 7], [130, 7], [33, 130] -> [33, 130]\n",
@@ -43,14 +48,16 @@ public sealed partial class PersistentTests
     }
 
     [Theory]
-    [InlineData(MatMulPath.Warp)]
-    [InlineData(MatMulPath.Tiled)]
-    public void Row_chained_persistent_step_gives_the_bits_of_its_launches(MatMulPath path)
+    [InlineData(MatMulPath.Warp, 0)]
+    [InlineData(MatMulPath.Tiled, 0)]
+    [InlineData(MatMulPath.Warp, 3)]
+    public void Row_chained_persistent_step_gives_the_bits_of_its_launches(MatMulPath path, int shares)
     {
-        var launches = Train(Sim, path, persistent: false, rows: true);
-        var persistent = Train(Sim, path, persistent: true, rows: true);
+        var launches = Train(Sim, path, persistent: false, rows: true, shares: shares);
+        var persistent = Train(Sim, path, persistent: true, rows: true, shares: shares);
         persistent.Persistent.Should().BeTrue(persistent.Describe);
         persistent.Describe.Should().Contain("Persistent: 2 phases (Rows, ").And.Contain("1 grid barriers");
+        if (shares > 1) launches.Describe.Should().Contain($"{shares} groups a block sharing its first stage");
         persistent.Losses.Should().Equal(launches.Losses, "each block's stages and the parts add in the same order, whatever the grid");
         persistent.W1.Should().Equal(launches.W1);
         persistent.W2.Should().Equal(launches.W2);

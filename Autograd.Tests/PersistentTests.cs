@@ -22,15 +22,18 @@ public sealed partial class PersistentTests
     {
         private readonly KernelHost _host;
         private readonly bool _saved, _savedChains, _savedRows;
+        private readonly int _savedShares;
         private readonly MatMulPin? _matMul;
 
-        public Pin(Device dev, MatMulPath? path, bool persistent, int? splitK = null, bool oneLaunch = true, bool chains = false, bool rows = false)
+        public Pin(Device dev, MatMulPath? path, bool persistent, int? splitK = null, bool oneLaunch = true, bool chains = false, bool rows = false, int shares = 0)
         {
             _host = dev.Host;
             _saved = _host.PersistentSteps;
             _savedChains = _host.ChainTails;
             _savedRows = _host.RowChains;
+            _savedShares = _host.RowShares;
             _host.RowChains = rows;
+            _host.RowShares = shares;
             if (path is { } p) _matMul = new MatMulPin(_host, p, splitK: splitK, oneLaunch: oneLaunch);
             _host.PersistentSteps = persistent;
             _host.ChainTails = chains;
@@ -41,6 +44,7 @@ public sealed partial class PersistentTests
             _host.PersistentSteps = _saved;
             _host.ChainTails = _savedChains;
             _host.RowChains = _savedRows;
+            _host.RowShares = _savedShares;
             _matMul?.Dispose();
         }
     }
@@ -70,15 +74,16 @@ public sealed partial class PersistentTests
     // A two-layer net of awkward shapes trained `steps` steps by Run(steps) and two more by Run(),
     // compiled with the persistent kernel or without.
     private static Trained Train(Device dev, MatMulPath path, bool persistent, int? splitK = null,
-        int batch = 33, int inputs = 65, int hidden = 130, int outputs = 7, int steps = 4, bool oneLaunch = true, bool chains = false, bool rows = false) =>
-        (Trained)Trainings.GetOrAdd((dev, path, persistent, splitK, batch, inputs, hidden, outputs, steps, oneLaunch, chains, rows),
-            _ => TrainOnce(dev, path, persistent, splitK, batch, inputs, hidden, outputs, steps, oneLaunch, chains, rows));
+        int batch = 33, int inputs = 65, int hidden = 130, int outputs = 7, int steps = 4, bool oneLaunch = true, bool chains = false, bool rows = false,
+        int shares = 0) =>
+        (Trained)Trainings.GetOrAdd((dev, path, persistent, splitK, batch, inputs, hidden, outputs, steps, oneLaunch, chains, rows, shares),
+            _ => TrainOnce(dev, path, persistent, splitK, batch, inputs, hidden, outputs, steps, oneLaunch, chains, rows, shares));
 
     private static Trained TrainOnce(Device dev, MatMulPath path, bool persistent, int? splitK,
-        int batch, int inputs, int hidden, int outputs, int steps, bool oneLaunch, bool chains, bool rows)
+        int batch, int inputs, int hidden, int outputs, int steps, bool oneLaunch, bool chains, bool rows, int shares)
     {
         var host = dev.Host;
-        using var pin = new Pin(dev, path, persistent, splitK, oneLaunch, chains, rows);
+        using var pin = new Pin(dev, path, persistent, splitK, oneLaunch, chains, rows, shares);
         Tensor.ManualSeed(41);
         using var x = Tensor.Randn([batch, inputs], dev);
         using var y = Tensor.Randn([batch, outputs], dev);

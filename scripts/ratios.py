@@ -102,6 +102,7 @@ forms = {n: v for n, v in seeds.items() if "Run(steps: 500)" in n and "rule, no 
 if forms:
     best = min(forms, key=forms.get)
     switches = [k for s, k in (("persistent kernel", "KernelHost.PersistentSteps"), ("row chains", "KernelHost.RowChains"),
-                               ("chain tails", "KernelHost.ChainTails"), ("warp products", "MatMulPath.Warp")) if s in best]
+                               ("chain tails", "KernelHost.ChainTails"), ("warp products", "MatMulPath.Warp"),
+                               ("one group a block", "KernelHost.RowShares = 1")) if s in best]
     print(f"fastest seed step: {forms[best]:.1f} us/step ({best}); goal <= 15: {'met' if forms[best] <= 15 else 'unmet'}; "
           + (f"default on CUDA would need {', '.join(switches)}" if switches else "already the default form"))

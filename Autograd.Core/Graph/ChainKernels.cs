@@ -32,9 +32,10 @@ internal delegate void RowsLaunch(KernelHost h, RowSplit split, StageOperands[] 
 
 /// <summary>
 /// Products run block of rows by block of rows in one launch (Fuse.Rows.cs): Stages are the nodes, the
-/// first included, Split how the compile found the rows cut, StagesType the Stages&lt;...&gt; they make.
+/// first included, Split how the compile found the rows cut (HeadColumns the first stage's columns it
+/// was asked for, 0 when that stage sums), StagesType the Stages&lt;...&gt; they make.
 /// </summary>
-internal sealed record MatMulRowsOp(IReadOnlyList<Node> Stages, RowSplit Split, Type StagesType, RowsLaunch Launch)
+internal sealed record MatMulRowsOp(IReadOnlyList<Node> Stages, RowSplit Split, int HeadColumns, Type StagesType, RowsLaunch Launch)
 {
     public string Text => string.Join(" then ", Stages.Select(s => s.Op.ToString()));
 }
@@ -64,12 +65,12 @@ internal static class ChainKernels
     }
 
     /// <summary>The row chain op for its stages (each a fused product or a product with its sum), split as the compile found.</summary>
-    public static MatMulRowsOp Rows(IReadOnlyList<Node> stages, RowSplit split)
+    public static MatMulRowsOp Rows(IReadOnlyList<Node> stages, RowSplit split, int headColumns)
     {
         var (stagesType, maker) = Compose(stages);
         var bind = typeof(ChainKernels).GetMethod(nameof(BindRows), BindingFlags.NonPublic | BindingFlags.Static)!
             .MakeGenericMethod(stagesType);
-        return new MatMulRowsOp(stages, split, stagesType, (RowsLaunch)bind.Invoke(null, [maker])!);
+        return new MatMulRowsOp(stages, split, headColumns, stagesType, (RowsLaunch)bind.Invoke(null, [maker])!);
     }
 
     // The stages' composed type, Stages<S1, Stages<S2, NoStage>>, and the maker of its struct.
@@ -156,7 +157,7 @@ internal static class ChainKernels
             var (m, n, k) = Dims(mm, x);
             var (operand, em, en) = e.HasOperand ? (x[2].View, e.RowStride, e.ColStride) : (y.View, 0, 0);
             return at.Rows is { } split
-                ? MatMulKernels.RowProduct(h, split, x[0].View, mm.Flag1, x[1].View, mm.Flag2, y.View, m, n, k, e.Alpha(), e.Beta, (TEpi)e.Op, operand, em, en)
+                ? MatMulKernels.RowProduct(h, split, x[0].View, mm.Flag1, x[1].View, mm.Flag2, y.View, m, n, k, e.Alpha(), e.Beta, (TEpi)e.Op, operand, em, en, head: i == 0)
                 : MatMulKernels.GroupProduct(h, at.Head, x[0].View, mm.Flag1, x[1].View, mm.Flag2, y.View, m, n, k, e.Alpha(), e.Beta, (TEpi)e.Op, operand, em, en);
         }
     }
@@ -176,7 +177,7 @@ internal static class ChainKernels
             var sum = FusedKernels.Tail<TMap, TSide>(s.Sum, loss, x);
             var (operand, em, en) = e.HasOperand ? (x[2].View, e.RowStride, e.ColStride) : (c.View, 0, 0);
             return at.Rows is { } split
-                ? MatMulKernels.RowProductSum(h, split, x[0].View, mm.Flag1, x[1].View, mm.Flag2, c.View, m, n, k, e.Alpha(), e.Beta, (TEpi)e.Op, operand, em, en, sum, at.Parts)
+                ? MatMulKernels.RowProductSum(h, split, x[0].View, mm.Flag1, x[1].View, mm.Flag2, c.View, m, n, k, e.Alpha(), e.Beta, (TEpi)e.Op, operand, em, en, sum, at.Parts, head: i == 0)
                 : MatMulKernels.GroupProductSum(h, at.Head, x[0].View, mm.Flag1, x[1].View, mm.Flag2, c.View, m, n, k, e.Alpha(), e.Beta, (TEpi)e.Op, operand, em, en, sum);
         }
     }

@@ -82,7 +82,7 @@ internal static class Emit
         var stages = rows.Stages.Select(s => Bind(plan, s)).ToArray();
         void Run(KernelHost h, StageOperands[] bound)
         {
-            if (MatMulKernels.RowChainSplit(h, rows.Split.M) == rows.Split)
+            if (MatMulKernels.RowChainSplit(h, rows.Split.M, rows.HeadColumns) == rows.Split)
             {
                 rows.Launch(h, rows.Split, bound, scratch);
                 return;
@@ -90,7 +90,10 @@ internal static class Emit
             for (int i = 0; i < bound.Length; i++)
                 Executor.Run(h, rows.Stages[i].Op, bound[i].X, bound[i].Y, scratch, bound[i].Side);
         }
-        string text = $"Rows, {rows.Split.Blocks} blocks of {rows.Split.RowsPer} rows a group: " + string.Join(", then ", rows.Stages.Select(StageText));
+        var split = rows.Split;
+        string text = (split.Shares == 1 ? $"Rows, {split.Blocks} blocks of {split.RowsPer} rows a group: "
+            : $"Rows, {split.Blocks} blocks of {split.RowsPer} rows, {split.Shares} groups a block sharing its first stage: ")
+            + string.Join(", then ", rows.Stages.Select(StageText));
         return new Instr(text, h => Run(h, stages), Redirect(rows.Stages, stages, loss, Run));
     }
 

@@ -40,8 +40,12 @@ internal static partial class Fuse
                 (node, taken) => RowCandidate(node) && RowLocal(node, taken.Select(s => result[s]).ToList(), split, root), int.MaxValue, MaxRowPassedOver);
             if (stages.Count < 2) continue;
             var members = stages.Select(j => AsStage(result[j])).ToList();
+            // The first stage's columns shared out among a block's groups, unless it sums (a block's
+            // part of the sum needs all of them); the rows are cut as before, so the checks above hold.
+            int headColumns = first.Side == null ? n : 0;
+            split = MatMulKernels.RowChainSplit(host, m, headColumns)!.Value;
             // The first stage's node carries the chain; the others follow it, then what was passed over.
-            var carrier = new Node(first.Op with { Payload = ChainKernels.Rows(members, split) }, first.Inputs, first.Output) { Side = first.Side };
+            var carrier = new Node(first.Op with { Payload = ChainKernels.Rows(members, split, headColumns) }, first.Inputs, first.Output) { Side = first.Side };
             i = Reorder(result, i, stages, [carrier, .. members.Skip(1)]);
         }
         return result;

@@ -97,6 +97,10 @@ if (device.Kind == DeviceKind.Cuda)
     Report(() => Workloads.SeedCompiled(device, 2000, cudaGraphs: true, stepsPerRun: 1, variant: "row chains, chain tails"));
     Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "row chains, chain tails"));
     Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "persistent kernel, row chains, chain tails"));
+    // The rows above share h's columns among a block's groups (KernelHost.RowShares' rule: 8 a block
+    // on an H200); these keep a block in one group, as the fifteenth session built it.
+    Report(() => Workloads.SeedCompiled(device, 2000, cudaGraphs: true, stepsPerRun: 1, variant: "row chains, chain tails, one group a block"));
+    Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "row chains, chain tails, one group a block"));
     // The rows above without a suffix follow the autotuned table (on by default on a GPU); this one, the rule.
     Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "rule, no autotuning"));
 }

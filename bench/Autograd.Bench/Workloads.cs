@@ -101,7 +101,8 @@ public static partial class Workloads
     /// products" with every product on Warp, "persistent kernel, chain tails" both; "row chains" runs h, y
     /// with its loss and dH block of rows by block in one launch (KernelHost.RowChains), "row chains, chain
     /// tails" with w2's update in w1's launch too (2 launches), "persistent kernel, row chains, chain
-    /// tails" all three.</param>
+    /// tails" all three; a row-chain variant ending ", one group a block" keeps each block of rows in one
+    /// group (KernelHost.RowShares = 1) where the others share h's columns among a block's groups.</param>
     public static Result SeedCompiled(Device d, int steps, bool cudaGraphs, int stepsPerRun, string variant = "")
     {
         var saved = d.Kernels.MatMulSettings;
@@ -123,12 +124,14 @@ public static partial class Workloads
         if (variant.Contains("chain tails", StringComparison.Ordinal)) d.Kernels.ChainTails = true;
         bool rows = d.Kernels.RowChains;
         if (variant.Contains("row chains", StringComparison.Ordinal)) d.Kernels.RowChains = true;
+        int shares = d.Kernels.RowShares;
+        if (variant.EndsWith("one group a block", StringComparison.Ordinal)) d.Kernels.RowShares = 1;
         try
         {
             // The kernel-choice variants print where their time goes, like the shipped step.
             var r = SeedCompiledAsShipped(d, steps, cudaGraphs, stepsPerRun, profile: variant is "no launch bounds" or "warp products" or "warp products, one warp a block" or "warp products, no launch bounds" or "warp below 16K outputs" or "8x8 tiles" or "rule, no autotuning"
                 or "persistent kernel" or "persistent kernel, warp products" or "chain tails, warp products" or "persistent kernel, chain tails"
-                or "row chains, chain tails" or "persistent kernel, row chains, chain tails");
+                or "row chains, chain tails" or "persistent kernel, row chains, chain tails" or "row chains, chain tails, one group a block");
             return variant == "" ? r : r with { Name = $"{r.Name}, {variant}" };
         }
         finally
@@ -139,6 +142,7 @@ public static partial class Workloads
             d.Kernels.PersistentSteps = persistent;
             d.Kernels.ChainTails = chains;
             d.Kernels.RowChains = rows;
+            d.Kernels.RowShares = shares;
         }
     }
 
