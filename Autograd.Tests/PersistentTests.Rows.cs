@@ -200,7 +200,11 @@ public sealed partial class PersistentTests
         var dev = Device.Get("cuda");
         var launches = Train(dev, path, persistent: false, batch: 64, inputs: 1000, hidden: 100, outputs: 10, steps: 50);
         var rows = Train(dev, path, persistent: false, batch: 64, inputs: 1000, hidden: 100, outputs: 10, steps: 50, chains: true, rows: true);
-        rows.Describe.Should().Contain("Rows, 16 blocks of 4 rows a group: Fused(MatMul(NN) -> Clamp(0, Infinity)) [64, 1000]");
+        RowSplit split;
+        using (new Pin(dev, path, persistent: false, rows: true)) split = MatMulKernels.RowChainSplit(dev.Host, 64, 100)!.Value;
+        split.Shares.Should().Be(Math.Clamp(dev.Host.Accelerator.NumMultiprocessors / 16, 1, MatMulKernels.MaxRowShares), "the rule spreads 16 blocks over the multiprocessors");
+        string cut = split.Shares == 1 ? "16 blocks of 4 rows a group" : $"16 blocks of 4 rows, {split.Shares} groups a block sharing its first stage";
+        rows.Describe.Should().Contain($"Rows, {cut}: Fused(MatMul(NN) -> Clamp(0, Infinity)) [64, 1000]");
         rows.Launches.Should().Be(2, rows.Describe);
         AssertClose(rows.Losses, launches.Losses, "losses");
         AssertClose(rows.W1, launches.W1, "w1");
