@@ -104,25 +104,25 @@ public sealed partial class KernelTests
         TestData.ShouldMatch(run.D, twin.D, 1e-4, 1e-4 * Math.Sqrt(k1 * n1 * n2), what + ": D");
     }
 
-    // Sets one of a KernelHost's switches for one test, and puts it back (devices and their hosts are
+    // Sets one of a KernelHost's settings for one test, and puts it back (devices and their hosts are
     // shared between tests).
-    internal abstract class HostSwitch : IDisposable
+    internal abstract class HostSwitch<T> : IDisposable
     {
-        private readonly Action<bool> _set;
-        private readonly bool _saved;
+        private readonly Action<T> _set;
+        private readonly T _saved;
 
-        protected HostSwitch(Func<bool> get, Action<bool> set, bool on)
+        protected HostSwitch(Func<T> get, Action<T> set, T value)
         {
             _set = set;
             _saved = get();
-            set(on);
+            set(value);
         }
 
         public void Dispose() => _set(_saved);
     }
 
     // KernelHost.ChainTails for one test.
-    internal sealed class ChainsOn(KernelHost host, bool on) : HostSwitch(() => host.ChainTails, v => host.ChainTails = v, on);
+    internal sealed class ChainsOn(KernelHost host, bool on) : HostSwitch<bool>(() => host.ChainTails, v => host.ChainTails = v, on);
 
     // With 2 simulated multiprocessors, groups run at the same time and which one is last varies; the
     // result must not. The first stage reads the head's output stored by every group, the second the

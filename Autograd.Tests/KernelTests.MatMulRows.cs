@@ -46,7 +46,7 @@ public sealed partial class KernelTests
         string what = $"{m}x{n1}x{k1} then N2 = {n2}, A transposed {transA}, blocks of {split.RowsPer} rows ({split.Blocks}), "
             + $"{split.Shares} groups a block, groups of {MatMulKernels.RowThreads(host)}";
         var runs = RunRowChain(host, split, a, transA, b1, b2, t, m, n1, k1, n2, repeats: 3, what,
-            (run, lanes) => ShouldMatchTwin(run, twin, k1, n1, n2, $"{what}, lanes {lanes}"));
+            (run, lanes) => ShouldMatchTwin(run, twin, k1, n1, n2, $"{what}, lanes {string.Join(", ", lanes)}"));
         // The counters went back to zero (else a repeat sums nothing, or its later stages never run), and the order is fixed.
         runs[1].Loss.Should().Be(runs[0].Loss, what + ": a repeat has the same bits");
         runs[2].Loss.Should().Be(runs[0].Loss, what);
@@ -70,7 +70,7 @@ public sealed partial class KernelTests
             split.Shares.Should().Be(shares);
             int seen = 0;
             var run = RunRowChain(host, split, a, false, b1, b2, t, m, n1, k1, n2, repeats: 1, $"{shares} groups a block",
-                (_, l) => seen = int.Parse(l.Split(',')[0]))[0];
+                (_, l) => seen = l[0])[0];
             lanes = seen;
             return run;
         }
@@ -90,10 +90,10 @@ public sealed partial class KernelTests
         (TestData.Normal(m * k1, m * 3 + k1 + 7), TestData.Normal(k1 * n1, n1 * 5 + 2), TestData.Normal(n1 * n2, n2 * 7 + 3), TestData.Normal(m * n2, m + n2 + 1));
 
     // The three stages above as one row chain, `repeats` launches into poisoned outputs; `check` sees
-    // each run and the first stage's lanes.
+    // each run and the three stages' lanes.
     private static List<(float Loss, float[] H, float[] Y, float[] D)> RunRowChain(KernelHost host, RowSplit split, float[] a, bool transA,
         float[] b1, float[] b2, float[] t, int m, int n1, int k1, int n2, int repeats, string what,
-        Action<(float Loss, float[] H, float[] Y, float[] D), string> check)
+        Action<(float Loss, float[] H, float[] Y, float[] D), int[]> check)
     {
         using var ab = Upload(host, a);
         using var b1b = Upload(host, b1);
@@ -118,7 +118,7 @@ public sealed partial class KernelTests
                 Stages<GroupProduct<AxpyOp, PowOp, PowGradOp>, Stages<GroupProduct<AxpyOp, IdentityOp, FirstOp>, NoStage>>>(s1, new(s2, new(s3, default))));
             (host.Launches - launches).Should().Be(1, what + ": one launch");
             runs.Add((Download(host, loss, 1)[0], Download(host, hb, m * n1), Download(host, yb, m * n2), Download(host, db, m * n1)));
-            check(runs[^1], $"{s1.Lanes}, {s2.Lanes}, {s3.Lanes}");
+            check(runs[^1], [s1.Lanes, s2.Lanes, s3.Lanes]);
         }
         return runs;
     }
@@ -217,21 +217,8 @@ public sealed partial class KernelTests
     }
 
     // KernelHost.RowChains for one test.
-    internal sealed class RowsOn(KernelHost host, bool on) : HostSwitch(() => host.RowChains, v => host.RowChains = v, on);
+    internal sealed class RowsOn(KernelHost host, bool on) : HostSwitch<bool>(() => host.RowChains, v => host.RowChains = v, on);
 
     // KernelHost.RowShares for one test.
-    internal sealed class RowSharesSet : IDisposable
-    {
-        private readonly KernelHost _host;
-        private readonly int _saved;
-
-        public RowSharesSet(KernelHost host, int shares)
-        {
-            _host = host;
-            _saved = host.RowShares;
-            host.RowShares = shares;
-        }
-
-        public void Dispose() => _host.RowShares = _saved;
-    }
+    internal sealed class RowSharesSet(KernelHost host, int shares) : HostSwitch<int>(() => host.RowShares, v => host.RowShares = v, shares);
 }
