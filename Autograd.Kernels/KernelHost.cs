@@ -120,6 +120,7 @@ public sealed partial class KernelHost
         SumChunks = other.SumChunks;
         _hostLoops = other._hostLoops;
         LaunchBounds = other.LaunchBounds;
+        WholeTiles = other.WholeTiles;
         PersistentSteps = other.PersistentSteps;
         ChainTails = other.ChainTails;
         RowChains = other.RowChains;

@@ -67,6 +67,7 @@ public static partial class MatMulKernels
         }
         if (Has128Tiles(path) && SplitK(host, m, n, k) is > 1 and var layers)
             text = $"{path}, split-K {layers} in two launches";
+        if (path == MatMulPath.Wide16 && WholeTiles(host, m, n, k)) text += ", whole tiles";
         if (path == MatMulPath.Warp && WarpTeam(host, m, n, k) is > 1 and var team) text = $"Warp, teams of {team} warps";
         if (host.IsTunedView) text += ", autotuned";
         if (!withSum) return text;
@@ -296,14 +297,22 @@ public static partial class MatMulKernels
         var group = new Index3D(LargeSide, LargeSide, 1);
         if (path is MatMulPath.Wide or MatMulPath.Wide16)
         {
+            int vec = WideVectorizable(a, b, g);
+            var grid = new Index3D((g.N + WideTile - 1) / WideTile, (g.M + WideTile - 1) / WideTile, layers);
+            if (path == MatMulPath.Wide16 && WholeTiles(host, g, layers, vec))
+            {
+                var kwhole = host.Load("MatMulWide16/whole", typeof(TEpi), acc =>
+                    acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, TEpi>(Wide16WholeKernel));
+                kwhole(host.Stream, new KernelConfig(grid, group), a, b, c, operand, g, epilogue);
+                return;
+            }
             // The same arguments and grid; Wide16 reads its slices 16 k deep instead of 8.
             var kw = path == MatMulPath.Wide16
                 ? host.Load("MatMulWide16", typeof(TEpi), acc =>
                     acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, int, TEpi>(Wide16Kernel))
                 : host.Load("MatMulWide", typeof(TEpi), acc =>
                     acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, int, TEpi>(WideKernel));
-            var grid = new Index3D((g.N + WideTile - 1) / WideTile, (g.M + WideTile - 1) / WideTile, layers);
-            kw(host.Stream, new KernelConfig(grid, group), a, b, c, operand, g, WideVectorizable(a, b, g), epilogue);
+            kw(host.Stream, new KernelConfig(grid, group), a, b, c, operand, g, vec, epilogue);
             return;
         }
         var kl = host.Load("MatMulLarge", typeof(TEpi), acc =>

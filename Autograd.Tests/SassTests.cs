@@ -134,6 +134,8 @@ public sealed class SassTests
     [InlineData("MatMulKernels.WideKernel<AxpyOp>")]
     [InlineData("MatMulKernels.Wide16Kernel<FirstOp>")]
     [InlineData("MatMulKernels.Wide16Kernel<AxpyOp>")]
+    [InlineData("MatMulKernels.Wide16WholeKernel<FirstOp>")]
+    [InlineData("MatMulKernels.Wide16WholeKernel<AxpyOp>")]
     [InlineData("MatMulKernels.LargeKernel<FirstOp>")]
     [InlineData("MatMulKernels.LargeKernel<DivOp>")]
     [InlineData("MatMulKernels.TiledKernel<Tile16x16, FirstOp, SumTail<PowOp, PowGradOp>>")]
@@ -260,5 +262,31 @@ public sealed class SassTests
         between.Where(o => o != "LDS.128" && o != "FFMA").Should().BeEmpty("the unrolled slice is loads and multiply-adds only");
         between.Count(o => o == "FFMA").Should().BeGreaterThan(384, "most of the slice's 512 FMAs are issued between its loads");
         ops.Count(o => o == "FFMA").Should().BeGreaterThanOrEqualTo(512, "8 steps x 8x8 per thread");
+    }
+
+    // Wide16Whole exists to take the edge tests out of Wide16's slice loop (the layout, bounds and
+    // alignment tests of each half-slice's fetch and store; ptxas 11.8 gave Wide16 562 instructions
+    // beside its FFMA and LDS between the prologue's barrier and the loop's, Wide16Whole 166). The
+    // loop is what lies between the two barriers: 1,024 FFMA and 64 LDS.128 in both.
+    [Fact]
+    public void Wide16Whole_slice_loop_in_SASS_has_few_instructions_beside_its_FMAs()
+    {
+        static (int Ffma, int Lds, int Other) Loop(string kernel)
+        {
+            var ops = Sass(kernel);
+            int first = ops.IndexOf("BAR.SYNC"), last = ops.LastIndexOf("BAR.SYNC");
+            first.Should().BeLessThan(last, $"{kernel}: a barrier after the prologue and one ending the loop");
+            var loop = ops[(first + 1)..last];
+            if (kernel.Contains("Whole", StringComparison.Ordinal))
+                (loop.Count(o => o == "LD.E.128"), loop.Count(o => (o.StartsWith("LD.", StringComparison.Ordinal) || o.StartsWith("LDG", StringComparison.Ordinal)) && o != "LD.E.128"))
+                    .Should().Be((4, 0), $"{kernel}: the next slice as two 16-byte loads a half, A and B, no scalar loads");
+            return (loop.Count(o => o == "FFMA"), loop.Count(o => o == "LDS.128"), loop.Count(o => o is not ("FFMA" or "LDS.128")));
+        }
+        var whole = Loop("MatMulKernels.Wide16WholeKernel<FirstOp>");
+        var edged = Loop("MatMulKernels.Wide16Kernel<FirstOp>");
+        (whole.Ffma, whole.Lds).Should().Be((1024, 64), "16 steps of 64 FMAs and 4 fragment loads");
+        (edged.Ffma, edged.Lds).Should().Be((1024, 64));
+        whole.Other.Should().BeLessThanOrEqualTo(200, "the fetch is an add and a load, the store one to four stores");
+        whole.Other.Should().BeLessThan(edged.Other / 2, "the edge tests are gone from the loop");
     }
 }

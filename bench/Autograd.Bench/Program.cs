@@ -170,11 +170,15 @@ if (!quick)
         foreach (var (ta, tb, name) in new[] { (false, false, "NN"), (false, true, "NT"), (true, false, "TN") })
         {
             Report(() => Workloads.MatMul(device, n, n, n, ta, tb, $"matmul {n}^3 {name}"));
-            // Both double-buffered 128x128 kernels pinned beside the autotuned choice: Wide and Wide16 (16-deep slices, the rule's).
+            // Both double-buffered 128x128 kernels pinned beside the autotuned choice: Wide and Wide16 (16-deep slices, the rule's;
+            // on whole tiles, "Wide16, whole tiles", its kernel without edge tests).
             if (n == 4096 || name == "NN")
             {
                 Report(() => Workloads.MatMul(device, n, n, n, ta, tb, $"matmul {n}^3 {name}", MatMulPath.Wide));
                 Report(() => Workloads.MatMul(device, n, n, n, ta, tb, $"matmul {n}^3 {name}", MatMulPath.Wide16));
+                // Wide16 on its edge-tested kernel at 4096^3: the whole-tile kernel's gain in the same call.
+                if (n == 4096)
+                    Report(() => Workloads.MatMul(device, n, n, n, ta, tb, $"matmul {n}^3 {name}", MatMulPath.Wide16, wholeTiles: false));
             }
         }
     // What ptxas made of the SGEMM kernels timed so far (registers, spills, shared memory, groups a

@@ -211,10 +211,24 @@ public static partial class Workloads
         return loss;
     }
 
-    /// <summary>C = op(A) op(B) through the SGEMM launcher into a preallocated C (tiledGroup pins the Tiled kernel's group).</summary>
+    /// <summary>
+    /// C = op(A) op(B) through the SGEMM launcher into a preallocated C (tiledGroup pins the Tiled kernel's
+    /// group; wholeTiles false keeps Wide16 on its edge-tested kernel, KernelHost.WholeTiles).
+    /// </summary>
     public static Result MatMul(Device d, int m, int n, int k, bool ta, bool tb, string name, MatMulPath path = MatMulPath.Auto,
-        (int X, int Y)? tiledGroup = null) =>
-        OnPath(d, path, () => MatMulOnce(d, m, n, k, ta, tb, name), tiledGroup);
+        (int X, int Y)? tiledGroup = null, bool wholeTiles = true)
+    {
+        bool saved = d.Kernels.WholeTiles;
+        d.Kernels.WholeTiles = wholeTiles;
+        try
+        {
+            return OnPath(d, path, () => MatMulOnce(d, m, n, k, ta, tb, name), tiledGroup);
+        }
+        finally
+        {
+            d.Kernels.WholeTiles = saved;
+        }
+    }
 
     // Runs a workload with the device's SGEMM pinned to path (and group), then puts the previous ones back.
     private static Result OnPath(Device d, MatMulPath path, Func<Result> run, (int X, int Y)? tiledGroup = null)
