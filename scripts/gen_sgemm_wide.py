@@ -357,27 +357,25 @@ public static partial class MatMulKernels
         int sb = bAlongK ? (tid % 2) * 4 * WideRow + tid / 2 : (tid / 32) * (WideRow / 4) + tid % 32;
 {acc_decl}
         Float4 va0, va1, vb0, vb1;
-        var pa = a4[ga];
-        var pb = b4[gb];
-        PutWhole(sA, sA4, aAlongK, sa, 0, pa);
-        PutWhole(sB, sB4, bAlongK, sb, 0, pb);
-        pa = a4[ga + gaStep];
-        pb = b4[gb + gbStep];
-        PutWhole(sA, sA4, aAlongK, sa, 1, pa);
-        PutWhole(sB, sB4, bAlongK, sb, 1, pb);
+        PutWhole(sA, sA4, aAlongK, sa, 0, a4[ga]);
+        PutWhole(sB, sB4, bAlongK, sb, 0, b4[gb]);
+        PutWhole(sA, sA4, aAlongK, sa, 1, a4[ga + gaStep]);
+        PutWhole(sB, sB4, bAlongK, sb, 1, b4[gb + gbStep]);
         Group.Barrier();
         int stage = 0;
         for (int k0 = kBegin; k0 < kEnd; k0 += Wide16Depth)
         {{
             bool more = k0 + Wide16Depth < kEnd;
-            // To the next slice's first half.
-            ga += 2 * gaStep;
-            gb += 2 * gbStep;
+            // To the next slice's first half; the last slice of a part reads its own again instead of
+            // one past the part, so the fetched registers are set on every trip and none is carried
+            // around the loop (ptxas copied them back and forth when they were).
             if (more)
             {{
-                pa = a4[ga];
-                pb = b4[gb];
+                ga += 2 * gaStep;
+                gb += 2 * gbStep;
             }}
+            var pa = a4[ga];
+            var pb = b4[gb];
             int o4 = stage * (Wide16Depth * WideRow / 4);
             var fa = sA4.SubView(o4 + ty, Fragment16Span);
             var fb = sB4.SubView(o4 + tx, Fragment16Span);
@@ -386,9 +384,9 @@ public static partial class MatMulKernels
             {{
                 PutWhole(sA, sA4, aAlongK, sa, 2 * (stage ^ 1), pa);
                 PutWhole(sB, sB4, bAlongK, sb, 2 * (stage ^ 1), pb);
-                pa = a4[ga + gaStep];
-                pb = b4[gb + gbStep];
             }}
+            pa = a4[ga + gaStep];
+            pb = b4[gb + gbStep];
 {chr(10).join(inner16[8:])}
             if (more)
             {{
@@ -408,10 +406,12 @@ public static partial class MatMulKernels
         int o = h * WideDepth * WideRow;
         if (alongK)
         {{
-            s[o + at] = v.X;
-            s[o + at + WideRow] = v.Y;
-            s[o + at + 2 * WideRow] = v.Z;
-            s[o + at + 3 * WideRow] = v.W;
+            // From one base, so that the rows' offsets are constants the stores can carry.
+            var d = s.SubView(o + at, 3 * WideRow + 1);
+            d[0] = v.X;
+            d[WideRow] = v.Y;
+            d[2 * WideRow] = v.Z;
+            d[3 * WideRow] = v.W;
         }}
         else s4[o / 4 + at] = v;
     }}
