@@ -70,11 +70,11 @@ public static partial class MatMulKernels
         for (int k0 = kBegin; k0 < kEnd; k0 += WideDepth)
         {
             bool more = k0 + WideDepth < kEnd;
-            if (more)
-            {
-                pa = FetchA(a, g, vec, tid, rowBase, k0 + WideDepth, kEnd);
-                pb = FetchB(b, g, vec, tid, colBase, k0 + WideDepth, kEnd);
-            }
+            // Fetched on every trip, past kEnd as zeros on the last: registers set on every trip are not
+            // carried around the loop (ptxas copied the prefetch back and forth when the fetch was
+            // conditional).
+            pa = FetchA(a, g, vec, tid, rowBase, k0 + WideDepth, kEnd);
+            pb = FetchB(b, g, vec, tid, colBase, k0 + WideDepth, kEnd);
             // The thread's fragments of this stage, from its own base: each load below is the base
             // plus a constant, which the PTX can fold into the load's offset.
             int o4 = stage * (WideDepth * WideRow / 4);
@@ -237,11 +237,12 @@ public static partial class MatMulKernels
         int o = s * WideDepth * WideRow;
         if (g.Ak == 1)
         {
-            int m = tid / 2, k = (tid % 2) * 4;
-            sA[o + k * WideRow + m] = v.X;
-            sA[o + (k + 1) * WideRow + m] = v.Y;
-            sA[o + (k + 2) * WideRow + m] = v.Z;
-            sA[o + (k + 3) * WideRow + m] = v.W;
+            // From one base, so that the rows' offsets are constants the stores can carry.
+            var d = sA.SubView(o + (tid % 2) * 4 * WideRow + tid / 2, 3 * WideRow + 1);
+            d[0] = v.X;
+            d[WideRow] = v.Y;
+            d[2 * WideRow] = v.Z;
+            d[3 * WideRow] = v.W;
         }
         else sA4[(o + (tid / 32) * WideRow + (tid % 32) * 4) / 4] = v;
     }
@@ -252,11 +253,11 @@ public static partial class MatMulKernels
         if (g.Bn == 1) sB4[(o + (tid / 32) * WideRow + (tid % 32) * 4) / 4] = v;
         else
         {
-            int n = tid / 2, k = (tid % 2) * 4;
-            sB[o + k * WideRow + n] = v.X;
-            sB[o + (k + 1) * WideRow + n] = v.Y;
-            sB[o + (k + 2) * WideRow + n] = v.Z;
-            sB[o + (k + 3) * WideRow + n] = v.W;
+            var d = sB.SubView(o + (tid % 2) * 4 * WideRow + tid / 2, 3 * WideRow + 1);
+            d[0] = v.X;
+            d[WideRow] = v.Y;
+            d[2 * WideRow] = v.Z;
+            d[3 * WideRow] = v.W;
         }
     }
 
