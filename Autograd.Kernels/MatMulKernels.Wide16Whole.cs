@@ -30,14 +30,14 @@ public static partial class MatMulKernels
         var sB = SharedMemory.Allocate<float>(2 * Wide16Depth * WideRow);
         var sA4 = sA.Cast<Float4>();
         var sB4 = sB.Cast<Float4>();
-        var a4 = a.Cast<Float4>();
-        var b4 = b.Cast<Float4>();
         int tx = Group.IdxX, ty = Group.IdxY;
         int tid = ty * LargeSide + tx;
         int rowBase = Grid.IdxY * WideTile, colBase = Grid.IdxX * WideTile;
         int kBegin = Grid.IdxZ * g.KPer;
         int kEnd = Min(g.K, kBegin + g.KPer);
         int cBase = Grid.IdxZ * g.M * g.N;
+        var a4 = a.Cast<Float4>();
+        var b4 = b.Cast<Float4>();
         // The thread's Float4 of a half-slice as Wide's FetchA and PutA place it: along k (row-major
         // A) row tid / 2, k (tid % 2) * 4..+3, stored as 4 scalars down k; along m (A transposed)
         // k tid / 32, rows (tid % 32) * 4..+3, stored as one Float4. B likewise (FetchB, PutB).

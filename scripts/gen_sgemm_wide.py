@@ -17,16 +17,19 @@ parameters = """        ArrayView<float> a,   // (M, K) or (K, M) per g's stride
         TEpi epi)
         where TEpi : struct, IBinaryOp"""
 
-# The part of both kernels after their shared arrays: the thread's place, its accumulators, and the
-# first (8-deep) slice fetched and stored into stage 0.
-prologue = f"""        var sA4 = sA.Cast<Float4>();
+# Every wide kernel after its shared arrays: the thread's place in the tile, its K part and C.
+place = """        var sA4 = sA.Cast<Float4>();
         var sB4 = sB.Cast<Float4>();
         int tx = Group.IdxX, ty = Group.IdxY;
         int tid = ty * LargeSide + tx;
         int rowBase = Grid.IdxY * WideTile, colBase = Grid.IdxX * WideTile;
         int kBegin = Grid.IdxZ * g.KPer;
         int kEnd = Min(g.K, kBegin + g.KPer);
-        int cBase = Grid.IdxZ * g.M * g.N;
+        int cBase = Grid.IdxZ * g.M * g.N;"""
+
+# The part of Wide and Wide16 after their shared arrays: the thread's place, its accumulators, and
+# the first (8-deep) slice fetched and stored into stage 0.
+prologue = f"""{place}
 {acc_decl}
         Float4 va0, va1, vb0, vb1;
         var pa = FetchA(a, g, vec, tid, rowBase, kBegin, kEnd);
@@ -368,16 +371,9 @@ public static partial class MatMulKernels
     {{
         var sA = SharedMemory.Allocate<float>(2 * Wide16Depth * WideRow);
         var sB = SharedMemory.Allocate<float>(2 * Wide16Depth * WideRow);
-        var sA4 = sA.Cast<Float4>();
-        var sB4 = sB.Cast<Float4>();
+{place}
         var a4 = a.Cast<Float4>();
         var b4 = b.Cast<Float4>();
-        int tx = Group.IdxX, ty = Group.IdxY;
-        int tid = ty * LargeSide + tx;
-        int rowBase = Grid.IdxY * WideTile, colBase = Grid.IdxX * WideTile;
-        int kBegin = Grid.IdxZ * g.KPer;
-        int kEnd = Min(g.K, kBegin + g.KPer);
-        int cBase = Grid.IdxZ * g.M * g.N;
         // The thread's Float4 of a half-slice as Wide's FetchA and PutA place it: along k (row-major
         // A) row tid / 2, k (tid % 2) * 4..+3, stored as 4 scalars down k; along m (A transposed)
         // k tid / 32, rows (tid % 32) * 4..+3, stored as one Float4. B likewise (FetchB, PutB).
