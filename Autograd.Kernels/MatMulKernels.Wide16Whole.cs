@@ -7,6 +7,8 @@
 // about 1 issue slot in 6 of the loop is not an FFMA or an LDS. Here no edge can occur: each thread
 // finds its Float4 of a half-slice in global and shared memory once, before the loop, and steps it
 // by a constant, so the fetch is an add and a load and the store one 16-byte or four scalar stores.
+// With the registers that frees (109 of 128), each step asks for the next step's fragments before
+// its FMAs (two sets, va* and wa*), so a shared load has a step of FMAs to arrive in.
 // Bits: the same fragments in the same order as Wide16, so each element of C is the same chain of FMAs.
 // MatMulKernels.WholeTiles says when it applies; KernelHost.WholeTiles turns it off (to measure it).
 using ILGPU;
@@ -58,7 +60,7 @@ public static partial class MatMulKernels
         float c50 = 0, c51 = 0, c52 = 0, c53 = 0, c54 = 0, c55 = 0, c56 = 0, c57 = 0;
         float c60 = 0, c61 = 0, c62 = 0, c63 = 0, c64 = 0, c65 = 0, c66 = 0, c67 = 0;
         float c70 = 0, c71 = 0, c72 = 0, c73 = 0, c74 = 0, c75 = 0, c76 = 0, c77 = 0;
-        Float4 va0, va1, vb0, vb1;
+        Float4 va0, va1, vb0, vb1, wa0, wa1, wb0, wb1;
         PutWhole(sA, sA4, aAlongK, sa, 0, a4[ga]);
         PutWhole(sB, sB4, bAlongK, sb, 0, b4[gb]);
         PutWhole(sA, sA4, aAlongK, sa, 1, a4[ga + gaStep]);
@@ -81,9 +83,9 @@ public static partial class MatMulKernels
             int o4 = stage * (Wide16Depth * WideRow / 4);
             var fa = sA4.SubView(o4 + ty, Fragment16Span);
             var fb = sB4.SubView(o4 + tx, Fragment16Span);
+                va0 = fa[0]; va1 = fa[16]; vb0 = fb[0]; vb1 = fb[16];
                 // kk = 0
-                va0 = fa[0]; va1 = fa[16];
-                vb0 = fb[0]; vb1 = fb[16];
+                wa0 = fa[33]; wa1 = fa[49]; wb0 = fb[33]; wb1 = fb[49];
                 c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
                 c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
                 c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;
@@ -93,19 +95,17 @@ public static partial class MatMulKernels
                 c60 += va1.Z * vb0.X; c61 += va1.Z * vb0.Y; c62 += va1.Z * vb0.Z; c63 += va1.Z * vb0.W; c64 += va1.Z * vb1.X; c65 += va1.Z * vb1.Y; c66 += va1.Z * vb1.Z; c67 += va1.Z * vb1.W;
                 c70 += va1.W * vb0.X; c71 += va1.W * vb0.Y; c72 += va1.W * vb0.Z; c73 += va1.W * vb0.W; c74 += va1.W * vb1.X; c75 += va1.W * vb1.Y; c76 += va1.W * vb1.Z; c77 += va1.W * vb1.W;
                 // kk = 1
-                va0 = fa[33]; va1 = fa[49];
-                vb0 = fb[33]; vb1 = fb[49];
-                c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
-                c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
-                c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;
-                c30 += va0.W * vb0.X; c31 += va0.W * vb0.Y; c32 += va0.W * vb0.Z; c33 += va0.W * vb0.W; c34 += va0.W * vb1.X; c35 += va0.W * vb1.Y; c36 += va0.W * vb1.Z; c37 += va0.W * vb1.W;
-                c40 += va1.X * vb0.X; c41 += va1.X * vb0.Y; c42 += va1.X * vb0.Z; c43 += va1.X * vb0.W; c44 += va1.X * vb1.X; c45 += va1.X * vb1.Y; c46 += va1.X * vb1.Z; c47 += va1.X * vb1.W;
-                c50 += va1.Y * vb0.X; c51 += va1.Y * vb0.Y; c52 += va1.Y * vb0.Z; c53 += va1.Y * vb0.W; c54 += va1.Y * vb1.X; c55 += va1.Y * vb1.Y; c56 += va1.Y * vb1.Z; c57 += va1.Y * vb1.W;
-                c60 += va1.Z * vb0.X; c61 += va1.Z * vb0.Y; c62 += va1.Z * vb0.Z; c63 += va1.Z * vb0.W; c64 += va1.Z * vb1.X; c65 += va1.Z * vb1.Y; c66 += va1.Z * vb1.Z; c67 += va1.Z * vb1.W;
-                c70 += va1.W * vb0.X; c71 += va1.W * vb0.Y; c72 += va1.W * vb0.Z; c73 += va1.W * vb0.W; c74 += va1.W * vb1.X; c75 += va1.W * vb1.Y; c76 += va1.W * vb1.Z; c77 += va1.W * vb1.W;
+                va0 = fa[66]; va1 = fa[82]; vb0 = fb[66]; vb1 = fb[82];
+                c00 += wa0.X * wb0.X; c01 += wa0.X * wb0.Y; c02 += wa0.X * wb0.Z; c03 += wa0.X * wb0.W; c04 += wa0.X * wb1.X; c05 += wa0.X * wb1.Y; c06 += wa0.X * wb1.Z; c07 += wa0.X * wb1.W;
+                c10 += wa0.Y * wb0.X; c11 += wa0.Y * wb0.Y; c12 += wa0.Y * wb0.Z; c13 += wa0.Y * wb0.W; c14 += wa0.Y * wb1.X; c15 += wa0.Y * wb1.Y; c16 += wa0.Y * wb1.Z; c17 += wa0.Y * wb1.W;
+                c20 += wa0.Z * wb0.X; c21 += wa0.Z * wb0.Y; c22 += wa0.Z * wb0.Z; c23 += wa0.Z * wb0.W; c24 += wa0.Z * wb1.X; c25 += wa0.Z * wb1.Y; c26 += wa0.Z * wb1.Z; c27 += wa0.Z * wb1.W;
+                c30 += wa0.W * wb0.X; c31 += wa0.W * wb0.Y; c32 += wa0.W * wb0.Z; c33 += wa0.W * wb0.W; c34 += wa0.W * wb1.X; c35 += wa0.W * wb1.Y; c36 += wa0.W * wb1.Z; c37 += wa0.W * wb1.W;
+                c40 += wa1.X * wb0.X; c41 += wa1.X * wb0.Y; c42 += wa1.X * wb0.Z; c43 += wa1.X * wb0.W; c44 += wa1.X * wb1.X; c45 += wa1.X * wb1.Y; c46 += wa1.X * wb1.Z; c47 += wa1.X * wb1.W;
+                c50 += wa1.Y * wb0.X; c51 += wa1.Y * wb0.Y; c52 += wa1.Y * wb0.Z; c53 += wa1.Y * wb0.W; c54 += wa1.Y * wb1.X; c55 += wa1.Y * wb1.Y; c56 += wa1.Y * wb1.Z; c57 += wa1.Y * wb1.W;
+                c60 += wa1.Z * wb0.X; c61 += wa1.Z * wb0.Y; c62 += wa1.Z * wb0.Z; c63 += wa1.Z * wb0.W; c64 += wa1.Z * wb1.X; c65 += wa1.Z * wb1.Y; c66 += wa1.Z * wb1.Z; c67 += wa1.Z * wb1.W;
+                c70 += wa1.W * wb0.X; c71 += wa1.W * wb0.Y; c72 += wa1.W * wb0.Z; c73 += wa1.W * wb0.W; c74 += wa1.W * wb1.X; c75 += wa1.W * wb1.Y; c76 += wa1.W * wb1.Z; c77 += wa1.W * wb1.W;
                 // kk = 2
-                va0 = fa[66]; va1 = fa[82];
-                vb0 = fb[66]; vb1 = fb[82];
+                wa0 = fa[99]; wa1 = fa[115]; wb0 = fb[99]; wb1 = fb[115];
                 c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
                 c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
                 c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;
@@ -115,19 +115,17 @@ public static partial class MatMulKernels
                 c60 += va1.Z * vb0.X; c61 += va1.Z * vb0.Y; c62 += va1.Z * vb0.Z; c63 += va1.Z * vb0.W; c64 += va1.Z * vb1.X; c65 += va1.Z * vb1.Y; c66 += va1.Z * vb1.Z; c67 += va1.Z * vb1.W;
                 c70 += va1.W * vb0.X; c71 += va1.W * vb0.Y; c72 += va1.W * vb0.Z; c73 += va1.W * vb0.W; c74 += va1.W * vb1.X; c75 += va1.W * vb1.Y; c76 += va1.W * vb1.Z; c77 += va1.W * vb1.W;
                 // kk = 3
-                va0 = fa[99]; va1 = fa[115];
-                vb0 = fb[99]; vb1 = fb[115];
-                c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
-                c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
-                c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;
-                c30 += va0.W * vb0.X; c31 += va0.W * vb0.Y; c32 += va0.W * vb0.Z; c33 += va0.W * vb0.W; c34 += va0.W * vb1.X; c35 += va0.W * vb1.Y; c36 += va0.W * vb1.Z; c37 += va0.W * vb1.W;
-                c40 += va1.X * vb0.X; c41 += va1.X * vb0.Y; c42 += va1.X * vb0.Z; c43 += va1.X * vb0.W; c44 += va1.X * vb1.X; c45 += va1.X * vb1.Y; c46 += va1.X * vb1.Z; c47 += va1.X * vb1.W;
-                c50 += va1.Y * vb0.X; c51 += va1.Y * vb0.Y; c52 += va1.Y * vb0.Z; c53 += va1.Y * vb0.W; c54 += va1.Y * vb1.X; c55 += va1.Y * vb1.Y; c56 += va1.Y * vb1.Z; c57 += va1.Y * vb1.W;
-                c60 += va1.Z * vb0.X; c61 += va1.Z * vb0.Y; c62 += va1.Z * vb0.Z; c63 += va1.Z * vb0.W; c64 += va1.Z * vb1.X; c65 += va1.Z * vb1.Y; c66 += va1.Z * vb1.Z; c67 += va1.Z * vb1.W;
-                c70 += va1.W * vb0.X; c71 += va1.W * vb0.Y; c72 += va1.W * vb0.Z; c73 += va1.W * vb0.W; c74 += va1.W * vb1.X; c75 += va1.W * vb1.Y; c76 += va1.W * vb1.Z; c77 += va1.W * vb1.W;
+                va0 = fa[132]; va1 = fa[148]; vb0 = fb[132]; vb1 = fb[148];
+                c00 += wa0.X * wb0.X; c01 += wa0.X * wb0.Y; c02 += wa0.X * wb0.Z; c03 += wa0.X * wb0.W; c04 += wa0.X * wb1.X; c05 += wa0.X * wb1.Y; c06 += wa0.X * wb1.Z; c07 += wa0.X * wb1.W;
+                c10 += wa0.Y * wb0.X; c11 += wa0.Y * wb0.Y; c12 += wa0.Y * wb0.Z; c13 += wa0.Y * wb0.W; c14 += wa0.Y * wb1.X; c15 += wa0.Y * wb1.Y; c16 += wa0.Y * wb1.Z; c17 += wa0.Y * wb1.W;
+                c20 += wa0.Z * wb0.X; c21 += wa0.Z * wb0.Y; c22 += wa0.Z * wb0.Z; c23 += wa0.Z * wb0.W; c24 += wa0.Z * wb1.X; c25 += wa0.Z * wb1.Y; c26 += wa0.Z * wb1.Z; c27 += wa0.Z * wb1.W;
+                c30 += wa0.W * wb0.X; c31 += wa0.W * wb0.Y; c32 += wa0.W * wb0.Z; c33 += wa0.W * wb0.W; c34 += wa0.W * wb1.X; c35 += wa0.W * wb1.Y; c36 += wa0.W * wb1.Z; c37 += wa0.W * wb1.W;
+                c40 += wa1.X * wb0.X; c41 += wa1.X * wb0.Y; c42 += wa1.X * wb0.Z; c43 += wa1.X * wb0.W; c44 += wa1.X * wb1.X; c45 += wa1.X * wb1.Y; c46 += wa1.X * wb1.Z; c47 += wa1.X * wb1.W;
+                c50 += wa1.Y * wb0.X; c51 += wa1.Y * wb0.Y; c52 += wa1.Y * wb0.Z; c53 += wa1.Y * wb0.W; c54 += wa1.Y * wb1.X; c55 += wa1.Y * wb1.Y; c56 += wa1.Y * wb1.Z; c57 += wa1.Y * wb1.W;
+                c60 += wa1.Z * wb0.X; c61 += wa1.Z * wb0.Y; c62 += wa1.Z * wb0.Z; c63 += wa1.Z * wb0.W; c64 += wa1.Z * wb1.X; c65 += wa1.Z * wb1.Y; c66 += wa1.Z * wb1.Z; c67 += wa1.Z * wb1.W;
+                c70 += wa1.W * wb0.X; c71 += wa1.W * wb0.Y; c72 += wa1.W * wb0.Z; c73 += wa1.W * wb0.W; c74 += wa1.W * wb1.X; c75 += wa1.W * wb1.Y; c76 += wa1.W * wb1.Z; c77 += wa1.W * wb1.W;
                 // kk = 4
-                va0 = fa[132]; va1 = fa[148];
-                vb0 = fb[132]; vb1 = fb[148];
+                wa0 = fa[165]; wa1 = fa[181]; wb0 = fb[165]; wb1 = fb[181];
                 c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
                 c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
                 c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;
@@ -137,19 +135,17 @@ public static partial class MatMulKernels
                 c60 += va1.Z * vb0.X; c61 += va1.Z * vb0.Y; c62 += va1.Z * vb0.Z; c63 += va1.Z * vb0.W; c64 += va1.Z * vb1.X; c65 += va1.Z * vb1.Y; c66 += va1.Z * vb1.Z; c67 += va1.Z * vb1.W;
                 c70 += va1.W * vb0.X; c71 += va1.W * vb0.Y; c72 += va1.W * vb0.Z; c73 += va1.W * vb0.W; c74 += va1.W * vb1.X; c75 += va1.W * vb1.Y; c76 += va1.W * vb1.Z; c77 += va1.W * vb1.W;
                 // kk = 5
-                va0 = fa[165]; va1 = fa[181];
-                vb0 = fb[165]; vb1 = fb[181];
-                c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
-                c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
-                c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;
-                c30 += va0.W * vb0.X; c31 += va0.W * vb0.Y; c32 += va0.W * vb0.Z; c33 += va0.W * vb0.W; c34 += va0.W * vb1.X; c35 += va0.W * vb1.Y; c36 += va0.W * vb1.Z; c37 += va0.W * vb1.W;
-                c40 += va1.X * vb0.X; c41 += va1.X * vb0.Y; c42 += va1.X * vb0.Z; c43 += va1.X * vb0.W; c44 += va1.X * vb1.X; c45 += va1.X * vb1.Y; c46 += va1.X * vb1.Z; c47 += va1.X * vb1.W;
-                c50 += va1.Y * vb0.X; c51 += va1.Y * vb0.Y; c52 += va1.Y * vb0.Z; c53 += va1.Y * vb0.W; c54 += va1.Y * vb1.X; c55 += va1.Y * vb1.Y; c56 += va1.Y * vb1.Z; c57 += va1.Y * vb1.W;
-                c60 += va1.Z * vb0.X; c61 += va1.Z * vb0.Y; c62 += va1.Z * vb0.Z; c63 += va1.Z * vb0.W; c64 += va1.Z * vb1.X; c65 += va1.Z * vb1.Y; c66 += va1.Z * vb1.Z; c67 += va1.Z * vb1.W;
-                c70 += va1.W * vb0.X; c71 += va1.W * vb0.Y; c72 += va1.W * vb0.Z; c73 += va1.W * vb0.W; c74 += va1.W * vb1.X; c75 += va1.W * vb1.Y; c76 += va1.W * vb1.Z; c77 += va1.W * vb1.W;
+                va0 = fa[198]; va1 = fa[214]; vb0 = fb[198]; vb1 = fb[214];
+                c00 += wa0.X * wb0.X; c01 += wa0.X * wb0.Y; c02 += wa0.X * wb0.Z; c03 += wa0.X * wb0.W; c04 += wa0.X * wb1.X; c05 += wa0.X * wb1.Y; c06 += wa0.X * wb1.Z; c07 += wa0.X * wb1.W;
+                c10 += wa0.Y * wb0.X; c11 += wa0.Y * wb0.Y; c12 += wa0.Y * wb0.Z; c13 += wa0.Y * wb0.W; c14 += wa0.Y * wb1.X; c15 += wa0.Y * wb1.Y; c16 += wa0.Y * wb1.Z; c17 += wa0.Y * wb1.W;
+                c20 += wa0.Z * wb0.X; c21 += wa0.Z * wb0.Y; c22 += wa0.Z * wb0.Z; c23 += wa0.Z * wb0.W; c24 += wa0.Z * wb1.X; c25 += wa0.Z * wb1.Y; c26 += wa0.Z * wb1.Z; c27 += wa0.Z * wb1.W;
+                c30 += wa0.W * wb0.X; c31 += wa0.W * wb0.Y; c32 += wa0.W * wb0.Z; c33 += wa0.W * wb0.W; c34 += wa0.W * wb1.X; c35 += wa0.W * wb1.Y; c36 += wa0.W * wb1.Z; c37 += wa0.W * wb1.W;
+                c40 += wa1.X * wb0.X; c41 += wa1.X * wb0.Y; c42 += wa1.X * wb0.Z; c43 += wa1.X * wb0.W; c44 += wa1.X * wb1.X; c45 += wa1.X * wb1.Y; c46 += wa1.X * wb1.Z; c47 += wa1.X * wb1.W;
+                c50 += wa1.Y * wb0.X; c51 += wa1.Y * wb0.Y; c52 += wa1.Y * wb0.Z; c53 += wa1.Y * wb0.W; c54 += wa1.Y * wb1.X; c55 += wa1.Y * wb1.Y; c56 += wa1.Y * wb1.Z; c57 += wa1.Y * wb1.W;
+                c60 += wa1.Z * wb0.X; c61 += wa1.Z * wb0.Y; c62 += wa1.Z * wb0.Z; c63 += wa1.Z * wb0.W; c64 += wa1.Z * wb1.X; c65 += wa1.Z * wb1.Y; c66 += wa1.Z * wb1.Z; c67 += wa1.Z * wb1.W;
+                c70 += wa1.W * wb0.X; c71 += wa1.W * wb0.Y; c72 += wa1.W * wb0.Z; c73 += wa1.W * wb0.W; c74 += wa1.W * wb1.X; c75 += wa1.W * wb1.Y; c76 += wa1.W * wb1.Z; c77 += wa1.W * wb1.W;
                 // kk = 6
-                va0 = fa[198]; va1 = fa[214];
-                vb0 = fb[198]; vb1 = fb[214];
+                wa0 = fa[231]; wa1 = fa[247]; wb0 = fb[231]; wb1 = fb[247];
                 c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
                 c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
                 c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;
@@ -159,16 +155,15 @@ public static partial class MatMulKernels
                 c60 += va1.Z * vb0.X; c61 += va1.Z * vb0.Y; c62 += va1.Z * vb0.Z; c63 += va1.Z * vb0.W; c64 += va1.Z * vb1.X; c65 += va1.Z * vb1.Y; c66 += va1.Z * vb1.Z; c67 += va1.Z * vb1.W;
                 c70 += va1.W * vb0.X; c71 += va1.W * vb0.Y; c72 += va1.W * vb0.Z; c73 += va1.W * vb0.W; c74 += va1.W * vb1.X; c75 += va1.W * vb1.Y; c76 += va1.W * vb1.Z; c77 += va1.W * vb1.W;
                 // kk = 7
-                va0 = fa[231]; va1 = fa[247];
-                vb0 = fb[231]; vb1 = fb[247];
-                c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
-                c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
-                c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;
-                c30 += va0.W * vb0.X; c31 += va0.W * vb0.Y; c32 += va0.W * vb0.Z; c33 += va0.W * vb0.W; c34 += va0.W * vb1.X; c35 += va0.W * vb1.Y; c36 += va0.W * vb1.Z; c37 += va0.W * vb1.W;
-                c40 += va1.X * vb0.X; c41 += va1.X * vb0.Y; c42 += va1.X * vb0.Z; c43 += va1.X * vb0.W; c44 += va1.X * vb1.X; c45 += va1.X * vb1.Y; c46 += va1.X * vb1.Z; c47 += va1.X * vb1.W;
-                c50 += va1.Y * vb0.X; c51 += va1.Y * vb0.Y; c52 += va1.Y * vb0.Z; c53 += va1.Y * vb0.W; c54 += va1.Y * vb1.X; c55 += va1.Y * vb1.Y; c56 += va1.Y * vb1.Z; c57 += va1.Y * vb1.W;
-                c60 += va1.Z * vb0.X; c61 += va1.Z * vb0.Y; c62 += va1.Z * vb0.Z; c63 += va1.Z * vb0.W; c64 += va1.Z * vb1.X; c65 += va1.Z * vb1.Y; c66 += va1.Z * vb1.Z; c67 += va1.Z * vb1.W;
-                c70 += va1.W * vb0.X; c71 += va1.W * vb0.Y; c72 += va1.W * vb0.Z; c73 += va1.W * vb0.W; c74 += va1.W * vb1.X; c75 += va1.W * vb1.Y; c76 += va1.W * vb1.Z; c77 += va1.W * vb1.W;
+                va0 = fa[264]; va1 = fa[280]; vb0 = fb[264]; vb1 = fb[280];
+                c00 += wa0.X * wb0.X; c01 += wa0.X * wb0.Y; c02 += wa0.X * wb0.Z; c03 += wa0.X * wb0.W; c04 += wa0.X * wb1.X; c05 += wa0.X * wb1.Y; c06 += wa0.X * wb1.Z; c07 += wa0.X * wb1.W;
+                c10 += wa0.Y * wb0.X; c11 += wa0.Y * wb0.Y; c12 += wa0.Y * wb0.Z; c13 += wa0.Y * wb0.W; c14 += wa0.Y * wb1.X; c15 += wa0.Y * wb1.Y; c16 += wa0.Y * wb1.Z; c17 += wa0.Y * wb1.W;
+                c20 += wa0.Z * wb0.X; c21 += wa0.Z * wb0.Y; c22 += wa0.Z * wb0.Z; c23 += wa0.Z * wb0.W; c24 += wa0.Z * wb1.X; c25 += wa0.Z * wb1.Y; c26 += wa0.Z * wb1.Z; c27 += wa0.Z * wb1.W;
+                c30 += wa0.W * wb0.X; c31 += wa0.W * wb0.Y; c32 += wa0.W * wb0.Z; c33 += wa0.W * wb0.W; c34 += wa0.W * wb1.X; c35 += wa0.W * wb1.Y; c36 += wa0.W * wb1.Z; c37 += wa0.W * wb1.W;
+                c40 += wa1.X * wb0.X; c41 += wa1.X * wb0.Y; c42 += wa1.X * wb0.Z; c43 += wa1.X * wb0.W; c44 += wa1.X * wb1.X; c45 += wa1.X * wb1.Y; c46 += wa1.X * wb1.Z; c47 += wa1.X * wb1.W;
+                c50 += wa1.Y * wb0.X; c51 += wa1.Y * wb0.Y; c52 += wa1.Y * wb0.Z; c53 += wa1.Y * wb0.W; c54 += wa1.Y * wb1.X; c55 += wa1.Y * wb1.Y; c56 += wa1.Y * wb1.Z; c57 += wa1.Y * wb1.W;
+                c60 += wa1.Z * wb0.X; c61 += wa1.Z * wb0.Y; c62 += wa1.Z * wb0.Z; c63 += wa1.Z * wb0.W; c64 += wa1.Z * wb1.X; c65 += wa1.Z * wb1.Y; c66 += wa1.Z * wb1.Z; c67 += wa1.Z * wb1.W;
+                c70 += wa1.W * wb0.X; c71 += wa1.W * wb0.Y; c72 += wa1.W * wb0.Z; c73 += wa1.W * wb0.W; c74 += wa1.W * wb1.X; c75 += wa1.W * wb1.Y; c76 += wa1.W * wb1.Z; c77 += wa1.W * wb1.W;
             if (more)
             {
                 PutWhole(sA, sA4, aAlongK, sa, 2 * (stage ^ 1), pa);
@@ -177,8 +172,7 @@ public static partial class MatMulKernels
             pa = a4[ga + gaStep];
             pb = b4[gb + gbStep];
                 // kk = 8
-                va0 = fa[264]; va1 = fa[280];
-                vb0 = fb[264]; vb1 = fb[280];
+                wa0 = fa[297]; wa1 = fa[313]; wb0 = fb[297]; wb1 = fb[313];
                 c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
                 c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
                 c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;
@@ -188,19 +182,17 @@ public static partial class MatMulKernels
                 c60 += va1.Z * vb0.X; c61 += va1.Z * vb0.Y; c62 += va1.Z * vb0.Z; c63 += va1.Z * vb0.W; c64 += va1.Z * vb1.X; c65 += va1.Z * vb1.Y; c66 += va1.Z * vb1.Z; c67 += va1.Z * vb1.W;
                 c70 += va1.W * vb0.X; c71 += va1.W * vb0.Y; c72 += va1.W * vb0.Z; c73 += va1.W * vb0.W; c74 += va1.W * vb1.X; c75 += va1.W * vb1.Y; c76 += va1.W * vb1.Z; c77 += va1.W * vb1.W;
                 // kk = 9
-                va0 = fa[297]; va1 = fa[313];
-                vb0 = fb[297]; vb1 = fb[313];
-                c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
-                c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
-                c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;
-                c30 += va0.W * vb0.X; c31 += va0.W * vb0.Y; c32 += va0.W * vb0.Z; c33 += va0.W * vb0.W; c34 += va0.W * vb1.X; c35 += va0.W * vb1.Y; c36 += va0.W * vb1.Z; c37 += va0.W * vb1.W;
-                c40 += va1.X * vb0.X; c41 += va1.X * vb0.Y; c42 += va1.X * vb0.Z; c43 += va1.X * vb0.W; c44 += va1.X * vb1.X; c45 += va1.X * vb1.Y; c46 += va1.X * vb1.Z; c47 += va1.X * vb1.W;
-                c50 += va1.Y * vb0.X; c51 += va1.Y * vb0.Y; c52 += va1.Y * vb0.Z; c53 += va1.Y * vb0.W; c54 += va1.Y * vb1.X; c55 += va1.Y * vb1.Y; c56 += va1.Y * vb1.Z; c57 += va1.Y * vb1.W;
-                c60 += va1.Z * vb0.X; c61 += va1.Z * vb0.Y; c62 += va1.Z * vb0.Z; c63 += va1.Z * vb0.W; c64 += va1.Z * vb1.X; c65 += va1.Z * vb1.Y; c66 += va1.Z * vb1.Z; c67 += va1.Z * vb1.W;
-                c70 += va1.W * vb0.X; c71 += va1.W * vb0.Y; c72 += va1.W * vb0.Z; c73 += va1.W * vb0.W; c74 += va1.W * vb1.X; c75 += va1.W * vb1.Y; c76 += va1.W * vb1.Z; c77 += va1.W * vb1.W;
+                va0 = fa[330]; va1 = fa[346]; vb0 = fb[330]; vb1 = fb[346];
+                c00 += wa0.X * wb0.X; c01 += wa0.X * wb0.Y; c02 += wa0.X * wb0.Z; c03 += wa0.X * wb0.W; c04 += wa0.X * wb1.X; c05 += wa0.X * wb1.Y; c06 += wa0.X * wb1.Z; c07 += wa0.X * wb1.W;
+                c10 += wa0.Y * wb0.X; c11 += wa0.Y * wb0.Y; c12 += wa0.Y * wb0.Z; c13 += wa0.Y * wb0.W; c14 += wa0.Y * wb1.X; c15 += wa0.Y * wb1.Y; c16 += wa0.Y * wb1.Z; c17 += wa0.Y * wb1.W;
+                c20 += wa0.Z * wb0.X; c21 += wa0.Z * wb0.Y; c22 += wa0.Z * wb0.Z; c23 += wa0.Z * wb0.W; c24 += wa0.Z * wb1.X; c25 += wa0.Z * wb1.Y; c26 += wa0.Z * wb1.Z; c27 += wa0.Z * wb1.W;
+                c30 += wa0.W * wb0.X; c31 += wa0.W * wb0.Y; c32 += wa0.W * wb0.Z; c33 += wa0.W * wb0.W; c34 += wa0.W * wb1.X; c35 += wa0.W * wb1.Y; c36 += wa0.W * wb1.Z; c37 += wa0.W * wb1.W;
+                c40 += wa1.X * wb0.X; c41 += wa1.X * wb0.Y; c42 += wa1.X * wb0.Z; c43 += wa1.X * wb0.W; c44 += wa1.X * wb1.X; c45 += wa1.X * wb1.Y; c46 += wa1.X * wb1.Z; c47 += wa1.X * wb1.W;
+                c50 += wa1.Y * wb0.X; c51 += wa1.Y * wb0.Y; c52 += wa1.Y * wb0.Z; c53 += wa1.Y * wb0.W; c54 += wa1.Y * wb1.X; c55 += wa1.Y * wb1.Y; c56 += wa1.Y * wb1.Z; c57 += wa1.Y * wb1.W;
+                c60 += wa1.Z * wb0.X; c61 += wa1.Z * wb0.Y; c62 += wa1.Z * wb0.Z; c63 += wa1.Z * wb0.W; c64 += wa1.Z * wb1.X; c65 += wa1.Z * wb1.Y; c66 += wa1.Z * wb1.Z; c67 += wa1.Z * wb1.W;
+                c70 += wa1.W * wb0.X; c71 += wa1.W * wb0.Y; c72 += wa1.W * wb0.Z; c73 += wa1.W * wb0.W; c74 += wa1.W * wb1.X; c75 += wa1.W * wb1.Y; c76 += wa1.W * wb1.Z; c77 += wa1.W * wb1.W;
                 // kk = 10
-                va0 = fa[330]; va1 = fa[346];
-                vb0 = fb[330]; vb1 = fb[346];
+                wa0 = fa[363]; wa1 = fa[379]; wb0 = fb[363]; wb1 = fb[379];
                 c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
                 c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
                 c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;
@@ -210,19 +202,17 @@ public static partial class MatMulKernels
                 c60 += va1.Z * vb0.X; c61 += va1.Z * vb0.Y; c62 += va1.Z * vb0.Z; c63 += va1.Z * vb0.W; c64 += va1.Z * vb1.X; c65 += va1.Z * vb1.Y; c66 += va1.Z * vb1.Z; c67 += va1.Z * vb1.W;
                 c70 += va1.W * vb0.X; c71 += va1.W * vb0.Y; c72 += va1.W * vb0.Z; c73 += va1.W * vb0.W; c74 += va1.W * vb1.X; c75 += va1.W * vb1.Y; c76 += va1.W * vb1.Z; c77 += va1.W * vb1.W;
                 // kk = 11
-                va0 = fa[363]; va1 = fa[379];
-                vb0 = fb[363]; vb1 = fb[379];
-                c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
-                c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
-                c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;
-                c30 += va0.W * vb0.X; c31 += va0.W * vb0.Y; c32 += va0.W * vb0.Z; c33 += va0.W * vb0.W; c34 += va0.W * vb1.X; c35 += va0.W * vb1.Y; c36 += va0.W * vb1.Z; c37 += va0.W * vb1.W;
-                c40 += va1.X * vb0.X; c41 += va1.X * vb0.Y; c42 += va1.X * vb0.Z; c43 += va1.X * vb0.W; c44 += va1.X * vb1.X; c45 += va1.X * vb1.Y; c46 += va1.X * vb1.Z; c47 += va1.X * vb1.W;
-                c50 += va1.Y * vb0.X; c51 += va1.Y * vb0.Y; c52 += va1.Y * vb0.Z; c53 += va1.Y * vb0.W; c54 += va1.Y * vb1.X; c55 += va1.Y * vb1.Y; c56 += va1.Y * vb1.Z; c57 += va1.Y * vb1.W;
-                c60 += va1.Z * vb0.X; c61 += va1.Z * vb0.Y; c62 += va1.Z * vb0.Z; c63 += va1.Z * vb0.W; c64 += va1.Z * vb1.X; c65 += va1.Z * vb1.Y; c66 += va1.Z * vb1.Z; c67 += va1.Z * vb1.W;
-                c70 += va1.W * vb0.X; c71 += va1.W * vb0.Y; c72 += va1.W * vb0.Z; c73 += va1.W * vb0.W; c74 += va1.W * vb1.X; c75 += va1.W * vb1.Y; c76 += va1.W * vb1.Z; c77 += va1.W * vb1.W;
+                va0 = fa[396]; va1 = fa[412]; vb0 = fb[396]; vb1 = fb[412];
+                c00 += wa0.X * wb0.X; c01 += wa0.X * wb0.Y; c02 += wa0.X * wb0.Z; c03 += wa0.X * wb0.W; c04 += wa0.X * wb1.X; c05 += wa0.X * wb1.Y; c06 += wa0.X * wb1.Z; c07 += wa0.X * wb1.W;
+                c10 += wa0.Y * wb0.X; c11 += wa0.Y * wb0.Y; c12 += wa0.Y * wb0.Z; c13 += wa0.Y * wb0.W; c14 += wa0.Y * wb1.X; c15 += wa0.Y * wb1.Y; c16 += wa0.Y * wb1.Z; c17 += wa0.Y * wb1.W;
+                c20 += wa0.Z * wb0.X; c21 += wa0.Z * wb0.Y; c22 += wa0.Z * wb0.Z; c23 += wa0.Z * wb0.W; c24 += wa0.Z * wb1.X; c25 += wa0.Z * wb1.Y; c26 += wa0.Z * wb1.Z; c27 += wa0.Z * wb1.W;
+                c30 += wa0.W * wb0.X; c31 += wa0.W * wb0.Y; c32 += wa0.W * wb0.Z; c33 += wa0.W * wb0.W; c34 += wa0.W * wb1.X; c35 += wa0.W * wb1.Y; c36 += wa0.W * wb1.Z; c37 += wa0.W * wb1.W;
+                c40 += wa1.X * wb0.X; c41 += wa1.X * wb0.Y; c42 += wa1.X * wb0.Z; c43 += wa1.X * wb0.W; c44 += wa1.X * wb1.X; c45 += wa1.X * wb1.Y; c46 += wa1.X * wb1.Z; c47 += wa1.X * wb1.W;
+                c50 += wa1.Y * wb0.X; c51 += wa1.Y * wb0.Y; c52 += wa1.Y * wb0.Z; c53 += wa1.Y * wb0.W; c54 += wa1.Y * wb1.X; c55 += wa1.Y * wb1.Y; c56 += wa1.Y * wb1.Z; c57 += wa1.Y * wb1.W;
+                c60 += wa1.Z * wb0.X; c61 += wa1.Z * wb0.Y; c62 += wa1.Z * wb0.Z; c63 += wa1.Z * wb0.W; c64 += wa1.Z * wb1.X; c65 += wa1.Z * wb1.Y; c66 += wa1.Z * wb1.Z; c67 += wa1.Z * wb1.W;
+                c70 += wa1.W * wb0.X; c71 += wa1.W * wb0.Y; c72 += wa1.W * wb0.Z; c73 += wa1.W * wb0.W; c74 += wa1.W * wb1.X; c75 += wa1.W * wb1.Y; c76 += wa1.W * wb1.Z; c77 += wa1.W * wb1.W;
                 // kk = 12
-                va0 = fa[396]; va1 = fa[412];
-                vb0 = fb[396]; vb1 = fb[412];
+                wa0 = fa[429]; wa1 = fa[445]; wb0 = fb[429]; wb1 = fb[445];
                 c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
                 c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
                 c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;
@@ -232,19 +222,17 @@ public static partial class MatMulKernels
                 c60 += va1.Z * vb0.X; c61 += va1.Z * vb0.Y; c62 += va1.Z * vb0.Z; c63 += va1.Z * vb0.W; c64 += va1.Z * vb1.X; c65 += va1.Z * vb1.Y; c66 += va1.Z * vb1.Z; c67 += va1.Z * vb1.W;
                 c70 += va1.W * vb0.X; c71 += va1.W * vb0.Y; c72 += va1.W * vb0.Z; c73 += va1.W * vb0.W; c74 += va1.W * vb1.X; c75 += va1.W * vb1.Y; c76 += va1.W * vb1.Z; c77 += va1.W * vb1.W;
                 // kk = 13
-                va0 = fa[429]; va1 = fa[445];
-                vb0 = fb[429]; vb1 = fb[445];
-                c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
-                c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
-                c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;
-                c30 += va0.W * vb0.X; c31 += va0.W * vb0.Y; c32 += va0.W * vb0.Z; c33 += va0.W * vb0.W; c34 += va0.W * vb1.X; c35 += va0.W * vb1.Y; c36 += va0.W * vb1.Z; c37 += va0.W * vb1.W;
-                c40 += va1.X * vb0.X; c41 += va1.X * vb0.Y; c42 += va1.X * vb0.Z; c43 += va1.X * vb0.W; c44 += va1.X * vb1.X; c45 += va1.X * vb1.Y; c46 += va1.X * vb1.Z; c47 += va1.X * vb1.W;
-                c50 += va1.Y * vb0.X; c51 += va1.Y * vb0.Y; c52 += va1.Y * vb0.Z; c53 += va1.Y * vb0.W; c54 += va1.Y * vb1.X; c55 += va1.Y * vb1.Y; c56 += va1.Y * vb1.Z; c57 += va1.Y * vb1.W;
-                c60 += va1.Z * vb0.X; c61 += va1.Z * vb0.Y; c62 += va1.Z * vb0.Z; c63 += va1.Z * vb0.W; c64 += va1.Z * vb1.X; c65 += va1.Z * vb1.Y; c66 += va1.Z * vb1.Z; c67 += va1.Z * vb1.W;
-                c70 += va1.W * vb0.X; c71 += va1.W * vb0.Y; c72 += va1.W * vb0.Z; c73 += va1.W * vb0.W; c74 += va1.W * vb1.X; c75 += va1.W * vb1.Y; c76 += va1.W * vb1.Z; c77 += va1.W * vb1.W;
+                va0 = fa[462]; va1 = fa[478]; vb0 = fb[462]; vb1 = fb[478];
+                c00 += wa0.X * wb0.X; c01 += wa0.X * wb0.Y; c02 += wa0.X * wb0.Z; c03 += wa0.X * wb0.W; c04 += wa0.X * wb1.X; c05 += wa0.X * wb1.Y; c06 += wa0.X * wb1.Z; c07 += wa0.X * wb1.W;
+                c10 += wa0.Y * wb0.X; c11 += wa0.Y * wb0.Y; c12 += wa0.Y * wb0.Z; c13 += wa0.Y * wb0.W; c14 += wa0.Y * wb1.X; c15 += wa0.Y * wb1.Y; c16 += wa0.Y * wb1.Z; c17 += wa0.Y * wb1.W;
+                c20 += wa0.Z * wb0.X; c21 += wa0.Z * wb0.Y; c22 += wa0.Z * wb0.Z; c23 += wa0.Z * wb0.W; c24 += wa0.Z * wb1.X; c25 += wa0.Z * wb1.Y; c26 += wa0.Z * wb1.Z; c27 += wa0.Z * wb1.W;
+                c30 += wa0.W * wb0.X; c31 += wa0.W * wb0.Y; c32 += wa0.W * wb0.Z; c33 += wa0.W * wb0.W; c34 += wa0.W * wb1.X; c35 += wa0.W * wb1.Y; c36 += wa0.W * wb1.Z; c37 += wa0.W * wb1.W;
+                c40 += wa1.X * wb0.X; c41 += wa1.X * wb0.Y; c42 += wa1.X * wb0.Z; c43 += wa1.X * wb0.W; c44 += wa1.X * wb1.X; c45 += wa1.X * wb1.Y; c46 += wa1.X * wb1.Z; c47 += wa1.X * wb1.W;
+                c50 += wa1.Y * wb0.X; c51 += wa1.Y * wb0.Y; c52 += wa1.Y * wb0.Z; c53 += wa1.Y * wb0.W; c54 += wa1.Y * wb1.X; c55 += wa1.Y * wb1.Y; c56 += wa1.Y * wb1.Z; c57 += wa1.Y * wb1.W;
+                c60 += wa1.Z * wb0.X; c61 += wa1.Z * wb0.Y; c62 += wa1.Z * wb0.Z; c63 += wa1.Z * wb0.W; c64 += wa1.Z * wb1.X; c65 += wa1.Z * wb1.Y; c66 += wa1.Z * wb1.Z; c67 += wa1.Z * wb1.W;
+                c70 += wa1.W * wb0.X; c71 += wa1.W * wb0.Y; c72 += wa1.W * wb0.Z; c73 += wa1.W * wb0.W; c74 += wa1.W * wb1.X; c75 += wa1.W * wb1.Y; c76 += wa1.W * wb1.Z; c77 += wa1.W * wb1.W;
                 // kk = 14
-                va0 = fa[462]; va1 = fa[478];
-                vb0 = fb[462]; vb1 = fb[478];
+                wa0 = fa[495]; wa1 = fa[511]; wb0 = fb[495]; wb1 = fb[511];
                 c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
                 c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
                 c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;
@@ -254,16 +242,14 @@ public static partial class MatMulKernels
                 c60 += va1.Z * vb0.X; c61 += va1.Z * vb0.Y; c62 += va1.Z * vb0.Z; c63 += va1.Z * vb0.W; c64 += va1.Z * vb1.X; c65 += va1.Z * vb1.Y; c66 += va1.Z * vb1.Z; c67 += va1.Z * vb1.W;
                 c70 += va1.W * vb0.X; c71 += va1.W * vb0.Y; c72 += va1.W * vb0.Z; c73 += va1.W * vb0.W; c74 += va1.W * vb1.X; c75 += va1.W * vb1.Y; c76 += va1.W * vb1.Z; c77 += va1.W * vb1.W;
                 // kk = 15
-                va0 = fa[495]; va1 = fa[511];
-                vb0 = fb[495]; vb1 = fb[511];
-                c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;
-                c10 += va0.Y * vb0.X; c11 += va0.Y * vb0.Y; c12 += va0.Y * vb0.Z; c13 += va0.Y * vb0.W; c14 += va0.Y * vb1.X; c15 += va0.Y * vb1.Y; c16 += va0.Y * vb1.Z; c17 += va0.Y * vb1.W;
-                c20 += va0.Z * vb0.X; c21 += va0.Z * vb0.Y; c22 += va0.Z * vb0.Z; c23 += va0.Z * vb0.W; c24 += va0.Z * vb1.X; c25 += va0.Z * vb1.Y; c26 += va0.Z * vb1.Z; c27 += va0.Z * vb1.W;
-                c30 += va0.W * vb0.X; c31 += va0.W * vb0.Y; c32 += va0.W * vb0.Z; c33 += va0.W * vb0.W; c34 += va0.W * vb1.X; c35 += va0.W * vb1.Y; c36 += va0.W * vb1.Z; c37 += va0.W * vb1.W;
-                c40 += va1.X * vb0.X; c41 += va1.X * vb0.Y; c42 += va1.X * vb0.Z; c43 += va1.X * vb0.W; c44 += va1.X * vb1.X; c45 += va1.X * vb1.Y; c46 += va1.X * vb1.Z; c47 += va1.X * vb1.W;
-                c50 += va1.Y * vb0.X; c51 += va1.Y * vb0.Y; c52 += va1.Y * vb0.Z; c53 += va1.Y * vb0.W; c54 += va1.Y * vb1.X; c55 += va1.Y * vb1.Y; c56 += va1.Y * vb1.Z; c57 += va1.Y * vb1.W;
-                c60 += va1.Z * vb0.X; c61 += va1.Z * vb0.Y; c62 += va1.Z * vb0.Z; c63 += va1.Z * vb0.W; c64 += va1.Z * vb1.X; c65 += va1.Z * vb1.Y; c66 += va1.Z * vb1.Z; c67 += va1.Z * vb1.W;
-                c70 += va1.W * vb0.X; c71 += va1.W * vb0.Y; c72 += va1.W * vb0.Z; c73 += va1.W * vb0.W; c74 += va1.W * vb1.X; c75 += va1.W * vb1.Y; c76 += va1.W * vb1.Z; c77 += va1.W * vb1.W;
+                c00 += wa0.X * wb0.X; c01 += wa0.X * wb0.Y; c02 += wa0.X * wb0.Z; c03 += wa0.X * wb0.W; c04 += wa0.X * wb1.X; c05 += wa0.X * wb1.Y; c06 += wa0.X * wb1.Z; c07 += wa0.X * wb1.W;
+                c10 += wa0.Y * wb0.X; c11 += wa0.Y * wb0.Y; c12 += wa0.Y * wb0.Z; c13 += wa0.Y * wb0.W; c14 += wa0.Y * wb1.X; c15 += wa0.Y * wb1.Y; c16 += wa0.Y * wb1.Z; c17 += wa0.Y * wb1.W;
+                c20 += wa0.Z * wb0.X; c21 += wa0.Z * wb0.Y; c22 += wa0.Z * wb0.Z; c23 += wa0.Z * wb0.W; c24 += wa0.Z * wb1.X; c25 += wa0.Z * wb1.Y; c26 += wa0.Z * wb1.Z; c27 += wa0.Z * wb1.W;
+                c30 += wa0.W * wb0.X; c31 += wa0.W * wb0.Y; c32 += wa0.W * wb0.Z; c33 += wa0.W * wb0.W; c34 += wa0.W * wb1.X; c35 += wa0.W * wb1.Y; c36 += wa0.W * wb1.Z; c37 += wa0.W * wb1.W;
+                c40 += wa1.X * wb0.X; c41 += wa1.X * wb0.Y; c42 += wa1.X * wb0.Z; c43 += wa1.X * wb0.W; c44 += wa1.X * wb1.X; c45 += wa1.X * wb1.Y; c46 += wa1.X * wb1.Z; c47 += wa1.X * wb1.W;
+                c50 += wa1.Y * wb0.X; c51 += wa1.Y * wb0.Y; c52 += wa1.Y * wb0.Z; c53 += wa1.Y * wb0.W; c54 += wa1.Y * wb1.X; c55 += wa1.Y * wb1.Y; c56 += wa1.Y * wb1.Z; c57 += wa1.Y * wb1.W;
+                c60 += wa1.Z * wb0.X; c61 += wa1.Z * wb0.Y; c62 += wa1.Z * wb0.Z; c63 += wa1.Z * wb0.W; c64 += wa1.Z * wb1.X; c65 += wa1.Z * wb1.Y; c66 += wa1.Z * wb1.Z; c67 += wa1.Z * wb1.W;
+                c70 += wa1.W * wb0.X; c71 += wa1.W * wb0.Y; c72 += wa1.W * wb0.Z; c73 += wa1.W * wb0.W; c74 += wa1.W * wb1.X; c75 += wa1.W * wb1.Y; c76 += wa1.W * wb1.Z; c77 += wa1.W * wb1.W;
             if (more)
             {
                 PutWhole(sA, sA4, aAlongK, sa, 2 * (stage ^ 1) + 1, pa);

@@ -238,14 +238,18 @@ public sealed class SassTests
     }
 
     // The SASS of one kernel as opcodes: "/*25b0*/  @!P0 LDS.128 R56, [R83] ;" -> "LDS.128".
-    private static List<string> Sass(string kernel)
+    private static List<string> Sass(string kernel) => SassInstructions(kernel).Select(i => i.Op).ToList();
+
+    // The SASS of one kernel as opcodes and operands: "/*25b0*/  @!P0 LDS.128 R56, [R83] ;" -> ("LDS.128", "R56, [R83]").
+    private static List<(string Op, string Operands)> SassInstructions(string kernel)
     {
         var (_, cubin) = Assemble(kernel);
         var cuobjdump = Path.Combine(Path.GetDirectoryName(Ptxas.Value!)!, "cuobjdump");
         Assert.SkipUnless(File.Exists(cuobjdump), "no cuobjdump beside ptxas: run scripts/get-ptxas.sh");
         var (code, sass) = Run(cuobjdump, "-sass", cubin);
         code.Should().Be(0, sass);
-        return Regex.Matches(sass, @"/\*[0-9a-f]{4}\*/\s+(?:@!?U?P\w+\s+)?([A-Z0-9_.]+)").Select(m => m.Groups[1].Value).ToList();
+        return Regex.Matches(sass, @"/\*[0-9a-f]{4}\*/\s+(?:@!?U?P\w+\s+)?([A-Z0-9_.]+)\s*([^;]*);")
+            .Select(m => (m.Groups[1].Value, m.Groups[2].Value.Trim())).ToList();
     }
 
     // What the PTX test asserts of Wide's inner loop (16-byte loads, constant offsets) must survive
@@ -288,5 +292,29 @@ public sealed class SassTests
         (edged.Ffma, edged.Lds).Should().Be((1024, 64));
         whole.Other.Should().BeLessThanOrEqualTo(120, "the fetch is an add and a load, the store one to four stores");
         whole.Other.Should().BeLessThan(edged.Other / 4, "the edge tests are gone from the loop");
+    }
+
+    // Wide16Whole asks for step k + 1's fragments before step k's FMAs, so a shared load has about a
+    // step of instructions to arrive in before the first that reads it (Wide16's, asked for in the
+    // step that reads them, had 2-16; a shared load takes ~30 clocks). The slice's first set and a
+    // few ptxas places late are exempt: three in four must be at least 24 instructions ahead.
+    [Fact]
+    public void Wide16Whole_asks_for_its_fragments_a_step_ahead()
+    {
+        var ins = SassInstructions("MatMulKernels.Wide16WholeKernel<FirstOp>");
+        int first = ins.FindIndex(i => i.Op == "BAR.SYNC"), last = ins.FindLastIndex(i => i.Op == "BAR.SYNC");
+        var loop = ins[(first + 1)..last];
+        var ahead = new List<int>();
+        for (int i = 0; i < loop.Count; i++)
+        {
+            if (loop[i].Op != "LDS.128") continue;
+            int r = int.Parse(Regex.Match(loop[i].Operands, @"^R(\d+)").Groups[1].Value);
+            var dest = Enumerable.Range(r, 4).Select(x => new Regex($@"\bR{x}\b")).ToArray();
+            // The first later instruction that reads one of the four registers (its operands after the destination).
+            int use = loop.FindIndex(i + 1, l => l.Operands.IndexOf(',') is >= 0 and var c && dest.Any(d => d.IsMatch(l.Operands[(c + 1)..])));
+            ahead.Add(use < 0 ? int.MaxValue : use - i);
+        }
+        ahead.Should().HaveCount(64, "16 steps of 4 fragment loads");
+        ahead.Count(d => d >= 24).Should().BeGreaterThanOrEqualTo(48, $"fragments asked for a step ahead (distances {string.Join(", ", ahead.Order())})");
     }
 }
