@@ -1,7 +1,6 @@
 // When Wide16 runs as Wide16Whole (MatMulKernels.Wide16Whole.cs): products made of whole 128x128
 // tiles and whole 16-deep slices, both operands 16-byte aligned, no K part empty. The rule is the
 // kernel's precondition: Wide16Whole tests no edge, so it must never see one.
-using ILGPU.Runtime;
 
 namespace AutogradNet.Kernels;
 
