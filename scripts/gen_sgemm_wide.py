@@ -38,16 +38,20 @@ prologue = f"""{place}
         PutB(sB, sB4, g, tid, 0, pb);"""
 
 
+def fmas(names):
+    """A step's 64 multiply-adds from the fragments in `names` (a0, a1, b0, b1): rows a0.X..W then
+    a1.X..W, columns b0.X..W then b1.X..W."""
+    a0, a1, b0, b1 = names
+    comp = [f"{v}.{x}" for v in (a0, a1) for x in "XYZW"]
+    compb = [f"{v}.{x}" for v in (b0, b1) for x in "XYZW"]
+    return ["                " + " ".join(f"c{i}{j} += {comp[i]} * {compb[j]};" for j in R) for i in R]
+
+
 def step(kk):
-    lines = [f"                // kk = {kk}",
-             f"                va0 = fa[{kk * ROW4}]; va1 = fa[{kk * ROW4 + 16}];",
-             f"                vb0 = fb[{kk * ROW4}]; vb1 = fb[{kk * ROW4 + 16}];"]
-    # Rows: va0.X..W then va1.X..W; columns: vb0.X..W then vb1.X..W.
-    comp = ["va0.X", "va0.Y", "va0.Z", "va0.W", "va1.X", "va1.Y", "va1.Z", "va1.W"]
-    compb = ["vb0.X", "vb0.Y", "vb0.Z", "vb0.W", "vb1.X", "vb1.Y", "vb1.Z", "vb1.W"]
-    for i in R:
-        lines.append("                " + " ".join(f"c{i}{j} += {comp[i]} * {compb[j]};" for j in R))
-    return "\n".join(lines)
+    return "\n".join([f"                // kk = {kk}",
+                      f"                va0 = fa[{kk * ROW4}]; va1 = fa[{kk * ROW4 + 16}];",
+                      f"                vb0 = fb[{kk * ROW4}]; vb1 = fb[{kk * ROW4 + 16}];"]
+                     + fmas(("va0", "va1", "vb0", "vb1")))
 
 
 inner = "\n".join(step(kk) for kk in range(8))
@@ -243,15 +247,10 @@ fragments16_head = "                " + frags(0, SETS[0])
 
 
 def step_ahead(kk, last):
-    a0, a1, b0, b1 = SETS[kk % 2]
     lines = [f"                // kk = {kk}"]
     if kk < last:
         lines.append("                " + frags(kk + 1, SETS[(kk + 1) % 2]))
-    comp = [f"{a0}.X", f"{a0}.Y", f"{a0}.Z", f"{a0}.W", f"{a1}.X", f"{a1}.Y", f"{a1}.Z", f"{a1}.W"]
-    compb = [f"{b0}.X", f"{b0}.Y", f"{b0}.Z", f"{b0}.W", f"{b1}.X", f"{b1}.Y", f"{b1}.Z", f"{b1}.W"]
-    for i in R:
-        lines.append("                " + " ".join(f"c{i}{j} += {comp[i]} * {compb[j]};" for j in R))
-    return "\n".join(lines)
+    return "\n".join(lines + fmas(SETS[kk % 2]))
 
 
 ahead16 = [step_ahead(kk, 15) for kk in range(16)]
