@@ -283,12 +283,17 @@ public sealed class TuningTests
             var lines = File.ReadAllLines(path);
             lines.Should().ContainSingle().Which.Should().Contain("\"M\":23").And.Contain(Tune.DeviceKey(device.Host));
             File.AppendAllText(path, lines[0].Replace(Tune.DeviceKey(device.Host), "another card").Replace("\"M\":23", "\"M\":24") + "\n");
+            // The same version with other kernels (an older build): its timings say nothing of these.
+            lines[0].Should().Contain(Tune.LibraryKey);
+            Tune.LibraryKey.Should().MatchRegex(@"^[0-9.]+ build [0-9a-f]{32}$", "the version, then the kernel assembly's build");
+            File.AppendAllText(path, lines[0].Replace(Tune.LibraryKey, Tune.LibraryKey.Split(' ')[0] + " build " + new string('0', 32)).Replace("\"M\":23", "\"M\":25") + "\n");
             File.AppendAllText(path, "not a line of ours\n");
             // A later process: a fresh host of the same accelerator takes the choice before timing anything.
             var later = new KernelHost(device.Accelerator) { Autotune = true };
             Tune.ReadCache(later, path);
             later.Tuned(23, 29, 41).Should().Be(new MatMulChoice(MatMulPath.Small, later.DefaultTiledGroup));
             later.Tuned(24, 29, 41).Should().BeNull("that line is another device's");
+            later.Tuned(25, 29, 41).Should().BeNull("that line is another build's");
             later.TunedShapes.Should().HaveCount(1);
             MatMulKernels.Describe(later, 23, 29, 41).Should().Be("Small, autotuned");
             // A sum's chunk count travels the same way.

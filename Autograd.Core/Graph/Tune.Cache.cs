@@ -1,8 +1,8 @@
 // The tuning cache, for runs that must pick the same kernels as an earlier run: AUTOGRAD_TUNE_CACHE
 // names a file where each tuned shape's choice (a product's kernel, a sum's chunk count) is appended
-// (a JSON line naming the device and the library version), and from which a later process takes its device's choices before timing
+// (a JSON line naming the device and the library's version and kernel build), and from which a later process takes its device's choices before timing
 // anything. With it, a second run on the same machine runs the same kernels (the same bits) and
-// skips the tuning. A line for another device or library version is left alone; a line that does not
+// skips the tuning. A line for another device or library build is left alone; a line that does not
 // parse, or whose choice this device cannot run, is skipped. Off unless the variable is set.
 using System.Collections.Concurrent;
 using System.Text.Json;
@@ -31,7 +31,12 @@ internal static partial class Tune
     internal static string DeviceKey(KernelHost h) =>
         $"{h.Accelerator.Name}; {h.Accelerator.NumMultiprocessors} multiprocessors; warps of {h.Accelerator.WarpSize}; groups of {h.Accelerator.MaxNumThreadsPerGroup}";
 
-    private static string LibraryKey => typeof(MatMulKernels).Assembly.GetName().Version?.ToString() ?? "?";
+    // The library as far as a choice depends on it: its version and the build of its kernels. The
+    // version stays 0.1.0 while the kernels change under it (a choice timed on an older build is not
+    // evidence about a newer one), so the kernel assembly's module id, a hash of its content under
+    // deterministic builds, names the build.
+    internal static string LibraryKey { get; } =
+        $"{typeof(MatMulKernels).Assembly.GetName().Version?.ToString() ?? "?"} build {typeof(MatMulKernels).Assembly.ManifestModule.ModuleVersionId:N}";
 
     /// <summary>Takes this host's device's choices from the cache file, once per host (a no-op without a file).</summary>
     internal static void ReadCache(KernelHost host, string? path = null)
