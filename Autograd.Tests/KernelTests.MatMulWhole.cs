@@ -141,4 +141,41 @@ public sealed partial class KernelTests
             Environment.SetEnvironmentVariable(KernelHost.WholeTilesVariable, saved);
         }
     }
+
+    // On the card, with the driver's own assembler (newer than the ptxas the SASS tests use): the
+    // whole-tile kernel gives the edge-tested kernel's bits at a shape of several tiles, K split too,
+    // keeps its registers at 128 or fewer without spilling, and so two groups a multiprocessor.
+    [Fact]
+    public void On_a_GPU_the_whole_tile_kernel_gives_Wide16s_bits_in_two_groups_a_multiprocessor()
+    {
+        Assert.SkipUnless(Device.Available.Any(d => d.Kind == DeviceKind.Cuda), "needs a CUDA device: the CPU simulator runs the bits tests above");
+        var host = Device.Get("cuda").Host;
+        int m = 512, n = 384, k = 320;
+        foreach (int split in new[] { 1, 3 })
+        {
+            float[] Run(bool whole)
+            {
+                using var pin = new MatMulPin(host, MatMulPath.Wide16, split, oneLaunch: false);
+                using var on = new WholeTilesOn(host, whole);
+                using var ab = Upload(host, TestData.Normal(m * k, 31));
+                using var bb = Upload(host, TestData.Normal(k * n, 32));
+                using var cb = Upload(host, Enumerable.Repeat(float.NaN, m * n).ToArray());
+                using var scratch = Upload(host, Enumerable.Repeat(float.NaN, (int)Math.Max(1, MatMulKernels.SplitKScratch(host, m, n, k))).ToArray());
+                MatMulKernels.MatMul(host, ab.View, false, bb.View, false, cb.View, m, n, k, scratch: scratch.View);
+                return Download(host, cb, m * n);
+            }
+            var edged = Run(false);
+            var whole = Run(true);
+            edged.Should().NotContain(float.NaN);
+            whole.Select(BitConverter.SingleToInt32Bits).Should().Equal(edged.Select(BitConverter.SingleToInt32Bits), $"split {split}");
+        }
+        var loaded = host.KernelResources().Where(r => r.Name == "MatMulWide16/whole").ToList();
+        loaded.Should().NotBeEmpty(string.Join("\n", host.KernelResources()));
+        foreach (var r in loaded)
+        {
+            r.Registers.Should().BeInRange(1, 128, r.ToString());
+            r.LocalBytes.Should().Be(0, $"no spills: {r}");
+            r.GroupsOf256PerMultiprocessor.Should().BeGreaterThanOrEqualTo(2, r.ToString());
+        }
+    }
 }
