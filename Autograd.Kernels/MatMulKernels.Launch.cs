@@ -65,9 +65,12 @@ public static partial class MatMulKernels
             bool one = SumsInSameLaunch(host, TileGrid(host.TiledGroup, m, n));
             text = split == 1 ? $"Tiled {x}x{y}" : $"Tiled {x}x{y}, split-K {split} in {(one ? "one launch" : "two launches")}";
         }
-        if (Has128Tiles(path) && SplitK(host, m, n, k) is > 1 and var layers)
-            text = $"{path}, split-K {layers} in two launches";
-        if (path == MatMulPath.Wide16 && WholeTiles(host, m, n, k)) text += ", whole tiles";
+        if (Has128Tiles(path))
+        {
+            int layers = SplitK(host, m, n, k);
+            if (layers > 1) text = $"{path}, split-K {layers} in two launches";
+            if (path == MatMulPath.Wide16 && WholeTiles(host, m, n, k, layers)) text += ", whole tiles";
+        }
         if (path == MatMulPath.Warp && WarpTeam(host, m, n, k) is > 1 and var team) text = $"Warp, teams of {team} warps";
         if (host.IsTunedView) text += ", autotuned";
         if (!withSum) return text;

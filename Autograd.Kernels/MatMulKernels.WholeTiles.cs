@@ -20,16 +20,17 @@ public static partial class MatMulKernels
         && g.K > 0 && g.K % Wide16Depth == 0 && g.KPer % Wide16Depth == 0 && (long)(layers - 1) * g.KPer < g.K;
 
     /// <summary>
-    /// Whether Wide16 runs the product (m, n, k) on Wide16Whole with operands that are 16-byte aligned
-    /// (as a tensor's own buffer is): WholeTiles for the launch MatMul makes, split-K included.
+    /// Whether Wide16 runs the product (m, n, k), K split in `layers` (SplitK's answer), on Wide16Whole
+    /// with operands that are 16-byte aligned (as a tensor's own buffer is): WholeTiles for the launch
+    /// MatMul makes, split-K included.
     /// </summary>
     /// <param name="host">The kernel host.</param>
     /// <param name="m">Rows of C.</param>
     /// <param name="n">Columns of C.</param>
     /// <param name="k">Shared dimension.</param>
-    internal static bool WholeTiles(KernelHost host, int m, int n, int k)
+    /// <param name="layers">K parts of the launch, as SplitK gives them for this shape.</param>
+    internal static bool WholeTiles(KernelHost host, int m, int n, int k, int layers)
     {
-        int layers = SplitK(host, m, n, k);
         var g = new GemmArgs(m, n, k, false, false, 1f, 0f);
         return WholeTiles(host, layers == 1 ? g : g.WithSliceDepth(SliceDepth(k, layers)), layers, 3);
     }

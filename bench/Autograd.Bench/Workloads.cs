@@ -216,26 +216,18 @@ public static partial class Workloads
     /// group; wholeTiles false keeps Wide16 on its edge-tested kernel, KernelHost.WholeTiles).
     /// </summary>
     public static Result MatMul(Device d, int m, int n, int k, bool ta, bool tb, string name, MatMulPath path = MatMulPath.Auto,
-        (int X, int Y)? tiledGroup = null, bool wholeTiles = true)
-    {
-        bool saved = d.Kernels.WholeTiles;
-        d.Kernels.WholeTiles = wholeTiles;
-        try
-        {
-            return OnPath(d, path, () => MatMulOnce(d, m, n, k, ta, tb, name), tiledGroup);
-        }
-        finally
-        {
-            d.Kernels.WholeTiles = saved;
-        }
-    }
+        (int X, int Y)? tiledGroup = null, bool wholeTiles = true) =>
+        OnPath(d, path, () => MatMulOnce(d, m, n, k, ta, tb, name), tiledGroup, wholeTiles);
 
-    // Runs a workload with the device's SGEMM pinned to path (and group), then puts the previous ones back.
-    private static Result OnPath(Device d, MatMulPath path, Func<Result> run, (int X, int Y)? tiledGroup = null)
+    // Runs a workload with the device's SGEMM pinned to path (and group, and Wide16's whole-tile kernel
+    // on or off), then puts the previous ones back.
+    private static Result OnPath(Device d, MatMulPath path, Func<Result> run, (int X, int Y)? tiledGroup = null, bool wholeTiles = true)
     {
         var saved = d.Kernels.MatMulSettings;
+        bool savedWhole = d.Kernels.WholeTiles;
         d.Kernels.MatMulPath = path;
         if (tiledGroup is { } g) d.Kernels.TiledGroup = g;
+        d.Kernels.WholeTiles = wholeTiles;
         try
         {
             return run();
@@ -243,6 +235,7 @@ public static partial class Workloads
         finally
         {
             d.Kernels.MatMulSettings = saved;
+            d.Kernels.WholeTiles = savedWhole;
         }
     }
 
