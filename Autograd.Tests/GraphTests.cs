@@ -3,7 +3,6 @@ using AutogradNet.Kernels;
 using AutogradNet.Optim;
 using AutogradNet.Tests.Support;
 using FluentAssertions;
-using ILGPU;
 using ILGPU.Backends.EntryPoints;
 using ILGPU.Backends.PTX;
 using ILGPU.Runtime;

@@ -394,22 +394,15 @@ public sealed partial class KernelTests
     [Fact]
     public void AUTOGRAD_MATMUL_names_the_initial_path_and_junk_is_refused()
     {
-        var saved = Environment.GetEnvironmentVariable("AUTOGRAD_MATMUL");
-        try
-        {
-            Environment.SetEnvironmentVariable("AUTOGRAD_MATMUL", "Wide");
-            KernelHost.PathFromEnvironment().Should().Be(MatMulPath.Wide);
-            new KernelHost(Host.Accelerator).MatMulPath.Should().Be(MatMulPath.Wide);
-            Environment.SetEnvironmentVariable("AUTOGRAD_MATMUL", null);
-            KernelHost.PathFromEnvironment().Should().Be(MatMulPath.Auto);
-            Environment.SetEnvironmentVariable("AUTOGRAD_MATMUL", "fastest");
-            var act = () => KernelHost.PathFromEnvironment();
-            act.Should().Throw<ArgumentException>().WithMessage("*AUTOGRAD_MATMUL=fastest*wide*");
-        }
-        finally
-        {
-            Environment.SetEnvironmentVariable("AUTOGRAD_MATMUL", saved);
-        }
+        using var env = new EnvironmentScope("AUTOGRAD_MATMUL");
+        env.Set("Wide");
+        KernelHost.PathFromEnvironment().Should().Be(MatMulPath.Wide);
+        new KernelHost(Host.Accelerator).MatMulPath.Should().Be(MatMulPath.Wide);
+        env.Set(null);
+        KernelHost.PathFromEnvironment().Should().Be(MatMulPath.Auto);
+        env.Set("fastest");
+        var act = () => KernelHost.PathFromEnvironment();
+        act.Should().Throw<ArgumentException>().WithMessage("*AUTOGRAD_MATMUL=fastest*wide*");
     }
 
     public static TheoryData<string, string, int, int, int> EpilogueCases()

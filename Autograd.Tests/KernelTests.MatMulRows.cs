@@ -162,21 +162,14 @@ public sealed partial class KernelTests
     [Fact]
     public void AUTOGRAD_ROW_SHARES_sets_the_shares_and_junk_is_refused()
     {
-        var saved = Environment.GetEnvironmentVariable(KernelHost.RowSharesVariable);
-        try
-        {
-            Environment.SetEnvironmentVariable(KernelHost.RowSharesVariable, " 3 ");
-            new KernelHost(Host.Accelerator).RowShares.Should().Be(3);
-            Environment.SetEnvironmentVariable(KernelHost.RowSharesVariable, null);
-            new KernelHost(Host.Accelerator).RowShares.Should().Be(0, "unset: the rule");
-            Environment.SetEnvironmentVariable(KernelHost.RowSharesVariable, "-2");
-            var act = () => new KernelHost(Host.Accelerator);
-            act.Should().Throw<ArgumentException>().WithMessage("*AUTOGRAD_ROW_SHARES=-2*whole number*the rule*");
-        }
-        finally
-        {
-            Environment.SetEnvironmentVariable(KernelHost.RowSharesVariable, saved);
-        }
+        using var env = new EnvironmentScope(KernelHost.RowSharesVariable);
+        env.Set(" 3 ");
+        new KernelHost(Host.Accelerator).RowShares.Should().Be(3);
+        env.Set(null);
+        new KernelHost(Host.Accelerator).RowShares.Should().Be(0, "unset: the rule");
+        env.Set("-2");
+        var act = () => new KernelHost(Host.Accelerator);
+        act.Should().Throw<ArgumentException>().WithMessage("*AUTOGRAD_ROW_SHARES=-2*whole number*the rule*");
     }
 
     [Fact]

@@ -273,11 +273,11 @@ public sealed class TuningTests
     {
         var device = TestData.Device;
         string path = Path.GetTempFileName();
-        string? saved = Environment.GetEnvironmentVariable(Tune.CacheVariable);
         using var scope = new Tuning();
+        using var env = new EnvironmentScope(Tune.CacheVariable);
         try
         {
-            Environment.SetEnvironmentVariable(Tune.CacheVariable, path);
+            env.Set(path);
             Tune.Clock = (_, c) => c.Path == MatMulPath.Small ? 1 : 10;
             device.TuneMatMul(23, 29, 41).Choice.Path.Should().Be(MatMulPath.Small);
             var lines = File.ReadAllLines(path);
@@ -306,7 +306,6 @@ public sealed class TuningTests
         }
         finally
         {
-            Environment.SetEnvironmentVariable(Tune.CacheVariable, saved);
             File.Delete(path);
         }
     }

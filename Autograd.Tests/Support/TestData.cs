@@ -47,16 +47,9 @@ internal static class TestData
     /// <summary>Graph.Compile with fusion on, or off as AUTOGRAD_FUSE=0 turns it off (read while compiling).</summary>
     public static CompiledStep Compile(Func<AutogradNet.Tensor> fn, AutogradNet.Optim.Optimizer optimizer, bool fuse)
     {
-        var saved = Environment.GetEnvironmentVariable("AUTOGRAD_FUSE");
-        Environment.SetEnvironmentVariable("AUTOGRAD_FUSE", fuse ? null : "0");
-        try
-        {
-            return Graph.Compile(fn, optimizer);
-        }
-        finally
-        {
-            Environment.SetEnvironmentVariable("AUTOGRAD_FUSE", saved);
-        }
+        using var env = new EnvironmentScope("AUTOGRAD_FUSE");
+        env.Set(fuse ? null : "0");
+        return Graph.Compile(fn, optimizer);
     }
 
     public static Tensor Tensor(int[] shape, int seed, bool requiresGrad = false) =>
