@@ -96,6 +96,18 @@ for k in kernels:
                                    "MatMulTiledPair", "Persistent"):
         print(f"{k['Name'] + ' ' + k['Specialization']:<48} {k['Registers']:>4} regs {k['LocalBytes']:>5} B spilled "
               f"{k['SharedBytes']:>6} B shared {k['GroupsOf256PerMultiprocessor']:>2} groups/SM")
+# The floors (bench Workloads.Floors.cs): each part of a tiny launch alone, and the differences that are its costs.
+floors = {n[len("floor: "):]: r["MedianUs"] for n, r in ours.items() if n.startswith("floor: ")}
+for n, v in floors.items():
+    print(f"{'floor: ' + n:<72} {v:>8.2f} us")
+def floor(pattern):
+    return next((v for n, v in floors.items() if re.search(pattern, n)), None)
+hop1, hop4 = floor(r"^1 dependent load"), floor(r"^4 dependent loads")
+grid, count = floor(r"^launch of \d+ groups"), floor(r"^count-in")
+b1, b5 = floor(r"through 2 grid barriers"), floor(r"through 10 grid barriers")
+if None not in (hop1, hop4, grid, count, b1, b5):
+    print(f"floors: a dependent load {(hop4 - hop1) / 3:.2f} us, a count-in {count - grid:.2f} us over its launch, "
+          f"a grid barrier {(b5 - b1) / 8:.2f} us")
 # Which form of the compiled seed step is fastest on this card (issue #3's <= 15 us), and the switch
 # that would make it the default on CUDA ("For the next GPU call" in docs/PERF.md, item 1).
 forms = {n: v for n, v in seeds.items() if "Run(steps: 500)" in n and "rule, no autotuning" not in n}

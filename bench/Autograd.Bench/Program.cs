@@ -104,6 +104,24 @@ if (device.Kind == DeviceKind.Cuda)
     // The rows above without a suffix follow the autotuned table (on by default on a GPU); this one, the rule.
     Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "rule, no autotuning"));
 }
+// What a launch, a memory round trip, a count-in and a grid barrier cost here, each alone: the
+// floors the seed step's launches above are read against (Workloads.Floors.cs).
+try
+{
+    var (floorRows, reading) = Workloads.Floors(device);
+    foreach (var r in floorRows)
+    {
+        results.Add(r);
+        Console.WriteLine(r.ToRow());
+    }
+    Console.WriteLine(reading);
+    WriteJson();
+}
+catch (Exception e)
+{
+    failures.Add(e.Message);
+    Console.WriteLine($"FAILED: floors: {e.GetType().Name}: {e.Message}");
+}
 Report(() => Workloads.MatMul(device, 64, 100, 1000, false, false, "seed layer-1 forward 64x1000x100 NN"));
 Report(() => Workloads.MatMul(device, 1000, 100, 64, true, false, "seed dW1 = x^T dH (1000x64x100 TN)"));
 if (!gpu)

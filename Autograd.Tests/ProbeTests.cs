@@ -1,0 +1,110 @@
+// The latency probes (Autograd.Kernels/Probes.cs) against their host twins. The bench times them to
+// say where a tiny launch's time goes; a probe that stored the wrong thing (or none) would time a
+// different kernel, so each result is checked here on the CPU simulators, over outputs poisoned first.
+using AutogradNet.Kernels;
+using FluentAssertions;
+using ILGPU;
+using ILGPU.Runtime;
+using Xunit;
+
+namespace AutogradNet.Tests;
+
+public sealed class ProbeTests
+{
+    // Groups of 8 (two 4-lane warps), three multiprocessors: Barriers runs a grid of up to 3 groups.
+    private static KernelHost Sim => Device.CpuSimulator(4, 2, 3).Host;
+
+    private static MemoryBuffer1D<int, Stride1D.Dense> Poisoned(KernelHost host, int n)
+    {
+        var b = host.Accelerator.Allocate1D<int>(n);
+        b.View.CopyFromCPU(Enumerable.Repeat(-7, n).ToArray());
+        return b;
+    }
+
+    private static int[] Read(KernelHost host, MemoryBuffer1D<int, Stride1D.Dense> b)
+    {
+        host.Synchronize();
+        return b.GetAsArray1D();
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(7)]
+    [InlineData(33)]
+    public void Touch_stores_one_mark_a_group(int groups)
+    {
+        var host = Sim;
+        using var output = Poisoned(host, groups);
+        Probes.Touch(host, output.View, groups);
+        Read(host, output).Should().Equal(Probes.HostTouch(groups));
+    }
+
+    [Theory]
+    [InlineData(1, 1)]
+    [InlineData(65, 1)]
+    [InlineData(130, 4)]
+    [InlineData(33, 7)]
+    public void Chase_follows_the_permutation_hops_times(int n, int hops)
+    {
+        var host = Sim;
+        var next = Enumerable.Range(0, n).OrderBy(_ => Random.Shared.Next()).ToArray();
+        using var nextBuffer = host.Accelerator.Allocate1D(next);
+        using var output = Poisoned(host, n);
+        Probes.Chase(host, nextBuffer.View, output.View, hops);
+        Read(host, output).Should().Equal(Probes.HostChase(next, hops));
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(7)]
+    [InlineData(65)]
+    public void CountIn_counts_every_group_and_leaves_the_count_at_zero(int groups)
+    {
+        var host = Sim;
+        using var count = host.Accelerator.Allocate1D<int>(1);
+        count.MemSetToZero();
+        for (int launch = 0; launch < 3; launch++)
+        {
+            using var output = Poisoned(host, 1);
+            Probes.CountIn(host, count.View, output.View, groups);
+            Read(host, output).Should().Equal([groups], "the last group to count in saw every group");
+            Read(host, count).Should().Equal([0], "the last group zeroes the count for the next launch");
+        }
+    }
+
+    [Theory]
+    [InlineData(1, 1)]
+    [InlineData(3, 5)]
+    public void Barriers_hold_every_group_until_all_arrive(int groups, int barriers)
+    {
+        var host = Sim;
+        Probes.BarrierGroups(host).Should().Be(3, "the CPU accelerator runs one group a simulated multiprocessor");
+        using var state = host.Accelerator.Allocate1D<int>(3);
+        state.MemSetToZero();
+        for (int launch = 0; launch < 2; launch++)
+        {
+            using var marks = Poisoned(host, 2 * groups);
+            Probes.Barriers(host, state.View, marks.View, groups, barriers);
+            var got = Read(host, marks);
+            got[..groups].Should().AllBeEquivalentTo(barriers - 1, "each group's last mark is the last pair's number");
+            got[groups..].Should().AllBeEquivalentTo(0, "no group passed a barrier before its neighbour arrived");
+            Read(host, state)[2].Should().Be(0, "no barrier gave up");
+        }
+    }
+
+    [Fact]
+    public void Probes_refuse_sizes_that_do_not_match_naming_the_probe()
+    {
+        var host = Sim;
+        using var one = host.Accelerator.Allocate1D<int>(1);
+        using var three = host.Accelerator.Allocate1D<int>(3);
+        using var eight = host.Accelerator.Allocate1D<int>(8);
+        FluentActions.Invoking(() => Probes.Touch(host, three.View, 2)).Should().Throw<ArgumentException>().WithMessage("Probes.Touch: 2 groups*");
+        FluentActions.Invoking(() => Probes.Chase(host, three.View, one.View, 1)).Should().Throw<ArgumentException>().WithMessage("Probes.Chase:*same n*");
+        FluentActions.Invoking(() => Probes.Chase(host, one.View, one.View, 0)).Should().Throw<ArgumentOutOfRangeException>().WithMessage("Probes.Chase: hops*");
+        FluentActions.Invoking(() => Probes.CountIn(host, three.View, one.View, 2)).Should().Throw<ArgumentException>().WithMessage("Probes.CountIn:*");
+        FluentActions.Invoking(() => Probes.Barriers(host, three.View, eight.View, 4, 1)).Should().Throw<ArgumentOutOfRangeException>()
+            .WithMessage("Probes.Barriers: the grid must hold 1 to 3 groups*");
+        FluentActions.Invoking(() => Probes.Barriers(host, one.View, eight.View, 3, 1)).Should().Throw<ArgumentException>().WithMessage("Probes.Barriers: state takes 3*");
+    }
+}

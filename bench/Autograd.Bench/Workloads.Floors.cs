@@ -1,0 +1,102 @@
+// The floors: what a launch, a memory round trip, a count-in and a grid barrier cost on this device,
+// each alone (Autograd.Kernels/Probes.cs), so the seed step's launches can be read against them.
+//
+// Why: issue #3 asks where the step's time goes when it misses 15 us. Runs 6-8 gave each launch's
+// time (CompiledStep.Profile) but not what a launch of that grid costs with nothing in it, nor what
+// one trip to memory or one count-in adds inside a kernel: a tiny product (64x10x100) took 4.2 us
+// against an empty kernel's ~1.0 in a graph of 500 (H100, ilgpu-facts.md). Each row here is one of a
+// tiny product's parts; differences between rows are the costs (PERF.md, "The floors").
+//
+// On CUDA each row is 100 launches captured in one CUDA graph and replayed, as a compiled step runs
+// them; elsewhere the launches are direct (and the figures say only that the probes run).
+using AutogradNet.Kernels;
+using ILGPU;
+using ILGPU.Runtime;
+
+namespace AutogradNet.Bench;
+
+public static partial class Workloads
+{
+    /// <summary>The seed's hidden activations, 64 x 100: the thread count of the Chase rows.</summary>
+    private const int FloorThreads = 6400;
+
+    /// <summary>
+    /// Times each probe (a launch of 1 group and of a full grid, 1 and 4 dependent loads a thread, a
+    /// count-in of a full grid, a resident grid through 1 and 5 pairs of barriers), each checked against
+    /// its host twin first, and returns the rows and a one-line reading (the differences between rows).
+    /// </summary>
+    public static (List<Result> Rows, string Reading) Floors(Device d)
+    {
+        var h = d.Kernels;
+        var acc = h.Accelerator;
+        var rows = new List<Result>();
+        int full = h.MaxGroups, resident = Probes.BarrierGroups(h);
+        // The CPU accelerator's launches wake threads for ~0.1 ms and its rows say only that the probes run: a few will do.
+        int reps = acc is ILGPU.Runtime.Cuda.CudaAccelerator ? 100 : 3;
+
+        double Row(string name, Action<KernelHost> launch, Action check, string checkText)
+        {
+            launch(h);
+            h.Synchronize();
+            check();
+            double us = GraphedMicroseconds(d, launch, reps);
+            rows.Add(new Result($"floor: {name}", us, null, null, checkText));
+            return us;
+        }
+
+        double Touch(int groups)
+        {
+            using var output = acc.Allocate1D<int>(groups);
+            output.MemSetToZero();
+            return Row($"launch of {groups} group{(groups == 1 ? "" : "s")} of {h.GroupSize}, one store a group", x => Probes.Touch(x, output.View, groups),
+                () => Expect(output.GetAsArray1D(), Probes.HostTouch(groups), "Touch"), "every group's mark");
+        }
+
+        var next = Enumerable.Range(0, FloorThreads).OrderBy(i => (i * 2654435761u) % 1000003u).ToArray();
+        using var nextBuffer = acc.Allocate1D(next);
+        double Chase(int hops)
+        {
+            using var output = acc.Allocate1D<int>(FloorThreads);
+            output.MemSetToZero();
+            return Row($"{hops} dependent load{(hops == 1 ? "" : "s")} a thread, {FloorThreads} threads", x => Probes.Chase(x, nextBuffer.View, output.View, hops),
+                () => Expect(output.GetAsArray1D(), Probes.HostChase(next, hops), "Chase"), $"{FloorThreads} ends of the chase");
+        }
+
+        double CountIn(int groups)
+        {
+            using var count = acc.Allocate1D<int>(1);
+            using var output = acc.Allocate1D<int>(1);
+            count.MemSetToZero();
+            output.MemSetToZero();
+            return Row($"count-in of {groups} groups (a product tail without its sum)", x => Probes.CountIn(x, count.View, output.View, groups),
+                () => Expect([.. output.GetAsArray1D(), .. count.GetAsArray1D()], [groups, 0], "CountIn"), "the last group counted them all and reset the count");
+        }
+
+        double Barriers(int pairs)
+        {
+            using var state = acc.Allocate1D<int>(3);
+            using var marks = acc.Allocate1D<int>(2 * resident);
+            state.MemSetToZero();
+            marks.MemSetToZero();
+            var want = Enumerable.Repeat(pairs - 1, resident).Concat(Enumerable.Repeat(0, resident)).Append(0).ToArray();
+            return Row($"{resident} resident groups through {2 * pairs} grid barriers", x => Probes.Barriers(x, state.View, marks.View, resident, pairs),
+                () => Expect([.. marks.GetAsArray1D(), state.GetAsArray1D()[2]], want, "Barriers"), "no group early, no barrier gave up");
+        }
+
+        double one = Touch(1), grid = Touch(full);
+        double hop1 = Chase(1), hop4 = Chase(4);
+        double count = CountIn(full);
+        double pair1 = Barriers(1), pair5 = Barriers(5);
+        string reading = $"floors on {d.Name}: launch {one:F2} us (1 group), {grid:F2} us ({full} groups); " +
+            $"a dependent load {(hop4 - hop1) / 3:F2} us; a count-in {count - grid:F2} us over its launch; " +
+            $"a grid barrier {(pair5 - pair1) / 8:F2} us";
+        return (rows, reading);
+    }
+
+    private static void Expect(int[] got, int[] want, string probe)
+    {
+        if (got.Length != want.Length) throw new InvalidOperationException($"floor probe {probe}: {got.Length} values, expected {want.Length}");
+        for (int i = 0; i < got.Length; i++)
+            if (got[i] != want[i]) throw new InvalidOperationException($"floor probe {probe}: element {i} is {got[i]}, expected {want[i]}");
+    }
+}
