@@ -10,12 +10,22 @@
 //   CountIn: every group fences and counts itself in with an atomic, the last resets the count (the
 //            product tail's and split-K's skeleton, ProductTail.cs), without the sum.
 //   Barriers: a grid of resident groups passing `barriers` GridBarriers (the persistent kernel's).
+//   AsyncCopy: each thread copies 16 bytes from global memory into shared memory with sm_80's
+//            cp.async (inline PTX), which ILGPU has no API for: a check that the way in works,
+//            before an SGEMM stages its slices so (PERF.md, "cp.async from ILGPU").
+//
+// cp.async needs two addresses ILGPU does not hand a kernel: the global one comes from the host
+// (the view's device pointer, a kernel argument) and the shared one from the symbol ILGPU's PTX
+// backend gives a kernel's dynamic shared memory, __dyn_shared_alloca (PTXCodeGenerator.cs in
+// ILGPU 1.5.3; the kernel must take its shared memory with SharedMemory.GetDynamic for the symbol to
+// exist). Elsewhere (the CPU accelerator) the kernel copies with plain loads and stores.
 // The bench times each inside a CUDA graph (Workloads.Floors.cs); differences between rows are the
 // costs: Chase(4) - Chase(1) is three round trips, Barriers(9) - Barriers(1) eight barriers.
 //
 // Each launcher checks its sizes; ProbeTests checks each kernel against its host twin below.
 using ILGPU;
 using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
 
 namespace AutogradNet.Kernels;
 
@@ -83,6 +93,34 @@ public static class Probes
             barrier.Wait();
         }
         if (Group.IdxX == 0) marks[groups + g] = wrong;
+    }
+
+
+    // Each group copies its chunk of 4 x GroupSize floats into dynamic shared memory, 16 bytes a
+    // thread (cp.async on CUDA), waits for it, then stores the chunk rotated by one thread's four:
+    // every thread writes what another thread copied in, so the values went through shared memory.
+    internal static void AsyncCopyKernel(
+        ArrayView<float> input,  // (n), n a multiple of 4 x the group size; 16-byte aligned
+        ArrayView<float> output, // (n)
+        long inputAddress)       // input's device address (CUDA; unused elsewhere)
+    {
+        // Taken as Float4s so that ILGPU declares the symbol 16-byte aligned, as cp.async's 16-byte copies need.
+        var tile = SharedMemory.GetDynamic<MatMulKernels.Float4>().Cast<float>(); // (4 x group size)
+        int t = Group.IdxX, chunk = 4 * Group.DimX, start = Grid.IdxX * chunk;
+        if (CudaAsm.IsSupported)
+        {
+            long source = inputAddress + 4L * (start + 4 * t);
+            CudaAsm.Emit("{ .reg .u32 s; mov.u32 s, __dyn_shared_alloca; add.u32 s, s, %0; cp.async.cg.shared.global [s], [%1], 16; }", 16 * t, source);
+            CudaAsm.Emit("cp.async.commit_group;");
+            CudaAsm.Emit("cp.async.wait_group 0;");
+        }
+        else
+        {
+            for (int i = 0; i < 4; i++) tile[4 * t + i] = input[start + 4 * t + i];
+        }
+        Group.Barrier();
+        int from = 4 * ((t + 1) % Group.DimX);
+        for (int i = 0; i < 4; i++) output[start + 4 * t + i] = tile[from + i];
     }
 
     // ---- launchers ----
@@ -155,6 +193,25 @@ public static class Probes
     private static Action<AcceleratorStream, KernelConfig, ArrayView<int>, GridBarrier, int> LoadBarriers(Accelerator acc) =>
         acc.LoadKernel<ArrayView<int>, GridBarrier, int>(BarriersKernel);
 
+    /// <summary>
+    /// Each group copies its 4 x GroupSize floats of input into shared memory (cp.async on CUDA) and
+    /// stores them to output rotated by 4 within the chunk: output[c + i] = input[c + (i + 4) mod chunk].
+    /// </summary>
+    /// <param name="host">The accelerator's kernels.</param>
+    /// <param name="input">(n), n a positive multiple of 4 x the group size, 16-byte aligned.</param>
+    /// <param name="output">(n).</param>
+    public static void AsyncCopy(KernelHost host, ArrayView<float> input, ArrayView<float> output)
+    {
+        int chunk = 4 * host.GroupSize;
+        if (input.Length != output.Length || input.Length == 0 || input.Length % chunk != 0)
+            throw new ArgumentException($"Probes.AsyncCopy: input ({input.Length}) and output ({output.Length}) need the same length, a positive multiple of 4 x the group size ({chunk}).");
+        long address = input.LoadEffectiveAddressAsPtr().ToInt64();
+        if ((address & 15) != 0)
+            throw new ArgumentException("Probes.AsyncCopy: cp.async copies 16 bytes from a 16-byte aligned address; start input on a multiple of 4 floats of its buffer.");
+        var k = host.Load("ProbeAsyncCopy", null, acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, long>(AsyncCopyKernel));
+        k(host.Stream, new KernelConfig((int)(input.Length / chunk), host.GroupSize, SharedMemoryConfig.RequestDynamic<MatMulKernels.Float4>(host.GroupSize)), input, output, address);
+    }
+
     // ---- host twins ----
 
     /// <summary>What Touch stores: g + 1 at g.</summary>
@@ -173,6 +230,18 @@ public static class Probes
             for (int h = 0; h < hops; h++) j = next[j];
             output[i] = j;
         }
+        return output;
+    }
+
+    /// <summary>What AsyncCopy stores: each chunk of 4 x groupSize rotated by 4.</summary>
+    /// <param name="input">The input.</param>
+    /// <param name="groupSize">Threads a group.</param>
+    public static float[] HostAsyncCopy(float[] input, int groupSize)
+    {
+        int chunk = 4 * groupSize;
+        var output = new float[input.Length];
+        for (int c = 0; c < input.Length; c += chunk)
+            for (int i = 0; i < chunk; i++) output[c + i] = input[c + (i + 4) % chunk];
         return output;
     }
 }

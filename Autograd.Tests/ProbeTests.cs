@@ -2,6 +2,7 @@
 // say where a tiny launch's time goes; a probe that stored the wrong thing (or none) would time a
 // different kernel, so each result is checked here on the CPU simulators, over outputs poisoned first.
 using AutogradNet.Kernels;
+using AutogradNet.Tests.Support;
 using FluentAssertions;
 using ILGPU;
 using ILGPU.Runtime;
@@ -92,6 +93,49 @@ public sealed class ProbeTests
         }
     }
 
+    [Theory]
+    [InlineData(1)]
+    [InlineData(7)]
+    public void AsyncCopy_passes_each_chunk_through_shared_memory(int groups)
+    {
+        var host = Sim;
+        int n = groups * 4 * host.GroupSize;
+        var input = TestData.Normal(n, seed: groups);
+        using var inputBuffer = host.Accelerator.Allocate1D(input);
+        using var output = host.Accelerator.Allocate1D(Enumerable.Repeat(float.NaN, n).ToArray());
+        Probes.AsyncCopy(host, inputBuffer.View, output.View);
+        host.Synchronize();
+        output.GetAsArray1D().Should().Equal(Probes.HostAsyncCopy(input, host.GroupSize));
+    }
+
+    // The way in for an SGEMM that stages its slices with cp.async: on a GPU the inline PTX must copy
+    // what the plain loads would.
+    [Fact]
+    public void AsyncCopy_on_a_GPU_copies_what_plain_loads_would()
+    {
+        Assert.SkipUnless(Device.Available.Any(d => d.Kind == DeviceKind.Cuda), "needs a CUDA device: the CPU simulator runs the plain-load path above, ptxas the PTX below");
+        var host = Device.Get("cuda").Host;
+        int n = 33 * 4 * host.GroupSize;
+        var input = TestData.Normal(n, seed: 33);
+        using var inputBuffer = host.Accelerator.Allocate1D(input);
+        using var output = host.Accelerator.Allocate1D(Enumerable.Repeat(float.NaN, n).ToArray());
+        Probes.AsyncCopy(host, inputBuffer.View, output.View);
+        host.Synchronize();
+        output.GetAsArray1D().Should().Equal(Probes.HostAsyncCopy(input, host.GroupSize));
+    }
+
+    // On CUDA the copy is sm_80's cp.async, written as inline PTX that names ILGPU's dynamic shared
+    // memory symbol: it must survive ILGPU's PTX backend and ptxas as an LDGSTS, the instruction that
+    // copies global to shared without a register.
+    [Fact]
+    public void AsyncCopy_on_CUDA_is_an_LDGSTS_in_SASS()
+    {
+        PtxCompileTests.PtxOf("Probes.AsyncCopyKernel").Should().Contain("cp.async.cg.shared.global").And.Contain("__dyn_shared_alloca")
+            .And.Contain(".extern .shared .align 16 .b8 __dyn_shared_alloca[]", "cp.async copies 16 bytes to a 16-byte aligned shared address");
+        SassTests.Opcodes("Probes.AsyncCopyKernel").Should().Contain(o => o.StartsWith("LDGSTS", StringComparison.Ordinal))
+            .And.Contain(o => o.StartsWith("LDGDEPBAR", StringComparison.Ordinal) || o.StartsWith("DEPBAR", StringComparison.Ordinal));
+    }
+
     [Fact]
     public void Probes_refuse_sizes_that_do_not_match_naming_the_probe()
     {
@@ -106,5 +150,10 @@ public sealed class ProbeTests
         FluentActions.Invoking(() => Probes.Barriers(host, three.View, eight.View, 4, 1)).Should().Throw<ArgumentOutOfRangeException>()
             .WithMessage("Probes.Barriers: the grid must hold 1 to 3 groups*");
         FluentActions.Invoking(() => Probes.Barriers(host, one.View, eight.View, 3, 1)).Should().Throw<ArgumentException>().WithMessage("Probes.Barriers: state takes 3*");
+        using var floats = host.Accelerator.Allocate1D<float>(64);
+        FluentActions.Invoking(() => Probes.AsyncCopy(host, floats.View.SubView(0, 40), floats.View.SubView(0, 40))).Should().Throw<ArgumentException>()
+            .WithMessage("Probes.AsyncCopy:*multiple of 4 x the group size (32)*");
+        FluentActions.Invoking(() => Probes.AsyncCopy(host, floats.View.SubView(1, 32), floats.View.SubView(32, 32))).Should().Throw<ArgumentException>()
+            .WithMessage("Probes.AsyncCopy: cp.async copies 16 bytes from a 16-byte aligned address*");
     }
 }

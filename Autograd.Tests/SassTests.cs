@@ -240,6 +240,9 @@ public sealed class SassTests
     // The SASS of one kernel as opcodes: "/*25b0*/  @!P0 LDS.128 R56, [R83] ;" -> "LDS.128".
     private static List<string> Sass(string kernel) => SassInstructions(kernel).Select(i => i.Op).ToList();
 
+    /// <summary>The SASS of one kernel as opcodes (skips without ptxas and cuobjdump): for other classes' checks of one kernel.</summary>
+    internal static List<string> Opcodes(string kernel) => Sass(kernel);
+
     // The SASS of one kernel as opcodes and operands: "/*25b0*/  @!P0 LDS.128 R56, [R83] ;" -> ("LDS.128", "R56, [R83]").
     private static List<(string Op, string Operands)> SassInstructions(string kernel)
     {

@@ -83,10 +83,30 @@ public static partial class Workloads
                 () => Expect([.. marks.GetAsArray1D(), state.GetAsArray1D()[2]], want, "Barriers"), "no group early, no barrier gave up");
         }
 
+        // cp.async (inline PTX) into shared memory, 16 bytes a thread: the way in for an SGEMM's slices; the check is the point.
+        void AsyncCopy(int groups)
+        {
+            int n = groups * 4 * h.GroupSize;
+            var input = Enumerable.Range(0, n).Select(i => (float)Math.Sin(i)).ToArray();
+            using var inputBuffer = acc.Allocate1D(input);
+            using var output = acc.Allocate1D<float>(n);
+            output.MemSetToZero();
+            Row($"copy of 16 bytes a thread into shared memory ({(acc is ILGPU.Runtime.Cuda.CudaAccelerator ? "cp.async" : "plain loads")}), {groups} groups",
+                x => Probes.AsyncCopy(x, inputBuffer.View, output.View),
+                () =>
+                {
+                    var got = output.GetAsArray1D();
+                    var want = Probes.HostAsyncCopy(input, h.GroupSize);
+                    for (int i = 0; i < n; i++)
+                        if (got[i] != want[i]) throw new InvalidOperationException($"floor probe AsyncCopy: element {i} is {got[i]}, expected {want[i]}");
+                }, "every element through shared memory");
+        }
+
         double one = Touch(1), grid = Touch(full);
         double hop1 = Chase(1), hop4 = Chase(4);
         double count = CountIn(full);
         double pair1 = Barriers(1), pair5 = Barriers(5);
+        AsyncCopy(full);
         string reading = $"floors on {d.Name}: launch {one:F2} us (1 group), {grid:F2} us ({full} groups); " +
             $"a dependent load {(hop4 - hop1) / 3:F2} us; a count-in {count - grid:F2} us over its launch; " +
             $"a grid barrier {(pair5 - pair1) / 8:F2} us";
