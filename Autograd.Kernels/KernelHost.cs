@@ -122,6 +122,7 @@ public sealed partial class KernelHost
         LaunchBounds = other.LaunchBounds;
         WholeTiles = other.WholeTiles;
         PersistentSteps = other.PersistentSteps;
+        BarrierFence = other.BarrierFence;
         ChainTails = other.ChainTails;
         RowChains = other.RowChains;
         RowShares = other.RowShares;

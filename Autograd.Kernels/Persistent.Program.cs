@@ -81,7 +81,11 @@ public sealed class PersistentProgram : IDisposable
     /// <summary>"Persistent: 4 phases (Warp, Warp + sum, Warp, Tiled pair), 3 grid barriers, 200 groups of 256, 21,516 bytes of shared memory a group", and the steps a launch where more than one.</summary>
     public override string ToString() =>
         $"Persistent: {PhaseNames.Count} phases ({string.Join(", ", PhaseNames)}), {PhaseNames.Count - 1} grid barriers, {GridGroups} groups of {_host.GroupSize}, " +
-        $"{SharedBytes:N0} bytes of shared memory a group" + (StepsPerLaunch > 1 ? $"; {StepsPerLaunch} steps a launch, a barrier after each" : "");
+        $"{SharedBytes:N0} bytes of shared memory a group" + (StepsPerLaunch > 1 ? $"; {StepsPerLaunch} steps a launch, a barrier after each" : "") +
+        (Fences == BarrierFence.AcquireRelease ? "; barriers fenced acquire-release" : "");
+
+    /// <summary>The program's grid barriers' fences (KernelHost.BarrierFence when it was built, on CUDA; ILGPU's elsewhere).</summary>
+    public BarrierFence Fences { get; private init; }
 
     /// <summary>
     /// Records the launches `record` makes on a recording view of the host and builds them into one
@@ -158,7 +162,7 @@ public sealed class PersistentProgram : IDisposable
                 state = owned.View;
             }
             int limit = spinLimit ?? (host.IsCpu ? int.MaxValue : GpuSpinLimit);
-            var barrier = new GridBarrier(state, limit);
+            var barrier = GridBarrier.For(host, state, limit);
             var bind = typeof(PersistentProgram).GetMethod(nameof(Bind), BindingFlags.NonPublic | BindingFlags.Static)!.MakeGenericMethod(type);
             Action<KernelHost> launch;
             int grid;
@@ -184,7 +188,7 @@ public sealed class PersistentProgram : IDisposable
             }
             refusal = "";
             var names = runs.Select(r => string.Join(" & ", r.Names)).ToArray();
-            return new PersistentProgram(host, owned, state, launch, grid, names, type, repeat?.Steps ?? 1) { SharedBytes = shared };
+            return new PersistentProgram(host, owned, state, launch, grid, names, type, repeat?.Steps ?? 1) { SharedBytes = shared, Fences = barrier.Fences };
         }
         catch
         {
@@ -278,4 +282,24 @@ public sealed partial class KernelHost
     /// it runs persistent, or why not.
     /// </summary>
     public bool PersistentSteps { get; set; } = SwitchFromEnvironment(PersistentVariable, unset: false, "replay a step's launches, the default", "one persistent kernel a step", "");
+}
+
+public sealed partial class KernelHost
+{
+    /// <summary>The environment variable that chooses grid barriers' fences: sc (sequentially consistent, the default) or acqrel (acquire-release).</summary>
+    public const string BarrierFenceVariable = "AUTOGRAD_BARRIER_FENCE";
+
+    /// <summary>
+    /// The fences of the persistent kernel's grid barriers (GridBarrier) on CUDA: ILGPU's device-level
+    /// fence, sequentially consistent (the default, unless AUTOGRAD_BARRIER_FENCE=acqrel), or an
+    /// acquire-release one in inline PTX, all a barrier needs. Unmeasured on a GPU when written: the
+    /// bench's floor rows time a barrier with each. Read when a persistent program is built; other
+    /// accelerators always use ILGPU's.
+    /// </summary>
+    public BarrierFence BarrierFence { get; set; } = Environment.GetEnvironmentVariable(BarrierFenceVariable)?.Trim() switch
+    {
+        null or "" or "sc" => BarrierFence.SequentiallyConsistent,
+        "acqrel" => BarrierFence.AcquireRelease,
+        var v => throw new ArgumentException($"{BarrierFenceVariable}={v}: use sc (ILGPU's sequentially consistent fences, the default) or acqrel (acquire-release fences), or unset it."),
+    };
 }

@@ -31,6 +31,7 @@
 // (PersistentProgram.TimedOut).
 using ILGPU;
 using ILGPU.Runtime;
+using ILGPU.Runtime.Cuda;
 
 namespace AutogradNet.Kernels;
 
@@ -106,6 +107,16 @@ public sealed class PhaseAccess
         a.Any(x => b.Any(y => x.Start < y.End && y.Start < x.End));
 }
 
+/// <summary>The fences of a grid barrier (KernelHost.BarrierFence; AcquireRelease on CUDA only).</summary>
+public enum BarrierFence
+{
+    /// <summary>ILGPU's device-level fence: sequentially consistent at GPU scope (MEMBAR.SC.GPU in SASS).</summary>
+    SequentiallyConsistent,
+
+    /// <summary>An acquire-release fence at GPU scope (inline PTX fence.acq_rel.gpu; MEMBAR.ALL.GPU in SASS).</summary>
+    AcquireRelease,
+}
+
 /// <summary>
 /// A software barrier over every group of a grid whose groups are all resident: counts the groups in,
 /// the last one advances a generation the others wait on. Gives up after a spin limit (see the file's header).
@@ -116,12 +127,25 @@ public readonly struct GridBarrier
     // generation (high 32 bits); int 2 timed out (0 or 1). Zero at the first launch.
     private readonly ArrayView<int> _state;
     private readonly int _spinLimit;
+    // 1: the fences are acquire-release (CUDA, BarrierFence.AcquireRelease).
+    private readonly int _lightFences;
 
-    internal GridBarrier(ArrayView<int> state, int spinLimit)
+    internal GridBarrier(ArrayView<int> state, int spinLimit, bool lightFences = false)
     {
         _state = state;
         _spinLimit = spinLimit;
+        _lightFences = lightFences ? 1 : 0;
     }
+
+    /// <summary>
+    /// The barrier over `state` for a grid on host's accelerator, fenced as KernelHost.BarrierFence
+    /// says on CUDA; elsewhere (the CPU accelerator) with ILGPU's fences.
+    /// </summary>
+    internal static GridBarrier For(KernelHost host, ArrayView<int> state, int spinLimit) =>
+        new(state, spinLimit, !host.IsCpu && host.Accelerator.AcceleratorType == AcceleratorType.Cuda && host.BarrierFence == BarrierFence.AcquireRelease);
+
+    /// <summary>The barrier's fences (host side).</summary>
+    public BarrierFence Fences => _lightFences != 0 ? BarrierFence.AcquireRelease : BarrierFence.SequentiallyConsistent;
 
     /// <summary>Returns once every group of the grid has called it (or the spin limit has passed).</summary>
     public void Wait()
@@ -138,7 +162,7 @@ public readonly struct GridBarrier
             // turn), each a round trip the last group made after its share of the phase.
             var word = _state.Cast<long>();
             int groups = Grid.Dimension.Size;
-            MemoryFence.DeviceLevel();
+            Fence();
             long arrived = Atomic.Add(ref word[0], 1L);
             if ((int)(arrived & 0xFFFFFFFFL) == groups - 1)
             {
@@ -157,9 +181,19 @@ public readonly struct GridBarrier
                     break;
                 }
             }
-            MemoryFence.DeviceLevel();
+            Fence();
         }
         Group.Barrier();
+    }
+
+    // Orders this group's stores before its arrival, and the other groups' stores before what it
+    // reads after the turn. Acquire-release at GPU scope is all a barrier needs; ILGPU's device-level
+    // fence is a sequentially consistent one (MEMBAR.SC.GPU in SASS), which also waits for every
+    // other memory operation in flight to be ordered globally.
+    private void Fence()
+    {
+        if (CudaAsm.IsSupported && _lightFences != 0) CudaAsm.Emit("fence.acq_rel.gpu;");
+        else MemoryFence.DeviceLevel();
     }
 }
 

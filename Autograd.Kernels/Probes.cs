@@ -9,7 +9,8 @@
 //   Chase:   `hops` loads a thread, each address read by the one before: memory round trips in a row.
 //   CountIn: every group fences and counts itself in with an atomic, the last resets the count (the
 //            product tail's and split-K's skeleton, ProductTail.cs), without the sum.
-//   Barriers: a grid of resident groups passing `barriers` GridBarriers (the persistent kernel's).
+//   Barriers: a grid of resident groups passing `barriers` GridBarriers (the persistent kernel's;
+//            fenced as KernelHost.BarrierFence says).
 //   AsyncCopy: each thread copies 16 bytes from global memory into shared memory with sm_80's
 //            cp.async (inline PTX), which ILGPU has no API for: a check that the way in works,
 //            before an SGEMM stages its slices so (PERF.md, "cp.async from ILGPU").
@@ -186,7 +187,7 @@ public static class Probes
                 $"Probes.Barriers: the grid must hold 1 to {resident} groups (all resident at once), or its barriers never return.");
         if (state.Length != 3 || marks.Length != 2 * groups || barriers < 1)
             throw new ArgumentException($"Probes.Barriers: state takes 3 elements (got {state.Length}), marks 2 x {groups} (got {marks.Length}), barriers at least 1 (got {barriers}).");
-        var barrier = new GridBarrier(state, host.IsCpu ? int.MaxValue : PersistentProgram.GpuSpinLimit);
+        var barrier = GridBarrier.For(host, state, host.IsCpu ? int.MaxValue : PersistentProgram.GpuSpinLimit);
         host.Load("ProbeBarriers", null, null, LoadBarriers)(host.Stream, new KernelConfig(groups, host.GroupSize), marks, barrier, barriers);
     }
 

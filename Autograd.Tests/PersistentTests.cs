@@ -159,6 +159,31 @@ public sealed partial class PersistentTests
         persistent.W2.Should().Equal(launches.W2);
     }
 
+    // On a GPU with the barriers fenced acquire-release (inline PTX): the same bits as the launches,
+    // and the program says so.
+    [Fact]
+    public void Persistent_seed_step_on_a_GPU_with_acquire_release_barriers_gives_the_bits_of_its_launches()
+    {
+        Assert.SkipUnless(Device.Available.Any(d => d.Kind == DeviceKind.Cuda), "needs a CUDA device: the CPU accelerator's barriers always use ILGPU's fences");
+        var dev = Device.Get("cuda");
+        var saved = dev.Host.BarrierFence;
+        try
+        {
+            dev.Host.BarrierFence = BarrierFence.AcquireRelease;
+            var launches = Train(dev, MatMulPath.Warp, persistent: false, batch: 64, inputs: 1000, hidden: 100, outputs: 10, steps: 50);
+            var persistent = Train(dev, MatMulPath.Warp, persistent: true, batch: 64, inputs: 1000, hidden: 100, outputs: 10, steps: 50);
+            persistent.Persistent.Should().BeTrue(persistent.Describe);
+            persistent.Describe.Should().Contain("barriers fenced acquire-release");
+            persistent.Losses.Should().Equal(launches.Losses, persistent.Describe);
+            persistent.W1.Should().Equal(launches.W1);
+            persistent.W2.Should().Equal(launches.W2);
+        }
+        finally
+        {
+            dev.Host.BarrierFence = saved;
+        }
+    }
+
     // The seed's own shapes (64, 1000, 100, 10) for two steps: the tiled products split K there.
     [Fact]
     public void Persistent_seed_step_gives_the_bits_of_its_launches()

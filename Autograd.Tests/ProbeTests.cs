@@ -93,6 +93,87 @@ public sealed class ProbeTests
         }
     }
 
+    // The CPU accelerator has no inline PTX: whatever KernelHost.BarrierFence says, its barriers use
+    // ILGPU's fences, and hold.
+    [Fact]
+    public void Barriers_on_the_CPU_use_ILGPUs_fences_whatever_the_host_says()
+    {
+        var host = Sim;
+        var saved = host.BarrierFence;
+        try
+        {
+            host.BarrierFence = BarrierFence.AcquireRelease;
+            using var state = host.Accelerator.Allocate1D<int>(3);
+            state.MemSetToZero();
+            GridBarrier.For(host, state.View, 1000).Fences.Should().Be(BarrierFence.SequentiallyConsistent);
+            using var marks = Poisoned(host, 6);
+            Probes.Barriers(host, state.View, marks.View, 3, 4);
+            Read(host, marks).Should().Equal([3, 3, 3, 0, 0, 0]);
+        }
+        finally
+        {
+            host.BarrierFence = saved;
+        }
+    }
+
+    [Fact]
+    public void AUTOGRAD_BARRIER_FENCE_chooses_the_barriers_fences_and_junk_is_refused()
+    {
+        using var env = new EnvironmentScope(KernelHost.BarrierFenceVariable);
+        var acc = Sim.Accelerator;
+        env.Set(null);
+        new KernelHost(acc).BarrierFence.Should().Be(BarrierFence.SequentiallyConsistent, "unset: ILGPU's");
+        env.Set("acqrel");
+        var host = new KernelHost(acc);
+        host.BarrierFence.Should().Be(BarrierFence.AcquireRelease);
+        host.WithStream(acc.DefaultStream).BarrierFence.Should().Be(BarrierFence.AcquireRelease, "a view on another stream keeps the setting");
+        env.Set("sc");
+        new KernelHost(acc).BarrierFence.Should().Be(BarrierFence.SequentiallyConsistent);
+        env.Set("light");
+        FluentActions.Invoking(() => new KernelHost(acc)).Should().Throw<ArgumentException>().WithMessage("AUTOGRAD_BARRIER_FENCE=light: use sc*acqrel*");
+    }
+
+    // On CUDA the light fence is inline PTX in every kernel that holds a barrier (taken or not at run
+    // time): it must survive ILGPU's PTX backend and ptxas as a fence that is not sequentially consistent.
+    [Fact]
+    public void Barrier_fences_acquire_release_in_PTX_and_SASS()
+    {
+        PtxCompileTests.PtxOf("Probes.BarriersKernel").Should().Contain("fence.acq_rel.gpu;").And.Contain("membar.gl;");
+        var sass = SassTests.Opcodes("Probes.BarriersKernel");
+        sass.Should().Contain("MEMBAR.SC.GPU", "ILGPU's fence, the default")
+            .And.Contain("MEMBAR.ALL.GPU", "the acquire-release fence");
+    }
+
+    // On the card: the barrier holds with either fence (no group early, none gave up).
+    [Fact]
+    public void On_a_GPU_barriers_hold_with_either_fence()
+    {
+        Assert.SkipUnless(Device.Available.Any(d => d.Kind == DeviceKind.Cuda), "needs a CUDA device: the CPU simulator runs the barrier tests above");
+        var host = Device.Get("cuda").Host;
+        var saved = host.BarrierFence;
+        try
+        {
+            foreach (var fence in Enum.GetValues<BarrierFence>())
+            {
+                host.BarrierFence = fence;
+                int groups = Probes.BarrierGroups(host);
+                using var state = host.Accelerator.Allocate1D<int>(3);
+                state.MemSetToZero();
+                GridBarrier.For(host, state.View, PersistentProgram.GpuSpinLimit).Fences.Should().Be(fence);
+                using var marks = Poisoned(host, 2 * groups);
+                Probes.Barriers(host, state.View, marks.View, groups, 50);
+                var got = Read(host, marks);
+                got[..groups].Should().AllBeEquivalentTo(49, $"{fence}: each group's last mark");
+                got[groups..].Should().AllBeEquivalentTo(0, $"{fence}: no group passed a barrier early");
+                Read(host, state)[2].Should().Be(0, $"{fence}: no barrier gave up");
+            }
+        }
+        finally
+        {
+            host.BarrierFence = saved;
+        }
+    }
+
     [Theory]
     [InlineData(1)]
     [InlineData(7)]

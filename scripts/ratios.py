@@ -104,10 +104,16 @@ def floor(pattern):
     return next((v for n, v in floors.items() if re.search(pattern, n)), None)
 hop1, hop4 = floor(r"^1 dependent load"), floor(r"^4 dependent loads")
 grid, count = floor(r"^launch of \d+ groups"), floor(r"^count-in")
-b1, b5 = floor(r"through 2 grid barriers"), floor(r"through 10 grid barriers")
-if None not in (hop1, hop4, grid, count, b1, b5):
+# A barrier, with each fence (KernelHost.BarrierFence): the rows name it in parentheses.
+waits = {}
+for n, v in floors.items():
+    m = re.search(r"through (2|10) grid barriers \((.*)\)$", n)
+    if m:
+        waits.setdefault(m.group(2), {})[m.group(1)] = v
+barriers = ", ".join(f"{(w['10'] - w['2']) / 8:.2f} us ({k})" for k, w in waits.items() if len(w) == 2)
+if None not in (hop1, hop4, grid, count):
     print(f"floors: a dependent load {(hop4 - hop1) / 3:.2f} us, a count-in {count - grid:.2f} us over its launch, "
-          f"a grid barrier {(b5 - b1) / 8:.2f} us")
+          f"a grid barrier {barriers or 'not measured'}")
 # Which form of the compiled seed step is fastest on this card (issue #3's <= 15 us), and the switch
 # that would make it the default on CUDA ("For the next GPU call" in docs/PERF.md, item 1).
 forms = {n: v for n, v in seeds.items() if "Run(steps: 500)" in n and "rule, no autotuning" not in n}
@@ -115,6 +121,7 @@ if forms:
     best = min(forms, key=forms.get)
     switches = [k for s, k in (("persistent kernel", "KernelHost.PersistentSteps"), ("row chains", "KernelHost.RowChains"),
                                ("chain tails", "KernelHost.ChainTails"), ("warp products", "MatMulPath.Warp"),
-                               ("one group a block", "KernelHost.RowShares = 1")) if s in best]
+                               ("one group a block", "KernelHost.RowShares = 1"),
+                               ("acquire-release barriers", "KernelHost.BarrierFence = AcquireRelease")) if s in best]
     print(f"fastest seed step: {forms[best]:.1f} us/step ({best}); goal <= 15: {'met' if forms[best] <= 15 else 'unmet'}; "
           + (f"default on CUDA would need {', '.join(switches)}" if switches else "already the default form"))

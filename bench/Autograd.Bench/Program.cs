@@ -97,6 +97,10 @@ if (device.Kind == DeviceKind.Cuda)
     Report(() => Workloads.SeedCompiled(device, 2000, cudaGraphs: true, stepsPerRun: 1, variant: "row chains, chain tails"));
     Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "row chains, chain tails"));
     Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "persistent kernel, row chains, chain tails"));
+    // The two persistent forms above with their barriers fenced acquire-release (KernelHost.BarrierFence;
+    // the floor rows time the barrier alone with each fence).
+    Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "persistent kernel, acquire-release barriers"));
+    Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "persistent kernel, row chains, chain tails, acquire-release barriers"));
     // The rows above share h's columns among a block's groups (KernelHost.RowShares' rule: 8 a block
     // on an H200); these keep a block in one group, as the fifteenth session built it.
     Report(() => Workloads.SeedCompiled(device, 2000, cudaGraphs: true, stepsPerRun: 1, variant: "row chains, chain tails, one group a block"));

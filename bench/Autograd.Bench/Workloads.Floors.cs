@@ -22,7 +22,8 @@ public static partial class Workloads
 
     /// <summary>
     /// Times each probe (a launch of 1 group and of a full grid, 1 and 4 dependent loads a thread, a
-    /// count-in of a full grid, a resident grid through 1 and 5 pairs of barriers), each checked against
+    /// count-in of a full grid, a resident grid through 1 and 5 pairs of barriers with each fence the
+    /// device allows, a copy into shared memory with cp.async), each checked against
     /// its host twin first, and returns the rows and a one-line reading (the differences between rows).
     /// </summary>
     public static (List<Result> Rows, string Reading) Floors(Device d)
@@ -72,15 +73,24 @@ public static partial class Workloads
                 () => Expect([.. output.GetAsArray1D(), .. count.GetAsArray1D()], [groups, 0], "CountIn"), "the last group counted them all and reset the count");
         }
 
-        double Barriers(int pairs)
+        double Barriers(int pairs, BarrierFence fence)
         {
             using var state = acc.Allocate1D<int>(3);
             using var marks = acc.Allocate1D<int>(2 * resident);
             state.MemSetToZero();
             marks.MemSetToZero();
             var want = Enumerable.Repeat(pairs - 1, resident).Concat(Enumerable.Repeat(0, resident)).Append(0).ToArray();
-            return Row($"{resident} resident groups through {2 * pairs} grid barriers", x => Probes.Barriers(x, state.View, marks.View, resident, pairs),
-                () => Expect([.. marks.GetAsArray1D(), state.GetAsArray1D()[2]], want, "Barriers"), "no group early, no barrier gave up");
+            var saved = h.BarrierFence;
+            h.BarrierFence = fence;
+            try
+            {
+                return Row($"{resident} resident groups through {2 * pairs} grid barriers ({Fences(fence)})", x => Probes.Barriers(x, state.View, marks.View, resident, pairs),
+                    () => Expect([.. marks.GetAsArray1D(), state.GetAsArray1D()[2]], want, "Barriers"), "no group early, no barrier gave up");
+            }
+            finally
+            {
+                h.BarrierFence = saved;
+            }
         }
 
         // cp.async (inline PTX) into shared memory, 16 bytes a thread: the way in for an SGEMM's slices; the check is the point.
@@ -105,13 +115,21 @@ public static partial class Workloads
         double one = Touch(1), grid = Touch(full);
         double hop1 = Chase(1), hop4 = Chase(4);
         double count = CountIn(full);
-        double pair1 = Barriers(1), pair5 = Barriers(5);
+        // Each fence a barrier can have (KernelHost.BarrierFence); the CPU accelerator has ILGPU's only.
+        var barriers = new List<string>();
+        foreach (var fence in acc is ILGPU.Runtime.Cuda.CudaAccelerator ? Enum.GetValues<BarrierFence>() : [BarrierFence.SequentiallyConsistent])
+        {
+            double pair1 = Barriers(1, fence), pair5 = Barriers(5, fence);
+            barriers.Add($"{(pair5 - pair1) / 8:F2} us ({Fences(fence)})");
+        }
         AsyncCopy(full);
         string reading = $"floors on {d.Name}: launch {one:F2} us (1 group), {grid:F2} us ({full} groups); " +
             $"a dependent load {(hop4 - hop1) / 3:F2} us; a count-in {count - grid:F2} us over its launch; " +
-            $"a grid barrier {(pair5 - pair1) / 8:F2} us";
+            $"a grid barrier {string.Join(", ", barriers)}";
         return (rows, reading);
     }
+
+    private static string Fences(BarrierFence fence) => fence == BarrierFence.AcquireRelease ? "acquire-release fences" : "ILGPU's fences";
 
     private static void Expect(int[] got, int[] want, string probe)
     {

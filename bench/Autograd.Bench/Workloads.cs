@@ -126,12 +126,15 @@ public static partial class Workloads
         if (variant.Contains("row chains", StringComparison.Ordinal)) d.Kernels.RowChains = true;
         int shares = d.Kernels.RowShares;
         if (variant.EndsWith("one group a block", StringComparison.Ordinal)) d.Kernels.RowShares = 1;
+        var fence = d.Kernels.BarrierFence;
+        if (variant.EndsWith("acquire-release barriers", StringComparison.Ordinal)) d.Kernels.BarrierFence = BarrierFence.AcquireRelease;
         try
         {
             // The kernel-choice variants print where their time goes, like the shipped step.
             var r = SeedCompiledAsShipped(d, steps, cudaGraphs, stepsPerRun, profile: variant is "no launch bounds" or "warp products" or "warp products, one warp a block" or "warp products, no launch bounds" or "warp below 16K outputs" or "8x8 tiles" or "rule, no autotuning"
                 or "persistent kernel" or "persistent kernel, warp products" or "chain tails, warp products" or "persistent kernel, chain tails"
-                or "row chains, chain tails" or "persistent kernel, row chains, chain tails" or "row chains, chain tails, one group a block");
+                or "row chains, chain tails" or "persistent kernel, row chains, chain tails" or "row chains, chain tails, one group a block"
+                or "persistent kernel, acquire-release barriers" or "persistent kernel, row chains, chain tails, acquire-release barriers");
             return variant == "" ? r : r with { Name = $"{r.Name}, {variant}" };
         }
         finally
@@ -143,6 +146,7 @@ public static partial class Workloads
             d.Kernels.ChainTails = chains;
             d.Kernels.RowChains = rows;
             d.Kernels.RowShares = shares;
+            d.Kernels.BarrierFence = fence;
         }
     }
 
