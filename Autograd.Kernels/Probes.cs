@@ -8,7 +8,8 @@
 //   Touch:   a launch and one store a group: the graph node's floor for a grid of this size.
 //   Chase:   `hops` loads a thread, each address read by the one before: memory round trips in a row.
 //   CountIn: every group fences and counts itself in with an atomic, the last resets the count (the
-//            product tail's and split-K's skeleton, ProductTail.cs), without the sum.
+//            product tail's and split-K's skeleton, ProductTail.cs), without the sum; with the
+//            tail's fences (every thread's), or thread 0's alone, or thread 0's acquire-release.
 //   Barriers: a grid of resident groups passing `barriers` GridBarriers (the persistent kernel's;
 //            fenced as KernelHost.BarrierFence says).
 //   AsyncCopy: each thread copies 16 bytes from global memory into shared memory with sm_80's
@@ -56,23 +57,40 @@ public static class Probes
         output[i] = j;
     }
 
-    // Every group counts itself in after a fence; the group that counts last zeroes the count for the
-    // next launch and stores how many it saw. ProductTail's SumTail does this before its sum.
+    // Every group counts itself in after a fence; the group that counts last fences again, zeroes the
+    // count for the next launch and stores how many it saw: ProductTail's SumTail before its sum.
+    // fences picks them: 0 as SumTail has them (every thread fences, ILGPU's sequentially consistent
+    // fence), 1 thread 0 alone after the group's barrier (the grid barrier's way), 2 as 1 with
+    // acquire-release fences (inline PTX on CUDA; ILGPU's elsewhere).
     internal static void CountInKernel(
         ArrayView<int> count,  // (1) groups in so far, 0 between launches
-        ArrayView<int> output) // (1) groups the last one counted
+        ArrayView<int> output, // (1) groups the last one counted
+        int fences)
     {
+        var last = SharedMemory.Allocate<int>(1);
+        int tid = Group.IdxX;
+        if (fences == 0) MemoryFence.DeviceLevel();
         Group.Barrier();
-        if (Group.IdxX == 0)
+        if (tid == 0)
         {
-            MemoryFence.DeviceLevel();
-            int before = Atomic.Add(ref count[0], 1);
-            if (before == Grid.DimX - 1)
-            {
-                Atomic.Exchange(ref count[0], 0);
-                output[0] = before + 1;
-            }
+            if (fences != 0) CountInFence(fences);
+            last[0] = Atomic.Add(ref count[0], 1) == Grid.DimX - 1 ? 1 : 0;
         }
+        Group.Barrier();
+        if (last[0] == 0) return;
+        if (fences == 0) MemoryFence.DeviceLevel();
+        else if (tid == 0) CountInFence(fences);
+        if (tid == 0)
+        {
+            output[0] = Grid.DimX;
+            count[0] = 0;
+        }
+    }
+
+    private static void CountInFence(int fences)
+    {
+        if (CudaAsm.IsSupported && fences == 2) CudaAsm.Emit("fence.acq_rel.gpu;");
+        else MemoryFence.DeviceLevel();
     }
 
     // Groups pass `barriers` pairs of grid barriers. Before the first of pair b, group g stores b at g;
@@ -158,12 +176,17 @@ public static class Probes
     /// <param name="count">(1), 0 before the first launch; 0 again after each.</param>
     /// <param name="output">(1).</param>
     /// <param name="groups">Groups of the launch (at least 1).</param>
-    public static void CountIn(KernelHost host, ArrayView<int> count, ArrayView<int> output, int groups)
+    /// <param name="fences">
+    /// 0: every thread fences, as ProductTail's SumTail does; 1: thread 0 alone after the group's
+    /// barrier; 2: as 1, with acquire-release fences on CUDA.
+    /// </param>
+    public static void CountIn(KernelHost host, ArrayView<int> count, ArrayView<int> output, int groups, int fences = 0)
     {
         if (count.Length != 1 || output.Length != 1 || groups < 1)
             throw new ArgumentException($"Probes.CountIn: count and output take 1 element each (got {count.Length} and {output.Length}) and groups at least 1 (got {groups}).");
-        var k = host.Load("ProbeCountIn", null, acc => acc.LoadKernel<ArrayView<int>, ArrayView<int>>(CountInKernel));
-        k(host.Stream, new KernelConfig(groups, host.GroupSize), count, output);
+        if (fences is < 0 or > 2) throw new ArgumentOutOfRangeException(nameof(fences), fences, "Probes.CountIn: fences is 0 (every thread), 1 (thread 0) or 2 (thread 0, acquire-release).");
+        var k = host.Load("ProbeCountIn", null, acc => acc.LoadKernel<ArrayView<int>, ArrayView<int>, int>(CountInKernel));
+        k(host.Stream, new KernelConfig(groups, host.GroupSize), count, output, fences);
     }
 
     /// <summary>Groups that can all be resident at once for Barriers: the most its grid may hold.</summary>

@@ -56,10 +56,12 @@ public sealed class ProbeTests
     }
 
     [Theory]
-    [InlineData(1)]
-    [InlineData(7)]
-    [InlineData(65)]
-    public void CountIn_counts_every_group_and_leaves_the_count_at_zero(int groups)
+    [InlineData(1, 0)]
+    [InlineData(7, 0)]
+    [InlineData(65, 0)]
+    [InlineData(7, 1)]
+    [InlineData(65, 2)]
+    public void CountIn_counts_every_group_and_leaves_the_count_at_zero(int groups, int fences)
     {
         var host = Sim;
         using var count = host.Accelerator.Allocate1D<int>(1);
@@ -67,7 +69,7 @@ public sealed class ProbeTests
         for (int launch = 0; launch < 3; launch++)
         {
             using var output = Poisoned(host, 1);
-            Probes.CountIn(host, count.View, output.View, groups);
+            Probes.CountIn(host, count.View, output.View, groups, fences);
             Read(host, output).Should().Equal([groups], "the last group to count in saw every group");
             Read(host, count).Should().Equal([0], "the last group zeroes the count for the next launch");
         }
@@ -139,6 +141,7 @@ public sealed class ProbeTests
     public void Barrier_fences_acquire_release_in_PTX_and_SASS()
     {
         PtxCompileTests.PtxOf("Probes.BarriersKernel").Should().Contain("fence.acq_rel.gpu;").And.Contain("membar.gl;");
+        PtxCompileTests.PtxOf("Probes.CountInKernel").Should().Contain("fence.acq_rel.gpu;").And.Contain("membar.gl;");
         var sass = SassTests.Opcodes("Probes.BarriersKernel");
         sass.Should().Contain("MEMBAR.SC.GPU", "ILGPU's fence, the default")
             .And.Contain("MEMBAR.ALL.GPU", "the acquire-release fence");
@@ -228,6 +231,7 @@ public sealed class ProbeTests
         FluentActions.Invoking(() => Probes.Chase(host, three.View, one.View, 1)).Should().Throw<ArgumentException>().WithMessage("Probes.Chase:*same n*");
         FluentActions.Invoking(() => Probes.Chase(host, one.View, one.View, 0)).Should().Throw<ArgumentOutOfRangeException>().WithMessage("Probes.Chase: hops*");
         FluentActions.Invoking(() => Probes.CountIn(host, three.View, one.View, 2)).Should().Throw<ArgumentException>().WithMessage("Probes.CountIn:*");
+        FluentActions.Invoking(() => Probes.CountIn(host, one.View, one.View, 2, 3)).Should().Throw<ArgumentOutOfRangeException>().WithMessage("Probes.CountIn: fences is 0*");
         FluentActions.Invoking(() => Probes.Barriers(host, three.View, eight.View, 4, 1)).Should().Throw<ArgumentOutOfRangeException>()
             .WithMessage("Probes.Barriers: the grid must hold 1 to 3 groups*");
         FluentActions.Invoking(() => Probes.Barriers(host, one.View, eight.View, 3, 1)).Should().Throw<ArgumentException>().WithMessage("Probes.Barriers: state takes 3*");

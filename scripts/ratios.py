@@ -103,7 +103,7 @@ for n, v in floors.items():
 def floor(pattern):
     return next((v for n, v in floors.items() if re.search(pattern, n)), None)
 hop1, hop4 = floor(r"^1 dependent load"), floor(r"^4 dependent loads")
-grid, count = floor(r"^launch of \d+ groups"), floor(r"^count-in")
+grid, count = floor(r"^launch of \d+ groups"), floor(r"^count-in .*as the tail")
 # A barrier, with each fence (KernelHost.BarrierFence): the rows name it in parentheses.
 waits = {}
 for n, v in floors.items():

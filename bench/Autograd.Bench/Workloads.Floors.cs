@@ -63,13 +63,14 @@ public static partial class Workloads
                 () => Expect(output.GetAsArray1D(), Probes.HostChase(next, hops), "Chase"), $"{FloorThreads} ends of the chase");
         }
 
-        double CountIn(int groups)
+        double CountIn(int groups, int fences)
         {
             using var count = acc.Allocate1D<int>(1);
             using var output = acc.Allocate1D<int>(1);
             count.MemSetToZero();
             output.MemSetToZero();
-            return Row($"count-in of {groups} groups (a product tail without its sum)", x => Probes.CountIn(x, count.View, output.View, groups),
+            string how = fences switch { 0 => "every thread's fences, as the tail", 1 => "thread 0's fences", _ => "thread 0's acquire-release fences" };
+            return Row($"count-in of {groups} groups (a product tail without its sum), {how}", x => Probes.CountIn(x, count.View, output.View, groups, fences),
                 () => Expect([.. output.GetAsArray1D(), .. count.GetAsArray1D()], [groups, 0], "CountIn"), "the last group counted them all and reset the count");
         }
 
@@ -114,7 +115,9 @@ public static partial class Workloads
 
         double one = Touch(1), grid = Touch(full);
         double hop1 = Chase(1), hop4 = Chase(4);
-        double count = CountIn(full);
+        double count = CountIn(full, 0);
+        double countOne = CountIn(full, 1);
+        double countLight = acc is ILGPU.Runtime.Cuda.CudaAccelerator ? CountIn(full, 2) : double.NaN;
         // Each fence a barrier can have (KernelHost.BarrierFence); the CPU accelerator has ILGPU's only.
         var barriers = new List<string>();
         foreach (var fence in acc is ILGPU.Runtime.Cuda.CudaAccelerator ? Enum.GetValues<BarrierFence>() : [BarrierFence.SequentiallyConsistent])
@@ -124,7 +127,8 @@ public static partial class Workloads
         }
         AsyncCopy(full);
         string reading = $"floors on {d.Name}: launch {one:F2} us (1 group), {grid:F2} us ({full} groups); " +
-            $"a dependent load {(hop4 - hop1) / 3:F2} us; a count-in {count - grid:F2} us over its launch; " +
+            $"a dependent load {(hop4 - hop1) / 3:F2} us; a count-in {count - grid:F2} us over its launch " +
+            $"({countOne - grid:F2} with thread 0's fences, {countLight - grid:F2} acquire-release); " +
             $"a grid barrier {string.Join(", ", barriers)}";
         return (rows, reading);
     }
