@@ -112,8 +112,11 @@ for n, v in floors.items():
         waits.setdefault(m.group(2), {})[m.group(1)] = v
 barriers = ", ".join(f"{(w['10'] - w['2']) / 8:.2f} us ({k})" for k, w in waits.items() if len(w) == 2)
 if None not in (hop1, hop4, grid, count):
-    print(f"floors: a dependent load {(hop4 - hop1) / 3:.2f} us, a count-in {count - grid:.2f} us over its launch, "
-          f"a grid barrier {barriers or 'not measured'}")
+    # The count-in with thread 0's fences, ILGPU's and (CUDA) acquire-release: what the tail's every-thread fences cost.
+    others = ", ".join(f"{v - grid:.2f} with {n.rsplit(', ', 1)[1]}" for n, v in floors.items()
+                       if n.startswith("count-in") and "as the tail" not in n)
+    print(f"floors: a dependent load {(hop4 - hop1) / 3:.2f} us, a count-in {count - grid:.2f} us over its launch"
+          + (f" ({others})" if others else "") + f", a grid barrier {barriers or 'not measured'}")
 # Which form of the compiled seed step is fastest on this card (issue #3's <= 15 us), and the switch
 # that would make it the default on CUDA ("For the next GPU call" in docs/PERF.md, item 1).
 forms = {n: v for n, v in seeds.items() if "Run(steps: 500)" in n and "rule, no autotuning" not in n}
@@ -122,6 +125,6 @@ if forms:
     switches = [k for s, k in (("persistent kernel", "KernelHost.PersistentSteps"), ("row chains", "KernelHost.RowChains"),
                                ("chain tails", "KernelHost.ChainTails"), ("warp products", "MatMulPath.Warp"),
                                ("one group a block", "KernelHost.RowShares = 1"),
-                               ("acquire-release barriers", "KernelHost.BarrierFence = AcquireRelease")) if s in best]
+                               ("acquire-release barriers", "KernelHost.BarrierFence = BarrierFence.AcquireRelease")) if s in best]
     print(f"fastest seed step: {forms[best]:.1f} us/step ({best}); goal <= 15: {'met' if forms[best] <= 15 else 'unmet'}; "
           + (f"default on CUDA would need {', '.join(switches)}" if switches else "already the default form"))
