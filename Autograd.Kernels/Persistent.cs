@@ -142,7 +142,7 @@ public readonly struct GridBarrier
     /// says on CUDA; elsewhere (the CPU accelerator) with ILGPU's fences.
     /// </summary>
     internal static GridBarrier For(KernelHost host, ArrayView<int> state, int spinLimit) =>
-        new(state, spinLimit, !host.IsCpu && host.Accelerator.AcceleratorType == AcceleratorType.Cuda && host.BarrierFence == BarrierFence.AcquireRelease);
+        new(state, spinLimit, host.Accelerator.AcceleratorType == AcceleratorType.Cuda && host.BarrierFence == BarrierFence.AcquireRelease);
 
     /// <summary>The barrier's fences (host side).</summary>
     public BarrierFence Fences => _lightFences != 0 ? BarrierFence.AcquireRelease : BarrierFence.SequentiallyConsistent;
@@ -190,9 +190,13 @@ public readonly struct GridBarrier
     // reads after the turn. Acquire-release at GPU scope is all a barrier needs; ILGPU's device-level
     // fence is a sequentially consistent one (MEMBAR.SC.GPU in SASS), which also waits for every
     // other memory operation in flight to be ordered globally.
-    private void Fence()
+    private void Fence() => DeviceFence(_lightFences != 0);
+
+    // A fence at GPU scope: acquire-release on CUDA when asked for (inline PTX; ILGPU has none),
+    // otherwise ILGPU's sequentially consistent one. The count-in probe fences with it too.
+    internal static void DeviceFence(bool acquireRelease)
     {
-        if (CudaAsm.IsSupported && _lightFences != 0) CudaAsm.Emit("fence.acq_rel.gpu;");
+        if (CudaAsm.IsSupported && acquireRelease) CudaAsm.Emit("fence.acq_rel.gpu;");
         else MemoryFence.DeviceLevel();
     }
 }

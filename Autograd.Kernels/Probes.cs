@@ -22,7 +22,7 @@
 // ILGPU 1.5.3; the kernel must take its shared memory with SharedMemory.GetDynamic for the symbol to
 // exist). Elsewhere (the CPU accelerator) the kernel copies with plain loads and stores.
 // The bench times each inside a CUDA graph (Workloads.Floors.cs); differences between rows are the
-// costs: Chase(4) - Chase(1) is three round trips, Barriers(9) - Barriers(1) eight barriers.
+// costs: Chase(4) - Chase(1) is three round trips, Barriers of 5 pairs - Barriers of 1 pair eight barriers.
 //
 // Each launcher checks its sizes; ProbeTests checks each kernel against its host twin below.
 using ILGPU;
@@ -73,24 +73,18 @@ public static class Probes
         Group.Barrier();
         if (tid == 0)
         {
-            if (fences != 0) CountInFence(fences);
+            if (fences != 0) GridBarrier.DeviceFence(fences == 2);
             last[0] = Atomic.Add(ref count[0], 1) == Grid.DimX - 1 ? 1 : 0;
         }
         Group.Barrier();
         if (last[0] == 0) return;
         if (fences == 0) MemoryFence.DeviceLevel();
-        else if (tid == 0) CountInFence(fences);
+        else if (tid == 0) GridBarrier.DeviceFence(fences == 2);
         if (tid == 0)
         {
             output[0] = Grid.DimX;
             count[0] = 0;
         }
-    }
-
-    private static void CountInFence(int fences)
-    {
-        if (CudaAsm.IsSupported && fences == 2) CudaAsm.Emit("fence.acq_rel.gpu;");
-        else MemoryFence.DeviceLevel();
     }
 
     // Groups pass `barriers` pairs of grid barriers. Before the first of pair b, group g stores b at g;
@@ -113,7 +107,6 @@ public static class Probes
         }
         if (Group.IdxX == 0) marks[groups + g] = wrong;
     }
-
 
     // Each group copies its chunk of 4 x GroupSize floats into dynamic shared memory, 16 bytes a
     // thread (cp.async on CUDA), waits for it, then stores the chunk rotated by one thread's four:

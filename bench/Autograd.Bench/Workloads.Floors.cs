@@ -32,8 +32,9 @@ public static partial class Workloads
         var acc = h.Accelerator;
         var rows = new List<Result>();
         int full = h.MaxGroups, resident = Probes.BarrierGroups(h);
+        bool cuda = acc is ILGPU.Runtime.Cuda.CudaAccelerator;
         // The CPU accelerator's launches wake threads for ~0.1 ms and its rows say only that the probes run: a few will do.
-        int reps = acc is ILGPU.Runtime.Cuda.CudaAccelerator ? 100 : 3;
+        int reps = cuda ? 100 : 3;
 
         double Row(string name, Action<KernelHost> launch, Action check, string checkText)
         {
@@ -102,25 +103,19 @@ public static partial class Workloads
             using var inputBuffer = acc.Allocate1D(input);
             using var output = acc.Allocate1D<float>(n);
             output.MemSetToZero();
-            Row($"copy of 16 bytes a thread into shared memory ({(acc is ILGPU.Runtime.Cuda.CudaAccelerator ? "cp.async" : "plain loads")}), {groups} groups",
+            Row($"copy of 16 bytes a thread into shared memory ({(cuda ? "cp.async" : "plain loads")}), {groups} groups",
                 x => Probes.AsyncCopy(x, inputBuffer.View, output.View),
-                () =>
-                {
-                    var got = output.GetAsArray1D();
-                    var want = Probes.HostAsyncCopy(input, h.GroupSize);
-                    for (int i = 0; i < n; i++)
-                        if (got[i] != want[i]) throw new InvalidOperationException($"floor probe AsyncCopy: element {i} is {got[i]}, expected {want[i]}");
-                }, "every element through shared memory");
+                () => Expect(output.GetAsArray1D(), Probes.HostAsyncCopy(input, h.GroupSize), "AsyncCopy"), "every element through shared memory");
         }
 
         double one = Touch(1), grid = Touch(full);
         double hop1 = Chase(1), hop4 = Chase(4);
         double count = CountIn(full, 0);
         double countOne = CountIn(full, 1);
-        double countLight = acc is ILGPU.Runtime.Cuda.CudaAccelerator ? CountIn(full, 2) : double.NaN;
+        double countLight = cuda ? CountIn(full, 2) : double.NaN;
         // Each fence a barrier can have (KernelHost.BarrierFence); the CPU accelerator has ILGPU's only.
         var barriers = new List<string>();
-        foreach (var fence in acc is ILGPU.Runtime.Cuda.CudaAccelerator ? Enum.GetValues<BarrierFence>() : [BarrierFence.SequentiallyConsistent])
+        foreach (var fence in cuda ? Enum.GetValues<BarrierFence>() : [BarrierFence.SequentiallyConsistent])
         {
             double pair1 = Barriers(1, fence), pair5 = Barriers(5, fence);
             barriers.Add($"{(pair5 - pair1) / 8:F2} us ({Fences(fence)})");
@@ -135,10 +130,10 @@ public static partial class Workloads
 
     private static string Fences(BarrierFence fence) => fence == BarrierFence.AcquireRelease ? "acquire-release fences" : "ILGPU's fences";
 
-    private static void Expect(int[] got, int[] want, string probe)
+    private static void Expect<T>(T[] got, T[] want, string probe) where T : IEquatable<T>
     {
         if (got.Length != want.Length) throw new InvalidOperationException($"floor probe {probe}: {got.Length} values, expected {want.Length}");
         for (int i = 0; i < got.Length; i++)
-            if (got[i] != want[i]) throw new InvalidOperationException($"floor probe {probe}: element {i} is {got[i]}, expected {want[i]}");
+            if (!got[i].Equals(want[i])) throw new InvalidOperationException($"floor probe {probe}: element {i} is {got[i]}, expected {want[i]}");
     }
 }
