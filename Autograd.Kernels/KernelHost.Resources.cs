@@ -44,15 +44,17 @@ public sealed partial class KernelHost
             int regs = -1, local = -1, shared = -1, groups = -1;
             if (KernelUtil.TryGetKernel(launcher, out var kernel))
             {
+                int dynamic = 0;
                 if (kernel is CudaKernel cuda)
                 {
                     regs = CudaFunction.Attribute(cuda.FunctionPtr, CudaFunction.NumRegs);
                     local = CudaFunction.Attribute(cuda.FunctionPtr, CudaFunction.LocalSizeBytes);
-                    shared = CudaFunction.Attribute(cuda.FunctionPtr, CudaFunction.SharedSizeBytes);
+                    dynamic = DynamicShared.GetValueOrDefault(cuda.FunctionPtr);
+                    shared = CudaFunction.Attribute(cuda.FunctionPtr, CudaFunction.SharedSizeBytes) is >= 0 and var s ? s + dynamic : -1;
                 }
                 // On CUDA the driver's own occupancy count: ILGPU's estimate gave twice the groups that
                 // the registers allow (4 for Wide's 125 registers a thread, where 64K registers hold 2).
-                if (kernel is CudaKernel occupied && CudaFunction.GroupsPerMultiprocessor(occupied.FunctionPtr, 256) is >= 0 and var n)
+                if (kernel is CudaKernel occupied && CudaFunction.GroupsPerMultiprocessor(occupied.FunctionPtr, 256, dynamic) is >= 0 and var n)
                     groups = n;
                 else if (Accelerator.MaxNumThreadsPerGroup >= 256)
                     groups = (int)Math.Round(Accelerator.EstimateOccupancyPerMultiprocessor(kernel, 256) * Accelerator.MaxNumThreadsPerMultiprocessor / 256);
@@ -60,6 +62,29 @@ public sealed partial class KernelHost
             list.Add(new KernelResource(name, types, regs, local, shared, groups));
         }
         return list.OrderBy(r => r.Name, StringComparer.Ordinal).ThenBy(r => r.Specialization, StringComparer.Ordinal).ToList();
+    }
+
+    // The dynamic shared memory each CUDA kernel that asks for more than the default launches with
+    // (AllowDynamicShared), by CUfunction: the resources table counts it with the static.
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<IntPtr, int> DynamicShared = new();
+
+    /// <summary>
+    /// Raises a CUDA kernel's limit of dynamic shared memory a group to `bytes` (over the 48 KB a
+    /// launch gets without asking); does nothing on other accelerators. Called once, when the kernel is loaded.
+    /// </summary>
+    /// <param name="launcher">The launcher ILGPU's LoadKernel returned.</param>
+    /// <param name="bytes">Dynamic shared memory the kernel's launches request.</param>
+    /// <param name="op">The op, for the message if the device refuses.</param>
+    /// <exception cref="NotSupportedException">The driver refused the limit.</exception>
+    internal static void AllowDynamicShared(Delegate launcher, int bytes, string op)
+    {
+        if (!KernelUtil.TryGetKernel(launcher, out var kernel) || kernel is not CudaKernel cuda) return;
+        kernel.Accelerator.Bind();
+        int code = CudaFunction.SetAttribute(cuda.FunctionPtr, CudaFunction.MaxDynamicSharedSizeBytes, bytes);
+        if (code != 0)
+            throw new NotSupportedException($"{op}: {kernel.Accelerator.Name} refused {bytes} bytes of shared memory a group (cuFuncSetAttribute error {code}); "
+                + $"turn KernelHost.AsyncCopies off ({AsyncCopiesVariable}=0).");
+        DynamicShared[cuda.FunctionPtr] = bytes;
     }
 
     // FirstOp, Tile16x16, (AddOp, NoTail): generic arguments by their short names.
@@ -70,7 +95,7 @@ public sealed partial class KernelHost
 
     private static class CudaFunction
     {
-        public const int SharedSizeBytes = 1, LocalSizeBytes = 3, NumRegs = 4;
+        public const int SharedSizeBytes = 1, LocalSizeBytes = 3, NumRegs = 4, MaxDynamicSharedSizeBytes = 8;
 
         static CudaFunction()
         {
@@ -81,9 +106,15 @@ public sealed partial class KernelHost
         public static int Attribute(IntPtr function, int attribute) =>
             cuFuncGetAttribute(out int value, attribute, function) == 0 ? value : -1;
 
-        /// <summary>Groups of <paramref name="threads"/> threads (no dynamic shared memory) one multiprocessor holds; -1 if the driver does not say.</summary>
-        public static int GroupsPerMultiprocessor(IntPtr function, int threads) =>
-            cuOccupancyMaxActiveBlocksPerMultiprocessor(out int value, function, threads, 0) == 0 ? value : -1;
+        /// <summary>Groups of <paramref name="threads"/> threads (with <paramref name="dynamicShared"/> bytes of dynamic shared memory) one multiprocessor holds; -1 if the driver does not say.</summary>
+        public static int GroupsPerMultiprocessor(IntPtr function, int threads, int dynamicShared) =>
+            cuOccupancyMaxActiveBlocksPerMultiprocessor(out int value, function, threads, (nuint)dynamicShared) == 0 ? value : -1;
+
+        /// <summary>Sets a function attribute; the driver's error code (0: done).</summary>
+        public static int SetAttribute(IntPtr function, int attribute, int value) => cuFuncSetAttribute(function, attribute, value);
+
+        [DllImport("cuda")]
+        private static extern int cuFuncSetAttribute(IntPtr function, int attribute, int value);
 
         [DllImport("cuda")]
         private static extern int cuFuncGetAttribute(out int value, int attribute, IntPtr function);

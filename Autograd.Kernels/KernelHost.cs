@@ -121,6 +121,7 @@ public sealed partial class KernelHost
         _hostLoops = other._hostLoops;
         LaunchBounds = other.LaunchBounds;
         WholeTiles = other.WholeTiles;
+        AsyncCopies = other.AsyncCopies;
         PersistentSteps = other.PersistentSteps;
         BarrierFence = other.BarrierFence;
         ChainTails = other.ChainTails;
@@ -403,7 +404,7 @@ public sealed partial class KernelHost
         if (KernelUtil.TryGetKernel(launcher, out var kernel) && kernel is ILGPU.Runtime.Cuda.CudaKernel cuda)
         {
             Accelerator.Bind();
-            return CudaFunction.GroupsPerMultiprocessor(cuda.FunctionPtr, GroupSize) is >= 0 and var n ? n * Accelerator.NumMultiprocessors : MaxGroups;
+            return CudaFunction.GroupsPerMultiprocessor(cuda.FunctionPtr, GroupSize, 0) is >= 0 and var n ? n * Accelerator.NumMultiprocessors : MaxGroups;
         }
         return MaxGroups;
     }

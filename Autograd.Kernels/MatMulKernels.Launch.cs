@@ -69,7 +69,8 @@ public static partial class MatMulKernels
         {
             int layers = SplitK(host, m, n, k);
             if (layers > 1) text = $"{path}, split-K {layers} in two launches";
-            if (path == MatMulPath.Wide16 && WholeTiles(host, m, n, k, layers)) text += ", whole tiles";
+            if (path == MatMulPath.Wide16 && WholeTiles(host, m, n, k, layers))
+                text += AsyncCopies(host, m, n, k, layers) ? ", whole tiles, async copies" : ", whole tiles";
         }
         if (path == MatMulPath.Warp && WarpTeam(host, m, n, k) is > 1 and var team) text = $"Warp, teams of {team} warps";
         if (host.IsTunedView) text += ", autotuned";
@@ -302,6 +303,13 @@ public static partial class MatMulKernels
         {
             int vec = WideVectorizable(a, b, g);
             var grid = new Index3D((g.N + WideTile - 1) / WideTile, (g.M + WideTile - 1) / WideTile, layers);
+            if (path == MatMulPath.Wide16 && AsyncCopies(host, g, layers, vec))
+            {
+                var kasync = host.Load("MatMulWide16/async", typeof(TEpi), LoadWide16Async<TEpi>);
+                kasync(host.Stream, new KernelConfig(grid, group, SharedMemoryConfig.RequestDynamic<Float4>(AsyncSharedBytes / 16)),
+                    a, b, c, operand, g, Address(a), Address(b), epilogue);
+                return;
+            }
             if (path == MatMulPath.Wide16 && WholeTiles(host, g, layers, vec))
             {
                 var kwhole = host.Load("MatMulWide16/whole", typeof(TEpi), acc =>

@@ -136,6 +136,8 @@ public sealed class SassTests
     [InlineData("MatMulKernels.Wide16Kernel<AxpyOp>")]
     [InlineData("MatMulKernels.Wide16WholeKernel<FirstOp>")]
     [InlineData("MatMulKernels.Wide16WholeKernel<AxpyOp>")]
+    [InlineData("MatMulKernels.Wide16AsyncKernel<FirstOp>")]
+    [InlineData("MatMulKernels.Wide16AsyncKernel<AxpyOp>")]
     [InlineData("MatMulKernels.LargeKernel<FirstOp>")]
     [InlineData("MatMulKernels.LargeKernel<DivOp>")]
     [InlineData("MatMulKernels.TiledKernel<Tile16x16, FirstOp, SumTail<PowOp, PowGradOp>>")]
@@ -320,5 +322,33 @@ public sealed class SassTests
         }
         ahead.Should().HaveCount(64, "16 steps of 4 fragment loads");
         ahead.Count(d => d >= 24).Should().BeGreaterThanOrEqualTo(48, $"fragments asked for a step ahead (distances {string.Join(", ", ahead.Order())})");
+    }
+
+    // Wide16Async copies its slices with cp.async: in the SASS, LDGSTS (global to shared, no register)
+    // and no global load in the slice loop; the loop waits for one group of copies (DEPBAR.LE SB0, 0x1:
+    // the slice it is about to multiply, the next still in flight) before its one barrier, and holds
+    // Wide16Whole's 1,024 FFMA and 64 LDS.128 with little beside them (ptxas 11.8: 75).
+    [Fact]
+    public void Wide16Async_copies_slices_with_LDGSTS_and_waits_for_one_group_a_slice()
+    {
+        const string kernel = "MatMulKernels.Wide16AsyncKernel<FirstOp>";
+        var ptx = PtxCompileTests.PtxOf(kernel);
+        ptx.Should().Contain("cp.async.cg.shared.global").And.Contain("cp.async.ca.shared.global").And.Contain("cp.async.wait_group 1;")
+            .And.Contain("cp.async.commit_group;").And.Contain(".extern .shared .align 16 .b8 __dyn_shared_alloca[]");
+        var ins = SassInstructions(kernel);
+        var ops = ins.Select(i => i.Op).ToList();
+        ops.Count(o => o == "BAR.SYNC").Should().Be(1, "one barrier a slice, none in the prologue");
+        int wait = ins.FindIndex(i => i.Op == "DEPBAR.LE");
+        wait.Should().BeGreaterThan(0);
+        ins[wait].Operands.Replace(" ", "").Should().Be("SB0,0x1", "the loop waits until one group of copies is left in flight");
+        ops[wait + 1].Should().Be("BAR.SYNC", "then meets the group");
+        int lastLds = ops.LastIndexOf("LDS.128");
+        int end = ops.FindIndex(lastLds, o => o == "BRA");
+        var loop = ops[wait..end];
+        (loop.Count(o => o == "FFMA"), loop.Count(o => o == "LDS.128")).Should().Be((1024, 64), "16 steps of 64 FMAs and 4 fragment loads");
+        loop.Count(o => o.StartsWith("LDGSTS", StringComparison.Ordinal)).Should().BeGreaterThanOrEqualTo(4, "the slice two ahead, copied while this one is multiplied");
+        loop.Should().NotContain(o => IsGlobalLoad(o), "no slice passes through registers");
+        loop.Count(o => o is not ("FFMA" or "LDS.128")).Should().BeLessThanOrEqualTo(100, "beside the FMAs, the copies' addresses and the ring's bookkeeping");
+        ops.Count(o => o.StartsWith("LDGSTS.E.BYPASS.128", StringComparison.Ordinal)).Should().BeGreaterThanOrEqualTo(4, "operands along m: one 16-byte copy a half-slice");
     }
 }

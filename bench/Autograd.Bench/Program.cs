@@ -198,9 +198,13 @@ if (!quick)
             {
                 Report(() => Workloads.MatMul(device, n, n, n, ta, tb, $"matmul {n}^3 {name}", MatMulPath.Wide));
                 Report(() => Workloads.MatMul(device, n, n, n, ta, tb, $"matmul {n}^3 {name}", MatMulPath.Wide16));
-                // Wide16 on its edge-tested kernel at 4096^3: the whole-tile kernel's gain in the same call.
+                // Wide16 on its edge-tested kernel at 4096^3: the whole-tile kernel's gain in the same call;
+                // and on its cp.async kernel (a ring of 3 stages, KernelHost.AsyncCopies, off by default).
                 if (n == 4096)
+                {
                     Report(() => Workloads.MatMul(device, n, n, n, ta, tb, $"matmul {n}^3 {name}", MatMulPath.Wide16, wholeTiles: false));
+                    Report(() => Workloads.MatMul(device, n, n, n, ta, tb, $"matmul {n}^3 {name}", MatMulPath.Wide16, asyncCopies: true));
+                }
             }
         }
     // What ptxas made of the SGEMM kernels timed so far (registers, spills, shared memory, groups a
@@ -210,6 +214,7 @@ if (!quick)
     Report(() => Workloads.BigStepCompiled(device, MatMulPath.Auto));
     Report(() => Workloads.BigStepCompiled(device, MatMulPath.Wide));
     Report(() => Workloads.BigStepCompiled(device, MatMulPath.Wide16));
+    Report(() => Workloads.BigStepCompiled(device, MatMulPath.Wide16, asyncCopies: true));
     Report(() => Workloads.Sum(device, 16 << 20));
     Report(() => Workloads.Sum(device, 256 << 20));
     Report(() => Workloads.Copy(device, 256 << 20));

@@ -217,21 +217,24 @@ public static partial class Workloads
 
     /// <summary>
     /// C = op(A) op(B) through the SGEMM launcher into a preallocated C (tiledGroup pins the Tiled kernel's
-    /// group; wholeTiles false keeps Wide16 on its edge-tested kernel, KernelHost.WholeTiles).
+    /// group; wholeTiles false keeps Wide16 on its edge-tested kernel, KernelHost.WholeTiles; asyncCopies
+    /// true puts whole tiles on its cp.async kernel, KernelHost.AsyncCopies).
     /// </summary>
     public static Result MatMul(Device d, int m, int n, int k, bool ta, bool tb, string name, MatMulPath path = MatMulPath.Auto,
-        (int X, int Y)? tiledGroup = null, bool wholeTiles = true) =>
-        OnPath(d, path, () => MatMulOnce(d, m, n, k, ta, tb, name), tiledGroup, wholeTiles);
+        (int X, int Y)? tiledGroup = null, bool wholeTiles = true, bool asyncCopies = false) =>
+        OnPath(d, path, () => MatMulOnce(d, m, n, k, ta, tb, name), tiledGroup, wholeTiles, asyncCopies);
 
-    // Runs a workload with the device's SGEMM pinned to path (and group, and Wide16's whole-tile kernel
-    // on or off), then puts the previous ones back.
-    private static Result OnPath(Device d, MatMulPath path, Func<Result> run, (int X, int Y)? tiledGroup = null, bool wholeTiles = true)
+    // Runs a workload with the device's SGEMM pinned to path (and group, and Wide16's whole-tile and
+    // async-copy kernels on or off), then puts the previous ones back.
+    private static Result OnPath(Device d, MatMulPath path, Func<Result> run, (int X, int Y)? tiledGroup = null, bool wholeTiles = true,
+        bool asyncCopies = false)
     {
         var saved = d.Kernels.MatMulSettings;
-        bool savedWhole = d.Kernels.WholeTiles;
+        bool savedWhole = d.Kernels.WholeTiles, savedAsync = d.Kernels.AsyncCopies;
         d.Kernels.MatMulPath = path;
         if (tiledGroup is { } g) d.Kernels.TiledGroup = g;
         d.Kernels.WholeTiles = wholeTiles;
+        d.Kernels.AsyncCopies = asyncCopies;
         try
         {
             return run();
@@ -240,6 +243,7 @@ public static partial class Workloads
         {
             d.Kernels.MatMulSettings = saved;
             d.Kernels.WholeTiles = savedWhole;
+            d.Kernels.AsyncCopies = savedAsync;
         }
     }
 
@@ -326,7 +330,7 @@ public static partial class Workloads
     }
 
     /// <summary>The big step compiled (fused, SGD folded into the gradient products), on the given SGEMM path.</summary>
-    public static Result BigStepCompiled(Device d, MatMulPath path) => OnPath(d, path, () =>
+    public static Result BigStepCompiled(Device d, MatMulPath path, bool asyncCopies = false) => OnPath(d, path, () =>
     {
         using var data = BigStepTensors(d);
         var (x, y, w1, w2) = data;
@@ -335,9 +339,9 @@ public static partial class Workloads
         float first = step.Run().Item();
         if (!float.IsFinite(first) || first <= 0) throw new InvalidOperationException($"big step loss {first}");
         double us = Median(d, () => step.Run(), 3, 3);
-        return new Result($"big step compiled (4096,4096,4096,1024) ({path})", us, BigStepFlops / us / 1e6, null,
+        return new Result($"big step compiled (4096,4096,4096,1024) ({path}{(asyncCopies ? ", async copies" : "")})", us, BigStepFlops / us / 1e6, null,
             $"loss finite ({first:E2}); {step.LaunchesPerStep} launches/step");
-    });
+    }, asyncCopies: asyncCopies);
 
     /// <summary>Sum of n floats (two-stage tree).</summary>
     public static Result Sum(Device d, int n)

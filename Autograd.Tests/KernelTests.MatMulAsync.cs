@@ -1,0 +1,153 @@
+// Wide16Async, Wide16Whole with its slices copied by cp.async into a ring of 3 stages: against the
+// double host twin in every layout and with K split, bit for bit against Wide16Whole (the same
+// fragments in the same order), and the rule that keeps it to whole tiles and off by default. On the
+// CPU accelerator the copies are plain loads and stores at the same places, so these tests check the
+// ring's stages and the copies' places; on a GPU (AUTOGRAD_DEVICE=cuda) the same tests run cp.async.
+using AutogradNet.Kernels;
+using AutogradNet.Tests.Support;
+using FluentAssertions;
+using Xunit;
+
+namespace AutogradNet.Tests;
+
+public sealed partial class KernelTests
+{
+    // KernelHost.AsyncCopies for one test.
+    internal sealed class AsyncCopiesOn(KernelHost host, bool on) : HostSwitch<bool>(() => host.AsyncCopies, v => host.AsyncCopies = v, on);
+
+    // WholeCases: one slice (the ring's second stage left empty), three and five slices (more trips
+    // than stages, so each stage is filled again), and K parts of two slices (all in the prologue).
+    [Theory]
+    [MemberData(nameof(WholeCases))]
+    public void Wide16_async_copies_match_the_host_twin(int m, int n, int k, bool ta, bool tb, int split)
+    {
+        var host = HostFor("wide16");
+        using var pin = new MatMulPin(host, MatMulPath.Wide16, split, oneLaunch: false);
+        using var whole = new WholeTilesOn(host, true);
+        using var async = new AsyncCopiesOn(host, true);
+        MatMulKernels.Describe(host, m, n, k).Should().Contain("whole tiles, async copies");
+        var a = TestData.Normal(m * k, m + 7 * k);
+        var b = TestData.Normal(k * n, n + 11 * k);
+        var c0 = TestData.Normal(m * n, 13);
+        using var ab = Upload(host, a);
+        using var bb = Upload(host, b);
+        using var cb = Upload(host, c0);
+        using var scratch = Upload(host, Enumerable.Repeat(float.NaN, (int)Math.Max(1, MatMulKernels.SplitKScratch(host, m, n, k))).ToArray());
+        // C = 0.75 op(A) op(B) - C: the epilogue reads the C the test put there.
+        MatMulKernels.MatMul(host, ab.View, ta, bb.View, tb, cb.View, m, n, k, alpha: 0.75f, beta: -1f, scratch: scratch.View);
+        host.KernelResources().Should().Contain(r => r.Name == "MatMulWide16/async", "the product is whole tiles and slices and async copies are on");
+        var p = Reference.MatMul(a, ta, b, tb, m, n, k);
+        TestData.ShouldMatch(Download(host, cb, m * n), p.Select((v, i) => 0.75 * v - c0[i]).ToArray(), 1e-4, 2e-5 * Math.Sqrt(k),
+            $"wide16 async copies {m}x{n}x{k} ta={ta} tb={tb} split {split}");
+    }
+
+    // Each element of C is the same chain of FMAs in k order in both kernels, and the epilogue (a
+    // product with a side operand) is the same code: the same bits.
+    [Theory]
+    [InlineData(256, 128, 48, false, false, 1)]
+    [InlineData(128, 256, 112, true, false, 1)]
+    [InlineData(128, 128, 64, false, true, 1)]
+    [InlineData(256, 256, 16, true, true, 1)]
+    [InlineData(128, 128, 96, false, false, 3)]
+    public void Wide16_async_copies_give_the_bits_of_the_whole_tile_kernel(int m, int n, int k, bool ta, bool tb, int split) =>
+        AsyncCopiesShouldGiveTheWholeTileBits(HostFor("wide16"), m, n, k, ta, tb, split);
+
+    // C = -1.25 op(A) op(B) times an epilogue operand, on Wide16Whole and on Wide16Async (Describe
+    // naming the one taken): the same bits.
+    private static void AsyncCopiesShouldGiveTheWholeTileBits(KernelHost host, int m, int n, int k, bool ta, bool tb, int split)
+    {
+        float[] Run(bool async)
+        {
+            using var pin = new MatMulPin(host, MatMulPath.Wide16, split, oneLaunch: false);
+            using var whole = new WholeTilesOn(host, true);
+            using var on = new AsyncCopiesOn(host, async);
+            using var ab = Upload(host, TestData.Normal(m * k, 27));
+            using var bb = Upload(host, TestData.Normal(k * n, 28));
+            using var eb = Upload(host, TestData.Normal(m * n, 29));
+            using var cb = Upload(host, Enumerable.Repeat(float.NaN, m * n).ToArray());
+            using var scratch = Upload(host, Enumerable.Repeat(float.NaN, (int)Math.Max(1, MatMulKernels.SplitKScratch(host, m, n, k))).ToArray());
+            MatMulKernels.MatMul(host, ab.View, ta, bb.View, tb, cb.View, m, n, k, -1.25f, 0f, scratch.View, default(MulOp), eb.View, n, 1);
+            MatMulKernels.Describe(host, m, n, k).Contains("async copies", StringComparison.Ordinal).Should().Be(async);
+            return Download(host, cb, m * n);
+        }
+        var whole = Run(false);
+        var copied = Run(true);
+        whole.Should().NotContain(float.NaN);
+        for (int i = 0; i < copied.Length; i++)
+            BitConverter.SingleToInt32Bits(copied[i]).Should().Be(BitConverter.SingleToInt32Bits(whole[i]),
+                $"element ({i / n}, {i % n}) of {m}x{n}x{k} ta={ta} tb={tb} split {split}: async copies {copied[i]}, whole tiles {whole[i]}");
+    }
+
+    // On the card, where the copies are cp.async and really run ahead of the multiply: the bits of the
+    // whole-tile kernel at a shape of 12 tiles and 20 slices (each stage of the ring filled 6 or 7
+    // times), in every layout and with K split; the kernel in 128 registers or fewer without spilling,
+    // its 49.5 KB of shared memory granted (the driver's limit raised), two groups a multiprocessor.
+    [Fact]
+    public void On_a_GPU_async_copies_give_the_whole_tile_bits_in_two_groups_a_multiprocessor()
+    {
+        Assert.SkipUnless(Device.Available.Any(d => d.Kind == DeviceKind.Cuda), "needs a CUDA device: the CPU accelerator runs the copies as plain loads in the tests above");
+        var host = Device.Get("cuda").Host;
+        foreach (var (ta, tb) in new[] { (false, false), (true, false), (false, true), (true, true) })
+            AsyncCopiesShouldGiveTheWholeTileBits(host, 512, 384, 320, ta, tb, 1);
+        AsyncCopiesShouldGiveTheWholeTileBits(host, 512, 384, 320, false, false, 3);
+        var loaded = host.KernelResources().Where(r => r.Name == "MatMulWide16/async").ToList();
+        loaded.Should().NotBeEmpty(string.Join("\n", host.KernelResources()));
+        foreach (var r in loaded)
+        {
+            r.Registers.Should().BeInRange(1, 128, r.ToString());
+            r.LocalBytes.Should().Be(0, $"no spills: {r}");
+            r.SharedBytes.Should().BeGreaterThanOrEqualTo(MatMulKernels.AsyncSharedBytes, r.ToString());
+            r.GroupsOf256PerMultiprocessor.Should().BeGreaterThanOrEqualTo(2, r.ToString());
+        }
+    }
+
+    // The kernel has Wide16Whole's precondition (it tests no edge either) and is off unless asked for.
+    [Fact]
+    public void Async_copies_are_taken_only_where_whole_tiles_are_and_only_when_asked_for()
+    {
+        var host = HostFor("wide16");
+        using var whole = new WholeTilesOn(host, true);
+        static GemmArgs G(int m, int n, int k, int kPer = 0) =>
+            kPer == 0 ? new GemmArgs(m, n, k, false, false, 1f, 0f) : new GemmArgs(m, n, k, false, false, 1f, 0f).WithSliceDepth(kPer);
+        using (new AsyncCopiesOn(host, false))
+        {
+            MatMulKernels.AsyncCopies(host, G(128, 256, 32), 1, 3).Should().BeFalse("KernelHost.AsyncCopies is off");
+            MatMulKernels.Describe(host.ForShape(128, 256, 32), 128, 256, 32).Should().NotContain("async");
+        }
+        using var on = new AsyncCopiesOn(host, true);
+        MatMulKernels.AsyncCopies(host, G(128, 256, 32), 1, 3).Should().BeTrue();
+        MatMulKernels.AsyncCopies(host, G(4096, 4096, 4096), 1, 3).Should().BeTrue();
+        MatMulKernels.AsyncCopies(host, G(128, 128, 96, 48), 2, 3).Should().BeTrue("two parts of 48");
+        MatMulKernels.AsyncCopies(host, G(129, 256, 32), 1, 3).Should().BeFalse("M is not whole tiles");
+        MatMulKernels.AsyncCopies(host, G(128, 128, 40), 1, 3).Should().BeFalse("K is not whole slices");
+        MatMulKernels.AsyncCopies(host, G(128, 128, 32, 16), 3, 3).Should().BeFalse("the third part would be empty");
+        MatMulKernels.AsyncCopies(host, G(128, 128, 32), 1, 2).Should().BeFalse("A cannot be read as Float4");
+        using var edged = new WholeTilesOn(host, false);
+        MatMulKernels.AsyncCopies(host, G(128, 256, 32), 1, 3).Should().BeFalse("KernelHost.WholeTiles is off");
+    }
+
+    [Fact]
+    public void AUTOGRAD_ASYNC_COPIES_turns_the_async_copy_kernel_on_and_junk_is_refused()
+    {
+        using var env = new EnvironmentScope(KernelHost.AsyncCopiesVariable);
+        env.Set("1");
+        new KernelHost(Host.Accelerator).AsyncCopies.Should().BeTrue();
+        env.Set(null);
+        new KernelHost(Host.Accelerator).AsyncCopies.Should().BeFalse("unset: off until a GPU has timed it");
+        env.Set("on");
+        var act = () => new KernelHost(Host.Accelerator);
+        act.Should().Throw<ArgumentException>().WithMessage("*AUTOGRAD_ASYNC_COPIES=on*0*1*");
+    }
+
+    // A compiled step's launches are captured on a host made for the capture's stream: it keeps the
+    // setting either way.
+    [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void Async_copies_setting_travels_to_a_host_on_another_stream(bool async)
+    {
+        var host = HostFor("wide16");
+        using var on = new AsyncCopiesOn(host, async);
+        host.WithStream(host.Accelerator.DefaultStream).AsyncCopies.Should().Be(async);
+    }
+}
