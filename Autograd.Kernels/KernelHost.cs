@@ -125,6 +125,7 @@ public sealed partial class KernelHost
         PersistentSteps = other.PersistentSteps;
         BarrierFence = other.BarrierFence;
         ChainTails = other.ChainTails;
+        OneThreadFences = other.OneThreadFences;
         RowChains = other.RowChains;
         RowShares = other.RowShares;
         Recorder = other.Recorder;

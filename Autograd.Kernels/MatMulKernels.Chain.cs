@@ -184,8 +184,10 @@ public static partial class MatMulKernels
         long need = SplitKScratch(host, m, n, k);
         if (scratch.Length < need)
             throw new ArgumentException($"MatMulChain: scratch has {scratch.Length} elements, needs {need}. Ask MatMulScratch first.");
+        // Read before ForShape: a tuned view keeps the settings it was made with.
+        bool oneFence = host.OneThreadFences;
         host = host.ForShape(m, n, k);
-        Launch(host, Choose(host, m, n), a, b, c, operand, g, scratch, epilogue, tail.WithArrival(host.TailArrival));
+        Launch(host, Choose(host, m, n), a, b, c, operand, g, scratch, epilogue, tail.WithArrival(host.TailArrival, oneFence));
     }
 
     // A chain stage's blocks by the calling group: `lanes` neighbouring threads a block, each walking
@@ -233,4 +235,16 @@ public sealed partial class KernelHost
     /// Read when a step is compiled (Describe shows the chain) and checked at each launch.
     /// </summary>
     public bool ChainTails { get; set; } = SwitchFromEnvironment(ChainVariable, unset: false, "each product its own launch, the default", "chain tails", "");
+
+    /// <summary>The environment variable that sets <see cref="OneThreadFences"/>: 1 on, 0 off (unset: off).</summary>
+    public const string OneThreadFencesVariable = "AUTOGRAD_ONE_THREAD_FENCES";
+
+    /// <summary>
+    /// Whether the count-in that ends a launch with a tail (a loss's SumTail, a ChainTail) fences
+    /// memory from thread 0 of each group only, after the group's barrier, as CUDA's grid sync does,
+    /// rather than from every thread (the default). The same values either way; off by default until
+    /// a GPU has timed it (the bench's floor rows time both count-ins, its seed rows both steps). Read
+    /// at each launch, so a compiled step takes the value it was compiled (captured) under.
+    /// </summary>
+    public bool OneThreadFences { get; set; } = SwitchFromEnvironment(OneThreadFencesVariable, unset: false, "every thread's fences, the default", "thread 0's fences", "");
 }

@@ -299,25 +299,27 @@ public readonly struct ChainTail<TStages> : IProductTail
 {
     private readonly TStages _stages;
     private readonly ArrayView<int> _arrival; // (1) groups done, 0 between launches
+    private readonly int _oneFence;           // 1: the count-in's fences by thread 0 only (KernelHost.OneThreadFences)
 
     /// <summary>A tail that runs these stages.</summary>
     /// <param name="stages">The stages, in order.</param>
     public ChainTail(TStages stages)
-        : this(stages, default)
+        : this(stages, default, 0)
     {
     }
 
-    private ChainTail(TStages stages, ArrayView<int> arrival)
+    private ChainTail(TStages stages, ArrayView<int> arrival, int oneFence)
     {
         _stages = stages;
         _arrival = arrival;
+        _oneFence = oneFence;
     }
 
     /// <summary>The stages.</summary>
     public TStages Stages => _stages;
 
-    // The launcher binds the host's counter.
-    internal ChainTail<TStages> WithArrival(ArrayView<int> arrival) => new(_stages, arrival);
+    // The launcher binds the host's counter and its count-in fences (KernelHost.OneThreadFences).
+    internal ChainTail<TStages> WithArrival(ArrayView<int> arrival, bool oneThreadFences) => new(_stages, arrival, oneThreadFences ? 1 : 0);
 
     /// <inheritdoc/>
     public int SharedBytes => sizeof(int) + _stages.SharedBytes;
@@ -336,12 +338,18 @@ public readonly struct ChainTail<TStages> : IProductTail
         // SumTail's count-in (written out in both: see SumTail.Finish).
         var last = SharedMemory.Allocate<int>(1);
         int tid = Group.LinearIndex;
-        MemoryFence.DeviceLevel();
+        if (_oneFence == 0) MemoryFence.DeviceLevel();
         Group.Barrier();
-        if (tid == 0) last[0] = Atomic.Add(ref _arrival[0], 1) == Grid.Dimension.Size - 1 ? 1 : 0;
+        if (tid == 0)
+        {
+            if (_oneFence != 0) MemoryFence.DeviceLevel();
+            int isLast = Atomic.Add(ref _arrival[0], 1) == Grid.Dimension.Size - 1 ? 1 : 0;
+            if (_oneFence != 0 && isLast != 0) MemoryFence.DeviceLevel();
+            last[0] = isLast;
+        }
         Group.Barrier();
         if (last[0] == 0) return;
-        MemoryFence.DeviceLevel();
+        if (_oneFence == 0) MemoryFence.DeviceLevel();
         _stages.Run();
         if (tid == 0) _arrival[0] = 0;
     }

@@ -65,6 +65,7 @@ public readonly struct SumTail<TMap, TSide> : IProductTail
     private readonly ArrayView<float> _s;     // (count) with stride 1, or (1) with stride 0
     private readonly ArrayView<int> _arrival; // (1) groups done, 0 between launches
     private readonly int _sStride, _hasSide;
+    private readonly int _oneFence;           // 1: the count-in's fences by thread 0 only (KernelHost.OneThreadFences)
     private readonly float _scale;
     private readonly TMap _map;
     private readonly TSide _side;
@@ -74,7 +75,7 @@ public readonly struct SumTail<TMap, TSide> : IProductTail
     /// <param name="map">The op summed (IdentityOp for a plain sum).</param>
     /// <param name="scale">Multiplies the sum (a mean's 1/n); 1 changes no bit.</param>
     public SumTail(ArrayView<float> loss, TMap map, float scale = 1f)
-        : this(loss, map, scale, default, loss, 0, 0, default)
+        : this(loss, map, scale, default, loss, 0, 0, default, 0)
     {
     }
 
@@ -86,16 +87,16 @@ public readonly struct SumTail<TMap, TSide> : IProductTail
     /// <param name="s">Its second operand: C's length (sStride 1) or one element (sStride 0).</param>
     /// <param name="sStride">1, or 0 to broadcast s[0].</param>
     public SumTail(ArrayView<float> loss, TMap map, float scale, TSide side, ArrayView<float> s, int sStride)
-        : this(loss, map, scale, side, s, sStride, 1, default)
+        : this(loss, map, scale, side, s, sStride, 1, default, 0)
     {
         if (sStride is not (0 or 1)) throw new ArgumentException($"SumTail: sStride must be 0 or 1, got {sStride}.");
     }
 
     private SumTail(ArrayView<float> loss, TMap map, float scale, TSide side, ArrayView<float> s, int sStride, int hasSide,
-        ArrayView<int> arrival)
+        ArrayView<int> arrival, int oneFence)
     {
         _loss = loss; _map = map; _scale = scale; _side = side; _s = s; _sStride = sStride; _hasSide = hasSide;
-        _arrival = arrival;
+        _arrival = arrival; _oneFence = oneFence;
     }
 
     /// <summary>The loss element.</summary>
@@ -119,9 +120,9 @@ public readonly struct SumTail<TMap, TSide> : IProductTail
     /// <summary>The side op.</summary>
     public TSide Side => _side;
 
-    // The launcher binds the host's counter; users never see it.
-    internal SumTail<TMap, TSide> WithArrival(ArrayView<int> arrival) =>
-        new(_loss, _map, _scale, _side, _s, _sStride, _hasSide, arrival);
+    // The launcher binds the host's counter and its count-in fences (KernelHost.OneThreadFences); users never see them.
+    internal SumTail<TMap, TSide> WithArrival(ArrayView<int> arrival, bool oneThreadFences) =>
+        new(_loss, _map, _scale, _side, _s, _sStride, _hasSide, arrival, oneThreadFences ? 1 : 0);
 
     /// <inheritdoc/>
     public int SharedBytes => sizeof(int) + MatMulKernels.MaxTailThreads * sizeof(float);
@@ -142,14 +143,23 @@ public readonly struct SumTail<TMap, TSide> : IProductTail
         // The count-in is written out here and in ChainTail, not shared as a helper returning whether
         // the group is last: on the CPU accelerator that helper made the persistent tests 15% slower
         // (62-65 s against 74, fourteenth session).
+        // Every thread fences its stores of C before the count, and after it in the last group; or
+        // (_oneFence) thread 0 fences for the group, after the barrier that orders the group's stores
+        // before its own fence (fences are cumulative), as CUDA's grid sync does.
         var last = SharedMemory.Allocate<int>(1);
         int tid = Group.LinearIndex;
-        MemoryFence.DeviceLevel();
+        if (_oneFence == 0) MemoryFence.DeviceLevel();
         Group.Barrier();
-        if (tid == 0) last[0] = Atomic.Add(ref _arrival[0], 1) == Grid.Dimension.Size - 1 ? 1 : 0;
+        if (tid == 0)
+        {
+            if (_oneFence != 0) MemoryFence.DeviceLevel();
+            int isLast = Atomic.Add(ref _arrival[0], 1) == Grid.Dimension.Size - 1 ? 1 : 0;
+            if (_oneFence != 0 && isLast != 0) MemoryFence.DeviceLevel();
+            last[0] = isLast;
+        }
         Group.Barrier();
         if (last[0] == 0) return;
-        MemoryFence.DeviceLevel();
+        if (_oneFence == 0) MemoryFence.DeviceLevel();
         GroupSum.Run(c, 0, count, _loss, 0, _map, _scale, _hasSide != 0, _side, _s, _sStride);
         if (tid == 0) _arrival[0] = 0;
     }

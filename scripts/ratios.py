@@ -138,6 +138,7 @@ if forms:
     switches = [k for s, k in (("persistent kernel", "KernelHost.PersistentSteps"), ("row chains", "KernelHost.RowChains"),
                                ("chain tails", "KernelHost.ChainTails"), ("warp products", "MatMulPath.Warp"),
                                ("one group a block", "KernelHost.RowShares = 1"),
-                               ("acquire-release barriers", "KernelHost.BarrierFence = BarrierFence.AcquireRelease")) if s in best]
+                               ("acquire-release barriers", "KernelHost.BarrierFence = BarrierFence.AcquireRelease"),
+                               ("one-thread fences", "KernelHost.OneThreadFences")) if s in best]
     print(f"fastest seed step: {forms[best]:.1f} us/step ({best}); goal <= 15: {'met' if forms[best] <= 15 else 'unmet'}; "
           + (f"default on CUDA would need {', '.join(switches)}" if switches else "already the default form"))

@@ -101,6 +101,10 @@ if (device.Kind == DeviceKind.Cuda)
     // the floor rows time the barrier alone with each fence).
     Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "persistent kernel, acquire-release barriers"));
     Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "persistent kernel, row chains, chain tails, acquire-release barriers"));
+    // The shipped step and the chain-tail step with their tails' count-ins fenced by thread 0 of each
+    // group only (KernelHost.OneThreadFences; the floor rows time the count-in alone both ways).
+    Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "one-thread fences"));
+    Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "chain tails, one-thread fences"));
     // The rows above share h's columns among a block's groups (KernelHost.RowShares' rule: 8 a block
     // on an H200); these keep a block in one group, as the fifteenth session built it.
     Report(() => Workloads.SeedCompiled(device, 2000, cudaGraphs: true, stepsPerRun: 1, variant: "row chains, chain tails, one group a block"));

@@ -102,7 +102,8 @@ public static partial class Workloads
     /// with its loss and dH block of rows by block in one launch (KernelHost.RowChains), "row chains, chain
     /// tails" with w2's update in w1's launch too (2 launches), "persistent kernel, row chains, chain
     /// tails" all three; a row-chain variant ending ", one group a block" keeps each block of rows in one
-    /// group (KernelHost.RowShares = 1) where the others share h's columns among a block's groups.</param>
+    /// group (KernelHost.RowShares = 1) where the others share h's columns among a block's groups; a variant
+    /// ending "one-thread fences" fences its tails' count-ins from thread 0 only (KernelHost.OneThreadFences).</param>
     public static Result SeedCompiled(Device d, int steps, bool cudaGraphs, int stepsPerRun, string variant = "")
     {
         var saved = d.Kernels.MatMulSettings;
@@ -128,13 +129,16 @@ public static partial class Workloads
         if (variant.EndsWith("one group a block", StringComparison.Ordinal)) d.Kernels.RowShares = 1;
         var fence = d.Kernels.BarrierFence;
         if (variant.EndsWith("acquire-release barriers", StringComparison.Ordinal)) d.Kernels.BarrierFence = BarrierFence.AcquireRelease;
+        bool oneFence = d.Kernels.OneThreadFences;
+        if (variant.EndsWith("one-thread fences", StringComparison.Ordinal)) d.Kernels.OneThreadFences = true;
         try
         {
             // The kernel-choice variants print where their time goes, like the shipped step.
             var r = SeedCompiledAsShipped(d, steps, cudaGraphs, stepsPerRun, profile: variant is "no launch bounds" or "warp products" or "warp products, one warp a block" or "warp products, no launch bounds" or "warp below 16K outputs" or "8x8 tiles" or "rule, no autotuning"
                 or "persistent kernel" or "persistent kernel, warp products" or "chain tails, warp products" or "persistent kernel, chain tails"
                 or "row chains, chain tails" or "persistent kernel, row chains, chain tails" or "row chains, chain tails, one group a block"
-                or "persistent kernel, acquire-release barriers" or "persistent kernel, row chains, chain tails, acquire-release barriers");
+                or "persistent kernel, acquire-release barriers" or "persistent kernel, row chains, chain tails, acquire-release barriers"
+                or "one-thread fences" or "chain tails, one-thread fences");
             return variant == "" ? r : r with { Name = $"{r.Name}, {variant}" };
         }
         finally
@@ -147,6 +151,7 @@ public static partial class Workloads
             d.Kernels.RowChains = rows;
             d.Kernels.RowShares = shares;
             d.Kernels.BarrierFence = fence;
+            d.Kernels.OneThreadFences = oneFence;
         }
     }
 
