@@ -43,6 +43,7 @@ public static partial class MatMulKernels
         // The thread's Float4 of a half-slice as Wide's FetchA and PutA place it: along k (row-major
         // A) row tid / 2, k (tid % 2) * 4..+3, stored as 4 scalars down k; along m (A transposed)
         // k tid / 32, rows (tid % 32) * 4..+3, stored as one Float4. B likewise (FetchB, PutB).
+        // In shared memory a float offset along k, a Float4 index along m.
         bool aAlongK = g.Ak == 1, bAlongK = g.Bn != 1;
         int ga = aAlongK ? ((rowBase + tid / 2) * g.Am + kBegin + (tid % 2) * 4) / 4
             : ((kBegin + tid / 32) * g.Ak + rowBase + (tid % 32) * 4) / 4;

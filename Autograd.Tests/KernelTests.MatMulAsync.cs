@@ -19,27 +19,8 @@ public sealed partial class KernelTests
     // than stages, so each stage is filled again), and K parts of two slices (all in the prologue).
     [Theory]
     [MemberData(nameof(WholeCases))]
-    public void Wide16_async_copies_match_the_host_twin(int m, int n, int k, bool ta, bool tb, int split)
-    {
-        var host = HostFor("wide16");
-        using var pin = new MatMulPin(host, MatMulPath.Wide16, split, oneLaunch: false);
-        using var whole = new WholeTilesOn(host, true);
-        using var async = new AsyncCopiesOn(host, true);
-        MatMulKernels.Describe(host, m, n, k).Should().Contain("whole tiles, async copies");
-        var a = TestData.Normal(m * k, m + 7 * k);
-        var b = TestData.Normal(k * n, n + 11 * k);
-        var c0 = TestData.Normal(m * n, 13);
-        using var ab = Upload(host, a);
-        using var bb = Upload(host, b);
-        using var cb = Upload(host, c0);
-        using var scratch = Upload(host, Enumerable.Repeat(float.NaN, (int)Math.Max(1, MatMulKernels.SplitKScratch(host, m, n, k))).ToArray());
-        // C = 0.75 op(A) op(B) - C: the epilogue reads the C the test put there.
-        MatMulKernels.MatMul(host, ab.View, ta, bb.View, tb, cb.View, m, n, k, alpha: 0.75f, beta: -1f, scratch: scratch.View);
-        host.KernelResources().Should().Contain(r => r.Name == "MatMulWide16/async", "the product is whole tiles and slices and async copies are on");
-        var p = Reference.MatMul(a, ta, b, tb, m, n, k);
-        TestData.ShouldMatch(Download(host, cb, m * n), p.Select((v, i) => 0.75 * v - c0[i]).ToArray(), 1e-4, 2e-5 * Math.Sqrt(k),
-            $"wide16 async copies {m}x{n}x{k} ta={ta} tb={tb} split {split}");
-    }
+    public void Wide16_async_copies_match_the_host_twin(int m, int n, int k, bool ta, bool tb, int split) =>
+        Wide16ShouldMatchTheHostTwin(m, n, k, ta, tb, split, async: true);
 
     // Each element of C is the same chain of FMAs in k order in both kernels, and the epilogue (a
     // product with a side operand) is the same code: the same bits.
@@ -52,31 +33,9 @@ public sealed partial class KernelTests
     public void Wide16_async_copies_give_the_bits_of_the_whole_tile_kernel(int m, int n, int k, bool ta, bool tb, int split) =>
         AsyncCopiesShouldGiveTheWholeTileBits(HostFor("wide16"), m, n, k, ta, tb, split);
 
-    // C = -1.25 op(A) op(B) times an epilogue operand, on Wide16Whole and on Wide16Async (Describe
-    // naming the one taken): the same bits.
-    private static void AsyncCopiesShouldGiveTheWholeTileBits(KernelHost host, int m, int n, int k, bool ta, bool tb, int split)
-    {
-        float[] Run(bool async)
-        {
-            using var pin = new MatMulPin(host, MatMulPath.Wide16, split, oneLaunch: false);
-            using var whole = new WholeTilesOn(host, true);
-            using var on = new AsyncCopiesOn(host, async);
-            using var ab = Upload(host, TestData.Normal(m * k, 27));
-            using var bb = Upload(host, TestData.Normal(k * n, 28));
-            using var eb = Upload(host, TestData.Normal(m * n, 29));
-            using var cb = Upload(host, Enumerable.Repeat(float.NaN, m * n).ToArray());
-            using var scratch = Upload(host, Enumerable.Repeat(float.NaN, (int)Math.Max(1, MatMulKernels.SplitKScratch(host, m, n, k))).ToArray());
-            MatMulKernels.MatMul(host, ab.View, ta, bb.View, tb, cb.View, m, n, k, -1.25f, 0f, scratch.View, default(MulOp), eb.View, n, 1);
-            MatMulKernels.Describe(host, m, n, k).Contains("async copies", StringComparison.Ordinal).Should().Be(async);
-            return Download(host, cb, m * n);
-        }
-        var whole = Run(false);
-        var copied = Run(true);
-        whole.Should().NotContain(float.NaN);
-        for (int i = 0; i < copied.Length; i++)
-            BitConverter.SingleToInt32Bits(copied[i]).Should().Be(BitConverter.SingleToInt32Bits(whole[i]),
-                $"element ({i / n}, {i % n}) of {m}x{n}x{k} ta={ta} tb={tb} split {split}: async copies {copied[i]}, whole tiles {whole[i]}");
-    }
+    // Wide16Whole, then Wide16Async: the same bits (KernelTests.MatMulWhole.cs).
+    private static void AsyncCopiesShouldGiveTheWholeTileBits(KernelHost host, int m, int n, int k, bool ta, bool tb, int split) =>
+        Wide16KernelsShouldGiveTheSameBits(host, m, n, k, ta, tb, split, (true, false), (true, true));
 
     // On the card, where the copies are cp.async and really run ahead of the multiply: the bits of the
     // whole-tile kernel at a shape of 12 tiles and 20 slices (each stage of the ring filled 6 or 7

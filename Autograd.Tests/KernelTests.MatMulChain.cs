@@ -4,6 +4,8 @@
 // head's output through its epilogue); one launch where the product had one; the bits of a repeat;
 // the lanes that split a stage's K; misuse.
 using AutogradNet.Kernels;
+using ILGPU;
+using ILGPU.Runtime;
 using AutogradNet.Tests.Support;
 using FluentAssertions;
 using Xunit;
@@ -152,16 +154,10 @@ public sealed partial class KernelTests
         var results = new List<float[]>();
         for (int rep = 0; rep < 3; rep++)
         {
-            using var cb = Upload(host, Enumerable.Repeat(float.NaN, m * n).ToArray());
-            using var yb = Upload(host, Enumerable.Repeat(float.NaN, m * n2).ToArray());
-            using var zb = Upload(host, Enumerable.Repeat(float.NaN, m * n).ToArray());
-            var s1 = MatMulKernels.GroupProduct(host, (m, n, k), cb.View, false, b2b.View, false, yb.View, m, n2, n, 1f, 0f, new FirstOp(), yb.View, 0, 0);
-            var s2 = MatMulKernels.GroupProduct(host, (m, n, k), yb.View, false, b2b.View, true, zb.View, m, n, n2, 1f, 0f, new FirstOp(), zb.View, 0, 0);
-            MatMulKernels.MatMulChain(host, ab.View, false, bb.View, false, cb.View, m, n, k, 1f, 0f, scratch.View, new FirstOp(), cb.View, 0, 0,
-                new ChainTail<Stages<GroupProduct<FirstOp, IdentityOp, FirstOp>, Stages<GroupProduct<FirstOp, IdentityOp, FirstOp>, NoStage>>>(new(s1, new(s2, default))));
-            TestData.ShouldMatch(Download(host, yb, m * n2), y, 1e-4, 1e-3, $"{path}: (A B) B2, lanes {s1.Lanes}");
-            results.Add(Download(host, zb, m * n));
-            TestData.ShouldMatch(results[^1], z, 1e-4, 1e-2, $"{path}: (A B) B2 B2^T, lanes {s2.Lanes}");
+            var (yRun, zRun, lanes1, lanes2) = RunTwoStageChain(host, ab, bb, b2b, scratch, m, n, k, n2);
+            TestData.ShouldMatch(yRun, y, 1e-4, 1e-3, $"{path}: (A B) B2, lanes {lanes1}");
+            results.Add(zRun);
+            TestData.ShouldMatch(results[^1], z, 1e-4, 1e-2, $"{path}: (A B) B2 B2^T, lanes {lanes2}");
         }
         results[1].Should().Equal(results[0], "the stages' order does not depend on which group is last");
         results[2].Should().Equal(results[0]);
@@ -199,5 +195,20 @@ public sealed partial class KernelTests
         tooBig.Should().Throw<ArgumentException>().WithMessage("*128x128x128*2097152 multiply-adds*262144*launch it as a product of its own*");
         var shape = () => MatMulKernels.GroupProduct(host, (8, 8, 8), a.View, false, a.View, false, c.View, 8, 9, 8, 1f, 0f, new FirstOp(), c.View, 0, 0);
         shape.Should().Throw<ArgumentException>().WithMessage("*GroupProduct*");
+    }
+
+    // C = A B in one launch whose last group then runs Y = C B2 and Z = Y B2^T (a chain tail of two
+    // stages, the second reading what the first stored); Y, Z and each stage's lanes.
+    internal static (float[] Y, float[] Z, int Lanes1, int Lanes2) RunTwoStageChain(KernelHost host, MemoryBuffer1D<float, Stride1D.Dense> ab, MemoryBuffer1D<float, Stride1D.Dense> bb, MemoryBuffer1D<float, Stride1D.Dense> b2b,
+        MemoryBuffer1D<float, Stride1D.Dense> scratch, int m, int n, int k, int n2)
+    {
+        using var cb = Upload(host, Enumerable.Repeat(float.NaN, m * n).ToArray());
+        using var yb = Upload(host, Enumerable.Repeat(float.NaN, m * n2).ToArray());
+        using var zb = Upload(host, Enumerable.Repeat(float.NaN, m * n).ToArray());
+        var s1 = MatMulKernels.GroupProduct(host, (m, n, k), cb.View, false, b2b.View, false, yb.View, m, n2, n, 1f, 0f, new FirstOp(), yb.View, 0, 0);
+        var s2 = MatMulKernels.GroupProduct(host, (m, n, k), yb.View, false, b2b.View, true, zb.View, m, n, n2, 1f, 0f, new FirstOp(), zb.View, 0, 0);
+        MatMulKernels.MatMulChain(host, ab.View, false, bb.View, false, cb.View, m, n, k, 1f, 0f, scratch.View, new FirstOp(), cb.View, 0, 0,
+            new ChainTail<Stages<GroupProduct<FirstOp, IdentityOp, FirstOp>, Stages<GroupProduct<FirstOp, IdentityOp, FirstOp>, NoStage>>>(new(s1, new(s2, default))));
+        return (Download(host, yb, m * n2), Download(host, zb, m * n), s1.Lanes, s2.Lanes);
     }
 }

@@ -27,12 +27,18 @@ public sealed partial class KernelTests
 
     [Theory]
     [MemberData(nameof(WholeCases))]
-    public void Wide16_whole_tiles_match_the_host_twin(int m, int n, int k, bool ta, bool tb, int split)
+    public void Wide16_whole_tiles_match_the_host_twin(int m, int n, int k, bool ta, bool tb, int split) =>
+        Wide16ShouldMatchTheHostTwin(m, n, k, ta, tb, split, async: false);
+
+    // C = -0.5 op(A) op(B) + C on Wide16's whole-tile kernel, or its async-copy one, against the double
+    // host twin; Describe and the loaded kernels name the kernel taken.
+    internal static void Wide16ShouldMatchTheHostTwin(int m, int n, int k, bool ta, bool tb, int split, bool async)
     {
         var host = HostFor("wide16");
         using var pin = new MatMulPin(host, MatMulPath.Wide16, split, oneLaunch: false);
         using var whole = new WholeTilesOn(host, true);
-        MatMulKernels.Describe(host, m, n, k).Should().Contain("whole tiles");
+        using var copies = new AsyncCopiesOn(host, async);
+        MatMulKernels.Describe(host, m, n, k).Should().Contain(async ? "whole tiles, async copies" : "whole tiles");
         var a = TestData.Normal(m * k, m + 3 * k);
         var b = TestData.Normal(k * n, n + 5 * k);
         var c0 = TestData.Normal(m * n, 9);
@@ -42,10 +48,11 @@ public sealed partial class KernelTests
         using var scratch = Upload(host, Enumerable.Repeat(float.NaN, (int)Math.Max(1, MatMulKernels.SplitKScratch(host, m, n, k))).ToArray());
         // C = -0.5 op(A) op(B) + C: the epilogue reads the C the test put there.
         MatMulKernels.MatMul(host, ab.View, ta, bb.View, tb, cb.View, m, n, k, alpha: -0.5f, beta: 1f, scratch: scratch.View);
-        host.KernelResources().Should().Contain(r => r.Name == "MatMulWide16/whole", "the product is whole tiles and slices, its operands aligned");
+        string kernel = async ? "MatMulWide16/async" : "MatMulWide16/whole";
+        host.KernelResources().Should().Contain(r => r.Name == kernel, $"the product is whole tiles and slices, its operands aligned{(async ? ", async copies on" : "")}");
         var p = Reference.MatMul(a, ta, b, tb, m, n, k);
         TestData.ShouldMatch(Download(host, cb, m * n), p.Select((v, i) => -0.5 * v + c0[i]).ToArray(), 1e-4, 2e-5 * Math.Sqrt(k),
-            $"wide16 whole tiles {m}x{n}x{k} ta={ta} tb={tb} split {split}");
+            $"{kernel} {m}x{n}x{k} ta={ta} tb={tb} split {split}");
     }
 
     // Each element of C is the same chain of FMAs in k order in both kernels, and the epilogue (here a
@@ -61,27 +68,36 @@ public sealed partial class KernelTests
 
     // C = 1.5 op(A) op(B) times an epilogue operand, on Wide16's edge-tested kernel and on its whole-tile
     // kernel (Describe naming the one taken): the same bits.
-    private static void WholeTilesShouldGiveTheEdgeTestedBits(KernelHost host, int m, int n, int k, bool ta, bool tb, int split)
+    private static void WholeTilesShouldGiveTheEdgeTestedBits(KernelHost host, int m, int n, int k, bool ta, bool tb, int split) =>
+        Wide16KernelsShouldGiveTheSameBits(host, m, n, k, ta, tb, split, (false, false), (true, false));
+
+    // C = 1.5 op(A) op(B) times an epilogue operand on Wide16 under two settings of (WholeTiles,
+    // AsyncCopies), Describe naming the kernel each took: the same bits, the first run's without NaN.
+    internal static void Wide16KernelsShouldGiveTheSameBits(KernelHost host, int m, int n, int k, bool ta, bool tb, int split,
+        (bool Whole, bool Async) first, (bool Whole, bool Async) second)
     {
-        float[] Run(bool whole)
+        float[] Run((bool Whole, bool Async) kernel)
         {
             using var pin = new MatMulPin(host, MatMulPath.Wide16, split, oneLaunch: false);
-            using var on = new WholeTilesOn(host, whole);
+            using var on = new WholeTilesOn(host, kernel.Whole);
+            using var async = new AsyncCopiesOn(host, kernel.Async);
             using var ab = Upload(host, TestData.Normal(m * k, 17));
             using var bb = Upload(host, TestData.Normal(k * n, 18));
             using var eb = Upload(host, TestData.Normal(m * n, 19));
             using var cb = Upload(host, Enumerable.Repeat(float.NaN, m * n).ToArray());
             using var scratch = Upload(host, Enumerable.Repeat(float.NaN, (int)Math.Max(1, MatMulKernels.SplitKScratch(host, m, n, k))).ToArray());
             MatMulKernels.MatMul(host, ab.View, ta, bb.View, tb, cb.View, m, n, k, 1.5f, 0f, scratch.View, default(MulOp), eb.View, n, 1);
-            MatMulKernels.Describe(host, m, n, k).Contains("whole tiles", StringComparison.Ordinal).Should().Be(whole);
+            var described = MatMulKernels.Describe(host, m, n, k);
+            described.Contains("whole tiles", StringComparison.Ordinal).Should().Be(kernel.Whole, described);
+            described.Contains("async copies", StringComparison.Ordinal).Should().Be(kernel.Async, described);
             return Download(host, cb, m * n);
         }
-        var edged = Run(false);
-        var whole = Run(true);
-        edged.Should().NotContain(float.NaN);
-        for (int i = 0; i < whole.Length; i++)
-            BitConverter.SingleToInt32Bits(whole[i]).Should().Be(BitConverter.SingleToInt32Bits(edged[i]),
-                $"element ({i / n}, {i % n}) of {m}x{n}x{k} ta={ta} tb={tb} split {split}: whole tiles {whole[i]}, edge-tested {edged[i]}");
+        var a = Run(first);
+        var b = Run(second);
+        a.Should().NotContain(float.NaN);
+        for (int i = 0; i < b.Length; i++)
+            BitConverter.SingleToInt32Bits(b[i]).Should().Be(BitConverter.SingleToInt32Bits(a[i]),
+                $"element ({i / n}, {i % n}) of {m}x{n}x{k} ta={ta} tb={tb} split {split}: (whole, async) {second} gave {b[i]}, {first} {a[i]}");
     }
 
     // The kernel tests no edge, so the rule must refuse every product with one: a ragged tile, a ragged

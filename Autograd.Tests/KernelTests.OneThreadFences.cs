@@ -66,14 +66,7 @@ public sealed partial class KernelTests
         float[] Run(bool one)
         {
             using var on = new OneThreadFencesOn(host, one);
-            using var cb = Upload(host, Enumerable.Repeat(float.NaN, m * n).ToArray());
-            using var yb = Upload(host, Enumerable.Repeat(float.NaN, m * n2).ToArray());
-            using var zb = Upload(host, Enumerable.Repeat(float.NaN, m * n).ToArray());
-            var s1 = MatMulKernels.GroupProduct(host, (m, n, k), cb.View, false, b2b.View, false, yb.View, m, n2, n, 1f, 0f, new FirstOp(), yb.View, 0, 0);
-            var s2 = MatMulKernels.GroupProduct(host, (m, n, k), yb.View, false, b2b.View, true, zb.View, m, n, n2, 1f, 0f, new FirstOp(), zb.View, 0, 0);
-            MatMulKernels.MatMulChain(host, ab.View, false, bb.View, false, cb.View, m, n, k, 1f, 0f, scratch.View, new FirstOp(), cb.View, 0, 0,
-                new ChainTail<Stages<GroupProduct<FirstOp, IdentityOp, FirstOp>, Stages<GroupProduct<FirstOp, IdentityOp, FirstOp>, NoStage>>>(new(s1, new(s2, default))));
-            return Download(host, zb, m * n);
+            return RunTwoStageChain(host, ab, bb, b2b, scratch, m, n, k, n2).Z;
         }
         var every = Run(false);
         every.Should().NotContain(float.NaN, "the last group ran both stages");

@@ -365,6 +365,28 @@ public static partial class MatMulKernels
 '''
 open("Autograd.Kernels/MatMulKernels.Wide16.cs", "w").write(src16)
 
+def thread_place(float_offsets):
+    """Wide16Whole's and Wide16Async's place of a thread's Float4 of a half-slice: in global memory a
+    Float4 index and its step a half; in a stage's shared memory a Float4 index along m (Whole, which
+    stores a Float4 there), or a float offset either way (float_offsets: Async, whose copies take bytes)."""
+    along_m = "4 * ((tid / 32) * (WideRow / 4) + tid % 32)" if float_offsets else "(tid / 32) * (WideRow / 4) + tid % 32"
+    return f"""        var a4 = a.Cast<Float4>();
+        var b4 = b.Cast<Float4>();
+        // The thread's Float4 of a half-slice as Wide's FetchA and PutA place it: along k (row-major
+        // A) row tid / 2, k (tid % 2) * 4..+3, stored as 4 scalars down k; along m (A transposed)
+        // k tid / 32, rows (tid % 32) * 4..+3, stored as one Float4. B likewise (FetchB, PutB).
+        // In shared memory a {"float offset" if float_offsets else "float offset along k, a Float4 index along m"}.
+        bool aAlongK = g.Ak == 1, bAlongK = g.Bn != 1;
+        int ga = aAlongK ? ((rowBase + tid / 2) * g.Am + kBegin + (tid % 2) * 4) / 4
+            : ((kBegin + tid / 32) * g.Ak + rowBase + (tid % 32) * 4) / 4;
+        int gaStep = aAlongK ? WideDepth / 4 : WideDepth * g.Ak / 4;
+        int gb = bAlongK ? ((colBase + tid / 2) * g.Bn + kBegin + (tid % 2) * 4) / 4
+            : ((kBegin + tid / 32) * g.Bk + colBase + (tid % 32) * 4) / 4;
+        int gbStep = bAlongK ? WideDepth / 4 : WideDepth * g.Bk / 4;
+        int sa = aAlongK ? (tid % 2) * 4 * WideRow + tid / 2 : {along_m};
+        int sb = bAlongK ? (tid % 2) * 4 * WideRow + tid / 2 : {along_m};"""
+
+
 # Wide16Whole: Wide16 for a product made of whole tiles and whole slices (M and N multiples of 128,
 # every K part a multiple of 16, both operands readable as Float4). No edge can occur, so a thread
 # finds its Float4 of each half-slice, in global and in shared memory, once before the loop and
@@ -404,20 +426,7 @@ public static partial class MatMulKernels
         var sA = SharedMemory.Allocate<float>(2 * Wide16Depth * WideRow);
         var sB = SharedMemory.Allocate<float>(2 * Wide16Depth * WideRow);
 {place}
-        var a4 = a.Cast<Float4>();
-        var b4 = b.Cast<Float4>();
-        // The thread's Float4 of a half-slice as Wide's FetchA and PutA place it: along k (row-major
-        // A) row tid / 2, k (tid % 2) * 4..+3, stored as 4 scalars down k; along m (A transposed)
-        // k tid / 32, rows (tid % 32) * 4..+3, stored as one Float4. B likewise (FetchB, PutB).
-        bool aAlongK = g.Ak == 1, bAlongK = g.Bn != 1;
-        int ga = aAlongK ? ((rowBase + tid / 2) * g.Am + kBegin + (tid % 2) * 4) / 4
-            : ((kBegin + tid / 32) * g.Ak + rowBase + (tid % 32) * 4) / 4;
-        int gaStep = aAlongK ? WideDepth / 4 : WideDepth * g.Ak / 4;
-        int gb = bAlongK ? ((colBase + tid / 2) * g.Bn + kBegin + (tid % 2) * 4) / 4
-            : ((kBegin + tid / 32) * g.Bk + colBase + (tid % 32) * 4) / 4;
-        int gbStep = bAlongK ? WideDepth / 4 : WideDepth * g.Bk / 4;
-        int sa = aAlongK ? (tid % 2) * 4 * WideRow + tid / 2 : (tid / 32) * (WideRow / 4) + tid % 32;
-        int sb = bAlongK ? (tid % 2) * 4 * WideRow + tid / 2 : (tid / 32) * (WideRow / 4) + tid % 32;
+{thread_place(False)}
 {acc_decl}
         Float4 va0, va1, vb0, vb1, wa0, wa1, wb0, wb1;
         PutWhole(sA, sA4, aAlongK, sa, 0, a4[ga]);
@@ -517,19 +526,7 @@ public static partial class MatMulKernels
         var sA4 = shared.SubView(0, AsyncStages * AsyncStageFloats / 4);
         var sB4 = shared.SubView(AsyncStages * AsyncStageFloats / 4, AsyncStages * AsyncStageFloats / 4);
 {place_async}
-        var a4 = a.Cast<Float4>();
-        var b4 = b.Cast<Float4>();
-        // The thread's Float4 of a half-slice, in global memory (Float4 index) and in a stage (float
-        // offset), as Wide16Whole places it.
-        bool aAlongK = g.Ak == 1, bAlongK = g.Bn != 1;
-        int ga = aAlongK ? ((rowBase + tid / 2) * g.Am + kBegin + (tid % 2) * 4) / 4
-            : ((kBegin + tid / 32) * g.Ak + rowBase + (tid % 32) * 4) / 4;
-        int gaStep = aAlongK ? WideDepth / 4 : WideDepth * g.Ak / 4;
-        int gb = bAlongK ? ((colBase + tid / 2) * g.Bn + kBegin + (tid % 2) * 4) / 4
-            : ((kBegin + tid / 32) * g.Bk + colBase + (tid % 32) * 4) / 4;
-        int gbStep = bAlongK ? WideDepth / 4 : WideDepth * g.Bk / 4;
-        int sa = aAlongK ? (tid % 2) * 4 * WideRow + tid / 2 : 4 * ((tid / 32) * (WideRow / 4) + tid % 32);
-        int sb = bAlongK ? (tid % 2) * 4 * WideRow + tid / 2 : 4 * ((tid / 32) * (WideRow / 4) + tid % 32);
+{thread_place(True)}
 {acc_decl}
         Float4 va0, va1, vb0, vb1, wa0, wa1, wb0, wb1;
         // The ring's first AsyncStages - 1 slices, each its own group of copies (a part may have fewer:
