@@ -100,12 +100,15 @@ public static partial class MatMulKernels
         if (CudaAsm.IsSupported) CudaAsm.Emit("cp.async.wait_group 1;");
     }
 
-    // Wide16Async's launcher, loaded once per epilogue: on CUDA the kernel's dynamic shared memory
-    // limit is raised to AsyncSharedBytes (over the 48 KB a launch gets without asking).
+    /// <summary>Wide16Async's launch bounds: 256 threads, 2 groups a multiprocessor (128 registers a thread).</summary>
+    internal static readonly KernelSpecialization AsyncBounds = LaunchBoundsAttribute.Of(typeof(MatMulKernels), nameof(Wide16AsyncKernel));
+
+    // Wide16Async's launcher, loaded once per epilogue and bounds: on CUDA the kernel's dynamic shared
+    // memory limit is raised to AsyncSharedBytes (over the 48 KB a launch gets without asking).
     private static Action<AcceleratorStream, KernelConfig, ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, long, long, TEpi>
-        LoadWide16Async<TEpi>(Accelerator acc) where TEpi : struct, IBinaryOp
+        LoadWide16Async<TEpi>(Accelerator acc, KernelSpecialization bounds) where TEpi : struct, IBinaryOp
     {
-        var launcher = acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, long, long, TEpi>(Wide16AsyncKernel);
+        var launcher = acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, long, long, TEpi>(Wide16AsyncKernel, bounds);
         KernelHost.AllowDynamicShared(launcher, AsyncSharedBytes, "MatMul (Wide16, async copies)");
         return launcher;
     }

@@ -305,7 +305,9 @@ public static partial class MatMulKernels
             var grid = new Index3D((g.N + WideTile - 1) / WideTile, (g.M + WideTile - 1) / WideTile, layers);
             if (path == MatMulPath.Wide16 && AsyncCopies(host, g, layers, vec))
             {
-                var kasync = host.Load("MatMulWide16/async", typeof(TEpi), LoadWide16Async<TEpi>);
+                var asyncBounds = host.Bounds(AsyncBounds);
+                var kasync = host.Load(KernelHost.HasBounds(asyncBounds) ? "MatMulWide16/async/bounded" : "MatMulWide16/async", typeof(TEpi),
+                    acc => LoadWide16Async<TEpi>(acc, asyncBounds));
                 kasync(host.Stream, new KernelConfig(grid, group, SharedMemoryConfig.RequestDynamic<Float4>(AsyncSharedBytes / 16)),
                     a, b, c, operand, g, Address(a), Address(b), epilogue);
                 return;

@@ -3,11 +3,13 @@
 // sm_80's cp.async (inline PTX, MatMulKernels.AsyncCopies.cs) into a ring of 3 stages.
 // Why: Wide16Whole brings the next slice through registers, half a slice at a time, loaded a few
 // hundred FMAs before it is stored; a load that takes longer than that stalls the store and the
-// warp with it, and 8 registers a thread hold it on the way. Here a slice is asked for two slices
-// (2,048 FMAs a thread) before it is multiplied, straight from global to shared memory (LDGSTS, no
-// register), and a thread only waits for its own copies of the slice it is about to multiply
-// (cp.async.wait_group 1), then meets the group at the slice's one barrier. The usual multi-stage
-// step after a register-staged double buffer on Ampere and Hopper.
+// warp with it, and 8 registers a thread hold it on the way. Here a slice is asked for a slice and
+// a half (1,536 FMAs a thread) before it is multiplied, straight from global to shared memory
+// (LDGSTS, no register), and a thread only waits for its own copies of the slice it is about to
+// multiply (cp.async.wait_group 1), then meets the group at the slice's one barrier. The usual
+// multi-stage step after a register-staged double buffer on Ampere and Hopper.
+// The copies are issued in the middle of a slice's 16 steps, not at its top: at the top, ptxas 11.8
+// issued each step's fragment loads at the step (2 of 64 a step ahead); in the middle, 61 of 64 are.
 // Copies: an operand along m (k-major: A in TN, B in NN and TN) is one 16-byte copy a thread and
 // half-slice; along k (A in NN, B in NT) four 4-byte copies, each a row of the transposed slice, as
 // PutWhole's four scalar stores.
@@ -15,10 +17,9 @@
 // needs the address of ILGPU's dynamic shared symbol), over the 48 KB a launch gets without asking:
 // the launcher raises the kernel's limit once, when it is loaded.
 // Elsewhere (the CPU accelerator) the copies are plain loads and stores at the same places.
-// SASS (ptxas 11.8, sm_90): 117 registers, no spills; the loop is 1,024 FFMA, 64 LDS.128 and 73
-// others (20 LDGSTS, both layouts' predicated). Unlike Wide16Whole's, its fragment loads are not
-// placed a step ahead (2 of 64, against 60): ptxas's choice, which no change to this loop tried
-// moved (PERF.md, "Wide16 with cp.async").
+// SASS (ptxas 11.8, sm_90): 120-127 registers by epilogue, within the launch bounds that keep two
+// groups a multiprocessor (without them DivOp's took 139), no spills; the loop is 1,024 FFMA,
+// 64 LDS.128 and 75 others (20 LDGSTS, both layouts' forms, predicated).
 // Bits: the same fragments in the same order as Wide16Whole, so each element of C is the same chain of FMAs.
 // MatMulKernels.AsyncCopies says when it applies; KernelHost.AsyncCopies turns it on.
 using ILGPU;
@@ -29,6 +30,7 @@ namespace AutogradNet.Kernels;
 public static partial class MatMulKernels
 {
     /// <summary>Wide16Whole with cp.async slices in a ring of 3 stages: a 128x128 tile of C per group of 16x16 threads.</summary>
+    [LaunchBounds(256, 2)]
     internal static void Wide16AsyncKernel<TEpi>(
         ArrayView<float> a,   // (M, K) or (K, M) per g's strides; 16-byte aligned, M % 128 == 0
         ArrayView<float> b,   // (K, N) or (N, K) per g's strides; 16-byte aligned, N % 128 == 0
@@ -98,16 +100,6 @@ public static partial class MatMulKernels
             // This thread's copies of this slice have landed; after the barrier, everyone's have.
             WaitCopies();
             Group.Barrier();
-            // Slice (k0 - kBegin) / 16 + 2 into the stage the previous trip multiplied: every thread is
-            // past that trip (the barrier above), so nobody reads it any more.
-            if (k0 + (AsyncStages - 1) * Wide16Depth < kEnd)
-            {
-                CopySlice(a4, whole, shared, aAddress, aAlongK, ga, gaStep, fill * AsyncStageFloats + sa);
-                CopySlice(b4, whole, shared, bAddress, bAlongK, gb, gbStep, (AsyncStages + fill) * AsyncStageFloats + sb);
-                ga += 2 * gaStep;
-                gb += 2 * gbStep;
-            }
-            CommitCopies();
             int o4 = stage * (AsyncStageFloats / 4);
             var fa = sA4.SubView(o4 + ty, Fragment16Span);
             var fb = sB4.SubView(o4 + tx, Fragment16Span);
@@ -192,6 +184,16 @@ public static partial class MatMulKernels
                 c50 += wa1.Y * wb0.X; c51 += wa1.Y * wb0.Y; c52 += wa1.Y * wb0.Z; c53 += wa1.Y * wb0.W; c54 += wa1.Y * wb1.X; c55 += wa1.Y * wb1.Y; c56 += wa1.Y * wb1.Z; c57 += wa1.Y * wb1.W;
                 c60 += wa1.Z * wb0.X; c61 += wa1.Z * wb0.Y; c62 += wa1.Z * wb0.Z; c63 += wa1.Z * wb0.W; c64 += wa1.Z * wb1.X; c65 += wa1.Z * wb1.Y; c66 += wa1.Z * wb1.Z; c67 += wa1.Z * wb1.W;
                 c70 += wa1.W * wb0.X; c71 += wa1.W * wb0.Y; c72 += wa1.W * wb0.Z; c73 += wa1.W * wb0.W; c74 += wa1.W * wb1.X; c75 += wa1.W * wb1.Y; c76 += wa1.W * wb1.Z; c77 += wa1.W * wb1.W;
+            // Slice (k0 - kBegin) / 16 + 2 into the stage the previous trip multiplied: every thread is
+            // past that trip (the barrier at this trip's top), so nobody reads it any more.
+            if (k0 + (AsyncStages - 1) * Wide16Depth < kEnd)
+            {
+                CopySlice(a4, whole, shared, aAddress, aAlongK, ga, gaStep, fill * AsyncStageFloats + sa);
+                CopySlice(b4, whole, shared, bAddress, bAlongK, gb, gbStep, (AsyncStages + fill) * AsyncStageFloats + sb);
+                ga += 2 * gaStep;
+                gb += 2 * gbStep;
+            }
+            CommitCopies();
                 // kk = 8
                 wa0 = fa[297]; wa1 = fa[313]; wb0 = fb[297]; wb1 = fb[313];
                 c00 += va0.X * vb0.X; c01 += va0.X * vb0.Y; c02 += va0.X * vb0.Z; c03 += va0.X * vb0.W; c04 += va0.X * vb1.X; c05 += va0.X * vb1.Y; c06 += va0.X * vb1.Z; c07 += va0.X * vb1.W;

@@ -309,7 +309,14 @@ public sealed class SassTests
     {
         var ins = SassInstructions("MatMulKernels.Wide16WholeKernel<FirstOp>");
         int first = ins.FindIndex(i => i.Op == "BAR.SYNC"), last = ins.FindLastIndex(i => i.Op == "BAR.SYNC");
-        var loop = ins[(first + 1)..last];
+        var ahead = FragmentLoadLeads(ins[(first + 1)..last]);
+        ahead.Should().HaveCount(64, "16 steps of 4 fragment loads");
+        ahead.Count(d => d >= 24).Should().BeGreaterThanOrEqualTo(48, $"fragments asked for a step ahead (distances {string.Join(", ", ahead.Order())})");
+    }
+
+    // For each LDS.128 of a loop, how many instructions later its four registers are first read.
+    private static List<int> FragmentLoadLeads(List<(string Op, string Operands)> loop)
+    {
         var ahead = new List<int>();
         for (int i = 0; i < loop.Count; i++)
         {
@@ -320,14 +327,14 @@ public sealed class SassTests
             int use = loop.FindIndex(i + 1, l => l.Operands.IndexOf(',') is >= 0 and var c && dest.Any(d => d.IsMatch(l.Operands[(c + 1)..])));
             ahead.Add(use < 0 ? int.MaxValue : use - i);
         }
-        ahead.Should().HaveCount(64, "16 steps of 4 fragment loads");
-        ahead.Count(d => d >= 24).Should().BeGreaterThanOrEqualTo(48, $"fragments asked for a step ahead (distances {string.Join(", ", ahead.Order())})");
+        return ahead;
     }
 
     // Wide16Async copies its slices with cp.async: in the SASS, LDGSTS (global to shared, no register)
     // and no global load in the slice loop; the loop waits for one group of copies (DEPBAR.LE SB0, 0x1:
-    // the slice it is about to multiply, the next still in flight) before its one barrier, and holds
-    // Wide16Whole's 1,024 FFMA and 64 LDS.128 with little beside them (ptxas 11.8: 75).
+    // the slice it is about to multiply, the next still in flight) before its one barrier, holds
+    // Wide16Whole's 1,024 FFMA and 64 LDS.128 with little beside them (ptxas 11.8: 75), and asks for
+    // its fragments a step ahead as Wide16Whole does.
     [Fact]
     public void Wide16Async_copies_slices_with_LDGSTS_and_waits_for_one_group_a_slice()
     {
@@ -341,7 +348,9 @@ public sealed class SassTests
         int wait = ins.FindIndex(i => i.Op == "DEPBAR.LE");
         wait.Should().BeGreaterThan(0);
         ins[wait].Operands.Replace(" ", "").Should().Be("SB0,0x1", "the loop waits until one group of copies is left in flight");
-        ops[wait + 1].Should().Be("BAR.SYNC", "then meets the group");
+        int barrier = ops.IndexOf("BAR.SYNC");
+        barrier.Should().BeGreaterThan(wait, "then meets the group");
+        ops[wait..barrier].Should().NotContain(o => o.StartsWith("LDS", StringComparison.Ordinal), "before it reads the slice");
         int lastLds = ops.LastIndexOf("LDS.128");
         int end = ops.FindIndex(lastLds, o => o == "BRA");
         var loop = ops[wait..end];
@@ -350,5 +359,9 @@ public sealed class SassTests
         loop.Should().NotContain(o => IsGlobalLoad(o), "no slice passes through registers");
         loop.Count(o => o is not ("FFMA" or "LDS.128")).Should().BeLessThanOrEqualTo(100, "beside the FMAs, the copies' addresses and the ring's bookkeeping");
         ops.Count(o => o.StartsWith("LDGSTS.E.BYPASS.128", StringComparison.Ordinal)).Should().BeGreaterThanOrEqualTo(4, "operands along m: one 16-byte copy a half-slice");
+        // The copies sit in the middle of the slice's steps: issued at its top, ptxas 11.8 asked for
+        // each step's fragments at the step (2 of 64 a step ahead; in the middle 61).
+        var ahead = FragmentLoadLeads(ins[wait..end]);
+        ahead.Count(d => d >= 24).Should().BeGreaterThanOrEqualTo(48, $"fragments asked for a step ahead (distances {string.Join(", ", ahead.Order())})");
     }
 }
