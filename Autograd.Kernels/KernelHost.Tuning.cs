@@ -168,7 +168,11 @@ public sealed partial class KernelHost
         if (!FollowsTuning || !_tuned.TryGetValue((m, n, k), out var choice)) return this;
         var views = _views ?? Interlocked.CompareExchange(ref _views, new(), null) ?? _views;
         var key = (m, n, k, SumTailInLaunch, PairProducts);
-        if (views.TryGetValue(key, out var view)) return view;
+        if (views.TryGetValue(key, out var view))
+        {
+            view.TakeSwitches(this);
+            return view;
+        }
         view = new KernelHost(this, Stream, shareLaunches: true) { _root = this, _viewShape = (m, n, k) };
         view.Pin(choice);
         return views.GetOrAdd(key, view);

@@ -119,6 +119,17 @@ public sealed partial class KernelHost
         MatMulSettings = other.MatMulSettings;
         SumChunks = other.SumChunks;
         _hostLoops = other._hostLoops;
+        TakeSwitches(other);
+        Recorder = other.Recorder;
+        // Shared: the streams' work is ordered on the default stream (a captured graph is launched there).
+        _arrivals = other._arrivals;
+    }
+
+    // The switches that pick among kernels and step forms giving the same values (not the SGEMM choice
+    // a tuned view pins): copied into each host made from another, and again into a tuned view each
+    // time ForShape hands it out, so that a view never launches with a setting its root has left.
+    private void TakeSwitches(KernelHost other)
+    {
         LaunchBounds = other.LaunchBounds;
         WholeTiles = other.WholeTiles;
         AsyncCopies = other.AsyncCopies;
@@ -128,9 +139,6 @@ public sealed partial class KernelHost
         OneThreadFences = other.OneThreadFences;
         RowChains = other.RowChains;
         RowShares = other.RowShares;
-        Recorder = other.Recorder;
-        // Shared: the streams' work is ordered on the default stream (a captured graph is launched there).
-        _arrivals = other._arrivals;
     }
 
     /// <summary>A host that launches the same cached kernels on another stream (e.g. one being captured).</summary>

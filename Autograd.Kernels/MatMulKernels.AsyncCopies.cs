@@ -33,8 +33,7 @@ public static partial class MatMulKernels
     /// <param name="layers">K parts in the launch (grid z).</param>
     /// <param name="vec">WideVectorizable's answer for the operands.</param>
     internal static bool AsyncCopies(KernelHost host, GemmArgs g, int layers, int vec) =>
-        host.AsyncCopies && WholeTiles(host, g, layers, vec)
-        && !(host.Accelerator is CudaAccelerator cuda && cuda.Architecture is { } arch && arch < CudaArchitecture.SM_80);
+        host.AsyncCopies && HasCpAsync(host) && WholeTiles(host, g, layers, vec);
 
     /// <summary>AsyncCopies for the launch MatMul makes of (m, n, k) with K split in `layers`, operands aligned.</summary>
     /// <param name="host">The kernel host.</param>
@@ -42,11 +41,12 @@ public static partial class MatMulKernels
     /// <param name="n">Columns of C.</param>
     /// <param name="k">Shared dimension.</param>
     /// <param name="layers">K parts of the launch, as SplitK gives them for this shape.</param>
-    internal static bool AsyncCopies(KernelHost host, int m, int n, int k, int layers)
-    {
-        var g = new GemmArgs(m, n, k, false, false, 1f, 0f);
-        return AsyncCopies(host, layers == 1 ? g : g.WithSliceDepth(SliceDepth(k, layers)), layers, 3);
-    }
+    internal static bool AsyncCopies(KernelHost host, int m, int n, int k, int layers) =>
+        host.AsyncCopies && HasCpAsync(host) && WholeTiles(host, m, n, k, layers);
+
+    // cp.async exists from sm_80 on; elsewhere than CUDA the copies are plain loads and stores.
+    private static bool HasCpAsync(KernelHost host) =>
+        !(host.Accelerator is CudaAccelerator cuda && cuda.Architecture is { } arch && arch < CudaArchitecture.SM_80);
 
     // One 16-deep slice of an operand, as its two 8-deep halves: from Float4 `at4` of the operand (the
     // second half `step` Float4s on) into float offset `at` of the whole dynamic shared memory, `s`
@@ -66,13 +66,8 @@ public static partial class MatMulKernels
         if (CudaAsm.IsSupported)
         {
             long from = address + 16L * at4;
-            // Offsets 528, 1056, 1584: one, two and three rows of WideRow (132) floats.
-            if (alongK)
-                CudaAsm.Emit("{ .reg .u32 s; mov.u32 s, __dyn_shared_alloca; add.u32 s, s, %0; "
-                    + "cp.async.ca.shared.global [s], [%1], 4; cp.async.ca.shared.global [s+528], [%1+4], 4; "
-                    + "cp.async.ca.shared.global [s+1056], [%1+8], 4; cp.async.ca.shared.global [s+1584], [%1+12], 4; }", 4 * at, from);
-            else
-                CudaAsm.Emit("{ .reg .u32 s; mov.u32 s, __dyn_shared_alloca; add.u32 s, s, %0; cp.async.cg.shared.global [s], [%1], 16; }", 4 * at, from);
+            if (alongK) CopyAsync4Rows(4 * at, from);
+            else CopyAsync16(4 * at, from);
             return;
         }
         var v = g4[at4];
@@ -87,8 +82,22 @@ public static partial class MatMulKernels
         else s4[at / 4] = v;
     }
 
-    // Closes the copies issued since the last commit into one group (an empty one if none were).
-    private static void CommitCopies()
+    // The inline PTX of the copies (CUDA only; Probes.AsyncCopyKernel issues them too). Both addresses
+    // are bytes: `shared` from the start of the kernel's dynamic shared memory, `from` a global address.
+
+    /// <summary>Issues a 16-byte cp.async (L2 only, .cg) from `from` to byte `shared` of the dynamic shared memory.</summary>
+    internal static void CopyAsync16(int shared, long from) =>
+        CudaAsm.Emit("{ .reg .u32 s; mov.u32 s, __dyn_shared_alloca; add.u32 s, s, %0; cp.async.cg.shared.global [s], [%1], 16; }", shared, from);
+
+    // Four 4-byte copies (.ca, through L1) of the 16 bytes at `from`, down four rows of WideRow floats
+    // from byte `shared`: offsets 528, 1056, 1584 are one, two and three rows of 132 floats.
+    private static void CopyAsync4Rows(int shared, long from) =>
+        CudaAsm.Emit("{ .reg .u32 s; mov.u32 s, __dyn_shared_alloca; add.u32 s, s, %0; "
+            + "cp.async.ca.shared.global [s], [%1], 4; cp.async.ca.shared.global [s+528], [%1+4], 4; "
+            + "cp.async.ca.shared.global [s+1056], [%1+8], 4; cp.async.ca.shared.global [s+1584], [%1+12], 4; }", shared, from);
+
+    /// <summary>Closes the copies issued since the last commit into one group (an empty one if none were).</summary>
+    internal static void CommitCopies()
     {
         if (CudaAsm.IsSupported) CudaAsm.Emit("cp.async.commit_group;");
     }
@@ -98,6 +107,12 @@ public static partial class MatMulKernels
     private static void WaitCopies()
     {
         if (CudaAsm.IsSupported) CudaAsm.Emit("cp.async.wait_group 1;");
+    }
+
+    /// <summary>Waits until every group of copies this thread committed has landed.</summary>
+    internal static void WaitAllCopies()
+    {
+        if (CudaAsm.IsSupported) CudaAsm.Emit("cp.async.wait_group 0;");
     }
 
     /// <summary>Wide16Async's launch bounds: 256 threads, 2 groups a multiprocessor (128 registers a thread).</summary>

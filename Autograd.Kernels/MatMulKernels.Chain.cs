@@ -184,10 +184,8 @@ public static partial class MatMulKernels
         long need = SplitKScratch(host, m, n, k);
         if (scratch.Length < need)
             throw new ArgumentException($"MatMulChain: scratch has {scratch.Length} elements, needs {need}. Ask MatMulScratch first.");
-        // Read before ForShape: a tuned view keeps the settings it was made with.
-        bool oneFence = host.OneThreadFences;
         host = host.ForShape(m, n, k);
-        Launch(host, Choose(host, m, n), a, b, c, operand, g, scratch, epilogue, tail.WithArrival(host.TailArrival, oneFence));
+        Launch(host, Choose(host, m, n), a, b, c, operand, g, scratch, epilogue, tail.WithArrival(host.TailArrival, host.OneThreadFences));
     }
 
     // A chain stage's blocks by the calling group: `lanes` neighbouring threads a block, each walking

@@ -56,8 +56,6 @@ public static partial class MatMulKernels
         long need = MatMulSumScratch(host, m, n, k);
         if (scratch.Length < need)
             throw new ArgumentException($"MatMulSum: scratch has {scratch.Length} elements, needs {need}. Ask MatMulSumScratch first.");
-        // Read before ForShape: a tuned view keeps the settings it was made with.
-        bool oneFence = host.OneThreadFences;
         host = host.ForShape(m, n, k);
         var path = Choose(host, m, n);
         var cView = c.SubView(0, mn);
@@ -69,7 +67,7 @@ public static partial class MatMulKernels
         }
         if (SumInSameLaunch(host, m, n, k))
         {
-            Launch(host, path, a, b, c, operand, g, scratch, epilogue, tail.WithArrival(host.TailArrival, oneFence));
+            Launch(host, path, a, b, c, operand, g, scratch, epilogue, tail.WithArrival(host.TailArrival, host.OneThreadFences));
             return;
         }
         Launch(host, path, a, b, c, operand, g, scratch, epilogue, default(NoTail));

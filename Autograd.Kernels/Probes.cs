@@ -121,10 +121,9 @@ public static class Probes
         int t = Group.IdxX, chunk = 4 * Group.DimX, start = Grid.IdxX * chunk;
         if (CudaAsm.IsSupported)
         {
-            long source = inputAddress + 4L * (start + 4 * t);
-            CudaAsm.Emit("{ .reg .u32 s; mov.u32 s, __dyn_shared_alloca; add.u32 s, s, %0; cp.async.cg.shared.global [s], [%1], 16; }", 16 * t, source);
-            CudaAsm.Emit("cp.async.commit_group;");
-            CudaAsm.Emit("cp.async.wait_group 0;");
+            MatMulKernels.CopyAsync16(16 * t, inputAddress + 4L * (start + 4 * t));
+            MatMulKernels.CommitCopies();
+            MatMulKernels.WaitAllCopies();
         }
         else
         {

@@ -474,4 +474,25 @@ public sealed class TuningTests
         _ = Tensor.FromArray(TestData.Normal(30 * 37, 4), [30, 37], device).MatMul(b);
         host.Tuned(30, 31, 37).Should().BeNull("autotuning is off");
     }
+
+    // A tuned shape's view (ForShape) is made once and kept. The switches that pick among kernels and
+    // forms giving the same values must still follow the host after it is made: a view that kept its
+    // first settings ran Wide16's whole-tile kernel after AsyncCopies was turned on, and kept a tail's
+    // fences after OneThreadFences was.
+    [Fact]
+    public void A_tuned_view_follows_the_hosts_switches_set_after_it_was_made()
+    {
+        var host = new KernelHost(Simulator.Accelerator) { Autotune = true };
+        host.SetTuned(128, 128, 32, new MatMulChoice(MatMulPath.Wide16, host.DefaultTiledGroup));
+        MatMulKernels.Describe(host, 128, 128, 32).Should().Be("Wide16, whole tiles, autotuned");
+        host.AsyncCopies = true;
+        MatMulKernels.Describe(host, 128, 128, 32).Should().Be("Wide16, whole tiles, async copies, autotuned");
+        host.WholeTiles = false;
+        MatMulKernels.Describe(host, 128, 128, 32).Should().Be("Wide16, autotuned");
+        host.OneThreadFences = true;
+        var view = host.ForShape(128, 128, 32);
+        view.IsTunedView.Should().BeTrue();
+        view.OneThreadFences.Should().BeTrue();
+        view.MatMulPath.Should().Be(MatMulPath.Wide16, "the view keeps the choice it pins");
+    }
 }
