@@ -30,6 +30,8 @@ step() { local name=$1 limit=$2; shift 2; local t0=$(date +%s) left=$(( DEADLINE
 # their times in scripts/test-times.tsv (a method not listed counts 1 s). Each shard writes xUnit
 # XML with every test's time; the call leaves the times file they make in $LOGS/test-times.tsv
 # (scripts/test-shards.py), to copy over scripts/test-times.tsv when the suite has changed much.
+# -longRunning 60 names in a shard's log any test still running after a minute: a hung kernel's test
+# (a shard killed by its limit writes no XML).
 tests_sharded() { local limit=$1 t0=$(date +%s) left=$(( DEADLINE - $(date +%s) )) pids=() i
   (( left < limit )) && limit=$left
   echo "=== tests in ${SHARDS:-4} shards (limit $limit s)"
@@ -37,7 +39,7 @@ tests_sharded() { local limit=$1 t0=$(date +%s) left=$(( DEADLINE - $(date +%s) 
   python3 scripts/test-shards.py deal "$LOGS/methods.txt" scripts/test-times.tsv "${SHARDS:-4}" "$LOGS"
   for (( i = 0; i < ${SHARDS:-4}; i++ )); do
     mapfile -t args < "$LOGS/shard-$i.args"
-    timeout "$limit" dotnet .gpu/Autograd.Tests/Autograd.Tests.dll -noColor "${args[@]}" -xml "$LOGS/tests-$i.xml" > "$LOGS/tests-$i.log" 2>&1 &
+    timeout "$limit" dotnet .gpu/Autograd.Tests/Autograd.Tests.dll -noColor -longRunning 60 "${args[@]}" -xml "$LOGS/tests-$i.xml" > "$LOGS/tests-$i.log" 2>&1 &
     pids+=($!)
   done
   for i in "${!pids[@]}"; do wait "${pids[$i]}"; echo "=== tests shard $i rc=$?"; grep -h "Total:" "$LOGS/tests-$i.log"; done
@@ -58,12 +60,16 @@ TAILN=12 step example-rows 60 dotnet .gpu/TwoLayerNet/TwoLayerNet.dll --rows --c
 # The anchors (~20 s each) before the bench, which takes what is left of the budget: a bench that
 # runs long must not cost the comparison.
 [ "${SKIP_ANCHORS:-0}" = 1 ] || { TAILN=20 step torch 150 python3 .gpu/torch_seed.py; TAILN=8 step jax 150 python3 .gpu/jax_seed.py; }
-step bench 400 dotnet .gpu/Autograd.Bench/Autograd.Bench.dll --device "$AUTOGRAD_DEVICE" --json "$LOGS/bench.json"
-# Autotuning launches every candidate kernel; if one broke the CUDA context, the figures after it are
-# lost. Then the bench again with the rule's kernels only, in what is left of the budget.
-if grep -qE "CudaException|CUDA_ERROR|illegal memory access|unspecified launch failure|misaligned address" "$LOGS/bench.log" 2>/dev/null; then
-  echo "=== the bench hit a CUDA error; again without autotuning"
-  step bench-rule 300 env AUTOGRAD_AUTOTUNE=0 dotnet .gpu/Autograd.Bench/Autograd.Bench.dll --device "$AUTOGRAD_DEVICE" --json "$LOGS/bench-rule.json"
+# The bench in parts (scripts/bench-resume.sh): a unit that breaks the CUDA context (a kernel run here
+# for the first time faulting) or runs past 90 s ends its process, and the next part starts from the
+# unit after it, so it costs its own rows and not every row after it. bench.json gathers the parts.
+export DEADLINE
+# Autotuning launches every candidate kernel; if one breaks the CUDA context, every unit that tunes its
+# shape breaks it again: after 3 such parts the loop gives up (exit 3), and the bench runs again with
+# the rule's kernels only, in what is left of the budget.
+if ! bash scripts/bench-resume.sh "$LOGS" bench 400 -- dotnet .gpu/Autograd.Bench/Autograd.Bench.dll --device "$AUTOGRAD_DEVICE" --unit-limit 90; then
+  echo "=== the bench lost the device 3 times; again without autotuning"
+  AUTOGRAD_AUTOTUNE=0 bash scripts/bench-resume.sh "$LOGS" bench-rule 300 -- dotnet .gpu/Autograd.Bench/Autograd.Bench.dll --device "$AUTOGRAD_DEVICE" --unit-limit 90
 fi
 python3 scripts/ratios.py "$LOGS" | tee "$LOGS/ratios.txt"
 cp "$LOGS/bench.json" "$LOGS/ratios.txt" "$OUT/" 2>/dev/null

@@ -1,18 +1,25 @@
 // Autograd.Bench: the workloads of docs/PERF.md on one device. Each result is checked against a host
 // reference before it is timed; times are medians of several timed batches after a warm-up.
 //   dotnet run -c Release --project bench/Autograd.Bench -- [--device cpu|cuda] [--quick] [--sweep] [--json FILE]
+//       [--list] [--from N] [--progress FILE] [--unit-limit SECONDS]
+// The workloads run as numbered units (Units.cs): --from N starts at unit N and adds to the JSON file's
+// rows, so gpu-check.sh can start the bench again after a unit that broke the CUDA context or overran.
 // --sweep adds the split-K sweep of the seed's products (Workloads.Sweep.cs) and each seed product on
 // every kernel as a direct launch, and the seed step's older variant rows (each fusion undone, launch
 // bounds off, other kernels for the tiny products). Off by default since the eleventh session's H200 run answered
 // them (the warp kernel's teams win four of the five products; the tuning tables below say it per run):
 // they took a part of gpu-check.sh's 5 minutes.
+using System.Runtime.CompilerServices;
 using System.Text.Json;
 using AutogradNet;
 using AutogradNet.Bench;
 using AutogradNet.Kernels;
 
-string? deviceName = null, jsonPath = null;
-bool quick = false, sweep = false;
+string? deviceName = null, jsonPath = null, progressPath = null;
+bool quick = false, sweep = false, list = false;
+int from = 0, breakAt = -1, hangAt = -1;
+double unitLimit = 0;
+const string Usage = "usage: Autograd.Bench [--device cpu|cuda|opencl] [--quick] [--sweep] [--json FILE] [--list] [--from N] [--progress FILE] [--unit-limit SECONDS]";
 for (int i = 0; i < args.Length; i++)
 {
     switch (args[i])
@@ -21,18 +28,30 @@ for (int i = 0; i < args.Length; i++)
         case "--json": jsonPath = args[++i]; break;
         case "--quick": quick = true; break;
         case "--sweep": sweep = true; break;
-        default: Console.Error.WriteLine("usage: Autograd.Bench [--device cpu|cuda|opencl] [--quick] [--sweep] [--json FILE]"); return 2;
+        case "--list": list = true; break;
+        case "--from": from = int.Parse(args[++i]); break;
+        case "--progress": progressPath = args[++i]; break;
+        case "--unit-limit": unitLimit = double.Parse(args[++i], System.Globalization.CultureInfo.InvariantCulture); break;
+        // Checks of gpu-check.sh's restarts (scripts/bench-resume.sh): a unit that fails as if it had
+        // broken the device, and one that never returns.
+        case "--test-break-at": breakAt = int.Parse(args[++i]); break;
+        case "--test-hang-at": hangAt = int.Parse(args[++i]); break;
+        default: Console.Error.WriteLine(Usage); return 2;
     }
 }
+// --list names the units this device and these options run, and writes nothing.
+if (list) jsonPath = progressPath = null;
 var device = deviceName == null ? Device.Default : Device.Get(deviceName);
 Device.Default = device;
 bool gpu = device.Kind != DeviceKind.Cpu;
 quick |= !gpu; // the CPU simulator runs the seed-sized workloads only
-Console.WriteLine($"device: {device}  date: {DateTime.UtcNow:yyyy-MM-dd}  quick: {quick}");
+Console.WriteLine($"device: {device}  date: {DateTime.UtcNow:yyyy-MM-dd}  quick: {quick}" + (from > 0 ? $"  from unit {from}" : ""));
 
 var results = new List<Result>();
 // Filled by PrintResources: what each loaded kernel holds on the device.
 var kernels = new List<KernelResource>();
+// Started again from a unit (--from), the bench keeps the rows and kernels the earlier part wrote.
+var earlier = from > 0 && jsonPath != null && File.Exists(jsonPath) ? BenchFile.Read(jsonPath) : BenchFile.Empty;
 // The JSON is rewritten after every result: a run cut short by its time limit still leaves a file
 // with every figure it reached.
 void WriteJson()
@@ -42,27 +61,56 @@ void WriteJson()
     {
         device = device.ToString(),
         date = DateTime.UtcNow.ToString("yyyy-MM-dd"),
-        results,
-        kernels,
+        results = earlier.Results.Concat(results),
+        kernels = earlier.KernelsWith(kernels),
     }, new JsonSerializerOptions { WriteIndented = true }));
 }
 
 var failures = new List<string>();
 // A workload that throws (a wrong result, a kernel that fails to launch) is reported and the rest
-// still run: one device call must bring back every figure it can.
-void Report(Func<Result> make)
+// still run: one device call must bring back every figure it can. One that leaves the device unable
+// to run a kernel, or overruns --unit-limit, ends the process with the unit to start again from.
+using var units = new Units(from, progressPath, unitLimit, DeviceWorks, SaveBeforeStopping, breakAt, hangAt, list);
+void Failed(string what, Exception e)
 {
-    try
+    failures.Add(e.Message);
+    Console.WriteLine($"FAILED: {what}{e.GetType().Name}: {e.Message}");
+}
+void Report(Func<Result> make, [CallerArgumentExpression(nameof(make))] string what = "") =>
+    units.Run(what.Replace("() => ", ""), () =>
     {
         var r = make();
         results.Add(r);
         Console.WriteLine(r.ToRow());
         WriteJson();
+    }, e => Failed("", e));
+// What a part that stops early keeps: the kernels it loaded (where the device still says) and its rows.
+void SaveBeforeStopping()
+{
+    try
+    {
+        var loaded = device.Kernels.KernelResources();
+        kernels.Clear();
+        kernels.AddRange(loaded);
     }
     catch (Exception e)
     {
-        failures.Add(e.Message);
-        Console.WriteLine($"FAILED: {e.GetType().Name}: {e.Message}");
+        Console.WriteLine($"(the kernels' resources are lost with the device: {e.GetType().Name})");
+    }
+    WriteJson();
+}
+// After a unit failed: does the device still run a kernel and give back its result?
+bool DeviceWorks()
+{
+    try
+    {
+        using var ones = Tensor.Ones([8], device);
+        using var sum = ones.Sum();
+        return sum.Item() == 8f;
+    }
+    catch (Exception)
+    {
+        return false;
     }
 }
 
@@ -79,7 +127,7 @@ if (device.Kind == DeviceKind.Cuda)
     {
         foreach (var variant in (string[])["unfused", "split-K in two launches", "loss in a second launch", "updates one after the other",
             "no launch bounds", "warp products, one warp a block", "warp products, no launch bounds", "warp below 16K outputs", "8x8 tiles"])
-            Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: variant));
+            Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: variant), $"seed step compiled, {variant}");
     }
     // The warp kernel for every seed product, the candidate the persistent and chain rows build on.
     Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500, variant: "warp products"));
@@ -114,7 +162,7 @@ if (device.Kind == DeviceKind.Cuda)
 }
 // What a launch, a memory round trip, a count-in and a grid barrier cost here, each alone: the
 // floors the seed step's launches above are read against (Workloads.Floors.cs).
-try
+units.Run("floors", () =>
 {
     var (floorRows, reading) = Workloads.Floors(device);
     foreach (var r in floorRows)
@@ -124,12 +172,7 @@ try
     }
     Console.WriteLine(reading);
     WriteJson();
-}
-catch (Exception e)
-{
-    failures.Add(e.Message);
-    Console.WriteLine($"FAILED: floors: {e.GetType().Name}: {e.Message}");
-}
+}, e => Failed("floors: ", e));
 Report(() => Workloads.MatMul(device, 64, 100, 1000, false, false, "seed layer-1 forward 64x1000x100 NN"));
 Report(() => Workloads.MatMul(device, 1000, 100, 64, true, false, "seed dW1 = x^T dH (1000x64x100 TN)"));
 if (!gpu)
@@ -160,13 +203,13 @@ if (gpu)
     // warp-split kernel, and on the tiled kernel with 8x8 and 4x4 groups.
     foreach (var p in seedProducts)
     {
-        Report(() => Workloads.MatMul(device, p.M, p.N, p.K, p.TA, p.TB, p.Name));
+        Report(() => Workloads.MatMul(device, p.M, p.N, p.K, p.TA, p.TB, p.Name), p.Name);
         if (!sweep) continue;
-        Report(() => Workloads.MatMul(device, p.M, p.N, p.K, p.TA, p.TB, p.Name, MatMulPath.Small));
-        Report(() => Workloads.MatMul(device, p.M, p.N, p.K, p.TA, p.TB, p.Name, MatMulPath.Warp));
+        Report(() => Workloads.MatMul(device, p.M, p.N, p.K, p.TA, p.TB, p.Name, MatMulPath.Small), $"{p.Name} (Small)");
+        Report(() => Workloads.MatMul(device, p.M, p.N, p.K, p.TA, p.TB, p.Name, MatMulPath.Warp), $"{p.Name} (Warp)");
         // Smaller tiles give a tiny product more groups with less (or no) K splitting.
-        Report(() => Workloads.MatMul(device, p.M, p.N, p.K, p.TA, p.TB, p.Name, MatMulPath.Tiled, (8, 8)));
-        Report(() => Workloads.MatMul(device, p.M, p.N, p.K, p.TA, p.TB, p.Name, MatMulPath.Tiled, (4, 4)));
+        Report(() => Workloads.MatMul(device, p.M, p.N, p.K, p.TA, p.TB, p.Name, MatMulPath.Tiled, (8, 8)), $"{p.Name} (Tiled 8x8)");
+        Report(() => Workloads.MatMul(device, p.M, p.N, p.K, p.TA, p.TB, p.Name, MatMulPath.Tiled, (4, 4)), $"{p.Name} (Tiled 4x4)");
     }
 }
 if (sweep)
@@ -175,17 +218,12 @@ if (sweep)
     var swept = gpu ? seedProducts : [(33, 20, 130, false, false, "33x20x130 NN (CPU: checks the sweep runs)")];
     foreach (var p in swept)
     {
-        try
+        units.Run($"split-K sweep of {p.Name}", () =>
         {
             var (cells, table) = Workloads.SplitSweep(device, p.M, p.N, p.K, p.TA, p.TB, p.Name);
             results.AddRange(cells);
             Console.WriteLine(table);
-        }
-        catch (Exception e)
-        {
-            failures.Add(e.Message);
-            Console.WriteLine($"FAILED: split-K sweep of {p.Name}: {e.GetType().Name}: {e.Message}");
-        }
+        }, e => Failed($"split-K sweep of {p.Name}: ", e));
     }
 }
 if (!quick)
@@ -195,19 +233,19 @@ if (!quick)
     foreach (int n in new[] { 1024, 4096, 8192 })
         foreach (var (ta, tb, name) in new[] { (false, false, "NN"), (false, true, "NT"), (true, false, "TN") })
         {
-            Report(() => Workloads.MatMul(device, n, n, n, ta, tb, $"matmul {n}^3 {name}"));
+            Report(() => Workloads.MatMul(device, n, n, n, ta, tb, $"matmul {n}^3 {name}"), $"matmul {n}^3 {name}");
             // Both double-buffered 128x128 kernels pinned beside the autotuned choice: Wide and Wide16 (16-deep slices, the rule's;
             // on whole tiles, "Wide16, whole tiles", its kernel without edge tests).
             if (n == 4096 || name == "NN")
             {
-                Report(() => Workloads.MatMul(device, n, n, n, ta, tb, $"matmul {n}^3 {name}", MatMulPath.Wide));
-                Report(() => Workloads.MatMul(device, n, n, n, ta, tb, $"matmul {n}^3 {name}", MatMulPath.Wide16));
+                Report(() => Workloads.MatMul(device, n, n, n, ta, tb, $"matmul {n}^3 {name}", MatMulPath.Wide), $"matmul {n}^3 {name} (Wide)");
+                Report(() => Workloads.MatMul(device, n, n, n, ta, tb, $"matmul {n}^3 {name}", MatMulPath.Wide16), $"matmul {n}^3 {name} (Wide16)");
                 // Wide16 on its edge-tested kernel at 4096^3: the whole-tile kernel's gain in the same call;
                 // and on its cp.async kernel (a ring of 3 stages, KernelHost.AsyncCopies, off by default).
                 if (n == 4096)
                 {
-                    Report(() => Workloads.MatMul(device, n, n, n, ta, tb, $"matmul {n}^3 {name}", MatMulPath.Wide16, wholeTiles: false));
-                    Report(() => Workloads.MatMul(device, n, n, n, ta, tb, $"matmul {n}^3 {name}", MatMulPath.Wide16, asyncCopies: true));
+                    Report(() => Workloads.MatMul(device, n, n, n, ta, tb, $"matmul {n}^3 {name}", MatMulPath.Wide16, wholeTiles: false), $"matmul {n}^3 {name} (Wide16, edge tests)");
+                    Report(() => Workloads.MatMul(device, n, n, n, ta, tb, $"matmul {n}^3 {name}", MatMulPath.Wide16, asyncCopies: true), $"matmul {n}^3 {name} (Wide16, async copies)");
                 }
             }
         }
@@ -240,9 +278,7 @@ PrintResources("every kernel the bench loaded");
 if (jsonPath != null) Console.WriteLine($"wrote {jsonPath}");
 
 // Times every SGEMM candidate for one shape (Device.TuneMatMul), prints the trials and keeps each as a result.
-void Tuning(int m, int n, int k, bool ta, bool tb)
-{
-    try
+void Tuning(int m, int n, int k, bool ta, bool tb) => units.Run($"tuning {m}x{n}x{k}", () =>
     {
         var t = device.TuneMatMul(m, n, k, ta, tb);
         var rule = MatMulKernels.RuleChoice(device.Kernels, m, n, k);
@@ -253,18 +289,10 @@ void Tuning(int m, int n, int k, bool ta, bool tb)
         foreach (var trial in t.Trials.Where(x => x.Rejected != null))
             failures.Add($"tuning {m}x{n}x{k}: {trial.Candidate} rejected: {trial.Rejected}");
         WriteJson();
-    }
-    catch (Exception e)
-    {
-        failures.Add(e.Message);
-        Console.WriteLine($"FAILED: tuning {m}x{n}x{k}: {e.GetType().Name}: {e.Message}");
-    }
-}
+    }, e => Failed($"tuning {m}x{n}x{k}: ", e));
 
 // Times each chunk count of a sum along a middle run (x as (outer, r, inner), summed over r), prints them, keeps each as a result.
-void SumTuning(int outer, int r, int inner)
-{
-    try
+void SumTuning(int outer, int r, int inner) => units.Run($"tuning sum ({outer}, {r}, {inner})", () =>
     {
         var trials = Tune.Sum(device, outer, r, inner);
         int? chosen = device.Kernels.TunedSumChunks(outer, r, inner);
@@ -278,16 +306,11 @@ void SumTuning(int outer, int r, int inner)
             else failures.Add($"tuning sum ({outer}, {r}, {inner}): {chunks} chunks rejected: {rejected}");
         }
         WriteJson();
-    }
-    catch (Exception e)
-    {
-        failures.Add(e.Message);
-        Console.WriteLine($"FAILED: tuning sum ({outer}, {r}, {inner}): {e.GetType().Name}: {e.Message}");
-    }
-}
+    }, e => Failed($"tuning sum ({outer}, {r}, {inner}): ", e));
 
 void PrintResources(string what)
 {
+    if (list) return;
     Console.WriteLine($"kernel resources on {device.Name}, {what} (-1: the accelerator does not say):");
     kernels.Clear();
     kernels.AddRange(device.Kernels.KernelResources());

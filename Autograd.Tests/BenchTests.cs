@@ -1,0 +1,240 @@
+// The bench's resumable units (bench/Autograd.Bench/Units.cs) and gpu-check.sh's loop around them
+// (scripts/bench-resume.sh). A GPU call is rare and short: a kernel that faults on the card, or a
+// unit that never returns, must cost its own rows, not every row after it. These check the numbering,
+// the skip, the stop and its line, the watchdog, the JSON that gathers the parts, and the script's
+// restarts (against a stand-in for the bench that stops the way the bench does).
+using System.Diagnostics;
+using System.Text.Json;
+using AutogradNet.Bench;
+using AutogradNet.Kernels;
+using FluentAssertions;
+using Xunit;
+
+namespace AutogradNet.Tests;
+
+public sealed class BenchTests : IDisposable
+{
+    private readonly string _dir = Directory.CreateTempSubdirectory("autograd-bench-tests-").FullName;
+
+    public void Dispose() => Directory.Delete(_dir, recursive: true);
+
+    // A Units whose stops are recorded instead of ending the test process.
+    private sealed class Harness
+    {
+        public readonly StringWriter Output = new();
+        public readonly List<int> Exits = [];
+        public readonly List<Exception> Failures = [];
+        public readonly ManualResetEventSlim Stopped = new();
+        public int Saves;
+
+        public Units Make(int from = 0, string? progress = null, double limit = 0, bool deviceWorks = true) =>
+            new(from, progress, limit, () => deviceWorks, () => Interlocked.Increment(ref Saves), output: Output, exit: code =>
+            {
+                lock (Exits) Exits.Add(code);
+                Stopped.Set();
+            });
+    }
+
+    [Fact]
+    public void Units_before_from_are_skipped_but_numbered_and_the_progress_file_names_the_one_running()
+    {
+        var h = new Harness();
+        string progress = Path.Combine(_dir, "bench.at");
+        var ran = new List<int>();
+        var seen = new List<string>();
+        using var units = h.Make(from: 2, progress: progress);
+        for (int i = 0; i < 5; i++)
+        {
+            int unit = i;
+            units.Run($"unit {unit}'s name", () =>
+            {
+                ran.Add(unit);
+                seen.Add(File.ReadAllText(progress));
+            }, h.Failures.Add);
+        }
+        ran.Should().Equal(2, 3, 4);
+        seen.Should().Equal("2\tunit 2's name\n", "3\tunit 3's name\n", "4\tunit 4's name\n");
+        units.Count.Should().Be(5);
+        h.Exits.Should().BeEmpty();
+    }
+
+    [Fact]
+    public void A_unit_that_fails_on_a_working_device_is_reported_and_the_rest_run()
+    {
+        var h = new Harness();
+        var ran = new List<int>();
+        using var units = h.Make(deviceWorks: true);
+        units.Run("a", () => ran.Add(0), h.Failures.Add);
+        units.Run("b", () => throw new InvalidOperationException("wrong result"), h.Failures.Add);
+        units.Run("c", () => ran.Add(2), h.Failures.Add);
+        ran.Should().Equal(0, 2);
+        h.Failures.Should().ContainSingle().Which.Message.Should().Be("wrong result");
+        h.Exits.Should().BeEmpty();
+        h.Saves.Should().Be(0);
+    }
+
+    [Fact]
+    public void A_unit_that_leaves_the_device_unusable_stops_the_bench_saving_first_and_naming_the_next_unit()
+    {
+        var h = new Harness();
+        using var units = h.Make(from: 3, deviceWorks: false);
+        for (int i = 0; i < 5; i++)
+            units.Run($"unit {i}", () => { if (units.Count == 5) throw new InvalidOperationException("an illegal memory access was encountered"); }, h.Failures.Add);
+        h.Failures.Should().ContainSingle();
+        h.Exits.Should().Equal(Units.DeviceLostExit);
+        h.Saves.Should().Be(1);
+        string text = h.Output.ToString();
+        text.Should().Contain("STOPPED: unit 4 (unit 4) left the device unable to run a kernel.");
+        text.Should().Contain($"{Units.ResumeMarker} 5");
+    }
+
+    [Fact]
+    public void The_break_hook_stops_at_its_unit_as_a_broken_device_would_even_where_the_device_works()
+    {
+        var h = new Harness();
+        var ran = new List<int>();
+        using var units = new Units(0, null, 0, () => true, () => h.Saves++, breakAt: 1, output: h.Output, exit: h.Exits.Add);
+        for (int i = 0; i < 3; i++)
+        {
+            int unit = i;
+            units.Run($"unit {unit}", () => ran.Add(unit), e => h.Failures.Add(e));
+        }
+        ran.Should().Equal(0, 2); // the stand-in exit returns; the real one ends the process here
+        h.Failures.Should().ContainSingle().Which.Message.Should().Contain("--test-break-at 1");
+        h.Exits.Should().Equal(Units.DeviceLostExit);
+        h.Output.ToString().Should().Contain($"{Units.ResumeMarker} 2");
+    }
+
+    [Fact]
+    public void A_unit_past_its_limit_is_stopped_by_the_watchdog_naming_the_unit_after_it()
+    {
+        var h = new Harness();
+        using var units = h.Make(limit: 0.5);
+        units.Run("quick", () => { }, h.Failures.Add);
+        bool released = false;
+        // Blocks as a wait on a hung kernel would, until the watchdog has stopped the bench (20 s at most).
+        units.Run("stuck", () => released = h.Stopped.Wait(TimeSpan.FromSeconds(20)), h.Failures.Add);
+        released.Should().BeTrue("the watchdog ticks every second and the limit is half of one");
+        h.Exits.Should().Equal(Units.OverranExit);
+        h.Saves.Should().Be(1);
+        h.Output.ToString().Should().Contain("STOPPED: unit 1 (stuck) ran past its limit of 0 s.").And.Contain($"{Units.ResumeMarker} 2");
+    }
+
+    [Fact]
+    public void Units_refuse_a_negative_start_or_limit_naming_the_option()
+    {
+        var make = () => new Units(-1, null, 0, () => true, () => { });
+        make.Should().Throw<ArgumentOutOfRangeException>().WithMessage("*--from*");
+        make = () => new Units(0, null, -2, () => true, () => { });
+        make.Should().Throw<ArgumentOutOfRangeException>().WithMessage("*--unit-limit*");
+    }
+
+    [Fact]
+    public void The_bench_file_keeps_an_earlier_parts_rows_and_its_kernels_that_the_next_part_did_not_load_again()
+    {
+        string path = Path.Combine(_dir, "bench.json");
+        var first = new KernelResource("MatMulWide16", "FirstOp", 127, 0, 33792, 2);
+        var second = new KernelResource("MatMulWide16Async", "FirstOp", 127, 0, 50688, 2);
+        File.WriteAllText(path, JsonSerializer.Serialize(new
+        {
+            device = "cuda",
+            results = new[] { new Result("matmul 4096^3 NN", 3376.5, 40.7, null, "64 samples") },
+            kernels = new[] { first, second },
+        }));
+        var earlier = BenchFile.Read(path);
+        earlier.Results.Should().Equal(new Result("matmul 4096^3 NN", 3376.5, 40.7, null, "64 samples"));
+        var reloaded = second with { Registers = 120 };
+        var merged = earlier.KernelsWith([reloaded]).Select(e => e.Deserialize<KernelResource>()).ToList();
+        merged.Should().Equal(first, reloaded);
+    }
+
+    // gpu-check.sh's loop, against a stand-in for the bench: from unit 0 it stops with the bench's line
+    // (exit 3); from unit 2 it crashes inside unit 4 without one (exit 139, the progress file naming
+    // unit 4); from unit 5 it finishes. The loop must start it from 0, 2 and 5, with a log each.
+    [Fact]
+    public void The_resume_script_starts_the_bench_again_after_each_part_that_stopped()
+    {
+        string script = RepoFile("scripts/bench-resume.sh");
+        string record = Path.Combine(_dir, "froms.txt");
+        string bench = Path.Combine(_dir, "bench.sh");
+        File.WriteAllText(bench, $$"""
+            #!/bin/bash
+            while (( $# )); do case $1 in --from) from=$2; shift;; --progress) progress=$2; shift;; --json) json=$2; shift;; esac; shift; done
+            echo "$from" >> '{{record}}'
+            echo "row from $from" >> "$json"
+            case $from in
+              0) printf '1\tunit 1\n' > "$progress"; echo "STOPPED: unit 1 broke it."; echo "{{Units.ResumeMarker}} 2"; exit 3;;
+              2) printf '4\tunit 4\n' > "$progress"; exit 139;;
+              5) printf '9\tunit 9\n' > "$progress"; echo "wrote it"; exit 0;;
+              *) echo "unexpected --from $from"; exit 0;;
+            esac
+            """.Replace("\r\n", "\n"));
+        var (rc, output) = Bash(script, _dir, "bench", "60", "--", "bash", bench);
+        rc.Should().Be(0, output);
+        File.ReadAllLines(record).Should().Equal("0", "2", "5");
+        File.Exists(Path.Combine(_dir, "bench.log")).Should().BeTrue();
+        File.Exists(Path.Combine(_dir, "bench-from-2.log")).Should().BeTrue();
+        File.Exists(Path.Combine(_dir, "bench-from-5.log")).Should().BeTrue();
+        File.ReadAllLines(Path.Combine(_dir, "bench.json")).Should().Equal("row from 0", "row from 2", "row from 5");
+        output.Should().Contain("ended (rc=139) in unit 4; going on from unit 5");
+    }
+
+    [Fact]
+    public void The_resume_script_stops_where_a_part_names_no_later_unit()
+    {
+        string script = RepoFile("scripts/bench-resume.sh");
+        string bench = Path.Combine(_dir, "bench.sh");
+        File.WriteAllText(bench, $"""
+            #!/bin/bash
+            echo "{Units.ResumeMarker} 0"; exit 3
+            """.Replace("\r\n", "\n"));
+        var (rc, output) = Bash(script, _dir, "bench", "60", "--", "bash", bench);
+        rc.Should().Be(0, output);
+        output.Should().Contain("made no progress");
+    }
+
+    // A candidate kernel that faults while autotuning breaks the context in every unit that tunes its
+    // shape: after 3 such parts the loop gives up with exit 3, and gpu-check.sh runs the rule's bench.
+    [Fact]
+    public void The_resume_script_gives_up_with_exit_3_after_the_device_was_lost_three_times()
+    {
+        string script = RepoFile("scripts/bench-resume.sh");
+        string record = Path.Combine(_dir, "froms.txt");
+        string bench = Path.Combine(_dir, "bench.sh");
+        File.WriteAllText(bench, $$"""
+            #!/bin/bash
+            while (( $# )); do case $1 in --from) from=$2; shift;; esac; shift; done
+            echo "$from" >> '{{record}}'
+            echo "{{Units.ResumeMarker}} $(( from + 1 ))"; exit 3
+            """.Replace("\r\n", "\n"));
+        var (rc, output) = Bash(script, _dir, "bench", "60", "--", "bash", bench);
+        rc.Should().Be(3, output);
+        File.ReadAllLines(record).Should().Equal("0", "1", "2");
+        output.Should().Contain("the device was lost 3 times");
+    }
+
+    // A file of the repository, found upward from the test assembly (the build's bin folder, or
+    // .gpu/Autograd.Tests on a GPU machine) or from the working directory.
+    private static string RepoFile(string relative)
+    {
+        Assert.SkipWhen(OperatingSystem.IsWindows(), "the GPU machines' scripts are bash");
+        foreach (var start in new[] { AppContext.BaseDirectory, Directory.GetCurrentDirectory() })
+            for (var dir = new DirectoryInfo(start); dir != null; dir = dir.Parent)
+                if (File.Exists(Path.Combine(dir.FullName, relative))) return Path.Combine(dir.FullName, relative);
+        Assert.Skip($"{relative} is not above {AppContext.BaseDirectory} or the working directory (a test assembly away from its repository)");
+        return "";
+    }
+
+    private static (int Rc, string Output) Bash(string script, params string[] args)
+    {
+        var start = new ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true };
+        start.ArgumentList.Add(script);
+        foreach (var a in args) start.ArgumentList.Add(a);
+        start.Environment.Remove("DEADLINE");
+        using var p = Process.Start(start)!;
+        var stderr = p.StandardError.ReadToEndAsync();
+        string stdout = p.StandardOutput.ReadToEnd();
+        p.WaitForExit(60_000).Should().BeTrue("the script's parts each end at once");
+        return (p.ExitCode, stdout + stderr.Result);
+    }
+}
