@@ -2,7 +2,9 @@
 // (scripts/bench-resume.sh). A GPU call is rare and short: a kernel that faults on the card, or a
 // unit that never returns, must cost its own rows, not every row after it. These check the numbering,
 // the skip, the stop and its line, the watchdog, the JSON that gathers the parts, and the script's
-// restarts (against a stand-in for the bench that stops the way the bench does).
+// restarts (against a stand-in for the bench that stops the way the bench does). The same for the
+// CUDA suite's shards: the methods that failed only because an earlier test lost the context run
+// again (scripts/test-shards.py rerun).
 using System.Diagnostics;
 using System.Text.Json;
 using AutogradNet.Bench;
@@ -213,6 +215,43 @@ public sealed class BenchTests : IDisposable
         output.Should().Contain("the device was lost 3 times");
     }
 
+    // Shard XML as xUnit writes it, out of order on purpose (the script orders by start time): a
+    // wrong result, then a fault, then tests that failed for the lost context (ILGPU's text and the
+    // CUDA graph's CUresult), one of them a later case of the faulting method, and a plain failure.
+    [Fact]
+    public void The_shard_rerun_lists_the_methods_that_failed_after_a_lost_context_but_not_the_one_that_lost_it()
+    {
+        string script = RepoFile("scripts/test-shards.py");
+        Assert.SkipUnless(Which("python3"), "no python3 on this machine (gpu-check.sh runs the script with it)");
+        string xml = Path.Combine(_dir, "tests-0.xml");
+        File.WriteAllText(xml, """
+            <assemblies><assembly><collection>
+            <test name="A.T.ok" result="Pass" start-rtf="2026-11-29T01:00:00" type="A.T" method="ok"/>
+            <test name="A.T.bad(1)" result="Fail" start-rtf="2026-11-29T01:00:02" type="A.T" method="bad"><failure><message>CudaException : an illegal memory access was encountered</message></failure></test>
+            <test name="A.T.wrong" result="Fail" start-rtf="2026-11-29T01:00:01" type="A.T" method="wrong"><failure><message>an illegal memory access was not expected; found 4</message></failure></test>
+            <test name="A.U.later(1)" result="Fail" start-rtf="2026-11-29T01:00:03" type="A.U" method="later"><failure><message>CudaException : an illegal memory access was encountered</message></failure></test>
+            <test name="A.U.later(2)" result="Fail" start-rtf="2026-11-29T01:00:04" type="A.U" method="later"><failure><message>CUDA graph: cuGraphLaunch failed with CUresult 700.</message></failure></test>
+            <test name="A.T.bad(2)" result="Fail" start-rtf="2026-11-29T01:00:05" type="A.T" method="bad"><failure><message>an illegal memory access was encountered</message></failure></test>
+            <test name="A.V.cpu" result="Fail" start-rtf="2026-11-29T01:00:06" type="A.V" method="cpu"><failure><message>Expected 1</message></failure></test>
+            <test name="A.V.graph" result="Fail" start-rtf="2026-11-29T01:00:07" type="A.V" method="graph"><failure><message>failed with CUresult 719.</message></failure></test>
+            </collection></assembly></assemblies>
+            """);
+        string clean = Path.Combine(_dir, "tests-1.xml");
+        File.WriteAllText(clean, """
+            <assemblies><assembly><collection>
+            <test name="B.T.wrong" result="Fail" start-rtf="2026-11-29T01:00:01" type="B.T" method="wrong"><failure><message>Expected 3</message></failure></test>
+            </collection></assembly></assemblies>
+            """);
+        var (rc, output) = Run("python3", script, "rerun", xml, clean, Path.Combine(_dir, "tests-2.xml"));
+        rc.Should().Be(0, output);
+        output.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => !l.Contains("lost the CUDA context"))
+            .Should().Equal("-method", "A.U.later", "-method", "A.V.graph");
+        output.Should().Contain("A.T.bad lost the CUDA context");
+    }
+
+    private static bool Which(string program) =>
+        (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator).Any(d => File.Exists(Path.Combine(d, program)));
+
     // A file of the repository, found upward from the test assembly (the build's bin folder, or
     // .gpu/Autograd.Tests on a GPU machine) or from the working directory.
     private static string RepoFile(string relative)
@@ -225,10 +264,11 @@ public sealed class BenchTests : IDisposable
         return "";
     }
 
-    private static (int Rc, string Output) Bash(string script, params string[] args)
+    private static (int Rc, string Output) Bash(string script, params string[] args) => Run("bash", [script, .. args]);
+
+    private static (int Rc, string Output) Run(string program, params string[] args)
     {
-        var start = new ProcessStartInfo("bash") { RedirectStandardOutput = true, RedirectStandardError = true };
-        start.ArgumentList.Add(script);
+        var start = new ProcessStartInfo(program) { RedirectStandardOutput = true, RedirectStandardError = true };
         foreach (var a in args) start.ArgumentList.Add(a);
         start.Environment.Remove("DEADLINE");
         using var p = Process.Start(start)!;

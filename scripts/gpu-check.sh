@@ -49,6 +49,15 @@ tests_sharded 240
 # Where the suite's time goes on this machine (per class, and the slowest tests), and the times file.
 python3 scripts/test-shards.py times "$LOGS"/tests-*.xml > "$LOGS/test-times.tsv"
 grep -A4 -E "\[FAIL\]" "$LOGS/tests.log" 2>/dev/null | head -60
+# A kernel that faults on the card loses its shard's CUDA context, and every CUDA test after it in that
+# shard fails with the same error. Those methods (not the first) run again in one process, so the call
+# says which of them pass (rerun-tests.log).
+python3 scripts/test-shards.py rerun "$LOGS"/tests-*.xml > "$LOGS/rerun.args"
+if [ -s "$LOGS/rerun.args" ]; then
+  mapfile -t args < "$LOGS/rerun.args"
+  TAILN=4 step rerun-tests 90 dotnet .gpu/Autograd.Tests/Autograd.Tests.dll -noColor -longRunning 60 "${args[@]}" -xml "$LOGS/rerun-tests.xml"
+  grep -A4 -E "\[FAIL\]" "$LOGS/rerun-tests.log" 2>/dev/null | head -30
+fi
 TAILN=9 step example 60 dotnet .gpu/TwoLayerNet/TwoLayerNet.dll
 TAILN=3 step example-eager 60 dotnet .gpu/TwoLayerNet/TwoLayerNet.dll --eager
 # The same training as one persistent kernel a step: the same losses are expected, and its time.

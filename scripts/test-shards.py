@@ -7,8 +7,21 @@
   test-shards.py times XML... > TIMES
       Sums each method's test times from xUnit XML results into a TIMES file, and prints the time
       per class and the slowest tests to stderr.
+  test-shards.py rerun XML... > ARGS
+      For each shard whose tests lost the CUDA context (a kernel faulted on the card: every CUDA test
+      after it then fails with the same sticky error), the xUnit arguments that run again the methods
+      that failed after the first one, which is left out. Empty when no shard lost the context.
 """
-import collections, sys, xml.etree.ElementTree as ET
+import collections, re, sys, xml.etree.ElementTree as ET
+
+# The errors that leave a CUDA context unusable (CUresult 700, 702, 710, 714-719 and their texts).
+# The driver's own texts (cuGetErrorString, which ILGPU's CudaException carries), or the CUresult our
+# CUDA graph calls report.
+STICKY = re.compile(r"an illegal memory access was encountered|unspecified launch failure|misaligned address|"
+                    r"an illegal instruction was encountered|the launch timed out and was terminated|"
+                    r"device-side assert triggered|invalid program counter|hardware stack error|"
+                    r"operation not supported on global/shared address space|uncorrectable ECC error encountered|"
+                    r"CUresult (700|702|710|71[4-9])\b")
 
 
 def deal(methods_file, times_file, shards, outdir):
@@ -50,10 +63,35 @@ def times(xml_files):
         print(f"  {seconds:6.1f} s  {name[:150]}", file=sys.stderr)
 
 
+def rerun(xml_files):
+    for f in xml_files:
+        faulted, again = None, []
+        try:
+            tests = list(ET.parse(f).iter("test"))
+        except (ET.ParseError, OSError):
+            continue  # a shard killed by its limit writes no XML
+        tests.sort(key=lambda t: t.get("start-rtf", ""))  # the order they ran in
+        for t in tests:
+            if t.get("result") != "Fail":
+                continue
+            message = " ".join(e.text or "" for e in t.iter("message"))
+            method = f'{t.get("type")}.{t.get("method")}'
+            if faulted is None:
+                if STICKY.search(message):
+                    faulted = method
+                    print(f"{f}: {method} lost the CUDA context; the methods that failed after it run again", file=sys.stderr)
+            elif STICKY.search(message) and method != faulted and method not in again:
+                again.append(method)
+        for m in again:
+            print(f"-method\n{m}")
+
+
 mode = sys.argv[1] if len(sys.argv) > 1 else ""
 if mode == "deal" and len(sys.argv) == 6:
     deal(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
 elif mode == "times":
     times(sys.argv[2:])
+elif mode == "rerun":
+    rerun(sys.argv[2:])
 else:
     sys.exit(__doc__)
