@@ -61,6 +61,21 @@ public sealed class BenchTests : IDisposable
     }
 
     [Fact]
+    public void Under_headline_only_the_marked_units_run_and_the_others_keep_their_numbers()
+    {
+        var h = new Harness();
+        var ran = new List<int>();
+        using var units = new Units(0, null, 0, () => true, () => { }, output: h.Output, exit: h.Exits.Add, headlineOnly: true);
+        for (int i = 0; i < 6; i++)
+        {
+            int unit = i;
+            units.Run($"unit {unit}", () => ran.Add(unit), h.Failures.Add, headline: unit % 3 == 1);
+        }
+        ran.Should().Equal(1, 4);
+        units.Count.Should().Be(6);
+    }
+
+    [Fact]
     public void A_unit_that_fails_on_a_working_device_is_reported_and_the_rest_run()
     {
         var h = new Harness();

@@ -4,6 +4,8 @@
 # Prepare on the development machine first (from the repo root):
 #   bash scripts/gpu-pack.sh   (../shared/gpu/pack.sh of the three projects, other platforms trimmed)
 # then run through the device tool with carry [".gpu"]:  bash scripts/gpu-check.sh
+# QUICK=1: a second call's check after a default changed (~2 minutes with the anchors): no test suite,
+# the example once, the anchors, and the bench's headline figures only (--headline).
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-out}
 # Logs are written under $OUT as they are made, so a call cut short still brings back what ran.
@@ -45,27 +47,31 @@ tests_sharded() { local limit=$1 t0=$(date +%s) left=$(( DEADLINE - $(date +%s) 
   for i in "${!pids[@]}"; do wait "${pids[$i]}"; echo "=== tests shard $i rc=$?"; grep -h "Total:" "$LOGS/tests-$i.log"; done
   echo "=== tests ($(wc -l < "$LOGS/methods.txt") methods) done in $(( $(date +%s) - t0 )) s"
   cat "$LOGS"/tests-*.log > "$LOGS/tests.log"; }
-tests_sharded 240
-# Where the suite's time goes on this machine (per class, and the slowest tests), and the times file.
-python3 scripts/test-shards.py times "$LOGS"/tests-*.xml > "$LOGS/test-times.tsv"
-grep -A4 -E "\[FAIL\]" "$LOGS/tests.log" 2>/dev/null | head -60
-# A kernel that faults on the card loses its shard's CUDA context, and every CUDA test after it in that
-# shard fails with the same error. Those methods (not the first) run again in one process, so the call
-# says which of them pass (rerun-tests.log).
-python3 scripts/test-shards.py rerun "$LOGS"/tests-*.xml > "$LOGS/rerun.args"
-if [ -s "$LOGS/rerun.args" ]; then
-  mapfile -t args < "$LOGS/rerun.args"
-  TAILN=4 step rerun-tests 90 dotnet .gpu/Autograd.Tests/Autograd.Tests.dll -noColor -longRunning 60 "${args[@]}" -xml "$LOGS/rerun-tests.xml"
-  grep -A4 -E "\[FAIL\]" "$LOGS/rerun-tests.log" 2>/dev/null | head -30
+if [ "${QUICK:-0}" != 1 ]; then
+  tests_sharded 240
+  # Where the suite's time goes on this machine (per class, and the slowest tests), and the times file.
+  python3 scripts/test-shards.py times "$LOGS"/tests-*.xml > "$LOGS/test-times.tsv"
+  grep -A4 -E "\[FAIL\]" "$LOGS/tests.log" 2>/dev/null | head -60
+  # A kernel that faults on the card loses its shard's CUDA context, and every CUDA test after it in that
+  # shard fails with the same error. Those methods (not the first) run again in one process, so the call
+  # says which of them pass (rerun-tests.log).
+  python3 scripts/test-shards.py rerun "$LOGS"/tests-*.xml > "$LOGS/rerun.args"
+  if [ -s "$LOGS/rerun.args" ]; then
+    mapfile -t args < "$LOGS/rerun.args"
+    TAILN=4 step rerun-tests 90 dotnet .gpu/Autograd.Tests/Autograd.Tests.dll -noColor -longRunning 60 "${args[@]}" -xml "$LOGS/rerun-tests.xml"
+    grep -A4 -E "\[FAIL\]" "$LOGS/rerun-tests.log" 2>/dev/null | head -30
+  fi
 fi
 TAILN=9 step example 60 dotnet .gpu/TwoLayerNet/TwoLayerNet.dll
-TAILN=3 step example-eager 60 dotnet .gpu/TwoLayerNet/TwoLayerNet.dll --eager
-# The same training as one persistent kernel a step: the same losses are expected, and its time.
-TAILN=9 step example-persistent 60 dotnet .gpu/TwoLayerNet/TwoLayerNet.dll --persistent
-# And with the chain tails (y, its loss and dH in h's launch): the same losses within float rounding.
-TAILN=12 step example-chain 60 dotnet .gpu/TwoLayerNet/TwoLayerNet.dll --chain --describe
-# And with row chains too (h, y with its loss and dH block of rows by block in one launch): 2 launches.
-TAILN=12 step example-rows 60 dotnet .gpu/TwoLayerNet/TwoLayerNet.dll --rows --chain --describe
+if [ "${QUICK:-0}" != 1 ]; then
+  TAILN=3 step example-eager 60 dotnet .gpu/TwoLayerNet/TwoLayerNet.dll --eager
+  # The same training as one persistent kernel a step: the same losses are expected, and its time.
+  TAILN=9 step example-persistent 60 dotnet .gpu/TwoLayerNet/TwoLayerNet.dll --persistent
+  # And with the chain tails (y, its loss and dH in h's launch): the same losses within float rounding.
+  TAILN=12 step example-chain 60 dotnet .gpu/TwoLayerNet/TwoLayerNet.dll --chain --describe
+  # And with row chains too (h, y with its loss and dH block of rows by block in one launch): 2 launches.
+  TAILN=12 step example-rows 60 dotnet .gpu/TwoLayerNet/TwoLayerNet.dll --rows --chain --describe
+fi
 # The anchors (~20 s each) before the bench, which takes what is left of the budget: a bench that
 # runs long must not cost the comparison.
 [ "${SKIP_ANCHORS:-0}" = 1 ] || { TAILN=20 step torch 150 python3 .gpu/torch_seed.py; TAILN=8 step jax 150 python3 .gpu/jax_seed.py; }
@@ -76,9 +82,10 @@ export DEADLINE
 # Autotuning launches every candidate kernel; if one breaks the CUDA context, every unit that tunes its
 # shape breaks it again: after 3 such parts the loop gives up (exit 3), and the bench runs again with
 # the rule's kernels only, in what is left of the budget.
-if ! bash scripts/bench-resume.sh "$LOGS" bench 400 -- dotnet .gpu/Autograd.Bench/Autograd.Bench.dll --device "$AUTOGRAD_DEVICE" --unit-limit 90; then
+HEADLINE=(); [ "${QUICK:-0}" = 1 ] && HEADLINE=(--headline)
+if ! bash scripts/bench-resume.sh "$LOGS" bench 400 -- dotnet .gpu/Autograd.Bench/Autograd.Bench.dll --device "$AUTOGRAD_DEVICE" --unit-limit 90 "${HEADLINE[@]}"; then
   echo "=== the bench lost the device 3 times; again without autotuning"
-  AUTOGRAD_AUTOTUNE=0 bash scripts/bench-resume.sh "$LOGS" bench-rule 300 -- dotnet .gpu/Autograd.Bench/Autograd.Bench.dll --device "$AUTOGRAD_DEVICE" --unit-limit 90
+  AUTOGRAD_AUTOTUNE=0 bash scripts/bench-resume.sh "$LOGS" bench-rule 300 -- dotnet .gpu/Autograd.Bench/Autograd.Bench.dll --device "$AUTOGRAD_DEVICE" --unit-limit 90 "${HEADLINE[@]}"
 fi
 python3 scripts/ratios.py "$LOGS" | tee "$LOGS/ratios.txt"
 cp "$LOGS/bench.json" "$LOGS/ratios.txt" "$OUT/" 2>/dev/null

@@ -1,7 +1,9 @@
 // Autograd.Bench: the workloads of docs/PERF.md on one device. Each result is checked against a host
 // reference before it is timed; times are medians of several timed batches after a warm-up.
 //   dotnet run -c Release --project bench/Autograd.Bench -- [--device cpu|cuda] [--quick] [--sweep] [--json FILE]
-//       [--list] [--from N] [--progress FILE] [--unit-limit SECONDS]
+//       [--headline] [--list] [--from N] [--progress FILE] [--unit-limit SECONDS]
+// --headline runs only the figures the issues' targets name (the seed step eager and compiled, SGEMM
+// 4096^3 in each layout, the big step, the 256M sum): a second device call's check after a default changed.
 // The workloads run as numbered units (Units.cs): --from N starts at unit N and adds to the JSON file's
 // rows, so gpu-check.sh can start the bench again after a unit that broke the CUDA context or overran.
 // --sweep adds the split-K sweep of the seed's products (Workloads.Sweep.cs) and each seed product on
@@ -16,10 +18,10 @@ using AutogradNet.Bench;
 using AutogradNet.Kernels;
 
 string? deviceName = null, jsonPath = null, progressPath = null;
-bool quick = false, sweep = false, list = false;
+bool quick = false, sweep = false, list = false, headline = false;
 int from = 0, breakAt = -1, hangAt = -1;
 double unitLimit = 0;
-const string Usage = "usage: Autograd.Bench [--device cpu|cuda|opencl] [--quick] [--sweep] [--json FILE] [--list] [--from N] [--progress FILE] [--unit-limit SECONDS]";
+const string Usage = "usage: Autograd.Bench [--device cpu|cuda|opencl] [--quick] [--sweep] [--json FILE] [--headline] [--list] [--from N] [--progress FILE] [--unit-limit SECONDS]";
 for (int i = 0; i < args.Length; i++)
 {
     switch (args[i])
@@ -29,6 +31,7 @@ for (int i = 0; i < args.Length; i++)
         case "--quick": quick = true; break;
         case "--sweep": sweep = true; break;
         case "--list": list = true; break;
+        case "--headline": headline = true; break;
         case "--from": from = int.Parse(args[++i]); break;
         case "--progress": progressPath = args[++i]; break;
         case "--unit-limit": unitLimit = double.Parse(args[++i], System.Globalization.CultureInfo.InvariantCulture); break;
@@ -70,20 +73,20 @@ var failures = new List<string>();
 // A workload that throws (a wrong result, a kernel that fails to launch) is reported and the rest
 // still run: one device call must bring back every figure it can. One that leaves the device unable
 // to run a kernel, or overruns --unit-limit, ends the process with the unit to start again from.
-using var units = new Units(from, progressPath, unitLimit, DeviceWorks, SaveBeforeStopping, breakAt, hangAt, list);
+using var units = new Units(from, progressPath, unitLimit, DeviceWorks, SaveBeforeStopping, breakAt, hangAt, list, headlineOnly: headline);
 void Failed(string what, Exception e)
 {
     failures.Add(e.Message);
     Console.WriteLine($"FAILED: {what}{e.GetType().Name}: {e.Message}");
 }
-void Report(Func<Result> make, [CallerArgumentExpression(nameof(make))] string what = "") =>
+void Report(Func<Result> make, [CallerArgumentExpression(nameof(make))] string what = "", bool headline = false) =>
     units.Run(what.Replace("() => ", ""), () =>
     {
         var r = make();
         results.Add(r);
         Console.WriteLine(r.ToRow());
         WriteJson();
-    }, e => Failed("", e));
+    }, e => Failed("", e), headline);
 // What a part that stops early keeps: the kernels it loaded (where the device still says) and its rows.
 void SaveBeforeStopping()
 {
@@ -114,12 +117,12 @@ bool DeviceWorks()
     }
 }
 
-Report(() => Workloads.SeedEager(device, steps: 500));
-Report(() => Workloads.SeedCompiled(device, gpu ? 1000 : 500, cudaGraphs: false, stepsPerRun: 1));
+Report(() => Workloads.SeedEager(device, steps: 500), headline: true);
+Report(() => Workloads.SeedCompiled(device, gpu ? 1000 : 500, cudaGraphs: false, stepsPerRun: 1), headline: !gpu);
 if (device.Kind == DeviceKind.Cuda)
 {
     Report(() => Workloads.SeedCompiled(device, 2000, cudaGraphs: true, stepsPerRun: 1));
-    Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500));
+    Report(() => Workloads.SeedCompiled(device, 2500, cudaGraphs: true, stepsPerRun: 500), headline: true);
     // What fusion, one-launch split-K, the loss tail, the paired updates, the launch bounds and the
     // kernel choices for the tiny products buy, on the same card: runs 6-8 answered each of these
     // (docs/PERF.md), so only --sweep times them again, to keep gpu-check under 5 minutes.
@@ -229,11 +232,11 @@ if (sweep)
 if (!quick)
 {
     // The big products tuned first, so the Auto rows below run (and name) the choice.
-    foreach (int n in new[] { 1024, 4096, 8192 }) Tuning(n, n, n, false, false);
+    foreach (int n in new[] { 1024, 4096, 8192 }) Tuning(n, n, n, false, false, headline: n == 4096);
     foreach (int n in new[] { 1024, 4096, 8192 })
         foreach (var (ta, tb, name) in new[] { (false, false, "NN"), (false, true, "NT"), (true, false, "TN") })
         {
-            Report(() => Workloads.MatMul(device, n, n, n, ta, tb, $"matmul {n}^3 {name}"), $"matmul {n}^3 {name}");
+            Report(() => Workloads.MatMul(device, n, n, n, ta, tb, $"matmul {n}^3 {name}"), $"matmul {n}^3 {name}", headline: n == 4096);
             // Both double-buffered 128x128 kernels pinned beside the autotuned choice: Wide and Wide16 (16-deep slices, the rule's;
             // on whole tiles, "Wide16, whole tiles", its kernel without edge tests).
             if (n == 4096 || name == "NN")
@@ -252,13 +255,13 @@ if (!quick)
     // What ptxas made of the SGEMM kernels timed so far (registers, spills, shared memory, groups a
     // multiprocessor holds), printed before the rest of the bench so a cut-short call still has it.
     PrintResources("the kernels loaded so far");
-    Report(() => Workloads.BigStep(device));
-    Report(() => Workloads.BigStepCompiled(device, MatMulPath.Auto));
+    Report(() => Workloads.BigStep(device), headline: true);
+    Report(() => Workloads.BigStepCompiled(device, MatMulPath.Auto), headline: true);
     Report(() => Workloads.BigStepCompiled(device, MatMulPath.Wide));
     Report(() => Workloads.BigStepCompiled(device, MatMulPath.Wide16));
     Report(() => Workloads.BigStepCompiled(device, MatMulPath.Wide16, asyncCopies: true));
     Report(() => Workloads.Sum(device, 16 << 20));
-    Report(() => Workloads.Sum(device, 256 << 20));
+    Report(() => Workloads.Sum(device, 256 << 20), headline: true);
     Report(() => Workloads.Copy(device, 256 << 20));
     // The chunk counts autotuning times for the batch sum below (the eager sum would tune it on first use).
     SumTuning(1, 8192, 8192);
@@ -278,7 +281,7 @@ PrintResources("every kernel the bench loaded");
 if (jsonPath != null) Console.WriteLine($"wrote {jsonPath}");
 
 // Times every SGEMM candidate for one shape (Device.TuneMatMul), prints the trials and keeps each as a result.
-void Tuning(int m, int n, int k, bool ta, bool tb) => units.Run($"tuning {m}x{n}x{k}", () =>
+void Tuning(int m, int n, int k, bool ta, bool tb, bool headline = false) => units.Run($"tuning {m}x{n}x{k}", () =>
     {
         var t = device.TuneMatMul(m, n, k, ta, tb);
         var rule = MatMulKernels.RuleChoice(device.Kernels, m, n, k);
@@ -289,7 +292,7 @@ void Tuning(int m, int n, int k, bool ta, bool tb) => units.Run($"tuning {m}x{n}
         foreach (var trial in t.Trials.Where(x => x.Rejected != null))
             failures.Add($"tuning {m}x{n}x{k}: {trial.Candidate} rejected: {trial.Rejected}");
         WriteJson();
-    }, e => Failed($"tuning {m}x{n}x{k}: ", e));
+    }, e => Failed($"tuning {m}x{n}x{k}: ", e), headline);
 
 // Times each chunk count of a sum along a middle run (x as (outer, r, inner), summed over r), prints them, keeps each as a result.
 void SumTuning(int outer, int r, int inner) => units.Run($"tuning sum ({outer}, {r}, {inner})", () =>

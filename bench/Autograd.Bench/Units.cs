@@ -34,7 +34,7 @@ public sealed class Units : IDisposable
     private readonly Func<bool> _deviceWorks;
     private readonly Action _save;
     private readonly int _breakAt, _hangAt;
-    private readonly bool _listOnly;
+    private readonly bool _listOnly, _headlineOnly;
     private readonly TextWriter _out;
     private readonly Action<int> _exit;
     private readonly object _gate = new();
@@ -56,8 +56,9 @@ public sealed class Units : IDisposable
     /// <param name="listOnly">Print each unit's number and name instead of running it (--list).</param>
     /// <param name="output">Where the unit list and the stopping lines go (the console's output when null).</param>
     /// <param name="exit">Ends the process with a code (Environment.Exit when null; the tests' own otherwise).</param>
+    /// <param name="headlineOnly">Run only the units marked headline (--headline): the figures the issues' targets name.</param>
     public Units(int from, string? progressPath, double limitSeconds, Func<bool> deviceWorks, Action save, int breakAt = -1, int hangAt = -1,
-        bool listOnly = false, TextWriter? output = null, Action<int>? exit = null)
+        bool listOnly = false, TextWriter? output = null, Action<int>? exit = null, bool headlineOnly = false)
     {
         if (from < 0) throw new ArgumentOutOfRangeException(nameof(from), from, "Autograd.Bench --from: a unit number is 0 or more.");
         if (limitSeconds < 0) throw new ArgumentOutOfRangeException(nameof(limitSeconds), limitSeconds, "Autograd.Bench --unit-limit: seconds, 0 for no limit.");
@@ -69,6 +70,7 @@ public sealed class Units : IDisposable
         _breakAt = breakAt;
         _hangAt = hangAt;
         _listOnly = listOnly;
+        _headlineOnly = headlineOnly;
         _out = output ?? Console.Out;
         _exit = exit ?? Environment.Exit;
         if (limitSeconds > 0) _watchdog = new Timer(_ => Watch(), null, 1000, 1000);
@@ -85,10 +87,11 @@ public sealed class Units : IDisposable
     /// <param name="name">What the unit runs (printed if it stops the bench).</param>
     /// <param name="body">The unit's work.</param>
     /// <param name="failed">Reports the unit's exception (the bench's failure list and its FAILED line).</param>
-    public void Run(string name, Action body, Action<Exception> failed)
+    /// <param name="headline">Whether the unit runs under --headline too.</param>
+    public void Run(string name, Action body, Action<Exception> failed, bool headline = false)
     {
         int index = _next++;
-        if (index < _from) return;
+        if (index < _from || (_headlineOnly && !headline)) return;
         if (_listOnly)
         {
             _out.WriteLine($"unit {index}: {name}");
