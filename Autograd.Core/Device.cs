@@ -124,6 +124,12 @@ public sealed class Device
     public static Device Cpu => Get("cpu");
 
     /// <summary>
+    /// Times <see cref="Default"/> was read in this process. The tests marked CpuOnly check that they
+    /// never read it: on a GPU machine it is the CUDA device, and those tests are left out there.
+    /// </summary>
+    internal static long DefaultReads { get; private set; }
+
+    /// <summary>
     /// The device tensors go to when none is named: AUTOGRAD_DEVICE if set, else CUDA, then a usable
     /// OpenCL device, then the CPU accelerator. Settable (e.g. in tests or a program's options).
     /// </summary>
@@ -132,7 +138,10 @@ public sealed class Device
         get
         {
             lock (DefaultLock)
+            {
+                DefaultReads++;
                 return _default ??= Resolve(Environment.GetEnvironmentVariable(EnvironmentVariable));
+            }
         }
         set
         {

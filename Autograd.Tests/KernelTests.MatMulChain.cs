@@ -129,6 +129,7 @@ public sealed partial class KernelTests
     // With 2 simulated multiprocessors, groups run at the same time and which one is last varies; the
     // result must not. The first stage reads the head's output stored by every group, the second the
     // first's, stored by other threads of the group (a stage without a sum has no barrier of its own).
+    [CpuOnly]
     [Theory]
     [InlineData(MatMulPath.Tiled)]
     [InlineData(MatMulPath.Small)]

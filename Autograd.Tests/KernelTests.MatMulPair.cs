@@ -87,6 +87,7 @@ public sealed partial class KernelTests
     }
 
     // With 2 simulated multiprocessors the two products' groups run at the same time.
+    [CpuOnly]
     [Fact]
     public void MatMulPair_with_groups_running_at_once_matches_the_products_one_by_one()
     {

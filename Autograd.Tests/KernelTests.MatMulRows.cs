@@ -31,6 +31,7 @@ public sealed partial class KernelTests
 
     // Stage 1: H = A B1. Stage 2: V = H B2 - T, loss = 0.5 * sum of V^2, Y = PowGrad(V, 0.75) = 1.5 V.
     // Stage 3: D = Y B2^T + 0.5 H (the first stage's output as its epilogue operand).
+    [CpuOnly]
     [Theory]
     [MemberData(nameof(MatMulRowsCases))]
     public void MatMulRows_matches_host_twin(int m, int n1, int k1, int n2, bool transA, int multiprocessors, int warp, int shares)
@@ -55,6 +56,7 @@ public sealed partial class KernelTests
 
     // A block's 4x4 blocks and their lanes do not depend on the share they fall in: with the lanes of
     // one group a block, every share count gives its bits.
+    [CpuOnly]
     [Fact]
     public void A_shared_first_stage_keeps_the_bits_of_one_group_a_block()
     {

@@ -88,6 +88,7 @@ public sealed partial class KernelTests
 
     // With 2 simulated multiprocessors groups run at the same time, so which group counts in last
     // varies from run to run; the loss must not. Tiled split 5 (the fixup, then the tail), and Small.
+    [CpuOnly]
     [Theory]
     [InlineData(MatMulPath.Tiled)]
     [InlineData(MatMulPath.Small)]

@@ -15,6 +15,7 @@ public sealed partial class KernelTests
     // KernelHost.OneThreadFences for one test.
     internal sealed class OneThreadFencesOn(KernelHost host, bool on) : HostSwitch<bool>(() => host.OneThreadFences, v => host.OneThreadFences = v, on);
 
+    [CpuOnly]
     [Theory]
     [InlineData(MatMulPath.Tiled)]
     [InlineData(MatMulPath.Small)]
@@ -50,6 +51,7 @@ public sealed partial class KernelTests
         }
     }
 
+    [CpuOnly]
     [Theory]
     [InlineData(MatMulPath.Tiled)]
     [InlineData(MatMulPath.Small)]

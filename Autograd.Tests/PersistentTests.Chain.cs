@@ -6,11 +6,13 @@ using AutogradNet.Kernels;
 using AutogradNet.Optim;
 using FluentAssertions;
 using Xunit;
+using AutogradNet.Tests.Support;
 
 namespace AutogradNet.Tests;
 
 public sealed partial class PersistentTests
 {
+    [CpuOnly]
     [Theory]
     [InlineData(MatMulPath.Warp, null, true)]
     [InlineData(MatMulPath.Tiled, null, true)]
@@ -37,6 +39,7 @@ public sealed partial class PersistentTests
         chained.Losses[^1].Should().BeLessThan(chained.Losses[0], "the net trains");
     }
 
+    [CpuOnly]
     [Theory]
     [InlineData(MatMulPath.Warp, null)]
     [InlineData(MatMulPath.Tiled, 3)]
@@ -75,6 +78,7 @@ public sealed partial class PersistentTests
     // stages carry the bias and activation epilogues, the nodes it passes over (bias sums, momentum
     // and Adam updates) run after it; chained, it trains as its launches, and as a persistent kernel
     // it keeps the chained launches' bits.
+    [CpuOnly]
     [Theory]
     [InlineData("sgd")]
     [InlineData("momentum")]
@@ -96,6 +100,7 @@ public sealed partial class PersistentTests
     // A wide middle layer (8x4096x16, too large for a tail) between two small ones: the chain headed
     // by the first product may pass over it, but must not take the products that read its output
     // (y = h2 w3, then the backward through it), or they would read h2 before it is made.
+    [CpuOnly]
     [Fact]
     public void A_chain_takes_no_stage_that_reads_what_it_passed_over()
     {

@@ -5,11 +5,13 @@
 using AutogradNet.Kernels;
 using FluentAssertions;
 using Xunit;
+using AutogradNet.Tests.Support;
 
 namespace AutogradNet.Tests;
 
 public sealed partial class PersistentTests
 {
+    [CpuOnly]
     [Theory]
     [InlineData(false)]
     [InlineData(true)]

@@ -7,11 +7,13 @@ using AutogradNet.Kernels;
 using AutogradNet.Optim;
 using FluentAssertions;
 using Xunit;
+using AutogradNet.Tests.Support;
 
 namespace AutogradNet.Tests;
 
 public sealed partial class PersistentTests
 {
+    [CpuOnly]
     [Theory]
     [InlineData(MatMulPath.Warp, false, 0)]
     [InlineData(MatMulPath.Tiled, false, 0)]
@@ -47,6 +49,7 @@ public sealed partial class PersistentTests
         rows.Losses[^1].Should().BeLessThan(rows.Losses[0], "the net trains");
     }
 
+    [CpuOnly]
     [Theory]
     [InlineData(MatMulPath.Warp, 0)]
     [InlineData(MatMulPath.Tiled, 0)]
@@ -67,6 +70,7 @@ public sealed partial class PersistentTests
     // and its backward down to dH1 are row-local (the biases broadcast along rows, the activations'
     // gradients read their own rows), five stages in one launch; as a persistent kernel (SGD) it keeps
     // the row-chained launches' bits.
+    [CpuOnly]
     [Theory]
     [InlineData("sgd")]
     [InlineData("momentum")]
@@ -96,6 +100,7 @@ public sealed partial class PersistentTests
     // A product that reads other rows of a stage's output must not join the chain: its block would
     // read rows other groups have not stored yet. Here z = s h (every row of z needs all of h, its
     // B), and the backward's dH = s^T dZ (the same through A transposed).
+    [CpuOnly]
     [Fact]
     public void A_row_chain_takes_no_stage_that_reads_other_rows()
     {
@@ -125,6 +130,7 @@ public sealed partial class PersistentTests
     // one size class), but a row chain's groups run the stages at different times, and a block writing
     // rows of 12 over rows of 13 would write over rows another group has yet to read. The plan gives
     // every value a row chain touches a buffer of its own.
+    [CpuOnly]
     [Fact]
     public void A_row_chain_shares_no_buffer_between_its_values()
     {
@@ -156,6 +162,7 @@ public sealed partial class PersistentTests
 
     // A step compiled with row chains whose device turns them off later runs the chain's stages as
     // launches of their own (Emit's fallback), and trains on as the launches do.
+    [CpuOnly]
     [Fact]
     public void A_row_chain_runs_as_launches_once_row_chains_are_off()
     {

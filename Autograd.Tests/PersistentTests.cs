@@ -97,6 +97,7 @@ public sealed partial class PersistentTests
         return new Trained(losses.ToArray(), w1.ToArray(), w2.ToArray(), step.Describe(), step.IsPersistent, step.LaunchesPerStep);
     }
 
+    [CpuOnly]
     [Theory]
     [InlineData(MatMulPath.Warp, null, true)]
     [InlineData(MatMulPath.Tiled, null, true)]
@@ -185,6 +186,7 @@ public sealed partial class PersistentTests
     }
 
     // The seed's own shapes (64, 1000, 100, 10) for two steps: the tiled products split K there.
+    [CpuOnly]
     [Fact]
     public void Persistent_seed_step_gives_the_bits_of_its_launches()
     {
@@ -197,6 +199,7 @@ public sealed partial class PersistentTests
     }
 
     // A new learning rate is baked into the recorded phases: the program is recorded again.
+    [CpuOnly]
     [Fact]
     public void Persistent_step_follows_a_new_learning_rate()
     {
@@ -263,6 +266,7 @@ public sealed partial class PersistentTests
     // A 3-layer net with biases, tanh and sigmoid, a mean loss, for each optimizer: the bias
     // gradients' batch sums, the elementwise chains and the momentum and Adam updates run as phases
     // too, and the step keeps the bits of its launches.
+    [CpuOnly]
     [Theory]
     [InlineData("sgd")]
     [InlineData("momentum")]
@@ -286,6 +290,7 @@ public sealed partial class PersistentTests
 
     // A launch that cannot be a phase (here Wide16, whose 128x128 tiles are numbered by the launch's
     // grid) keeps the step on its launches, and Describe says which.
+    [CpuOnly]
     [Fact]
     public void A_step_with_a_launch_that_is_not_a_phase_keeps_its_launches()
     {
@@ -307,6 +312,7 @@ public sealed partial class PersistentTests
 
     // The barrier's state is a buffer of the device's allocator taken at compile time: replays,
     // single or many steps a launch, allocate nothing, and disposing the step gives every buffer back.
+    [CpuOnly]
     [Fact]
     public void Persistent_replays_allocate_nothing_and_dispose_gives_everything_back()
     {
@@ -337,6 +343,7 @@ public sealed partial class PersistentTests
     // A program whose kernel does not load (here ILGPU cannot compile a phase; on a GPU the driver
     // may refuse one whose parameters pass 4 KB) is refused with the reason, the step keeps its
     // launches, and ILGPU still compiles kernels afterwards.
+    [CpuOnly]
     [Fact]
     public void A_program_that_does_not_load_is_refused_and_kernels_still_load()
     {
@@ -370,6 +377,7 @@ public sealed partial class PersistentTests
     // A grid with more groups than run at once: the first groups wait on a barrier for a group that
     // starts only when one of them ends. The guard gives up, marks the run, and the host's counters
     // are zeroed so the next launches are right.
+    [CpuOnly]
     [Fact]
     public void A_barrier_over_groups_that_are_not_resident_gives_up_and_says_so()
     {
@@ -404,6 +412,7 @@ public sealed partial class PersistentTests
     // The persistent kernels of the seed's program, all Warp and all Tiled, on groups of 256 (a GPU's
     // group and tiled shape), compile to PTX for SM_90: registers only, the slices and team sums in
     // shared memory within a group's 48 KB, atomics (count, generation, give-up mark) for the barrier.
+    [CpuOnly]
     [Theory]
     [InlineData(MatMulPath.Warp)]
     [InlineData(MatMulPath.Tiled)]
@@ -424,6 +433,7 @@ public sealed partial class PersistentTests
     // Every kind of phase in one program (maps and zips with and without broadcasting, a fill, the
     // optimizer updates, every sum): on groups of 256 with two multiprocessors it gives the bits of
     // the same launches, and it compiles to PTX with its values in registers.
+    [CpuOnly]
     [Fact]
     public void A_program_of_every_phase_gives_the_bits_of_its_launches_and_compiles_to_PTX()
     {

@@ -10,9 +10,11 @@ using ILGPU.Backends.PTX;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
 using Xunit;
+using AutogradNet.Tests.Support;
 
 namespace AutogradNet.Tests;
 
+[CpuOnly]
 public sealed class PtxCompileTests
 {
     private static readonly Lazy<Context> Ctx = new(() => Context.Create(b => b.EnableAlgorithms()));

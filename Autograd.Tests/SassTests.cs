@@ -8,9 +8,11 @@ using System.Text.RegularExpressions;
 using FluentAssertions;
 using ILGPU.Runtime.Cuda;
 using Xunit;
+using AutogradNet.Tests.Support;
 
 namespace AutogradNet.Tests;
 
+[CpuOnly]
 public sealed class SassTests
 {
     // The ptxas of Debian's nvidia-cuda-toolkit 11.8 reads PTX ISA up to 7.8; the kernels' code is

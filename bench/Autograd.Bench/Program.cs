@@ -60,13 +60,16 @@ var earlier = from > 0 && jsonPath != null && File.Exists(jsonPath) ? BenchFile.
 void WriteJson()
 {
     if (jsonPath == null) return;
-    File.WriteAllText(jsonPath, JsonSerializer.Serialize(new
+    // Whole or not at all: a process stopped mid-write (its limit, the watchdog) leaves the last file.
+    string partial = jsonPath + ".partial";
+    File.WriteAllText(partial, JsonSerializer.Serialize(new
     {
         device = device.ToString(),
         date = DateTime.UtcNow.ToString("yyyy-MM-dd"),
         results = earlier.Results.Concat(results),
         kernels = earlier.KernelsWith(kernels),
     }, new JsonSerializerOptions { WriteIndented = true }));
+    File.Move(partial, jsonPath, overwrite: true);
 }
 
 var failures = new List<string>();

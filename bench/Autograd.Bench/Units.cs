@@ -152,8 +152,16 @@ public sealed class Units : IDisposable
             _stopping = true;
             next = (_current < 0 ? _next : _current + 1);
         }
-        try { _save(); }
-        catch (Exception e) { _out.WriteLine($"(saving the results failed: {e.Message})"); }
+        // Bounded: from the watchdog, the thread in the unit may hold what saving needs.
+        var saving = Task.Run(_save);
+        try
+        {
+            if (!saving.Wait(TimeSpan.FromSeconds(15))) _out.WriteLine("(saving the results took over 15 s: stopping without)");
+        }
+        catch (AggregateException e)
+        {
+            _out.WriteLine($"(saving the results failed: {e.InnerException?.Message})");
+        }
         _out.WriteLine($"STOPPED: {why}.");
         _out.WriteLine($"{ResumeMarker} {next}");
         _out.Flush();
