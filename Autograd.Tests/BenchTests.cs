@@ -171,13 +171,7 @@ public sealed class BenchTests : IDisposable
     [Fact]
     public void The_resume_script_starts_the_bench_again_after_each_part_that_stopped()
     {
-        string script = RepoFile("scripts/bench-resume.sh");
-        string record = Path.Combine(_dir, "froms.txt");
-        string bench = Path.Combine(_dir, "bench.sh");
-        File.WriteAllText(bench, $$"""
-            #!/bin/bash
-            while (( $# )); do case $1 in --from) from=$2; shift;; --progress) progress=$2; shift;; --json) json=$2; shift;; esac; shift; done
-            echo "$from" >> '{{record}}'
+        var (rc, output) = ResumeAStandIn($$"""
             echo "row from $from" >> "$json"
             case $from in
               0) printf '1\tunit 1\n' > "$progress"; echo "STOPPED: unit 1 broke it."; echo "{{Units.ResumeMarker}} 2"; exit 3;;
@@ -185,10 +179,9 @@ public sealed class BenchTests : IDisposable
               5) printf '9\tunit 9\n' > "$progress"; echo "wrote it"; exit 0;;
               *) echo "unexpected --from $from"; exit 0;;
             esac
-            """.Replace("\r\n", "\n"));
-        var (rc, output) = Bash(script, _dir, "bench", "60", "--", "bash", bench);
+            """);
         rc.Should().Be(0, output);
-        File.ReadAllLines(record).Should().Equal("0", "2", "5");
+        Froms().Should().Equal("0", "2", "5");
         File.Exists(Path.Combine(_dir, "bench.log")).Should().BeTrue();
         File.Exists(Path.Combine(_dir, "bench-from-2.log")).Should().BeTrue();
         File.Exists(Path.Combine(_dir, "bench-from-5.log")).Should().BeTrue();
@@ -199,13 +192,7 @@ public sealed class BenchTests : IDisposable
     [Fact]
     public void The_resume_script_stops_where_a_part_names_no_later_unit()
     {
-        string script = RepoFile("scripts/bench-resume.sh");
-        string bench = Path.Combine(_dir, "bench.sh");
-        File.WriteAllText(bench, $"""
-            #!/bin/bash
-            echo "{Units.ResumeMarker} 0"; exit 3
-            """.Replace("\r\n", "\n"));
-        var (rc, output) = Bash(script, _dir, "bench", "60", "--", "bash", bench);
+        var (rc, output) = ResumeAStandIn($"""echo "{Units.ResumeMarker} 0"; exit 3""");
         rc.Should().Be(0, output);
         output.Should().Contain("made no progress");
     }
@@ -215,18 +202,9 @@ public sealed class BenchTests : IDisposable
     [Fact]
     public void The_resume_script_gives_up_with_exit_3_after_the_device_was_lost_three_times()
     {
-        string script = RepoFile("scripts/bench-resume.sh");
-        string record = Path.Combine(_dir, "froms.txt");
-        string bench = Path.Combine(_dir, "bench.sh");
-        File.WriteAllText(bench, $$"""
-            #!/bin/bash
-            while (( $# )); do case $1 in --from) from=$2; shift;; esac; shift; done
-            echo "$from" >> '{{record}}'
-            echo "{{Units.ResumeMarker}} $(( from + 1 ))"; exit 3
-            """.Replace("\r\n", "\n"));
-        var (rc, output) = Bash(script, _dir, "bench", "60", "--", "bash", bench);
+        var (rc, output) = ResumeAStandIn($"""echo "{Units.ResumeMarker} $(( from + 1 ))"; exit 3""");
         rc.Should().Be(3, output);
-        File.ReadAllLines(record).Should().Equal("0", "1", "2");
+        Froms().Should().Equal("0", "1", "2");
         output.Should().Contain("the device was lost 3 times");
     }
 
@@ -263,6 +241,24 @@ public sealed class BenchTests : IDisposable
             .Should().Equal("-method", "A.U.later", "-method", "A.V.graph");
         output.Should().Contain("A.T.bad lost the CUDA context");
     }
+
+    // Runs scripts/bench-resume.sh over a stand-in bench: a bash script that takes the options the
+    // loop adds (--from, --json, --progress, as $from, $json, $progress), records each --from in
+    // froms.txt (Froms), then runs `body`.
+    private (int Rc, string Output) ResumeAStandIn(string body)
+    {
+        string script = RepoFile("scripts/bench-resume.sh");
+        string bench = Path.Combine(_dir, "bench.sh");
+        File.WriteAllText(bench, $$"""
+            #!/bin/bash
+            while (( $# )); do case $1 in --from) from=$2; shift;; --progress) progress=$2; shift;; --json) json=$2; shift;; esac; shift; done
+            echo "$from" >> '{{Path.Combine(_dir, "froms.txt")}}'
+            {{body}}
+            """.Replace("\r\n", "\n"));
+        return Bash(script, _dir, "bench", "60", "--", "bash", bench);
+    }
+
+    private string[] Froms() => File.ReadAllLines(Path.Combine(_dir, "froms.txt"));
 
     private static bool Which(string program) =>
         (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator).Any(d => File.Exists(Path.Combine(d, program)));
