@@ -260,6 +260,28 @@ public sealed class BenchTests : IDisposable
 
     private string[] Froms() => File.ReadAllLines(Path.Combine(_dir, "froms.txt"));
 
+    // A GPU call leaves the [CpuOnly] methods out, so its times file would lose their entries and a
+    // FULL_SUITE=1 call would deal them as 1 s each: --keep carries them over from the old file.
+    [Fact]
+    public void The_times_file_keeps_the_old_entries_of_the_methods_a_call_did_not_run()
+    {
+        string script = RepoFile("scripts/test-shards.py");
+        Assert.SkipUnless(Which("python3"), "no python3 on this machine (gpu-check.sh runs the script with it)");
+        string xml = Path.Combine(_dir, "tests-0.xml");
+        File.WriteAllText(xml, """
+            <assemblies><assembly><collection>
+            <test name="A.T.ran(1)" result="Pass" time="1.25" type="A.T" method="ran"/>
+            <test name="A.T.ran(2)" result="Pass" time="0.5" type="A.T" method="ran"/>
+            </collection></assembly></assemblies>
+            """);
+        string old = Path.Combine(_dir, "old.tsv");
+        File.WriteAllText(old, "# old\nA.T.ran\t9.00\nA.S.offline\t54.31\n");
+        var (rc, output) = Run("python3", script, "times", "--keep", old, xml);
+        rc.Should().Be(0, output);
+        var entries = output.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => !l.StartsWith('#') && l.Contains('\t')).ToList();
+        entries.Should().Equal("A.T.ran\t1.75", "A.S.offline\t54.31");
+    }
+
     private static bool Which(string program) =>
         (Environment.GetEnvironmentVariable("PATH") ?? "").Split(Path.PathSeparator).Any(d => File.Exists(Path.Combine(d, program)));
 

@@ -54,7 +54,7 @@ tests_sharded() { local limit=$1 t0=$(date +%s) left=$(( DEADLINE - $(date +%s) 
 if [ "${QUICK:-0}" != 1 ]; then
   tests_sharded 240
   # Where the suite's time goes on this machine (per class, and the slowest tests), and the times file.
-  python3 scripts/test-shards.py times "$LOGS"/tests-*.xml > "$LOGS/test-times.tsv"
+  python3 scripts/test-shards.py times --keep scripts/test-times.tsv "$LOGS"/tests-*.xml > "$LOGS/test-times.tsv"
   grep -A4 -E "\[FAIL\]" "$LOGS/tests.log" 2>/dev/null | head -60
   # A kernel that faults on the card loses its shard's CUDA context, and every CUDA test after it in that
   # shard fails with the same error. Those methods (not the first) run again in one process, so the call

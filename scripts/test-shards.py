@@ -4,9 +4,10 @@
       Deals the methods (one full name a line) heaviest first, each to the shard with the least time
       so far, by TIMES (name<TAB>seconds; # comments; a method not listed counts 1 s), and writes
       OUTDIR/shard-I.args: shard I's xUnit arguments, one a line (-method, then the name).
-  test-shards.py times XML... > TIMES
+  test-shards.py times [--keep OLD] XML... > TIMES
       Sums each method's test times from xUnit XML results into a TIMES file, and prints the time
-      per class and the slowest tests to stderr.
+      per class and the slowest tests to stderr. --keep OLD adds OLD's entries for the methods the
+      XML does not have (the [CpuOnly] ones a GPU call leaves out), after a comment saying so.
   test-shards.py rerun XML... > ARGS
       For each shard whose tests lost the CUDA context (a kernel faulted on the card: every CUDA test
       after it then fails with the same sticky error), the xUnit arguments that run again the methods
@@ -25,14 +26,7 @@ STICKY = re.compile(r"an illegal memory access was encountered|unspecified launc
 
 
 def deal(methods_file, times_file, shards, outdir):
-    times = {}
-    try:
-        for line in open(times_file):
-            if line.strip() and not line.startswith("#"):
-                name, seconds = line.rstrip("\n").split("\t")
-                times[name] = float(seconds)
-    except FileNotFoundError:
-        pass
+    times = read_times(times_file)
     methods = [m.strip() for m in open(methods_file) if m.strip()]
     load, hands = [0.0] * shards, [[] for _ in range(shards)]
     for m in sorted(methods, key=lambda m: (-times.get(m, 1.0), m)):
@@ -44,7 +38,19 @@ def deal(methods_file, times_file, shards, outdir):
             f.writelines(f"-method\n{m}\n" for m in hand)
 
 
-def times(xml_files):
+def read_times(times_file):
+    times = {}
+    try:
+        for line in open(times_file):
+            if line.strip() and not line.startswith("#"):
+                name, seconds = line.rstrip("\n").split("\t")
+                times[name] = float(seconds)
+    except FileNotFoundError:
+        pass
+    return times
+
+
+def times(xml_files, keep=None):
     per_method, tests = collections.Counter(), []
     for f in xml_files:
         for t in ET.parse(f).iter("test"):
@@ -55,6 +61,11 @@ def times(xml_files):
     print("# scripts/gpu-check.sh deals the heaviest methods first so that its shards finish together.")
     for name, seconds in per_method.most_common():
         print(f"{name}\t{seconds:.2f}")
+    kept = {n: t for n, t in (read_times(keep) if keep else {}).items() if n not in per_method}
+    if kept:
+        print(f"# Kept from {keep}: methods this call did not run (the [CpuOnly] ones it leaves out), for FULL_SUITE=1's dealing.")
+        for name, seconds in sorted(kept.items(), key=lambda kv: -kv[1]):
+            print(f"{name}\t{seconds:.2f}")
     per_class = collections.Counter()
     for name, seconds in per_method.items():
         per_class[name.rsplit(".", 1)[0].split(".")[-1]] += seconds
@@ -89,6 +100,8 @@ def rerun(xml_files):
 mode = sys.argv[1] if len(sys.argv) > 1 else ""
 if mode == "deal" and len(sys.argv) == 6:
     deal(sys.argv[2], sys.argv[3], int(sys.argv[4]), sys.argv[5])
+elif mode == "times" and len(sys.argv) > 3 and sys.argv[2] == "--keep":
+    times(sys.argv[4:], keep=sys.argv[3])
 elif mode == "times":
     times(sys.argv[2:])
 elif mode == "rerun":
