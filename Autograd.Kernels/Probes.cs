@@ -12,6 +12,8 @@
 //            tail's fences (every thread's), or thread 0's alone, or thread 0's acquire-release.
 //   Barriers: a grid of resident groups passing `barriers` GridBarriers (the persistent kernel's;
 //            fenced as KernelHost.BarrierFence says).
+//   Code:    the same multiply-adds as straight-line code and as a loop: what cold code costs
+//            (Probes.Code.cs).
 //   AsyncCopy: each thread copies 16 bytes from global memory into shared memory with sm_80's
 //            cp.async (inline PTX), which ILGPU has no API for: a check that the way in works,
 //            before an SGEMM stages its slices so (PERF.md, "cp.async from ILGPU").
@@ -32,7 +34,7 @@ using ILGPU.Runtime.Cuda;
 namespace AutogradNet.Kernels;
 
 /// <summary>Kernels that do almost nothing, timed by the bench to say what a launch, a memory round trip, a count-in and a grid barrier cost.</summary>
-public static class Probes
+public static partial class Probes
 {
     // ---- kernels ----
 

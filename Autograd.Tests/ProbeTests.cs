@@ -215,6 +215,47 @@ public sealed class ProbeTests
             .And.Contain(o => o.StartsWith("LDGDEPBAR", StringComparison.Ordinal) || o.StartsWith("DEPBAR", StringComparison.Ordinal));
     }
 
+    // The code-size probe: the same chains as straight-line code and as a loop, each against the
+    // double twin. a = 0.999 keeps the chains far from their limit b / (1 - a) after 512 steps (a
+    // chain cut to 256 steps ends ~40% lower), and float rounding within ~1e-5 of it.
+    [CpuOnly]
+    [Theory]
+    [InlineData(true, 128)]
+    [InlineData(true, 512)]
+    [InlineData(false, 128)]
+    [InlineData(false, 7)]
+    public void Code_runs_the_chains_as_the_host_twin(bool straight, int depth)
+    {
+        var host = Sim;
+        var x = TestData.Normal(33, seed: depth + (straight ? 1 : 0));
+        const int threads = 65;
+        using var xs = host.Accelerator.Allocate1D(x);
+        using var output = host.Accelerator.Allocate1D(Enumerable.Repeat(float.NaN, threads).ToArray());
+        Probes.Code(host, xs.View, output.View, 0.999f, 0.25f, depth, straight);
+        host.Synchronize();
+        var got = output.GetAsArray1D();
+        var want = Probes.HostCode(x, threads, 0.999f, 0.25f, depth);
+        for (int i = 0; i < threads; i++)
+            ((double)got[i]).Should().BeApproximately(want[i], 1e-4 * Math.Max(1, Math.Abs(want[i])), $"thread {i}, {(straight ? "straight" : "looped")} {depth}");
+    }
+
+    // What the rows compare is code size at the same work: the straight kernels must stay unrolled
+    // (a multiply-add an instruction, ~16 and ~64 KB) and the loop small.
+    [CpuOnly]
+    [Fact]
+    public void Code_probe_is_straight_line_code_of_16_and_64_KB_against_a_loop_of_a_few()
+    {
+        var short16 = SassTests.Opcodes("Probes.Straight128Kernel");
+        var long64 = SassTests.Opcodes("Probes.Straight512Kernel");
+        var looped = SassTests.Opcodes("Probes.LoopedKernel");
+        short16.Count(o => o == "FFMA").Should().Be(8 * 128, "8 chains x 128 steps, unrolled");
+        long64.Count(o => o == "FFMA").Should().Be(8 * 512, "8 chains x 512 steps, unrolled");
+        (16 * short16.Count).Should().BeInRange(16 * 1024, 20 * 1024, "bytes of SASS, 16 an instruction");
+        (16 * long64.Count).Should().BeInRange(64 * 1024, 72 * 1024);
+        (16 * looped.Count).Should().BeLessThan(4 * 1024, "a loop of 8 multiply-adds a trip, whatever ptxas unrolls");
+        looped.Should().Contain(o => o.StartsWith("BRA", StringComparison.Ordinal), "a loop");
+    }
+
     [Fact]
     public void Probes_refuse_sizes_that_do_not_match_naming_the_probe()
     {
@@ -223,6 +264,12 @@ public sealed class ProbeTests
         using var three = host.Accelerator.Allocate1D<int>(3);
         using var eight = host.Accelerator.Allocate1D<int>(8);
         FluentActions.Invoking(() => Probes.Touch(host, three.View, 2)).Should().Throw<ArgumentException>().WithMessage("Probes.Touch: 2 groups*");
+        using var four = host.Accelerator.Allocate1D<float>(4);
+        using var none = host.Accelerator.Allocate1D<float>(0);
+        FluentActions.Invoking(() => Probes.Code(host, four.View, four.View, 0.5f, 0.25f, 100, straight: true)).Should().Throw<ArgumentOutOfRangeException>()
+            .WithMessage("Probes.Code: straight-line code is built for 128 or 512 steps*");
+        FluentActions.Invoking(() => Probes.Code(host, four.View, four.View, 0.5f, 0.25f, 0, straight: false)).Should().Throw<ArgumentOutOfRangeException>();
+        FluentActions.Invoking(() => Probes.Code(host, none.View, four.View, 0.5f, 0.25f, 128, straight: true)).Should().Throw<ArgumentException>().WithMessage("Probes.Code: x (0)*");
         FluentActions.Invoking(() => Probes.Chase(host, three.View, one.View, 1)).Should().Throw<ArgumentException>().WithMessage("Probes.Chase:*same n*");
         FluentActions.Invoking(() => Probes.Chase(host, one.View, one.View, 0)).Should().Throw<ArgumentOutOfRangeException>().WithMessage("Probes.Chase: hops*");
         FluentActions.Invoking(() => Probes.CountIn(host, three.View, one.View, 2)).Should().Throw<ArgumentException>().WithMessage("Probes.CountIn:*");

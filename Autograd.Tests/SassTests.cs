@@ -255,7 +255,7 @@ public sealed class SassTests
         Assert.SkipUnless(File.Exists(cuobjdump), "no cuobjdump beside ptxas: run scripts/get-ptxas.sh");
         var (code, sass) = Run(cuobjdump, "-sass", cubin);
         code.Should().Be(0, sass);
-        return Regex.Matches(sass, @"/\*[0-9a-f]{4}\*/\s+(?:@!?U?P\w+\s+)?([A-Z0-9_.]+)\s*([^;]*);")
+        return Regex.Matches(sass, @"/\*[0-9a-f]{4,}\*/\s+(?:@!?U?P\w+\s+)?([A-Z0-9_.]+)\s*([^;]*);")
             .Select(m => (m.Groups[1].Value, m.Groups[2].Value.Trim())).ToList();
     }
 

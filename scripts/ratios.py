@@ -128,8 +128,12 @@ if None not in (hop1, hop4, grid, count):
     # The count-in with thread 0's fences, ILGPU's and (CUDA) acquire-release: what the tail's every-thread fences cost.
     others = ", ".join(f"{v - grid:.2f} with {n.rsplit(', ', 1)[1]}" for n, v in floors.items()
                        if n.startswith("count-in") and "as the tail" not in n)
+    # Straight-line code minus a loop of the same multiply-adds: what a kernel's size costs a launch.
+    cold = ", ".join(f"{floor(rf'^{n} multiply-adds.*straight') - floor(rf'^{n} multiply-adds.*a loop'):.2f} us for ~{kb} KB"
+                     for n, kb in ((1024, 17), (4096, 65)) if floor(rf"^{n} multiply-adds.*straight") and floor(rf"^{n} multiply-adds.*a loop"))
     print(f"floors: a dependent load {(hop4 - hop1) / 3:.2f} us, a count-in {count - grid:.2f} us over its launch"
-          + (f" ({others})" if others else "") + f", a grid barrier {barriers or 'not measured'}")
+          + (f" ({others})" if others else "") + f", a grid barrier {barriers or 'not measured'}"
+          + f", cold code {cold or 'not measured'}")
 # Which form of the compiled seed step is fastest on this card (issue #3's <= 15 us), and the switch
 # that would make it the default on CUDA ("For the next GPU call" in docs/PERF.md, item 1).
 forms = {n: v for n, v in seeds.items() if "Run(steps: 500)" in n and "rule, no autotuning" not in n}

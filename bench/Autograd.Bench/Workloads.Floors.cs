@@ -1,4 +1,4 @@
-// The floors: what a launch, a memory round trip, a count-in and a grid barrier cost on this device,
+// The floors: what a launch, a memory round trip, a count-in, a grid barrier and cold code cost on this device,
 // each alone (Autograd.Kernels/Probes.cs), so the seed step's launches can be read against them.
 //
 // Why: issue #3 asks where the step's time goes when it misses 15 us. Runs 6-8 gave each launch's
@@ -108,6 +108,22 @@ public static partial class Workloads
                 () => Expect(output.GetAsArray1D(), Probes.HostAsyncCopy(input, h.GroupSize), "AsyncCopy"), "every element through shared memory");
         }
 
+        // The same multiply-adds a thread as straight-line code (~17 or ~65 KB of SASS) and as a loop
+        // (~2 KB), one group a multiprocessor (each fetches the code; more groups would only add
+        // multiply-adds): their difference is what cold code costs a launch (Probes.Code.cs).
+        int sms = Math.Max(1, acc.NumMultiprocessors);
+        double Code(int depth, bool straight)
+        {
+            int threads = sms * h.GroupSize;
+            var x = Enumerable.Range(0, 1024).Select(i => (float)Math.Sin(i)).ToArray();
+            using var xs = acc.Allocate1D(x);
+            using var output = acc.Allocate1D<float>(threads);
+            output.MemSetToZero();
+            return Row($"{8 * depth} multiply-adds a thread, {(straight ? $"straight-line code (~{(8 * depth + 72) * 16 / 1024} KB)" : "a loop (~2 KB of code)")}, {sms} groups",
+                x2 => Probes.Code(x2, xs.View, output.View, 0.999f, 0.25f, depth, straight),
+                () => ExpectClose(output.GetAsArray1D(), Probes.HostCode(x, threads, 0.999f, 0.25f, depth), "Code"), $"{threads} sums of 8 chains against a double twin");
+        }
+
         double one = Touch(1), grid = Touch(full);
         double hop1 = Chase(1), hop4 = Chase(4);
         double count = CountIn(full, 0);
@@ -121,14 +137,24 @@ public static partial class Workloads
             barriers.Add($"{(pair5 - pair1) / 8:F2} us ({Fences(fence)})");
         }
         AsyncCopy(full);
+        double straight17 = Code(128, true), loop17 = Code(128, false), straight66 = Code(512, true), loop66 = Code(512, false);
         string reading = $"floors on {d.Name}: launch {one:F2} us (1 group), {grid:F2} us ({full} groups); " +
             $"a dependent load {(hop4 - hop1) / 3:F2} us; a count-in {count - grid:F2} us over its launch " +
             $"({countOne - grid:F2} with thread 0's fences, {countLight - grid:F2} acquire-release); " +
-            $"a grid barrier {string.Join(", ", barriers)}";
+            $"a grid barrier {string.Join(", ", barriers)}; " +
+            $"cold code {straight17 - loop17:F2} us for ~17 KB, {straight66 - loop66:F2} us for ~65 KB (straight-line minus a loop of the same work)";
         return (rows, reading);
     }
 
     private static string Fences(BarrierFence fence) => fence == BarrierFence.AcquireRelease ? "acquire-release fences" : "ILGPU's fences";
+
+    private static void ExpectClose(float[] got, double[] want, string probe)
+    {
+        if (got.Length != want.Length) throw new InvalidOperationException($"floor probe {probe}: {got.Length} values, expected {want.Length}");
+        for (int i = 0; i < got.Length; i++)
+            if (!(Math.Abs(got[i] - want[i]) <= 1e-4 * Math.Max(1, Math.Abs(want[i]))))
+                throw new InvalidOperationException($"floor probe {probe}: element {i} is {got[i]}, expected {want[i]:G9}");
+    }
 
     private static void Expect<T>(T[] got, T[] want, string probe) where T : IEquatable<T>
     {
