@@ -24,7 +24,7 @@ public static partial class Probes
     public static readonly int[] StraightDepths = [128, 512];
 
     // Eight independent chains of v = v * a + b, so the multiply-adds issue back to back.
-    private struct Chains
+    internal struct Chains
     {
         private float _v0, _v1, _v2, _v3, _v4, _v5, _v6, _v7;
         private readonly float _a, _b;
@@ -59,29 +59,33 @@ public static partial class Probes
 
     // ---- kernels ----
 
-    // Thread i runs the 8 chains from x[i % n] for 128 steps, unrolled, and stores their sum.
-    internal static void Straight128Kernel(
-        ArrayView<float> x,      // (n) starting values
-        ArrayView<float> output, // (threads)
-        float a, float b)
+    // The straight kernel's depth, as a type: each is its own kernel, its steps unrolled.
+    internal interface IDepth
     {
-        int i = Grid.GlobalIndex.X;
-        if (i >= output.Length) return;
-        var c = new Chains(x[i % (int)x.Length], a, b);
-        c.Steps128();
-        output[i] = c.Sum;
+        void Run(ref Chains chains);
     }
 
-    // As Straight128Kernel for 512 steps.
-    internal static void Straight512Kernel(
+    internal readonly struct Depth128 : IDepth
+    {
+        public void Run(ref Chains chains) => chains.Steps128();
+    }
+
+    internal readonly struct Depth512 : IDepth
+    {
+        public void Run(ref Chains chains) => chains.Steps512();
+    }
+
+    // Thread i runs the 8 chains from x[i % n] for TDepth's steps, unrolled, and stores their sum.
+    internal static void StraightKernel<TDepth>(
         ArrayView<float> x,      // (n) starting values
         ArrayView<float> output, // (threads)
         float a, float b)
+        where TDepth : struct, IDepth
     {
         int i = Grid.GlobalIndex.X;
         if (i >= output.Length) return;
         var c = new Chains(x[i % (int)x.Length], a, b);
-        c.Steps512();
+        default(TDepth).Run(ref c);
         output[i] = c.Sum;
     }
 
@@ -128,8 +132,8 @@ public static partial class Probes
             return;
         }
         var k = depth == 128
-            ? host.Load("ProbeStraight128", null, acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, float, float>(Straight128Kernel))
-            : host.Load("ProbeStraight512", null, acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, float, float>(Straight512Kernel));
+            ? host.Load("ProbeStraight128", null, acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, float, float>(StraightKernel<Depth128>))
+            : host.Load("ProbeStraight512", null, acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, float, float>(StraightKernel<Depth512>));
         k(host.Stream, config, x, output, a, b);
     }
 

@@ -214,11 +214,8 @@ public sealed class BenchTests : IDisposable
     [Fact]
     public void The_shard_rerun_lists_the_methods_that_failed_after_a_lost_context_but_not_the_one_that_lost_it()
     {
-        string script = RepoFile("scripts/test-shards.py");
-        Assert.SkipUnless(Which("python3"), "no python3 on this machine (gpu-check.sh runs the script with it)");
-        string xml = Path.Combine(_dir, "tests-0.xml");
-        File.WriteAllText(xml, """
-            <assemblies><assembly><collection>
+        string script = ShardsScript();
+        string xml = ShardXml("tests-0.xml", """
             <test name="A.T.ok" result="Pass" start-rtf="2026-11-29T01:00:00" type="A.T" method="ok"/>
             <test name="A.T.bad(1)" result="Fail" start-rtf="2026-11-29T01:00:02" type="A.T" method="bad"><failure><message>CudaException : an illegal memory access was encountered</message></failure></test>
             <test name="A.T.wrong" result="Fail" start-rtf="2026-11-29T01:00:01" type="A.T" method="wrong"><failure><message>an illegal memory access was not expected; found 4</message></failure></test>
@@ -227,13 +224,9 @@ public sealed class BenchTests : IDisposable
             <test name="A.T.bad(2)" result="Fail" start-rtf="2026-11-29T01:00:05" type="A.T" method="bad"><failure><message>an illegal memory access was encountered</message></failure></test>
             <test name="A.V.cpu" result="Fail" start-rtf="2026-11-29T01:00:06" type="A.V" method="cpu"><failure><message>Expected 1</message></failure></test>
             <test name="A.V.graph" result="Fail" start-rtf="2026-11-29T01:00:07" type="A.V" method="graph"><failure><message>failed with CUresult 719.</message></failure></test>
-            </collection></assembly></assemblies>
             """);
-        string clean = Path.Combine(_dir, "tests-1.xml");
-        File.WriteAllText(clean, """
-            <assemblies><assembly><collection>
+        string clean = ShardXml("tests-1.xml", """
             <test name="B.T.wrong" result="Fail" start-rtf="2026-11-29T01:00:01" type="B.T" method="wrong"><failure><message>Expected 3</message></failure></test>
-            </collection></assembly></assemblies>
             """);
         var (rc, output) = Run("python3", script, "rerun", xml, clean, Path.Combine(_dir, "tests-2.xml"));
         rc.Should().Be(0, output);
@@ -265,14 +258,10 @@ public sealed class BenchTests : IDisposable
     [Fact]
     public void The_times_file_keeps_the_old_entries_of_the_methods_a_call_did_not_run()
     {
-        string script = RepoFile("scripts/test-shards.py");
-        Assert.SkipUnless(Which("python3"), "no python3 on this machine (gpu-check.sh runs the script with it)");
-        string xml = Path.Combine(_dir, "tests-0.xml");
-        File.WriteAllText(xml, """
-            <assemblies><assembly><collection>
+        string script = ShardsScript();
+        string xml = ShardXml("tests-0.xml", """
             <test name="A.T.ran(1)" result="Pass" time="1.25" type="A.T" method="ran"/>
             <test name="A.T.ran(2)" result="Pass" time="0.5" type="A.T" method="ran"/>
-            </collection></assembly></assemblies>
             """);
         string old = Path.Combine(_dir, "old.tsv");
         File.WriteAllText(old, "# old\nA.T.ran\t9.00\nA.S.offline\t54.31\n");
@@ -280,6 +269,22 @@ public sealed class BenchTests : IDisposable
         rc.Should().Be(0, output);
         var entries = output.Split('\n', StringSplitOptions.RemoveEmptyEntries).Where(l => !l.StartsWith('#') && l.Contains('\t')).ToList();
         entries.Should().Equal("A.T.ran\t1.75", "A.S.offline\t54.31");
+    }
+
+    // scripts/test-shards.py, skipping where python3 is missing.
+    private static string ShardsScript()
+    {
+        string script = RepoFile("scripts/test-shards.py");
+        Assert.SkipUnless(Which("python3"), "no python3 on this machine (gpu-check.sh runs the script with it)");
+        return script;
+    }
+
+    // A shard's xUnit XML with these <test> elements, in the test's folder.
+    private string ShardXml(string name, string tests)
+    {
+        string path = Path.Combine(_dir, name);
+        File.WriteAllText(path, $"<assemblies><assembly><collection>\n{tests}\n</collection></assembly></assemblies>\n");
+        return path;
     }
 
     private static bool Which(string program) =>

@@ -245,8 +245,8 @@ public sealed class ProbeTests
     [Fact]
     public void Code_probe_is_straight_line_code_of_16_and_64_KB_against_a_loop_of_a_few()
     {
-        var short16 = SassTests.Opcodes("Probes.Straight128Kernel");
-        var long64 = SassTests.Opcodes("Probes.Straight512Kernel");
+        var short16 = SassTests.Opcodes("Probes.StraightKernel<Depth128>");
+        var long64 = SassTests.Opcodes("Probes.StraightKernel<Depth512>");
         var looped = SassTests.Opcodes("Probes.LoopedKernel");
         short16.Count(o => o == "FFMA").Should().Be(8 * 128, "8 chains x 128 steps, unrolled");
         long64.Count(o => o == "FFMA").Should().Be(8 * 512, "8 chains x 512 steps, unrolled");

@@ -41,6 +41,8 @@ public sealed class PtxCompileTests
         var unary = asm.GetTypes().Where(t => t.IsValueType && !t.IsGenericTypeDefinition && typeof(IUnaryOp).IsAssignableFrom(t)).ToArray();
         var binary = asm.GetTypes().Where(t => t.IsValueType && !t.IsGenericTypeDefinition && typeof(IBinaryOp).IsAssignableFrom(t)).ToArray();
         var shapes = asm.GetTypes().Where(t => t.IsValueType && typeof(ITileShape).IsAssignableFrom(t)).ToArray();
+        // The cold-code probe's depths (Probes.Code.cs): each its own straight-line kernel.
+        var depths = asm.GetTypes().Where(t => t.IsValueType && typeof(Probes.IDepth).IsAssignableFrom(t)).ToArray();
         // No tail; a plain sum (the sum of a product); the seed's loss and gradient; a chain of the
         // seed's shape (a stage with the loss, then a plain product).
         Type[] tails = [typeof(NoTail), typeof(SumTail<IdentityOp, FirstOp>), typeof(SumTail<PowOp, PowGradOp>),
@@ -64,6 +66,7 @@ public sealed class PtxCompileTests
                         : c.Contains(typeof(ITileShape)) ? (shapes, typeof(Tile16x16))
                         : c.Contains(typeof(IProductTail)) ? (tails, typeof(NoTail))
                         : c.Contains(typeof(IGroupStage)) ? (rowStages, typeof(NoStage))
+                        : c.Contains(typeof(Probes.IDepth)) ? (depths, typeof(Probes.Depth128))
                         : (binary, typeof(FirstOp))).ToArray();
                 var choices = slots.Select(x => x.Choices).ToArray();
                 var identity = slots.Select(x => x.Identity).ToArray();
