@@ -3,15 +3,19 @@
 //
 // Why: the seed step's kernels are large. ptxas 11.8 (sm_90) makes 25 KB of SASS of the warp SGEMM
 // with a plain epilogue, 58 KB with the loss tail, 65-69 KB of the tiled kernel with the loss tail
-// and of the paired updates (PERF.md, "The floors": unrolled slices, inlined epilogues and tails). A
-// tiny product runs most of its code once, so each of its instructions may come from L2 while the
-// SM's instruction caches still hold the previous node's kernel. Touch (Probes.cs) is 24
-// instructions and cannot show that; the rows of this probe can, as Straight minus Looped at the same
-// work: the price of cold code, a KB at a time.
-//   Straight: 8 chains v = v * a + b of `Depth` steps each, unrolled by the compiler into one run of
-//             8 x Depth multiply-adds (16 bytes each in SASS): 1,024 steps ~16 KB, 4,096 ~64 KB.
-//   Looped:   the same steps as a loop of 8 multiply-adds a trip: a few hundred bytes.
-// Both store the chains' sum; ProbeTests checks both against the host twin, and their SASS sizes.
+// and of the paired updates (PERF.md, "The floors": unrolled slices, inlined epilogues and tails),
+// ~200 KB for the step's four. A tiny product runs most of its code once, so each of its
+// instructions may come from L2 while the SM's instruction caches hold the previous node's kernel.
+// Touch (Probes.cs) is 24 instructions and cannot show that; this probe's rows can:
+//   Straight: 8 chains v = v * a + b of TDepth's steps each, unrolled by the compiler into one run
+//             of 8 x steps multiply-adds (16 bytes each in SASS): 128 steps ~17 KB, 512 ~65 KB.
+//             The 512-step kernel comes in three copies, the same code at three addresses, so that
+//             launches taking them in turn (~195 KB) find the SM's instruction caches holding the
+//             other copies, as the step's nodes do, while one copy launched again finds its own.
+//   Looped:   the same steps as a loop of 8 multiply-adds a trip: ~2 KB.
+// Three copies in turn minus one copy again is what cold code costs a launch; one copy minus the
+// loop is what the same code costs warm. ProbeTests checks every form against the host twin, and
+// their SASS sizes.
 using System.Runtime.CompilerServices;
 using ILGPU;
 using ILGPU.Runtime;
@@ -75,6 +79,17 @@ public static partial class Probes
         public void Run(ref Chains chains) => chains.Steps512();
     }
 
+    // Depth512 again: the same code as kernels of their own, for launches that take the copies in turn.
+    internal readonly struct Depth512B : IDepth
+    {
+        public void Run(ref Chains chains) => chains.Steps512();
+    }
+
+    internal readonly struct Depth512C : IDepth
+    {
+        public void Run(ref Chains chains) => chains.Steps512();
+    }
+
     // Thread i runs the 8 chains from x[i % n] for TDepth's steps, unrolled, and stores their sum.
     internal static void StraightKernel<TDepth>(
         ArrayView<float> x,      // (n) starting values
@@ -116,13 +131,16 @@ public static partial class Probes
     /// <param name="b">Each step's addend.</param>
     /// <param name="depth">Steps a chain: one of StraightDepths when straight, at least 1 looped.</param>
     /// <param name="straight">Unrolled code (~16 bytes of SASS a multiply-add) or a loop.</param>
-    public static void Code(KernelHost host, ArrayView<float> x, ArrayView<float> output, float a, float b, int depth, bool straight)
+    /// <param name="copy">Which of the 512-step straight kernel's three copies (0, 1 or 2); 0 otherwise.</param>
+    public static void Code(KernelHost host, ArrayView<float> x, ArrayView<float> output, float a, float b, int depth, bool straight, int copy = 0)
     {
         if (x.Length == 0 || output.Length == 0)
             throw new ArgumentException($"Probes.Code: x ({x.Length}) and output ({output.Length}) need at least 1 element each.");
         if (straight ? !StraightDepths.Contains(depth) : depth < 1)
             throw new ArgumentOutOfRangeException(nameof(depth), depth,
                 $"Probes.Code: straight-line code is built for {string.Join(" or ", StraightDepths)} steps; a loop takes any depth of at least 1.");
+        if (copy != 0 && !(straight && depth == 512) || copy is < 0 or > 2)
+            throw new ArgumentOutOfRangeException(nameof(copy), copy, "Probes.Code: the 512-step straight kernel has copies 0, 1 and 2; every other form only copy 0.");
         int gs = host.GroupSize;
         var config = new KernelConfig((int)((output.Length + gs - 1) / gs), gs);
         if (!straight)
@@ -131,9 +149,13 @@ public static partial class Probes
                 (host.Stream, config, x, output, a, b, depth);
             return;
         }
-        var k = depth == 128
-            ? host.Load("ProbeStraight128", null, acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, float, float>(StraightKernel<Depth128>))
-            : host.Load("ProbeStraight512", null, acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, float, float>(StraightKernel<Depth512>));
+        var k = (depth, copy) switch
+        {
+            (128, _) => host.Load("ProbeStraight128", null, acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, float, float>(StraightKernel<Depth128>)),
+            (_, 0) => host.Load("ProbeStraight512", null, acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, float, float>(StraightKernel<Depth512>)),
+            (_, 1) => host.Load("ProbeStraight512B", null, acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, float, float>(StraightKernel<Depth512B>)),
+            _ => host.Load("ProbeStraight512C", null, acc => acc.LoadKernel<ArrayView<float>, ArrayView<float>, float, float>(StraightKernel<Depth512C>)),
+        };
         k(host.Stream, config, x, output, a, b);
     }
 

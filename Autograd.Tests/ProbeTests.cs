@@ -220,23 +220,25 @@ public sealed class ProbeTests
     // chain cut to 256 steps ends ~40% lower), and float rounding within ~1e-5 of it.
     [CpuOnly]
     [Theory]
-    [InlineData(true, 128)]
-    [InlineData(true, 512)]
-    [InlineData(false, 128)]
-    [InlineData(false, 7)]
-    public void Code_runs_the_chains_as_the_host_twin(bool straight, int depth)
+    [InlineData(true, 128, 0)]
+    [InlineData(true, 512, 0)]
+    [InlineData(true, 512, 1)]
+    [InlineData(true, 512, 2)]
+    [InlineData(false, 128, 0)]
+    [InlineData(false, 7, 0)]
+    public void Code_runs_the_chains_as_the_host_twin(bool straight, int depth, int copy)
     {
         var host = Sim;
         var x = TestData.Normal(33, seed: depth + (straight ? 1 : 0));
         const int threads = 65;
         using var xs = host.Accelerator.Allocate1D(x);
         using var output = host.Accelerator.Allocate1D(Enumerable.Repeat(float.NaN, threads).ToArray());
-        Probes.Code(host, xs.View, output.View, 0.999f, 0.25f, depth, straight);
+        Probes.Code(host, xs.View, output.View, 0.999f, 0.25f, depth, straight, copy);
         host.Synchronize();
         var got = output.GetAsArray1D();
         var want = Probes.HostCode(x, threads, 0.999f, 0.25f, depth);
         for (int i = 0; i < threads; i++)
-            ((double)got[i]).Should().BeApproximately(want[i], 1e-4 * Math.Max(1, Math.Abs(want[i])), $"thread {i}, {(straight ? "straight" : "looped")} {depth}");
+            ((double)got[i]).Should().BeApproximately(want[i], 1e-4 * Math.Max(1, Math.Abs(want[i])), $"thread {i}, {(straight ? "straight" : "looped")} {depth}, copy {copy}");
     }
 
     // What the rows compare is code size at the same work: the straight kernels must stay unrolled
@@ -247,6 +249,9 @@ public sealed class ProbeTests
     {
         var short16 = SassTests.Opcodes("Probes.StraightKernel<Depth128>");
         var long64 = SassTests.Opcodes("Probes.StraightKernel<Depth512>");
+        // The copies the bench takes in turn: the same code, so the rows differ only in where it lies.
+        SassTests.Opcodes("Probes.StraightKernel<Depth512B>").Should().Equal(long64);
+        SassTests.Opcodes("Probes.StraightKernel<Depth512C>").Should().Equal(long64);
         var looped = SassTests.Opcodes("Probes.LoopedKernel");
         short16.Count(o => o == "FFMA").Should().Be(8 * 128, "8 chains x 128 steps, unrolled");
         long64.Count(o => o == "FFMA").Should().Be(8 * 512, "8 chains x 512 steps, unrolled");
@@ -269,6 +274,9 @@ public sealed class ProbeTests
         FluentActions.Invoking(() => Probes.Code(host, four.View, four.View, 0.5f, 0.25f, 100, straight: true)).Should().Throw<ArgumentOutOfRangeException>()
             .WithMessage("Probes.Code: straight-line code is built for 128 or 512 steps*");
         FluentActions.Invoking(() => Probes.Code(host, four.View, four.View, 0.5f, 0.25f, 0, straight: false)).Should().Throw<ArgumentOutOfRangeException>();
+        FluentActions.Invoking(() => Probes.Code(host, four.View, four.View, 0.5f, 0.25f, 128, straight: true, copy: 1)).Should().Throw<ArgumentOutOfRangeException>()
+            .WithMessage("Probes.Code: the 512-step straight kernel has copies 0, 1 and 2*");
+        FluentActions.Invoking(() => Probes.Code(host, four.View, four.View, 0.5f, 0.25f, 512, straight: true, copy: 3)).Should().Throw<ArgumentOutOfRangeException>();
         FluentActions.Invoking(() => Probes.Code(host, none.View, four.View, 0.5f, 0.25f, 128, straight: true)).Should().Throw<ArgumentException>().WithMessage("Probes.Code: x (0)*");
         FluentActions.Invoking(() => Probes.Chase(host, three.View, one.View, 1)).Should().Throw<ArgumentException>().WithMessage("Probes.Chase:*same n*");
         FluentActions.Invoking(() => Probes.Chase(host, one.View, one.View, 0)).Should().Throw<ArgumentOutOfRangeException>().WithMessage("Probes.Chase: hops*");

@@ -128,9 +128,10 @@ if None not in (hop1, hop4, grid, count):
     # The count-in with thread 0's fences, ILGPU's and (CUDA) acquire-release: what the tail's every-thread fences cost.
     others = ", ".join(f"{v - grid:.2f} with {n.rsplit(', ', 1)[1]}" for n, v in floors.items()
                        if n.startswith("count-in") and "as the tail" not in n)
-    # Straight-line code minus a loop of the same multiply-adds: what a kernel's size costs a launch.
-    cold = ", ".join(f"{floor(rf'^{n} multiply-adds.*straight') - floor(rf'^{n} multiply-adds.*a loop'):.2f} us for ~{kb} KB"
-                     for n, kb in ((1024, 17), (4096, 65)) if floor(rf"^{n} multiply-adds.*straight") and floor(rf"^{n} multiply-adds.*a loop"))
+    # ~65 KB of straight-line code as three copies in turn minus the same copy again: what cold code
+    # costs a launch; the same copy minus a loop of the same multiply-adds: what it costs warm.
+    turn, same, loop = floor(r"^4096 multiply-adds.*in turn"), floor(r"^4096 multiply-adds.*same copy"), floor(r"^4096 multiply-adds.*a loop")
+    cold = f"{turn - same:.2f} us a launch of ~65 KB (warm {same - loop:.2f})" if None not in (turn, same, loop) else None
     print(f"floors: a dependent load {(hop4 - hop1) / 3:.2f} us, a count-in {count - grid:.2f} us over its launch"
           + (f" ({others})" if others else "") + f", a grid barrier {barriers or 'not measured'}"
           + f", cold code {cold or 'not measured'}")

@@ -110,17 +110,21 @@ public static partial class Workloads
 
         // The same multiply-adds a thread as straight-line code (~17 or ~65 KB of SASS) and as a loop
         // (~2 KB), one group a multiprocessor (each fetches the code; more groups would only add
-        // multiply-adds): their difference is what cold code costs a launch (Probes.Code.cs).
+        // multiply-adds). The 65 KB kernel once as the same copy each launch and once as its three
+        // copies in turn (~195 KB, as the step's nodes): their difference is what cold code costs a
+        // launch (Probes.Code.cs).
         int sms = Math.Max(1, acc.NumMultiprocessors);
-        double Code(int depth, bool straight)
+        double Code(int depth, bool straight, bool inTurn = false)
         {
-            int threads = sms * h.GroupSize;
+            int threads = sms * h.GroupSize, next = 0;
             var x = Enumerable.Range(0, 1024).Select(i => (float)Math.Sin(i)).ToArray();
             using var xs = acc.Allocate1D(x);
             using var output = acc.Allocate1D<float>(threads);
             output.MemSetToZero();
-            return Row($"{8 * depth} multiply-adds a thread, {(straight ? $"straight-line code (~{(8 * depth + 72) * 16 / 1024} KB)" : "a loop (~2 KB of code)")}, {sms} groups",
-                x2 => Probes.Code(x2, xs.View, output.View, 0.999f, 0.25f, depth, straight),
+            string form = !straight ? "a loop (~2 KB of code)"
+                : $"straight-line code (~{(8 * depth + 72) * 16 / 1024} KB), " + (inTurn ? "three copies in turn" : "the same copy each launch");
+            return Row($"{8 * depth} multiply-adds a thread, {form}, {sms} groups",
+                x2 => Probes.Code(x2, xs.View, output.View, 0.999f, 0.25f, depth, straight, inTurn ? next++ % 3 : 0),
                 () => ExpectClose(output.GetAsArray1D(), Probes.HostCode(x, threads, 0.999f, 0.25f, depth), "Code"), $"{threads} sums of 8 chains against a double twin");
         }
 
@@ -137,12 +141,13 @@ public static partial class Workloads
             barriers.Add($"{(pair5 - pair1) / 8:F2} us ({Fences(fence)})");
         }
         AsyncCopy(full);
-        double straight17 = Code(128, true), loop17 = Code(128, false), straight66 = Code(512, true), loop66 = Code(512, false);
+        double loop65 = Code(512, false), warm65 = Code(512, true), cold65 = Code(512, true, inTurn: true), warm17 = Code(128, true);
         string reading = $"floors on {d.Name}: launch {one:F2} us (1 group), {grid:F2} us ({full} groups); " +
             $"a dependent load {(hop4 - hop1) / 3:F2} us; a count-in {count - grid:F2} us over its launch " +
             $"({countOne - grid:F2} with thread 0's fences, {countLight - grid:F2} acquire-release); " +
             $"a grid barrier {string.Join(", ", barriers)}; " +
-            $"cold code {straight17 - loop17:F2} us for ~17 KB, {straight66 - loop66:F2} us for ~65 KB (straight-line minus a loop of the same work)";
+            $"cold code {cold65 - warm65:F2} us a launch of ~65 KB (three copies in turn minus the same copy), warm {warm65 - loop65:F2} (the same copy minus a loop), " +
+            $"~17 KB warm {warm17 - loop65 / 4:F2} (against a quarter of the loop)";
         return (rows, reading);
     }
 
