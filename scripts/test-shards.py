@@ -50,10 +50,18 @@ def read_times(times_file):
     return times
 
 
+def shard_tests(xml_file):
+    """The <test> elements of a shard's xUnit XML; none if the shard wrote none (one killed by its limit)."""
+    try:
+        return list(ET.parse(xml_file).iter("test"))
+    except (ET.ParseError, OSError):
+        return []
+
+
 def times(xml_files, keep=None):
     per_method, tests = collections.Counter(), []
     for f in xml_files:
-        for t in ET.parse(f).iter("test"):
+        for t in shard_tests(f):
             seconds = float(t.get("time", 0))
             per_method[f'{t.get("type")}.{t.get("method")}'] += seconds
             tests.append((seconds, t.get("name", "")))
@@ -77,11 +85,7 @@ def times(xml_files, keep=None):
 def rerun(xml_files):
     for f in xml_files:
         faulted, again = None, []
-        try:
-            tests = list(ET.parse(f).iter("test"))
-        except (ET.ParseError, OSError):
-            continue  # a shard killed by its limit writes no XML
-        tests.sort(key=lambda t: t.get("start-rtf", ""))  # the order they ran in
+        tests = sorted(shard_tests(f), key=lambda t: t.get("start-rtf", ""))  # the order they ran in
         for t in tests:
             if t.get("result") != "Fail":
                 continue
