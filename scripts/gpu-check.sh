@@ -37,7 +37,7 @@ step() { local name=$1 limit=$2; shift 2; local t0=$(date +%s) left=$(( DEADLINE
 tests_sharded() { local limit=$1 t0=$(date +%s) left=$(( DEADLINE - $(date +%s) )) pids=() i
   (( left < limit )) && limit=$left
   echo "=== tests in ${SHARDS:-4} shards (limit $limit s)"
-  # Tests marked [Trait("Device", "CpuOnly")] never run a kernel on the test device (CPU simulators,
+  # Tests marked [CpuOnly] (trait Device=CpuOnly) never run a kernel on the test device (CPU simulators,
   # PTX and ptxas offline): CI runs them on every commit, so the call leaves them out (FULL_SUITE=1
   # keeps them).
   local only=(-trait- "Device=CpuOnly"); [ "${FULL_SUITE:-0}" = 1 ] && only=()

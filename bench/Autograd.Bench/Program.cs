@@ -95,9 +95,7 @@ void SaveBeforeStopping()
 {
     try
     {
-        var loaded = device.Kernels.KernelResources();
-        kernels.Clear();
-        kernels.AddRange(loaded);
+        LoadKernelResources();
     }
     catch (Exception e)
     {
@@ -314,12 +312,19 @@ void SumTuning(int outer, int r, int inner) => units.Run($"tuning sum ({outer}, 
         WriteJson();
     }, e => Failed($"tuning sum ({outer}, {r}, {inner}): ", e));
 
+// What each kernel loaded so far holds on the device, into `kernels` (and so into the JSON).
+void LoadKernelResources()
+{
+    var loaded = device.Kernels.KernelResources();
+    kernels.Clear();
+    kernels.AddRange(loaded);
+}
+
 void PrintResources(string what)
 {
     if (list) return;
     Console.WriteLine($"kernel resources on {device.Name}, {what} (-1: the accelerator does not say):");
-    kernels.Clear();
-    kernels.AddRange(device.Kernels.KernelResources());
+    LoadKernelResources();
     foreach (var r in kernels) Console.WriteLine($"    {r}");
     WriteJson();
 }
