@@ -141,13 +141,14 @@ public static partial class Workloads
             barriers.Add($"{(pair5 - pair1) / 8:F2} us ({Fences(fence)})");
         }
         AsyncCopy(full);
-        double loop65 = Code(512, false), warm65 = Code(512, true), cold65 = Code(512, true, inTurn: true), warm17 = Code(128, true);
+        double loop65 = Code(512, false), warm65 = Code(512, true), cold65 = Code(512, true, inTurn: true);
+        double loop17 = Code(128, false), warm17 = Code(128, true);
         string reading = $"floors on {d.Name}: launch {one:F2} us (1 group), {grid:F2} us ({full} groups); " +
             $"a dependent load {(hop4 - hop1) / 3:F2} us; a count-in {count - grid:F2} us over its launch " +
             $"({countOne - grid:F2} with thread 0's fences, {countLight - grid:F2} acquire-release); " +
             $"a grid barrier {string.Join(", ", barriers)}; " +
             $"cold code {cold65 - warm65:F2} us a launch of ~65 KB (three copies in turn minus the same copy), warm {warm65 - loop65:F2} (the same copy minus a loop), " +
-            $"~17 KB warm {warm17 - loop65 / 4:F2} (against a quarter of the loop)";
+            $"~17 KB warm {warm17 - loop17:F2}";
         return (rows, reading);
     }
 
