@@ -1,5 +1,6 @@
 // Factories, host round trips, ToString, and the ops' forward values through the Tensor API.
 using AutogradNet.Tests.Support;
+using ILGPU.Runtime;
 using FluentAssertions;
 using Xunit;
 
@@ -20,6 +21,26 @@ public sealed class TensorTests
         var m = Tensor.FromArray(new float[,] { { 1, 2, 3 }, { 4, 5, 6 } }, d);
         m.Shape.Should().Equal(2, 3);
         m.ToArray().Should().Equal(1, 2, 3, 4, 5, 6);
+    }
+
+    [Fact]
+    public void Host_tensors_start_on_a_64_byte_boundary()
+    {
+        // The host SGEMM and loops load 64-byte vectors; from the C heap a tensor started 16 bytes past
+        // a boundary and every vector load crossed two cache lines (Memory.cs).
+        var d = AutogradNet.Device.Cpu;
+        var held = new List<Tensor>();
+        foreach (int n in new[] { 1, 7, 33, 65, 130, 100_000, 1 << 20 })
+            for (int round = 0; round < 2; round++)
+            {
+                // The second round takes the first round's buffers back from the cache.
+                var t = Tensor.Randn([n], d);
+                ((long)t.AsArrayView().LoadEffectiveAddressAsPtr() % 64).Should().Be(0, $"a tensor of {n} floats, round {round}");
+                t.ToArray().Should().HaveCount(n);
+                if (round == 0) t.Dispose();
+                else held.Add(t);
+            }
+        foreach (var t in held) t.Dispose();
     }
 
     [Fact]
