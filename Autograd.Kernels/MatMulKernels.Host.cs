@@ -32,6 +32,27 @@ public static partial class MatMulKernels
     /// (the tests run both widths).</summary>
     internal static bool HostWideVectors { get; set; } = true;
 
+    /// <summary>Lets the host SGEMM run a column block's later row blocks on an aligned copy of its B
+    /// where B's rows are not vector-aligned (HostGemm.PacksSlabs); off, B is always read in place
+    /// (the tests run both).</summary>
+    internal static bool HostSlabs { get; set; } = true;
+
+    // Whether a block also stores the B vectors it loads into a slab (a JIT-time constant).
+    private interface ISlabCopy
+    {
+        static abstract bool On { get; }
+    }
+
+    private readonly struct CopyToSlab : ISlabCopy
+    {
+        public static bool On => true;
+    }
+
+    private readonly struct NoSlab : ISlabCopy
+    {
+        public static bool On => false;
+    }
+
     /// <summary>Floats per vector in the host SGEMM on this CPU.</summary>
     internal static int HostVectorWidth =>
         HostWideVectors && Vector512.IsHardwareAccelerated ? Vector512<float>.Count : Vector<float>.Count;
@@ -60,14 +81,17 @@ public static partial class MatMulKernels
         // A transposed B is packed as zero-padded (K, V * W) rows (PackTransposed), so that every
         // block reads rows of whole vectors; the padding's results are never stored.
         int width = cols.Vectors * cols.W;
-        float[]? packed = g.Bn != 1 ? System.Buffers.ArrayPool<float>.Shared.Rent(Math.Max(1, g.K * width)) : null;
+        // Rented with a vector's slack and used from its first vector boundary: a vector that crosses
+        // two cache lines loads at half speed on Intel cores (see Memory.cs in Autograd.Core).
+        float[]? packed = g.Bn != 1 ? System.Buffers.ArrayPool<float>.Shared.Rent(Math.Max(1, g.K * width) + TS.Count - 1) : null;
         try
         {
-            fixed (float* pk = packed)
+            fixed (float* pinned = packed)
             {
+                float* pk = pinned == null ? null : AlignUp(pinned, TS.Count);
                 if (packed != null) PackTransposed(src, pk, g, width);
                 var job = new HostGemm<TEpi, TS, TV>((float*)a.LoadEffectiveAddressAsPtr(),
-                    packed != null ? pk : src, packed != null ? width : g.N, packed == null && g.N % cols.W != 0, cols,
+                    packed != null ? pk : src, packed != null ? width : g.N, packed != null, packed == null && g.N % cols.W != 0, cols,
                     (float*)c.LoadEffectiveAddressAsPtr(), (float*)e.LoadEffectiveAddressAsPtr(), g, epi);
                 int pieces = (g.M + 3) / 4 * cols.Blocks;
                 int parts = (long)g.M * g.N * g.K < HostParallelWork ? 1 : Math.Min(Environment.ProcessorCount, pieces);
@@ -78,6 +102,13 @@ public static partial class MatMulKernels
         {
             if (packed != null) System.Buffers.ArrayPool<float>.Shared.Return(packed);
         }
+    }
+
+    // The first address from p that is a multiple of `floats` floats.
+    private static unsafe float* AlignUp(float* p, int floats)
+    {
+        long bytes = floats * sizeof(float);
+        return (float*)(((long)p + bytes - 1) / bytes * bytes);
     }
 
     // B(k, j) = src[k * Bk + j * Bn] into dst's (K, width) rows, zero-padded. Optimised from the first
@@ -142,10 +173,11 @@ public static partial class MatMulKernels
 
     /// <summary>
     /// One host product. A through g's strides; B(k, j) at b[k * ld + j]; C and E as in the kernels.
-    /// rowsShort: B's rows are N long and N is not a whole number of vectors, so the last column
-    /// block's reads of B's last rows would run past B.
+    /// packedB: b is the aligned copy of a transposed B (whole vectors a row). rowsShort: B's rows
+    /// are N long and N is not a whole number of vectors, so the last column block's reads of B's
+    /// last rows would run past B.
     /// </summary>
-    private readonly unsafe struct HostGemm<TEpi, TS, TV>(float* a, float* b, int ld, bool rowsShort, HostColumns cols,
+    private readonly unsafe struct HostGemm<TEpi, TS, TV>(float* a, float* b, int ld, bool packedB, bool rowsShort, HostColumns cols,
         float* c, float* e, GemmArgs g, TEpi epi) : IHostJob
         where TEpi : struct, IBinaryOp
         where TS : struct, IHostSimd<TV>
@@ -157,6 +189,11 @@ public static partial class MatMulKernels
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int from, int to)
         {
+            if (PacksSlabs(from, to))
+            {
+                RunOnSlabs(from, to);
+                return;
+            }
             int w = cols.W;
             // The edge block's last rows of B, zero-padded (filled on first use: there is one edge block).
             float* lastRows = stackalloc float[4 * w * w];
@@ -166,27 +203,85 @@ public static partial class MatMulKernels
             TV* acc = stackalloc TV[16];
             for (int p = from; p < to; p++)
             {
-                int i0 = p / cols.Blocks * 4, q = p % cols.Blocks, size = cols.Size(q);
-                int j = cols.Start(q) * w;
-                // Row k's vectors end at k * ld + j + size * w: past B's end for the last `tail` rows.
-                int overrun = j + size * w - g.N, tail = 0;
-                if (rowsShort && overrun > 0) tail = Math.Min(g.K, (overrun + g.N - 1) / g.N);
-                if (tail > 0 && !filled)
+                int i0 = p / cols.Blocks * 4, q = p % cols.Blocks, size = cols.Size(q), j = cols.Start(q) * w;
+                var last = LastRowsOf(q, lastRows, ref filled);
+                Block<NoSlab>(size, i0, j, b + j, ld, g.K - last.Count, last, acc, null);
+            }
+        }
+
+        // Row k's vectors of column block q end at k * ld + j + size * w: past B's end for the last
+        // `tail` rows, which the edge block takes from a zero-padded copy (made once: there is one).
+        private LastRows LastRowsOf(int q, float* lastRows, ref bool filled)
+        {
+            int size = cols.Size(q), j = cols.Start(q) * cols.W, width = size * cols.W;
+            int overrun = j + width - g.N, tail = 0;
+            if (rowsShort && overrun > 0) tail = Math.Min(g.K, (overrun + g.N - 1) / g.N);
+            if (tail == 0) return default;
+            if (!filled)
+            {
+                for (int r = 0; r < tail; r++)
+                    for (int l = 0; l < width; l++)
+                        lastRows[r * width + l] = j + l < g.N ? b[(long)(g.K - tail + r) * ld + j + l] : 0f;
+                filled = true;
+            }
+            return new LastRows(lastRows, tail);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private void Block<TSlab>(int size, int i0, int j, float* bk, int step, int kEnd, LastRows last, TV* acc, float* slab)
+            where TSlab : struct, ISlabCopy
+        {
+            switch (size)
+            {
+                case 4: Block4<TSlab>(i0, j, bk, step, kEnd, last, acc, slab); break;
+                case 3: Block3<TSlab>(i0, j, bk, step, kEnd, last, acc, slab); break;
+                case 2: Block2<TSlab>(i0, j, bk, step, kEnd, last, acc, slab); break;
+                default: Block1<TSlab>(i0, j, bk, step, kEnd, last, acc, slab); break;
+            }
+        }
+
+        // Read in place, B's rows start off a vector boundary when N is not a multiple of the width
+        // (or B is not aligned): at N = 100 in 16-float vectors, 3 rows in 4, each of their vector
+        // loads crossing two cache lines. A part that runs a column block on 2 or more row blocks runs
+        // the first one in place, storing the B vectors it loads into an aligned slab, and the others
+        // on the slab.
+        private bool PacksSlabs(int from, int to) =>
+            HostSlabs && !packedB && (ld % cols.W != 0 || (long)b % (cols.W * sizeof(float)) != 0) && to - from >= 2 * cols.Blocks;
+
+        // The part's pieces column block by column block. The chains and their k order are the
+        // in-place path's, so C is the same bit for bit.
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private void RunOnSlabs(int from, int to)
+        {
+            int w = cols.W;
+            float* lastRows = stackalloc float[4 * w * w];
+            bool filled = false;
+            TV* acc = stackalloc TV[16];
+            float[] rented = System.Buffers.ArrayPool<float>.Shared.Rent(g.K * 4 * w + w - 1);
+            try
+            {
+                fixed (float* pinned = rented)
                 {
-                    for (int r = 0; r < tail; r++)
-                        for (int l = 0; l < size * w; l++)
-                            lastRows[r * size * w + l] = j + l < g.N ? b[(long)(g.K - tail + r) * ld + j + l] : 0f;
-                    filled = true;
+                    float* slab = AlignUp(pinned, w);
+                    for (int q = 0; q < cols.Blocks; q++)
+                    {
+                        // The part's first piece in column block q, then every Blocks-th.
+                        int first = from + ((q - from % cols.Blocks) % cols.Blocks + cols.Blocks) % cols.Blocks;
+                        if (first >= to) continue;
+                        int size = cols.Size(q), j = cols.Start(q) * w, width = size * w;
+                        var last = LastRowsOf(q, lastRows, ref filled);
+                        Block<CopyToSlab>(size, first / cols.Blocks * 4, j, b + j, ld, g.K - last.Count, last, acc, slab);
+                        // The slab's last rows: the edge block's padded copy.
+                        Buffer.MemoryCopy(last.Rows, slab + (long)(g.K - last.Count) * width,
+                            (long)last.Count * width * sizeof(float), (long)last.Count * width * sizeof(float));
+                        for (int p = first + cols.Blocks; p < to; p += cols.Blocks)
+                            Block<NoSlab>(size, p / cols.Blocks * 4, j, slab, width, g.K, default, acc, null);
+                    }
                 }
-                var last = new LastRows(tail > 0 ? lastRows : null, tail);
-                int kEnd = g.K - tail;
-                switch (size)
-                {
-                    case 4: Block4(i0, j, b + j, kEnd, last, acc); break;
-                    case 3: Block3(i0, j, b + j, kEnd, last, acc); break;
-                    case 2: Block2(i0, j, b + j, kEnd, last, acc); break;
-                    default: Block1(i0, j, b + j, kEnd, last, acc); break;
-                }
+            }
+            finally
+            {
+                System.Buffers.ArrayPool<float>.Shared.Return(rented);
             }
         }
 
@@ -195,17 +290,23 @@ public static partial class MatMulKernels
 
         // 4 rows x 3 vectors of C: 12 independent FMA chains; B(k, j..) at bk + k * ld.
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private void Block3(int i0, int j, float* bk, int kEnd, LastRows last, TV* acc)
+        private void Block3<TSlab>(int i0, int j, float* bk, int step, int kEnd, LastRows last, TV* acc, float* slab)
+            where TSlab : struct, ISlabCopy
         {
             float* a0 = RowA(i0), a1 = RowA(i0 + 1), a2 = RowA(i0 + 2), a3 = RowA(i0 + 3);
             TV c00 = default, c01 = default, c02 = default, c10 = default, c11 = default, c12 = default;
             TV c20 = default, c21 = default, c22 = default, c30 = default, c31 = default, c32 = default;
-            int ak = g.Ak, w = TS.Count, step = ld;
+            int ak = g.Ak, w = TS.Count;
             for (int k = 0, ka = 0; k < kEnd; k++, ka += ak, bk += step)
             {
                 var b0 = TS.Load(bk);
                 var b1 = TS.Load(bk + w);
                 var b2 = TS.Load(bk + 2 * w);
+                if (TSlab.On)
+                {
+                    TS.Store(b0, slab); TS.Store(b1, slab + w); TS.Store(b2, slab + 2 * w);
+                    slab += 3 * w;
+                }
                 var x = TS.Splat(a0[ka]);
                 c00 = TS.Fma(x, b0, c00); c01 = TS.Fma(x, b1, c01); c02 = TS.Fma(x, b2, c02);
                 x = TS.Splat(a1[ka]);
@@ -222,18 +323,24 @@ public static partial class MatMulKernels
 
         // 4 rows x 4 vectors of C: 16 FMA chains, 21 vector registers (so only where there are 32).
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private void Block4(int i0, int j, float* bk, int kEnd, LastRows last, TV* acc)
+        private void Block4<TSlab>(int i0, int j, float* bk, int step, int kEnd, LastRows last, TV* acc, float* slab)
+            where TSlab : struct, ISlabCopy
         {
             float* a0 = RowA(i0), a1 = RowA(i0 + 1), a2 = RowA(i0 + 2), a3 = RowA(i0 + 3);
             TV c00 = default, c01 = default, c02 = default, c03 = default, c10 = default, c11 = default, c12 = default, c13 = default;
             TV c20 = default, c21 = default, c22 = default, c23 = default, c30 = default, c31 = default, c32 = default, c33 = default;
-            int ak = g.Ak, w = TS.Count, step = ld;
+            int ak = g.Ak, w = TS.Count;
             for (int k = 0, ka = 0; k < kEnd; k++, ka += ak, bk += step)
             {
                 var b0 = TS.Load(bk);
                 var b1 = TS.Load(bk + w);
                 var b2 = TS.Load(bk + 2 * w);
                 var b3 = TS.Load(bk + 3 * w);
+                if (TSlab.On)
+                {
+                    TS.Store(b0, slab); TS.Store(b1, slab + w); TS.Store(b2, slab + 2 * w); TS.Store(b3, slab + 3 * w);
+                    slab += 4 * w;
+                }
                 var x = TS.Splat(a0[ka]);
                 c00 = TS.Fma(x, b0, c00); c01 = TS.Fma(x, b1, c01); c02 = TS.Fma(x, b2, c02); c03 = TS.Fma(x, b3, c03);
                 x = TS.Splat(a1[ka]);
@@ -250,16 +357,22 @@ public static partial class MatMulKernels
 
         // 4 rows x 2 vectors of C: 8 independent FMA chains.
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private void Block2(int i0, int j, float* bk, int kEnd, LastRows last, TV* acc)
+        private void Block2<TSlab>(int i0, int j, float* bk, int step, int kEnd, LastRows last, TV* acc, float* slab)
+            where TSlab : struct, ISlabCopy
         {
             float* a0 = RowA(i0), a1 = RowA(i0 + 1), a2 = RowA(i0 + 2), a3 = RowA(i0 + 3);
             TV c00 = default, c01 = default, c10 = default, c11 = default;
             TV c20 = default, c21 = default, c30 = default, c31 = default;
-            int ak = g.Ak, w = TS.Count, step = ld;
+            int ak = g.Ak, w = TS.Count;
             for (int k = 0, ka = 0; k < kEnd; k++, ka += ak, bk += step)
             {
                 var b0 = TS.Load(bk);
                 var b1 = TS.Load(bk + w);
+                if (TSlab.On)
+                {
+                    TS.Store(b0, slab); TS.Store(b1, slab + w);
+                    slab += 2 * w;
+                }
                 var x = TS.Splat(a0[ka]);
                 c00 = TS.Fma(x, b0, c00); c01 = TS.Fma(x, b1, c01);
                 x = TS.Splat(a1[ka]);
@@ -276,14 +389,20 @@ public static partial class MatMulKernels
 
         // 4 rows x 1 vector: only when C is one vector wide.
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private void Block1(int i0, int j, float* bk, int kEnd, LastRows last, TV* acc)
+        private void Block1<TSlab>(int i0, int j, float* bk, int step, int kEnd, LastRows last, TV* acc, float* slab)
+            where TSlab : struct, ISlabCopy
         {
             float* a0 = RowA(i0), a1 = RowA(i0 + 1), a2 = RowA(i0 + 2), a3 = RowA(i0 + 3);
             TV c0 = default, c1 = default, c2 = default, c3 = default;
-            int ak = g.Ak, step = ld;
+            int ak = g.Ak, w = TS.Count;
             for (int k = 0, ka = 0; k < kEnd; k++, ka += ak, bk += step)
             {
                 var b0 = TS.Load(bk);
+                if (TSlab.On)
+                {
+                    TS.Store(b0, slab);
+                    slab += w;
+                }
                 c0 = TS.Fma(TS.Splat(a0[ka]), b0, c0);
                 c1 = TS.Fma(TS.Splat(a1[ka]), b0, c1);
                 c2 = TS.Fma(TS.Splat(a2[ka]), b0, c2);

@@ -4,8 +4,11 @@
 // rows from a padded copy instead. These widths put every kind of block at the edge (N below, at and
 // past a vector of 8 or 16; V mod 3 = 0, 1, 2), and the depths make the padded copy one row, several
 // rows, or all of B. B sits in a buffer that goes on in NaN, so a stored lane that read past B shows.
-// Six rows put a whole block of 4 rows at the edge (its fast store) and a block past M (Put's).
-// Each element is one FMA chain in k order whatever the width and the blocks, so all give the same bits.
+// Six rows put a whole block of 4 rows at the edge (its fast store) and a block past M (Put's);
+// thirteen put three blocks of 4 on the aligned slab a column block's first row block copies B into
+// (B's rows off a vector boundary, or B itself: these buffers start 16 bytes past one), each run with
+// the slabs and without. Each element is one FMA chain in k order whatever the width, the blocks and
+// the slabs, so all give the same bits.
 using System.Numerics;
 using System.Runtime.Intrinsics;
 using AutogradNet.Kernels;
@@ -29,14 +32,19 @@ public sealed partial class KernelTests
 
     // Runs f with the host SGEMM on Vector512 (wide) or on Vector<float>, ending rows of C in blocks
     // of 4 vectors (fours) or of 2.
-    private static void OnHostWidth(bool wide, bool fours, Action f)
+    private static void OnHostWidth(bool wide, bool fours, Action f) => OnHostWidth(wide, fours, slabs: true, f);
+
+    // The same, with B's column blocks run on aligned slabs where its rows are off a vector boundary
+    // (slabs) or always in place.
+    private static void OnHostWidth(bool wide, bool fours, bool slabs, Action f)
     {
         Assert.SkipUnless(Host.IsCpu, "the Host SGEMM path runs only on the CPU accelerator");
         Assert.SkipWhen(wide && !Vector512.IsHardwareAccelerated, "this CPU does not run Vector512 (no AVX-512)");
         using var pin = new MatMulPin(Host, MatMulPath.Host);
-        bool saved = MatMulKernels.HostWideVectors, savedFours = MatMulKernels.HostFourBlocks;
+        bool saved = MatMulKernels.HostWideVectors, savedFours = MatMulKernels.HostFourBlocks, savedSlabs = MatMulKernels.HostSlabs;
         MatMulKernels.HostWideVectors = wide;
         MatMulKernels.HostFourBlocks = fours;
+        MatMulKernels.HostSlabs = slabs;
         try
         {
             MatMulKernels.HostVectorWidth.Should().Be(wide ? 16 : Vector<float>.Count);
@@ -46,46 +54,53 @@ public sealed partial class KernelTests
         {
             MatMulKernels.HostWideVectors = saved;
             MatMulKernels.HostFourBlocks = savedFours;
+            MatMulKernels.HostSlabs = savedSlabs;
         }
     }
 
     [Theory]
     [MemberData(nameof(HostWidths))]
-    public void Host_SGEMM_edge_blocks_match_host_twin(int n, bool wide, bool fours) => OnHostWidth(wide, fours, () =>
+    public void Host_SGEMM_edge_blocks_match_host_twin(int n, bool wide, bool fours)
     {
-        foreach (int m in new[] { 1, 6 })
-            foreach (int k in new[] { 1, 2, 5, 17 })
-                foreach (bool ta in new[] { false, true })
-                    foreach (bool tb in new[] { false, true })
-                    foreach (float beta in new[] { -0.5f, 0f })
-                    {
-                        var a = TestData.Normal(m * k, m * 7 + k);
-                        var b = TestData.Normal(k * n, n * 5 + k);
-                        var c0 = TestData.Normal(m * n, n + m);
-                        using var ab = Upload(Host, a);
-                        using var bb = Upload(Host, [.. b, .. Enumerable.Repeat(float.NaN, 64)]);
-                        using var cb = Upload(Host, c0);
-                        MatMulKernels.MatMul(Host, ab.View, ta, bb.View.SubView(0, k * n), tb, cb.View, m, n, k, alpha: 1.5f, beta: beta);
-                        var expected = Reference.MatMul(a, ta, b, tb, m, n, k).Select((v, i) => 1.5 * v + beta * c0[i]).ToArray();
-                        TestData.ShouldMatch(Download(Host, cb, m * n), expected, 1e-4, 4e-5 * Math.Sqrt(k),
-                            $"host {m}x{n}x{k} ta={ta} tb={tb} beta={beta}, {MatMulKernels.HostVectorWidth}-float vectors, fours={fours}");
-                    }
-    });
+        foreach (bool slabs in new[] { false, true })
+            OnHostWidth(wide, fours, slabs, () =>
+            {
+                foreach (int m in new[] { 1, 6, 13 })
+                    foreach (int k in new[] { 1, 2, 5, 17 })
+                        foreach (bool ta in new[] { false, true })
+                            foreach (bool tb in new[] { false, true })
+                                foreach (float beta in new[] { -0.5f, 0f })
+                                {
+                                    var a = TestData.Normal(m * k, m * 7 + k);
+                                    var b = TestData.Normal(k * n, n * 5 + k);
+                                    var c0 = TestData.Normal(m * n, n + m);
+                                    using var ab = Upload(Host, a);
+                                    using var bb = Upload(Host, [.. b, .. Enumerable.Repeat(float.NaN, 64)]);
+                                    using var cb = Upload(Host, c0);
+                                    MatMulKernels.MatMul(Host, ab.View, ta, bb.View.SubView(0, k * n), tb, cb.View, m, n, k, alpha: 1.5f, beta: beta);
+                                    var expected = Reference.MatMul(a, ta, b, tb, m, n, k).Select((v, i) => 1.5 * v + beta * c0[i]).ToArray();
+                                    TestData.ShouldMatch(Download(Host, cb, m * n), expected, 1e-4, 4e-5 * Math.Sqrt(k),
+                                        $"host {m}x{n}x{k} ta={ta} tb={tb} beta={beta}, {MatMulKernels.HostVectorWidth}-float vectors, fours={fours}, slabs={slabs}");
+                                }
+            });
+    }
 
     [Theory]
     [InlineData(64, 100, 1000, false, false)]
     [InlineData(1000, 100, 64, true, false)]
     [InlineData(64, 100, 10, false, true)]
     [InlineData(33, 130, 65, true, true)]
+    [InlineData(33, 130, 65, true, false)]
+    [InlineData(130, 65, 33, false, false)]
     public void Host_SGEMM_widths_give_the_same_bits(int m, int n, int k, bool ta, bool tb)
     {
         var a = TestData.Normal(m * k, 3);
         var b = TestData.Normal(k * n, 4);
         var c0 = TestData.Normal(m * n, 5);
-        float[] Run(bool wide, bool fours)
+        float[] Run(bool wide, bool fours, bool slabs)
         {
             float[] result = [];
-            OnHostWidth(wide, fours, () =>
+            OnHostWidth(wide, fours, slabs, () =>
             {
                 using var ab = Upload(Host, a);
                 using var bb = Upload(Host, b);
@@ -95,11 +110,13 @@ public sealed partial class KernelTests
             });
             return result;
         }
-        // Vector<float> in blocks of 2, then Vector512 and Vector<float> in blocks of 4.
-        var narrow = Run(false, false);
-        foreach (var (wide, label) in new[] { (Run(true, true), "Vector512, fours"), (Run(false, true), "Vector<float>, fours") })
+        // Vector<float> in blocks of 2 in place, then Vector512 and Vector<float> in blocks of 4, and
+        // each on slabs.
+        var narrow = Run(false, false, false);
+        foreach (var (wide, label) in new[] { (Run(true, true, false), "Vector512, fours"), (Run(false, true, false), "Vector<float>, fours"),
+                     (Run(true, true, true), "Vector512, fours, slabs"), (Run(false, false, true), "Vector<float>, slabs") })
             for (int i = 0; i < narrow.Length; i++)
                 BitConverter.SingleToInt32Bits(wide[i]).Should().Be(BitConverter.SingleToInt32Bits(narrow[i]),
-                    $"element {i} of {m}x{n}x{k} ta={ta} tb={tb}: {wide[i]} on {label}, {narrow[i]} on Vector<float> in twos");
+                    $"element {i} of {m}x{n}x{k} ta={ta} tb={tb}: {wide[i]} on {label}, {narrow[i]} on Vector<float> in twos in place");
     }
 }
