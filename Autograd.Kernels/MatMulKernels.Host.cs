@@ -8,7 +8,10 @@
 //   of 4 vectors (two of 2 where 16 registers cannot hold 4), so that no block runs on fewer than 8.
 // - B is read in place. A vector that runs past column N reads the next row's first elements (lanes
 //   never stored), except in B's last rows, which the edge block takes from a padded copy as its
-//   chains' last FMAs. A transposed B is packed first.
+//   chains' last FMAs. A transposed B is packed first, 64-byte aligned. Where B's rows start off a
+//   vector boundary (N = 100: 3 rows in 4), a part's first row block of a column block also stores
+//   the vectors it loads into an aligned slab, and its later row blocks read the slab: a 16-float
+//   load that crosses two cache lines costs an Intel core about twice one that does not.
 // - Work is cut into (4 rows, column block) pieces, split across the cores (HostFork.cs). By rows:
 //   split by column slabs, so that W += x^T dH and h = x W found W's slab in their own core, the
 //   first took 39.6-39.8 us instead of 36.3-37.2 (the cores shared C's lines at the cut) and the
