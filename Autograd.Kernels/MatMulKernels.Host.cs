@@ -8,10 +8,11 @@
 //   of 4 vectors (two of 2 where 16 registers cannot hold 4), so that no block runs on fewer than 8.
 // - B is read in place. A vector that runs past column N reads the next row's first elements (lanes
 //   never stored), except in B's last rows, which the edge block takes from a padded copy as its
-//   chains' last FMAs. A transposed B is packed first, 64-byte aligned. Where B's rows start off a
-//   vector boundary (N = 100: 3 rows in 4), a part's first row block of a column block also stores
-//   the vectors it loads into an aligned slab, and its later row blocks read the slab: a 16-float
-//   load that crosses two cache lines costs an Intel core about twice one that does not.
+//   chains' last FMAs. A transposed B is packed first, 64-byte aligned. A part's first row block of
+//   a column block also stores the vectors it loads into an aligned, contiguous slab, and its later
+//   row blocks read the slab: in place, B's rows at N = 100 start off a vector boundary (a 16-float
+//   load across two cache lines costs an Intel core about twice), and at N = 1024 a block's rows
+//   fall into few cache sets (1024^3 took 19 ms on 2 cores instead of 7.5).
 // - Work is cut into (4 rows, column block) pieces, split across the cores (HostFork.cs). By rows:
 //   split by column slabs, so that W += x^T dH and h = x W found W's slab in their own core, the
 //   first took 39.6-39.8 us instead of 36.3-37.2 (the cores shared C's lines at the cut) and the
@@ -35,9 +36,9 @@ public static partial class MatMulKernels
     /// (the tests run both widths).</summary>
     internal static bool HostWideVectors { get; set; } = true;
 
-    /// <summary>Lets the host SGEMM run a column block's later row blocks on an aligned copy of its B
-    /// where B's rows are not vector-aligned (HostGemm.PacksSlabs); off, B is always read in place
-    /// (the tests run both).</summary>
+    /// <summary>Lets the host SGEMM run a column block's later row blocks on an aligned, contiguous
+    /// copy of its columns of B (HostGemm.RunOnSlabs); off, B is always read in place (the tests run
+    /// both).</summary>
     internal static bool HostSlabs { get; set; } = true;
 
     // Whether a block also stores the B vectors it loads into a slab (a JIT-time constant).
@@ -94,7 +95,7 @@ public static partial class MatMulKernels
                 float* pk = pinned == null ? null : AlignUp(pinned, TS.Count);
                 if (packed != null) PackTransposed(src, pk, g, width);
                 var job = new HostGemm<TEpi, TS, TV>((float*)a.LoadEffectiveAddressAsPtr(),
-                    packed != null ? pk : src, packed != null ? width : g.N, packed != null, packed == null && g.N % cols.W != 0, cols,
+                    packed != null ? pk : src, packed != null ? width : g.N, packed == null && g.N % cols.W != 0, cols,
                     (float*)c.LoadEffectiveAddressAsPtr(), (float*)e.LoadEffectiveAddressAsPtr(), g, epi);
                 int pieces = (g.M + 3) / 4 * cols.Blocks;
                 int parts = (long)g.M * g.N * g.K < HostParallelWork ? 1 : Math.Min(Environment.ProcessorCount, pieces);
@@ -176,11 +177,10 @@ public static partial class MatMulKernels
 
     /// <summary>
     /// One host product. A through g's strides; B(k, j) at b[k * ld + j]; C and E as in the kernels.
-    /// packedB: b is the aligned copy of a transposed B (whole vectors a row). rowsShort: B's rows
-    /// are N long and N is not a whole number of vectors, so the last column block's reads of B's
-    /// last rows would run past B.
+    /// rowsShort: B's rows are N long and N is not a whole number of vectors, so the last column
+    /// block's reads of B's last rows would run past B.
     /// </summary>
-    private readonly unsafe struct HostGemm<TEpi, TS, TV>(float* a, float* b, int ld, bool packedB, bool rowsShort, HostColumns cols,
+    private readonly unsafe struct HostGemm<TEpi, TS, TV>(float* a, float* b, int ld, bool rowsShort, HostColumns cols,
         float* c, float* e, GemmArgs g, TEpi epi) : IHostJob
         where TEpi : struct, IBinaryOp
         where TS : struct, IHostSimd<TV>
@@ -192,7 +192,7 @@ public static partial class MatMulKernels
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int from, int to)
         {
-            if (PacksSlabs(from, to))
+            if (HostSlabs && to - from >= 2 * cols.Blocks)
             {
                 RunOnSlabs(from, to);
                 return;
@@ -243,16 +243,15 @@ public static partial class MatMulKernels
             }
         }
 
-        // Read in place, B's rows start off a vector boundary when N is not a multiple of the width
-        // (or B is not aligned): at N = 100 in 16-float vectors, 3 rows in 4, each of their vector
-        // loads crossing two cache lines. A part that runs a column block on 2 or more row blocks runs
-        // the first one in place, storing the B vectors it loads into an aligned slab, and the others
-        // on the slab.
-        private bool PacksSlabs(int from, int to) =>
-            HostSlabs && !packedB && (ld % cols.W != 0 || (long)b % (cols.W * sizeof(float)) != 0) && to - from >= 2 * cols.Blocks;
-
-        // The part's pieces column block by column block. The chains and their k order are the
-        // in-place path's, so C is the same bit for bit.
+        // A part that runs a column block on 2 or more row blocks runs the first one reading B in
+        // place, storing the B vectors it loads into a slab (K rows of the block's vectors, aligned
+        // and contiguous), and the others on the slab. Read in place, B's rows start off a vector
+        // boundary where N is not a multiple of the width (at N = 100 in 16-float vectors, 3 rows in 4,
+        // each vector load crossing two cache lines), and where N is a power of two a block's K rows
+        // fall into few cache sets (at N = 1024, rows 4 KB apart: 32 of L2's 2,048 sets on an Intel
+        // Xeon), so it was read from L3 for every row block. The part's pieces go column block by
+        // column block; the chains and their k order are the in-place path's, so C is the same bit
+        // for bit.
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void RunOnSlabs(int from, int to)
         {

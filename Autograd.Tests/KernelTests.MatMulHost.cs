@@ -6,8 +6,7 @@
 // rows, or all of B. B sits in a buffer that goes on in NaN, so a stored lane that read past B shows.
 // Six rows put a whole block of 4 rows at the edge (its fast store) and a block past M (Put's);
 // thirteen put three blocks of 4 on the aligned slab a column block's first row block copies B into
-// (B's rows off a vector boundary, or B itself: these buffers start 16 bytes past one), each run with
-// the slabs and without. Each element is one FMA chain in k order whatever the width, the blocks and
+// (in place, or from the transposed B's packed copy), each run with the slabs and without. Each element is one FMA chain in k order whatever the width, the blocks and
 // the slabs, so all give the same bits.
 using System.Numerics;
 using System.Runtime.Intrinsics;
