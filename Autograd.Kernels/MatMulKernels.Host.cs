@@ -12,7 +12,8 @@
 //   a column block also stores the vectors it loads into an aligned, contiguous slab, and its later
 //   row blocks read the slab: in place, B's rows at N = 100 start off a vector boundary (a 16-float
 //   load across two cache lines costs an Intel core about twice), and at N = 1024 a block's rows
-//   fall into few cache sets (1024^3 took 19 ms on 2 cores instead of 7.5).
+//   fall into few cache sets (1024^3 took 19 ms on 2 cores instead of 7.5). A transposed A's row
+//   blocks are likewise copied into strips once a part where C has 3 or more column blocks.
 // - Work is cut into (4 rows, column block) pieces, split across the cores (HostFork.cs). By rows:
 //   split by column slabs, so that W += x^T dH and h = x W found W's slab in their own core, the
 //   first took 39.6-39.8 us instead of 36.3-37.2 (the cores shared C's lines at the cut) and the
@@ -40,6 +41,10 @@ public static partial class MatMulKernels
     /// copy of its columns of B (HostGemm.RunOnSlabs); off, B is always read in place (the tests run
     /// both).</summary>
     internal static bool HostSlabs { get; set; } = true;
+
+    /// <summary>Lets the host SGEMM copy a transposed A's row blocks into strips where C has 3 or more
+    /// column blocks (HostGemm.StripOfA); off, A is always read in place (the tests run both).</summary>
+    internal static bool HostStrips { get; set; } = true;
 
     // Whether a block also stores the B vectors it loads into a slab (a JIT-time constant).
     private interface ISlabCopy
@@ -116,16 +121,25 @@ public static partial class MatMulKernels
     }
 
     // B(k, j) = src[k * Bk + j * Bn] into dst's (K, width) rows, zero-padded. Optimised from the first
-    // call: a product whose B is transposed paid ~4 µs here at tier 0 for 10x100 floats.
+    // call: a product whose B is transposed paid ~4 µs here at tier 0 for 10x100 floats. Columns go
+    // 16 at a time down all of K: the 16 source rows' cache lines serve 16 k each. Row by row, each
+    // element was a line of its own, K floats apart (1024^3 NT: ~4 of its 12.4 ms on 2 cores).
     [MethodImpl(MethodImplOptions.AggressiveOptimization)]
     private static unsafe void PackTransposed(float* src, float* dst, GemmArgs g, int width)
     {
-        for (int k = 0; k < g.K; k++, dst += width)
+        const int J = 16;
+        for (int j0 = 0; j0 < g.N; j0 += J)
         {
-            float* s = src + (long)k * g.Bk;
-            for (int j = 0; j < g.N; j++) dst[j] = s[(long)j * g.Bn];
-            for (int j = g.N; j < width; j++) dst[j] = 0f;
+            int jEnd = Math.Min(j0 + J, g.N);
+            float* d = dst;
+            for (int k = 0; k < g.K; k++, d += width)
+            {
+                float* s = src + (long)k * g.Bk;
+                for (int j = j0; j < jEnd; j++) d[j] = s[(long)j * g.Bn];
+            }
         }
+        for (int k = 0; k < g.K; k++)
+            for (int j = g.N; j < width; j++) dst[(long)k * width + j] = 0f;
     }
 
     /// <summary>
@@ -231,15 +245,15 @@ public static partial class MatMulKernels
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        private void Block<TSlab>(int size, int i0, int j, float* bk, int step, int kEnd, LastRows last, TV* acc, float* slab)
+        private void Block<TSlab>(int size, int i0, int j, float* bk, int step, int kEnd, LastRows last, TV* acc, float* slab, float* strip = null)
             where TSlab : struct, ISlabCopy
         {
             switch (size)
             {
-                case 4: Block4<TSlab>(i0, j, bk, step, kEnd, last, acc, slab); break;
-                case 3: Block3<TSlab>(i0, j, bk, step, kEnd, last, acc, slab); break;
-                case 2: Block2<TSlab>(i0, j, bk, step, kEnd, last, acc, slab); break;
-                default: Block1<TSlab>(i0, j, bk, step, kEnd, last, acc, slab); break;
+                case 4: Block4<TSlab>(i0, j, bk, step, kEnd, last, acc, slab, strip); break;
+                case 3: Block3<TSlab>(i0, j, bk, step, kEnd, last, acc, slab, strip); break;
+                case 2: Block2<TSlab>(i0, j, bk, step, kEnd, last, acc, slab, strip); break;
+                default: Block1<TSlab>(i0, j, bk, step, kEnd, last, acc, slab, strip); break;
             }
         }
 
@@ -259,12 +273,22 @@ public static partial class MatMulKernels
             float* lastRows = stackalloc float[4 * w * w];
             bool filled = false;
             TV* acc = stackalloc TV[16];
-            float[] rented = System.Buffers.ArrayPool<float>.Shared.Rent(g.K * 4 * w + w - 1);
+            // A transposed A gives a row block's 4 rows as 16 bytes of a cache line a k, M floats
+            // apart (at M = 1024, 4 KB: all in one L1 set), and every column block reads them again.
+            // Where there are 3 or more, the part first copies its row blocks' rows of A into strips
+            // (4 floats a k, one after the other).
+            bool strips = HostStrips && g.Ak != 1 && cols.Blocks >= 3;
+            int rFirst = from / cols.Blocks, rows = (to - 1) / cols.Blocks - rFirst + 1;
+            var pool = System.Buffers.ArrayPool<float>.Shared;
+            float[] rented = pool.Rent(g.K * 4 * w + w - 1);
+            float[]? rentedStrips = strips ? pool.Rent(rows * 4 * g.K + w - 1) : null;
             try
             {
                 fixed (float* pinned = rented)
+                fixed (float* pinnedStrips = rentedStrips)
                 {
-                    float* slab = AlignUp(pinned, w);
+                    float* slab = AlignUp(pinned, w), stripBase = strips ? AlignUp(pinnedStrips, w) : null;
+                    for (int r = 0; strips && r < rows; r++) StripOfA((rFirst + r) * 4, stripBase + (long)r * 4 * g.K);
                     for (int q = 0; q < cols.Blocks; q++)
                     {
                         // The part's first piece in column block q, then every Blocks-th.
@@ -272,33 +296,69 @@ public static partial class MatMulKernels
                         if (first >= to) continue;
                         int size = cols.Size(q), j = cols.Start(q) * w, width = size * w;
                         var last = LastRowsOf(q, lastRows, ref filled);
-                        Block<CopyToSlab>(size, first / cols.Blocks * 4, j, b + j, ld, g.K - last.Count, last, acc, slab);
+                        Block<CopyToSlab>(size, first / cols.Blocks * 4, j, b + j, ld, g.K - last.Count, last, acc, slab,
+                            StripOf(first, stripBase, rFirst));
                         // The slab's last rows: the edge block's padded copy.
                         Buffer.MemoryCopy(last.Rows, slab + (long)(g.K - last.Count) * width,
                             (long)last.Count * width * sizeof(float), (long)last.Count * width * sizeof(float));
                         for (int p = first + cols.Blocks; p < to; p += cols.Blocks)
-                            Block<NoSlab>(size, p / cols.Blocks * 4, j, slab, width, g.K, default, acc, null);
+                            Block<NoSlab>(size, p / cols.Blocks * 4, j, slab, width, g.K, default, acc, null, StripOf(p, stripBase, rFirst));
                     }
                 }
             }
             finally
             {
-                System.Buffers.ArrayPool<float>.Shared.Return(rented);
+                pool.Return(rented);
+                if (rentedStrips != null) pool.Return(rentedStrips);
             }
+        }
+
+        // Piece p's strip of A where the part has strips (from row block rFirst on), else null.
+        private float* StripOf(int p, float* strips, int rFirst) =>
+            strips == null ? null : strips + (long)(p / cols.Blocks - rFirst) * 4 * g.K;
+
+        // Row block i0's 4 rows of A, k by k, into dst (4 K floats); rows past M repeat the last.
+        private void StripOfA(int i0, float* dst)
+        {
+            if (g.Am == 1 && i0 + 4 <= g.M)
+            {
+                // The 4 rows' elements at one k are adjacent.
+                float* src = a + i0;
+                for (int k = 0; k < g.K; k++, src += g.Ak, dst += 4) Vector128.Store(Vector128.Load(src), dst);
+                return;
+            }
+            float* a0 = RowA(i0), a1 = RowA(i0 + 1), a2 = RowA(i0 + 2), a3 = RowA(i0 + 3);
+            for (int k = 0, ka = 0; k < g.K; k++, ka += g.Ak, dst += 4)
+                (dst[0], dst[1], dst[2], dst[3]) = (a0[ka], a1[ka], a2[ka], a3[ka]);
         }
 
         // Rows past M repeat the last row (loads stay in bounds); Finish drops their results.
         private float* RowA(int i) => a + Math.Min(i, g.M - 1) * g.Am;
 
+        // Row block i0's 4 rows of A and the step between their k: in place, or in a strip (A's 4
+        // rows k by k, StripsOfA).
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        private void RowsOfA(int i0, float* strip, out float* a0, out float* a1, out float* a2, out float* a3, out int ak)
+        {
+            if (strip == null)
+            {
+                a0 = RowA(i0); a1 = RowA(i0 + 1); a2 = RowA(i0 + 2); a3 = RowA(i0 + 3);
+                ak = g.Ak;
+                return;
+            }
+            a0 = strip; a1 = strip + 1; a2 = strip + 2; a3 = strip + 3;
+            ak = 4;
+        }
+
         // 4 rows x 3 vectors of C: 12 independent FMA chains; B(k, j..) at bk + k * ld.
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private void Block3<TSlab>(int i0, int j, float* bk, int step, int kEnd, LastRows last, TV* acc, float* slab)
+        private void Block3<TSlab>(int i0, int j, float* bk, int step, int kEnd, LastRows last, TV* acc, float* slab, float* strip)
             where TSlab : struct, ISlabCopy
         {
-            float* a0 = RowA(i0), a1 = RowA(i0 + 1), a2 = RowA(i0 + 2), a3 = RowA(i0 + 3);
+            RowsOfA(i0, strip, out float* a0, out float* a1, out float* a2, out float* a3, out int ak);
             TV c00 = default, c01 = default, c02 = default, c10 = default, c11 = default, c12 = default;
             TV c20 = default, c21 = default, c22 = default, c30 = default, c31 = default, c32 = default;
-            int ak = g.Ak, w = TS.Count;
+            int w = TS.Count;
             for (int k = 0, ka = 0; k < kEnd; k++, ka += ak, bk += step)
             {
                 var b0 = TS.Load(bk);
@@ -325,13 +385,13 @@ public static partial class MatMulKernels
 
         // 4 rows x 4 vectors of C: 16 FMA chains, 21 vector registers (so only where there are 32).
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private void Block4<TSlab>(int i0, int j, float* bk, int step, int kEnd, LastRows last, TV* acc, float* slab)
+        private void Block4<TSlab>(int i0, int j, float* bk, int step, int kEnd, LastRows last, TV* acc, float* slab, float* strip)
             where TSlab : struct, ISlabCopy
         {
-            float* a0 = RowA(i0), a1 = RowA(i0 + 1), a2 = RowA(i0 + 2), a3 = RowA(i0 + 3);
+            RowsOfA(i0, strip, out float* a0, out float* a1, out float* a2, out float* a3, out int ak);
             TV c00 = default, c01 = default, c02 = default, c03 = default, c10 = default, c11 = default, c12 = default, c13 = default;
             TV c20 = default, c21 = default, c22 = default, c23 = default, c30 = default, c31 = default, c32 = default, c33 = default;
-            int ak = g.Ak, w = TS.Count;
+            int w = TS.Count;
             for (int k = 0, ka = 0; k < kEnd; k++, ka += ak, bk += step)
             {
                 var b0 = TS.Load(bk);
@@ -359,13 +419,13 @@ public static partial class MatMulKernels
 
         // 4 rows x 2 vectors of C: 8 independent FMA chains.
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private void Block2<TSlab>(int i0, int j, float* bk, int step, int kEnd, LastRows last, TV* acc, float* slab)
+        private void Block2<TSlab>(int i0, int j, float* bk, int step, int kEnd, LastRows last, TV* acc, float* slab, float* strip)
             where TSlab : struct, ISlabCopy
         {
-            float* a0 = RowA(i0), a1 = RowA(i0 + 1), a2 = RowA(i0 + 2), a3 = RowA(i0 + 3);
+            RowsOfA(i0, strip, out float* a0, out float* a1, out float* a2, out float* a3, out int ak);
             TV c00 = default, c01 = default, c10 = default, c11 = default;
             TV c20 = default, c21 = default, c30 = default, c31 = default;
-            int ak = g.Ak, w = TS.Count;
+            int w = TS.Count;
             for (int k = 0, ka = 0; k < kEnd; k++, ka += ak, bk += step)
             {
                 var b0 = TS.Load(bk);
@@ -391,12 +451,12 @@ public static partial class MatMulKernels
 
         // 4 rows x 1 vector: only when C is one vector wide.
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
-        private void Block1<TSlab>(int i0, int j, float* bk, int step, int kEnd, LastRows last, TV* acc, float* slab)
+        private void Block1<TSlab>(int i0, int j, float* bk, int step, int kEnd, LastRows last, TV* acc, float* slab, float* strip)
             where TSlab : struct, ISlabCopy
         {
-            float* a0 = RowA(i0), a1 = RowA(i0 + 1), a2 = RowA(i0 + 2), a3 = RowA(i0 + 3);
+            RowsOfA(i0, strip, out float* a0, out float* a1, out float* a2, out float* a3, out int ak);
             TV c0 = default, c1 = default, c2 = default, c3 = default;
-            int ak = g.Ak, w = TS.Count;
+            int w = TS.Count;
             for (int k = 0, ka = 0; k < kEnd; k++, ka += ak, bk += step)
             {
                 var b0 = TS.Load(bk);

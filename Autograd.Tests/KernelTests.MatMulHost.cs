@@ -5,8 +5,9 @@
 // past a vector of 8 or 16; V mod 3 = 0, 1, 2), and the depths make the padded copy one row, several
 // rows, or all of B. B sits in a buffer that goes on in NaN, so a stored lane that read past B shows.
 // Six rows put a whole block of 4 rows at the edge (its fast store) and a block past M (Put's);
-// thirteen put three blocks of 4 on the aligned slab a column block's first row block copies B into
-// (in place, or from the transposed B's packed copy), each run with the slabs and without. Each element is one FMA chain in k order whatever the width, the blocks and
+// fifteen put three blocks of 4 on the aligned slab a column block's first row block copies B into
+// (in place, or from the transposed B's packed copy), and a transposed A's row blocks into strips
+// (the last one past M), each run with the slabs and the strips and without. Each element is one FMA chain in k order whatever the width, the blocks and
 // the slabs, so all give the same bits.
 using System.Numerics;
 using System.Runtime.Intrinsics;
@@ -31,19 +32,21 @@ public sealed partial class KernelTests
 
     // Runs f with the host SGEMM on Vector512 (wide) or on Vector<float>, ending rows of C in blocks
     // of 4 vectors (fours) or of 2.
-    private static void OnHostWidth(bool wide, bool fours, Action f) => OnHostWidth(wide, fours, slabs: true, f);
+    private static void OnHostWidth(bool wide, bool fours, Action f) => OnHostWidth(wide, fours, slabs: true, strips: true, f);
 
-    // The same, with B's column blocks run on aligned slabs where its rows are off a vector boundary
-    // (slabs) or always in place.
-    private static void OnHostWidth(bool wide, bool fours, bool slabs, Action f)
+    // The same, with B's column blocks run from slabs or always in place, and a transposed A's row
+    // blocks copied into strips or always read in place.
+    private static void OnHostWidth(bool wide, bool fours, bool slabs, bool strips, Action f)
     {
         Assert.SkipUnless(Host.IsCpu, "the Host SGEMM path runs only on the CPU accelerator");
         Assert.SkipWhen(wide && !Vector512.IsHardwareAccelerated, "this CPU does not run Vector512 (no AVX-512)");
         using var pin = new MatMulPin(Host, MatMulPath.Host);
-        bool saved = MatMulKernels.HostWideVectors, savedFours = MatMulKernels.HostFourBlocks, savedSlabs = MatMulKernels.HostSlabs;
+        bool saved = MatMulKernels.HostWideVectors, savedFours = MatMulKernels.HostFourBlocks, savedSlabs = MatMulKernels.HostSlabs,
+            savedStrips = MatMulKernels.HostStrips;
         MatMulKernels.HostWideVectors = wide;
         MatMulKernels.HostFourBlocks = fours;
         MatMulKernels.HostSlabs = slabs;
+        MatMulKernels.HostStrips = strips;
         try
         {
             MatMulKernels.HostVectorWidth.Should().Be(wide ? 16 : Vector<float>.Count);
@@ -54,6 +57,7 @@ public sealed partial class KernelTests
             MatMulKernels.HostWideVectors = saved;
             MatMulKernels.HostFourBlocks = savedFours;
             MatMulKernels.HostSlabs = savedSlabs;
+            MatMulKernels.HostStrips = savedStrips;
         }
     }
 
@@ -61,10 +65,10 @@ public sealed partial class KernelTests
     [MemberData(nameof(HostWidths))]
     public void Host_SGEMM_edge_blocks_match_host_twin(int n, bool wide, bool fours)
     {
-        foreach (bool slabs in new[] { false, true })
-            OnHostWidth(wide, fours, slabs, () =>
+        foreach (var (slabs, strips) in new[] { (false, false), (true, false), (true, true) })
+            OnHostWidth(wide, fours, slabs, strips, () =>
             {
-                foreach (int m in new[] { 1, 6, 13 })
+                foreach (int m in new[] { 1, 6, 15 })
                     foreach (int k in new[] { 1, 2, 5, 17 })
                         foreach (bool ta in new[] { false, true })
                             foreach (bool tb in new[] { false, true })
@@ -79,7 +83,7 @@ public sealed partial class KernelTests
                                     MatMulKernels.MatMul(Host, ab.View, ta, bb.View.SubView(0, k * n), tb, cb.View, m, n, k, alpha: 1.5f, beta: beta);
                                     var expected = Reference.MatMul(a, ta, b, tb, m, n, k).Select((v, i) => 1.5 * v + beta * c0[i]).ToArray();
                                     TestData.ShouldMatch(Download(Host, cb, m * n), expected, 1e-4, 4e-5 * Math.Sqrt(k),
-                                        $"host {m}x{n}x{k} ta={ta} tb={tb} beta={beta}, {MatMulKernels.HostVectorWidth}-float vectors, fours={fours}, slabs={slabs}");
+                                        $"host {m}x{n}x{k} ta={ta} tb={tb} beta={beta}, {MatMulKernels.HostVectorWidth}-float vectors, fours={fours}, slabs={slabs}, strips={strips}");
                                 }
             });
     }
@@ -91,15 +95,16 @@ public sealed partial class KernelTests
     [InlineData(33, 130, 65, true, true)]
     [InlineData(33, 130, 65, true, false)]
     [InlineData(130, 65, 33, false, false)]
+    [InlineData(131, 300, 65, true, false)]
     public void Host_SGEMM_widths_give_the_same_bits(int m, int n, int k, bool ta, bool tb)
     {
         var a = TestData.Normal(m * k, 3);
         var b = TestData.Normal(k * n, 4);
         var c0 = TestData.Normal(m * n, 5);
-        float[] Run(bool wide, bool fours, bool slabs)
+        float[] Run(bool wide, bool fours, bool slabs, bool strips = true)
         {
             float[] result = [];
-            OnHostWidth(wide, fours, slabs, () =>
+            OnHostWidth(wide, fours, slabs, strips, () =>
             {
                 using var ab = Upload(Host, a);
                 using var bb = Upload(Host, b);
@@ -110,10 +115,11 @@ public sealed partial class KernelTests
             return result;
         }
         // Vector<float> in blocks of 2 in place, then Vector512 and Vector<float> in blocks of 4, and
-        // each on slabs.
-        var narrow = Run(false, false, false);
+        // each on slabs, with a transposed A in strips and in place.
+        var narrow = Run(false, false, false, false);
         foreach (var (wide, label) in new[] { (Run(true, true, false), "Vector512, fours"), (Run(false, true, false), "Vector<float>, fours"),
-                     (Run(true, true, true), "Vector512, fours, slabs"), (Run(false, false, true), "Vector<float>, slabs") })
+                     (Run(true, true, true), "Vector512, fours, slabs, strips"), (Run(false, false, true), "Vector<float>, slabs, strips"),
+                     (Run(true, true, true, false), "Vector512, fours, slabs") })
             for (int i = 0; i < narrow.Length; i++)
                 BitConverter.SingleToInt32Bits(wide[i]).Should().Be(BitConverter.SingleToInt32Bits(narrow[i]),
                     $"element {i} of {m}x{n}x{k} ta={ta} tb={tb}: {wide[i]} on {label}, {narrow[i]} on Vector<float> in twos in place");
