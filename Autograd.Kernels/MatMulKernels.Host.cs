@@ -206,7 +206,8 @@ public static partial class MatMulKernels
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         public void Run(int from, int to)
         {
-            if (HostSlabs && to - from >= 2 * cols.Blocks)
+            // (A slab past 2^29 floats, K over 8M, stays in place: the pool's arrays are int-indexed.)
+            if (HostSlabs && to - from >= 2 * cols.Blocks && (long)g.K * 4 * cols.W < 1 << 29)
             {
                 RunOnSlabs(from, to);
                 return;
@@ -277,10 +278,12 @@ public static partial class MatMulKernels
             // apart (at M = 1024, 4 KB: all in one L1 set), and every column block reads them again.
             // Where there are 3 or more, the part first copies its row blocks' rows of A into strips
             // (4 floats a k, one after the other).
-            bool strips = HostStrips && g.Ak != 1 && cols.Blocks >= 3;
             int rFirst = from / cols.Blocks, rows = (to - 1) / cols.Blocks - rFirst + 1;
+            bool strips = HostStrips && g.Ak != 1 && cols.Blocks >= 3 && (long)rows * 4 * g.K < 1 << 29;
             var pool = System.Buffers.ArrayPool<float>.Shared;
-            float[] rented = pool.Rent(g.K * 4 * w + w - 1);
+            // The widest column block's slab: K rows of up to 4 vectors.
+            int widest = Math.Max(cols.Threes > 0 ? 3 : 0, cols.Tail);
+            float[] rented = pool.Rent(g.K * widest * w + w - 1);
             float[]? rentedStrips = strips ? pool.Rent(rows * 4 * g.K + w - 1) : null;
             try
             {
