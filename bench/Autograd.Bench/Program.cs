@@ -272,6 +272,9 @@ if (!quick)
 else
 {
     Report(() => Workloads.MatMul(device, 256, 256, 256, false, false, "matmul 256^3 NN"));
+    // Products larger than a core's L2, in each layout: the host SGEMM's slabs of B and strips of A.
+    foreach (var (ta, tb, name) in new[] { (false, false, "NN"), (false, true, "NT"), (true, false, "TN") })
+        Report(() => Workloads.MatMul(device, 1024, 1024, 1024, ta, tb, $"matmul 1024^3 {name}"));
     Report(() => Workloads.Sum(device, 1 << 20));
     Report(() => Workloads.Copy(device, 1 << 20));
     Report(() => Workloads.SumDim(device, 512, 512, 0));
