@@ -120,26 +120,38 @@ public static partial class MatMulKernels
         return (float*)(((long)p + bytes - 1) / bytes * bytes);
     }
 
-    // B(k, j) = src[k * Bk + j * Bn] into dst's (K, width) rows, zero-padded. Optimised from the first
-    // call: a product whose B is transposed paid ~4 µs here at tier 0 for 10x100 floats. Columns go
-    // 16 at a time down all of K: the 16 source rows' cache lines serve 16 k each. Row by row, each
-    // element was a line of its own, K floats apart (1024^3 NT: ~4 of its 12.4 ms on 2 cores).
-    [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+    // B(k, j) = src[k * Bk + j * Bn] into dst's (K, width) rows, zero-padded, split across the cores
+    // by groups of 16 columns where B is large. Optimised from the first call: a product whose B is
+    // transposed paid ~4 µs here at tier 0 for 10x100 floats.
     private static unsafe void PackTransposed(float* src, float* dst, GemmArgs g, int width)
     {
-        const int J = 16;
-        for (int j0 = 0; j0 < g.N; j0 += J)
+        var job = new PackJob(src, dst, g, width);
+        int groups = (width + PackJob.J - 1) / PackJob.J;
+        HostFork.Run(groups, job, (long)g.K * width < HostParallelWork ? 1 : Math.Min(Environment.ProcessorCount, groups));
+    }
+
+    // Columns go 16 at a time down all of K: the 16 source rows' cache lines serve 16 k each. Row by
+    // row, each element was a line of its own, K floats apart (1024^3 NT: ~4 of its 12.4 ms on 2 cores).
+    private readonly unsafe struct PackJob(float* src, float* dst, GemmArgs g, int width) : IHostJob
+    {
+        public const int J = 16;
+
+        /// <summary>Column groups [from, to): columns J from on, zeros past N.</summary>
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        public void Run(int from, int to)
         {
-            int jEnd = Math.Min(j0 + J, g.N);
-            float* d = dst;
-            for (int k = 0; k < g.K; k++, d += width)
+            for (int j0 = from * J; j0 < Math.Min(to * J, width); j0 += J)
             {
-                float* s = src + (long)k * g.Bk;
-                for (int j = j0; j < jEnd; j++) d[j] = s[(long)j * g.Bn];
+                int jEnd = Math.Min(j0 + J, g.N), zEnd = Math.Min(j0 + J, width);
+                float* d = dst;
+                for (int k = 0; k < g.K; k++, d += width)
+                {
+                    float* s = src + (long)k * g.Bk;
+                    for (int j = j0; j < jEnd; j++) d[j] = s[(long)j * g.Bn];
+                    for (int j = Math.Max(j0, g.N); j < zEnd; j++) d[j] = 0f;
+                }
             }
         }
-        for (int k = 0; k < g.K; k++)
-            for (int j = g.N; j < width; j++) dst[(long)k * width + j] = 0f;
     }
 
     /// <summary>

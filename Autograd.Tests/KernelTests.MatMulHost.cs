@@ -88,6 +88,32 @@ public sealed partial class KernelTests
             });
     }
 
+    // Large enough that the transposed B is packed on both cores, and a transposed A's strips span
+    // many row blocks; against the double twin, since every host form shares the packing.
+    [Theory]
+    [InlineData(65, 520, 513, false, true)]
+    [InlineData(130, 300, 1025, true, true)]
+    [InlineData(257, 520, 33, true, false)]
+    public void Host_SGEMM_large_transposed_operands_match_host_twin(int m, int n, int k, bool ta, bool tb)
+    {
+        foreach (bool wide in Vector512.IsHardwareAccelerated ? new[] { false, true } : [false])
+            OnHostWidth(wide, fours: true, () => LargeProductMatchesTwin(m, n, k, ta, tb));
+    }
+
+    private static void LargeProductMatchesTwin(int m, int n, int k, bool ta, bool tb)
+    {
+        var a = TestData.Normal(m * k, 11);
+        var b = TestData.Normal(k * n, 12);
+        var c0 = TestData.Normal(m * n, 13);
+        using var ab = Upload(Host, a);
+        using var bb = Upload(Host, b);
+        using var cb = Upload(Host, c0);
+        MatMulKernels.MatMul(Host, ab.View, ta, bb.View, tb, cb.View, m, n, k, alpha: 0.5f, beta: -1f);
+        var expected = Reference.MatMul(a, ta, b, tb, m, n, k).Select((v, i) => 0.5 * v - c0[i]).ToArray();
+        TestData.ShouldMatch(Download(Host, cb, m * n), expected, 1e-4, 4e-5 * Math.Sqrt(k),
+            $"host {m}x{n}x{k} ta={ta} tb={tb}, {MatMulKernels.HostVectorWidth}-float vectors");
+    }
+
     [Theory]
     [InlineData(64, 100, 1000, false, false)]
     [InlineData(1000, 100, 64, true, false)]
