@@ -73,18 +73,8 @@ public sealed partial class KernelTests
                         foreach (bool ta in new[] { false, true })
                             foreach (bool tb in new[] { false, true })
                                 foreach (float beta in new[] { -0.5f, 0f })
-                                {
-                                    var a = TestData.Normal(m * k, m * 7 + k);
-                                    var b = TestData.Normal(k * n, n * 5 + k);
-                                    var c0 = TestData.Normal(m * n, n + m);
-                                    using var ab = Upload(Host, a);
-                                    using var bb = Upload(Host, [.. b, .. Enumerable.Repeat(float.NaN, 64)]);
-                                    using var cb = Upload(Host, c0);
-                                    MatMulKernels.MatMul(Host, ab.View, ta, bb.View.SubView(0, k * n), tb, cb.View, m, n, k, alpha: 1.5f, beta: beta);
-                                    var expected = Reference.MatMul(a, ta, b, tb, m, n, k).Select((v, i) => 1.5 * v + beta * c0[i]).ToArray();
-                                    TestData.ShouldMatch(Download(Host, cb, m * n), expected, 1e-4, 4e-5 * Math.Sqrt(k),
-                                        $"host {m}x{n}x{k} ta={ta} tb={tb} beta={beta}, {MatMulKernels.HostVectorWidth}-float vectors, fours={fours}, slabs={slabs}, strips={strips}");
-                                }
+                                    ProductMatchesTwin(m, n, k, ta, tb, 1.5f, beta, seed: m * 7 + k + n * 5,
+                                        $"fours={fours}, slabs={slabs}, strips={strips}");
             });
     }
 
@@ -97,21 +87,23 @@ public sealed partial class KernelTests
     public void Host_SGEMM_large_transposed_operands_match_host_twin(int m, int n, int k, bool ta, bool tb)
     {
         foreach (bool wide in Vector512.IsHardwareAccelerated ? new[] { false, true } : [false])
-            OnHostWidth(wide, fours: true, () => LargeProductMatchesTwin(m, n, k, ta, tb));
+            OnHostWidth(wide, fours: true, () => ProductMatchesTwin(m, n, k, ta, tb, 0.5f, -1f, seed: 11, "fours"));
     }
 
-    private static void LargeProductMatchesTwin(int m, int n, int k, bool ta, bool tb)
+    // C = alpha A B + beta C on the host SGEMM against the double twin, B followed by NaN in its
+    // buffer (a lane read past B and stored shows).
+    private static void ProductMatchesTwin(int m, int n, int k, bool ta, bool tb, float alpha, float beta, int seed, string form)
     {
-        var a = TestData.Normal(m * k, 11);
-        var b = TestData.Normal(k * n, 12);
-        var c0 = TestData.Normal(m * n, 13);
+        var a = TestData.Normal(m * k, seed);
+        var b = TestData.Normal(k * n, seed + 1);
+        var c0 = TestData.Normal(m * n, seed + 2);
         using var ab = Upload(Host, a);
-        using var bb = Upload(Host, b);
+        using var bb = Upload(Host, [.. b, .. Enumerable.Repeat(float.NaN, 64)]);
         using var cb = Upload(Host, c0);
-        MatMulKernels.MatMul(Host, ab.View, ta, bb.View, tb, cb.View, m, n, k, alpha: 0.5f, beta: -1f);
-        var expected = Reference.MatMul(a, ta, b, tb, m, n, k).Select((v, i) => 0.5 * v - c0[i]).ToArray();
+        MatMulKernels.MatMul(Host, ab.View, ta, bb.View.SubView(0, k * n), tb, cb.View, m, n, k, alpha: alpha, beta: beta);
+        var expected = Reference.MatMul(a, ta, b, tb, m, n, k).Select((v, i) => alpha * v + beta * c0[i]).ToArray();
         TestData.ShouldMatch(Download(Host, cb, m * n), expected, 1e-4, 4e-5 * Math.Sqrt(k),
-            $"host {m}x{n}x{k} ta={ta} tb={tb}, {MatMulKernels.HostVectorWidth}-float vectors");
+            $"host {m}x{n}x{k} ta={ta} tb={tb} beta={beta}, {MatMulKernels.HostVectorWidth}-float vectors, {form}");
     }
 
     [Theory]
