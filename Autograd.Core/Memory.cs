@@ -234,7 +234,7 @@ internal sealed class Allocator
 
     private MemoryBuffer1D<float, Stride1D.Dense> AllocateFromDevice(long cap, long requested)
     {
-        long bytes = cap * sizeof(float);
+        long bytes = cap * sizeof(float), reserve = (cap + AlignSlack) * sizeof(float);
         Exception? driverError = null;
         for (int attempt = 0; attempt < 2; attempt++)
         {
@@ -245,11 +245,11 @@ internal sealed class Allocator
                 Memory.Collect();
                 EmptyCache();
             }
-            if (_device.MemoryLimitBytes is { } limit && ReservedBytes + bytes > limit) continue;
+            if (_device.MemoryLimitBytes is { } limit && ReservedBytes + reserve > limit) continue;
             try
             {
                 var b = _device.Accelerator.Allocate1D<float>(cap + AlignSlack);
-                Interlocked.Add(ref _reservedBytes, b.Length * sizeof(float));
+                Interlocked.Add(ref _reservedBytes, reserve);
                 Interlocked.Increment(ref _deviceAllocations);
                 return b;
             }

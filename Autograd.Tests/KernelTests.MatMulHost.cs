@@ -7,8 +7,9 @@
 // Six rows put a whole block of 4 rows at the edge (its fast store) and a block past M (Put's);
 // fifteen put three blocks of 4 on the aligned slab a column block's first row block copies B into
 // (in place, or from the transposed B's packed copy), and a transposed A's row blocks into strips
-// (the last one past M), each run with the slabs and the strips and without. Each element is one FMA chain in k order whatever the width, the blocks and
-// the slabs, so all give the same bits.
+// (the last one past M), each run with the slabs and the strips and without. Each element is one
+// FMA chain in k order whatever the width, the blocks, the slabs and the strips, so all give the
+// same bits.
 using System.Numerics;
 using System.Runtime.Intrinsics;
 using AutogradNet.Kernels;
