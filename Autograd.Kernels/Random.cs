@@ -42,6 +42,8 @@ public static class RandomKernels
     /// <summary>Maps two Philox words to a standard normal (Box-Muller, cosine branch) in double.</summary>
     /// <param name="x0">First word: the radius.</param>
     /// <param name="x1">Second word: the angle.</param>
+    // Inlined into the host loop for the same reason as Philox.
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static double ToNormal(uint x0, uint x1)
     {
         double u1 = (x0 + 1.0) / 4294967297.0;   // (0, 1]: log never sees 0

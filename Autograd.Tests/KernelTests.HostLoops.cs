@@ -349,6 +349,42 @@ public sealed class HostLoopsSettingTests
         dev.Kernels.IlgpuLaunches.Should().Be(before, "every launcher of these steps has a host loop");
     }
 
+    // The runtime compiles a method unoptimised first (tier 0: every vector operation a call) and
+    // optimises it only after 30 calls and a quiet spell with no new method compiled; a program's
+    // first few hundred steps can run in that spell. A host job's methods run per element or per piece
+    // of a product, so each must be compiled optimised from its first call, or be inlined into one
+    // that is. A helper left out cost the example's first 500 CPU steps ~130 us a step (StripOfA).
+    [Fact]
+    public void Host_jobs_are_optimised_from_their_first_call()
+    {
+        const System.Reflection.BindingFlags all = System.Reflection.BindingFlags.Instance | System.Reflection.BindingFlags.Static |
+            System.Reflection.BindingFlags.Public | System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.DeclaredOnly;
+        const System.Reflection.MethodImplAttributes optimised =
+            System.Reflection.MethodImplAttributes.AggressiveOptimization | System.Reflection.MethodImplAttributes.AggressiveInlining;
+        var jobs = typeof(IHostJob).Assembly.GetTypes().Where(t => t.IsValueType && t.GetInterfaces().Contains(typeof(IHostJob))).ToList();
+        jobs.Select(t => t.Name).Should().Contain(["HostGemm`3", "PackJob", "MapJob`1", "SumGroupsJob`2", "AdamJob", "RandnJob"]);
+        var slow = jobs
+            .SelectMany(t => t.GetMethods(all).Where(m => !m.IsAbstract).Select(m => (t, m)))
+            .Where(x => (x.m.MethodImplementationFlags & optimised) == 0)
+            .Select(x => $"{x.t.Name}.{x.m.Name}")
+            .ToList();
+        slow.Should().BeEmpty("each runs per element or per piece: mark it AggressiveOptimization, or AggressiveInlining if it is small");
+        // A job's helpers outside it: the host SGEMM's column cut, the elementwise runs, the sums'
+        // group loop and the random words.
+        var helpers = new[]
+        {
+            typeof(MatMulKernels).GetNestedType("HostColumns", all)!.GetMethod("Start", all)!,
+            typeof(MatMulKernels).GetNestedType("HostColumns", all)!.GetMethod("Size", all)!,
+            typeof(Elementwise).GetMethod("MapRun", all)!,
+            typeof(Elementwise).GetMethod("ZipRun", all)!,
+            typeof(Reduce).GetMethod("GroupOnHost", all)!,
+            typeof(RandomKernels).GetMethod(nameof(RandomKernels.Philox), all)!,
+            typeof(RandomKernels).GetMethod(nameof(RandomKernels.ToNormal), all)!,
+        };
+        helpers.Where(m => (m.MethodImplementationFlags & optimised) == 0).Select(m => $"{m.DeclaringType!.Name}.{m.Name}")
+            .Should().BeEmpty("a job calls each per element or per piece");
+    }
+
     [Fact]
     public void A_GPU_refuses_host_loops()
     {
