@@ -25,7 +25,8 @@ public sealed record Result(string Name, double MedianUs, double? TflopS, double
 /// <summary>The workloads.</summary>
 public static partial class Workloads
 {
-    /// <summary>Median of `batches` timings of `reps` calls of run (synchronised), per call in microseconds.</summary>
+    /// <summary>Median of `batches` timings of `reps` calls of run (synchronised), per call in microseconds;
+    /// fewer reps (3 at least) where `reps` calls would take over a second.</summary>
     private static double Median(Device d, Action run, int reps, int batches = 5)
     {
         // Warm up for 300 ms, not one run: the JIT compiles a method fully only after it has been
@@ -34,11 +35,17 @@ public static partial class Workloads
         // in two runs of the same build).
         // One run at a time, so that a slow workload's warm-up stays near 300 ms, not a batch.
         var warm = Stopwatch.StartNew();
+        double lastMs;
         do
         {
+            var one = Stopwatch.StartNew();
             run();
             d.Synchronize();
+            lastMs = one.Elapsed.TotalMilliseconds;
         } while (warm.ElapsedMilliseconds < 300);
+        // A batch of about a second at most (3 runs at least): reps sized by FLOPs for a GPU gave the
+        // CPU simulator's tiled kernel (104 ms a product) 1,562 a batch, 13 of the CPU bench's 16 minutes.
+        reps = Math.Min(reps, Math.Max(3, (int)(1000 / Math.Max(lastMs, 1e-3))));
         var times = new List<double>();
         for (int b = 0; b < batches; b++)
         {
