@@ -12,10 +12,11 @@
 // Here: the tiled kernel and the store every path shares. Elsewhere: Small (a 4x4 register block per
 // thread, no shared memory) in MatMulKernels.Small.cs; Warp (K split across a team of warps) in
 // MatMulKernels.Warp.cs; Large, Wide and Wide16 (128x128 tiles), generated into MatMulKernels.Large.cs,
-// MatMulKernels.Wide.cs and MatMulKernels.Wide16.cs; the CPU accelerator's vectorised host code in MatMulKernels.Host.cs; the
-// launcher that picks among them in MatMulKernels.Launch.cs; split-K's sums in MatMulKernels.SplitK.cs;
-// two products in one launch in MatMulKernels.Pair.cs; a product with its loss summed in its launch
-// in MatMulKernels.Sum.cs (the tail itself in ProductTail.cs).
+// MatMulKernels.Wide.cs and MatMulKernels.Wide16.cs; the CPU accelerator's vectorised host code in
+// MatMulKernels.Host.cs and MatMulKernels.HostGemm.cs; the launcher that picks among them in
+// MatMulKernels.Launch.cs; split-K's sums in MatMulKernels.SplitK.cs; two products in one launch in
+// MatMulKernels.Pair.cs; a product with its loss summed in its launch in MatMulKernels.Sum.cs (the
+// tail itself in ProductTail.cs).
 // - Tiled: a group of ThreadsX x ThreadsY threads (a TileShapes.cs struct: 16x16 on a GPU, 2x1 on
 //   this library's CPU accelerator; the host takes the largest its limits allow) computes a
 //   (4 ThreadsY) x (4 ThreadsX) tile of C through 16-deep shared-memory slices of A and B, 4x4 per
