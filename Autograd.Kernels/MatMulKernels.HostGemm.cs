@@ -102,19 +102,19 @@ public static partial class MatMulKernels
             // Where there are 3 or more, the part first copies its row blocks' rows of A into strips
             // (4 floats a k, one after the other).
             int rFirst = from / cols.Blocks, rows = (to - 1) / cols.Blocks - rFirst + 1;
-            bool strips = HostStrips && g.Ak != 1 && cols.Blocks >= 3 && (long)rows * 4 * g.K < 1 << 29;
+            bool strips = HostStrips && g.Ak != 1 && cols.Blocks >= 3 && (long)rows * StripPitch < 1 << 29;
             var pool = System.Buffers.ArrayPool<float>.Shared;
             // The widest column block's slab: K rows of up to 4 vectors.
             int widest = Math.Max(cols.Threes > 0 ? 3 : 0, cols.Tail);
             float[] rented = pool.Rent(g.K * widest * w + w - 1);
-            float[]? rentedStrips = strips ? pool.Rent(rows * 4 * g.K + w - 1) : null;
+            float[]? rentedStrips = strips ? pool.Rent(rows * StripPitch + w - 1) : null;
             try
             {
                 fixed (float* pinned = rented)
                 fixed (float* pinnedStrips = rentedStrips)
                 {
                     float* slab = AlignUp(pinned, w), stripBase = strips ? AlignUp(pinnedStrips, w) : null;
-                    for (int r = 0; strips && r < rows; r++) StripOfA((rFirst + r) * 4, stripBase + (long)r * 4 * g.K);
+                    if (strips) StripsOfA(rFirst, rows, stripBase);
                     for (int q = 0; q < cols.Blocks; q++)
                     {
                         // The part's first piece in column block q, then every Blocks-th.
@@ -139,10 +139,40 @@ public static partial class MatMulKernels
             }
         }
 
+        // Floats from one strip to the next: 4 a k and a cache line more, so that the strips' lines
+        // at one k fall into different cache sets (at K = 64, strips 1 KB apart shared 4 of L1's 64).
+        private int StripPitch
+        {
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            get => 4 * g.K + 16;
+        }
+
         // Piece p's strip of A where the part has strips (from row block rFirst on), else null.
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private float* StripOf(int p, float* strips, int rFirst) =>
-            strips == null ? null : strips + (long)(p / cols.Blocks - rFirst) * 4 * g.K;
+            strips == null ? null : strips + (long)(p / cols.Blocks - rFirst) * StripPitch;
+
+        // The part's row blocks rFirst to rFirst + rows - 1 into strips StripPitch apart. Where A's 4
+        // rows are adjacent at each k (a transposed A), k goes outermost, so that each k reads the
+        // part's rows as one run. Row block by row block, each k read 16 bytes of a line M floats
+        // apart (at M = 1000, 4 KB: one L1 set), and each of a line's 4 row blocks read it from L2
+        // again: 10% of the seed's dW1 (1000x64x100 TN).
+        [MethodImpl(MethodImplOptions.AggressiveOptimization)]
+        private void StripsOfA(int rFirst, int rows, float* strips)
+        {
+            int pitch = StripPitch, whole = g.Am == 1 ? Math.Clamp(g.M / 4 - rFirst, 0, rows) : 0;
+            if (whole > 0)
+            {
+                float* src = a + rFirst * 4;
+                for (int k = 0; k < g.K; k++, src += g.Ak)
+                {
+                    float* s = src, d = strips + 4 * k;
+                    for (int r = 0; r < whole; r++, s += 4, d += pitch) Vector128.Store(Vector128.Load(s), d);
+                }
+            }
+            // A partial last row block (rows past M repeat the last), or A in another layout.
+            for (int r = whole; r < rows; r++) StripOfA((rFirst + r) * 4, strips + (long)r * pitch);
+        }
 
         // Row block i0's 4 rows of A, k by k, into dst (4 K floats); rows past M repeat the last.
         // Optimised from its first call, like every method here: at tier 0, each Vector128 load and
