@@ -43,7 +43,7 @@ public static partial class MatMulKernels
     internal static bool HostSlabs { get; set; } = true;
 
     /// <summary>Lets the host SGEMM copy a transposed A's row blocks into strips where C has 3 or more
-    /// column blocks (HostGemm.StripOfA); off, A is always read in place (the tests run both).</summary>
+    /// column blocks (HostGemm.StripsOfA); off, A is always read in place (the tests run both).</summary>
     internal static bool HostStrips { get; set; } = true;
 
     // Whether a block also stores the B vectors it loads into a slab (a JIT-time constant).

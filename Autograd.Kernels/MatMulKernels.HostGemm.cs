@@ -156,7 +156,9 @@ public static partial class MatMulKernels
         // rows are adjacent at each k (a transposed A), k goes outermost, so that each k reads the
         // part's rows as one run. Row block by row block, each k read 16 bytes of a line M floats
         // apart (at M = 1000, 4 KB: one L1 set), and each of a line's 4 row blocks read it from L2
-        // again: 10% of the seed's dW1 (1000x64x100 TN).
+        // again: 10% of the seed's dW1 (1000x64x100 TN). Optimised from its first call, like every
+        // method here: at tier 0 each Vector128 load and store was a call, and the example's first
+        // 500 CPU steps took ~130 us a step more.
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void StripsOfA(int rFirst, int rows, float* strips)
         {
@@ -175,18 +177,10 @@ public static partial class MatMulKernels
         }
 
         // Row block i0's 4 rows of A, k by k, into dst (4 K floats); rows past M repeat the last.
-        // Optimised from its first call, like every method here: at tier 0, each Vector128 load and
-        // store was a call, and the example's first 500 steps on the CPU took ~130 us a step more.
+        // StripsOfA takes a transposed A's whole row blocks; this, the rest.
         [MethodImpl(MethodImplOptions.AggressiveOptimization)]
         private void StripOfA(int i0, float* dst)
         {
-            if (g.Am == 1 && i0 + 4 <= g.M)
-            {
-                // The 4 rows' elements at one k are adjacent.
-                float* src = a + i0;
-                for (int k = 0; k < g.K; k++, src += g.Ak, dst += 4) Vector128.Store(Vector128.Load(src), dst);
-                return;
-            }
             float* a0 = RowA(i0), a1 = RowA(i0 + 1), a2 = RowA(i0 + 2), a3 = RowA(i0 + 3);
             for (int k = 0, ka = 0; k < g.K; k++, ka += g.Ak, dst += 4)
                 (dst[0], dst[1], dst[2], dst[3]) = (a0[ka], a1[ka], a2[ka], a3[ka]);
@@ -197,7 +191,7 @@ public static partial class MatMulKernels
         private float* RowA(int i) => a + Math.Min(i, g.M - 1) * g.Am;
 
         // Row block i0's 4 rows of A and the step between their k: in place, or in a strip (A's 4
-        // rows k by k, StripOfA).
+        // rows k by k, StripsOfA).
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         private void RowsOfA(int i0, float* strip, out float* a0, out float* a1, out float* a2, out float* a3, out int ak)
         {
