@@ -72,6 +72,9 @@ public sealed class PersistentProgram : IDisposable
     /// <summary>Static shared memory a group of the kernel holds (bytes): the sum of its phases'.</summary>
     public int SharedBytes { get; private init; }
 
+    /// <summary>Spins a barrier waits before it gives up (<see cref="GridBarrier.NoSpinLimit"/>: never).</summary>
+    public int SpinLimit { get; private init; }
+
     /// <summary>Groups of the grid (all resident at once).</summary>
     public int GridGroups { get; }
 
@@ -161,7 +164,7 @@ public sealed class PersistentProgram : IDisposable
                 host.Stream.Synchronize();
                 state = owned.View;
             }
-            int limit = spinLimit ?? (host.IsCpu ? int.MaxValue : GpuSpinLimit);
+            int limit = spinLimit ?? (host.IsCpu ? GridBarrier.NoSpinLimit : GpuSpinLimit);
             var barrier = GridBarrier.For(host, state, limit);
             var bind = typeof(PersistentProgram).GetMethod(nameof(Bind), BindingFlags.NonPublic | BindingFlags.Static)!.MakeGenericMethod(type);
             Action<KernelHost> launch;
@@ -188,7 +191,7 @@ public sealed class PersistentProgram : IDisposable
             }
             refusal = "";
             var names = runs.Select(r => string.Join(" & ", r.Names)).ToArray();
-            return new PersistentProgram(host, owned, state, launch, grid, names, type, repeat?.Steps ?? 1) { SharedBytes = shared, Fences = barrier.Fences };
+            return new PersistentProgram(host, owned, state, launch, grid, names, type, repeat?.Steps ?? 1) { SharedBytes = shared, Fences = barrier.Fences, SpinLimit = limit };
         }
         catch
         {

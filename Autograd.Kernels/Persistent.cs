@@ -25,10 +25,10 @@
 //
 // The grid: no more groups than can be resident at once (the driver's occupancy count on CUDA; one
 // group a multiprocessor on the CPU accelerator, which runs a group per simulated multiprocessor):
-// a barrier waiting on a group that is not yet running never returns. As a guard, a group that has
-// spun SpinLimit times on a barrier marks the step as timed out and goes on (wrong results, no
-// hung device), every other wait then ends within 64 polls, and the host reads the mark
-// (PersistentProgram.TimedOut).
+// a barrier waiting on a group that is not yet running never returns. As a guard on a GPU, a group
+// that has spun GpuSpinLimit times on a barrier marks the step as timed out and goes on (wrong
+// results, no hung device), every other wait then ends within 64 polls, and the host reads the mark
+// (PersistentProgram.TimedOut). The CPU accelerator's barriers never give up (NoSpinLimit).
 using ILGPU;
 using ILGPU.Runtime;
 using ILGPU.Runtime.Cuda;
@@ -176,7 +176,7 @@ public readonly struct GridBarrier
                     // A barrier that gave up, here or in another group, ends every later wait too: the
                     // run is wrong already (the host checks the flag), and must only end soon.
                     if ((spins & 63) == 63 && Atomic.Or(ref _state[2], 0) != 0) break;
-                    if (spins < _spinLimit) continue;
+                    if (!GivesUp(spins, _spinLimit)) continue;
                     Atomic.Exchange(ref _state[2], 1);
                     break;
                 }
@@ -185,6 +185,14 @@ public readonly struct GridBarrier
         }
         Group.Barrier();
     }
+
+    /// <summary>A spin limit that is never reached: the CPU accelerator's barriers wait as long as a phase takes.</summary>
+    public const int NoSpinLimit = int.MaxValue;
+
+    // Whether a wait that has spun `spins` times gives up. NoSpinLimit never does: counted as a plain
+    // limit, it gave up after 2^31 spins, some 30 s on the CPU accelerator, which a starved group of a
+    // loaded 2-core machine can wait (a persistent step then gave other bits than its launches).
+    internal static bool GivesUp(int spins, int spinLimit) => spinLimit != NoSpinLimit && spins >= spinLimit;
 
     // Orders this group's stores before its arrival, and the other groups' stores before what it
     // reads after the turn. Acquire-release at GPU scope is all a barrier needs; ILGPU's device-level
