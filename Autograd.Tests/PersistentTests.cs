@@ -374,6 +374,24 @@ public sealed partial class PersistentTests
         foreach (var t in new[] { x, y, w1, w2 }) t.Dispose();
     }
 
+    // The CPU accelerator's barriers wait as long as a phase takes: its limit is never reached, not at
+    // 2^31 spins (where, counted as a plain limit, it gave up: a group starved for ~30 s on a loaded
+    // machine ended its wait early and the step's bits changed), nor once the count wraps.
+    [Fact]
+    public void A_barrier_without_a_spin_limit_never_gives_up()
+    {
+        foreach (int spins in new[] { 0, 63, 20000, 1 << 22, int.MaxValue - 1, int.MaxValue, int.MinValue, -1 })
+            GridBarrier.GivesUp(spins, GridBarrier.NoSpinLimit).Should().BeFalse($"spins = {spins}");
+        GridBarrier.GivesUp(19999, 20000).Should().BeFalse();
+        GridBarrier.GivesUp(20000, 20000).Should().BeTrue();
+        GridBarrier.GivesUp(PersistentProgram.GpuSpinLimit, PersistentProgram.GpuSpinLimit).Should().BeTrue();
+        // What the CPU accelerator's programs take.
+        using var y = Tensor.Zeros([5], Sim);
+        using var program = PersistentProgram.TryBuild(Sim.Host, h => Elementwise.Fill(h, y.View, 1f), out var refusal);
+        program.Should().NotBeNull(refusal);
+        program!.SpinLimit.Should().Be(GridBarrier.NoSpinLimit);
+    }
+
     // A grid with more groups than run at once: the first groups wait on a barrier for a group that
     // starts only when one of them ends. The guard gives up, marks the run, and the host's counters
     // are zeroed so the next launches are right.
@@ -489,7 +507,14 @@ public sealed partial class PersistentTests
 
     // StepKernel closed over the program a seed-like step (7x33, 33x17, 17x5) records on groups of
     // 256 with every product on one path: the phases' types are the seed's (epilogues, tail, pair).
-    internal static System.Reflection.MethodInfo SeedProgramKernel(MatMulPath path)
+    internal static System.Reflection.MethodInfo SeedProgramKernel(MatMulPath path) =>
+        SeedProgramKernels.GetOrAdd(path, p => new Lazy<System.Reflection.MethodInfo>(() => MakeSeedProgramKernel(p))).Value;
+
+    // Made once a path: this test and SassTests' ask for the same kernels, and each making runs a step
+    // on the CPU simulator's groups of 256 (5-7 s on 2 cores).
+    private static readonly System.Collections.Concurrent.ConcurrentDictionary<MatMulPath, Lazy<System.Reflection.MethodInfo>> SeedProgramKernels = new();
+
+    private static System.Reflection.MethodInfo MakeSeedProgramKernel(MatMulPath path)
     {
         var dev = Device.CpuSimulator(16, 16, 1);
         using var pin = new Pin(dev, path, true);

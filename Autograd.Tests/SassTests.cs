@@ -50,7 +50,7 @@ public sealed class SassTests
         return (p.ExitCode, stdout.Result + stderr.Result);
     }
 
-    // ptxas -v's report and the cubin's path, in a folder of its own; each kernel assembled once, as
+    // ptxas -v's report and the cubin's path; each kernel assembled once, as
     // several theories below ask for the same kernels.
     private static (string Report, string Cubin) Assemble(string kernel) =>
         Assembled.GetOrAdd(kernel, k => new Lazy<(string, string)>(() => Assemble(k, () => PtxCompileTests.PtxOf(k, Isa)))).Value;
@@ -82,12 +82,28 @@ public sealed class SassTests
         return true;
     });
 
+    // The run's PTX and cubins, in one folder that goes when the test process ends: a folder per
+    // kernel, left behind, put some 260 folders in /tmp at every run.
+    private static readonly Lazy<string> Scratch = new(() =>
+    {
+        var dir = Directory.CreateTempSubdirectory("autograd-sass-").FullName;
+        AppDomain.CurrentDomain.ProcessExit += (_, _) =>
+        {
+            try { Directory.Delete(dir, recursive: true); }
+            catch (IOException) { } // a file still open: the folder stays, as a temp folder may
+            catch (UnauthorizedAccessException) { }
+        };
+        return dir;
+    });
+
+    private static int _files;
+
     private static (string Report, string Cubin) Assemble(string kernel, Func<string> makePtx)
     {
         var ptxas = RequirePtxas();
-        var dir = Directory.CreateTempSubdirectory("autograd-sass-").FullName;
-        var ptx = Path.Combine(dir, "k.ptx");
-        var cubin = Path.Combine(dir, "k.cubin");
+        int n = Interlocked.Increment(ref _files);
+        var ptx = Path.Combine(Scratch.Value, $"k{n}.ptx");
+        var cubin = Path.Combine(Scratch.Value, $"k{n}.cubin");
         File.WriteAllText(ptx, makePtx());
         var (code, output) = Run(ptxas, "-arch=sm_90", "-v", "-o", cubin, ptx);
         code.Should().Be(0, $"ptxas must accept {kernel}'s PTX:\n{output}");
