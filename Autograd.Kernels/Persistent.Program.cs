@@ -164,8 +164,7 @@ public sealed class PersistentProgram : IDisposable
                 host.Stream.Synchronize();
                 state = owned.View;
             }
-            int limit = spinLimit ?? (host.IsCpu ? GridBarrier.NoSpinLimit : GpuSpinLimit);
-            var barrier = GridBarrier.For(host, state, limit);
+            var barrier = GridBarrier.For(host, state, spinLimit);
             var bind = typeof(PersistentProgram).GetMethod(nameof(Bind), BindingFlags.NonPublic | BindingFlags.Static)!.MakeGenericMethod(type);
             Action<KernelHost> launch;
             int grid;
@@ -191,7 +190,7 @@ public sealed class PersistentProgram : IDisposable
             }
             refusal = "";
             var names = runs.Select(r => string.Join(" & ", r.Names)).ToArray();
-            return new PersistentProgram(host, owned, state, launch, grid, names, type, repeat?.Steps ?? 1) { SharedBytes = shared, Fences = barrier.Fences, SpinLimit = limit };
+            return new PersistentProgram(host, owned, state, launch, grid, names, type, repeat?.Steps ?? 1) { SharedBytes = shared, Fences = barrier.Fences, SpinLimit = barrier.SpinLimit };
         }
         catch
         {

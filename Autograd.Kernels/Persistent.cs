@@ -139,13 +139,18 @@ public readonly struct GridBarrier
 
     /// <summary>
     /// The barrier over `state` for a grid on host's accelerator, fenced as KernelHost.BarrierFence
-    /// says on CUDA; elsewhere (the CPU accelerator) with ILGPU's fences.
+    /// says on CUDA; elsewhere (the CPU accelerator) with ILGPU's fences. Without a spin limit it takes
+    /// the device's: PersistentProgram.GpuSpinLimit on a GPU, none (NoSpinLimit) on the CPU accelerator.
     /// </summary>
-    internal static GridBarrier For(KernelHost host, ArrayView<int> state, int spinLimit) =>
-        new(state, spinLimit, host.Accelerator.AcceleratorType == AcceleratorType.Cuda && host.BarrierFence == BarrierFence.AcquireRelease);
+    internal static GridBarrier For(KernelHost host, ArrayView<int> state, int? spinLimit = null) =>
+        new(state, spinLimit ?? (host.IsCpu ? NoSpinLimit : PersistentProgram.GpuSpinLimit),
+            host.Accelerator.AcceleratorType == AcceleratorType.Cuda && host.BarrierFence == BarrierFence.AcquireRelease);
 
     /// <summary>The barrier's fences (host side).</summary>
     public BarrierFence Fences => _lightFences != 0 ? BarrierFence.AcquireRelease : BarrierFence.SequentiallyConsistent;
+
+    /// <summary>Spins a wait makes before it gives up (<see cref="NoSpinLimit"/>: never).</summary>
+    public int SpinLimit => _spinLimit;
 
     /// <summary>Returns once every group of the grid has called it (or the spin limit has passed).</summary>
     public void Wait()

@@ -204,7 +204,7 @@ public static partial class Probes
                 $"Probes.Barriers: the grid must hold 1 to {resident} groups (all resident at once), or its barriers never return.");
         if (state.Length != 3 || marks.Length != 2 * groups || barriers < 1)
             throw new ArgumentException($"Probes.Barriers: state takes 3 elements (got {state.Length}), marks 2 x {groups} (got {marks.Length}), barriers at least 1 (got {barriers}).");
-        var barrier = GridBarrier.For(host, state, host.IsCpu ? GridBarrier.NoSpinLimit : PersistentProgram.GpuSpinLimit);
+        var barrier = GridBarrier.For(host, state);
         host.Load("ProbeBarriers", null, null, LoadBarriers)(host.Stream, new KernelConfig(groups, host.GroupSize), marks, barrier, barriers);
     }
 
