@@ -116,7 +116,7 @@ public readonly partial struct PowOp : IUnaryOp
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public float Apply(float x)
     {
-        if (IsInt == 0) return XMath.Pow(x, P);
+        if (IsInt == 0) return AnyPow(x, P);
         int n = N < 0 ? -N : N;
         float r = 1f, b = x;
         while (n > 0)
@@ -127,6 +127,13 @@ public readonly partial struct PowOp : IUnaryOp
         }
         return N < 0 ? 1f / r : r;
     }
+
+    // A call, not inlined: a device kernel inlines Apply at every element it stores (64 a thread in
+    // the 128x128-tile SGEMMs' epilogues), and ILGPU's software pow inlined with it made those kernels'
+    // PTX 5x the size for an exponent the seed's loss (2) never takes. ILGPU keeps a NoInlining method
+    // a function of its own (Inliner.SetupInliningAttributes).
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    private static float AnyPow(float x, float p) => XMath.Pow(x, p);
 }
 
 /// <summary>y = x * S.</summary>
