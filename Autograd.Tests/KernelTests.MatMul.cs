@@ -19,6 +19,8 @@ public sealed partial class KernelTests
             foreach (var (m, n, k) in sizes.Where(s => Affordable(path, s.Item1, s.Item2)))
                 foreach (var ta in new[] { false, true })
                     foreach (var tb in new[] { false, true })
+                        // Split-K in two launches reads A and B with split3's kernel and slicing (its raw
+                        // slices are that kernel without the fixup): two layouts, both or neither transposed.
                         if (ta == tb || path != "split3-two-launches")
                             d.Add(m, n, k, ta, tb, path);
         return d;
@@ -28,8 +30,6 @@ public sealed partial class KernelTests
     // the 2x1 that the CPU accelerator's groups of 2 give it; "split3" cuts K into 3 slices. The warp
     // kernel runs on the device's warps (2 lanes on the CPU accelerator), on warps of 16 (its team
     // chosen by shape, and teams of 4), and in teams of 2 and 4 two-lane warps (a simulator of groups of 4 warps).
-    // Split-K in two launches reads A and B with split3's kernel and slicing (its raw slices are that
-    // kernel without the fixup), so it takes the two layouts with both or neither operand transposed.
     private static readonly string[] Paths =
         ["host", "small", "tiled", "tiled-8x8", "tiled-2x1", "split3", "split3-2x1", "split3-two-launches", "large", "wide", "wide16", "large-split3", "wide-split3", "wide16-split3", "warp", "warp-16",
          "warp-16-team4", "warp-team2", "warp-team4"];
