@@ -26,8 +26,10 @@ public sealed class HostForkTests
 
     private static void ShouldVisitOnce(int[] visits, string because)
     {
-        for (int i = 0; i < visits.Length; i++)
-            visits[i].Should().Be(1, $"index {i} of {visits.Length}, {because}");
+        // The message is built only for the index that fails: built for each of 65,537 indices in 50
+        // rounds, it allocated 3.4 GB, and the collections it caused cost seconds.
+        int i = Array.FindIndex(visits, v => v != 1);
+        if (i >= 0) visits[i].Should().Be(1, $"index {i} of {visits.Length}, {because}");
     }
 
     [Theory]
