@@ -199,6 +199,29 @@ public sealed class Device
         })).Value;
     }
 
+    /// <summary>
+    /// Disposes every simulator <see cref="CpuSimulator"/> has made and forgets it: the next call for a
+    /// shape makes a new one. A simulator holds an OS thread for each simulated thread (a group of 256
+    /// is 256 threads) for as long as it lives, and every garbage collection stops them all, so a
+    /// process that is done with its simulators lets them go (the tests do, after each class).
+    /// Tensors, compiled steps and kernel hosts of a released simulator must not be used again.
+    /// </summary>
+    internal static void ReleaseCpuSimulators()
+    {
+        foreach (var key in Devices.Keys.Where(k => k.StartsWith("cpu-sim:", StringComparison.Ordinal)).ToList())
+        {
+            if (!Devices.TryRemove(key, out var lazy) || !lazy.IsValueCreated) continue;
+            var device = lazy.Value;
+            lock (device.Sync)
+            {
+                device.Synchronize();
+                device.Allocator.EmptyCache();
+                // ILGPU's accelerator disposes what it made (buffers, kernels, streams) and ends its threads.
+                device.Accelerator.Dispose();
+            }
+        }
+    }
+
     /// <summary>Waits for every queued kernel of this device to finish.</summary>
     public void Synchronize() => Host.Synchronize();
 

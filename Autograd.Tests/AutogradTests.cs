@@ -6,7 +6,7 @@ using Xunit;
 
 namespace AutogradNet.Tests;
 
-public sealed class AutogradTests
+public sealed class AutogradTests : IClassFixture<SimulatorsReleased>
 {
     [Fact]
     public void Grad_accumulates_across_backward_calls_until_zeroed()

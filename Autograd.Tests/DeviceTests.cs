@@ -5,7 +5,7 @@ using Xunit;
 
 namespace AutogradNet.Tests;
 
-public sealed class DeviceTests
+public sealed class DeviceTests : IClassFixture<SimulatorsReleased>
 {
     [Fact]
     public void Cpu_is_always_available_and_listed()
@@ -32,6 +32,26 @@ public sealed class DeviceTests
         Device.CpuSimulator(2, 2, 2).Accelerator.Context.Should().BeSameAs(Device.Cpu.Accelerator.Context);
         Device.Context.Properties.OptimizationLevel.Should().Be(ILGPU.OptimizationLevel.O1);
         Device.Context.Should().NotBeSameAs(Device.Cpu.Accelerator.Context);
+    }
+
+    // A released simulator ends: its accelerator (and with it the OS thread of each simulated thread)
+    // is disposed, and the same shape asked for again is a new device that computes.
+    [CpuOnly]
+    [Fact]
+    public void Released_simulators_are_disposed_and_made_again_on_demand()
+    {
+        var old = Device.CpuSimulator(4, 2, 1);
+        var a = TestData.Normal(7 * 33, 71);
+        using (var t = Tensor.FromArray(a, [7, 33], old))
+        using (var s = t.Sum())
+            ((double)s.Item()).Should().BeApproximately(a.Sum(v => (double)v), 1e-3);
+        Device.ReleaseCpuSimulators();
+        old.Accelerator.IsDisposed.Should().BeTrue();
+        var made = Device.CpuSimulator(4, 2, 1);
+        made.Should().NotBeSameAs(old);
+        using var u = Tensor.FromArray(a, [7, 33], made);
+        using var sum = u.Sum();
+        ((double)sum.Item()).Should().BeApproximately(a.Sum(v => (double)v), 1e-3);
     }
 
     [Fact]

@@ -10,7 +10,7 @@ using Xunit;
 
 namespace AutogradNet.Tests;
 
-public sealed partial class GraphTests
+public sealed partial class GraphTests : IClassFixture<SimulatorsReleased>
 {
     public static TheoryData<string> Optimizers() => new() { "sgd", "momentum", "adam" };
 

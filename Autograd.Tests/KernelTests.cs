@@ -9,7 +9,7 @@ using Xunit;
 
 namespace AutogradNet.Tests;
 
-public sealed partial class KernelTests
+public sealed partial class KernelTests : IClassFixture<SimulatorsReleased>
 {
     private static KernelHost Host => TestData.Device.Host;
 

@@ -5,7 +5,7 @@ using Xunit;
 
 namespace AutogradNet.Tests;
 
-public sealed class MisuseTests
+public sealed class MisuseTests : IClassFixture<SimulatorsReleased>
 {
     [Fact]
     public void MatMul_shape_mismatch_names_the_op_and_both_shapes()

@@ -12,7 +12,7 @@ using Xunit;
 
 namespace AutogradNet.Tests;
 
-public sealed partial class PersistentTests
+public sealed partial class PersistentTests : IClassFixture<SimulatorsReleased>
 {
     // Groups of 4 threads (two 2-lane warps; the tiled kernel's 2x2 group), two multiprocessors.
     private static Device Sim => Device.CpuSimulator(2, 2, 2);

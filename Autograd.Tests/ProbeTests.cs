@@ -10,7 +10,7 @@ using Xunit;
 
 namespace AutogradNet.Tests;
 
-public sealed class ProbeTests
+public sealed class ProbeTests : IClassFixture<SimulatorsReleased>
 {
     // Groups of 8 (two 4-lane warps), three multiprocessors: Barriers runs a grid of up to 3 groups.
     private static KernelHost Sim => Device.CpuSimulator(4, 2, 3).Host;

@@ -6,7 +6,7 @@ using Xunit;
 
 namespace AutogradNet.Tests;
 
-public sealed class RobustnessTests
+public sealed class RobustnessTests : IClassFixture<SimulatorsReleased>
 {
     private static float[] SeedLosses(bool compiled, int steps)
     {

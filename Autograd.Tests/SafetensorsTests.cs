@@ -9,7 +9,7 @@ using Xunit;
 
 namespace AutogradNet.Tests;
 
-public sealed class SafetensorsTests
+public sealed class SafetensorsTests : IClassFixture<SimulatorsReleased>
 {
     private static byte[] Build(string header, byte[] data)
     {

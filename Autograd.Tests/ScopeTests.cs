@@ -7,7 +7,7 @@ using Xunit;
 
 namespace AutogradNet.Tests;
 
-public sealed class ScopeTests
+public sealed class ScopeTests : IClassFixture<SimulatorsReleased>
 {
     [Fact]
     public void A_scope_frees_what_was_created_inside_except_what_is_kept()

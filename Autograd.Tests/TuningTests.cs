@@ -13,7 +13,7 @@ using Xunit;
 
 namespace AutogradNet.Tests;
 
-public sealed class TuningTests
+public sealed class TuningTests : IClassFixture<SimulatorsReleased>
 {
     // Autotuning on for the test device, the fake clocks and the eager threshold put back after it.
     private sealed class Tuning : IDisposable
@@ -42,7 +42,7 @@ public sealed class TuningTests
 
     private static KernelHost Host => TestData.Device.Host;
 
-    private static readonly KernelHost Simulator = Device.CpuSimulator(16, 16, 1).Host;
+    private static KernelHost Simulator => Device.CpuSimulator(16, 16, 1).Host;
 
     // The seed's net at a size of its own, (rows, inputs) -> hidden -> outputs, compiled with SGD on the
     // test device with autotuning on or off, after 20 steps.
