@@ -191,13 +191,16 @@ public sealed class Device
     /// <param name="multiprocessors">Simulated multiprocessors (groups running at once).</param>
     public static Device CpuSimulator(int threadsPerWarp, int warpsPerGroup, int multiprocessors)
     {
-        string key = $"cpu-sim:{threadsPerWarp}x{warpsPerGroup}x{multiprocessors}";
+        string key = $"{SimulatorPrefix}{threadsPerWarp}x{warpsPerGroup}x{multiprocessors}";
         return Devices.GetOrAdd(key, k => new Lazy<Device>(() =>
         {
             var cpu = new CPUDevice(threadsPerWarp, warpsPerGroup, multiprocessors);
             return new Device(k, DeviceKind.Cpu, cpu.CreateCPUAccelerator(CpuContext.Value, CPUAcceleratorMode.Parallel));
         })).Value;
     }
+
+    // The cache key of a simulator device: this prefix, then its shape.
+    private const string SimulatorPrefix = "cpu-sim:";
 
     /// <summary>
     /// Disposes every simulator <see cref="CpuSimulator"/> has made and forgets it: the next call for a
@@ -208,7 +211,7 @@ public sealed class Device
     /// </summary>
     internal static void ReleaseCpuSimulators()
     {
-        foreach (var key in Devices.Keys.Where(k => k.StartsWith("cpu-sim:", StringComparison.Ordinal)).ToList())
+        foreach (var key in Devices.Keys.Where(k => k.StartsWith(SimulatorPrefix, StringComparison.Ordinal)).ToList())
         {
             if (!Devices.TryRemove(key, out var lazy) || !lazy.IsValueCreated) continue;
             var device = lazy.Value;
