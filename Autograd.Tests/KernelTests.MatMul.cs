@@ -35,8 +35,8 @@ public sealed partial class KernelTests
          "warp-16-team4", "warp-team2", "warp-team4"];
 
     // The CPU simulator pays a 16-thread rendezvous per shuffle: warps of 16 take only products of
-    // up to ~40 blocks of C, and in teams (two 256-thread barriers a block as well) up to 12. The
-    // 2-lane warps take every size.
+    // up to ~40 blocks of C, and in teams (two 128-thread group barriers a block as well) up to 12.
+    // The 2-lane warps take every size.
     private static bool Affordable(string path, int m, int n)
     {
         // Large and Wide with K split (two launches): one size spanning several 128x128 tiles, one with
