@@ -87,8 +87,8 @@ public sealed partial class KernelTests
         if (path.StartsWith("warp-team", StringComparison.Ordinal))
             return Host.GroupSize / Host.Accelerator.WarpSize >= 4 ? Host : Device.CpuSimulator(2, 4, 1).Host;
         var (x, y) = PathOf(path) == MatMulPath.Tiled ? GroupOf(path) : (16, 16);
-        int threads = x * y;
-        return threads > Host.Accelerator.MaxNumThreadsPerGroup ? Device.CpuSimulator(Math.Min(16, threads), Math.Max(1, threads / 16), 1).Host : Host;
+        int threads = x * y, lanes = Math.Min(16, threads);
+        return threads > Host.Accelerator.MaxNumThreadsPerGroup ? Device.CpuSimulator(lanes, threads / lanes, 1).Host : Host;
     }
 
     private static MatMulPin PinFor(KernelHost host, string path) =>
