@@ -444,8 +444,15 @@ public sealed partial class PersistentTests : IClassFixture<SimulatorsReleased>
         var program = (IPhase)Activator.CreateInstance(kernel.GetGenericArguments()[0])!;
         SharedBytes(ptx).Should().Be(program.SharedBytes).And.BeLessThan(48 * 1024);
         // The program is the kernel's parameter: the driver takes up to 4 KB of them (the seed's: 1.2-1.5 KB).
-        int parameters = System.Text.RegularExpressions.Regex.Matches(ptx, @"\.param \.align \d+ \.b8 \w+\[(\d+)\]").Sum(m => int.Parse(m.Groups[1].Value));
-        parameters.Should().BeLessThan(4096);
+        // Only the entry's count: each phase's function takes its own part of the program as parameters too.
+        string entry = ptx[ptx.IndexOf(".entry", StringComparison.Ordinal)..];
+        entry = entry[..entry.IndexOf(')')];
+        int parameters = System.Text.RegularExpressions.Regex.Matches(entry, @"\.param \.align \d+ \.b8 \w+\[(\d+)\]").Sum(m => int.Parse(m.Groups[1].Value));
+        parameters.Should().BeInRange(1, 4095);
+        // Each phase is a function of its own (PhaseCall), and so is each rest of the program after one:
+        // Then<P0, Then<P1, Then<P2, P3>>> calls P0 and the rest, which calls P1 and the rest, ...: 6.
+        System.Text.RegularExpressions.Regex.Matches(ptx, @"^\.visible \.func Run_\d+\($", System.Text.RegularExpressions.RegexOptions.Multiline)
+            .Select(m => m.Value).Distinct().Count().Should().Be(6, "each phase is a call");
     }
 
     // Every kind of phase in one program (maps and zips with and without broadcasting, a fill, the

@@ -126,6 +126,9 @@ public sealed class SassTests
         Registers(report).Should().BeLessThanOrEqualTo(128, report);
         foreach (Match m in Regex.Matches(report, @"(\d+) bytes spill stores, (\d+) bytes spill loads"))
             (m.Groups[1].Value, m.Groups[2].Value).Should().Be(("0", "0"), report);
+        // Its phases are calls (PhaseCall): registers carry their arguments, no stack frame.
+        Regex.Matches(report, @"(\d+) bytes stack frame").Should().HaveCountGreaterThan(1, report)
+            .And.AllSatisfy(m => m.Groups[1].Value.Should().Be("0", report));
     }
 
     [Theory]
