@@ -41,6 +41,18 @@ for n, v in seeds.items():
 print(f"{'example, compiled (499 steps, Item every 100)':<66} {example if example else float('nan'):>10.1f}")
 print(f"{'example, eager (499 steps)':<66} {example_eager if example_eager else float('nan'):>10.1f}")
 print(f"{'example, persistent kernel (499 steps, Item every 100)':<66} {example_persistent if example_persistent else float('nan'):>10.1f}")
+# What a user waits for before the first loss: each example's first step (compile, kernel loads,
+# tuning), and the bench's compiled seed rows' compile and first Run (a persistent program's kernel
+# is compiled in its own row's first Run; most launch kernels by the first row).
+for log in ("example", "example-eager", "example-persistent", "example-chain", "example-rows"):
+    first = num(r"after the first \(which [^:]*: (\d+) ms\)", read(log + ".log"))
+    if first is not None:
+        print(f"{'first step, ' + log:<66} {first:>10.0f} ms")
+for n, r in ours.items():
+    m = re.search(r"compile (\d+) ms, first Run (\d+) ms", r.get("Check", ""))
+    if m and n.startswith("seed step compiled"):
+        print(f"{'first loss, ' + n[len('seed step compiled, '):][:54]:<66} {int(m.group(1)) + int(m.group(2)):>10} ms"
+              f" (compile {m.group(1)}, first Run {m.group(2)})")
 print()
 print(f"{'ours / anchor':<66}" + "".join(f"{a.split(' (')[0][:18]:>20}" for a in anchors))
 print(f"{'(anchor us/step)':<66}" + "".join(f"{(v or float('nan')):>20.1f}" for v in anchors.values()))
