@@ -347,8 +347,8 @@ public readonly record struct PersistentRepeat(int Steps, ArrayView<float> Loss,
 /// Runs a phase as a function of its own, not inlined into the program's kernel. ILGPU lowers the
 /// structures of a kernel (LowerStructures) by following each field from where it is read back
 /// through every block before it, so a program inlined whole took a time that grew with the square
-/// of its phases: the seed's 4 tiled phases 20 s and 3.9 GB of garbage to compile to PTX on 2 cores,
-/// against 2-3 s for each alone. As calls, each phase is lowered on its own (6.5 s, 1.5 GB). ptxas
+/// of its phases: the seed's 4 tiled phases took 18-22 s and 3.9 GB of garbage to compile to PTX on 2
+/// cores, against 2-3 s for each alone. As calls, each phase is lowered on its own (6-10 s, 1.5 GB). ptxas
 /// keeps the calls (CALL.REL.NOINC) without a stack frame, within the same launch bounds.
 /// </summary>
 internal static class PhaseCall
