@@ -133,6 +133,7 @@ public sealed partial class KernelHost
         LaunchBounds = other.LaunchBounds;
         WholeTiles = other.WholeTiles;
         AsyncCopies = other.AsyncCopies;
+        AsyncCopiesAlongK = other.AsyncCopiesAlongK;
         PersistentSteps = other.PersistentSteps;
         BarrierFence = other.BarrierFence;
         ChainTails = other.ChainTails;

@@ -1,8 +1,11 @@
 // When Wide16 runs as Wide16Async (MatMulKernels.Wide16Async.cs), and the copies it is made of.
 // Wide16Async is Wide16Whole with its slices copied by cp.async into a ring of 3 stages, so it has
 // Wide16Whole's precondition (whole tiles, whole slices, aligned operands) and one of its own: on
-// CUDA, sm_80 or later, where cp.async exists. It is off by default (KernelHost.AsyncCopies) until a
-// GPU has timed it against Wide16Whole (the bench's "async copies" rows).
+// CUDA, sm_80 or later, where cp.async exists. By default it takes only products whose operands are
+// both copied along m or n in 16-byte copies (TN: A stored (K, M), B (K, N)): on an H200 (run 9,
+// 2026-11-29) 4096^3 TN ran at 48.3 TFLOP/s against Wide16Whole's 45.0, but NN at 37.7 against 44.2
+// and NT at 33.8 against 42.2, where an operand along k is copied 4 bytes at a time to be stored
+// transposed (KernelHost.AsyncCopies, KernelHost.AsyncCopiesAlongK).
 // cp.async needs two addresses ILGPU does not hand a kernel (Probes.cs, "AsyncCopy", found the way):
 // the global one from the host (LoadEffectiveAddressAsPtr, a kernel argument), the shared one from
 // ILGPU's dynamic shared symbol, __dyn_shared_alloca, which the kernel's only shared memory is.
@@ -25,24 +28,32 @@ public static partial class MatMulKernels
 
     /// <summary>
     /// Whether a 128x128-tile launch of g over `layers` K parts runs on Wide16Async: allowed
-    /// (KernelHost.AsyncCopies), a product Wide16Whole would take (WholeTiles), and, on CUDA, a device
-    /// of sm_80 or later.
+    /// (KernelHost.AsyncCopies), in a layout whose copies are all 16 bytes wide (TN) unless
+    /// KernelHost.AsyncCopiesAlongK allows every layout, a product Wide16Whole would take (WholeTiles),
+    /// and, on CUDA, a device of sm_80 or later.
     /// </summary>
     /// <param name="host">The kernel host.</param>
     /// <param name="g">The product's arguments (KPer the depth of a K part).</param>
     /// <param name="layers">K parts in the launch (grid z).</param>
     /// <param name="vec">WideVectorizable's answer for the operands.</param>
     internal static bool AsyncCopies(KernelHost host, GemmArgs g, int layers, int vec) =>
-        host.AsyncCopies && HasCpAsync(host) && WholeTiles(host, g, layers, vec);
+        host.AsyncCopies && (host.AsyncCopiesAlongK || CopiesAlongMOnly(g)) && HasCpAsync(host) && WholeTiles(host, g, layers, vec);
 
-    /// <summary>AsyncCopies for the launch MatMul makes of (m, n, k) with K split in `layers`, operands aligned.</summary>
+    /// <summary>AsyncCopies for the launch MatMul makes of (m, n, k) in its layout with K split in `layers`, operands aligned.</summary>
     /// <param name="host">The kernel host.</param>
     /// <param name="m">Rows of C.</param>
     /// <param name="n">Columns of C.</param>
     /// <param name="k">Shared dimension.</param>
     /// <param name="layers">K parts of the launch, as SplitK gives them for this shape.</param>
-    internal static bool AsyncCopies(KernelHost host, int m, int n, int k, int layers) =>
-        host.AsyncCopies && HasCpAsync(host) && WholeTiles(host, m, n, k, layers);
+    /// <param name="transA">A stored (K, M).</param>
+    /// <param name="transB">B stored (N, K).</param>
+    internal static bool AsyncCopies(KernelHost host, int m, int n, int k, int layers, bool transA, bool transB) =>
+        host.AsyncCopies && (host.AsyncCopiesAlongK || CopiesAlongMOnly(new GemmArgs(m, n, k, transA, transB, 1f, 0f)))
+        && HasCpAsync(host) && WholeTiles(host, m, n, k, layers);
+
+    // Whether both operands' slices are copied along m or n, one 16-byte copy a thread and half-slice
+    // (A stored (K, M), B stored (K, N): TN), rather than 4 bytes at a time down k.
+    private static bool CopiesAlongMOnly(GemmArgs g) => g.Ak != 1 && g.Bn == 1;
 
     // cp.async exists from sm_80 on; elsewhere than CUDA the copies are plain loads and stores.
     private static bool HasCpAsync(KernelHost host) =>
@@ -134,13 +145,22 @@ public static partial class MatMulKernels
 
 public sealed partial class KernelHost
 {
-    /// <summary>The environment variable that turns Wide16's async-copy kernel on (1) or off (0, the default).</summary>
+    /// <summary>The environment variable that turns Wide16's async-copy kernel off (0) or on (1, the default).</summary>
     public const string AsyncCopiesVariable = "AUTOGRAD_ASYNC_COPIES";
 
     /// <summary>
     /// Whether Wide16 runs products made of whole tiles on its kernel that copies slices with cp.async
-    /// into a ring of 3 stages (Wide16Async; default: off, unless AUTOGRAD_ASYNC_COPIES=1), rather than on
-    /// Wide16Whole. Both give the same bits; it is off until a GPU has timed one against the other.
+    /// into a ring of 3 stages (Wide16Async; default: on, unless AUTOGRAD_ASYNC_COPIES=0), rather than on
+    /// Wide16Whole, in the layouts AsyncCopiesAlongK allows. Both give the same bits. On an H200 (run 9)
+    /// it ran 4096^3 TN at 48.3 TFLOP/s against the whole-tile kernel's 45.0.
     /// </summary>
-    public bool AsyncCopies { get; set; } = SwitchFromEnvironment(AsyncCopiesVariable, unset: false, "the whole-tile kernel, the default", "cp.async slices where the whole-tile kernel fits", "");
+    public bool AsyncCopies { get; set; } = SwitchFromEnvironment(AsyncCopiesVariable, unset: true, "the whole-tile kernel", "cp.async slices where the whole-tile kernel fits, the default", "");
+
+    /// <summary>
+    /// Whether AsyncCopies also takes products with an operand along k (A in NN and NT, B in NT), whose
+    /// slices it copies 4 bytes at a time into their transposed place (default: off; on an H200, run 9,
+    /// 4096^3 NN ran at 37.7 TFLOP/s on it against 44.2 on the whole-tile kernel, NT 33.8 against 42.2).
+    /// For tests and the bench's rows that time those layouts.
+    /// </summary>
+    public bool AsyncCopiesAlongK { get; set; }
 }

@@ -53,7 +53,9 @@ public static partial class MatMulKernels
     /// <param name="n">Columns of C.</param>
     /// <param name="k">Shared dimension.</param>
     /// <param name="withSum">Describe MatMulSum rather than MatMul.</param>
-    public static string Describe(KernelHost host, int m, int n, int k, bool withSum = false)
+    /// <param name="transA">A stored (K, M) (the layout decides where Wide16 copies its slices with cp.async).</param>
+    /// <param name="transB">B stored (N, K).</param>
+    public static string Describe(KernelHost host, int m, int n, int k, bool withSum = false, bool transA = false, bool transB = false)
     {
         host = host.ForShape(m, n, k);
         var path = Choose(host, m, n);
@@ -70,7 +72,7 @@ public static partial class MatMulKernels
             int layers = SplitK(host, m, n, k);
             if (layers > 1) text = $"{path}, split-K {layers} in two launches";
             if (path == MatMulPath.Wide16 && WholeTiles(host, m, n, k, layers))
-                text += AsyncCopies(host, m, n, k, layers) ? ", whole tiles, async copies" : ", whole tiles";
+                text += AsyncCopies(host, m, n, k, layers, transA, transB) ? ", whole tiles, async copies" : ", whole tiles";
         }
         if (path == MatMulPath.Warp && WarpTeam(host, m, n, k) is > 1 and var team) text = $"Warp, teams of {team} warps";
         if (host.IsTunedView) text += ", autotuned";

@@ -1,6 +1,6 @@
 // Wide16Async, Wide16Whole with its slices copied by cp.async into a ring of 3 stages: against the
 // double host twin in every layout and with K split, bit for bit against Wide16Whole (the same
-// fragments in the same order), and the rule that keeps it to whole tiles and off by default. On the
+// fragments in the same order), and the rule that keeps it to whole tiles and by default to TN. On the
 // CPU accelerator the copies are plain loads and stores at the same places, so these tests check the
 // ring's stages and the copies' places; on a GPU (AUTOGRAD_DEVICE=cuda) the same tests run cp.async.
 using AutogradNet.Kernels;
@@ -12,8 +12,10 @@ namespace AutogradNet.Tests;
 
 public sealed partial class KernelTests
 {
-    // KernelHost.AsyncCopies for one test.
-    internal sealed class AsyncCopiesOn(KernelHost host, bool on) : HostSwitch<bool>(() => host.AsyncCopies, v => host.AsyncCopies = v, on);
+    // KernelHost.AsyncCopies for one test, in every layout (AsyncCopiesAlongK with it), so that the
+    // tests run the copies along k too.
+    internal sealed class AsyncCopiesOn(KernelHost host, bool on) : HostSwitch<(bool, bool)>(
+        () => (host.AsyncCopies, host.AsyncCopiesAlongK), v => (host.AsyncCopies, host.AsyncCopiesAlongK) = v, (on, on));
 
     // WholeCases: one slice (the ring's second stage left empty), three and five slices (more trips
     // than stages, so each stage is filled again), and K parts of two slices (all in the prologue).
@@ -85,14 +87,75 @@ public sealed partial class KernelTests
         MatMulKernels.AsyncCopies(host, G(128, 256, 32), 1, 3).Should().BeFalse("KernelHost.WholeTiles is off");
     }
 
+    // By default only TN takes the kernel: there both operands' slices are copied 16 bytes at a time
+    // along m and n. An operand along k (A in NN and NT, B in NT) is copied 4 bytes at a time, which ran
+    // slower than the whole-tile kernel on an H200 (run 9); AsyncCopiesAlongK allows those too.
+    [Fact]
+    public void Async_copies_take_by_default_only_the_layout_whose_copies_are_16_bytes_wide()
+    {
+        var host = HostFor("wide16");
+        using var pin = new MatMulPin(host, MatMulPath.Wide16);
+        using var whole = new WholeTilesOn(host, true);
+        using var on = new AsyncCopiesOn(host, true);
+        host.AsyncCopiesAlongK = false;
+        static GemmArgs G(bool ta, bool tb) => new(256, 128, 64, ta, tb, 1f, 0f);
+        MatMulKernels.AsyncCopies(host, G(true, false), 1, 3).Should().BeTrue("TN: A (K, M) and B (K, N) go along m and n");
+        MatMulKernels.AsyncCopies(host, G(false, false), 1, 3).Should().BeFalse("NN: A (M, K) goes along k");
+        MatMulKernels.AsyncCopies(host, G(false, true), 1, 3).Should().BeFalse("NT: both go along k");
+        MatMulKernels.AsyncCopies(host, G(true, true), 1, 3).Should().BeFalse("TT: B (N, K) goes along k");
+        MatMulKernels.Describe(host.ForShape(256, 128, 64), 256, 128, 64, transA: true).Should().EndWith("whole tiles, async copies");
+        MatMulKernels.Describe(host.ForShape(256, 128, 64), 256, 128, 64).Should().EndWith("whole tiles");
+        host.AsyncCopiesAlongK = true;
+        MatMulKernels.AsyncCopies(host, G(false, true), 1, 3).Should().BeTrue();
+        MatMulKernels.Describe(host.ForShape(256, 128, 64), 256, 128, 64).Should().EndWith("whole tiles, async copies");
+        host.WithStream(host.Accelerator.DefaultStream).AsyncCopiesAlongK.Should().BeTrue("a host on another stream keeps the switch");
+    }
+
+    // The default rule in a compiled step: the TN product (a weight's gradient, x^T dY) on the async
+    // kernel, the NN and NT ones on the whole-tile kernel, and the step's values those of the launches
+    // with the async kernel off.
+    [Fact]
+    public void A_compiled_step_takes_async_copies_for_its_TN_products_only()
+    {
+        var dev = Device.CpuSimulator(16, 16, 1);
+        var host = dev.Host;
+        using var pin = new MatMulPin(host, MatMulPath.Wide16);
+        using var whole = new WholeTilesOn(host, true);
+        float[] Train(bool async, out string described)
+        {
+            using var copies = new AsyncCopiesOn(host, async);
+            host.AsyncCopiesAlongK = false;
+            Tensor.ManualSeed(7);
+            using var x = Tensor.Randn([128, 256], dev);
+            using var y = Tensor.Randn([128, 128], dev);
+            using var w = Tensor.Randn([256, 128], dev, requiresGrad: true);
+            using var opt = new Optim.Sgd([w], 1e-4f);
+            using var step = Graph.Compile(() => (x.MatMul(w) - y).Pow(2).Sum(), opt);
+            var losses = step.Run(steps: 3).ToArray();
+            described = step.Describe();
+            return [.. losses, .. w.ToArray()];
+        }
+        var with = Train(true, out var withText);
+        var without = Train(false, out var withoutText);
+        withText.Should().Contain("MatMul(NN)").And.Contain("MatMul(TN)");
+        withText.Should().MatchRegex(@"MatMul\(TN\)[^\n]*whole tiles, async copies", "w's gradient x^T dY is TN");
+        withText.Should().NotMatchRegex(@"MatMul\(NN\)[^\n]*async copies", "the forward product's A goes along k");
+        withoutText.Should().NotContain("async copies");
+        with.Should().Equal(without, "the async kernel gives the whole-tile kernel's bits");
+        with.Should().OnlyContain(v => float.IsFinite(v));
+    }
+
     [Fact]
     public void AUTOGRAD_ASYNC_COPIES_turns_the_async_copy_kernel_on_and_junk_is_refused()
     {
         using var env = new EnvironmentScope(KernelHost.AsyncCopiesVariable);
         env.Set("1");
         new KernelHost(Host.Accelerator).AsyncCopies.Should().BeTrue();
+        env.Set("0");
+        new KernelHost(Host.Accelerator).AsyncCopies.Should().BeFalse();
         env.Set(null);
-        new KernelHost(Host.Accelerator).AsyncCopies.Should().BeFalse("unset: off until a GPU has timed it");
+        new KernelHost(Host.Accelerator).AsyncCopies.Should().BeTrue("unset: on, in the layouts AsyncCopiesAlongK allows (TN by default)");
+        new KernelHost(Host.Accelerator).AsyncCopiesAlongK.Should().BeFalse();
         env.Set("on");
         var act = () => new KernelHost(Host.Accelerator);
         act.Should().Throw<ArgumentException>().WithMessage("*AUTOGRAD_ASYNC_COPIES=on*0*1*");

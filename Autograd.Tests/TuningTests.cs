@@ -484,8 +484,12 @@ public sealed class TuningTests : IClassFixture<SimulatorsReleased>
     {
         var host = new KernelHost(Simulator.Accelerator) { Autotune = true };
         host.SetTuned(128, 128, 32, new MatMulChoice(MatMulPath.Wide16, host.DefaultTiledGroup));
-        MatMulKernels.Describe(host, 128, 128, 32).Should().Be("Wide16, whole tiles, autotuned");
+        host.AsyncCopies = false;
+        MatMulKernels.Describe(host, 128, 128, 32, transA: true).Should().Be("Wide16, whole tiles, autotuned");
         host.AsyncCopies = true;
+        MatMulKernels.Describe(host, 128, 128, 32, transA: true).Should().Be("Wide16, whole tiles, async copies, autotuned");
+        MatMulKernels.Describe(host, 128, 128, 32).Should().Be("Wide16, whole tiles, autotuned", "NN's A goes along k");
+        host.AsyncCopiesAlongK = true;
         MatMulKernels.Describe(host, 128, 128, 32).Should().Be("Wide16, whole tiles, async copies, autotuned");
         host.WholeTiles = false;
         MatMulKernels.Describe(host, 128, 128, 32).Should().Be("Wide16, autotuned");

@@ -68,19 +68,22 @@ sg = num(r"sgemm 4096\^3 tf32=False: [\d.]+ ms = ([\d.]+) TFLOP/s", torch)
 for n, mm in ours.items():
     if sg and n.startswith("matmul 4096^3 NN (") and mm.get("TflopS"):
         print(f"{'SGEMM 4096^3 TFLOP/s cuBLAS ' + n[len('matmul 4096^3 NN '):]:<34} {sg:>10.1f} {mm['TflopS'] / sg:>12.2f}")
-# Wide16's three kernels at 4096^3, pinned, per layout: edge-tested ("Wide16"), whole tiles (the
-# default), async copies (cp.async ring, KernelHost.AsyncCopies, off by default). The fastest, and
-# the switch that would make it the default.
-switches = {"Wide16": "KernelHost.WholeTiles = false", "Wide16, whole tiles": "(the default)",
-            "Wide16, whole tiles, async copies": "KernelHost.AsyncCopies = true (AUTOGRAD_ASYNC_COPIES=1)"}
+# Wide16's three kernels at 4096^3, pinned, per layout: edge-tested ("Wide16"), whole tiles, async
+# copies (cp.async ring; since run 9 the default in TN, whose copies are all 16 bytes wide, and in NN
+# and NT only with KernelHost.AsyncCopiesAlongK). The fastest, and the switch that would make it the default.
+def switches(lay):
+    tn = lay == "TN"
+    return {"Wide16": "KernelHost.WholeTiles = false",
+            "Wide16, whole tiles": "KernelHost.AsyncCopies = false (AUTOGRAD_ASYNC_COPIES=0)" if tn else "(the default)",
+            "Wide16, whole tiles, async copies": "(the default)" if tn else "KernelHost.AsyncCopiesAlongK = true"}
 for lay in ("NN", "NT", "TN"):
     kinds = {n[len(f"matmul 4096^3 {lay} ("):-1]: r["TflopS"] for n, r in ours.items()
              if n.startswith(f"matmul 4096^3 {lay} (Wide16") and r.get("TflopS")}
-    kinds = {k: v for k, v in kinds.items() if k in switches}
+    kinds = {k: v for k, v in kinds.items() if k in switches(lay)}
     if kinds:
         best = max(kinds, key=kinds.get)
         print(f"Wide16 4096^3 {lay}: " + "; ".join(f"[{k}] {v:.1f}" for k, v in kinds.items())
-              + f" TFLOP/s; fastest: {best}, {switches[best]}")
+              + f" TFLOP/s; fastest: {best}, {switches(lay)[best]}")
 # Each sum against the device copy of the same call: its read rate over the copy's read + write rate.
 copy = next((r.get("GbS") for n, r in ours.items() if n.startswith("device copy 256M")), None)
 for n, r in ours.items():

@@ -126,7 +126,7 @@ internal static class Emit
             + (side != null ? $" and {Tensor.ShapeText(side.ShapeArray)}" : "");
         if (op.Kind != Prim.MatMul) return text;
         var (m, n, k) = Dims(op, inputs);
-        return text + $" [{MatMulKernels.Describe(output.Device.Host, m, n, k, withSum: op.Payload is MatMulSumOp)}]";
+        return text + $" [{MatMulKernels.Describe(output.Device.Host, m, n, k, withSum: op.Payload is MatMulSumOp, transA: op.Flag1, transB: op.Flag2)}]";
     }
 
     private static (int M, int N, int K) Dims(OpSpec op, Tensor[] inputs) =>

@@ -235,23 +235,24 @@ public static partial class Workloads
     /// <summary>
     /// C = op(A) op(B) through the SGEMM launcher into a preallocated C (tiledGroup pins the Tiled kernel's
     /// group; wholeTiles false keeps Wide16 on its edge-tested kernel, KernelHost.WholeTiles; asyncCopies
-    /// true puts whole tiles on its cp.async kernel, KernelHost.AsyncCopies).
+    /// true puts whole tiles on its cp.async kernel in every layout, false keeps them off it, null leaves
+    /// the device's rule, KernelHost.AsyncCopies and AsyncCopiesAlongK).
     /// </summary>
     public static Result MatMul(Device d, int m, int n, int k, bool ta, bool tb, string name, MatMulPath path = MatMulPath.Auto,
-        (int X, int Y)? tiledGroup = null, bool wholeTiles = true, bool asyncCopies = false) =>
+        (int X, int Y)? tiledGroup = null, bool wholeTiles = true, bool? asyncCopies = null) =>
         OnPath(d, path, () => MatMulOnce(d, m, n, k, ta, tb, name), tiledGroup, wholeTiles, asyncCopies);
 
     // Runs a workload with the device's SGEMM pinned to path (and group, and Wide16's whole-tile and
     // async-copy kernels on or off), then puts the previous ones back.
     private static Result OnPath(Device d, MatMulPath path, Func<Result> run, (int X, int Y)? tiledGroup = null, bool wholeTiles = true,
-        bool asyncCopies = false)
+        bool? asyncCopies = null)
     {
         var saved = d.Kernels.MatMulSettings;
-        bool savedWhole = d.Kernels.WholeTiles, savedAsync = d.Kernels.AsyncCopies;
+        bool savedWhole = d.Kernels.WholeTiles, savedAsync = d.Kernels.AsyncCopies, savedAlongK = d.Kernels.AsyncCopiesAlongK;
         d.Kernels.MatMulPath = path;
         if (tiledGroup is { } g) d.Kernels.TiledGroup = g;
         d.Kernels.WholeTiles = wholeTiles;
-        d.Kernels.AsyncCopies = asyncCopies;
+        if (asyncCopies is { } on) (d.Kernels.AsyncCopies, d.Kernels.AsyncCopiesAlongK) = (on, on);
         try
         {
             return run();
@@ -260,7 +261,7 @@ public static partial class Workloads
         {
             d.Kernels.MatMulSettings = saved;
             d.Kernels.WholeTiles = savedWhole;
-            d.Kernels.AsyncCopies = savedAsync;
+            (d.Kernels.AsyncCopies, d.Kernels.AsyncCopiesAlongK) = (savedAsync, savedAlongK);
         }
     }
 
@@ -279,7 +280,7 @@ public static partial class Workloads
         double flops = 2.0 * m * n * k;
         int reps = (int)Math.Clamp(2e10 / flops, 3, 2000);
         double us = Median(d, Run, reps);
-        return new Result($"{name} ({MatMulKernels.Describe(h, m, n, k)})", us, flops / us / 1e6, null, check);
+        return new Result($"{name} ({MatMulKernels.Describe(h, m, n, k, transA: ta, transB: tb)})", us, flops / us / 1e6, null, check);
     }
 
     private static string CheckSamples(float[] a, float[] b, float[] c, int m, int n, int k, bool ta, bool tb)
@@ -346,8 +347,11 @@ public static partial class Workloads
         }
     }
 
-    /// <summary>The big step compiled (fused, SGD folded into the gradient products), on the given SGEMM path.</summary>
-    public static Result BigStepCompiled(Device d, MatMulPath path, bool asyncCopies = false) => OnPath(d, path, () =>
+    /// <summary>
+    /// The big step compiled (fused, SGD folded into the gradient products), on the given SGEMM path;
+    /// asyncCopies as MatMul takes it (null: the device's rule, cp.async where both operands go along m).
+    /// </summary>
+    public static Result BigStepCompiled(Device d, MatMulPath path, bool? asyncCopies = null) => OnPath(d, path, () =>
     {
         using var data = BigStepTensors(d);
         var (x, y, w1, w2) = data;
@@ -356,7 +360,7 @@ public static partial class Workloads
         float first = step.Run().Item();
         if (!float.IsFinite(first) || first <= 0) throw new InvalidOperationException($"big step loss {first}");
         double us = Median(d, () => step.Run(), 3, 3);
-        return new Result($"big step compiled (4096,4096,4096,1024) ({path}{(asyncCopies ? ", async copies" : "")})", us, BigStepFlops / us / 1e6, null,
+        return new Result($"big step compiled (4096,4096,4096,1024) ({path}{asyncCopies switch { true => ", async copies", false => ", no async copies", null => "" }})", us, BigStepFlops / us / 1e6, null,
             $"loss finite ({first:E2}); {step.LaunchesPerStep} launches/step");
     }, asyncCopies: asyncCopies);
 
