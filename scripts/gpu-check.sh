@@ -6,11 +6,17 @@
 # then run through the device tool with carry [".gpu"]:  bash scripts/gpu-check.sh
 # QUICK=1: a second call's check after a default changed (~2 minutes with the anchors): no test suite,
 # the example once, the anchors, and the bench's headline figures only (--headline).
+# SKIP_ANCHORS=1 leaves out PyTorch and JAX; NCU=1 adds Nsight Compute on the seed step (gpu-ncu.sh).
 set -uo pipefail
 OUT=${OUT:-/tmp/gpu-out}
-# Logs are written under $OUT as they are made, so a call cut short still brings back what ran.
-LOGS="$OUT/logs"
-mkdir -p "$LOGS"
+# The device tool brings back at most 8 files from $OUT, so the logs are written to LOGS as they are
+# made and packed into $OUT/logs.tgz every 20 s and at the end: a call cut short still brings back
+# what ran.
+LOGS=${LOGS:-/tmp/gpu-logs}
+mkdir -p "$LOGS" "$OUT"
+snap() { tar -C "$LOGS" -czf "$OUT/.logs.tgz" . 2>/dev/null && mv -f "$OUT/.logs.tgz" "$OUT/logs.tgz"; }
+( while sleep 20; do snap; done ) &
+SNAPPER=$!
 # The whole call stays within BUDGET seconds (the device tool allows 600 a call): each step's limit
 # is cut to what is left, and a step with under 10 s left is skipped.
 DEADLINE=$(( $(date +%s) + ${BUDGET:-540} ))
@@ -79,6 +85,9 @@ fi
 # The anchors (~20 s each) before the bench, which takes what is left of the budget: a bench that
 # runs long must not cost the comparison.
 [ "${SKIP_ANCHORS:-0}" = 1 ] || { TAILN=20 step torch 150 python3 .gpu/torch_seed.py; TAILN=8 step jax 150 python3 .gpu/jax_seed.py; }
+# NCU=1: Nsight Compute on the seed step's launches (scripts/gpu-ncu.sh), before the bench (each of its
+# two runs within NCU_LIMIT, 90 s unless set).
+[ "${NCU:-0}" = 1 ] && TAILN=100 step ncu 200 bash scripts/gpu-ncu.sh "$LOGS"
 # The bench in parts (scripts/bench-resume.sh): a unit that breaks the CUDA context (a kernel run here
 # for the first time faulting) or runs past 90 s ends its process, and the next part starts from the
 # unit after it, so it costs its own rows and not every row after it. bench.json gathers the parts.
@@ -93,4 +102,5 @@ if ! bash scripts/bench-resume.sh "$LOGS" bench 400 -- dotnet .gpu/Autograd.Benc
 fi
 python3 scripts/ratios.py "$LOGS" | tee "$LOGS/ratios.txt"
 cp "$LOGS/bench.json" "$LOGS/ratios.txt" "$OUT/" 2>/dev/null
-tar -C "$LOGS" -czf "$OUT/logs.tgz" .
+kill "$SNAPPER" 2>/dev/null; wait "$SNAPPER" 2>/dev/null
+snap

@@ -1,0 +1,25 @@
+#!/bin/bash
+# Where a seed step's kernels spend their microseconds, by Nsight Compute on the GPU machine (its
+# image has ncu; it reads the hardware counters on the Firecracker runtime, not on gVisor). Each
+# launch of the example's compiled step, 3 steps, is profiled on its own (the sections below), with
+# the clocks left as they are. Autotuning is off so that only the step's launches (and the few of
+# its setup) are profiled: the product kernels are pinned, one form a run (PATHS, default "tiled
+# warp"). The step's launches are the last ones of each report.
+# Usage (after gpu-check.sh's setup, on the GPU machine): bash scripts/gpu-ncu.sh [LOGS]
+set -uo pipefail
+LOGS=${1:-${LOGS:-/tmp/gpu-logs}}
+mkdir -p "$LOGS"
+source .gpu/env.sh > /dev/null
+NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu /usr/local/cuda/bin/ncu 2>/dev/null | head -n 1)
+if [ -z "$NCU" ]; then echo "=== ncu: not found"; exit 0; fi
+for path in ${PATHS:-tiled warp}; do
+  echo "=== ncu, products on $path (limit ${NCU_LIMIT:-90} s)"
+  t0=$(date +%s)
+  AUTOGRAD_DEVICE=cuda AUTOGRAD_AUTOTUNE=0 AUTOGRAD_MATMUL=$path timeout "${NCU_LIMIT:-90}" "$NCU" --clock-control none \
+    --section SpeedOfLight --section LaunchStats --section Occupancy --section WarpStateStats --section SchedulerStats \
+    --section MemoryWorkloadAnalysis --launch-count "${NCU_LAUNCHES:-200}" \
+    dotnet .gpu/TwoLayerNet/TwoLayerNet.dll --steps 3 > "$LOGS/ncu-$path.txt" 2>&1
+  echo "=== ncu $path rc=$? ($(( $(date +%s) - t0 )) s), $(grep -c 'Duration' "$LOGS/ncu-$path.txt") kernels profiled"
+  # The last launches' names, sizes and durations (the step's).
+  grep -E "^  [A-Za-z_].*\(|Duration|Grid Size|Block Size|Registers Per Thread" "$LOGS/ncu-$path.txt" | tail -n 50
+done
