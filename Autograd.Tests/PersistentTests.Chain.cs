@@ -66,8 +66,8 @@ public sealed partial class PersistentTests
         var chained = Train(dev, path, persistent: false, batch: 64, inputs: 1000, hidden: 100, outputs: 10, steps: 50, chains: true);
         if (path == MatMulPath.Warp) chained.Describe.Should().Contain("Chain: ");
         AssertClose(chained.Losses, launches.Losses, "losses");
-        AssertClose(chained.W1, launches.W1, "w1");
-        AssertClose(chained.W2, launches.W2, "w2");
+        AssertClose(chained.W1, launches.W1, "w1", SeedWeightTolerance);
+        AssertClose(chained.W2, launches.W2, "w2", SeedWeightTolerance);
         var persistent = Train(dev, path, persistent: true, batch: 64, inputs: 1000, hidden: 100, outputs: 10, steps: 50, chains: true);
         if (!persistent.Persistent) return;
         persistent.Losses.Should().Equal(chained.Losses, persistent.Describe);
@@ -126,12 +126,21 @@ public sealed partial class PersistentTests
         AssertClose(chained.W, launches.W, "w1 and w3");
     }
 
-    // Within 1e-5 of the larger magnitude, element by element.
-    private static void AssertClose(float[] actual, float[] expected, string what)
+    // The weights of the seed's net after 50 steps computed in two summation orders: the first steps'
+    // updates are large (the loss starts near 3e7), so rounding differences of 1e-7 grow; on an H200
+    // (run 10) w1 differed by up to 3.3e-5 between the chain and the launches while every loss agreed
+    // within 1e-5.
+    private const float SeedWeightTolerance = 1e-4f;
+
+    // Within `tolerance` (1e-5 unless given) of the larger magnitude or 1, element by element; both finite.
+    private static void AssertClose(float[] actual, float[] expected, string what, float tolerance = 1e-5f)
     {
         actual.Length.Should().Be(expected.Length, what);
         for (int i = 0; i < actual.Length; i++)
-            Math.Abs(actual[i] - expected[i]).Should().BeLessThanOrEqualTo(1e-5f * Math.Max(1f, Math.Max(Math.Abs(actual[i]), Math.Abs(expected[i]))),
+        {
+            float.IsFinite(expected[i]).Should().BeTrue($"{what}[{i}] must be finite to be compared, got {expected[i]}");
+            Math.Abs(actual[i] - expected[i]).Should().BeLessThanOrEqualTo(tolerance * Math.Max(1f, Math.Max(Math.Abs(actual[i]), Math.Abs(expected[i]))),
                 $"{what}[{i}]: {actual[i]} against {expected[i]}");
+        }
     }
 }
