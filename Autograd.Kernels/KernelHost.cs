@@ -134,6 +134,7 @@ public sealed partial class KernelHost
         WholeTiles = other.WholeTiles;
         AsyncCopies = other.AsyncCopies;
         AsyncCopiesAlongK = other.AsyncCopiesAlongK;
+        TransposedA = other.TransposedA;
         PersistentSteps = other.PersistentSteps;
         BarrierFence = other.BarrierFence;
         ChainTails = other.ChainTails;

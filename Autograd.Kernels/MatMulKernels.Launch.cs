@@ -72,7 +72,8 @@ public static partial class MatMulKernels
             int layers = SplitK(host, m, n, k);
             if (layers > 1) text = $"{path}, split-K {layers} in two launches";
             if (path == MatMulPath.Wide16 && WholeTiles(host, m, n, k, layers))
-                text += AsyncCopies(host, m, n, k, layers, transA, transB) ? ", whole tiles, async copies" : ", whole tiles";
+                text += TransposedA(host, m, n, k, layers, transA, transB) ? ", A transposed first, whole tiles, async copies"
+                    : AsyncCopies(host, m, n, k, layers, transA, transB) ? ", whole tiles, async copies" : ", whole tiles";
         }
         if (path == MatMulPath.Warp && WarpTeam(host, m, n, k) is > 1 and var team) text = $"Warp, teams of {team} warps";
         if (host.IsTunedView) text += ", autotuned";
@@ -156,15 +157,22 @@ public static partial class MatMulKernels
 
     private static int SliceDepth(int k, int split) => ((k + split - 1) / split + Depth - 1) / Depth * Depth;
 
-    /// <summary>Scratch elements MatMul needs for this shape (0 when it does not split K).</summary>
+    /// <summary>
+    /// Scratch elements MatMul needs for this product: the split-K partials where K is split, and A
+    /// transposed where an NN product is copied so (TransposedA); 0 for neither. Without the layout it
+    /// answers for NN, which needs the most.
+    /// </summary>
     /// <param name="host">The kernel host.</param>
     /// <param name="m">Rows of C.</param>
     /// <param name="n">Columns of C.</param>
     /// <param name="k">Shared dimension.</param>
-    public static long SplitKScratch(KernelHost host, int m, int n, int k)
+    /// <param name="transA">A stored (K, M).</param>
+    /// <param name="transB">B stored (N, K).</param>
+    public static long SplitKScratch(KernelHost host, int m, int n, int k, bool transA = false, bool transB = false)
     {
         int split = SplitK(host, m, n, k);
-        return split == 1 ? 0 : (long)split * m * n;
+        long partials = split == 1 ? 0 : (long)split * m * n;
+        return TransposedA(host.ForShape(m, n, k), m, n, k, split, transA, transB) ? partials + (long)m * k : partials;
     }
 
     /// <summary>C(M,N) = alpha * op(A) op(B) + beta * C.</summary>
@@ -249,6 +257,14 @@ public static partial class MatMulKernels
             if (typeof(TTail) != typeof(NoTail))
                 throw new InvalidOperationException($"MatMul: the {path} kernel has no tail; MatMulSum sums its C in a second launch.");
             int split = SplitK(host, m, n, g.K);
+            if (path == MatMulPath.Wide16 && TransposedA(host, m, n, g.K, split, transA: g.Ak != 1, transB: g.Bn != 1))
+            {
+                // NN as TN: A^T into the scratch, then Wide16's cp.async kernel reads it along m.
+                var at = TransposedAScratch(scratch, g, split);
+                Layout.Transpose(host, a.SubView(0, (long)m * g.K), at, m, g.K);
+                a = at;
+                g = g.WithATransposed();
+            }
             if (split == 1)
             {
                 Big(host, path, a, b, c, operand, g, 1, epilogue);

@@ -96,6 +96,15 @@ public readonly struct GemmArgs
         M = m;
     }
 
+    /// <summary>The same product reading A from a copy stored transposed, (K, M) row-major (A(i, k) = a[k * M + i]).</summary>
+    public GemmArgs WithATransposed() => new(this, aTransposed: true);
+
+    private GemmArgs(GemmArgs g, bool aTransposed)
+    {
+        this = g;
+        if (aTransposed) { Am = 1; Ak = M; }
+    }
+
     /// <summary>The same product with the epilogue operand read at E(i, j) = e[i * em + j * en].</summary>
     /// <param name="em">Operand stride between rows of C (0 broadcasts a row).</param>
     /// <param name="en">Operand stride between columns of C (0 broadcasts a column).</param>

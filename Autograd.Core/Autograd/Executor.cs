@@ -19,7 +19,7 @@ internal static class Executor
         // A row chain's launch sums its loss in partials, one a block; alone, its first stage's.
         Prim.MatMul when op.Payload is MatMulRowsOp r => Math.Max(r.Split.Blocks, ScratchElements(h, r.Stages[0].Op, xShapes, yShape)),
         Prim.MatMul when op.Payload is MatMulSumOp => MatMulKernels.MatMulSumScratch(h, ProductRows(op, xShapes), ProductCols(op, xShapes), ProductDepth(op, xShapes)),
-        Prim.MatMul => MatMulKernels.SplitKScratch(h, yShape[0], yShape[1], ProductDepth(op, xShapes)),
+        Prim.MatMul => MatMulKernels.SplitKScratch(h, yShape[0], yShape[1], ProductDepth(op, xShapes), op.Flag1, op.Flag2),
         Prim.Sum when op.Payload is SumMapOp || IsSumAll(op, xShapes[0]) => Reduce.SumAllScratch(h),
         Prim.Sum => Reduce.SumAxesScratch(h, xShapes[0], op.Ints!),
         _ => 0,

@@ -250,6 +250,9 @@ if (!quick)
                 {
                     Report(() => Workloads.MatMul(device, n, n, n, ta, tb, $"matmul {n}^3 {name}", MatMulPath.Wide16, wholeTiles: false, asyncCopies: false), $"matmul {n}^3 {name} (Wide16, edge tests)");
                     Report(() => Workloads.MatMul(device, n, n, n, ta, tb, $"matmul {n}^3 {name}", MatMulPath.Wide16, asyncCopies: true), $"matmul {n}^3 {name} (Wide16, async copies)");
+                    // NN as TN on the async kernel after A is copied transposed (KernelHost.TransposedA, off by default).
+                    if (name == "NN")
+                        Report(() => Workloads.MatMul(device, n, n, n, ta, tb, $"matmul {n}^3 {name}", MatMulPath.Wide16, transposedA: true), $"matmul {n}^3 {name} (Wide16, A transposed first)", headline: true);
                 }
             }
         }
@@ -258,6 +261,7 @@ if (!quick)
     PrintResources("the kernels loaded so far");
     Report(() => Workloads.BigStep(device), headline: true);
     Report(() => Workloads.BigStepCompiled(device, MatMulPath.Auto), headline: true);
+    Report(() => Workloads.BigStepCompiled(device, MatMulPath.Auto, transposedA: true), "big step compiled (Auto, A transposed first)", headline: true);
     Report(() => Workloads.BigStepCompiled(device, MatMulPath.Wide));
     Report(() => Workloads.BigStepCompiled(device, MatMulPath.Wide16));
     Report(() => Workloads.BigStepCompiled(device, MatMulPath.Wide16, asyncCopies: false));

@@ -236,23 +236,26 @@ public static partial class Workloads
     /// C = op(A) op(B) through the SGEMM launcher into a preallocated C (tiledGroup pins the Tiled kernel's
     /// group; wholeTiles false keeps Wide16 on its edge-tested kernel, KernelHost.WholeTiles; asyncCopies
     /// true puts whole tiles on its cp.async kernel in every layout, false keeps them off it, null leaves
-    /// the device's rule, KernelHost.AsyncCopies and AsyncCopiesAlongK).
+    /// the device's rule, KernelHost.AsyncCopies and AsyncCopiesAlongK; transposedA true copies a large NN
+    /// product's A transposed first, KernelHost.TransposedA).
     /// </summary>
     public static Result MatMul(Device d, int m, int n, int k, bool ta, bool tb, string name, MatMulPath path = MatMulPath.Auto,
-        (int X, int Y)? tiledGroup = null, bool wholeTiles = true, bool? asyncCopies = null) =>
-        OnPath(d, path, () => MatMulOnce(d, m, n, k, ta, tb, name), tiledGroup, wholeTiles, asyncCopies);
+        (int X, int Y)? tiledGroup = null, bool wholeTiles = true, bool? asyncCopies = null, bool transposedA = false) =>
+        OnPath(d, path, () => MatMulOnce(d, m, n, k, ta, tb, name), tiledGroup, wholeTiles, asyncCopies, transposedA);
 
     // Runs a workload with the device's SGEMM pinned to path (and group, and Wide16's whole-tile and
-    // async-copy kernels on or off), then puts the previous ones back.
+    // async-copy kernels on or off, and A's transposed copy), then puts the previous ones back.
     private static Result OnPath(Device d, MatMulPath path, Func<Result> run, (int X, int Y)? tiledGroup = null, bool wholeTiles = true,
-        bool? asyncCopies = null)
+        bool? asyncCopies = null, bool transposedA = false)
     {
         var saved = d.Kernels.MatMulSettings;
         bool savedWhole = d.Kernels.WholeTiles, savedAsync = d.Kernels.AsyncCopies, savedAlongK = d.Kernels.AsyncCopiesAlongK;
+        bool savedTransposed = d.Kernels.TransposedA;
         d.Kernels.MatMulPath = path;
         if (tiledGroup is { } g) d.Kernels.TiledGroup = g;
         d.Kernels.WholeTiles = wholeTiles;
         if (asyncCopies is { } on) (d.Kernels.AsyncCopies, d.Kernels.AsyncCopiesAlongK) = (on, on);
+        d.Kernels.TransposedA = transposedA;
         try
         {
             return run();
@@ -262,6 +265,7 @@ public static partial class Workloads
             d.Kernels.MatMulSettings = saved;
             d.Kernels.WholeTiles = savedWhole;
             (d.Kernels.AsyncCopies, d.Kernels.AsyncCopiesAlongK) = (savedAsync, savedAlongK);
+            d.Kernels.TransposedA = savedTransposed;
         }
     }
 
@@ -272,7 +276,7 @@ public static partial class Workloads
         using var b = Tensor.Randn(tb ? [n, k] : [k, n], d);
         using var c = Tensor.Zeros([m, n], d);
         var h = d.Kernels;
-        long need = MatMulKernels.SplitKScratch(h, m, n, k);
+        long need = MatMulKernels.SplitKScratch(h, m, n, k, ta, tb);
         using var scratch = Tensor.Zeros([(int)Math.Max(1, need)], d);
         void Run() => MatMulKernels.MatMul(h, View(a), ta, View(b), tb, View(c), m, n, k, scratch: View(scratch));
         Run();
@@ -351,7 +355,7 @@ public static partial class Workloads
     /// The big step compiled (fused, SGD folded into the gradient products), on the given SGEMM path;
     /// asyncCopies as MatMul takes it (null: the device's rule, cp.async where both operands go along m).
     /// </summary>
-    public static Result BigStepCompiled(Device d, MatMulPath path, bool? asyncCopies = null) => OnPath(d, path, () =>
+    public static Result BigStepCompiled(Device d, MatMulPath path, bool? asyncCopies = null, bool transposedA = false) => OnPath(d, path, () =>
     {
         using var data = BigStepTensors(d);
         var (x, y, w1, w2) = data;
@@ -360,9 +364,9 @@ public static partial class Workloads
         float first = step.Run().Item();
         if (!float.IsFinite(first) || first <= 0) throw new InvalidOperationException($"big step loss {first}");
         double us = Median(d, () => step.Run(), 3, 3);
-        return new Result($"big step compiled (4096,4096,4096,1024) ({path}{asyncCopies switch { true => ", async copies", false => ", no async copies", null => "" }})", us, BigStepFlops / us / 1e6, null,
+        return new Result($"big step compiled (4096,4096,4096,1024) ({path}{asyncCopies switch { true => ", async copies", false => ", no async copies", null => "" }}{(transposedA ? ", A transposed first" : "")})", us, BigStepFlops / us / 1e6, null,
             $"loss finite ({first:E2}); {step.LaunchesPerStep} launches/step");
-    }, asyncCopies: asyncCopies);
+    }, asyncCopies: asyncCopies, transposedA: transposedA);
 
     /// <summary>Sum of n floats (two-stage tree).</summary>
     public static Result Sum(Device d, int n)
