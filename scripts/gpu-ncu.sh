@@ -4,7 +4,8 @@
 # launch of the example's compiled step, 3 steps, is profiled on its own (the sections below), with
 # the clocks left as they are. Autotuning is off so that only the step's launches (and the few of
 # its setup) are profiled: the product kernels are pinned, one form a run (PATHS, default "tiled
-# warp"). The step's launches are the last ones of each report.
+# warp"). The step's launches are the last ones of each report. A second run per form writes the
+# raw stall reasons as CSV.
 # Usage (after gpu-check.sh's setup, on the GPU machine): bash scripts/gpu-ncu.sh [LOGS]
 set -uo pipefail
 LOGS=${1:-${LOGS:-/tmp/gpu-logs}}
@@ -22,4 +23,11 @@ for path in ${PATHS:-tiled warp}; do
   echo "=== ncu $path rc=$? ($(( $(date +%s) - t0 )) s), $(grep -c 'Duration' "$LOGS/ncu-$path.txt") kernels profiled"
   # The last launches' names, sizes and durations (the step's).
   grep -E "^  [A-Za-z_].*\(|Duration|Grid Size|Block Size|Registers Per Thread" "$LOGS/ncu-$path.txt" | tail -n 50
+  # Why the warps wait: the details page gives only cycles per issue; the raw page of the same section
+  # lists each stall reason (run 10 did not have this). One CSV line a launch.
+  echo "=== ncu stall reasons, products on $path"
+  AUTOGRAD_DEVICE=cuda AUTOGRAD_AUTOTUNE=0 AUTOGRAD_MATMUL=$path timeout "${NCU_LIMIT:-90}" "$NCU" --clock-control none \
+    --section WarpStateStats --section SchedulerStats --page raw --csv --launch-count "${NCU_LAUNCHES:-200}" \
+    dotnet .gpu/TwoLayerNet/TwoLayerNet.dll --steps 3 > "$LOGS/ncu-$path-stalls.csv" 2>&1
+  echo "=== ncu stalls $path rc=$?, $(grep -c '^"' "$LOGS/ncu-$path-stalls.csv") lines"
 done
