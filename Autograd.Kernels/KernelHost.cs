@@ -134,7 +134,8 @@ public sealed partial class KernelHost
         WholeTiles = other.WholeTiles;
         AsyncCopies = other.AsyncCopies;
         AsyncCopiesAlongK = other.AsyncCopiesAlongK;
-        TransposedA = other.TransposedA;
+        TransposedCopies = other.TransposedCopies;
+        TransposedCopyMinSide = other.TransposedCopyMinSide;
         PersistentSteps = other.PersistentSteps;
         BarrierFence = other.BarrierFence;
         ChainTails = other.ChainTails;

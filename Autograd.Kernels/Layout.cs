@@ -3,8 +3,8 @@
 // and TransposeTiledKernel, which the launcher takes: a group moves a 32x32 tile through shared
 // memory, so that it both reads x and writes y a row at a time. One element a thread reads a warp's
 // 32 elements from one row of x but writes them to 32 rows of y, 32 sectors for 128 bytes; the SGEMM
-// copies A transposed through this launcher before its cp.async kernel (MatMulKernels.TransposedA),
-// where a 4096x4096 A is 128 MB moved.
+// copies an operand along k transposed through this launcher before its cp.async kernel
+// (MatMulKernels.TransposedCopies), where a 4096x4096 operand is 128 MB moved.
 using System.Runtime.CompilerServices;
 using ILGPU;
 using ILGPU.Runtime;

@@ -72,8 +72,13 @@ public static partial class MatMulKernels
             int layers = SplitK(host, m, n, k);
             if (layers > 1) text = $"{path}, split-K {layers} in two launches";
             if (path == MatMulPath.Wide16 && WholeTiles(host, m, n, k, layers))
-                text += TransposedA(host, m, n, k, layers, transA, transB) ? ", A transposed first, whole tiles, async copies"
-                    : AsyncCopies(host, m, n, k, layers, transA, transB) ? ", whole tiles, async copies" : ", whole tiles";
+                text += TransposedCopies(host, m, n, k, layers, transA, transB) switch
+                {
+                    (true, true) => ", A and B transposed first, whole tiles, async copies",
+                    (true, false) => ", A transposed first, whole tiles, async copies",
+                    (false, true) => ", B transposed first, whole tiles, async copies",
+                    _ => AsyncCopies(host, m, n, k, layers, transA, transB) ? ", whole tiles, async copies" : ", whole tiles",
+                };
         }
         if (path == MatMulPath.Warp && WarpTeam(host, m, n, k) is > 1 and var team) text = $"Warp, teams of {team} warps";
         if (host.IsTunedView) text += ", autotuned";
@@ -158,9 +163,9 @@ public static partial class MatMulKernels
     private static int SliceDepth(int k, int split) => ((k + split - 1) / split + Depth - 1) / Depth * Depth;
 
     /// <summary>
-    /// Scratch elements MatMul needs for this product: the split-K partials where K is split, and A
-    /// transposed where an NN product is copied so (TransposedA); 0 for neither. Without the layout it
-    /// answers for NN, which needs the most.
+    /// Scratch elements MatMul needs for this product: the split-K partials where K is split, and the
+    /// operands it copies transposed (KernelHost.TransposedCopies); 0 for neither. Without the layout it
+    /// answers for NN (A copied); give NT's or TT's layout, whose B is copied too.
     /// </summary>
     /// <param name="host">The kernel host.</param>
     /// <param name="m">Rows of C.</param>
@@ -172,7 +177,8 @@ public static partial class MatMulKernels
     {
         int split = SplitK(host, m, n, k);
         long partials = split == 1 ? 0 : (long)split * m * n;
-        return TransposedA(host.ForShape(m, n, k), m, n, k, split, transA, transB) ? partials + (long)m * k : partials;
+        var (copyA, copyB) = TransposedCopies(host.ForShape(m, n, k), m, n, k, split, transA, transB);
+        return partials + (copyA ? (long)m * k : 0) + (copyB ? (long)n * k : 0);
     }
 
     /// <summary>C(M,N) = alpha * op(A) op(B) + beta * C.</summary>
@@ -257,23 +263,34 @@ public static partial class MatMulKernels
             if (typeof(TTail) != typeof(NoTail))
                 throw new InvalidOperationException($"MatMul: the {path} kernel has no tail; MatMulSum sums its C in a second launch.");
             int split = SplitK(host, m, n, g.K);
-            if (path == MatMulPath.Wide16 && TransposedA(host, m, n, g.K, split, transA: g.Ak != 1, transB: g.Bn != 1))
+            var copies = path == MatMulPath.Wide16 ? TransposedCopies(host, m, n, g.K, split, transA: g.Ak != 1, transB: g.Bn != 1) : default;
+            if (copies.A || copies.B)
             {
-                // NN as TN: A^T into the scratch, then Wide16's cp.async kernel reads it along m.
-                var at = TransposedAScratch(scratch, g, split);
-                Layout.Transpose(host, a.SubView(0, (long)m * g.K), at, m, g.K);
-                a = at;
-                g = g.WithATransposed();
+                // As TN: A (M, K) copied to (K, M), B (N, K) to (K, N), after the split's partials in the
+                // scratch; then Wide16's cp.async kernel reads both along m and n.
+                var (at, bt) = TransposedScratch(scratch, g, split, copies);
+                if (copies.A)
+                {
+                    Layout.Transpose(host, a.SubView(0, (long)m * g.K), at, m, g.K);
+                    (a, g) = (at, g.WithAStoredKM());
+                }
+                if (copies.B)
+                {
+                    Layout.Transpose(host, b.SubView(0, (long)n * g.K), bt, n, g.K);
+                    (b, g) = (bt, g.WithBStoredKN());
+                }
             }
             if (split == 1)
             {
-                Big(host, path, a, b, c, operand, g, 1, epilogue);
+                bool onAsync = Big(host, path, a, b, c, operand, g, 1, epilogue);
+                if (copies.A || copies.B) host.CountCopiedProduct(onAsync);
                 return;
             }
             // Split K (a tuned choice, never the rule): raw slices into the scratch, then their sum.
             var slices = Partials(scratch, g, split);
             var depth = g.WithSliceDepth(SliceDepth(g.K, split));
-            Big(host, path, a, b, slices, slices, depth.Sliced(depth.KPer), split, default(FirstOp));
+            bool slicesOnAsync = Big(host, path, a, b, slices, slices, depth.Sliced(depth.KPer), split, default(FirstOp));
+            if (copies.A || copies.B) host.CountCopiedProduct(slicesOnAsync);
             SumSlices(host, slices, c, operand, g, split, epilogue, tail);
             return;
         }
@@ -311,8 +328,9 @@ public static partial class MatMulKernels
         ks(host.Stream, host.GridStride(Blocks4x4(m, n)), a, b, c, operand, g, epilogue, tail);
     }
 
-    // One launch of a 128x128-tile kernel over `layers` K slices (grid z; 1: the whole product into C).
-    private static void Big<TEpi>(KernelHost host, MatMulPath path, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c,
+    // One launch of a 128x128-tile kernel over `layers` K slices (grid z; 1: the whole product into C);
+    // true where it ran on Wide16's cp.async kernel.
+    private static bool Big<TEpi>(KernelHost host, MatMulPath path, ArrayView<float> a, ArrayView<float> b, ArrayView<float> c,
         ArrayView<float> operand, GemmArgs g, int layers, TEpi epilogue)
         where TEpi : struct, IBinaryOp
     {
@@ -328,14 +346,14 @@ public static partial class MatMulKernels
                     acc => LoadWide16Async<TEpi>(acc, asyncBounds));
                 kasync(host.Stream, new KernelConfig(grid, group, SharedMemoryConfig.RequestDynamic<Float4>(AsyncSharedBytes / 16)),
                     a, b, c, operand, g, Address(a), Address(b), epilogue);
-                return;
+                return true;
             }
             if (path == MatMulPath.Wide16 && WholeTiles(host, g, layers, vec))
             {
                 var kwhole = host.Load("MatMulWide16/whole", typeof(TEpi), acc =>
                     acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, TEpi>(Wide16WholeKernel));
                 kwhole(host.Stream, new KernelConfig(grid, group), a, b, c, operand, g, epilogue);
-                return;
+                return false;
             }
             // The same arguments and grid; Wide16 reads its slices 16 k deep instead of 8.
             var kw = path == MatMulPath.Wide16
@@ -344,12 +362,13 @@ public static partial class MatMulKernels
                 : host.Load("MatMulWide", typeof(TEpi), acc =>
                     acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, int, TEpi>(WideKernel));
             kw(host.Stream, new KernelConfig(grid, group), a, b, c, operand, g, vec, epilogue);
-            return;
+            return false;
         }
         var kl = host.Load("MatMulLarge", typeof(TEpi), acc =>
             acc.LoadKernel<ArrayView<float>, ArrayView<float>, ArrayView<float>, ArrayView<float>, GemmArgs, TEpi>(LargeKernel));
         var largeGrid = new Index3D((g.N + LargeTile - 1) / LargeTile, (g.M + LargeTile - 1) / LargeTile, layers);
         kl(host.Stream, new KernelConfig(largeGrid, group), a, b, c, operand, g, epilogue);
+        return false;
     }
 
     // Work that needs the tiled group's shape as a type argument: its sizes are then constants in the

@@ -96,13 +96,17 @@ public readonly struct GemmArgs
         M = m;
     }
 
-    /// <summary>The same product reading A from a copy stored transposed, (K, M) row-major (A(i, k) = a[k * M + i]).</summary>
-    public GemmArgs WithATransposed() => new(this, aTransposed: true);
+    /// <summary>The same product reading A from a copy stored (K, M) row-major: A(i, k) = a[k * M + i].</summary>
+    public GemmArgs WithAStoredKM() => new(this, aKM: true, bKN: false);
 
-    private GemmArgs(GemmArgs g, bool aTransposed)
+    /// <summary>The same product reading B from a copy stored (K, N) row-major: B(k, j) = b[k * N + j].</summary>
+    public GemmArgs WithBStoredKN() => new(this, aKM: false, bKN: true);
+
+    private GemmArgs(GemmArgs g, bool aKM, bool bKN)
     {
         this = g;
-        if (aTransposed) { Am = 1; Ak = M; }
+        if (aKM) { Am = 1; Ak = M; }
+        if (bKN) { Bk = N; Bn = 1; }
     }
 
     /// <summary>The same product with the epilogue operand read at E(i, j) = e[i * em + j * en].</summary>

@@ -76,7 +76,8 @@ def switches(lay):
     return {"Wide16": "KernelHost.WholeTiles = false",
             "Wide16, whole tiles": "KernelHost.AsyncCopies = false (AUTOGRAD_ASYNC_COPIES=0)" if tn else "(the default)",
             "Wide16, whole tiles, async copies": "(the default)" if tn else "KernelHost.AsyncCopiesAlongK = true",
-            "Wide16, A transposed first, whole tiles, async copies": "KernelHost.TransposedA = true (AUTOGRAD_TRANSPOSED_A=1)"}
+            "Wide16, A transposed first, whole tiles, async copies": "KernelHost.TransposedCopies = true (AUTOGRAD_TRANSPOSED_COPIES=1)",
+            "Wide16, A and B transposed first, whole tiles, async copies": "KernelHost.TransposedCopies = true (AUTOGRAD_TRANSPOSED_COPIES=1)"}
 for lay in ("NN", "NT", "TN"):
     kinds = {n[len(f"matmul 4096^3 {lay} ("):-1]: r["TflopS"] for n, r in ours.items()
              if n.startswith(f"matmul 4096^3 {lay} (Wide16") and r.get("TflopS")}

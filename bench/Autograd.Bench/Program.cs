@@ -250,9 +250,10 @@ if (!quick)
                 {
                     Report(() => Workloads.MatMul(device, n, n, n, ta, tb, $"matmul {n}^3 {name}", MatMulPath.Wide16, wholeTiles: false, asyncCopies: false), $"matmul {n}^3 {name} (Wide16, edge tests)");
                     Report(() => Workloads.MatMul(device, n, n, n, ta, tb, $"matmul {n}^3 {name}", MatMulPath.Wide16, asyncCopies: true), $"matmul {n}^3 {name} (Wide16, async copies)");
-                    // NN as TN on the async kernel after A is copied transposed (KernelHost.TransposedA, off by default).
-                    if (name == "NN")
-                        Report(() => Workloads.MatMul(device, n, n, n, ta, tb, $"matmul {n}^3 {name}", MatMulPath.Wide16, transposedA: true), $"matmul {n}^3 {name} (Wide16, A transposed first)", headline: true);
+                    // NN and NT as TN on the async kernel after their operands along k are copied transposed
+                    // (KernelHost.TransposedCopies, off by default).
+                    if (name != "TN")
+                        Report(() => Workloads.MatMul(device, n, n, n, ta, tb, $"matmul {n}^3 {name}", MatMulPath.Wide16, transposed: true), $"matmul {n}^3 {name} (Wide16, transposed copies)", headline: true);
                 }
             }
         }
@@ -261,7 +262,7 @@ if (!quick)
     PrintResources("the kernels loaded so far");
     Report(() => Workloads.BigStep(device), headline: true);
     Report(() => Workloads.BigStepCompiled(device, MatMulPath.Auto), headline: true);
-    Report(() => Workloads.BigStepCompiled(device, MatMulPath.Auto, transposedA: true), "big step compiled (Auto, A transposed first)", headline: true);
+    Report(() => Workloads.BigStepCompiled(device, MatMulPath.Auto, transposed: true), "big step compiled (Auto, transposed copies)", headline: true);
     Report(() => Workloads.BigStepCompiled(device, MatMulPath.Wide));
     Report(() => Workloads.BigStepCompiled(device, MatMulPath.Wide16));
     Report(() => Workloads.BigStepCompiled(device, MatMulPath.Wide16, asyncCopies: false));

@@ -236,26 +236,26 @@ public static partial class Workloads
     /// C = op(A) op(B) through the SGEMM launcher into a preallocated C (tiledGroup pins the Tiled kernel's
     /// group; wholeTiles false keeps Wide16 on its edge-tested kernel, KernelHost.WholeTiles; asyncCopies
     /// true puts whole tiles on its cp.async kernel in every layout, false keeps them off it, null leaves
-    /// the device's rule, KernelHost.AsyncCopies and AsyncCopiesAlongK; transposedA true copies a large NN
-    /// product's A transposed first, KernelHost.TransposedA).
+    /// the device's rule, KernelHost.AsyncCopies and AsyncCopiesAlongK; transposed true copies a large
+    /// product's operands along k transposed first, KernelHost.TransposedCopies).
     /// </summary>
     public static Result MatMul(Device d, int m, int n, int k, bool ta, bool tb, string name, MatMulPath path = MatMulPath.Auto,
-        (int X, int Y)? tiledGroup = null, bool wholeTiles = true, bool? asyncCopies = null, bool transposedA = false) =>
-        OnPath(d, path, () => MatMulOnce(d, m, n, k, ta, tb, name), tiledGroup, wholeTiles, asyncCopies, transposedA);
+        (int X, int Y)? tiledGroup = null, bool wholeTiles = true, bool? asyncCopies = null, bool transposed = false) =>
+        OnPath(d, path, () => MatMulOnce(d, m, n, k, ta, tb, name), tiledGroup, wholeTiles, asyncCopies, transposed);
 
     // Runs a workload with the device's SGEMM pinned to path (and group, and Wide16's whole-tile and
-    // async-copy kernels on or off, and A's transposed copy), then puts the previous ones back.
+    // async-copy kernels on or off, and the transposed copies), then puts the previous ones back.
     private static Result OnPath(Device d, MatMulPath path, Func<Result> run, (int X, int Y)? tiledGroup = null, bool wholeTiles = true,
-        bool? asyncCopies = null, bool transposedA = false)
+        bool? asyncCopies = null, bool transposed = false)
     {
         var saved = d.Kernels.MatMulSettings;
         bool savedWhole = d.Kernels.WholeTiles, savedAsync = d.Kernels.AsyncCopies, savedAlongK = d.Kernels.AsyncCopiesAlongK;
-        bool savedTransposed = d.Kernels.TransposedA;
+        bool savedTransposed = d.Kernels.TransposedCopies;
         d.Kernels.MatMulPath = path;
         if (tiledGroup is { } g) d.Kernels.TiledGroup = g;
         d.Kernels.WholeTiles = wholeTiles;
         if (asyncCopies is { } on) (d.Kernels.AsyncCopies, d.Kernels.AsyncCopiesAlongK) = (on, on);
-        d.Kernels.TransposedA = transposedA;
+        d.Kernels.TransposedCopies = transposed;
         try
         {
             return run();
@@ -265,7 +265,7 @@ public static partial class Workloads
             d.Kernels.MatMulSettings = saved;
             d.Kernels.WholeTiles = savedWhole;
             (d.Kernels.AsyncCopies, d.Kernels.AsyncCopiesAlongK) = (savedAsync, savedAlongK);
-            d.Kernels.TransposedA = savedTransposed;
+            d.Kernels.TransposedCopies = savedTransposed;
         }
     }
 
@@ -355,7 +355,7 @@ public static partial class Workloads
     /// The big step compiled (fused, SGD folded into the gradient products), on the given SGEMM path;
     /// asyncCopies as MatMul takes it (null: the device's rule, cp.async where both operands go along m).
     /// </summary>
-    public static Result BigStepCompiled(Device d, MatMulPath path, bool? asyncCopies = null, bool transposedA = false) => OnPath(d, path, () =>
+    public static Result BigStepCompiled(Device d, MatMulPath path, bool? asyncCopies = null, bool transposed = false) => OnPath(d, path, () =>
     {
         using var data = BigStepTensors(d);
         var (x, y, w1, w2) = data;
@@ -364,9 +364,9 @@ public static partial class Workloads
         float first = step.Run().Item();
         if (!float.IsFinite(first) || first <= 0) throw new InvalidOperationException($"big step loss {first}");
         double us = Median(d, () => step.Run(), 3, 3);
-        return new Result($"big step compiled (4096,4096,4096,1024) ({path}{asyncCopies switch { true => ", async copies", false => ", no async copies", null => "" }}{(transposedA ? ", A transposed first" : "")})", us, BigStepFlops / us / 1e6, null,
+        return new Result($"big step compiled (4096,4096,4096,1024) ({path}{asyncCopies switch { true => ", async copies", false => ", no async copies", null => "" }}{(transposed ? ", transposed copies" : "")})", us, BigStepFlops / us / 1e6, null,
             $"loss finite ({first:E2}); {step.LaunchesPerStep} launches/step");
-    }, asyncCopies: asyncCopies, transposedA: transposedA);
+    }, asyncCopies: asyncCopies, transposed: transposed);
 
     /// <summary>Sum of n floats (two-stage tree).</summary>
     public static Result Sum(Device d, int n)
