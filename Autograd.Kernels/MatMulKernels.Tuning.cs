@@ -6,7 +6,8 @@
 // two steps below the largest at every K split that is not pointless (more slices than the device
 // holds groups), summed in one launch and in two; Small and the warp kernel in each team where C is
 // small enough for a 4x4 block per thread or team to make sense; Large, Wide and Wide16 where groups of 256
-// fit, and with K split (two launches) where their 128x128 tiles make under two waves on the device.
+// fit and their 128x128 tiles, K split included, can fill half the device (BigTilesWorthTuning), and
+// with K split (two launches) where the tiles make under two waves on the device.
 namespace AutogradNet.Kernels;
 
 public static partial class MatMulKernels
@@ -72,11 +73,11 @@ public static partial class MatMulKernels
                 if (split > 1) Add(new(MatMulPath.Tiled, group, split, SplitKInOneLaunch: false));
             }
         }
-        if (host.CanUseLargeMatMul)
+        long bigTiles = (long)((m + LargeTile - 1) / LargeTile) * ((n + LargeTile - 1) / LargeTile);
+        int sms = host.Accelerator.NumMultiprocessors;
+        if (host.CanUseLargeMatMul && BigTilesWorthTuning(bigTiles, k, sms))
         {
             // Where the 128x128 tiles make under two waves, also with K split (up to about four waves).
-            long bigTiles = (long)((m + LargeTile - 1) / LargeTile) * ((n + LargeTile - 1) / LargeTile);
-            int sms = host.Accelerator.NumMultiprocessors;
             foreach (var path in new[] { MatMulPath.Large, MatMulPath.Wide, MatMulPath.Wide16 })
             {
                 Add(new(path, neutral));
@@ -94,4 +95,18 @@ public static partial class MatMulKernels
         }
         return list;
     }
+
+    /// <summary>
+    /// Whether Large, Wide and Wide16 are worth timing for a product of `bigTiles` 128x128 tiles and
+    /// depth k on a device of `sms` multiprocessors: whether its tiles, with K split in up to 8 parts
+    /// each at least 128 deep, give at least half the multiprocessors a group. On an H200 (run 10) every
+    /// seed-sized product (1 to 8 tiles on 132 multiprocessors) ran 1.8-5x slower on its best 128-tile
+    /// candidate than on its tuned kernel, and each candidate is a kernel to compile before the step's
+    /// first run; 1024^3 (64 tiles, split 4) is where Wide16 won.
+    /// </summary>
+    /// <param name="bigTiles">128x128 tiles of C.</param>
+    /// <param name="k">Shared dimension.</param>
+    /// <param name="sms">Multiprocessors of the device.</param>
+    internal static bool BigTilesWorthTuning(long bigTiles, int k, int sms) =>
+        2 * bigTiles * Math.Clamp(k / LargeTile, 1, 8) >= sms;
 }

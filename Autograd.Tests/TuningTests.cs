@@ -232,6 +232,21 @@ public sealed class TuningTests : IClassFixture<SimulatorsReleased>
             .And.Contain(new MatMulChoice(MatMulPath.Wide, Simulator.DefaultTiledGroup, 2, false), "one 128x128 tile is under two waves of one multiprocessor");
     }
 
+    // The 128x128-tile kernels are timed only where their tiles, K split in up to 8 parts of at least
+    // 128, give half the multiprocessors a group: on an H200's 132 not for the seed's products (1 to 8
+    // tiles, each 1.8-5x slower there than its tuned kernel, run 10), but for 1024^3, where Wide16 won.
+    [Fact]
+    public void The_128_tile_kernels_are_timed_only_where_their_tiles_can_fill_half_the_device()
+    {
+        MatMulKernels.BigTilesWorthTuning(1, 1000, 132).Should().BeFalse("64x100x1000: one tile, 7 parts at most");
+        MatMulKernels.BigTilesWorthTuning(8, 64, 132).Should().BeFalse("1000x100x64: 8 tiles, K too shallow to split");
+        MatMulKernels.BigTilesWorthTuning(64, 1024, 132).Should().BeTrue("1024^3: 64 tiles, 8 parts");
+        MatMulKernels.BigTilesWorthTuning(66, 64, 132).Should().BeTrue("half the device in tiles alone");
+        MatMulKernels.BigTilesWorthTuning(1, 1000, 2).Should().BeTrue("a device of 2 multiprocessors");
+        MatMulKernels.BigTilesWorthTuning(1, 1000, 14).Should().BeTrue("7 parts fill half of 14");
+        MatMulKernels.BigTilesWorthTuning(1, 1000, 15).Should().BeFalse();
+    }
+
     [Fact]
     public void TuneMatMul_times_every_candidate_and_records_the_fastest()
     {
