@@ -9,7 +9,7 @@
 // product's 2 M N K flops, so its share falls with N (B's with M): at 4096 ~37 us (at ~3.5 TB/s)
 // against ~2.8 ms. An operand is copied only where the other side of C is at least
 // TransposedCopyMinSide, for whole tiles only, and only when asked for (KernelHost.TransposedCopies,
-// off until a GPU has timed it: the bench's "transposed first" rows).
+// off until a GPU has timed it: the bench's "transposed copies" rows).
 // The same fragments in the same order as the whole-tile kernel on the operands in place: the same bits.
 using ILGPU;
 using ILGPU.Runtime;
