@@ -178,10 +178,8 @@ public static partial class MatMulKernels
         public readonly void Store<TEpi>(ArrayView<float> c, ArrayView<float> e, GemmArgs g, TEpi epi)
             where TEpi : struct, IBinaryOp
         {
-            StoreStrided(c, e, g, epi, 0, _i0, _j0, 1, _s00, _s01, _s02, _s03);
-            StoreStrided(c, e, g, epi, 0, _i0 + 1, _j0, 1, _s10, _s11, _s12, _s13);
-            StoreStrided(c, e, g, epi, 0, _i0 + 2, _j0, 1, _s20, _s21, _s22, _s23);
-            StoreStrided(c, e, g, epi, 0, _i0 + 3, _j0, 1, _s30, _s31, _s32, _s33);
+            StoreBlock(c, e, g, epi, 0, _i0, 1, _j0, 1, _s00, _s01, _s02, _s03, _s10, _s11, _s12, _s13,
+                _s20, _s21, _s22, _s23, _s30, _s31, _s32, _s33);
         }
     }
 }

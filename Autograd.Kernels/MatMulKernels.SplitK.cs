@@ -49,10 +49,15 @@ public static partial class MatMulKernels
             r2.Add(partial, at);
             r3.Add(partial, at);
         }
-        r0.Store(c, e, g, epi, r, col, sx);
-        r1.Store(c, e, g, epi, r + sy, col, sx);
-        r2.Store(c, e, g, epi, r + 2 * sy, col, sx);
-        r3.Store(c, e, g, epi, r + 3 * sy, col, sx);
+        // The 16 elements' loads first, then their stores (MatMulKernels.cs, "every load before any store").
+        var l0 = new RowLoads(c, e, g, 0, r, col, sx);
+        var l1 = new RowLoads(c, e, g, 0, r + sy, col, sx);
+        var l2 = new RowLoads(c, e, g, 0, r + 2 * sy, col, sx);
+        var l3 = new RowLoads(c, e, g, 0, r + 3 * sy, col, sx);
+        r0.Store(c, g, epi, r, col, sx, l0);
+        r1.Store(c, g, epi, r + sy, col, sx, l1);
+        r2.Store(c, g, epi, r + 2 * sy, col, sx, l2);
+        r3.Store(c, g, epi, r + 3 * sy, col, sx, l3);
         if (tid == 0) arrivals[tile] = 0;
     }
 
@@ -89,9 +94,9 @@ public static partial class MatMulKernels
             _s0 += partial[at + _p0]; _s1 += partial[at + _p1]; _s2 += partial[at + _p2]; _s3 += partial[at + _p3];
         }
 
-        public readonly void Store<TEpi>(ArrayView<float> c, ArrayView<float> e, GemmArgs g, TEpi epi, int i, int j, int step)
+        public readonly void Store<TEpi>(ArrayView<float> c, GemmArgs g, TEpi epi, int i, int j, int step, RowLoads loads)
             where TEpi : struct, IBinaryOp =>
-            StoreStrided(c, e, g, epi, 0, i, j, step, _s0, _s1, _s2, _s3);
+            StoreRow(c, g, epi, 0, i, j, step, loads, _s0, _s1, _s2, _s3);
     }
 
     // Element idx of C summed over the K slices in slice order: the one order both split-K forms use,
