@@ -83,23 +83,39 @@ public sealed partial class KernelTests
             using var pin = new MatMulPin(host, MatMulPath.Wide16, split, oneLaunch: false);
             using var on = new WholeTilesOn(host, kernel.Whole);
             using var async = new AsyncCopiesOn(host, kernel.Async);
-            using var ab = Upload(host, TestData.Normal(m * k, 17));
-            using var bb = Upload(host, TestData.Normal(k * n, 18));
-            using var eb = Upload(host, TestData.Normal(m * n, 19));
-            using var cb = Upload(host, Enumerable.Repeat(float.NaN, m * n).ToArray());
-            using var scratch = Upload(host, Enumerable.Repeat(float.NaN, (int)Math.Max(1, MatMulKernels.SplitKScratch(host, m, n, k))).ToArray());
-            MatMulKernels.MatMul(host, ab.View, ta, bb.View, tb, cb.View, m, n, k, 1.5f, 0f, scratch.View, default(MulOp), eb.View, n, 1);
+            var product = ProductTimesOperand(host, TestData.Normal(m * k, 17), ta, TestData.Normal(k * n, 18), tb, TestData.Normal(m * n, 19),
+                m, n, k, MatMulKernels.SplitKScratch(host, m, n, k));
             var described = MatMulKernels.Describe(host, m, n, k);
             described.Contains("whole tiles", StringComparison.Ordinal).Should().Be(kernel.Whole, described);
             described.Contains("async copies", StringComparison.Ordinal).Should().Be(kernel.Async, described);
-            return Download(host, cb, m * n);
+            return product;
         }
         var a = Run(first);
         var b = Run(second);
-        a.Should().NotContain(float.NaN);
-        for (int i = 0; i < b.Length; i++)
-            BitConverter.SingleToInt32Bits(b[i]).Should().Be(BitConverter.SingleToInt32Bits(a[i]),
-                $"element ({i / n}, {i % n}) of {m}x{n}x{k} ta={ta} tb={tb} split {split}: (whole, async) {second} gave {b[i]}, {first} {a[i]}");
+        ShouldHaveTheBitsOf(b, a, n, $"{m}x{n}x{k} ta={ta} tb={tb} split {split}: (whole, async) {second} against {first}");
+    }
+
+    // C (M, N) from one form, bit for bit the C of another, which has no NaN (C is poisoned with NaN first).
+    internal static void ShouldHaveTheBitsOf(float[] actual, float[] expected, int n, string what)
+    {
+        expected.Should().NotContain(float.NaN, what);
+        actual.Should().HaveCount(expected.Length, what);
+        for (int i = 0; i < expected.Length; i++)
+            BitConverter.SingleToInt32Bits(actual[i]).Should().Be(BitConverter.SingleToInt32Bits(expected[i]),
+                $"element ({i / n}, {i % n}) of {what}: {actual[i]} against {expected[i]}");
+    }
+
+    // C = 1.5 op(A) op(B) times the operand E (row-major, as C) on the host's current kernel, into a
+    // C and a scratch of `scratch` elements both poisoned with NaN: what each form of Wide16 is run on.
+    internal static float[] ProductTimesOperand(KernelHost host, float[] a, bool ta, float[] b, bool tb, float[] e, int m, int n, int k, long scratch)
+    {
+        using var ab = Upload(host, a);
+        using var bb = Upload(host, b);
+        using var eb = Upload(host, e);
+        using var cb = Upload(host, Enumerable.Repeat(float.NaN, m * n).ToArray());
+        using var sb = Upload(host, Enumerable.Repeat(float.NaN, (int)Math.Max(1, scratch)).ToArray());
+        MatMulKernels.MatMul(host, ab.View, ta, bb.View, tb, cb.View, m, n, k, 1.5f, 0f, sb.View, default(MulOp), eb.View, n, 1);
+        return Download(host, cb, m * n);
     }
 
     // The kernel tests no edge, so the rule must refuse every product with one: a ragged tile, a ragged

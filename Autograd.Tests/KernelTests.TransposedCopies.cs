@@ -46,13 +46,8 @@ public sealed partial class KernelTests
             long partials = split == 1 ? 0L : (long)split * m * n;
             need.Should().Be(partials + (transposed && copyA ? (long)m * k : 0L) + (transposed && copyB ? (long)n * k : 0L),
                 "the partials, then the copies");
-            using var ab = Upload(host, a);
-            using var bb = Upload(host, b);
-            using var eb = Upload(host, e);
-            using var cb = Upload(host, Enumerable.Repeat(float.NaN, m * n).ToArray());
-            using var scratch = Upload(host, Enumerable.Repeat(float.NaN, (int)Math.Max(1, need)).ToArray());
             var before = host.CopiedProducts;
-            MatMulKernels.MatMul(host, ab.View, ta, bb.View, tb, cb.View, m, n, k, 1.5f, 0f, scratch.View, default(MulOp), eb.View, n, 1);
+            var product = ProductTimesOperand(host, a, ta, b, tb, e, m, n, k, need);
             var after = host.CopiedProducts;
             (after.Copied - before.Copied, after.OnAsync - before.OnAsync).Should().Be(transposed ? (1L, 1L) : (0L, 0L),
                 "with the copies the product runs on the cp.async kernel, without them nothing is copied");
@@ -62,14 +57,11 @@ public sealed partial class KernelTests
             if (transposed)
                 host.KernelResources().Should().Contain(r => r.Name == "TransposeTiled")
                     .And.Contain(r => r.Name.StartsWith("MatMulWide16/async", StringComparison.Ordinal));
-            return Download(host, cb, m * n);
+            return product;
         }
         var inPlace = Run(false);
         var transposed = Run(true);
-        inPlace.Should().NotContain(float.NaN);
-        for (int i = 0; i < inPlace.Length; i++)
-            BitConverter.SingleToInt32Bits(transposed[i]).Should().Be(BitConverter.SingleToInt32Bits(inPlace[i]),
-                $"element ({i / n}, {i % n}) of {m}x{n}x{k} ta={ta} tb={tb} split {split}: {transposed[i]} with {copied} copied, {inPlace[i]} in place");
+        ShouldHaveTheBitsOf(transposed, inPlace, n, $"{m}x{n}x{k} ta={ta} tb={tb} split {split}, with {copied} copied against in place");
         var p = Reference.MatMul(a, ta, b, tb, m, n, k);
         TestData.ShouldMatch(transposed, p.Select((v, i) => 1.5 * v * e[i]).ToArray(), 1e-4, 2e-5 * Math.Sqrt(k),
             $"{copied} copied, then TN, {m}x{n}x{k} split {split}");
