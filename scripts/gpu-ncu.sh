@@ -21,8 +21,8 @@ for path in ${PATHS:-tiled warp}; do
     --section MemoryWorkloadAnalysis --launch-count "${NCU_LAUNCHES:-200}" \
     dotnet .gpu/TwoLayerNet/TwoLayerNet.dll --steps 3 > "$LOGS/ncu-$path.txt" 2>&1
   echo "=== ncu $path rc=$? ($(( $(date +%s) - t0 )) s), $(grep -c 'Duration' "$LOGS/ncu-$path.txt") kernels profiled"
-  # The last launches' names, sizes and durations (the step's).
-  grep -E "^  [A-Za-z_].*\(|Duration|Grid Size|Block Size|Registers Per Thread" "$LOGS/ncu-$path.txt" | tail -n 50
+  # The last launches (the step's): duration, the SMs' active share, occupancy, L2 hits.
+  python3 scripts/ncu-table.py "$LOGS/ncu-$path.txt"
   # Why the warps wait: the details page gives only cycles per issue; the raw page of the same section
   # lists each stall reason (run 10 did not have this). One CSV line a launch.
   echo "=== ncu stall reasons, products on $path"
