@@ -264,7 +264,8 @@ public static partial class MatMulKernels
                 throw new InvalidOperationException($"MatMul: the {path} kernel has no tail; MatMulSum sums its C in a second launch.");
             int split = SplitK(host, m, n, g.K);
             var copies = path == MatMulPath.Wide16 ? TransposedCopies(host, m, n, g.K, split, transA: g.Ak != 1, transB: g.Bn != 1) : default;
-            if (copies.A || copies.B)
+            bool copied = copies.A || copies.B;
+            if (copied)
             {
                 // As TN: A (M, K) copied to (K, M), B (N, K) to (K, N), after the split's partials in the
                 // scratch; then Wide16's cp.async kernel reads both along m and n.
@@ -283,14 +284,14 @@ public static partial class MatMulKernels
             if (split == 1)
             {
                 bool onAsync = Big(host, path, a, b, c, operand, g, 1, epilogue);
-                if (copies.A || copies.B) host.CountCopiedProduct(onAsync);
+                if (copied) host.CountCopiedProduct(onAsync);
                 return;
             }
             // Split K (a tuned choice, never the rule): raw slices into the scratch, then their sum.
             var slices = Partials(scratch, g, split);
             var depth = g.WithSliceDepth(SliceDepth(g.K, split));
             bool slicesOnAsync = Big(host, path, a, b, slices, slices, depth.Sliced(depth.KPer), split, default(FirstOp));
-            if (copies.A || copies.B) host.CountCopiedProduct(slicesOnAsync);
+            if (copied) host.CountCopiedProduct(slicesOnAsync);
             SumSlices(host, slices, c, operand, g, split, epilogue, tail);
             return;
         }

@@ -49,21 +49,14 @@ public static partial class MatMulKernels
             r2.Add(partial, at);
             r3.Add(partial, at);
         }
-        // The 16 elements' loads first, then their stores (MatMulKernels.cs, "every load before any store").
-        var l0 = new RowLoads(c, e, g, 0, r, col, sx);
-        var l1 = new RowLoads(c, e, g, 0, r + sy, col, sx);
-        var l2 = new RowLoads(c, e, g, 0, r + 2 * sy, col, sx);
-        var l3 = new RowLoads(c, e, g, 0, r + 3 * sy, col, sx);
-        r0.Store(c, g, epi, r, col, sx, l0);
-        r1.Store(c, g, epi, r + sy, col, sx, l1);
-        r2.Store(c, g, epi, r + 2 * sy, col, sx, l2);
-        r3.Store(c, g, epi, r + 3 * sy, col, sx, l3);
+        StoreBlock(c, e, g, epi, 0, r, sy, col, sx, r0.S0, r0.S1, r0.S2, r0.S3, r1.S0, r1.S1, r1.S2, r1.S3,
+            r2.S0, r2.S1, r2.S2, r2.S3, r3.S0, r3.S1, r3.S2, r3.S3);
         if (tid == 0) arrivals[tile] = 0;
     }
 
     // Four elements of a row of C (columns j, j + step, j + 2 step, j + 3 step) summed down the
     // slices, each in slice order from 0f: SumSlices' adds. Positions outside C read a clamped
-    // element inside it, so every load is in bounds and issues without a branch; Store skips them.
+    // element inside it, so every load is in bounds and issues without a branch; StoreBlock skips them.
     private struct SliceRow
     {
         private readonly int _p0, _p1, _p2, _p3;
@@ -94,9 +87,11 @@ public static partial class MatMulKernels
             _s0 += partial[at + _p0]; _s1 += partial[at + _p1]; _s2 += partial[at + _p2]; _s3 += partial[at + _p3];
         }
 
-        public readonly void Store<TEpi>(ArrayView<float> c, GemmArgs g, TEpi epi, int i, int j, int step, RowLoads loads)
-            where TEpi : struct, IBinaryOp =>
-            StoreRow(c, g, epi, 0, i, j, step, loads, _s0, _s1, _s2, _s3);
+        // The four sums, for StoreBlock.
+        public readonly float S0 => _s0;
+        public readonly float S1 => _s1;
+        public readonly float S2 => _s2;
+        public readonly float S3 => _s3;
     }
 
     // Element idx of C summed over the K slices in slice order: the one order both split-K forms use,

@@ -41,8 +41,9 @@ public static partial class MatMulKernels
     /// <param name="transB">B stored (N, K).</param>
     internal static (bool A, bool B) TransposedCopies(KernelHost host, int m, int n, int k, int layers, bool transA, bool transB)
     {
+        // Only where the async kernel would take the product as TN, and would not take it as it is.
         if (!host.TransposedCopies || (transA && !transB) || Choose(host, m, n) != MatMulPath.Wide16
-            || !host.AsyncCopies || host.AsyncCopiesAlongK || !HasCpAsync(host) || !WholeTiles(host, m, n, k, layers))
+            || host.AsyncCopiesAlongK || !AsyncCopies(host, m, n, k, layers, transA: true, transB: false))
             return (false, false);
         bool a = !transA, b = transB;
         int side = host.TransposedCopyMinSide;

@@ -160,8 +160,7 @@ public static partial class MatMulKernels
         where TEpi : struct, IBinaryOp
     {
         int idx = cBase + i * g.N + j;
-        float p = g.Beta == 0f ? g.Alpha * v : g.Alpha * v + g.Beta * c[idx];
-        c[idx] = epi.Apply(p, e[i * g.Em + j * g.En]);
+        c[idx] = epi.Apply(Scaled(g, v, g.Beta == 0f ? 0f : c[idx]), e[i * g.Em + j * g.En]);
     }
 
     /// <summary>
@@ -493,7 +492,7 @@ public static partial class MatMulKernels
         }
     }
 
-    // Store's arithmetic on a value read before: scale, then accumulate the old C.
+    // Every store's arithmetic (Store, StoreRow): scale, then accumulate the old C, read before.
     private static float Scaled(GemmArgs g, float v, float old) => g.Beta == 0f ? g.Alpha * v : g.Alpha * v + g.Beta * old;
 
     // Four elements of row i from their loads, those inside C.
