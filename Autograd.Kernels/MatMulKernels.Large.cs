@@ -10,7 +10,8 @@ namespace AutogradNet.Kernels;
 
 public static partial class MatMulKernels
 {
-    private const int LargeTile = 128, LargeDepth = 8;
+    internal const int LargeTile = 128;
+    private const int LargeDepth = 8;
 
     /// <summary>Shared-memory tiled SGEMM: a 128x128 tile of C per group of 16x16 threads.</summary>
     internal static void LargeKernel<TEpi>(

@@ -222,7 +222,10 @@ public sealed class TuningTests : IClassFixture<SimulatorsReleased>
                     MatMulKernels.SplitK(on, m, n, k).Should().Be(c.SplitK);
                 }
                 list.Any(c => c.Path == MatMulPath.Host).Should().Be(host.IsCpu);
-                list.Any(c => c.Path == MatMulPath.Wide).Should().Be(host.CanUseLargeMatMul);
+                long bigTiles = (long)((m + MatMulKernels.LargeTile - 1) / MatMulKernels.LargeTile) * ((n + MatMulKernels.LargeTile - 1) / MatMulKernels.LargeTile);
+                list.Any(c => c.Path == MatMulPath.Wide).Should().Be(
+                    host.CanUseLargeMatMul && MatMulKernels.BigTilesWorthTuning(bigTiles, k, host.Accelerator.NumMultiprocessors),
+                    $"{m}x{n}x{k} on {host.Accelerator.Name}: 128x128 tiles only where they can fill half the device");
                 list.Any(c => c.Path is MatMulPath.Small or MatMulPath.Warp).Should().Be((long)m * n <= MatMulKernels.TuneSmallMaxOutputs);
             }
         // 64x100x1000 on 16x16 groups: two 64x64 tiles, so K is split, in one launch and in two.

@@ -70,14 +70,16 @@ for n, mm in ours.items():
         print(f"{'SGEMM 4096^3 TFLOP/s cuBLAS ' + n[len('matmul 4096^3 NN '):]:<34} {sg:>10.1f} {mm['TflopS'] / sg:>12.2f}")
 # Wide16's three kernels at 4096^3, pinned, per layout: edge-tested ("Wide16"), whole tiles, async
 # copies (cp.async ring; since run 9 the default in TN, whose copies are all 16 bytes wide, and in NN
-# and NT only with KernelHost.AsyncCopiesAlongK). The fastest, and the switch that would make it the default.
+# and NT only with KernelHost.AsyncCopiesAlongK), and NN and NT as TN on it after their operands along k
+# are copied transposed (the default since run 12). The fastest, and the switch that would make it the default.
 def switches(lay):
     tn = lay == "TN"
     return {"Wide16": "KernelHost.WholeTiles = false",
-            "Wide16, whole tiles": "KernelHost.AsyncCopies = false (AUTOGRAD_ASYNC_COPIES=0)" if tn else "(the default)",
+            "Wide16, whole tiles": "KernelHost.AsyncCopies = false (AUTOGRAD_ASYNC_COPIES=0)" if tn
+                                   else "KernelHost.TransposedCopies = false (AUTOGRAD_TRANSPOSED_COPIES=0)",
             "Wide16, whole tiles, async copies": "(the default)" if tn else "KernelHost.AsyncCopiesAlongK = true",
-            "Wide16, A transposed first, whole tiles, async copies": "KernelHost.TransposedCopies = true (AUTOGRAD_TRANSPOSED_COPIES=1)",
-            "Wide16, A and B transposed first, whole tiles, async copies": "KernelHost.TransposedCopies = true (AUTOGRAD_TRANSPOSED_COPIES=1)"}
+            "Wide16, A transposed first, whole tiles, async copies": "(the default)",
+            "Wide16, A and B transposed first, whole tiles, async copies": "(the default)"}
 for lay in ("NN", "NT", "TN"):
     kinds = {n[len(f"matmul 4096^3 {lay} ("):-1]: r["TflopS"] for n, r in ours.items()
              if n.startswith(f"matmul 4096^3 {lay} (Wide16") and r.get("TflopS")}

@@ -237,16 +237,17 @@ public static partial class Workloads
     /// group; wholeTiles false keeps Wide16 on its edge-tested kernel, KernelHost.WholeTiles; asyncCopies
     /// true puts whole tiles on its cp.async kernel in every layout, false keeps them off it, null leaves
     /// the device's rule, KernelHost.AsyncCopies and AsyncCopiesAlongK; transposed true copies a large
-    /// product's operands along k transposed first, KernelHost.TransposedCopies).
+    /// product's operands along k transposed first, false reads them in place, null leaves the device's
+    /// KernelHost.TransposedCopies, on by default).
     /// </summary>
     public static Result MatMul(Device d, int m, int n, int k, bool ta, bool tb, string name, MatMulPath path = MatMulPath.Auto,
-        (int X, int Y)? tiledGroup = null, bool wholeTiles = true, bool? asyncCopies = null, bool transposed = false) =>
+        (int X, int Y)? tiledGroup = null, bool wholeTiles = true, bool? asyncCopies = null, bool? transposed = null) =>
         OnPath(d, path, () => MatMulOnce(d, m, n, k, ta, tb, name), tiledGroup, wholeTiles, asyncCopies, transposed);
 
     // Runs a workload with the device's SGEMM pinned to path (and group, and Wide16's whole-tile and
     // async-copy kernels on or off, and the transposed copies), then puts the previous ones back.
     private static Result OnPath(Device d, MatMulPath path, Func<Result> run, (int X, int Y)? tiledGroup = null, bool wholeTiles = true,
-        bool? asyncCopies = null, bool transposed = false)
+        bool? asyncCopies = null, bool? transposed = null)
     {
         var saved = d.Kernels.MatMulSettings;
         bool savedWhole = d.Kernels.WholeTiles, savedAsync = d.Kernels.AsyncCopies, savedAlongK = d.Kernels.AsyncCopiesAlongK;
@@ -255,7 +256,7 @@ public static partial class Workloads
         if (tiledGroup is { } g) d.Kernels.TiledGroup = g;
         d.Kernels.WholeTiles = wholeTiles;
         if (asyncCopies is { } on) (d.Kernels.AsyncCopies, d.Kernels.AsyncCopiesAlongK) = (on, on);
-        d.Kernels.TransposedCopies = transposed;
+        if (transposed is { } copy) d.Kernels.TransposedCopies = copy;
         try
         {
             return run();
@@ -353,9 +354,10 @@ public static partial class Workloads
 
     /// <summary>
     /// The big step compiled (fused, SGD folded into the gradient products), on the given SGEMM path;
-    /// asyncCopies as MatMul takes it (null: the device's rule, cp.async where both operands go along m).
+    /// asyncCopies and transposed as MatMul takes them (null: the device's rules, cp.async where both
+    /// operands go along m, and the operands along k of large products copied transposed first).
     /// </summary>
-    public static Result BigStepCompiled(Device d, MatMulPath path, bool? asyncCopies = null, bool transposed = false) => OnPath(d, path, () =>
+    public static Result BigStepCompiled(Device d, MatMulPath path, bool? asyncCopies = null, bool? transposed = null) => OnPath(d, path, () =>
     {
         using var data = BigStepTensors(d);
         var (x, y, w1, w2) = data;
@@ -364,7 +366,7 @@ public static partial class Workloads
         float first = step.Run().Item();
         if (!float.IsFinite(first) || first <= 0) throw new InvalidOperationException($"big step loss {first}");
         double us = Median(d, () => step.Run(), 3, 3);
-        return new Result($"big step compiled (4096,4096,4096,1024) ({path}{asyncCopies switch { true => ", async copies", false => ", no async copies", null => "" }}{(transposed ? ", transposed copies" : "")})", us, BigStepFlops / us / 1e6, null,
+        return new Result($"big step compiled (4096,4096,4096,1024) ({path}{asyncCopies switch { true => ", async copies", false => ", no async copies", null => "" }}{transposed switch { true => ", transposed copies", false => ", operands in place", null => "" }})", us, BigStepFlops / us / 1e6, null,
             $"loss finite ({first:E2}); {step.LaunchesPerStep} launches/step");
     }, asyncCopies: asyncCopies, transposed: transposed);
 
