@@ -152,6 +152,22 @@ public sealed class SassTests
         storeThenLoad.Should().BeLessThanOrEqualTo(most, $"{kernel}'s global accesses in order: {string.Join(" ", ops)}");
     }
 
+    // ILGPU emits `x % 64` as rem.s32 even by a constant, and ptxas assembles a remainder as a
+    // division (I2F.U32.RP and MUFU.RCP for the reciprocal, then IMAD.HI, IABS and fixes): the tiled
+    // kernel placed every slice element in shared memory that way, 485 instructions before its first
+    // barrier, half of them remainders, in groups bound by how many instructions they run (ncu, H200
+    // run 12). The places are masks now (MatMulKernels.Mod): 251. (The pair kernel divides once a
+    // group, by its run-time tile counts, to find its tile: a routine it needs.)
+    [Theory]
+    [InlineData("MatMulKernels.TiledKernel<Tile16x16, FirstOp, NoTail>")]
+    [InlineData("MatMulKernels.TiledKernel<Tile16x16, ClampGradOp, NoTail>")]
+    public void Tiled_SGEMM_places_its_slices_without_a_division_routine(string kernel)
+    {
+        var ops = Sass(kernel);
+        ops.Should().NotContain(o => o.StartsWith("MUFU.RCP", StringComparison.Ordinal) || o.StartsWith("I2F.U32.RP", StringComparison.Ordinal)
+            || o == "IABS", $"{kernel}: a remainder or division assembled as a routine ({ops.Count} instructions)");
+    }
+
     [Theory]
     [MemberData(nameof(PtxCompileTests.Kernels), MemberType = typeof(PtxCompileTests))]
     public void Kernel_assembles_for_sm_90_without_spilling(string kernel)
