@@ -111,16 +111,20 @@ public static partial class MatMulKernels
         where TEpi2 : struct, IBinaryOp
     {
         var sums = SharedMemory.Allocate<float>(16 * MaxTeamWarps); // (warps of the group, 16): each warp's block
+        // Shifts and masks: the warp's size and the team are powers of two (WarpSum halves the warp,
+        // KernelHost.WarpTeam takes only powers of two), and ptxas assembles `/` and `%` by a value
+        // it does not know (or by WarpSize, which ILGPU does not fold) as a division routine each.
         int w = Warp.WarpSize, lane = Warp.LaneIdx;
-        int warp = Group.IdxX / w, teamsPerGroup = Group.DimX / w / team;
-        int member = warp % team, rank = member * w + lane, span = team * w;
+        int warpShift = IntrinsicMath.BitOperations.TrailingZeroCount(w), teamShift = IntrinsicMath.BitOperations.TrailingZeroCount(team);
+        int warp = Group.IdxX >> warpShift, teamsPerGroup = Group.DimX >> (warpShift + teamShift);
+        int member = warp & (team - 1), rank = member * w + lane, span = team * w;
         int total = j1.Blocks + j2.Blocks;
         // Whole groups stride over the blocks, a block per team, so every thread of a group takes the
         // same trips through the loop and all of them reach each shuffle and barrier.
         int teams = Grid.DimX * teamsPerGroup;
         for (int t0 = Grid.IdxX * teamsPerGroup; t0 < total; t0 += teams)
         {
-            int t = t0 + warp / team;
+            int t = t0 + (warp >> teamShift);
             bool active = t < total, first = t < j1.Blocks;
             var block = first ? new Block4x4(j1.G, t, j1.TilesN) : new Block4x4(j2.G, active ? t - j1.Blocks : 0, j2.TilesN);
             if (active)

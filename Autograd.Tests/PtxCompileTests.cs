@@ -190,6 +190,22 @@ public sealed class PtxCompileTests
         longest.Should().Be(32, "32 loads in flight a trip");
     }
 
+    // ptxas assembles every PTX div and rem as a division routine (it leaves strength reduction to
+    // NVVM, which ILGPU does not have), even by 32 or 64. The warp kernel finds its warp, its team and
+    // its rank by shifts and masks (warp size and team are powers of two); what is left is a block's
+    // row and column, t / tilesN and t % tilesN, for each of a launch's two jobs. The tiled kernel
+    // places its slices by masks (SassTests checks its SASS).
+    [Theory]
+    [InlineData("MatMulKernels.WarpKernel<FirstOp, NoTail>", 4)]
+    [InlineData("MatMulKernels.TiledKernel<Tile16x16, FirstOp, NoTail>", 0)]
+    public void Product_kernels_divide_only_by_run_time_counts(string kernel, int most)
+    {
+        var ptx = PtxOf(kernel);
+        var divisions = System.Text.RegularExpressions.Regex.Matches(ptx, @"\b(div|rem)\.[su]32\s+[^;]*;").Select(m => m.Value).ToList();
+        divisions.Count.Should().BeLessThanOrEqualTo(most, $"{kernel}: {string.Join(" ", divisions)}");
+        divisions.Should().NotContain(d => d.EndsWith(", 32;") || d.EndsWith(", 16;") || d.EndsWith(", 64;"), "a constant divisor is a shift or a mask");
+    }
+
     // NoTail must cost nothing: the tail's barriers, atomic and shared tree appear only with a SumTail.
     [Fact]
     public void A_sum_tail_adds_its_count_and_tree_and_no_tail_adds_nothing()

@@ -18,10 +18,12 @@ for path in ${PATHS:-tiled warp}; do
   t0=$(date +%s)
   AUTOGRAD_DEVICE=cuda AUTOGRAD_AUTOTUNE=0 AUTOGRAD_MATMUL=$path timeout "${NCU_LIMIT:-90}" "$NCU" --clock-control none \
     --section SpeedOfLight --section LaunchStats --section Occupancy --section WarpStateStats --section SchedulerStats \
-    --section MemoryWorkloadAnalysis --launch-count "${NCU_LAUNCHES:-200}" \
+    --section MemoryWorkloadAnalysis --section InstructionStats --launch-count "${NCU_LAUNCHES:-200}" \
     dotnet .gpu/TwoLayerNet/TwoLayerNet.dll --steps 3 > "$LOGS/ncu-$path.txt" 2>&1
   echo "=== ncu $path rc=$? ($(( $(date +%s) - t0 )) s), $(grep -c 'Duration' "$LOGS/ncu-$path.txt") kernels profiled"
-  # The last launches (the step's): duration, the SMs' active share, occupancy, L2 hits.
+  # The last launches (the step's): duration, the SMs' active share, occupancy, L2 hits, and the
+  # instructions a warp executed (InstructionStats: a small product's group is bound by how many it
+  # runs one after another, run 12).
   python3 scripts/ncu-table.py "$LOGS/ncu-$path.txt"
   # Why the warps wait: the details page gives only cycles per issue; the raw page of the same section
   # lists each stall reason (run 10 did not have this). One CSV line a launch.
