@@ -315,4 +315,15 @@ public sealed class BenchTests : IDisposable
         p.WaitForExit(60_000).Should().BeTrue("the script's parts each end at once");
         return (p.ExitCode, stdout + stderr.Result);
     }
+
+    // A persistent variant the step refused (on the "cpu" device its host loops are not kernels; on an
+    // H200 in runs 13-14, the tuner's Tiled 8x8) timed the step's launches: the row's name says so, so
+    // that ratios.py does not take it for the persistent kernel.
+    [Fact]
+    public void A_persistent_row_the_step_refused_says_it_timed_the_launches()
+    {
+        var r = Workloads.SeedCompiled(AutogradNet.Device.Cpu, 10, cudaGraphs: false, stepsPerRun: 5, variant: "persistent kernel");
+        r.Name.Should().Be("seed step compiled, Run(steps: 5), persistent kernel (refused: its launches)");
+        r.Check.Should().Contain("5 launches/step");
+    }
 }

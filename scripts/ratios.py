@@ -156,7 +156,8 @@ if None not in (hop1, hop4, grid, count):
           + f", cold code {cold or 'not measured'}")
 # Which form of the compiled seed step is fastest on this card (issue #3's <= 15 us), and the switch
 # that would make it the default on CUDA ("For the next GPU call" in docs/PERF.md, item 1).
-forms = {n: v for n, v in seeds.items() if "Run(steps: 500)" in n and "rule, no autotuning" not in n}
+# A persistent row the step refused timed its launches (its name ends "(refused: its launches)").
+forms = {n: v for n, v in seeds.items() if "Run(steps: 500)" in n and "rule, no autotuning" not in n and "refused" not in n}
 if forms:
     best = min(forms, key=forms.get)
     # Within 3% of the default form is a tie (the tuner's margin): the default stays (run 10 named

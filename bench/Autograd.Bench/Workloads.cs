@@ -141,12 +141,14 @@ public static partial class Workloads
         try
         {
             // The kernel-choice variants print where their time goes, like the shipped step.
-            var r = SeedCompiledAsShipped(d, steps, cudaGraphs, stepsPerRun, profile: variant is "no launch bounds" or "warp products" or "warp products, one warp a block" or "warp products, no launch bounds" or "warp below 16K outputs" or "8x8 tiles" or "rule, no autotuning"
+            var r = SeedCompiledAsShipped(d, steps, cudaGraphs, stepsPerRun, out bool refused, profile: variant is "no launch bounds" or "warp products" or "warp products, one warp a block" or "warp products, no launch bounds" or "warp below 16K outputs" or "8x8 tiles" or "rule, no autotuning"
                 or "persistent kernel" or "persistent kernel, warp products" or "chain tails, warp products" or "persistent kernel, chain tails"
                 or "row chains, chain tails" or "persistent kernel, row chains, chain tails" or "row chains, chain tails, one group a block"
                 or "persistent kernel, acquire-release barriers" or "persistent kernel, row chains, chain tails, acquire-release barriers"
                 or "one-thread fences" or "chain tails, one-thread fences");
-            return variant == "" ? r : r with { Name = $"{r.Name}, {variant}" };
+            // A persistent variant the step refused (runs 13-14: the tuner's Tiled 8x8 is not the
+            // persistent kernel's group of 256) timed the launches: its name says so.
+            return variant == "" ? r : r with { Name = $"{r.Name}, {variant}{(refused ? " (refused: its launches)" : "")}" };
         }
         finally
         {
@@ -162,7 +164,7 @@ public static partial class Workloads
         }
     }
 
-    private static Result SeedCompiledAsShipped(Device d, int steps, bool cudaGraphs, int stepsPerRun, bool profile = false)
+    private static Result SeedCompiledAsShipped(Device d, int steps, bool cudaGraphs, int stepsPerRun, out bool persistentRefused, bool profile = false)
     {
         Environment.SetEnvironmentVariable("AUTOGRAD_CUDA_GRAPHS", cudaGraphs ? "1" : "0");
         var (x, y, w1, w2) = SeedTensors(d);
@@ -184,8 +186,12 @@ public static partial class Workloads
         }
         double us = Median(d, Run, Math.Max(1, steps / 5 / stepsPerRun)) / stepsPerRun;
         // A persistent step says its phases and grid, or why it was refused (then the row times its launches).
+        persistentRefused = false;
         foreach (var line in step.Describe().Split('\n').Where(l => l.StartsWith("Persistent:", StringComparison.Ordinal)))
+        {
             Console.WriteLine($"    {line}");
+            persistentRefused |= line.StartsWith("Persistent: refused", StringComparison.Ordinal);
+        }
         if ((stepsPerRun == 1 || profile) && (cudaGraphs || d.Kind != DeviceKind.Cuda))
         {
             // Where the time goes: each launch alone, repeated (this advances the weights; timing is done).
