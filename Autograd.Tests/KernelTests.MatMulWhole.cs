@@ -163,14 +163,7 @@ public sealed partial class KernelTests
     [Fact]
     public void AUTOGRAD_WHOLE_TILES_turns_the_whole_tile_kernel_off_and_junk_is_refused()
     {
-        using var env = new EnvironmentScope(KernelHost.WholeTilesVariable);
-        env.Set("0");
-        new KernelHost(Host.Accelerator).WholeTiles.Should().BeFalse();
-        env.Set(null);
-        new KernelHost(Host.Accelerator).WholeTiles.Should().BeTrue("unset: on");
-        env.Set("yes");
-        var act = () => new KernelHost(Host.Accelerator);
-        act.Should().Throw<ArgumentException>().WithMessage("*AUTOGRAD_WHOLE_TILES=yes*0*1*");
+        SwitchVariable.ShouldBeRead(Host.Accelerator, KernelHost.WholeTilesVariable, h => h.WholeTiles, unset: true, junk: "yes", "unset: on");
     }
 
     // On the card, with the driver's own assembler (newer than the ptxas the SASS tests use): the

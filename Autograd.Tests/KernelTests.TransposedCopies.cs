@@ -136,15 +136,6 @@ public sealed partial class KernelTests
     [Fact]
     public void AUTOGRAD_TRANSPOSED_COPIES_turns_the_copies_off_and_junk_is_refused()
     {
-        using var env = new EnvironmentScope(KernelHost.TransposedCopiesVariable);
-        env.Set(null);
-        new KernelHost(Host.Accelerator).TransposedCopies.Should().BeTrue("unset: on");
-        env.Set("0");
-        new KernelHost(Host.Accelerator).TransposedCopies.Should().BeFalse();
-        env.Set("1");
-        new KernelHost(Host.Accelerator).TransposedCopies.Should().BeTrue();
-        env.Set("yes");
-        var act = () => new KernelHost(Host.Accelerator);
-        act.Should().Throw<ArgumentException>().WithMessage("*AUTOGRAD_TRANSPOSED_COPIES=yes*0*1*");
+        SwitchVariable.ShouldBeRead(Host.Accelerator, KernelHost.TransposedCopiesVariable, h => h.TransposedCopies, unset: true, junk: "yes", "unset: on");
     }
 }
