@@ -127,13 +127,51 @@ public static partial class MatMulKernels
             _s30 += a3 * b0; _s31 += a3 * b1; _s32 += a3 * b2; _s33 += a3 * b3;
         }
 
-        // Lane 0 of the warp gets the block summed over the warp's lanes (WarpSum's fixed tree).
-        public void SumOverWarp()
+        // Sums the block over the warp's lanes and leaves the sums spread over them (WarpShare says
+        // which a lane holds). A reduce-scatter: each halving level d = W/2, W/4, W/8, W/16 sends the
+        // half of its values a lane gives up to the lane d away and adds the half it keeps (lanes with
+        // bit d clear keep the lower indices); beyond 16 lanes, xor levels finish each sum. Every
+        // element is added by the tree that a shuffle-down sum per element made at lane 0 (lanes paired
+        // by bit W/2 first, down to bit 1; where a lane keeps the upper half its add's operands are
+        // commuted, which IEEE addition allows bit for bit), in 16 shuffles on warps of 32 instead of
+        // 80, the 80 as 16 loops of 5 dependent shuffles each (their latencies in a row).
+        public void ScatterOverWarp(int lane)
         {
-            _s00 = WarpSum(_s00); _s01 = WarpSum(_s01); _s02 = WarpSum(_s02); _s03 = WarpSum(_s03);
-            _s10 = WarpSum(_s10); _s11 = WarpSum(_s11); _s12 = WarpSum(_s12); _s13 = WarpSum(_s13);
-            _s20 = WarpSum(_s20); _s21 = WarpSum(_s21); _s22 = WarpSum(_s22); _s23 = WarpSum(_s23);
-            _s30 = WarpSum(_s30); _s31 = WarpSum(_s31); _s32 = WarpSum(_s32); _s33 = WarpSum(_s33);
+            int w = Warp.WarpSize;
+            if (w >= 2)
+            {
+                int d = w >> 1;
+                bool up = (lane & d) != 0;
+                _s00 = Half(_s00, _s20, up, d); _s01 = Half(_s01, _s21, up, d); _s02 = Half(_s02, _s22, up, d); _s03 = Half(_s03, _s23, up, d);
+                _s10 = Half(_s10, _s30, up, d); _s11 = Half(_s11, _s31, up, d); _s12 = Half(_s12, _s32, up, d); _s13 = Half(_s13, _s33, up, d);
+            }
+            if (w >= 4)
+            {
+                int d = w >> 2;
+                bool up = (lane & d) != 0;
+                _s00 = Half(_s00, _s10, up, d); _s01 = Half(_s01, _s11, up, d); _s02 = Half(_s02, _s12, up, d); _s03 = Half(_s03, _s13, up, d);
+            }
+            if (w >= 8)
+            {
+                int d = w >> 3;
+                bool up = (lane & d) != 0;
+                _s00 = Half(_s00, _s02, up, d); _s01 = Half(_s01, _s03, up, d);
+            }
+            if (w >= 16)
+            {
+                int d = w >> 4;
+                _s00 = Half(_s00, _s01, (lane & d) != 0, d);
+            }
+            // Unrolled for a GPU's 32 (ptxas kept a loop of one trip); 64-lane warps take the loop too.
+            if (w >= 32) _s00 += Warp.ShuffleXor(_s00, w >> 5);
+            for (int d = w >> 6; d > 0; d >>= 1) _s00 += Warp.ShuffleXor(_s00, d);
+        }
+
+        // One halving level: a lane keeps lo (bit clear) or hi (bit set) and adds the partner's same index.
+        private static float Half(float lo, float hi, bool up, int d)
+        {
+            float keep = up ? hi : lo, give = up ? lo : hi;
+            return keep + Warp.ShuffleXor(give, d);
         }
 
         // Each run of `lanes` neighbouring lanes (a power of two dividing the warp) adds its sums into
@@ -149,29 +187,57 @@ public static partial class MatMulKernels
             }
         }
 
-        // Writes the block's 16 sums to s[at..at + 16), row by row (a team's warp hands its block over).
-        public readonly void ToShared(ArrayView<float> s, int at)
-        {
-            s[at] = _s00; s[at + 1] = _s01; s[at + 2] = _s02; s[at + 3] = _s03;
-            s[at + 4] = _s10; s[at + 5] = _s11; s[at + 6] = _s12; s[at + 7] = _s13;
-            s[at + 8] = _s20; s[at + 9] = _s21; s[at + 10] = _s22; s[at + 11] = _s23;
-            s[at + 12] = _s30; s[at + 13] = _s31; s[at + 14] = _s32; s[at + 15] = _s33;
-        }
-
-        // Stores row `row` of the block summed over a team of warps whose blocks lie 16 apart in s from
-        // `at`, adding warp 0, then 1, ...: the order is fixed, so the bits are.
-        public readonly void StoreRowOfTeam<TEpi>(ArrayView<float> c, ArrayView<float> e, GemmArgs g, TEpi epi,
-            ArrayView<float> s, int at, int team, int row)
+        // Stores the share's elements that lie inside C (a team of one warp). The share's sums, the
+        // block's elements share.First, share.First + 1, ... in row-major order, are the fields in order
+        // from _s00 (ScatterOverWarp keeps a lane's in its first fields). On a GPU's warps of 32 a share
+        // is one sum, and the tests of Count fold away.
+        public readonly void StoreShare<TEpi>(ArrayView<float> c, ArrayView<float> e, GemmArgs g, TEpi epi, WarpShare share)
             where TEpi : struct, IBinaryOp
         {
-            int p = at + 4 * row;
-            float v0 = s[p], v1 = s[p + 1], v2 = s[p + 2], v3 = s[p + 3];
-            for (int w = 1; w < team; w++)
+            int f = share.First, n = share.Count;
+            StoreAt(c, e, g, epi, f, _s00);
+            if (n > 1) StoreAt(c, e, g, epi, f + 1, _s01);
+            if (n > 2) { StoreAt(c, e, g, epi, f + 2, _s02); StoreAt(c, e, g, epi, f + 3, _s03); }
+            if (n > 4) { StoreAt(c, e, g, epi, f + 4, _s10); StoreAt(c, e, g, epi, f + 5, _s11); StoreAt(c, e, g, epi, f + 6, _s12); StoreAt(c, e, g, epi, f + 7, _s13); }
+            if (n > 8)
             {
-                int q = p + 16 * w;
-                v0 += s[q]; v1 += s[q + 1]; v2 += s[q + 2]; v3 += s[q + 3];
+                StoreAt(c, e, g, epi, f + 8, _s20); StoreAt(c, e, g, epi, f + 9, _s21); StoreAt(c, e, g, epi, f + 10, _s22); StoreAt(c, e, g, epi, f + 11, _s23);
+                StoreAt(c, e, g, epi, f + 12, _s30); StoreAt(c, e, g, epi, f + 13, _s31); StoreAt(c, e, g, epi, f + 14, _s32); StoreAt(c, e, g, epi, f + 15, _s33);
             }
-            StoreStrided(c, e, g, epi, 0, _i0 + row, _j0, 1, v0, v1, v2, v3);
+        }
+
+        // Writes the share's sums to s[at + share.First ...] (a team's warp hands its block over, 16 floats a warp).
+        public readonly void ShareToShared(ArrayView<float> s, int at, WarpShare share)
+        {
+            int p = at + share.First, n = share.Count;
+            s[p] = _s00;
+            if (n > 1) s[p + 1] = _s01;
+            if (n > 2) { s[p + 2] = _s02; s[p + 3] = _s03; }
+            if (n > 4) { s[p + 4] = _s10; s[p + 5] = _s11; s[p + 6] = _s12; s[p + 7] = _s13; }
+            if (n > 8)
+            {
+                s[p + 8] = _s20; s[p + 9] = _s21; s[p + 10] = _s22; s[p + 11] = _s23;
+                s[p + 12] = _s30; s[p + 13] = _s31; s[p + 14] = _s32; s[p + 15] = _s33;
+            }
+        }
+
+        // Stores element v of the block summed over a team of warps whose blocks lie 16 apart in s from
+        // `at`, adding warp 0, then 1, ...: the order is fixed, so the bits are.
+        public readonly void StoreOfTeam<TEpi>(ArrayView<float> c, ArrayView<float> e, GemmArgs g, TEpi epi,
+            ArrayView<float> s, int at, int team, int v)
+            where TEpi : struct, IBinaryOp
+        {
+            float sum = s[at + v];
+            for (int w = 1; w < team; w++) sum += s[at + v + 16 * w];
+            StoreAt(c, e, g, epi, v, sum);
+        }
+
+        // Element v of the block (row v / 4, column v % 4), if inside C.
+        private readonly void StoreAt<TEpi>(ArrayView<float> c, ArrayView<float> e, GemmArgs g, TEpi epi, int v, float value)
+            where TEpi : struct, IBinaryOp
+        {
+            int i = _i0 + (v >> 2), j = _j0 + (v & 3);
+            if (i < g.M && j < g.N) MatMulKernels.Store(c, e, g, epi, 0, i, j, value);
         }
 
         // Stores the block's elements that lie inside C, through scale, accumulate and the epilogue.

@@ -4,11 +4,13 @@
 // idle while each tile walks all of K, or splits K across groups and pays for the slices' scratch
 // and their sum (MatMulKernels.cs, split-K). Here a team of warps owns a 4x4 block of C and its
 // threads split K among themselves (thread r of the team takes k = r, r + T, ...); each warp adds its
-// lanes' sums by a shuffle tree, and a team of more than one warp adds its warps' sums through
-// shared memory, in warp order. No scratch, one launch, and the serial depth is K / T loads
-// instead of K (Small) or a 16-deep slice per barrier (Tiled). The order of every sum is fixed by
-// the thread, the tree and the warp order, so the result has the same bits every run for a given
-// team size. The epilogue is the same Store as every other path.
+// lanes' sums by a shuffle tree, a reduce-scatter (Block4x4.ScatterOverWarp: 16 shuffles on warps of
+// 32, after which each lane holds an element of the block and stores it), and a team of more than one
+// warp adds its warps' sums through shared memory, in warp order. No scratch, one launch, and the
+// serial depth is K / T loads instead of K (Small) or a 16-deep slice per barrier (Tiled). The order
+// of every sum is fixed by the thread, the tree and the warp order, so the result has the same bits
+// every run for a given team size (the tree's bits are those of a shuffle-down sum per element, as
+// before the reduce-scatter: KernelTests emulates it). The epilogue is the same Store as every path.
 //
 // The team: one warp (no barrier; the shared array goes unused) where a lane's share of K is
 // already one trip (four k, their 32 loads in flight); up to a group's warps where K is long. The
@@ -119,6 +121,7 @@ public static partial class MatMulKernels
         int warp = Group.IdxX >> warpShift, teamsPerGroup = Group.DimX >> (warpShift + teamShift);
         int member = warp & (team - 1), rank = member * w + lane, span = team * w;
         int total = j1.Blocks + j2.Blocks;
+        var share = new WarpShare(lane, w, warpShift);
         // Whole groups stride over the blocks, a block per team, so every thread of a group takes the
         // same trips through the loop and all of them reach each shuffle and barrier.
         int teams = Grid.DimX * teamsPerGroup;
@@ -132,34 +135,44 @@ public static partial class MatMulKernels
                 if (first) block.Walk(j1.A, j1.B, j1.G, rank, span);
                 else block.Walk(j2.A, j2.B, j2.G, rank, span);
             }
-            block.SumOverWarp();
+            block.ScatterOverWarp(lane);
             if (team == 1)
             {
-                if (active && lane == 0)
+                // Each holding lane stores its share: on warps of 32, 16 lanes an element each.
+                if (active && share.Holder)
                 {
-                    if (first) block.Store(j1.C, j1.E, j1.G, j1.Epi);
-                    else block.Store(j2.C, j2.E, j2.G, j2.Epi);
+                    if (first) block.StoreShare(j1.C, j1.E, j1.G, j1.Epi, share);
+                    else block.StoreShare(j2.C, j2.E, j2.G, j2.Epi, share);
                 }
                 continue;
             }
-            if (lane == 0) block.ToShared(sums, warp * 16);
+            if (share.Holder) block.ShareToShared(sums, warp * 16, share);
             Group.Barrier();
-            // The team's first four threads store a row each: its four sums added over the team's warps in order.
+            // The team's first 16 threads store an element each: its sums added over the team's warps in order.
             int at = (warp - member) * 16;
             if (active)
-                for (int row = rank; row < 4; row += span)
+                for (int v = rank; v < 16; v += span)
                 {
-                    if (first) block.StoreRowOfTeam(j1.C, j1.E, j1.G, j1.Epi, sums, at, team, row);
-                    else block.StoreRowOfTeam(j2.C, j2.E, j2.G, j2.Epi, sums, at, team, row);
+                    if (first) block.StoreOfTeam(j1.C, j1.E, j1.G, j1.Epi, sums, at, team, v);
+                    else block.StoreOfTeam(j2.C, j2.E, j2.G, j2.Epi, sums, at, team, v);
                 }
             Group.Barrier();
         }
     }
 
-    // Lane 0 gets the sum of v over the warp, by halving: lane l adds lane l + d for d = W/2, ..., 1.
-    private static float WarpSum(float v)
+    // What a lane holds after Block4x4.ScatterOverWarp on warps of w lanes: Count sums, of the block's
+    // elements First, First + 1, ... (row-major in the block). Up to 16 lanes each holds 16 / w of them;
+    // on more, w / 16 neighbouring lanes hold the same one, and the first of them is its Holder.
+    private readonly struct WarpShare
     {
-        for (int d = Warp.WarpSize / 2; d > 0; d /= 2) v += Warp.ShuffleDown(v, d);
-        return v;
+        public readonly int First, Count;
+        public readonly bool Holder;
+
+        public WarpShare(int lane, int w, int warpShift)
+        {
+            First = (lane << 4) >> warpShift;
+            Count = w >= 16 ? 1 : 16 >> warpShift;
+            Holder = w <= 16 || (lane & ((w >> 4) - 1)) == 0;
+        }
     }
 }

@@ -388,6 +388,53 @@ public sealed partial class KernelTests
         Run().Should().Equal(Run());
     }
 
+    // The warp kernel's sums in a fixed order, emulated here in float: thread r of a team of `team`
+    // warps of w lanes adds its k = r, r + span, ... in order; a warp's lanes are added by halving (lane
+    // l adds lane l + d, d = w/2, ..., 1, as a shuffle tree pairs them); the team's warps in order.
+    // The kernel must give exactly these bits on warps of 2 (this accelerator), 16 and 32 (a GPU's),
+    // alone and in teams of 4: however it moves its sums between lanes (the CPU accelerator rounds
+    // each multiply and add as this emulation does, with no fused multiply-add).
+    [Theory]
+    [InlineData(2, 1)]
+    [InlineData(2, 4)]
+    [InlineData(16, 1)]
+    [InlineData(16, 4)]
+    [InlineData(32, 1)]
+    [InlineData(32, 4)]
+    public void The_warp_kernel_sums_in_its_fixed_tree_bit_for_bit(int lanes, int team)
+    {
+        // Warps of 16 and 32 run 8 to a group (a GPU's groups of 256); two-lane teams on groups of 4 warps.
+        var host = Host.Accelerator.WarpSize == lanes && team == 1 ? Host : Device.CpuSimulator(lanes, lanes == 2 ? 4 : 8, 1).Host;
+        host.Accelerator.WarpSize.Should().Be(lanes);
+        using var pin = new MatMulPin(host, MatMulPath.Warp, warpTeam: team);
+        int m = 5, n = 6, k = 301;
+        var a = TestData.Normal(m * k, 41);
+        var b = TestData.Normal(k * n, 42);
+        using var ab = Upload(host, a);
+        using var bb = Upload(host, b);
+        using var cb = Upload(host, Enumerable.Repeat(float.NaN, m * n).ToArray());
+        MatMulKernels.MatMul(host, ab.View, false, bb.View, false, cb.View, m, n, k);
+        var c = Download(host, cb, m * n);
+        var expected = new float[m * n];
+        int span = lanes * team;
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++)
+            {
+                float total = 0f;
+                for (int w = 0; w < team; w++)
+                {
+                    var sums = new float[lanes];
+                    for (int l = 0; l < lanes; l++)
+                        for (int kk = w * lanes + l; kk < k; kk += span) sums[l] += a[i * k + kk] * b[kk * n + j];
+                    for (int d = lanes / 2; d > 0; d /= 2)
+                        for (int l = 0; l < d; l++) sums[l] += sums[l + d];
+                    total = w == 0 ? sums[0] : total + sums[0];
+                }
+                expected[i * n + j] = total;
+            }
+        c.Should().Equal(expected, $"warps of {lanes}, teams of {team}");
+    }
+
     [Fact]
     public void On_a_GPU_Auto_takes_the_warp_kernel_up_to_WarpMaxOutputs()
     {

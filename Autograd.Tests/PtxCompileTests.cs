@@ -175,7 +175,7 @@ public sealed class PtxCompileTests
     public void Warp_SGEMM_sums_its_lanes_by_shuffles_and_its_team_through_one_shared_array()
     {
         var ptx = PtxOf("MatMulKernels.WarpKernel<FirstOp, NoTail>");
-        ptx.Should().Contain("shfl.sync.down");
+        ptx.Should().Contain("shfl.sync.bfly").And.NotContain("shfl.sync.down", "a reduce-scatter by xor shuffles, not a shuffle-down tree per element");
         var sizes = System.Text.RegularExpressions.Regex.Matches(ptx, @"\.shared \.align \d+ \.b8 \w+\[(\d+)\]")
             .Select(mt => int.Parse(mt.Groups[1].Value)).ToList();
         sizes.Should().Equal([sizeof(float) * 16 * MatMulKernels.MaxTeamWarps], "a 4x4 block per warp of the group, and nothing else");

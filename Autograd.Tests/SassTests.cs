@@ -136,11 +136,11 @@ public sealed class SassTests
     // (C and the operand may be one buffer), 16 round trips in a row for a 4x4 block: the SASS read
     // LD, LD, ST sixteen times (H200 run 10: dH 6.5 us in the step against 3.6 without its operand).
     // Counted here: how often a store is followed by a load among the kernel's global accesses (the
-    // tiled kernel's other path, the split-K fixup, and the warp kernel's team sums add one or two).
+    // tiled kernel's other path, the split-K fixup, add one). The warp kernel's lanes store an element
+    // each (Warp_SGEMM_sums_by_a_reduce_scatter_and_stores_an_element_a_lane).
     [Theory]
     [InlineData("MatMulKernels.TiledKernel<Tile16x16, ClampGradOp, NoTail>", 1)]
     [InlineData("MatMulKernels.TiledKernel<Tile16x16, AxpyOp, NoTail>", 1)]
-    [InlineData("MatMulKernels.WarpKernel<ClampGradOp, NoTail>", 2)]
     [InlineData("MatMulKernels.SmallKernel<ClampGradOp, NoTail>", 1)]
     public void Epilogue_loads_come_before_its_stores(string kernel, int most)
     {
@@ -150,6 +150,28 @@ public sealed class SassTests
         ops.Count(Store).Should().BeGreaterThanOrEqualTo(16, $"{kernel} stores a block of 16");
         int storeThenLoad = Enumerable.Range(1, ops.Count - 1).Count(i => Store(ops[i - 1]) && Load(ops[i]));
         storeThenLoad.Should().BeLessThanOrEqualTo(most, $"{kernel}'s global accesses in order: {string.Join(" ", ops)}");
+    }
+
+    // The warp kernel sums its 4x4 block over a warp of 32 by a reduce-scatter (Block4x4.ScatterOverWarp):
+    // 8 + 4 + 2 + 1 + 1 shuffles, unrolled (each lane mask an immediate), where a shuffle-down tree per
+    // element ran 16 loops of 5 dependent shuffles (80, their latencies in a row; the loops' masks were
+    // registers). The sums end spread over the lanes, so a lane stores one element: the kernel's global
+    // stores are a single ST for each of a launch's two jobs, alone or in a team (3 in ptxas 11.8's
+    // SASS; a lane storing a whole block took 16 a site).
+    [Theory]
+    [InlineData("MatMulKernels.WarpKernel<FirstOp, NoTail>")]
+    [InlineData("MatMulKernels.WarpKernel<ClampGradOp, NoTail>")]
+    [InlineData("MatMulKernels.WarpKernel<FirstOp, SumTail<PowOp, PowGradOp>>")]
+    public void Warp_SGEMM_sums_by_a_reduce_scatter_and_stores_an_element_a_lane(string kernel)
+    {
+        var ins = SassInstructions(kernel);
+        var shuffles = ins.Where(i => i.Op.StartsWith("SHFL.BFLY", StringComparison.Ordinal)).ToList();
+        shuffles.Should().HaveCount(16, $"{kernel}: 8 + 4 + 2 + 1 + 1 shuffles for 16 sums over 32 lanes");
+        shuffles.Should().OnlyContain(i => Regex.IsMatch(i.Operands, @"^PT, R\d+, R\d+, 0x[0-9a-f]+, 0x1f$"), "unrolled: each lane mask a constant");
+        ins.Count(i => i.Op.StartsWith("SHFL.DOWN", StringComparison.Ordinal)).Should().Be(0);
+        if (!kernel.Contains("SumTail", StringComparison.Ordinal))
+            ins.Count(i => i.Op.StartsWith("ST.E", StringComparison.Ordinal) || i.Op.StartsWith("STG", StringComparison.Ordinal))
+                .Should().BeLessThanOrEqualTo(4, $"{kernel}: a lane stores its one element (either job, alone or for its team)");
     }
 
     // ILGPU emits `x % 64` as rem.s32 even by a constant, and ptxas assembles a remainder as a
