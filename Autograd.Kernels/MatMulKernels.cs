@@ -376,34 +376,77 @@ public static partial class MatMulKernels
     // x % d for x >= 0: a mask where d is a power of two.
     private static int Mod(int x, int d) => (d & (d - 1)) == 0 ? x & (d - 1) : x % d;
 
-    private static float FetchSliceA(ArrayView<float> a, GemmArgs g, SliceGeometry s, int tid, int k0, int kEnd, int l)
+    // Which way an operand's slice runs in memory, as a type, so that a batch's places and addresses
+    // fold to constants: the fetches branch once a batch on the product's layout (uniform across the
+    // group), not once an element (run-time strides made ptxas compute both places of every element
+    // and select one, ~80 MOVs of the tiled kernel's setup, and multiply by strides that are 1).
+    private interface ISliceRun
+    {
+        bool AlongK { get; }
+    }
+
+    // Consecutive elements run along k: A row-major (g.Ak = 1), B transposed (g.Bk = 1).
+    private readonly struct RunsAlongK : ISliceRun
+    {
+        public bool AlongK => true;
+    }
+
+    // Along the tile's side: A transposed or stored (K, M) (g.Am = 1), B row-major or stored (K, N) (g.Bn = 1).
+    private readonly struct RunsAlongSide : ISliceRun
+    {
+        public bool AlongK => false;
+    }
+
+    // Element l of a thread's share of a slice `tile` wide: its (k, m) place, m along the tile's side.
+    // idx = tid + l threads; where the group's threads are a multiple of the depth and the side (every
+    // GPU shape, not the CPU accelerator's groups of 2), idx's remainder by either is tid's, so the
+    // place is tid's and l constant steps: the same place, no per-element arithmetic but an add.
+    private static (int K, int M) Place<TRun>(SliceGeometry s, int tid, int l, int tile)
+        where TRun : struct, ISliceRun
+    {
+        bool alongK = default(TRun).AlongK;
+        if (Mod(s.Threads, s.Depth) == 0 && Mod(s.Threads, tile) == 0)
+            return alongK
+                ? (Mod(tid, s.Depth), tid / s.Depth + l * (s.Threads / s.Depth))
+                : (tid / tile + l * (s.Threads / tile), Mod(tid, tile));
+        int idx = tid + l * s.Threads;
+        return (SliceK(idx, alongK, s.Depth, tile), SliceM(idx, alongK, s.Depth, tile));
+    }
+
+    // GemmArgs gives each operand a stride of 1 the way it runs (RunsAlongK: Ak for A, Bk for B; the
+    // side: Am, Bn), so that stride is left out of the address.
+    private static float FetchSliceA<TRun>(ArrayView<float> a, GemmArgs g, SliceGeometry s, int tid, int k0, int kEnd, int l)
+        where TRun : struct, ISliceRun
     {
         if (l >= s.CountA) return 0f;
-        int idx = tid + l * s.Threads;
-        int gi = s.RowBase + SliceM(idx, g.Ak == 1, s.Depth, s.TileM), gk = k0 + SliceK(idx, g.Ak == 1, s.Depth, s.TileM);
-        return gi < g.M && gk < kEnd ? a[gi * g.Am + gk * g.Ak] : 0f;
+        var (kk, mm) = Place<TRun>(s, tid, l, s.TileM);
+        int gi = s.RowBase + mm, gk = k0 + kk;
+        return gi < g.M && gk < kEnd ? a[default(TRun).AlongK ? gi * g.Am + gk : gi + gk * g.Ak] : 0f;
     }
 
-    private static float FetchSliceB(ArrayView<float> b, GemmArgs g, SliceGeometry s, int tid, int k0, int kEnd, int l)
+    private static float FetchSliceB<TRun>(ArrayView<float> b, GemmArgs g, SliceGeometry s, int tid, int k0, int kEnd, int l)
+        where TRun : struct, ISliceRun
     {
         if (l >= s.CountB) return 0f;
-        int idx = tid + l * s.Threads;
-        int gj = s.ColBase + SliceM(idx, g.Bn != 1, s.Depth, s.TileN), gk = k0 + SliceK(idx, g.Bn != 1, s.Depth, s.TileN);
-        return gj < g.N && gk < kEnd ? b[gk * g.Bk + gj * g.Bn] : 0f;
+        var (kk, nn) = Place<TRun>(s, tid, l, s.TileN);
+        int gj = s.ColBase + nn, gk = k0 + kk;
+        return gj < g.N && gk < kEnd ? b[default(TRun).AlongK ? gk + gj * g.Bn : gk * g.Bk + gj] : 0f;
     }
 
-    private static void StoreSliceA(ArrayView<float> tA, GemmArgs g, SliceGeometry s, int tid, int l, float v)
+    private static void StoreSliceA<TRun>(ArrayView<float> tA, SliceGeometry s, int tid, int l, float v)
+        where TRun : struct, ISliceRun
     {
         if (l >= s.CountA) return;
-        int idx = tid + l * s.Threads;
-        tA[SliceK(idx, g.Ak == 1, s.Depth, s.TileM) * s.RowA + SliceM(idx, g.Ak == 1, s.Depth, s.TileM)] = v;
+        var (kk, mm) = Place<TRun>(s, tid, l, s.TileM);
+        tA[kk * s.RowA + mm] = v;
     }
 
-    private static void StoreSliceB(ArrayView<float> tB, GemmArgs g, SliceGeometry s, int tid, int l, float v)
+    private static void StoreSliceB<TRun>(ArrayView<float> tB, SliceGeometry s, int tid, int l, float v)
+        where TRun : struct, ISliceRun
     {
         if (l >= s.CountB) return;
-        int idx = tid + l * s.Threads;
-        tB[SliceK(idx, g.Bn != 1, s.Depth, s.TileN) * s.RowB + SliceM(idx, g.Bn != 1, s.Depth, s.TileN)] = v;
+        var (kk, nn) = Place<TRun>(s, tid, l, s.TileN);
+        tB[kk * s.RowB + nn] = v;
     }
 
     // Which operands a batch moves (constants, so the other's code folds away).
@@ -416,18 +459,34 @@ public static partial class MatMulKernels
         var r = default(SliceLoads);
         if ((operands & OperandA) != 0)
         {
-            r.A0 = FetchSliceA(a, g, s, tid, k0, kEnd, l0);
-            r.A1 = FetchSliceA(a, g, s, tid, k0, kEnd, l0 + 1);
-            r.A2 = FetchSliceA(a, g, s, tid, k0, kEnd, l0 + 2);
-            r.A3 = FetchSliceA(a, g, s, tid, k0, kEnd, l0 + 3);
+            if (g.Ak == 1) r = FetchBatchA<RunsAlongK>(r, a, g, s, tid, k0, kEnd, l0);
+            else r = FetchBatchA<RunsAlongSide>(r, a, g, s, tid, k0, kEnd, l0);
         }
         if ((operands & OperandB) != 0)
         {
-            r.B0 = FetchSliceB(b, g, s, tid, k0, kEnd, l0);
-            r.B1 = FetchSliceB(b, g, s, tid, k0, kEnd, l0 + 1);
-            r.B2 = FetchSliceB(b, g, s, tid, k0, kEnd, l0 + 2);
-            r.B3 = FetchSliceB(b, g, s, tid, k0, kEnd, l0 + 3);
+            if (g.Bn != 1) r = FetchBatchB<RunsAlongK>(r, b, g, s, tid, k0, kEnd, l0);
+            else r = FetchBatchB<RunsAlongSide>(r, b, g, s, tid, k0, kEnd, l0);
         }
+        return r;
+    }
+
+    private static SliceLoads FetchBatchA<TRun>(SliceLoads r, ArrayView<float> a, GemmArgs g, SliceGeometry s, int tid, int k0, int kEnd, int l0)
+        where TRun : struct, ISliceRun
+    {
+        r.A0 = FetchSliceA<TRun>(a, g, s, tid, k0, kEnd, l0);
+        r.A1 = FetchSliceA<TRun>(a, g, s, tid, k0, kEnd, l0 + 1);
+        r.A2 = FetchSliceA<TRun>(a, g, s, tid, k0, kEnd, l0 + 2);
+        r.A3 = FetchSliceA<TRun>(a, g, s, tid, k0, kEnd, l0 + 3);
+        return r;
+    }
+
+    private static SliceLoads FetchBatchB<TRun>(SliceLoads r, ArrayView<float> b, GemmArgs g, SliceGeometry s, int tid, int k0, int kEnd, int l0)
+        where TRun : struct, ISliceRun
+    {
+        r.B0 = FetchSliceB<TRun>(b, g, s, tid, k0, kEnd, l0);
+        r.B1 = FetchSliceB<TRun>(b, g, s, tid, k0, kEnd, l0 + 1);
+        r.B2 = FetchSliceB<TRun>(b, g, s, tid, k0, kEnd, l0 + 2);
+        r.B3 = FetchSliceB<TRun>(b, g, s, tid, k0, kEnd, l0 + 3);
         return r;
     }
 
@@ -436,18 +495,32 @@ public static partial class MatMulKernels
     {
         if ((operands & OperandA) != 0)
         {
-            StoreSliceA(tA, g, s, tid, l0, r.A0);
-            StoreSliceA(tA, g, s, tid, l0 + 1, r.A1);
-            StoreSliceA(tA, g, s, tid, l0 + 2, r.A2);
-            StoreSliceA(tA, g, s, tid, l0 + 3, r.A3);
+            if (g.Ak == 1) StoreBatchA<RunsAlongK>(tA, s, tid, r, l0);
+            else StoreBatchA<RunsAlongSide>(tA, s, tid, r, l0);
         }
         if ((operands & OperandB) != 0)
         {
-            StoreSliceB(tB, g, s, tid, l0, r.B0);
-            StoreSliceB(tB, g, s, tid, l0 + 1, r.B1);
-            StoreSliceB(tB, g, s, tid, l0 + 2, r.B2);
-            StoreSliceB(tB, g, s, tid, l0 + 3, r.B3);
+            if (g.Bn != 1) StoreBatchB<RunsAlongK>(tB, s, tid, r, l0);
+            else StoreBatchB<RunsAlongSide>(tB, s, tid, r, l0);
         }
+    }
+
+    private static void StoreBatchA<TRun>(ArrayView<float> tA, SliceGeometry s, int tid, SliceLoads r, int l0)
+        where TRun : struct, ISliceRun
+    {
+        StoreSliceA<TRun>(tA, s, tid, l0, r.A0);
+        StoreSliceA<TRun>(tA, s, tid, l0 + 1, r.A1);
+        StoreSliceA<TRun>(tA, s, tid, l0 + 2, r.A2);
+        StoreSliceA<TRun>(tA, s, tid, l0 + 3, r.A3);
+    }
+
+    private static void StoreBatchB<TRun>(ArrayView<float> tB, SliceGeometry s, int tid, SliceLoads r, int l0)
+        where TRun : struct, ISliceRun
+    {
+        StoreSliceB<TRun>(tB, s, tid, l0, r.B0);
+        StoreSliceB<TRun>(tB, s, tid, l0 + 1, r.B1);
+        StoreSliceB<TRun>(tB, s, tid, l0 + 2, r.B2);
+        StoreSliceB<TRun>(tB, s, tid, l0 + 3, r.B3);
     }
 
     /// <summary>

@@ -190,6 +190,23 @@ public sealed class SassTests
             || o == "IABS", $"{kernel}: a remainder or division assembled as a routine ({ops.Count} instructions)");
     }
 
+    // The tiled kernel read each operand's layout from its run-time strides at every element, so ptxas
+    // computed both places of each slice element (along k and along the tile's side) and selected one:
+    // 17 SELs and 40 predicated MOVs before the 16x16 kernel's first barrier (8x8: 33 and 80). The
+    // fetches now branch once a batch on the layout, into code whose places and addresses are
+    // constants and adds (MatMulKernels.ISliceRun); what is left before the barrier is one select and
+    // a predicated zero for each masked element. Its path for one layout (NN, pinned for the count):
+    // 2,008 -> 1,784 instructions in all (8x8), 2,080 -> 1,968 (16x16 with ClampGradOp), ptxas 11.8.
+    [Theory]
+    [InlineData("MatMulKernels.TiledKernel<Tile16x16, ClampGradOp, NoTail>")]
+    [InlineData("MatMulKernels.TiledKernel<Tile8x8, FirstOp, NoTail>")]
+    public void Tiled_SGEMM_places_its_slices_without_selecting_a_layout_per_element(string kernel)
+    {
+        var ops = Sass(kernel);
+        var setup = ops[..ops.IndexOf("BAR.SYNC")];
+        setup.Count(o => o == "SEL").Should().BeLessThanOrEqualTo(2, $"{kernel}: {setup.Count} instructions before the first barrier");
+    }
+
     [Theory]
     [MemberData(nameof(PtxCompileTests.Kernels), MemberType = typeof(PtxCompileTests))]
     public void Kernel_assembles_for_sm_90_without_spilling(string kernel)
