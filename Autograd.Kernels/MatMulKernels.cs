@@ -358,7 +358,13 @@ public static partial class MatMulKernels
     // SliceBatch elements of each operand's slice, as one thread fetched them (0 past its share).
     private struct SliceLoads
     {
-        public float A0, A1, A2, A3, B0, B1, B2, B3;
+        public Four A, B;
+    }
+
+    // SliceBatch elements of one operand's slice.
+    private struct Four
+    {
+        public float V0, V1, V2, V3;
     }
 
     // Element l of a thread's share of A's slice: consecutive threads walk A's contiguous dimension,
@@ -397,14 +403,36 @@ public static partial class MatMulKernels
         public bool AlongK => false;
     }
 
-    // Element l of a thread's share of a slice `tile` wide: its (k, m) place, m along the tile's side.
+    // One operand's slices as the fetches see them: A's run over the tile's rows (C's rows from
+    // RowBase, M of them), B's over its columns (from ColBase, N); Row is the shared slice's row,
+    // SideStride and KStride the operand's strides along the side and along k.
+    private readonly struct SliceSide
+    {
+        public readonly int Base, Extent, Tile, Count, Row, SideStride, KStride;
+
+        public SliceSide(int first, int extent, int tile, int count, int row, int sideStride, int kStride)
+        {
+            Base = first; Extent = extent; Tile = tile; Count = count; Row = row; SideStride = sideStride; KStride = kStride;
+        }
+
+        // The way its elements run in memory: along k unless its stride along the side is 1 (GemmArgs
+        // then gives k a stride of 1: a row-major A, a transposed B).
+        public bool AlongK => SideStride != 1;
+    }
+
+    private static SliceSide SideOfA(GemmArgs g, SliceGeometry s) => new(s.RowBase, g.M, s.TileM, s.CountA, s.RowA, g.Am, g.Ak);
+
+    private static SliceSide SideOfB(GemmArgs g, SliceGeometry s) => new(s.ColBase, g.N, s.TileN, s.CountB, s.RowB, g.Bn, g.Bk);
+
+    // Element l of a thread's share of an operand's slice: its (k, m) place, m along the tile's side.
     // idx = tid + l threads; where the group's threads are a multiple of the depth and the side (every
     // GPU shape, not the CPU accelerator's groups of 2), idx's remainder by either is tid's, so the
     // place is tid's and l constant steps: the same place, no per-element arithmetic but an add.
-    private static (int K, int M) Place<TRun>(SliceGeometry s, int tid, int l, int tile)
+    private static (int K, int M) Place<TRun>(SliceGeometry s, SliceSide side, int tid, int l)
         where TRun : struct, ISliceRun
     {
         bool alongK = default(TRun).AlongK;
+        int tile = side.Tile;
         if (Mod(s.Threads, s.Depth) == 0 && Mod(s.Threads, tile) == 0)
             return alongK
                 ? (Mod(tid, s.Depth), tid / s.Depth + l * (s.Threads / s.Depth))
@@ -413,40 +441,53 @@ public static partial class MatMulKernels
         return (SliceK(idx, alongK, s.Depth, tile), SliceM(idx, alongK, s.Depth, tile));
     }
 
-    // GemmArgs gives each operand a stride of 1 the way it runs (RunsAlongK: Ak for A, Bk for B; the
-    // side: Am, Bn), so that stride is left out of the address.
-    private static float FetchSliceA<TRun>(ArrayView<float> a, GemmArgs g, SliceGeometry s, int tid, int k0, int kEnd, int l)
+    // Element l of the thread's share, 0 outside the matrix or past kEnd. The stride of 1 the way the
+    // operand runs is left out of the address.
+    private static float FetchElement<TRun>(ArrayView<float> x, SliceSide side, SliceGeometry s, int tid, int k0, int kEnd, int l)
         where TRun : struct, ISliceRun
     {
-        if (l >= s.CountA) return 0f;
-        var (kk, mm) = Place<TRun>(s, tid, l, s.TileM);
-        int gi = s.RowBase + mm, gk = k0 + kk;
-        return gi < g.M && gk < kEnd ? a[default(TRun).AlongK ? gi * g.Am + gk : gi + gk * g.Ak] : 0f;
+        if (l >= side.Count) return 0f;
+        var (kk, mm) = Place<TRun>(s, side, tid, l);
+        int gm = side.Base + mm, gk = k0 + kk;
+        return gm < side.Extent && gk < kEnd ? x[default(TRun).AlongK ? gm * side.SideStride + gk : gm + gk * side.KStride] : 0f;
     }
 
-    private static float FetchSliceB<TRun>(ArrayView<float> b, GemmArgs g, SliceGeometry s, int tid, int k0, int kEnd, int l)
+    private static Four FetchBatch<TRun>(ArrayView<float> x, SliceSide side, SliceGeometry s, int tid, int k0, int kEnd, int l0)
         where TRun : struct, ISliceRun
     {
-        if (l >= s.CountB) return 0f;
-        var (kk, nn) = Place<TRun>(s, tid, l, s.TileN);
-        int gj = s.ColBase + nn, gk = k0 + kk;
-        return gj < g.N && gk < kEnd ? b[default(TRun).AlongK ? gk + gj * g.Bn : gk * g.Bk + gj] : 0f;
+        Four f;
+        f.V0 = FetchElement<TRun>(x, side, s, tid, k0, kEnd, l0);
+        f.V1 = FetchElement<TRun>(x, side, s, tid, k0, kEnd, l0 + 1);
+        f.V2 = FetchElement<TRun>(x, side, s, tid, k0, kEnd, l0 + 2);
+        f.V3 = FetchElement<TRun>(x, side, s, tid, k0, kEnd, l0 + 3);
+        return f;
     }
 
-    private static void StoreSliceA<TRun>(ArrayView<float> tA, SliceGeometry s, int tid, int l, float v)
+    // A batch of one operand, its layout's code chosen once for the batch.
+    private static Four FetchBatch(ArrayView<float> x, SliceSide side, SliceGeometry s, int tid, int k0, int kEnd, int l0) =>
+        side.AlongK ? FetchBatch<RunsAlongK>(x, side, s, tid, k0, kEnd, l0) : FetchBatch<RunsAlongSide>(x, side, s, tid, k0, kEnd, l0);
+
+    private static void StoreElement<TRun>(ArrayView<float> t, SliceSide side, SliceGeometry s, int tid, int l, float v)
         where TRun : struct, ISliceRun
     {
-        if (l >= s.CountA) return;
-        var (kk, mm) = Place<TRun>(s, tid, l, s.TileM);
-        tA[kk * s.RowA + mm] = v;
+        if (l >= side.Count) return;
+        var (kk, mm) = Place<TRun>(s, side, tid, l);
+        t[kk * side.Row + mm] = v;
     }
 
-    private static void StoreSliceB<TRun>(ArrayView<float> tB, SliceGeometry s, int tid, int l, float v)
+    private static void StoreBatch<TRun>(ArrayView<float> t, SliceSide side, SliceGeometry s, int tid, Four f, int l0)
         where TRun : struct, ISliceRun
     {
-        if (l >= s.CountB) return;
-        var (kk, nn) = Place<TRun>(s, tid, l, s.TileN);
-        tB[kk * s.RowB + nn] = v;
+        StoreElement<TRun>(t, side, s, tid, l0, f.V0);
+        StoreElement<TRun>(t, side, s, tid, l0 + 1, f.V1);
+        StoreElement<TRun>(t, side, s, tid, l0 + 2, f.V2);
+        StoreElement<TRun>(t, side, s, tid, l0 + 3, f.V3);
+    }
+
+    private static void StoreBatch(ArrayView<float> t, SliceSide side, SliceGeometry s, int tid, Four f, int l0)
+    {
+        if (side.AlongK) StoreBatch<RunsAlongK>(t, side, s, tid, f, l0);
+        else StoreBatch<RunsAlongSide>(t, side, s, tid, f, l0);
     }
 
     // Which operands a batch moves (constants, so the other's code folds away).
@@ -457,70 +498,16 @@ public static partial class MatMulKernels
     private static SliceLoads FetchSlice(ArrayView<float> a, ArrayView<float> b, GemmArgs g, SliceGeometry s, int tid, int k0, int kEnd, int l0, int operands)
     {
         var r = default(SliceLoads);
-        if ((operands & OperandA) != 0)
-        {
-            if (g.Ak == 1) r = FetchBatchA<RunsAlongK>(r, a, g, s, tid, k0, kEnd, l0);
-            else r = FetchBatchA<RunsAlongSide>(r, a, g, s, tid, k0, kEnd, l0);
-        }
-        if ((operands & OperandB) != 0)
-        {
-            if (g.Bn != 1) r = FetchBatchB<RunsAlongK>(r, b, g, s, tid, k0, kEnd, l0);
-            else r = FetchBatchB<RunsAlongSide>(r, b, g, s, tid, k0, kEnd, l0);
-        }
-        return r;
-    }
-
-    private static SliceLoads FetchBatchA<TRun>(SliceLoads r, ArrayView<float> a, GemmArgs g, SliceGeometry s, int tid, int k0, int kEnd, int l0)
-        where TRun : struct, ISliceRun
-    {
-        r.A0 = FetchSliceA<TRun>(a, g, s, tid, k0, kEnd, l0);
-        r.A1 = FetchSliceA<TRun>(a, g, s, tid, k0, kEnd, l0 + 1);
-        r.A2 = FetchSliceA<TRun>(a, g, s, tid, k0, kEnd, l0 + 2);
-        r.A3 = FetchSliceA<TRun>(a, g, s, tid, k0, kEnd, l0 + 3);
-        return r;
-    }
-
-    private static SliceLoads FetchBatchB<TRun>(SliceLoads r, ArrayView<float> b, GemmArgs g, SliceGeometry s, int tid, int k0, int kEnd, int l0)
-        where TRun : struct, ISliceRun
-    {
-        r.B0 = FetchSliceB<TRun>(b, g, s, tid, k0, kEnd, l0);
-        r.B1 = FetchSliceB<TRun>(b, g, s, tid, k0, kEnd, l0 + 1);
-        r.B2 = FetchSliceB<TRun>(b, g, s, tid, k0, kEnd, l0 + 2);
-        r.B3 = FetchSliceB<TRun>(b, g, s, tid, k0, kEnd, l0 + 3);
+        if ((operands & OperandA) != 0) r.A = FetchBatch(a, SideOfA(g, s), s, tid, k0, kEnd, l0);
+        if ((operands & OperandB) != 0) r.B = FetchBatch(b, SideOfB(g, s), s, tid, k0, kEnd, l0);
         return r;
     }
 
     // Stores a fetched batch of the operands named into the shared slices tA[k][m] and tB[k][n].
     private static void StoreSlice(ArrayView<float> tA, ArrayView<float> tB, GemmArgs g, SliceGeometry s, int tid, SliceLoads r, int l0, int operands)
     {
-        if ((operands & OperandA) != 0)
-        {
-            if (g.Ak == 1) StoreBatchA<RunsAlongK>(tA, s, tid, r, l0);
-            else StoreBatchA<RunsAlongSide>(tA, s, tid, r, l0);
-        }
-        if ((operands & OperandB) != 0)
-        {
-            if (g.Bn != 1) StoreBatchB<RunsAlongK>(tB, s, tid, r, l0);
-            else StoreBatchB<RunsAlongSide>(tB, s, tid, r, l0);
-        }
-    }
-
-    private static void StoreBatchA<TRun>(ArrayView<float> tA, SliceGeometry s, int tid, SliceLoads r, int l0)
-        where TRun : struct, ISliceRun
-    {
-        StoreSliceA<TRun>(tA, s, tid, l0, r.A0);
-        StoreSliceA<TRun>(tA, s, tid, l0 + 1, r.A1);
-        StoreSliceA<TRun>(tA, s, tid, l0 + 2, r.A2);
-        StoreSliceA<TRun>(tA, s, tid, l0 + 3, r.A3);
-    }
-
-    private static void StoreBatchB<TRun>(ArrayView<float> tB, SliceGeometry s, int tid, SliceLoads r, int l0)
-        where TRun : struct, ISliceRun
-    {
-        StoreSliceB<TRun>(tB, s, tid, l0, r.B0);
-        StoreSliceB<TRun>(tB, s, tid, l0 + 1, r.B1);
-        StoreSliceB<TRun>(tB, s, tid, l0 + 2, r.B2);
-        StoreSliceB<TRun>(tB, s, tid, l0 + 3, r.B3);
+        if ((operands & OperandA) != 0) StoreBatch(tA, SideOfA(g, s), s, tid, r.A, l0);
+        if ((operands & OperandB) != 0) StoreBatch(tB, SideOfB(g, s), s, tid, r.B, l0);
     }
 
     /// <summary>
