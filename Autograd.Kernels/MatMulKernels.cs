@@ -234,7 +234,7 @@ public static partial class MatMulKernels
         // while the slice before it is multiplied: that is all of a 16x16 group's share (one batch)
         // and of an 8x8 group's (two), so neither waits on memory between its slices. Smaller groups
         // (the CPU accelerator's) fetch the rest of a slice a batch at a time.
-        var geo = new SliceGeometry(sx * sy, rowBase, colBase, tileM, tileN, rowA, rowB, Depth);
+        var geo = new SliceGeometry(g, tid, sx * sy, rowBase, colBase, tileM, tileN, rowA, rowB, Depth);
         bool two = geo.Loads > SliceBatch; // a constant once specialised on TShape
         var next = prefetch ? FetchSlice(a, b, g, geo, tid, kBegin, kEnd, 0, BothOperands) : default;
         var next2 = prefetch && two ? FetchSlice(a, b, g, geo, tid, kBegin, kEnd, SliceBatch, BothOperands) : default;
@@ -342,16 +342,26 @@ public static partial class MatMulKernels
     {
         public readonly int Threads, RowBase, ColBase, TileM, TileN, RowA, RowB, Depth, CountA, CountB;
 
+        // Whether the group's threads are a multiple of the depth and of both tile sides (every GPU
+        // shape, not the CPU accelerator's groups of 2): then a thread's share is a walk (SliceSide).
+        public readonly bool Regular;
+
+        // A's slices and B's, with the thread's walk through each.
+        public readonly SliceSide A, B;
+
         // Elements a thread moves for the larger of the two operands' shares: the batches' bound.
         public int Loads => CountA > CountB ? CountA : CountB;
 
-        public SliceGeometry(int threads, int rowBase, int colBase, int tileM, int tileN, int rowA, int rowB, int depth)
+        public SliceGeometry(GemmArgs g, int tid, int threads, int rowBase, int colBase, int tileM, int tileN, int rowA, int rowB, int depth)
         {
             Threads = threads; RowBase = rowBase; ColBase = colBase; TileM = tileM; TileN = tileN;
             RowA = rowA; RowB = rowB; Depth = depth;
             // Constant trip counts once the kernel is specialised: threads divide both slices for every shape.
             CountA = depth * tileM / threads;
             CountB = depth * tileN / threads;
+            Regular = Mod(threads, depth) == 0 && Mod(threads, tileM) == 0 && Mod(threads, tileN) == 0;
+            A = new SliceSide(rowBase, g.M, tileM, CountA, rowA, g.Am, g.Ak, tid, threads, depth);
+            B = new SliceSide(colBase, g.N, tileN, CountB, rowB, g.Bn, g.Bk, tid, threads, depth);
         }
     }
 
@@ -382,37 +392,34 @@ public static partial class MatMulKernels
     // x % d for x >= 0: a mask where d is a power of two.
     private static int Mod(int x, int d) => (d & (d - 1)) == 0 ? x & (d - 1) : x % d;
 
-    // Which way an operand's slice runs in memory, as a type, so that a batch's places and addresses
-    // fold to constants: the fetches branch once a batch on the product's layout (uniform across the
-    // group), not once an element (run-time strides made ptxas compute both places of every element
-    // and select one, ~80 MOVs of the tiled kernel's setup, and multiply by strides that are 1).
-    private interface ISliceRun
-    {
-        bool AlongK { get; }
-    }
-
-    // Consecutive elements run along k: A row-major (g.Ak = 1), B transposed (g.Bk = 1).
-    private readonly struct RunsAlongK : ISliceRun
-    {
-        public bool AlongK => true;
-    }
-
-    // Along the tile's side: A transposed or stored (K, M) (g.Am = 1), B row-major or stored (K, N) (g.Bn = 1).
-    private readonly struct RunsAlongSide : ISliceRun
-    {
-        public bool AlongK => false;
-    }
-
     // One operand's slices as the fetches see them: A's run over the tile's rows (C's rows from
-    // RowBase, M of them), B's over its columns (from ColBase, N); Row is the shared slice's row,
-    // SideStride and KStride the operand's strides along the side and along k.
+    // Base, Extent of them), B's over its columns; Row is the shared slice's row, SideStride and
+    // KStride the operand's strides along the side and along k. Element l of a thread's share is
+    // idx = tid + l threads of the slice, consecutive threads along the operand's contiguous way.
+    // Where the group is Regular, idx's remainder by the depth or the side is tid's for every l, so
+    // the share is a walk: element l at k = K0 + l KStep of the slice, Side0 + l SideStep along C's
+    // side, Place0 + l PlaceStep in the shared slice and Index0 + l IndexStep in the operand (past
+    // the slice's first k). Its layout is chosen once a thread here: per element, the places of both
+    // layouts and a select of each made ~80 MOVs of the tiled kernel's setup in the SASS, and its
+    // addresses two products by the strides.
     private readonly struct SliceSide
     {
         public readonly int Base, Extent, Tile, Count, Row, SideStride, KStride;
+        public readonly int K0, KStep, Side0, SideStep, Place0, PlaceStep, Index0, IndexStep;
 
-        public SliceSide(int first, int extent, int tile, int count, int row, int sideStride, int kStride)
+        public SliceSide(int first, int extent, int tile, int count, int row, int sideStride, int kStride, int tid, int threads, int depth)
         {
             Base = first; Extent = extent; Tile = tile; Count = count; Row = row; SideStride = sideStride; KStride = kStride;
+            bool alongK = sideStride != 1;
+            int k = SliceK(tid, alongK, depth, tile), m = SliceM(tid, alongK, depth, tile);
+            K0 = k;
+            KStep = alongK ? 0 : threads / tile;
+            Side0 = first + m;
+            SideStep = alongK ? threads / depth : 0;
+            Place0 = k * row + m;
+            PlaceStep = KStep * row + SideStep;
+            Index0 = Side0 * sideStride + k * kStride;
+            IndexStep = SideStep * sideStride + KStep * kStride;
         }
 
         // The way its elements run in memory: along k unless its stride along the side is 1 (GemmArgs
@@ -420,74 +427,48 @@ public static partial class MatMulKernels
         public bool AlongK => SideStride != 1;
     }
 
-    private static SliceSide SideOfA(GemmArgs g, SliceGeometry s) => new(s.RowBase, g.M, s.TileM, s.CountA, s.RowA, g.Am, g.Ak);
-
-    private static SliceSide SideOfB(GemmArgs g, SliceGeometry s) => new(s.ColBase, g.N, s.TileN, s.CountB, s.RowB, g.Bn, g.Bk);
-
-    // Element l of a thread's share of an operand's slice: its (k, m) place, m along the tile's side.
-    // idx = tid + l threads; where the group's threads are a multiple of the depth and the side (every
-    // GPU shape, not the CPU accelerator's groups of 2), idx's remainder by either is tid's, so the
-    // place is tid's and l constant steps: the same place, no per-element arithmetic but an add.
-    private static (int K, int M) Place<TRun>(SliceGeometry s, SliceSide side, int tid, int l)
-        where TRun : struct, ISliceRun
-    {
-        bool alongK = default(TRun).AlongK;
-        int tile = side.Tile;
-        if (Mod(s.Threads, s.Depth) == 0 && Mod(s.Threads, tile) == 0)
-            return alongK
-                ? (Mod(tid, s.Depth), tid / s.Depth + l * (s.Threads / s.Depth))
-                : (tid / tile + l * (s.Threads / tile), Mod(tid, tile));
-        int idx = tid + l * s.Threads;
-        return (SliceK(idx, alongK, s.Depth, tile), SliceM(idx, alongK, s.Depth, tile));
-    }
-
-    // Element l of the thread's share, 0 outside the matrix or past kEnd. The stride of 1 the way the
-    // operand runs is left out of the address.
-    private static float FetchElement<TRun>(ArrayView<float> x, SliceSide side, SliceGeometry s, int tid, int k0, int kEnd, int l)
-        where TRun : struct, ISliceRun
+    // Element l of the thread's share, 0 outside the matrix or past kEnd.
+    private static float FetchElement(ArrayView<float> x, SliceSide side, SliceGeometry s, int tid, int k0, int kEnd, int l)
     {
         if (l >= side.Count) return 0f;
-        var (kk, mm) = Place<TRun>(s, side, tid, l);
-        int gm = side.Base + mm, gk = k0 + kk;
-        return gm < side.Extent && gk < kEnd ? x[default(TRun).AlongK ? gm * side.SideStride + gk : gm + gk * side.KStride] : 0f;
+        if (s.Regular)
+        {
+            int gm = side.Side0 + l * side.SideStep, gk = k0 + side.K0 + l * side.KStep;
+            return gm < side.Extent && gk < kEnd ? x[side.Index0 + k0 * side.KStride + l * side.IndexStep] : 0f;
+        }
+        int idx = tid + l * s.Threads;
+        int gm2 = side.Base + SliceM(idx, side.AlongK, s.Depth, side.Tile), gk2 = k0 + SliceK(idx, side.AlongK, s.Depth, side.Tile);
+        return gm2 < side.Extent && gk2 < kEnd ? x[gm2 * side.SideStride + gk2 * side.KStride] : 0f;
     }
 
-    private static Four FetchBatch<TRun>(ArrayView<float> x, SliceSide side, SliceGeometry s, int tid, int k0, int kEnd, int l0)
-        where TRun : struct, ISliceRun
+    private static Four FetchBatch(ArrayView<float> x, SliceSide side, SliceGeometry s, int tid, int k0, int kEnd, int l0)
     {
         Four f;
-        f.V0 = FetchElement<TRun>(x, side, s, tid, k0, kEnd, l0);
-        f.V1 = FetchElement<TRun>(x, side, s, tid, k0, kEnd, l0 + 1);
-        f.V2 = FetchElement<TRun>(x, side, s, tid, k0, kEnd, l0 + 2);
-        f.V3 = FetchElement<TRun>(x, side, s, tid, k0, kEnd, l0 + 3);
+        f.V0 = FetchElement(x, side, s, tid, k0, kEnd, l0);
+        f.V1 = FetchElement(x, side, s, tid, k0, kEnd, l0 + 1);
+        f.V2 = FetchElement(x, side, s, tid, k0, kEnd, l0 + 2);
+        f.V3 = FetchElement(x, side, s, tid, k0, kEnd, l0 + 3);
         return f;
     }
 
-    // A batch of one operand, its layout's code chosen once for the batch.
-    private static Four FetchBatch(ArrayView<float> x, SliceSide side, SliceGeometry s, int tid, int k0, int kEnd, int l0) =>
-        side.AlongK ? FetchBatch<RunsAlongK>(x, side, s, tid, k0, kEnd, l0) : FetchBatch<RunsAlongSide>(x, side, s, tid, k0, kEnd, l0);
-
-    private static void StoreElement<TRun>(ArrayView<float> t, SliceSide side, SliceGeometry s, int tid, int l, float v)
-        where TRun : struct, ISliceRun
+    private static void StoreElement(ArrayView<float> t, SliceSide side, SliceGeometry s, int tid, int l, float v)
     {
         if (l >= side.Count) return;
-        var (kk, mm) = Place<TRun>(s, side, tid, l);
-        t[kk * side.Row + mm] = v;
-    }
-
-    private static void StoreBatch<TRun>(ArrayView<float> t, SliceSide side, SliceGeometry s, int tid, Four f, int l0)
-        where TRun : struct, ISliceRun
-    {
-        StoreElement<TRun>(t, side, s, tid, l0, f.V0);
-        StoreElement<TRun>(t, side, s, tid, l0 + 1, f.V1);
-        StoreElement<TRun>(t, side, s, tid, l0 + 2, f.V2);
-        StoreElement<TRun>(t, side, s, tid, l0 + 3, f.V3);
+        if (s.Regular)
+        {
+            t[side.Place0 + l * side.PlaceStep] = v;
+            return;
+        }
+        int idx = tid + l * s.Threads;
+        t[SliceK(idx, side.AlongK, s.Depth, side.Tile) * side.Row + SliceM(idx, side.AlongK, s.Depth, side.Tile)] = v;
     }
 
     private static void StoreBatch(ArrayView<float> t, SliceSide side, SliceGeometry s, int tid, Four f, int l0)
     {
-        if (side.AlongK) StoreBatch<RunsAlongK>(t, side, s, tid, f, l0);
-        else StoreBatch<RunsAlongSide>(t, side, s, tid, f, l0);
+        StoreElement(t, side, s, tid, l0, f.V0);
+        StoreElement(t, side, s, tid, l0 + 1, f.V1);
+        StoreElement(t, side, s, tid, l0 + 2, f.V2);
+        StoreElement(t, side, s, tid, l0 + 3, f.V3);
     }
 
     // Which operands a batch moves (constants, so the other's code folds away).
@@ -498,16 +479,16 @@ public static partial class MatMulKernels
     private static SliceLoads FetchSlice(ArrayView<float> a, ArrayView<float> b, GemmArgs g, SliceGeometry s, int tid, int k0, int kEnd, int l0, int operands)
     {
         var r = default(SliceLoads);
-        if ((operands & OperandA) != 0) r.A = FetchBatch(a, SideOfA(g, s), s, tid, k0, kEnd, l0);
-        if ((operands & OperandB) != 0) r.B = FetchBatch(b, SideOfB(g, s), s, tid, k0, kEnd, l0);
+        if ((operands & OperandA) != 0) r.A = FetchBatch(a, s.A, s, tid, k0, kEnd, l0);
+        if ((operands & OperandB) != 0) r.B = FetchBatch(b, s.B, s, tid, k0, kEnd, l0);
         return r;
     }
 
     // Stores a fetched batch of the operands named into the shared slices tA[k][m] and tB[k][n].
     private static void StoreSlice(ArrayView<float> tA, ArrayView<float> tB, GemmArgs g, SliceGeometry s, int tid, SliceLoads r, int l0, int operands)
     {
-        if ((operands & OperandA) != 0) StoreBatch(tA, SideOfA(g, s), s, tid, r.A, l0);
-        if ((operands & OperandB) != 0) StoreBatch(tB, SideOfB(g, s), s, tid, r.B, l0);
+        if ((operands & OperandA) != 0) StoreBatch(tA, s.A, s, tid, r.A, l0);
+        if ((operands & OperandB) != 0) StoreBatch(tB, s.B, s, tid, r.B, l0);
     }
 
     /// <summary>
@@ -521,7 +502,7 @@ public static partial class MatMulKernels
         ArrayView<float> a, ArrayView<float> b, GemmArgs g,
         int tid, int threads, int rowBase, int colBase, int k0, int kEnd, int tileM, int tileN, int rowA, int rowB, int depth)
     {
-        var s = new SliceGeometry(threads, rowBase, colBase, tileM, tileN, rowA, rowB, depth);
+        var s = new SliceGeometry(g, tid, threads, rowBase, colBase, tileM, tileN, rowA, rowB, depth);
         for (int l0 = 0; l0 < s.Loads; l0 += SliceBatch)
             StoreSlice(tA, tB, g, s, tid, FetchSlice(a, b, g, s, tid, k0, kEnd, l0, BothOperands), l0, BothOperands);
     }

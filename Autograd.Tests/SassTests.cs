@@ -218,11 +218,10 @@ public sealed class SassTests
 
     // The tiled kernel read each operand's layout from its run-time strides at every element, so ptxas
     // computed both places of each slice element (along k and along the tile's side) and selected one:
-    // 17 SELs and 40 predicated MOVs before the 16x16 kernel's first barrier (8x8: 33 and 80). The
-    // fetches now branch once a batch on the layout, into code whose places and addresses are
-    // constants and adds (MatMulKernels.ISliceRun); what is left before the barrier is one select and
-    // a predicated zero for each masked element. Its path for one layout (NN, pinned for the count):
-    // 2,008 -> 1,784 instructions in all (8x8), 2,080 -> 1,968 (16x16 with ClampGradOp), ptxas 11.8.
+    // 17 SELs and 40 predicated MOVs before the 16x16 kernel's first barrier, 33 and 80 in the 8x8 one
+    // (which moves twice the elements a thread). A thread's share is now a walk found once
+    // (MatMulKernels.SliceSide: its selects are the same few whatever the group), each element an add
+    // of a step: 423 -> 324 instructions before the 8x8 kernel's first barrier, 244 -> 193 in the 16x16.
     [Theory]
     [InlineData("MatMulKernels.TiledKernel<Tile16x16, ClampGradOp, NoTail>")]
     [InlineData("MatMulKernels.TiledKernel<Tile8x8, FirstOp, NoTail>")]
@@ -230,7 +229,7 @@ public sealed class SassTests
     {
         var ops = Sass(kernel);
         var setup = ops[..ops.IndexOf("BAR.SYNC")];
-        setup.Count(o => o == "SEL").Should().BeLessThanOrEqualTo(2, $"{kernel}: {setup.Count} instructions before the first barrier");
+        setup.Count(o => o == "SEL").Should().BeLessThanOrEqualTo(10, $"{kernel}: {setup.Count} instructions before the first barrier");
     }
 
     [Theory]
