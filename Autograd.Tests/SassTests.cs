@@ -131,7 +131,7 @@ public sealed class SassTests
             .And.AllSatisfy(m => m.Groups[1].Value.Should().Be("0", report));
     }
 
-    // Every load before any store (MatMulKernels.cs): a thread reads the epilogue operand and the old C
+    // Every load before any store (MatMulKernels.Stores.cs): a thread reads the epilogue operand and the old C
     // of its whole block, then stores. Element by element, each load waited for the store before it
     // (C and the operand may be one buffer), 16 round trips in a row for a 4x4 block: the SASS read
     // LD, LD, ST sixteen times (H200 run 10: dH 6.5 us in the step against 3.6 without its operand).
