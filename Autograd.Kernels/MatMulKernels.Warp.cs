@@ -113,9 +113,10 @@ public static partial class MatMulKernels
         where TEpi2 : struct, IBinaryOp
     {
         var sums = SharedMemory.Allocate<float>(16 * MaxTeamWarps); // (warps of the group, 16): each warp's block
-        // Shifts and masks: the warp's size and the team are powers of two (WarpSum halves the warp,
-        // KernelHost.WarpTeam takes only powers of two), and ptxas assembles `/` and `%` by a value
-        // it does not know (or by WarpSize, which ILGPU does not fold) as a division routine each.
+        // Shifts and masks: the warp's size and the team are powers of two (Block4x4.ScatterOverWarp
+        // halves the warp, KernelHost.WarpTeam takes only powers of two), and ptxas assembles `/` and
+        // `%` by a value it does not know (or by WarpSize, which ILGPU does not fold) as a division
+        // routine each.
         int w = Warp.WarpSize, lane = Warp.LaneIdx;
         int warpShift = IntrinsicMath.BitOperations.TrailingZeroCount(w), teamShift = IntrinsicMath.BitOperations.TrailingZeroCount(team);
         int warp = Group.IdxX >> warpShift, teamsPerGroup = Group.DimX >> (warpShift + teamShift);

@@ -327,11 +327,12 @@ public static partial class MatMulKernels
     // h = x w1), as 8 waits in a row would. A batch fetched into registers and then stored waits once.
     private const int SliceBatch = 4;
 
-    // Where a group's shared slices come from: the tile's first row and column, its sides, the
-    // shared rows' strides, the slice's depth, and how many elements of each operand a thread moves.
+    // Where a group's shared slices come from: the group's threads, the slice's depth, and each
+    // operand's side of the tile with the thread's share of it (SliceSide holds the tile's first row
+    // or column, its side, the shared row's stride and how many elements the thread moves).
     private readonly struct SliceGeometry
     {
-        public readonly int Threads, RowBase, ColBase, TileM, TileN, RowA, RowB, Depth, CountA, CountB;
+        public readonly int Threads, Depth;
 
         // Whether the group's threads are a multiple of the depth and of both tile sides (every GPU
         // shape, not the CPU accelerator's groups of 2): then a thread's share is a walk (SliceSide).
@@ -341,18 +342,15 @@ public static partial class MatMulKernels
         public readonly SliceSide A, B;
 
         // Elements a thread moves for the larger of the two operands' shares: the batches' bound.
-        public int Loads => CountA > CountB ? CountA : CountB;
+        public int Loads => A.Count > B.Count ? A.Count : B.Count;
 
         public SliceGeometry(GemmArgs g, int tid, int threads, int rowBase, int colBase, int tileM, int tileN, int rowA, int rowB, int depth)
         {
-            Threads = threads; RowBase = rowBase; ColBase = colBase; TileM = tileM; TileN = tileN;
-            RowA = rowA; RowB = rowB; Depth = depth;
-            // Constant trip counts once the kernel is specialised: threads divide both slices for every shape.
-            CountA = depth * tileM / threads;
-            CountB = depth * tileN / threads;
+            Threads = threads; Depth = depth;
             Regular = Mod(threads, depth) == 0 && Mod(threads, tileM) == 0 && Mod(threads, tileN) == 0;
-            A = new SliceSide(rowBase, g.M, tileM, CountA, rowA, g.Am, g.Ak, tid, threads, depth);
-            B = new SliceSide(colBase, g.N, tileN, CountB, rowB, g.Bn, g.Bk, tid, threads, depth);
+            // Constant trip counts once the kernel is specialised: threads divide both slices for every shape.
+            A = new SliceSide(rowBase, g.M, tileM, depth * tileM / threads, rowA, g.Am, g.Ak, tid, threads, depth);
+            B = new SliceSide(colBase, g.N, tileN, depth * tileN / threads, rowB, g.Bn, g.Bk, tid, threads, depth);
         }
     }
 
